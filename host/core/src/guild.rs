@@ -1,0 +1,1185 @@
+//! The guild state machine: one per guild, sans-IO.
+//!
+//! It owns what the guild knows (channels, members, which sessions are online and with
+//! what intents, presences) and decides who may do what and who sees what. Writes follow
+//! one rule: a change is *persisted first* (`Effect::Persist`), and only when the runtime
+//! reports `Input::Persisted` is it applied, fanned out and acknowledged. The runtime must
+//! report persist results in the order it received the `Persist` effects, so that fan-out
+//! order equals id order within the guild.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{json, Value};
+
+use crate::gateway::intents;
+use crate::model::{
+    mentioned_user_ids, Channel, ChannelId, Guild, GuildId, Member, Message, MessageId, UserId,
+    CHANNEL_GUILD_TEXT,
+};
+
+/// A gateway session, as the runtime numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Correlates a command with its reply.
+pub type RequestId = u64;
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateMessage {
+        author: UserId,
+        channel_id: ChannelId,
+        id: MessageId,
+        content: String,
+        nonce: Option<Value>,
+    },
+    /// `existing` is the stored message the runtime loaded.
+    EditMessage {
+        user: UserId,
+        existing: Message,
+        content: String,
+        edited_timestamp: String,
+    },
+    DeleteMessage {
+        user: UserId,
+        existing: Message,
+    },
+    CreateChannel {
+        user: UserId,
+        channel: Channel,
+    },
+    AddMember {
+        member: Member,
+    },
+    RemoveMember {
+        user: UserId,
+    },
+    Typing {
+        user: UserId,
+        channel_id: ChannelId,
+        unix_s: u64,
+    },
+    /// Read the guild as `user` sees it (membership checked).
+    Snapshot {
+        user: UserId,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    Command {
+        request: RequestId,
+        command: Command,
+    },
+    /// The outcome of an `Effect::Persist`, reported in order.
+    Persisted {
+        request: RequestId,
+        result: Result<(), WriteError>,
+    },
+    SessionConnect {
+        session: SessionId,
+        user: UserId,
+        intents: u64,
+        status: String,
+    },
+    SessionDisconnect {
+        session: SessionId,
+    },
+    PresenceUpdate {
+        session: SessionId,
+        status: String,
+    },
+}
+
+/// A change to store before it takes effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuildWrite {
+    PutMessage(Message),
+    /// Overwrites an existing message; `NotFound` if it was deleted meanwhile.
+    EditMessage(Message),
+    DeleteMessage {
+        channel_id: ChannelId,
+        message_id: MessageId,
+    },
+    CreateChannel(Channel),
+    AddMember {
+        guild_id: GuildId,
+        member: Member,
+    },
+    RemoveMember {
+        guild_id: GuildId,
+        user_id: UserId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("not found")]
+    NotFound,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuildError {
+    #[error("Missing Access")]
+    NotMember,
+    #[error("Unknown Channel")]
+    UnknownChannel,
+    #[error("Unknown Message")]
+    UnknownMessage,
+    #[error("Cannot edit a message authored by another user")]
+    NotAuthor,
+    #[error("Missing Permissions")]
+    MissingPermissions,
+    #[error("already a member")]
+    AlreadyMember,
+    #[error("the guild owner cannot leave the guild")]
+    OwnerCannotLeave,
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Message(Message),
+    Channel(Channel),
+    Member(Member),
+    Snapshot {
+        guild: Guild,
+        channels: Vec<Channel>,
+        member_count: usize,
+    },
+    Done,
+}
+
+/// Which sessions a dispatch goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every online session with this intent.
+    Guild {
+        intent: u64,
+    },
+    /// Every online session that can view the channel and has this intent.
+    Channel {
+        channel_id: ChannelId,
+        intent: u64,
+    },
+    /// Every session with this intent, except those of one user (presence about that user).
+    GuildExceptUser {
+        user: UserId,
+        intent: u64,
+    },
+    One(SessionId),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: &'static str,
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Persist {
+        request: RequestId,
+        write: GuildWrite,
+    },
+    Reply {
+        request: RequestId,
+        result: Result<Reply, GuildError>,
+    },
+    Dispatch {
+        audience: Audience,
+        event: Event,
+    },
+    /// The runtime should stop delivering to this session (it left or its user left).
+    ForgetSession(SessionId),
+}
+
+#[derive(Debug, Clone)]
+struct OnlineSession {
+    user: UserId,
+    intents: u64,
+    status: String,
+}
+
+/// What to do once a persisted write is acknowledged.
+#[derive(Debug, Clone)]
+enum AfterPersist {
+    MessageCreated(Message),
+    MessageEdited(Message),
+    MessageDeleted {
+        channel_id: ChannelId,
+        message_id: MessageId,
+    },
+    ChannelCreated(Channel),
+    MemberAdded(Member),
+    MemberRemoved(UserId),
+}
+
+pub struct GuildState {
+    guild: Guild,
+    channels: BTreeMap<ChannelId, Channel>,
+    members: HashMap<UserId, Member>,
+    sessions: BTreeMap<SessionId, OnlineSession>,
+    /// Members whose add/remove is persisted but not yet acknowledged.
+    members_in_flight: HashSet<UserId>,
+    pending: HashMap<RequestId, AfterPersist>,
+}
+
+impl GuildState {
+    pub fn new(guild: Guild, channels: Vec<Channel>, members: Vec<Member>) -> GuildState {
+        GuildState {
+            guild,
+            channels: channels.into_iter().map(|c| (c.id, c)).collect(),
+            members: members.into_iter().map(|m| (m.user.id, m)).collect(),
+            sessions: BTreeMap::new(),
+            members_in_flight: HashSet::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    pub fn guild(&self) -> &Guild {
+        &self.guild
+    }
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_member(&self, user: UserId) -> bool {
+        self.members.contains_key(&user)
+    }
+    pub fn online_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The sessions an audience resolves to, in session order.
+    pub fn audience(&self, audience: &Audience) -> Vec<SessionId> {
+        let with =
+            |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;
+        match audience {
+            Audience::Guild { intent } => self
+                .sessions
+                .iter()
+                .filter(with(*intent))
+                .map(|(id, _)| *id)
+                .collect(),
+            Audience::Channel { channel_id, intent } => self
+                .sessions
+                .iter()
+                .filter(with(*intent))
+                .filter(|(_, s)| self.can_view(s.user, *channel_id))
+                .map(|(id, _)| *id)
+                .collect(),
+            Audience::GuildExceptUser { user, intent } => self
+                .sessions
+                .iter()
+                .filter(with(*intent))
+                .filter(|(_, s)| s.user != *user)
+                .map(|(id, _)| *id)
+                .collect(),
+            Audience::One(id) => self
+                .sessions
+                .contains_key(id)
+                .then_some(*id)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Every member sees every text channel of the guild (roles and overwrites come later).
+    pub fn can_view(&self, user: UserId, channel_id: ChannelId) -> bool {
+        self.members.contains_key(&user) && self.channels.contains_key(&channel_id)
+    }
+
+    pub fn can_send(&self, user: UserId, channel_id: ChannelId) -> Result<&Channel, GuildError> {
+        if !self.members.contains_key(&user) {
+            return Err(GuildError::NotMember);
+        }
+        let channel = self
+            .channels
+            .get(&channel_id)
+            .ok_or(GuildError::UnknownChannel)?;
+        if channel.kind != CHANNEL_GUILD_TEXT {
+            return Err(GuildError::MissingPermissions);
+        }
+        Ok(channel)
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Command { request, command } => self.on_command(request, command, &mut fx),
+            Input::Persisted { request, result } => self.on_persisted(request, result, &mut fx),
+            Input::SessionConnect {
+                session,
+                user,
+                intents,
+                status,
+            } => {
+                if !self.members.contains_key(&user) {
+                    return fx;
+                }
+                let was_visible = self.visible_status(user).is_some();
+                self.sessions.insert(
+                    session,
+                    OnlineSession {
+                        user,
+                        intents,
+                        status,
+                    },
+                );
+                fx.push(Effect::Dispatch {
+                    audience: Audience::One(session),
+                    event: self.guild_create(),
+                });
+                if !was_visible && self.visible_status(user).is_some() {
+                    self.push_presence(user, &mut fx);
+                }
+            }
+            Input::SessionDisconnect { session } => {
+                if let Some(s) = self.sessions.remove(&session) {
+                    let was_visible = s.status != "invisible" && s.status != "offline";
+                    if was_visible && self.visible_status(s.user).is_none() {
+                        self.push_presence(s.user, &mut fx);
+                    }
+                }
+            }
+            Input::PresenceUpdate { session, status } => {
+                let Some(user) = self.sessions.get(&session).map(|s| s.user) else {
+                    return fx;
+                };
+                let before = self.visible_status(user).map(str::to_owned);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.status = status;
+                }
+                if self.visible_status(user) != before.as_deref() {
+                    self.push_presence(user, &mut fx);
+                }
+            }
+        }
+        fx
+    }
+
+    fn on_command(&mut self, request: RequestId, command: Command, fx: &mut Vec<Effect>) {
+        let reply_err = |fx: &mut Vec<Effect>, e| {
+            fx.push(Effect::Reply {
+                request,
+                result: Err(e),
+            })
+        };
+        match command {
+            Command::CreateMessage {
+                author,
+                channel_id,
+                id,
+                content,
+                nonce,
+            } => {
+                let channel = match self.can_send(author, channel_id) {
+                    Ok(c) => c.clone(),
+                    Err(e) => return reply_err(fx, e),
+                };
+                let mut message = Message::new(
+                    id,
+                    &channel,
+                    self.members[&author].user.clone(),
+                    content,
+                    nonce,
+                );
+                message.mentions = self.resolve_mentions(&message.content);
+                self.persist(
+                    request,
+                    GuildWrite::PutMessage(message.clone()),
+                    AfterPersist::MessageCreated(message),
+                    fx,
+                );
+            }
+            Command::EditMessage {
+                user,
+                existing,
+                content,
+                edited_timestamp,
+            } => {
+                if let Err(e) = self.check_own_message(user, &existing) {
+                    return reply_err(fx, e);
+                }
+                let mut message = existing;
+                message.mentions = self.resolve_mentions(&content);
+                message.content = content;
+                message.edited_timestamp = Some(edited_timestamp);
+                message.nonce = None;
+                self.persist(
+                    request,
+                    GuildWrite::EditMessage(message.clone()),
+                    AfterPersist::MessageEdited(message),
+                    fx,
+                );
+            }
+            Command::DeleteMessage { user, existing } => {
+                if let Err(e) = self.check_own_message(user, &existing) {
+                    return reply_err(fx, e);
+                }
+                let (channel_id, message_id) = (existing.channel_id, existing.id);
+                self.persist(
+                    request,
+                    GuildWrite::DeleteMessage {
+                        channel_id,
+                        message_id,
+                    },
+                    AfterPersist::MessageDeleted {
+                        channel_id,
+                        message_id,
+                    },
+                    fx,
+                );
+            }
+            Command::CreateChannel { user, mut channel } => {
+                if !self.members.contains_key(&user) {
+                    return reply_err(fx, GuildError::NotMember);
+                }
+                // Owner only until roles exist (Discord: MANAGE_CHANNELS).
+                if user != self.guild.owner_id {
+                    return reply_err(fx, GuildError::MissingPermissions);
+                }
+                channel.guild_id = Some(self.guild.id);
+                channel.position = self.channels.len() as u32;
+                self.persist(
+                    request,
+                    GuildWrite::CreateChannel(channel.clone()),
+                    AfterPersist::ChannelCreated(channel),
+                    fx,
+                );
+            }
+            Command::AddMember { member } => {
+                let user = member.user.id;
+                if self.members.contains_key(&user) || self.members_in_flight.contains(&user) {
+                    return reply_err(fx, GuildError::AlreadyMember);
+                }
+                self.members_in_flight.insert(user);
+                let write = GuildWrite::AddMember {
+                    guild_id: self.guild.id,
+                    member: member.clone(),
+                };
+                self.persist(request, write, AfterPersist::MemberAdded(member), fx);
+            }
+            Command::RemoveMember { user } => {
+                if !self.members.contains_key(&user) || self.members_in_flight.contains(&user) {
+                    return reply_err(fx, GuildError::NotMember);
+                }
+                if user == self.guild.owner_id {
+                    return reply_err(fx, GuildError::OwnerCannotLeave);
+                }
+                self.members_in_flight.insert(user);
+                let write = GuildWrite::RemoveMember {
+                    guild_id: self.guild.id,
+                    user_id: user,
+                };
+                self.persist(request, write, AfterPersist::MemberRemoved(user), fx);
+            }
+            Command::Typing {
+                user,
+                channel_id,
+                unix_s,
+            } => {
+                if let Err(e) = self.can_send(user, channel_id) {
+                    return reply_err(fx, e);
+                }
+                let event = Event {
+                    name: "TYPING_START",
+                    data: json!({
+                        "channel_id": channel_id,
+                        "guild_id": self.guild.id,
+                        "user_id": user,
+                        "timestamp": unix_s,
+                        "member": self.members[&user],
+                    }),
+                };
+                fx.push(Effect::Dispatch {
+                    audience: Audience::Channel {
+                        channel_id,
+                        intent: intents::GUILD_MESSAGE_TYPING,
+                    },
+                    event,
+                });
+                fx.push(Effect::Reply {
+                    request,
+                    result: Ok(Reply::Done),
+                });
+            }
+            Command::Snapshot { user } => {
+                if !self.members.contains_key(&user) {
+                    return reply_err(fx, GuildError::NotMember);
+                }
+                fx.push(Effect::Reply {
+                    request,
+                    result: Ok(Reply::Snapshot {
+                        guild: self.guild.clone(),
+                        channels: self.channels.values().cloned().collect(),
+                        member_count: self.members.len(),
+                    }),
+                });
+            }
+        }
+    }
+
+    fn on_persisted(
+        &mut self,
+        request: RequestId,
+        result: Result<(), WriteError>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(after) = self.pending.remove(&request) else {
+            return;
+        };
+        if let Err(e) = result {
+            if let AfterPersist::MemberAdded(Member { user, .. }) = &after {
+                self.members_in_flight.remove(&user.id);
+            }
+            if let AfterPersist::MemberRemoved(user) = &after {
+                self.members_in_flight.remove(user);
+            }
+            let err = match e {
+                WriteError::NotFound => GuildError::UnknownMessage,
+                WriteError::Unavailable(m) => GuildError::Storage(m),
+            };
+            fx.push(Effect::Reply {
+                request,
+                result: Err(err),
+            });
+            return;
+        }
+        let guild_id = self.guild.id;
+        let (audience, event, reply) = match after {
+            AfterPersist::MessageCreated(m) => (
+                Audience::Channel {
+                    channel_id: m.channel_id,
+                    intent: intents::GUILD_MESSAGES,
+                },
+                Event {
+                    name: "MESSAGE_CREATE",
+                    data: message_event(&m, self.members.get(&m.author.id)),
+                },
+                Reply::Message(m),
+            ),
+            AfterPersist::MessageEdited(m) => (
+                Audience::Channel {
+                    channel_id: m.channel_id,
+                    intent: intents::GUILD_MESSAGES,
+                },
+                Event {
+                    name: "MESSAGE_UPDATE",
+                    data: message_event(&m, self.members.get(&m.author.id)),
+                },
+                Reply::Message(m),
+            ),
+            AfterPersist::MessageDeleted {
+                channel_id,
+                message_id,
+            } => (
+                Audience::Channel {
+                    channel_id,
+                    intent: intents::GUILD_MESSAGES,
+                },
+                Event {
+                    name: "MESSAGE_DELETE",
+                    data: json!({ "id": message_id, "channel_id": channel_id, "guild_id": guild_id }),
+                },
+                Reply::Done,
+            ),
+            AfterPersist::ChannelCreated(c) => {
+                self.channels.insert(c.id, c.clone());
+                (
+                    Audience::Guild {
+                        intent: intents::GUILDS,
+                    },
+                    Event {
+                        name: "CHANNEL_CREATE",
+                        data: serde_json::to_value(&c).expect("serializes"),
+                    },
+                    Reply::Channel(c),
+                )
+            }
+            AfterPersist::MemberAdded(member) => {
+                self.members_in_flight.remove(&member.user.id);
+                self.members.insert(member.user.id, member.clone());
+                let mut data = serde_json::to_value(&member).expect("serializes");
+                data["guild_id"] = json!(guild_id);
+                (
+                    Audience::Guild {
+                        intent: intents::GUILD_MEMBERS,
+                    },
+                    Event {
+                        name: "GUILD_MEMBER_ADD",
+                        data,
+                    },
+                    Reply::Member(member),
+                )
+            }
+            AfterPersist::MemberRemoved(user_id) => {
+                self.members_in_flight.remove(&user_id);
+                let Some(member) = self.members.remove(&user_id) else {
+                    return;
+                };
+                // The leaver's sessions get GUILD_DELETE and stop hearing from the guild.
+                let gone: Vec<SessionId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.user == user_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for session in gone {
+                    fx.push(Effect::Dispatch {
+                        audience: Audience::One(session),
+                        event: Event {
+                            name: "GUILD_DELETE",
+                            data: json!({ "id": guild_id }),
+                        },
+                    });
+                    fx.push(Effect::ForgetSession(session));
+                    self.sessions.remove(&session);
+                }
+                (
+                    Audience::Guild {
+                        intent: intents::GUILD_MEMBERS,
+                    },
+                    Event {
+                        name: "GUILD_MEMBER_REMOVE",
+                        data: json!({ "guild_id": guild_id, "user": member.user }),
+                    },
+                    Reply::Done,
+                )
+            }
+        };
+        fx.push(Effect::Dispatch { audience, event });
+        fx.push(Effect::Reply {
+            request,
+            result: Ok(reply),
+        });
+    }
+
+    fn persist(
+        &mut self,
+        request: RequestId,
+        write: GuildWrite,
+        after: AfterPersist,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.pending.insert(request, after);
+        fx.push(Effect::Persist { request, write });
+    }
+
+    fn check_own_message(&self, user: UserId, existing: &Message) -> Result<(), GuildError> {
+        if !self.members.contains_key(&user) {
+            return Err(GuildError::NotMember);
+        }
+        if !self.channels.contains_key(&existing.channel_id) {
+            return Err(GuildError::UnknownChannel);
+        }
+        if existing.author.id != user {
+            return Err(GuildError::NotAuthor);
+        }
+        Ok(())
+    }
+
+    fn resolve_mentions(&self, content: &str) -> Vec<crate::model::User> {
+        mentioned_user_ids(content)
+            .into_iter()
+            .filter_map(|id| self.members.get(&id).map(|m| m.user.clone()))
+            .collect()
+    }
+
+    /// The status others see: the "most present" of the user's sessions; None if offline
+    /// or invisible.
+    fn visible_status(&self, user: UserId) -> Option<&str> {
+        const RANK: [&str; 3] = ["online", "dnd", "idle"];
+        self.sessions
+            .values()
+            .filter(|s| s.user == user)
+            .filter_map(|s| RANK.iter().position(|r| *r == s.status))
+            .min()
+            .map(|i| RANK[i])
+    }
+
+    fn presence_json(&self, user: UserId) -> Value {
+        json!({
+            "user": { "id": user },
+            "guild_id": self.guild.id,
+            "status": self.visible_status(user).unwrap_or("offline"),
+            "activities": [],
+            "client_status": {},
+        })
+    }
+
+    fn push_presence(&self, user: UserId, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Dispatch {
+            audience: Audience::GuildExceptUser {
+                user,
+                intent: intents::GUILD_PRESENCES,
+            },
+            event: Event {
+                name: "PRESENCE_UPDATE",
+                data: self.presence_json(user),
+            },
+        });
+    }
+
+    /// GUILD_CREATE for a session that just connected: channels, member count, and the
+    /// members who are online with their presences.
+    pub fn guild_create(&self) -> Event {
+        let mut online: Vec<UserId> = self.sessions.values().map(|s| s.user).collect();
+        online.sort();
+        online.dedup();
+        online.retain(|u| self.visible_status(*u).is_some());
+        let members: Vec<&Member> = online.iter().filter_map(|u| self.members.get(u)).collect();
+        let presences: Vec<Value> = online.iter().map(|u| self.presence_json(*u)).collect();
+        Event {
+            name: "GUILD_CREATE",
+            data: json!({
+                "id": self.guild.id,
+                "name": self.guild.name,
+                "icon": self.guild.icon,
+                "owner_id": self.guild.owner_id,
+                "unavailable": false,
+                "member_count": self.members.len(),
+                "large": self.members.len() > 250,
+                "channels": self.channels.values().collect::<Vec<_>>(),
+                "members": members,
+                "presences": presences,
+                "roles": [],
+                "emojis": [],
+                "features": [],
+                "threads": [],
+            }),
+        }
+    }
+}
+
+/// MESSAGE_CREATE / MESSAGE_UPDATE payload: the message plus the author's `member`.
+pub fn message_event(m: &Message, member: Option<&Member>) -> Value {
+    let mut data = serde_json::to_value(m).expect("serializes");
+    if let Some(member) = member {
+        let mut mv = serde_json::to_value(member).expect("serializes");
+        if let Some(obj) = mv.as_object_mut() {
+            obj.remove("user");
+        }
+        data["member"] = mv;
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::User;
+    use crate::snowflake::Snowflake;
+
+    const OWNER: UserId = Snowflake(1);
+    const BOB: UserId = Snowflake(2);
+    const CAROL: UserId = Snowflake(3);
+    const GENERAL: ChannelId = Snowflake(100);
+    const ALL: u64 = intents::ALL_KNOWN;
+
+    fn member(id: UserId, name: &str) -> Member {
+        Member::new(
+            User::new(id, name, false),
+            "2026-01-01T00:00:00.000000+00:00".into(),
+        )
+    }
+
+    fn text_channel(id: ChannelId) -> Channel {
+        Channel {
+            id,
+            kind: CHANNEL_GUILD_TEXT,
+            guild_id: Some(Snowflake(10)),
+            name: Some("general".into()),
+            position: 0,
+            topic: None,
+            recipients: vec![],
+        }
+    }
+
+    fn guild() -> GuildState {
+        GuildState::new(
+            Guild {
+                id: Snowflake(10),
+                name: "g".into(),
+                owner_id: OWNER,
+                icon: None,
+            },
+            vec![text_channel(GENERAL)],
+            vec![member(OWNER, "owner"), member(BOB, "bob")],
+        )
+    }
+
+    fn cmd(request: RequestId, command: Command) -> Input {
+        Input::Command { request, command }
+    }
+
+    fn connect(g: &mut GuildState, session: u64, user: UserId, intents: u64) -> Vec<Effect> {
+        g.handle(Input::SessionConnect {
+            session: SessionId(session),
+            user,
+            intents,
+            status: "online".into(),
+        })
+    }
+
+    fn dispatches(fx: &[Effect]) -> Vec<(&Audience, &Event)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Dispatch { audience, event } => Some((audience, event)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reply(fx: &[Effect]) -> &Result<Reply, GuildError> {
+        fx.iter()
+            .find_map(|e| match e {
+                Effect::Reply { result, .. } => Some(result),
+                _ => None,
+            })
+            .expect("a reply")
+    }
+
+    #[test]
+    fn connect_sends_guild_create_and_presence_to_others() {
+        let mut g = guild();
+        let fx = connect(&mut g, 1, OWNER, ALL);
+        let d = dispatches(&fx);
+        assert_eq!(d[0].0, &Audience::One(SessionId(1)));
+        assert_eq!(d[0].1.name, "GUILD_CREATE");
+        assert_eq!(d[0].1.data["member_count"], 2);
+        assert_eq!(d[0].1.data["channels"][0]["name"], "general");
+        assert_eq!(d[1].1.name, "PRESENCE_UPDATE");
+        assert_eq!(d[1].1.data["status"], "online");
+        assert!(g.audience(d[1].0).is_empty(), "nobody else is online yet");
+
+        let fx = connect(&mut g, 2, BOB, ALL);
+        let d = dispatches(&fx);
+        assert_eq!(d[0].1.data["presences"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            g.audience(d[1].0),
+            vec![SessionId(1)],
+            "the owner hears bob come online"
+        );
+
+        // A second session of the same user does not announce again.
+        let fx = connect(&mut g, 3, BOB, ALL);
+        assert_eq!(dispatches(&fx).len(), 1);
+        // Closing one of two sessions: still online, no presence change.
+        assert!(dispatches(&g.handle(Input::SessionDisconnect {
+            session: SessionId(3)
+        }))
+        .is_empty());
+        let fx = g.handle(Input::SessionDisconnect {
+            session: SessionId(2),
+        });
+        assert_eq!(dispatches(&fx)[0].1.data["status"], "offline");
+    }
+
+    #[test]
+    fn non_members_cannot_connect_send_or_read() {
+        let mut g = guild();
+        assert!(connect(&mut g, 1, CAROL, ALL).is_empty());
+        assert_eq!(g.online_sessions(), 0);
+        let fx = g.handle(cmd(
+            1,
+            Command::CreateMessage {
+                author: CAROL,
+                channel_id: GENERAL,
+                id: Snowflake(500),
+                content: "hi".into(),
+                nonce: None,
+            },
+        ));
+        assert_eq!(reply(&fx), &Err(GuildError::NotMember));
+        assert_eq!(
+            reply(&g.handle(cmd(2, Command::Snapshot { user: CAROL }))),
+            &Err(GuildError::NotMember)
+        );
+        let fx = g.handle(cmd(
+            3,
+            Command::CreateMessage {
+                author: BOB,
+                channel_id: Snowflake(999),
+                id: Snowflake(501),
+                content: "hi".into(),
+                nonce: None,
+            },
+        ));
+        assert_eq!(reply(&fx), &Err(GuildError::UnknownChannel));
+    }
+
+    #[test]
+    fn message_is_persisted_before_fan_out_and_targets_sessions_with_the_intent() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        connect(&mut g, 2, BOB, intents::GUILDS); // no GUILD_MESSAGES
+        connect(&mut g, 3, BOB, intents::GUILD_MESSAGES);
+        let fx = g.handle(cmd(
+            7,
+            Command::CreateMessage {
+                author: BOB,
+                channel_id: GENERAL,
+                id: Snowflake(500),
+                content: "hello <@1>".into(),
+                nonce: Some(json!("n1")),
+            },
+        ));
+        assert_eq!(fx.len(), 1, "only a persist, nothing visible yet");
+        let Effect::Persist {
+            request: 7,
+            write: GuildWrite::PutMessage(m),
+        } = &fx[0]
+        else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(m.mentions[0].id, OWNER);
+        let fx = g.handle(Input::Persisted {
+            request: 7,
+            result: Ok(()),
+        });
+        let d = dispatches(&fx);
+        assert_eq!(d[0].1.name, "MESSAGE_CREATE");
+        assert_eq!(d[0].1.data["nonce"], "n1");
+        assert_eq!(
+            d[0].1.data["member"]["joined_at"],
+            "2026-01-01T00:00:00.000000+00:00"
+        );
+        assert_eq!(g.audience(d[0].0), vec![SessionId(1), SessionId(3)]);
+        assert!(matches!(reply(&fx), Ok(Reply::Message(m)) if m.content == "hello <@1>"));
+    }
+
+    #[test]
+    fn failed_persist_replies_error_and_dispatches_nothing() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        g.handle(cmd(
+            1,
+            Command::CreateMessage {
+                author: OWNER,
+                channel_id: GENERAL,
+                id: Snowflake(500),
+                content: "x".into(),
+                nonce: None,
+            },
+        ));
+        let fx = g.handle(Input::Persisted {
+            request: 1,
+            result: Err(WriteError::Unavailable("down".into())),
+        });
+        assert!(dispatches(&fx).is_empty());
+        assert!(matches!(reply(&fx), Err(GuildError::Storage(_))));
+    }
+
+    #[test]
+    fn only_the_author_edits_or_deletes() {
+        let mut g = guild();
+        let channel = text_channel(GENERAL);
+        let msg = Message::new(
+            Snowflake(500),
+            &channel,
+            User::new(BOB, "bob", false),
+            "x".into(),
+            None,
+        );
+        let fx = g.handle(cmd(
+            1,
+            Command::EditMessage {
+                user: OWNER,
+                existing: msg.clone(),
+                content: "y".into(),
+                edited_timestamp: "t".into(),
+            },
+        ));
+        assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
+        let fx = g.handle(cmd(
+            2,
+            Command::DeleteMessage {
+                user: OWNER,
+                existing: msg.clone(),
+            },
+        ));
+        assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
+        let fx = g.handle(cmd(
+            3,
+            Command::EditMessage {
+                user: BOB,
+                existing: msg.clone(),
+                content: "y".into(),
+                edited_timestamp: "t".into(),
+            },
+        ));
+        assert!(
+            matches!(&fx[0], Effect::Persist { write: GuildWrite::EditMessage(m), .. } if m.content == "y")
+        );
+        let fx = g.handle(Input::Persisted {
+            request: 3,
+            result: Err(WriteError::NotFound),
+        });
+        assert_eq!(
+            reply(&fx),
+            &Err(GuildError::UnknownMessage),
+            "deleted meanwhile"
+        );
+        let fx = g.handle(cmd(
+            4,
+            Command::DeleteMessage {
+                user: BOB,
+                existing: msg,
+            },
+        ));
+        let fx2 = g.handle(Input::Persisted {
+            request: 4,
+            result: Ok(()),
+        });
+        assert!(matches!(
+            &fx[0],
+            Effect::Persist {
+                write: GuildWrite::DeleteMessage { .. },
+                ..
+            }
+        ));
+        assert_eq!(dispatches(&fx2)[0].1.name, "MESSAGE_DELETE");
+    }
+
+    #[test]
+    fn join_and_leave() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        let fx = g.handle(cmd(
+            1,
+            Command::AddMember {
+                member: member(CAROL, "carol"),
+            },
+        ));
+        assert!(matches!(
+            &fx[0],
+            Effect::Persist {
+                write: GuildWrite::AddMember { .. },
+                ..
+            }
+        ));
+        // A second join while the first is in flight is refused.
+        let fx2 = g.handle(cmd(
+            2,
+            Command::AddMember {
+                member: member(CAROL, "carol"),
+            },
+        ));
+        assert_eq!(reply(&fx2), &Err(GuildError::AlreadyMember));
+        let fx = g.handle(Input::Persisted {
+            request: 1,
+            result: Ok(()),
+        });
+        let d = dispatches(&fx);
+        assert_eq!(d[0].1.name, "GUILD_MEMBER_ADD");
+        assert_eq!(d[0].1.data["guild_id"], "10");
+        assert_eq!(g.audience(d[0].0), vec![SessionId(1)]);
+        assert_eq!(g.member_count(), 3);
+
+        connect(&mut g, 5, CAROL, ALL);
+        assert_eq!(
+            reply(&g.handle(cmd(3, Command::RemoveMember { user: OWNER }))),
+            &Err(GuildError::OwnerCannotLeave)
+        );
+        g.handle(cmd(4, Command::RemoveMember { user: CAROL }));
+        let fx = g.handle(Input::Persisted {
+            request: 4,
+            result: Ok(()),
+        });
+        assert!(fx.contains(&Effect::ForgetSession(SessionId(5))));
+        let d = dispatches(&fx);
+        assert_eq!(d[0].1.name, "GUILD_DELETE");
+        assert_eq!(d.last().unwrap().1.name, "GUILD_MEMBER_REMOVE");
+        assert!(!g.is_member(CAROL));
+        assert_eq!(
+            g.audience(&Audience::Guild { intent: 0 }),
+            vec![SessionId(1)]
+        );
+    }
+
+    #[test]
+    fn channel_create_is_owner_only_and_visible_after_persist() {
+        let mut g = guild();
+        connect(&mut g, 1, BOB, ALL);
+        let mut c = text_channel(Snowflake(101));
+        c.name = Some("random".into());
+        assert_eq!(
+            reply(&g.handle(cmd(
+                1,
+                Command::CreateChannel {
+                    user: BOB,
+                    channel: c.clone()
+                }
+            ))),
+            &Err(GuildError::MissingPermissions)
+        );
+        g.handle(cmd(
+            2,
+            Command::CreateChannel {
+                user: OWNER,
+                channel: c,
+            },
+        ));
+        assert!(
+            !g.can_view(BOB, Snowflake(101)),
+            "not before the write is acknowledged"
+        );
+        let fx = g.handle(Input::Persisted {
+            request: 2,
+            result: Ok(()),
+        });
+        assert_eq!(dispatches(&fx)[0].1.name, "CHANNEL_CREATE");
+        assert!(g.can_view(BOB, Snowflake(101)));
+        assert_eq!(g.audience(dispatches(&fx)[0].0), vec![SessionId(1)]);
+    }
+
+    #[test]
+    fn invisible_and_presence_updates() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        let fx = g.handle(Input::SessionConnect {
+            session: SessionId(2),
+            user: BOB,
+            intents: ALL,
+            status: "invisible".into(),
+        });
+        assert_eq!(
+            dispatches(&fx).len(),
+            1,
+            "GUILD_CREATE only: invisible announces nothing"
+        );
+        let fx = g.handle(Input::PresenceUpdate {
+            session: SessionId(2),
+            status: "dnd".into(),
+        });
+        assert_eq!(dispatches(&fx)[0].1.data["status"], "dnd");
+        let fx = g.handle(Input::PresenceUpdate {
+            session: SessionId(2),
+            status: "dnd".into(),
+        });
+        assert!(fx.is_empty(), "no change, no dispatch");
+    }
+
+    #[test]
+    fn typing_reaches_channel_viewers_with_typing_intent() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, intents::GUILD_MESSAGE_TYPING);
+        connect(&mut g, 2, BOB, intents::GUILD_MESSAGES);
+        let fx = g.handle(cmd(
+            1,
+            Command::Typing {
+                user: BOB,
+                channel_id: GENERAL,
+                unix_s: 5,
+            },
+        ));
+        let d = dispatches(&fx);
+        assert_eq!(d[0].1.name, "TYPING_START");
+        assert_eq!(g.audience(d[0].0), vec![SessionId(1)]);
+        assert_eq!(reply(&fx), &Ok(Reply::Done));
+    }
+}

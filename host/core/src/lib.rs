@@ -1,0 +1,11 @@
+//! Guildhall's pure core: ids, the data model, the gateway vocabulary, and the guild and
+//! session state machines. Nothing here does IO or needs an async runtime: every actor is
+//! `handle(input) -> effects`, driven by the runtime in the `guildhall` crate.
+
+pub mod gateway;
+pub mod guild;
+pub mod model;
+pub mod session;
+pub mod snowflake;
+
+pub use snowflake::Snowflake;

@@ -1,0 +1,277 @@
+//! The data model, in Discord v10 shapes. These are both what storage keeps and what the
+//! API returns, so a field added here shows up on the wire; ids serialize as strings.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::snowflake::Snowflake;
+
+pub type UserId = Snowflake;
+pub type GuildId = Snowflake;
+pub type ChannelId = Snowflake;
+pub type MessageId = Snowflake;
+
+/// Longest message content, in characters (Discord's limit).
+pub const MAX_CONTENT_CHARS: usize = 2000;
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+pub const MAX_USERNAME_CHARS: usize = 32;
+pub const MIN_USERNAME_CHARS: usize = 2;
+
+/// A user as others see it (Discord's user object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    #[serde(default = "zero_discriminator")]
+    pub discriminator: String,
+    #[serde(default)]
+    pub global_name: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub bot: bool,
+}
+
+fn zero_discriminator() -> String {
+    "0".to_owned()
+}
+
+impl User {
+    pub fn new(id: UserId, username: impl Into<String>, bot: bool) -> User {
+        User {
+            id,
+            username: username.into(),
+            discriminator: zero_discriminator(),
+            global_name: None,
+            avatar: None,
+            bot,
+        }
+    }
+}
+
+/// What storage keeps about a user beyond the public object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guild {
+    pub id: GuildId,
+    pub name: String,
+    pub owner_id: UserId,
+    #[serde(default)]
+    pub icon: Option<String>,
+}
+
+/// Discord channel types used here.
+pub const CHANNEL_GUILD_TEXT: u8 = 0;
+pub const CHANNEL_DM: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: ChannelId,
+    #[serde(rename = "type")]
+    pub kind: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<GuildId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub position: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// DM channels only: both users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<User>,
+}
+
+impl Channel {
+    pub fn is_dm(&self) -> bool {
+        self.kind == CHANNEL_DM
+    }
+    /// The bucket of the channel's creation: no message of the channel can be older.
+    pub fn first_bucket(&self) -> u32 {
+        self.id.bucket()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user: User,
+    #[serde(default)]
+    pub nick: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<Snowflake>,
+    pub joined_at: String,
+    #[serde(default)]
+    pub deaf: bool,
+    #[serde(default)]
+    pub mute: bool,
+}
+
+impl Member {
+    pub fn new(user: User, joined_at: String) -> Member {
+        Member {
+            user,
+            nick: None,
+            roles: Vec::new(),
+            joined_at,
+            deaf: false,
+            mute: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub code: String,
+    pub guild_id: GuildId,
+    pub channel_id: ChannelId,
+    pub inviter_id: UserId,
+    pub created_at: String,
+}
+
+pub const MESSAGE_DEFAULT: u8 = 0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<GuildId>,
+    pub author: User,
+    pub content: String,
+    pub timestamp: String,
+    #[serde(default)]
+    pub edited_timestamp: Option<String>,
+    #[serde(default)]
+    pub tts: bool,
+    #[serde(default)]
+    pub mention_everyone: bool,
+    #[serde(default)]
+    pub mentions: Vec<User>,
+    #[serde(default)]
+    pub mention_roles: Vec<Snowflake>,
+    #[serde(default)]
+    pub attachments: Vec<Value>,
+    #[serde(default)]
+    pub embeds: Vec<Value>,
+    #[serde(default)]
+    pub pinned: bool,
+    #[serde(rename = "type", default)]
+    pub kind: u8,
+    /// Echoed back to the sender so a client can match its optimistic message; never stored
+    /// beyond the message itself. Discord accepts a string or an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Value>,
+}
+
+impl Message {
+    pub fn new(
+        id: MessageId,
+        channel: &Channel,
+        author: User,
+        content: String,
+        nonce: Option<Value>,
+    ) -> Message {
+        Message {
+            id,
+            channel_id: channel.id,
+            guild_id: channel.guild_id,
+            author,
+            content,
+            timestamp: id.iso_timestamp(),
+            edited_timestamp: None,
+            tts: false,
+            mention_everyone: false,
+            mentions: Vec::new(),
+            mention_roles: Vec::new(),
+            attachments: Vec::new(),
+            embeds: Vec::new(),
+            pinned: false,
+            kind: MESSAGE_DEFAULT,
+            nonce,
+        }
+    }
+}
+
+/// User ids mentioned as `<@id>` or `<@!id>` in content, in order, without duplicates.
+pub fn mentioned_user_ids(content: &str) -> Vec<UserId> {
+    let mut out: Vec<UserId> = Vec::new();
+    let mut rest = content;
+    while let Some(start) = rest.find("<@") {
+        rest = &rest[start + 2..];
+        let digits = rest.strip_prefix('!').unwrap_or(rest);
+        let end = digits.find('>');
+        if let Some(end) = end {
+            if let Ok(id) = digits[..end].parse::<u64>() {
+                if !out.contains(&Snowflake(id)) {
+                    out.push(Snowflake(id));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks message content against Discord's rules: not empty, at most 2000 characters.
+pub fn validate_content(content: &str) -> Result<(), &'static str> {
+    if content.trim().is_empty() {
+        return Err("Cannot send an empty message");
+    }
+    if content.chars().count() > MAX_CONTENT_CHARS {
+        return Err("Must be 2000 or fewer in length.");
+    }
+    Ok(())
+}
+
+/// Guild and channel names: 1..=100 characters, not blank.
+pub fn validate_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err("Must be between 1 and 100 in length.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_parsed() {
+        assert_eq!(
+            mentioned_user_ids("hi <@12> and <@!34>, <@12> again, <@x> <@"),
+            vec![Snowflake(12), Snowflake(34)]
+        );
+    }
+
+    #[test]
+    fn content_rules() {
+        assert!(validate_content("").is_err());
+        assert!(validate_content("   ").is_err());
+        assert!(validate_content(&"é".repeat(2000)).is_ok());
+        assert!(validate_content(&"é".repeat(2001)).is_err());
+    }
+
+    #[test]
+    fn channel_json_uses_type_and_string_ids() {
+        let c = Channel {
+            id: Snowflake(5),
+            kind: CHANNEL_GUILD_TEXT,
+            guild_id: Some(Snowflake(7)),
+            name: Some("general".into()),
+            position: 0,
+            topic: None,
+            recipients: vec![],
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["type"], 0);
+        assert_eq!(v["id"], "5");
+        assert_eq!(v["guild_id"], "7");
+    }
+}

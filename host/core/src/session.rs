@@ -1,0 +1,780 @@
+//! The session state machine: one per gateway session, sans-IO.
+//!
+//! It speaks the Discord Gateway v10 protocol with one client connection at a time:
+//! HELLO, IDENTIFY, heartbeats and zombie detection, a per-connection rate limit,
+//! per-session sequence numbers, and a bounded replay buffer so that RESUME on a new
+//! connection replays exactly the dispatches the client missed. The runtime feeds it
+//! [`Input`]s and carries out the [`Effect`]s; it never touches a socket or a clock.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::gateway::{close, control_frame, intents, op, DispatchPrefix};
+use crate::model::UserId;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub heartbeat_interval_ms: u64,
+    /// Dispatches kept for RESUME, by count and by bytes (whichever is hit first).
+    pub replay_max_events: usize,
+    pub replay_max_bytes: usize,
+    /// Client frames allowed per window (Discord: 120 per 60 s), else close 4008.
+    pub rate_limit_events: u32,
+    pub rate_limit_window_ms: u64,
+    /// How long a session whose connection dropped can still be resumed.
+    pub resume_window_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            heartbeat_interval_ms: 41_250,
+            replay_max_events: 1_000,
+            replay_max_bytes: 1 << 20,
+            rate_limit_events: 120,
+            rate_limit_window_ms: 60_000,
+            resume_window_ms: 120_000,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// A connection that has not heartbeated for this long is a zombie (closed with 4009).
+    pub fn zombie_after_ms(&self) -> u64 {
+        self.heartbeat_interval_ms + self.heartbeat_interval_ms / 2
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connected, HELLO sent, waiting for IDENTIFY or RESUME.
+    AwaitingIdentify,
+    /// IDENTIFY or RESUME received; the runtime is checking the token.
+    Authenticating,
+    Ready,
+    /// The connection dropped; dispatches are still buffered until the resume window ends.
+    Detached {
+        since_ms: u64,
+    },
+    /// Over for good: the runtime leaves the guilds and forgets the session.
+    Terminated,
+}
+
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A new connection is attached to this (fresh) session.
+    Opened {
+        now_ms: u64,
+    },
+    ClientText {
+        payload: &'a [u8],
+        now_ms: u64,
+    },
+    ClientBinary {
+        now_ms: u64,
+    },
+    /// The client's frame exceeded the size limit.
+    ClientTooLarge,
+    Tick {
+        now_ms: u64,
+    },
+    /// The runtime accepted the IDENTIFY token; `ready` is the encoded READY dispatch.
+    Authenticated {
+        user_id: UserId,
+        session_id: String,
+        ready: DispatchPrefix,
+    },
+    AuthenticationFailed,
+    /// A dispatch from a guild (or a DM) for this session.
+    Dispatch(&'a DispatchPrefix),
+    /// The client connection is gone (EOF, error, or after we closed it).
+    Disconnected {
+        now_ms: u64,
+    },
+    /// A new connection asks to resume this session (the runtime checked the token).
+    ResumeAttach {
+        user_id: UserId,
+        seq: u64,
+        now_ms: u64,
+    },
+    /// On the fresh session: the resume target refused or does not exist.
+    ResumeRejected {
+        invalid_seq: bool,
+    },
+    /// The session's outbound queue overflowed: it cannot keep up.
+    Overflowed,
+    /// The host is shutting down.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Write this text frame to the client.
+    Send(Bytes),
+    /// Close the connection with this code. Whether the session survives is in `phase()`.
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
+    /// Check this IDENTIFY token; answer with `Authenticated` or `AuthenticationFailed`.
+    Authenticate {
+        token: String,
+        intents: u64,
+        status: Option<String>,
+    },
+    /// Find session `session_id` and offer it this connection (`ResumeAttach` there).
+    Resume {
+        token: String,
+        session_id: String,
+        seq: u64,
+    },
+    PresenceUpdate {
+        status: String,
+    },
+    /// Leave every guild, drop the registry entry, stop the actor.
+    Terminate,
+}
+
+/// What the old session says to a `ResumeAttach`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// The connection is now this session's; send these effects on it.
+    Accepted(Vec<Effect>),
+    Rejected {
+        invalid_seq: bool,
+    },
+}
+
+pub const VALID_STATUSES: [&str; 5] = ["online", "dnd", "idle", "invisible", "offline"];
+
+pub struct Session {
+    cfg: SessionConfig,
+    phase: Phase,
+    user_id: Option<UserId>,
+    session_id: Option<String>,
+    /// Last sequence number assigned (0: none yet).
+    seq: u64,
+    replay: VecDeque<(u64, Bytes)>,
+    replay_bytes: usize,
+    last_heartbeat_ms: u64,
+    window_start_ms: u64,
+    window_count: u32,
+}
+
+#[derive(Deserialize)]
+struct ClientFrame {
+    op: u8,
+    #[serde(default)]
+    d: Value,
+}
+
+impl Session {
+    pub fn new(cfg: SessionConfig) -> Session {
+        Session {
+            cfg,
+            phase: Phase::AwaitingIdentify,
+            user_id: None,
+            session_id: None,
+            seq: 0,
+            replay: VecDeque::new(),
+            replay_bytes: 0,
+            last_heartbeat_ms: 0,
+            window_start_ms: 0,
+            window_count: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user_id
+    }
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+    pub fn replay_len(&self) -> usize {
+        self.replay.len()
+    }
+    /// When the runtime should next `Tick` this session.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        match self.phase {
+            Phase::AwaitingIdentify | Phase::Authenticating | Phase::Ready => {
+                Some(self.last_heartbeat_ms + self.cfg.zombie_after_ms())
+            }
+            Phase::Detached { since_ms } => Some(since_ms + self.cfg.resume_window_ms),
+            Phase::Terminated => None,
+        }
+    }
+
+    pub fn handle(&mut self, input: Input<'_>) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.phase == Phase::Terminated {
+            return fx;
+        }
+        match input {
+            Input::Opened { now_ms } => {
+                self.last_heartbeat_ms = now_ms;
+                self.window_start_ms = now_ms;
+                fx.push(Effect::Send(control_frame(
+                    op::HELLO,
+                    &json!({ "heartbeat_interval": self.cfg.heartbeat_interval_ms }),
+                )));
+            }
+            Input::ClientText { payload, now_ms } => self.on_client_frame(payload, now_ms, &mut fx),
+            Input::ClientBinary { .. } => self.close(
+                close::DECODE_ERROR,
+                "binary frames are not supported with encoding=json",
+                false,
+                &mut fx,
+            ),
+            Input::ClientTooLarge => {
+                self.close(close::DECODE_ERROR, "payload too large", false, &mut fx)
+            }
+            Input::Tick { now_ms } => match self.phase {
+                Phase::Detached { since_ms } if now_ms >= since_ms + self.cfg.resume_window_ms => {
+                    self.terminate(&mut fx);
+                }
+                Phase::AwaitingIdentify | Phase::Authenticating | Phase::Ready
+                    if now_ms >= self.last_heartbeat_ms + self.cfg.zombie_after_ms() =>
+                {
+                    self.close(
+                        close::SESSION_TIMED_OUT,
+                        "session timed out",
+                        false,
+                        &mut fx,
+                    );
+                }
+                _ => {}
+            },
+            Input::Authenticated {
+                user_id,
+                session_id,
+                ready,
+            } => {
+                if self.phase == Phase::Authenticating {
+                    self.user_id = Some(user_id);
+                    self.session_id = Some(session_id);
+                    self.phase = Phase::Ready;
+                    self.push_dispatch(&ready, &mut fx);
+                }
+            }
+            Input::AuthenticationFailed => self.close(
+                close::AUTHENTICATION_FAILED,
+                "authentication failed",
+                false,
+                &mut fx,
+            ),
+            Input::Dispatch(prefix) => {
+                if matches!(self.phase, Phase::Ready | Phase::Detached { .. }) {
+                    self.push_dispatch(prefix, &mut fx);
+                }
+            }
+            Input::Disconnected { now_ms } => match self.phase {
+                Phase::Ready => self.phase = Phase::Detached { since_ms: now_ms },
+                Phase::Detached { .. } => {}
+                _ => self.terminate(&mut fx),
+            },
+            Input::ResumeRejected { invalid_seq } => {
+                if self.phase == Phase::Authenticating {
+                    if invalid_seq {
+                        self.close(close::INVALID_SEQ, "invalid seq", false, &mut fx);
+                    } else {
+                        // Not resumable: op 9 with d=false, the client may IDENTIFY afresh.
+                        self.phase = Phase::AwaitingIdentify;
+                        fx.push(Effect::Send(control_frame(op::INVALID_SESSION, &false)));
+                    }
+                }
+            }
+            Input::ResumeAttach { .. } => {
+                debug_assert!(false, "use Session::resume for ResumeAttach");
+            }
+            Input::Overflowed => self.close(
+                close::SLOW_CONSUMER,
+                "outbound queue overflow",
+                false,
+                &mut fx,
+            ),
+            Input::Shutdown => {
+                self.close(close::GOING_AWAY, "server shutting down", false, &mut fx)
+            }
+        }
+        fx
+    }
+
+    /// A new connection offers itself to this session (see [`ResumeOutcome`]).
+    pub fn resume(&mut self, user_id: UserId, client_seq: u64, now_ms: u64) -> ResumeOutcome {
+        let live = matches!(self.phase, Phase::Ready | Phase::Detached { .. });
+        if !live || self.user_id != Some(user_id) {
+            return ResumeOutcome::Rejected { invalid_seq: false };
+        }
+        if client_seq > self.seq {
+            return ResumeOutcome::Rejected { invalid_seq: true };
+        }
+        let oldest_kept = self.replay.front().map(|(s, _)| *s).unwrap_or(self.seq + 1);
+        if client_seq + 1 < oldest_kept {
+            // The buffer no longer holds everything the client missed.
+            return ResumeOutcome::Rejected { invalid_seq: false };
+        }
+        let mut fx: Vec<Effect> = self
+            .replay
+            .iter()
+            .filter(|(s, _)| *s > client_seq)
+            .map(|(_, frame)| Effect::Send(frame.clone()))
+            .collect();
+        self.phase = Phase::Ready;
+        self.last_heartbeat_ms = now_ms;
+        self.window_start_ms = now_ms;
+        self.window_count = 0;
+        let resumed = DispatchPrefix::encode("RESUMED", &Value::Null);
+        self.push_dispatch(&resumed, &mut fx);
+        ResumeOutcome::Accepted(fx)
+    }
+
+    fn on_client_frame(&mut self, payload: &[u8], now_ms: u64, fx: &mut Vec<Effect>) {
+        if now_ms >= self.window_start_ms + self.cfg.rate_limit_window_ms {
+            self.window_start_ms = now_ms;
+            self.window_count = 0;
+        }
+        self.window_count += 1;
+        if self.window_count > self.cfg.rate_limit_events {
+            return self.close(close::RATE_LIMITED, "rate limited", true, fx);
+        }
+        // serde would also accept a JSON array for a struct; the protocol wants an object.
+        let is_object = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let frame: ClientFrame = match serde_json::from_slice(payload) {
+            Ok(f) if is_object => f,
+            _ => return self.close(close::DECODE_ERROR, "decode error", false, fx),
+        };
+        let authed = self.phase == Phase::Ready;
+        match frame.op {
+            op::HEARTBEAT => {
+                self.last_heartbeat_ms = now_ms;
+                fx.push(Effect::Send(control_frame(op::HEARTBEAT_ACK, &Value::Null)));
+            }
+            op::IDENTIFY => {
+                if self.phase != Phase::AwaitingIdentify {
+                    return self.close(
+                        close::ALREADY_AUTHENTICATED,
+                        "already authenticated",
+                        false,
+                        fx,
+                    );
+                }
+                let d = &frame.d;
+                let (Some(token), Some(_properties)) =
+                    (d["token"].as_str(), d["properties"].as_object())
+                else {
+                    return self.close(
+                        close::DECODE_ERROR,
+                        "identify needs token and properties",
+                        false,
+                        fx,
+                    );
+                };
+                let Some(intent_bits) = d["intents"].as_u64() else {
+                    return self.close(
+                        close::INVALID_INTENTS,
+                        "identify needs integer intents",
+                        false,
+                        fx,
+                    );
+                };
+                if intent_bits & !intents::ALL_KNOWN != 0 {
+                    return self.close(close::INVALID_INTENTS, "invalid intents", false, fx);
+                }
+                let status = match d.get("presence").and_then(|p| p.get("status")) {
+                    None | Some(Value::Null) => None,
+                    Some(s) => match s.as_str().filter(|s| VALID_STATUSES.contains(s)) {
+                        Some(s) => Some(s.to_owned()),
+                        None => {
+                            return self.close(
+                                close::DECODE_ERROR,
+                                "invalid presence status",
+                                false,
+                                fx,
+                            )
+                        }
+                    },
+                };
+                self.phase = Phase::Authenticating;
+                fx.push(Effect::Authenticate {
+                    token: token.to_owned(),
+                    intents: intent_bits,
+                    status,
+                });
+            }
+            op::RESUME => {
+                if self.phase != Phase::AwaitingIdentify {
+                    return self.close(
+                        close::ALREADY_AUTHENTICATED,
+                        "already authenticated",
+                        false,
+                        fx,
+                    );
+                }
+                let d = &frame.d;
+                let (Some(token), Some(session_id), Some(seq)) = (
+                    d["token"].as_str(),
+                    d["session_id"].as_str(),
+                    d["seq"].as_u64(),
+                ) else {
+                    return self.close(
+                        close::DECODE_ERROR,
+                        "resume needs token, session_id and seq",
+                        false,
+                        fx,
+                    );
+                };
+                self.phase = Phase::Authenticating;
+                fx.push(Effect::Resume {
+                    token: token.to_owned(),
+                    session_id: session_id.to_owned(),
+                    seq,
+                });
+            }
+            op::PRESENCE_UPDATE | op::VOICE_STATE_UPDATE | op::REQUEST_GUILD_MEMBERS if !authed => {
+                self.close(close::NOT_AUTHENTICATED, "not authenticated", false, fx)
+            }
+            op::PRESENCE_UPDATE => match frame.d["status"]
+                .as_str()
+                .filter(|s| VALID_STATUSES.contains(s))
+            {
+                Some(status) => fx.push(Effect::PresenceUpdate {
+                    status: status.to_owned(),
+                }),
+                None => self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
+            },
+            // Known opcodes that this host does not implement (no voice, no member chunking
+            // yet): accepted and ignored, as Discord ignores what an intent does not cover.
+            op::VOICE_STATE_UPDATE | op::REQUEST_GUILD_MEMBERS => {}
+            _ if !authed && self.phase != Phase::Authenticating => {
+                // Discord answers anything but a heartbeat before IDENTIFY with 4003, but an
+                // opcode that does not exist at all is still 4001.
+                if is_known_client_op(frame.op) {
+                    self.close(close::NOT_AUTHENTICATED, "not authenticated", false, fx)
+                } else {
+                    self.close(close::UNKNOWN_OPCODE, "unknown opcode", false, fx)
+                }
+            }
+            _ => self.close(close::UNKNOWN_OPCODE, "unknown opcode", false, fx),
+        }
+    }
+
+    fn push_dispatch(&mut self, prefix: &DispatchPrefix, fx: &mut Vec<Effect>) {
+        self.seq += 1;
+        let frame = prefix.with_seq(self.seq);
+        self.replay_bytes += frame.len();
+        self.replay.push_back((self.seq, frame.clone()));
+        while self.replay.len() > self.cfg.replay_max_events
+            || self.replay_bytes > self.cfg.replay_max_bytes
+        {
+            match self.replay.pop_front() {
+                Some((_, old)) => self.replay_bytes -= old.len(),
+                None => break,
+            }
+        }
+        if self.phase == Phase::Ready {
+            fx.push(Effect::Send(frame));
+        }
+    }
+
+    /// Close the current connection. A resumable close keeps a Ready session alive
+    /// (detached) for the resume window; any other close ends the session.
+    fn close(&mut self, code: u16, reason: &'static str, resumable: bool, fx: &mut Vec<Effect>) {
+        if matches!(self.phase, Phase::Terminated | Phase::Detached { .. }) {
+            return;
+        }
+        fx.push(Effect::Close { code, reason });
+        if !(resumable && self.phase == Phase::Ready) {
+            self.terminate(fx);
+        }
+    }
+
+    fn terminate(&mut self, fx: &mut Vec<Effect>) {
+        self.phase = Phase::Terminated;
+        self.replay.clear();
+        self.replay_bytes = 0;
+        fx.push(Effect::Terminate);
+    }
+}
+
+fn is_known_client_op(code: u8) -> bool {
+    matches!(
+        code,
+        op::HEARTBEAT
+            | op::IDENTIFY
+            | op::PRESENCE_UPDATE
+            | op::VOICE_STATE_UPDATE
+            | op::RESUME
+            | op::REQUEST_GUILD_MEMBERS
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snowflake::Snowflake;
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            heartbeat_interval_ms: 1_000,
+            replay_max_events: 5,
+            replay_max_bytes: 1 << 20,
+            rate_limit_events: 10,
+            rate_limit_window_ms: 60_000,
+            resume_window_ms: 10_000,
+        }
+    }
+
+    fn text(s: &mut Session, v: Value, now_ms: u64) -> Vec<Effect> {
+        let bytes = serde_json::to_vec(&v).unwrap();
+        s.handle(Input::ClientText {
+            payload: &bytes,
+            now_ms,
+        })
+    }
+
+    fn close_code(fx: &[Effect]) -> Option<u16> {
+        fx.iter().find_map(|e| match e {
+            Effect::Close { code, .. } => Some(*code),
+            _ => None,
+        })
+    }
+
+    fn sent(fx: &[Effect]) -> Vec<Value> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send(b) => Some(serde_json::from_slice(b).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn identify() -> Value {
+        json!({"op": 2, "d": {"token": "t", "properties": {"os": "linux"}, "intents": 513}})
+    }
+
+    fn ready_session() -> Session {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Opened { now_ms: 0 });
+        let fx = text(&mut s, identify(), 1);
+        assert_eq!(
+            fx,
+            vec![Effect::Authenticate {
+                token: "t".into(),
+                intents: 513,
+                status: None
+            }]
+        );
+        let ready = DispatchPrefix::encode("READY", &json!({"v": 10}));
+        let fx = s.handle(Input::Authenticated {
+            user_id: Snowflake(1),
+            session_id: "abc".into(),
+            ready,
+        });
+        let frames = sent(&fx);
+        assert_eq!(frames[0]["t"], "READY");
+        assert_eq!(frames[0]["s"], 1);
+        s
+    }
+
+    #[test]
+    fn hello_then_identify_then_ready() {
+        let mut s = Session::new(cfg());
+        let fx = s.handle(Input::Opened { now_ms: 0 });
+        assert_eq!(sent(&fx)[0]["op"], 10);
+        assert_eq!(sent(&fx)[0]["d"]["heartbeat_interval"], 1000);
+        drop(s);
+        let s = ready_session();
+        assert_eq!(s.phase(), Phase::Ready);
+    }
+
+    #[test]
+    fn heartbeat_is_acked_and_keeps_session_alive() {
+        let mut s = ready_session();
+        let fx = text(&mut s, json!({"op": 1, "d": 1}), 900);
+        assert_eq!(sent(&fx)[0]["op"], 11);
+        assert!(
+            s.handle(Input::Tick { now_ms: 2_000 }).is_empty(),
+            "900 + 1500 not reached"
+        );
+        let fx = s.handle(Input::Tick { now_ms: 2_400 });
+        assert_eq!(close_code(&fx), Some(close::SESSION_TIMED_OUT));
+        assert_eq!(s.phase(), Phase::Terminated);
+    }
+
+    #[test]
+    fn protocol_errors_close_with_discord_codes() {
+        let cases: Vec<(Value, u16)> = vec![
+            (json!({"op": 99, "d": null}), close::UNKNOWN_OPCODE),
+            (
+                json!({"op": 3, "d": {"status": "online"}}),
+                close::NOT_AUTHENTICATED,
+            ),
+            (
+                json!({"op": 2, "d": {"token": 5, "properties": {}, "intents": 1}}),
+                close::DECODE_ERROR,
+            ),
+            (
+                json!({"op": 2, "d": {"token": "t", "properties": {}, "intents": 1u64 << 40}}),
+                close::INVALID_INTENTS,
+            ),
+            (
+                json!({"op": 2, "d": {"token": "t", "properties": {}}}),
+                close::INVALID_INTENTS,
+            ),
+            (json!({"op": "two"}), close::DECODE_ERROR),
+            (json!([1, 2]), close::DECODE_ERROR),
+        ];
+        for (frame, code) in cases {
+            let mut s = Session::new(cfg());
+            s.handle(Input::Opened { now_ms: 0 });
+            assert_eq!(
+                close_code(&text(&mut s, frame.clone(), 1)),
+                Some(code),
+                "{frame}"
+            );
+            assert_eq!(s.phase(), Phase::Terminated);
+        }
+        let mut s = Session::new(cfg());
+        s.handle(Input::Opened { now_ms: 0 });
+        assert_eq!(
+            close_code(&s.handle(Input::ClientText {
+                payload: b"{not json",
+                now_ms: 1
+            })),
+            Some(close::DECODE_ERROR)
+        );
+    }
+
+    #[test]
+    fn second_identify_is_4005() {
+        let mut s = ready_session();
+        assert_eq!(
+            close_code(&text(&mut s, identify(), 2)),
+            Some(close::ALREADY_AUTHENTICATED)
+        );
+    }
+
+    #[test]
+    fn rate_limit_closes_with_4008_and_keeps_session_resumable() {
+        let mut s = ready_session(); // identify used 1 of 10
+        for i in 0..9 {
+            assert!(close_code(&text(&mut s, json!({"op": 1, "d": null}), 10 + i)).is_none());
+        }
+        let fx = text(&mut s, json!({"op": 1, "d": null}), 30);
+        assert_eq!(close_code(&fx), Some(close::RATE_LIMITED));
+        assert_eq!(s.phase(), Phase::Ready);
+        s.handle(Input::Disconnected { now_ms: 31 });
+        assert!(matches!(s.phase(), Phase::Detached { .. }));
+    }
+
+    #[test]
+    fn dispatches_get_increasing_seq_and_resume_replays_exactly_the_missed_ones() {
+        let mut s = ready_session();
+        for i in 0..3 {
+            let p = DispatchPrefix::encode("MESSAGE_CREATE", &json!({"n": i}));
+            let f = sent(&s.handle(Input::Dispatch(&p)));
+            assert_eq!(f[0]["s"], 2 + i);
+        }
+        // Client saw up to s=3, then the connection dropped; two more arrive meanwhile.
+        s.handle(Input::Disconnected { now_ms: 100 });
+        for i in 3..5 {
+            let p = DispatchPrefix::encode("MESSAGE_CREATE", &json!({"n": i}));
+            assert!(
+                s.handle(Input::Dispatch(&p)).is_empty(),
+                "detached: buffered, not sent"
+            );
+        }
+        assert_eq!(
+            s.resume(Snowflake(2), 3, 200),
+            ResumeOutcome::Rejected { invalid_seq: false },
+            "other user"
+        );
+        assert_eq!(
+            s.resume(Snowflake(1), 9, 200),
+            ResumeOutcome::Rejected { invalid_seq: true }
+        );
+        let ResumeOutcome::Accepted(fx) = s.resume(Snowflake(1), 3, 200) else {
+            panic!()
+        };
+        let frames = sent(&fx);
+        let seqs: Vec<u64> = frames.iter().map(|f| f["s"].as_u64().unwrap()).collect();
+        assert_eq!(
+            seqs,
+            vec![4, 5, 6, 7],
+            "the three missed dispatches, then RESUMED"
+        );
+        assert_eq!(frames[0]["d"]["n"], 2);
+        assert_eq!(frames[2]["d"]["n"], 4);
+        assert_eq!(frames[3]["t"], "RESUMED");
+        assert_eq!(s.phase(), Phase::Ready);
+    }
+
+    #[test]
+    fn resume_fails_when_buffer_no_longer_covers_the_gap() {
+        let mut s = ready_session();
+        for i in 0..10 {
+            s.handle(Input::Dispatch(&DispatchPrefix::encode("X", &json!(i))));
+        }
+        assert_eq!(s.replay_len(), 5);
+        assert_eq!(s.seq(), 11);
+        assert_eq!(
+            s.resume(Snowflake(1), 5, 1),
+            ResumeOutcome::Rejected { invalid_seq: false }
+        );
+        assert!(matches!(
+            s.resume(Snowflake(1), 6, 1),
+            ResumeOutcome::Accepted(_)
+        ));
+    }
+
+    #[test]
+    fn detached_session_expires_after_resume_window() {
+        let mut s = ready_session();
+        s.handle(Input::Disconnected { now_ms: 100 });
+        assert!(s.handle(Input::Tick { now_ms: 5_000 }).is_empty());
+        assert_eq!(
+            s.handle(Input::Tick { now_ms: 10_100 }),
+            vec![Effect::Terminate]
+        );
+        assert!(matches!(
+            s.resume(Snowflake(1), 1, 10_200),
+            ResumeOutcome::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn rejected_resume_sends_invalid_session_and_allows_identify() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Opened { now_ms: 0 });
+        let fx = text(
+            &mut s,
+            json!({"op": 6, "d": {"token": "t", "session_id": "x", "seq": 3}}),
+            1,
+        );
+        assert!(matches!(&fx[0], Effect::Resume { seq: 3, .. }));
+        let fx = s.handle(Input::ResumeRejected { invalid_seq: false });
+        assert_eq!(sent(&fx)[0]["op"], 9);
+        assert_eq!(sent(&fx)[0]["d"], false);
+        assert!(matches!(
+            text(&mut s, identify(), 2)[0],
+            Effect::Authenticate { .. }
+        ));
+    }
+
+    #[test]
+    fn overflow_closes_and_ends_the_session() {
+        let mut s = ready_session();
+        let fx = s.handle(Input::Overflowed);
+        assert_eq!(close_code(&fx), Some(close::SLOW_CONSUMER));
+        assert_eq!(s.phase(), Phase::Terminated);
+    }
+}
