@@ -1,1 +1,111 @@
+//! The storage seam of Guildhall.
+//!
+//! [`Storage`] is what the host needs from a database; every backend implements it and must
+//! pass [`conformance`]. Messages follow the seed's layout: partition `(channel_id, bucket)`
+//! where the bucket is the 10-day window of the message id's timestamp, clustered by
+//! `message_id` descending. Backends only answer per-partition queries
+//! ([`Storage::messages_in_bucket`]); [`history`] walks the buckets, once for all backends.
+//!
+//! Durability contract: a method that returns `Ok` for a write has made it durable (on the
+//! embedded backend, fsynced; on a CQL backend, acknowledged at the configured consistency).
 
+pub mod conformance;
+pub mod embedded;
+pub mod history;
+
+use async_trait::async_trait;
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId,
+    UserRecord,
+};
+
+pub use embedded::EmbeddedStore;
+pub use history::{history, HistoryQuery};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (e.g. the username is taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The row a conditional write needed does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database cannot be reached or failed; nothing was acknowledged.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored bytes that do not decode: a bug or corruption, never the caller's fault.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which side of the partition a per-bucket query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first (the clustering order).
+    Desc,
+    /// Oldest first.
+    Asc,
+}
+
+/// Exclusive id bounds for a per-bucket query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdBounds {
+    pub after: Option<MessageId>,
+    pub before: Option<MessageId>,
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// `Conflict` if the username (case-insensitively) is taken.
+    async fn create_user(&self, record: UserRecord) -> Result<()>;
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>>;
+    /// Tokens are stored by their SHA-256, never in the clear.
+    async fn put_token(&self, token: &str, user: UserId) -> Result<()>;
+    async fn token_user(&self, token: &str) -> Result<Option<UserId>>;
+
+    /// The guild, its owner's membership and its first channels, atomically.
+    async fn create_guild(&self, guild: Guild, owner: Member, channels: Vec<Channel>)
+        -> Result<()>;
+    async fn guild(&self, id: GuildId) -> Result<Option<Guild>>;
+    async fn guild_channels(&self, guild: GuildId) -> Result<Vec<Channel>>;
+    /// Members ordered by user id, after `after`, at most `limit`.
+    async fn members(
+        &self,
+        guild: GuildId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<Member>>;
+    async fn member(&self, guild: GuildId, user: UserId) -> Result<Option<Member>>;
+    async fn user_guilds(&self, user: UserId) -> Result<Vec<GuildId>>;
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>>;
+
+    /// A guild actor's (or a DM's) write. `EditMessage` and `DeleteMessage` answer
+    /// `NotFound` when the message does not exist; `AddMember` is idempotent.
+    async fn apply(&self, write: GuildWrite) -> Result<()>;
+
+    async fn create_invite(&self, invite: Invite) -> Result<()>;
+    async fn invite(&self, code: &str) -> Result<Option<Invite>>;
+
+    /// The DM channel between two users, created with `new_id` if there is none yet.
+    /// Concurrent calls for the same pair return the same channel.
+    async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel>;
+    async fn user_dms(&self, user: UserId) -> Result<Vec<Channel>>;
+
+    async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>>;
+    /// One partition `(channel, bucket)`: ids strictly within `bounds`, in `order`, at most `limit`.
+    async fn messages_in_bucket(
+        &self,
+        channel: ChannelId,
+        bucket: u32,
+        bounds: IdBounds,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// Make everything acknowledged so far durable and stop accepting writes cleanly.
+    async fn flush(&self) -> Result<()>;
+}

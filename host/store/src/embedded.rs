@@ -1,0 +1,582 @@
+//! The embedded backend: one redb file, no other service.
+//!
+//! Writes go through a single writer thread that does *group commit*: it takes every write
+//! waiting in its queue (up to [`MAX_BATCH`]), applies them in arrival order in one write
+//! transaction, commits it with `Durability::Immediate` (an fsync), and only then answers
+//! each caller. So an acknowledged write survives `kill -9`, and N concurrent writers share
+//! one fsync. Reads run on tokio's blocking pool in their own read transactions (MVCC: they
+//! never wait for the writer).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId,
+    UserRecord, CHANNEL_DM,
+};
+use guildhall_core::Snowflake;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{IdBounds, Order, Result, Storage, StoreError};
+
+/// Most writes committed by one transaction (one fsync).
+pub const MAX_BATCH: usize = 512;
+/// Writes that may wait for the writer before callers are pushed back.
+pub const WRITE_QUEUE: usize = 8_192;
+
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("usernames");
+const TOKENS: TableDefinition<&str, u64> = TableDefinition::new("token_sha256");
+const GUILDS: TableDefinition<u64, &[u8]> = TableDefinition::new("guilds");
+const CHANNELS: TableDefinition<u64, &[u8]> = TableDefinition::new("channels");
+const GUILD_CHANNELS: TableDefinition<(u64, u64), ()> = TableDefinition::new("guild_channels");
+const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("members");
+const USER_GUILDS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_guilds");
+const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
+const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
+const USER_DMS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_dms");
+/// The seed's messages table: key (channel_id, bucket, message_id).
+const MESSAGES: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("messages");
+
+enum Write {
+    CreateUser(UserRecord),
+    PutToken(String, UserId),
+    CreateGuild(Guild, Member, Vec<Channel>),
+    Apply(GuildWrite),
+    CreateInvite(Invite),
+    GetOrCreateDm(User, User, ChannelId),
+    /// Answered once everything queued before it is committed.
+    Barrier,
+}
+
+enum Written {
+    Done,
+    Channel(Channel),
+}
+
+type Job = (Write, oneshot::Sender<Result<Written>>);
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writes: mpsc::Sender<Job>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("model types serialize")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub fn token_key(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `dir/guildhall.redb` and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let db = Database::create(dir.join("guildhall.redb")).map_err(unavailable)?;
+        // Create every table up front so read transactions never find one missing.
+        let tx = db.begin_write().map_err(unavailable)?;
+        {
+            tx.open_table(USERS).map_err(unavailable)?;
+            tx.open_table(USERNAMES).map_err(unavailable)?;
+            tx.open_table(TOKENS).map_err(unavailable)?;
+            tx.open_table(GUILDS).map_err(unavailable)?;
+            tx.open_table(CHANNELS).map_err(unavailable)?;
+            tx.open_table(GUILD_CHANNELS).map_err(unavailable)?;
+            tx.open_table(MEMBERS).map_err(unavailable)?;
+            tx.open_table(USER_GUILDS).map_err(unavailable)?;
+            tx.open_table(INVITES).map_err(unavailable)?;
+            tx.open_table(DM_PAIRS).map_err(unavailable)?;
+            tx.open_table(USER_DMS).map_err(unavailable)?;
+            tx.open_table(MESSAGES).map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("guildhall-store-writer".into())
+            .spawn(move || writer_loop(&writer_db, rx))
+            .map_err(unavailable)?;
+        Ok(EmbeddedStore { db, writes: tx })
+    }
+
+    async fn write(&self, write: Write) -> Result<Written> {
+        let (tx, rx) = oneshot::channel();
+        self.writes
+            .send((write, tx))
+            .await
+            .map_err(|_| unavailable("store writer stopped"))?;
+        rx.await.map_err(|_| unavailable("store writer stopped"))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(unavailable)?;
+            f(&tx)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit_batch(db, &mut batch);
+        for ((_, reply), result) in batch.drain(..).zip(outcome) {
+            let _ = reply.send(result);
+        }
+    }
+    tracing::debug!("store writer: queue closed, exiting");
+}
+
+/// Applies every job in one transaction; per-job rule violations (a taken username) fail
+/// only that job, an IO failure fails them all (nothing was committed).
+fn commit_batch(db: &Database, batch: &mut [Job]) -> Vec<Result<Written>> {
+    let run = || -> Result<Vec<Result<Written>>> {
+        let tx = db.begin_write().map_err(unavailable)?;
+        let mut results = Vec::with_capacity(batch.len());
+        for (write, _) in batch.iter() {
+            results.push(apply_one(&tx, write));
+        }
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Unavailable(_))))
+        {
+            return Err(unavailable("write failed; batch aborted"));
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(results)
+    };
+    match run() {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+            batch.iter().map(|_| Err(e.clone())).collect()
+        }
+    }
+}
+
+fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
+    match write {
+        Write::CreateUser(record) => {
+            let mut names = tx.open_table(USERNAMES).map_err(unavailable)?;
+            let key = record.user.username.to_lowercase();
+            if names.get(key.as_str()).map_err(unavailable)?.is_some() {
+                return Err(StoreError::Conflict("Username is already taken".into()));
+            }
+            names
+                .insert(key.as_str(), record.user.id.0)
+                .map_err(unavailable)?;
+            tx.open_table(USERS)
+                .map_err(unavailable)?
+                .insert(record.user.id.0, encode(record).as_slice())
+                .map_err(unavailable)?;
+        }
+        Write::PutToken(token, user) => {
+            tx.open_table(TOKENS)
+                .map_err(unavailable)?
+                .insert(token_key(token).as_str(), user.0)
+                .map_err(unavailable)?;
+        }
+        Write::CreateGuild(guild, owner, channels) => {
+            tx.open_table(GUILDS)
+                .map_err(unavailable)?
+                .insert(guild.id.0, encode(guild).as_slice())
+                .map_err(unavailable)?;
+            for c in channels {
+                put_channel(tx, c)?;
+            }
+            put_member(tx, guild.id, owner)?;
+        }
+        Write::Apply(w) => apply_guild_write(tx, w)?,
+        Write::CreateInvite(invite) => {
+            tx.open_table(INVITES)
+                .map_err(unavailable)?
+                .insert(invite.code.as_str(), encode(invite).as_slice())
+                .map_err(unavailable)?;
+        }
+        Write::GetOrCreateDm(a, b, new_id) => {
+            let pair = (a.id.0.min(b.id.0), a.id.0.max(b.id.0));
+            let mut pairs = tx.open_table(DM_PAIRS).map_err(unavailable)?;
+            let existing = pairs.get(pair).map_err(unavailable)?.map(|v| v.value());
+            if let Some(id) = existing {
+                let channels = tx.open_table(CHANNELS).map_err(unavailable)?;
+                let bytes = channels
+                    .get(id)
+                    .map_err(unavailable)?
+                    .ok_or_else(|| StoreError::Corrupt("dm pair without channel".into()))?;
+                return Ok(Written::Channel(decode(bytes.value())?));
+            }
+            let channel = Channel {
+                id: *new_id,
+                kind: CHANNEL_DM,
+                guild_id: None,
+                name: None,
+                position: 0,
+                topic: None,
+                recipients: vec![a.clone(), b.clone()],
+            };
+            pairs.insert(pair, new_id.0).map_err(unavailable)?;
+            tx.open_table(CHANNELS)
+                .map_err(unavailable)?
+                .insert(new_id.0, encode(&channel).as_slice())
+                .map_err(unavailable)?;
+            let mut user_dms = tx.open_table(USER_DMS).map_err(unavailable)?;
+            user_dms
+                .insert((a.id.0, new_id.0), ())
+                .map_err(unavailable)?;
+            user_dms
+                .insert((b.id.0, new_id.0), ())
+                .map_err(unavailable)?;
+            return Ok(Written::Channel(channel));
+        }
+        Write::Barrier => {}
+    }
+    Ok(Written::Done)
+}
+
+fn put_channel(tx: &WriteTransaction, c: &Channel) -> Result<()> {
+    tx.open_table(CHANNELS)
+        .map_err(unavailable)?
+        .insert(c.id.0, encode(c).as_slice())
+        .map_err(unavailable)?;
+    if let Some(g) = c.guild_id {
+        tx.open_table(GUILD_CHANNELS)
+            .map_err(unavailable)?
+            .insert((g.0, c.id.0), ())
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn put_member(tx: &WriteTransaction, guild: GuildId, m: &Member) -> Result<()> {
+    tx.open_table(MEMBERS)
+        .map_err(unavailable)?
+        .insert((guild.0, m.user.id.0), encode(m).as_slice())
+        .map_err(unavailable)?;
+    tx.open_table(USER_GUILDS)
+        .map_err(unavailable)?
+        .insert((m.user.id.0, guild.0), ())
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn message_key(channel: ChannelId, id: MessageId) -> (u64, u32, u64) {
+    (channel.0, id.bucket(), id.0)
+}
+
+fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
+    match w {
+        GuildWrite::PutMessage(m) => {
+            tx.open_table(MESSAGES)
+                .map_err(unavailable)?
+                .insert(message_key(m.channel_id, m.id), encode(m).as_slice())
+                .map_err(unavailable)?;
+        }
+        GuildWrite::EditMessage(m) => {
+            let mut t = tx.open_table(MESSAGES).map_err(unavailable)?;
+            let key = message_key(m.channel_id, m.id);
+            if t.get(key).map_err(unavailable)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            t.insert(key, encode(m).as_slice()).map_err(unavailable)?;
+        }
+        GuildWrite::DeleteMessage {
+            channel_id,
+            message_id,
+        } => {
+            let mut t = tx.open_table(MESSAGES).map_err(unavailable)?;
+            if t.remove(message_key(*channel_id, *message_id))
+                .map_err(unavailable)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound);
+            }
+        }
+        GuildWrite::CreateChannel(c) => put_channel(tx, c)?,
+        GuildWrite::AddMember { guild_id, member } => put_member(tx, *guild_id, member)?,
+        GuildWrite::RemoveMember { guild_id, user_id } => {
+            tx.open_table(MEMBERS)
+                .map_err(unavailable)?
+                .remove((guild_id.0, user_id.0))
+                .map_err(unavailable)?;
+            tx.open_table(USER_GUILDS)
+                .map_err(unavailable)?
+                .remove((user_id.0, guild_id.0))
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
+fn get_json<K: redb::Key + 'static, T: DeserializeOwned>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, &'static [u8]>,
+    key: K::SelfType<'_>,
+) -> Result<Option<T>> {
+    let t = tx.open_table(table).map_err(unavailable)?;
+    match t.get(key).map_err(unavailable)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl Storage for EmbeddedStore {
+    async fn create_user(&self, record: UserRecord) -> Result<()> {
+        self.write(Write::CreateUser(record)).await.map(|_| ())
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>> {
+        self.read(move |tx| get_json(tx, USERS, id.0)).await
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        let key = username.to_lowercase();
+        self.read(move |tx| {
+            let id = tx
+                .open_table(USERNAMES)
+                .map_err(unavailable)?
+                .get(key.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value());
+            match id {
+                Some(id) => get_json(tx, USERS, id),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: &str, user: UserId) -> Result<()> {
+        self.write(Write::PutToken(token.to_owned(), user))
+            .await
+            .map(|_| ())
+    }
+
+    async fn token_user(&self, token: &str) -> Result<Option<UserId>> {
+        let key = token_key(token);
+        self.read(move |tx| {
+            let t = tx.open_table(TOKENS).map_err(unavailable)?;
+            Ok(t.get(key.as_str())
+                .map_err(unavailable)?
+                .map(|v| Snowflake(v.value())))
+        })
+        .await
+    }
+
+    async fn create_guild(
+        &self,
+        guild: Guild,
+        owner: Member,
+        channels: Vec<Channel>,
+    ) -> Result<()> {
+        self.write(Write::CreateGuild(guild, owner, channels))
+            .await
+            .map(|_| ())
+    }
+
+    async fn guild(&self, id: GuildId) -> Result<Option<Guild>> {
+        self.read(move |tx| get_json(tx, GUILDS, id.0)).await
+    }
+
+    async fn guild_channels(&self, guild: GuildId) -> Result<Vec<Channel>> {
+        self.read(move |tx| {
+            let index = tx.open_table(GUILD_CHANNELS).map_err(unavailable)?;
+            let channels = tx.open_table(CHANNELS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in index
+                .range((guild.0, 0)..=(guild.0, u64::MAX))
+                .map_err(unavailable)?
+            {
+                let (k, _) = row.map_err(unavailable)?;
+                let (_, channel_id) = k.value();
+                if let Some(v) = channels.get(channel_id).map_err(unavailable)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn members(
+        &self,
+        guild: GuildId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.read(move |tx| {
+            let t = tx.open_table(MEMBERS).map_err(unavailable)?;
+            let start = match after {
+                Some(a) if a.0 == u64::MAX => return Ok(Vec::new()),
+                Some(a) => a.0 + 1,
+                None => 0,
+            };
+            let mut out = Vec::new();
+            for row in t
+                .range((guild.0, start)..=(guild.0, u64::MAX))
+                .map_err(unavailable)?
+                .take(limit)
+            {
+                let (_, v) = row.map_err(unavailable)?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn member(&self, guild: GuildId, user: UserId) -> Result<Option<Member>> {
+        self.read(move |tx| get_json(tx, MEMBERS, (guild.0, user.0)))
+            .await
+    }
+
+    async fn user_guilds(&self, user: UserId) -> Result<Vec<GuildId>> {
+        self.read(move |tx| {
+            let t = tx.open_table(USER_GUILDS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t
+                .range((user.0, 0)..=(user.0, u64::MAX))
+                .map_err(unavailable)?
+            {
+                out.push(Snowflake(row.map_err(unavailable)?.0.value().1));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>> {
+        self.read(move |tx| get_json(tx, CHANNELS, id.0)).await
+    }
+
+    async fn apply(&self, write: GuildWrite) -> Result<()> {
+        self.write(Write::Apply(write)).await.map(|_| ())
+    }
+
+    async fn create_invite(&self, invite: Invite) -> Result<()> {
+        self.write(Write::CreateInvite(invite)).await.map(|_| ())
+    }
+
+    async fn invite(&self, code: &str) -> Result<Option<Invite>> {
+        let code = code.to_owned();
+        self.read(move |tx| get_json(tx, INVITES, code.as_str()))
+            .await
+    }
+
+    async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel> {
+        match self.write(Write::GetOrCreateDm(a, b, new_id)).await? {
+            Written::Channel(c) => Ok(c),
+            Written::Done => Err(StoreError::Corrupt("dm write returned no channel".into())),
+        }
+    }
+
+    async fn user_dms(&self, user: UserId) -> Result<Vec<Channel>> {
+        self.read(move |tx| {
+            let index = tx.open_table(USER_DMS).map_err(unavailable)?;
+            let channels = tx.open_table(CHANNELS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in index
+                .range((user.0, 0)..=(user.0, u64::MAX))
+                .map_err(unavailable)?
+            {
+                let channel_id = row.map_err(unavailable)?.0.value().1;
+                if let Some(v) = channels.get(channel_id).map_err(unavailable)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>> {
+        self.read(move |tx| get_json(tx, MESSAGES, message_key(channel, id)))
+            .await
+    }
+
+    async fn messages_in_bucket(
+        &self,
+        channel: ChannelId,
+        bucket: u32,
+        bounds: IdBounds,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.read(move |tx| {
+            let t = tx.open_table(MESSAGES).map_err(unavailable)?;
+            let lo = bounds.after.map_or(Some(0), |a| a.0.checked_add(1));
+            let hi = bounds.before.map_or(Some(u64::MAX), |b| b.0.checked_sub(1));
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                return Ok(Vec::new());
+            };
+            if lo > hi {
+                return Ok(Vec::new());
+            }
+            let range = t
+                .range((channel.0, bucket, lo)..=(channel.0, bucket, hi))
+                .map_err(unavailable)?;
+            let mut out = Vec::with_capacity(limit.min(100));
+            let mut push = |row: std::result::Result<
+                (redb::AccessGuard<(u64, u32, u64)>, redb::AccessGuard<&[u8]>),
+                redb::StorageError,
+            >|
+             -> Result<()> {
+                let (_, v) = row.map_err(unavailable)?;
+                out.push(decode(v.value())?);
+                Ok(())
+            };
+            match order {
+                Order::Desc => range.rev().take(limit).try_for_each(&mut push)?,
+                Order::Asc => range.take(limit).try_for_each(&mut push)?,
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.write(Write::Barrier).await.map(|_| ())
+    }
+}
+
+impl EmbeddedStore {
+    /// Number of stored messages (for metrics and benchmarks).
+    pub fn message_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(unavailable)?;
+        tx.open_table(MESSAGES)
+            .map_err(unavailable)?
+            .len()
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,10 @@
+//! The embedded (redb) backend against the storage conformance suite.
+
+use guildhall_store::EmbeddedStore;
+
+async fn open() -> EmbeddedStore {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    EmbeddedStore::open(&dir).expect("open store")
+}
+
+guildhall_store::conformance_tests!(open().await);
