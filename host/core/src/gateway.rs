@@ -125,10 +125,7 @@ mod tests {
 
     #[test]
     fn spliced_frame_is_valid_json_with_seq() {
-        let p = DispatchPrefix::encode(
-            "MESSAGE_CREATE",
-            &serde_json::json!({"content": "hi \"there\""}),
-        );
+        let p = DispatchPrefix::encode("MESSAGE_CREATE", &serde_json::json!({"content": "hi \"there\""}));
         for seq in [0u64, 1, 9, 10, 4242, u64::MAX] {
             let frame = p.with_seq(seq);
             let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
@@ -141,8 +138,7 @@ mod tests {
 
     #[test]
     fn control_frames_have_null_seq() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&control_frame(op::HEARTBEAT_ACK, &())).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&control_frame(op::HEARTBEAT_ACK, &())).unwrap();
         assert_eq!(v["op"], 11);
         assert!(v["s"].is_null() && v["t"].is_null());
     }

@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 
 use crate::gateway::intents;
 use crate::model::{
-    mentioned_user_ids, Channel, ChannelId, Guild, GuildId, Member, Message, MessageId, UserId,
-    CHANNEL_GUILD_TEXT,
+    mentioned_user_ids, Channel, ChannelId, Guild, GuildId, Member, Message, MessageId, UserId, CHANNEL_GUILD_TEXT,
 };
 
 /// A gateway session, as the runtime numbers them.
@@ -62,6 +61,11 @@ pub enum Command {
     /// Read the guild as `user` sees it (membership checked).
     Snapshot {
         user: UserId,
+    },
+    /// May `user` read this channel's history? Replies `Done` or the reason not.
+    CanRead {
+        user: UserId,
+        channel_id: ChannelId,
     },
 }
 
@@ -145,11 +149,7 @@ pub enum Reply {
     Message(Message),
     Channel(Channel),
     Member(Member),
-    Snapshot {
-        guild: Guild,
-        channels: Vec<Channel>,
-        member_count: usize,
-    },
+    Snapshot { guild: Guild, channels: Vec<Channel>, member_count: usize },
     Done,
 }
 
@@ -209,10 +209,7 @@ struct OnlineSession {
 enum AfterPersist {
     MessageCreated(Message),
     MessageEdited(Message),
-    MessageDeleted {
-        channel_id: ChannelId,
-        message_id: MessageId,
-    },
+    MessageDeleted { channel_id: ChannelId, message_id: MessageId },
     ChannelCreated(Channel),
     MemberAdded(Member),
     MemberRemoved(UserId),
@@ -255,15 +252,9 @@ impl GuildState {
 
     /// The sessions an audience resolves to, in session order.
     pub fn audience(&self, audience: &Audience) -> Vec<SessionId> {
-        let with =
-            |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;
+        let with = |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;
         match audience {
-            Audience::Guild { intent } => self
-                .sessions
-                .iter()
-                .filter(with(*intent))
-                .map(|(id, _)| *id)
-                .collect(),
+            Audience::Guild { intent } => self.sessions.iter().filter(with(*intent)).map(|(id, _)| *id).collect(),
             Audience::Channel { channel_id, intent } => self
                 .sessions
                 .iter()
@@ -271,19 +262,10 @@ impl GuildState {
                 .filter(|(_, s)| self.can_view(s.user, *channel_id))
                 .map(|(id, _)| *id)
                 .collect(),
-            Audience::GuildExceptUser { user, intent } => self
-                .sessions
-                .iter()
-                .filter(with(*intent))
-                .filter(|(_, s)| s.user != *user)
-                .map(|(id, _)| *id)
-                .collect(),
-            Audience::One(id) => self
-                .sessions
-                .contains_key(id)
-                .then_some(*id)
-                .into_iter()
-                .collect(),
+            Audience::GuildExceptUser { user, intent } => {
+                self.sessions.iter().filter(with(*intent)).filter(|(_, s)| s.user != *user).map(|(id, _)| *id).collect()
+            }
+            Audience::One(id) => self.sessions.contains_key(id).then_some(*id).into_iter().collect(),
         }
     }
 
@@ -296,10 +278,7 @@ impl GuildState {
         if !self.members.contains_key(&user) {
             return Err(GuildError::NotMember);
         }
-        let channel = self
-            .channels
-            .get(&channel_id)
-            .ok_or(GuildError::UnknownChannel)?;
+        let channel = self.channels.get(&channel_id).ok_or(GuildError::UnknownChannel)?;
         if channel.kind != CHANNEL_GUILD_TEXT {
             return Err(GuildError::MissingPermissions);
         }
@@ -311,28 +290,13 @@ impl GuildState {
         match input {
             Input::Command { request, command } => self.on_command(request, command, &mut fx),
             Input::Persisted { request, result } => self.on_persisted(request, result, &mut fx),
-            Input::SessionConnect {
-                session,
-                user,
-                intents,
-                status,
-            } => {
+            Input::SessionConnect { session, user, intents, status } => {
                 if !self.members.contains_key(&user) {
                     return fx;
                 }
                 let was_visible = self.visible_status(user).is_some();
-                self.sessions.insert(
-                    session,
-                    OnlineSession {
-                        user,
-                        intents,
-                        status,
-                    },
-                );
-                fx.push(Effect::Dispatch {
-                    audience: Audience::One(session),
-                    event: self.guild_create(),
-                });
+                self.sessions.insert(session, OnlineSession { user, intents, status });
+                fx.push(Effect::Dispatch { audience: Audience::One(session), event: self.guild_create() });
                 if !was_visible && self.visible_status(user).is_some() {
                     self.push_presence(user, &mut fx);
                 }
@@ -362,31 +326,14 @@ impl GuildState {
     }
 
     fn on_command(&mut self, request: RequestId, command: Command, fx: &mut Vec<Effect>) {
-        let reply_err = |fx: &mut Vec<Effect>, e| {
-            fx.push(Effect::Reply {
-                request,
-                result: Err(e),
-            })
-        };
+        let reply_err = |fx: &mut Vec<Effect>, e| fx.push(Effect::Reply { request, result: Err(e) });
         match command {
-            Command::CreateMessage {
-                author,
-                channel_id,
-                id,
-                content,
-                nonce,
-            } => {
+            Command::CreateMessage { author, channel_id, id, content, nonce } => {
                 let channel = match self.can_send(author, channel_id) {
                     Ok(c) => c.clone(),
                     Err(e) => return reply_err(fx, e),
                 };
-                let mut message = Message::new(
-                    id,
-                    &channel,
-                    self.members[&author].user.clone(),
-                    content,
-                    nonce,
-                );
+                let mut message = Message::new(id, &channel, self.members[&author].user.clone(), content, nonce);
                 message.mentions = self.resolve_mentions(&message.content);
                 self.persist(
                     request,
@@ -395,12 +342,7 @@ impl GuildState {
                     fx,
                 );
             }
-            Command::EditMessage {
-                user,
-                existing,
-                content,
-                edited_timestamp,
-            } => {
+            Command::EditMessage { user, existing, content, edited_timestamp } => {
                 if let Err(e) = self.check_own_message(user, &existing) {
                     return reply_err(fx, e);
                 }
@@ -423,14 +365,8 @@ impl GuildState {
                 let (channel_id, message_id) = (existing.channel_id, existing.id);
                 self.persist(
                     request,
-                    GuildWrite::DeleteMessage {
-                        channel_id,
-                        message_id,
-                    },
-                    AfterPersist::MessageDeleted {
-                        channel_id,
-                        message_id,
-                    },
+                    GuildWrite::DeleteMessage { channel_id, message_id },
+                    AfterPersist::MessageDeleted { channel_id, message_id },
                     fx,
                 );
             }
@@ -457,10 +393,7 @@ impl GuildState {
                     return reply_err(fx, GuildError::AlreadyMember);
                 }
                 self.members_in_flight.insert(user);
-                let write = GuildWrite::AddMember {
-                    guild_id: self.guild.id,
-                    member: member.clone(),
-                };
+                let write = GuildWrite::AddMember { guild_id: self.guild.id, member: member.clone() };
                 self.persist(request, write, AfterPersist::MemberAdded(member), fx);
             }
             Command::RemoveMember { user } => {
@@ -471,17 +404,10 @@ impl GuildState {
                     return reply_err(fx, GuildError::OwnerCannotLeave);
                 }
                 self.members_in_flight.insert(user);
-                let write = GuildWrite::RemoveMember {
-                    guild_id: self.guild.id,
-                    user_id: user,
-                };
+                let write = GuildWrite::RemoveMember { guild_id: self.guild.id, user_id: user };
                 self.persist(request, write, AfterPersist::MemberRemoved(user), fx);
             }
-            Command::Typing {
-                user,
-                channel_id,
-                unix_s,
-            } => {
+            Command::Typing { user, channel_id, unix_s } => {
                 if let Err(e) = self.can_send(user, channel_id) {
                     return reply_err(fx, e);
                 }
@@ -496,16 +422,20 @@ impl GuildState {
                     }),
                 };
                 fx.push(Effect::Dispatch {
-                    audience: Audience::Channel {
-                        channel_id,
-                        intent: intents::GUILD_MESSAGE_TYPING,
-                    },
+                    audience: Audience::Channel { channel_id, intent: intents::GUILD_MESSAGE_TYPING },
                     event,
                 });
-                fx.push(Effect::Reply {
-                    request,
-                    result: Ok(Reply::Done),
-                });
+                fx.push(Effect::Reply { request, result: Ok(Reply::Done) });
+            }
+            Command::CanRead { user, channel_id } => {
+                let result = if !self.members.contains_key(&user) {
+                    Err(GuildError::NotMember)
+                } else if !self.channels.contains_key(&channel_id) {
+                    Err(GuildError::UnknownChannel)
+                } else {
+                    Ok(Reply::Done)
+                };
+                fx.push(Effect::Reply { request, result });
             }
             Command::Snapshot { user } => {
                 if !self.members.contains_key(&user) {
@@ -523,12 +453,7 @@ impl GuildState {
         }
     }
 
-    fn on_persisted(
-        &mut self,
-        request: RequestId,
-        result: Result<(), WriteError>,
-        fx: &mut Vec<Effect>,
-    ) {
+    fn on_persisted(&mut self, request: RequestId, result: Result<(), WriteError>, fx: &mut Vec<Effect>) {
         let Some(after) = self.pending.remove(&request) else {
             return;
         };
@@ -543,44 +468,23 @@ impl GuildState {
                 WriteError::NotFound => GuildError::UnknownMessage,
                 WriteError::Unavailable(m) => GuildError::Storage(m),
             };
-            fx.push(Effect::Reply {
-                request,
-                result: Err(err),
-            });
+            fx.push(Effect::Reply { request, result: Err(err) });
             return;
         }
         let guild_id = self.guild.id;
         let (audience, event, reply) = match after {
             AfterPersist::MessageCreated(m) => (
-                Audience::Channel {
-                    channel_id: m.channel_id,
-                    intent: intents::GUILD_MESSAGES,
-                },
-                Event {
-                    name: "MESSAGE_CREATE",
-                    data: message_event(&m, self.members.get(&m.author.id)),
-                },
+                Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
+                Event { name: "MESSAGE_CREATE", data: message_event(&m, self.members.get(&m.author.id)) },
                 Reply::Message(m),
             ),
             AfterPersist::MessageEdited(m) => (
-                Audience::Channel {
-                    channel_id: m.channel_id,
-                    intent: intents::GUILD_MESSAGES,
-                },
-                Event {
-                    name: "MESSAGE_UPDATE",
-                    data: message_event(&m, self.members.get(&m.author.id)),
-                },
+                Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
+                Event { name: "MESSAGE_UPDATE", data: message_event(&m, self.members.get(&m.author.id)) },
                 Reply::Message(m),
             ),
-            AfterPersist::MessageDeleted {
-                channel_id,
-                message_id,
-            } => (
-                Audience::Channel {
-                    channel_id,
-                    intent: intents::GUILD_MESSAGES,
-                },
+            AfterPersist::MessageDeleted { channel_id, message_id } => (
+                Audience::Channel { channel_id, intent: intents::GUILD_MESSAGES },
                 Event {
                     name: "MESSAGE_DELETE",
                     data: json!({ "id": message_id, "channel_id": channel_id, "guild_id": guild_id }),
@@ -590,13 +494,8 @@ impl GuildState {
             AfterPersist::ChannelCreated(c) => {
                 self.channels.insert(c.id, c.clone());
                 (
-                    Audience::Guild {
-                        intent: intents::GUILDS,
-                    },
-                    Event {
-                        name: "CHANNEL_CREATE",
-                        data: serde_json::to_value(&c).expect("serializes"),
-                    },
+                    Audience::Guild { intent: intents::GUILDS },
+                    Event { name: "CHANNEL_CREATE", data: serde_json::to_value(&c).expect("serializes") },
                     Reply::Channel(c),
                 )
             }
@@ -606,13 +505,8 @@ impl GuildState {
                 let mut data = serde_json::to_value(&member).expect("serializes");
                 data["guild_id"] = json!(guild_id);
                 (
-                    Audience::Guild {
-                        intent: intents::GUILD_MEMBERS,
-                    },
-                    Event {
-                        name: "GUILD_MEMBER_ADD",
-                        data,
-                    },
+                    Audience::Guild { intent: intents::GUILD_MEMBERS },
+                    Event { name: "GUILD_MEMBER_ADD", data },
                     Reply::Member(member),
                 )
             }
@@ -622,49 +516,28 @@ impl GuildState {
                     return;
                 };
                 // The leaver's sessions get GUILD_DELETE and stop hearing from the guild.
-                let gone: Vec<SessionId> = self
-                    .sessions
-                    .iter()
-                    .filter(|(_, s)| s.user == user_id)
-                    .map(|(id, _)| *id)
-                    .collect();
+                let gone: Vec<SessionId> =
+                    self.sessions.iter().filter(|(_, s)| s.user == user_id).map(|(id, _)| *id).collect();
                 for session in gone {
                     fx.push(Effect::Dispatch {
                         audience: Audience::One(session),
-                        event: Event {
-                            name: "GUILD_DELETE",
-                            data: json!({ "id": guild_id }),
-                        },
+                        event: Event { name: "GUILD_DELETE", data: json!({ "id": guild_id }) },
                     });
                     fx.push(Effect::ForgetSession(session));
                     self.sessions.remove(&session);
                 }
                 (
-                    Audience::Guild {
-                        intent: intents::GUILD_MEMBERS,
-                    },
-                    Event {
-                        name: "GUILD_MEMBER_REMOVE",
-                        data: json!({ "guild_id": guild_id, "user": member.user }),
-                    },
+                    Audience::Guild { intent: intents::GUILD_MEMBERS },
+                    Event { name: "GUILD_MEMBER_REMOVE", data: json!({ "guild_id": guild_id, "user": member.user }) },
                     Reply::Done,
                 )
             }
         };
         fx.push(Effect::Dispatch { audience, event });
-        fx.push(Effect::Reply {
-            request,
-            result: Ok(reply),
-        });
+        fx.push(Effect::Reply { request, result: Ok(reply) });
     }
 
-    fn persist(
-        &mut self,
-        request: RequestId,
-        write: GuildWrite,
-        after: AfterPersist,
-        fx: &mut Vec<Effect>,
-    ) {
+    fn persist(&mut self, request: RequestId, write: GuildWrite, after: AfterPersist, fx: &mut Vec<Effect>) {
         self.pending.insert(request, after);
         fx.push(Effect::Persist { request, write });
     }
@@ -683,10 +556,7 @@ impl GuildState {
     }
 
     fn resolve_mentions(&self, content: &str) -> Vec<crate::model::User> {
-        mentioned_user_ids(content)
-            .into_iter()
-            .filter_map(|id| self.members.get(&id).map(|m| m.user.clone()))
-            .collect()
+        mentioned_user_ids(content).into_iter().filter_map(|id| self.members.get(&id).map(|m| m.user.clone())).collect()
     }
 
     /// The status others see: the "most present" of the user's sessions; None if offline
@@ -713,14 +583,8 @@ impl GuildState {
 
     fn push_presence(&self, user: UserId, fx: &mut Vec<Effect>) {
         fx.push(Effect::Dispatch {
-            audience: Audience::GuildExceptUser {
-                user,
-                intent: intents::GUILD_PRESENCES,
-            },
-            event: Event {
-                name: "PRESENCE_UPDATE",
-                data: self.presence_json(user),
-            },
+            audience: Audience::GuildExceptUser { user, intent: intents::GUILD_PRESENCES },
+            event: Event { name: "PRESENCE_UPDATE", data: self.presence_json(user) },
         });
     }
 
@@ -781,10 +645,7 @@ mod tests {
     const ALL: u64 = intents::ALL_KNOWN;
 
     fn member(id: UserId, name: &str) -> Member {
-        Member::new(
-            User::new(id, name, false),
-            "2026-01-01T00:00:00.000000+00:00".into(),
-        )
+        Member::new(User::new(id, name, false), "2026-01-01T00:00:00.000000+00:00".into())
     }
 
     fn text_channel(id: ChannelId) -> Channel {
@@ -801,12 +662,7 @@ mod tests {
 
     fn guild() -> GuildState {
         GuildState::new(
-            Guild {
-                id: Snowflake(10),
-                name: "g".into(),
-                owner_id: OWNER,
-                icon: None,
-            },
+            Guild { id: Snowflake(10), name: "g".into(), owner_id: OWNER, icon: None },
             vec![text_channel(GENERAL)],
             vec![member(OWNER, "owner"), member(BOB, "bob")],
         )
@@ -817,12 +673,7 @@ mod tests {
     }
 
     fn connect(g: &mut GuildState, session: u64, user: UserId, intents: u64) -> Vec<Effect> {
-        g.handle(Input::SessionConnect {
-            session: SessionId(session),
-            user,
-            intents,
-            status: "online".into(),
-        })
+        g.handle(Input::SessionConnect { session: SessionId(session), user, intents, status: "online".into() })
     }
 
     fn dispatches(fx: &[Effect]) -> Vec<(&Audience, &Event)> {
@@ -859,23 +710,14 @@ mod tests {
         let fx = connect(&mut g, 2, BOB, ALL);
         let d = dispatches(&fx);
         assert_eq!(d[0].1.data["presences"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            g.audience(d[1].0),
-            vec![SessionId(1)],
-            "the owner hears bob come online"
-        );
+        assert_eq!(g.audience(d[1].0), vec![SessionId(1)], "the owner hears bob come online");
 
         // A second session of the same user does not announce again.
         let fx = connect(&mut g, 3, BOB, ALL);
         assert_eq!(dispatches(&fx).len(), 1);
         // Closing one of two sessions: still online, no presence change.
-        assert!(dispatches(&g.handle(Input::SessionDisconnect {
-            session: SessionId(3)
-        }))
-        .is_empty());
-        let fx = g.handle(Input::SessionDisconnect {
-            session: SessionId(2),
-        });
+        assert!(dispatches(&g.handle(Input::SessionDisconnect { session: SessionId(3) })).is_empty());
+        let fx = g.handle(Input::SessionDisconnect { session: SessionId(2) });
         assert_eq!(dispatches(&fx)[0].1.data["status"], "offline");
     }
 
@@ -895,10 +737,7 @@ mod tests {
             },
         ));
         assert_eq!(reply(&fx), &Err(GuildError::NotMember));
-        assert_eq!(
-            reply(&g.handle(cmd(2, Command::Snapshot { user: CAROL }))),
-            &Err(GuildError::NotMember)
-        );
+        assert_eq!(reply(&g.handle(cmd(2, Command::Snapshot { user: CAROL }))), &Err(GuildError::NotMember));
         let fx = g.handle(cmd(
             3,
             Command::CreateMessage {
@@ -929,25 +768,13 @@ mod tests {
             },
         ));
         assert_eq!(fx.len(), 1, "only a persist, nothing visible yet");
-        let Effect::Persist {
-            request: 7,
-            write: GuildWrite::PutMessage(m),
-        } = &fx[0]
-        else {
-            panic!("{fx:?}")
-        };
+        let Effect::Persist { request: 7, write: GuildWrite::PutMessage(m) } = &fx[0] else { panic!("{fx:?}") };
         assert_eq!(m.mentions[0].id, OWNER);
-        let fx = g.handle(Input::Persisted {
-            request: 7,
-            result: Ok(()),
-        });
+        let fx = g.handle(Input::Persisted { request: 7, result: Ok(()) });
         let d = dispatches(&fx);
         assert_eq!(d[0].1.name, "MESSAGE_CREATE");
         assert_eq!(d[0].1.data["nonce"], "n1");
-        assert_eq!(
-            d[0].1.data["member"]["joined_at"],
-            "2026-01-01T00:00:00.000000+00:00"
-        );
+        assert_eq!(d[0].1.data["member"]["joined_at"], "2026-01-01T00:00:00.000000+00:00");
         assert_eq!(g.audience(d[0].0), vec![SessionId(1), SessionId(3)]);
         assert!(matches!(reply(&fx), Ok(Reply::Message(m)) if m.content == "hello <@1>"));
     }
@@ -966,10 +793,7 @@ mod tests {
                 nonce: None,
             },
         ));
-        let fx = g.handle(Input::Persisted {
-            request: 1,
-            result: Err(WriteError::Unavailable("down".into())),
-        });
+        let fx = g.handle(Input::Persisted { request: 1, result: Err(WriteError::Unavailable("down".into())) });
         assert!(dispatches(&fx).is_empty());
         assert!(matches!(reply(&fx), Err(GuildError::Storage(_))));
     }
@@ -978,13 +802,7 @@ mod tests {
     fn only_the_author_edits_or_deletes() {
         let mut g = guild();
         let channel = text_channel(GENERAL);
-        let msg = Message::new(
-            Snowflake(500),
-            &channel,
-            User::new(BOB, "bob", false),
-            "x".into(),
-            None,
-        );
+        let msg = Message::new(Snowflake(500), &channel, User::new(BOB, "bob", false), "x".into(), None);
         let fx = g.handle(cmd(
             1,
             Command::EditMessage {
@@ -995,13 +813,7 @@ mod tests {
             },
         ));
         assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
-        let fx = g.handle(cmd(
-            2,
-            Command::DeleteMessage {
-                user: OWNER,
-                existing: msg.clone(),
-            },
-        ));
+        let fx = g.handle(cmd(2, Command::DeleteMessage { user: OWNER, existing: msg.clone() }));
         assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
         let fx = g.handle(cmd(
             3,
@@ -1012,36 +824,12 @@ mod tests {
                 edited_timestamp: "t".into(),
             },
         ));
-        assert!(
-            matches!(&fx[0], Effect::Persist { write: GuildWrite::EditMessage(m), .. } if m.content == "y")
-        );
-        let fx = g.handle(Input::Persisted {
-            request: 3,
-            result: Err(WriteError::NotFound),
-        });
-        assert_eq!(
-            reply(&fx),
-            &Err(GuildError::UnknownMessage),
-            "deleted meanwhile"
-        );
-        let fx = g.handle(cmd(
-            4,
-            Command::DeleteMessage {
-                user: BOB,
-                existing: msg,
-            },
-        ));
-        let fx2 = g.handle(Input::Persisted {
-            request: 4,
-            result: Ok(()),
-        });
-        assert!(matches!(
-            &fx[0],
-            Effect::Persist {
-                write: GuildWrite::DeleteMessage { .. },
-                ..
-            }
-        ));
+        assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::EditMessage(m), .. } if m.content == "y"));
+        let fx = g.handle(Input::Persisted { request: 3, result: Err(WriteError::NotFound) });
+        assert_eq!(reply(&fx), &Err(GuildError::UnknownMessage), "deleted meanwhile");
+        let fx = g.handle(cmd(4, Command::DeleteMessage { user: BOB, existing: msg }));
+        let fx2 = g.handle(Input::Persisted { request: 4, result: Ok(()) });
+        assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::DeleteMessage { .. }, .. }));
         assert_eq!(dispatches(&fx2)[0].1.name, "MESSAGE_DELETE");
     }
 
@@ -1049,31 +837,12 @@ mod tests {
     fn join_and_leave() {
         let mut g = guild();
         connect(&mut g, 1, OWNER, ALL);
-        let fx = g.handle(cmd(
-            1,
-            Command::AddMember {
-                member: member(CAROL, "carol"),
-            },
-        ));
-        assert!(matches!(
-            &fx[0],
-            Effect::Persist {
-                write: GuildWrite::AddMember { .. },
-                ..
-            }
-        ));
+        let fx = g.handle(cmd(1, Command::AddMember { member: member(CAROL, "carol") }));
+        assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::AddMember { .. }, .. }));
         // A second join while the first is in flight is refused.
-        let fx2 = g.handle(cmd(
-            2,
-            Command::AddMember {
-                member: member(CAROL, "carol"),
-            },
-        ));
+        let fx2 = g.handle(cmd(2, Command::AddMember { member: member(CAROL, "carol") }));
         assert_eq!(reply(&fx2), &Err(GuildError::AlreadyMember));
-        let fx = g.handle(Input::Persisted {
-            request: 1,
-            result: Ok(()),
-        });
+        let fx = g.handle(Input::Persisted { request: 1, result: Ok(()) });
         let d = dispatches(&fx);
         assert_eq!(d[0].1.name, "GUILD_MEMBER_ADD");
         assert_eq!(d[0].1.data["guild_id"], "10");
@@ -1081,24 +850,15 @@ mod tests {
         assert_eq!(g.member_count(), 3);
 
         connect(&mut g, 5, CAROL, ALL);
-        assert_eq!(
-            reply(&g.handle(cmd(3, Command::RemoveMember { user: OWNER }))),
-            &Err(GuildError::OwnerCannotLeave)
-        );
+        assert_eq!(reply(&g.handle(cmd(3, Command::RemoveMember { user: OWNER }))), &Err(GuildError::OwnerCannotLeave));
         g.handle(cmd(4, Command::RemoveMember { user: CAROL }));
-        let fx = g.handle(Input::Persisted {
-            request: 4,
-            result: Ok(()),
-        });
+        let fx = g.handle(Input::Persisted { request: 4, result: Ok(()) });
         assert!(fx.contains(&Effect::ForgetSession(SessionId(5))));
         let d = dispatches(&fx);
         assert_eq!(d[0].1.name, "GUILD_DELETE");
         assert_eq!(d.last().unwrap().1.name, "GUILD_MEMBER_REMOVE");
         assert!(!g.is_member(CAROL));
-        assert_eq!(
-            g.audience(&Audience::Guild { intent: 0 }),
-            vec![SessionId(1)]
-        );
+        assert_eq!(g.audience(&Audience::Guild { intent: 0 }), vec![SessionId(1)]);
     }
 
     #[test]
@@ -1108,30 +868,12 @@ mod tests {
         let mut c = text_channel(Snowflake(101));
         c.name = Some("random".into());
         assert_eq!(
-            reply(&g.handle(cmd(
-                1,
-                Command::CreateChannel {
-                    user: BOB,
-                    channel: c.clone()
-                }
-            ))),
+            reply(&g.handle(cmd(1, Command::CreateChannel { user: BOB, channel: c.clone() }))),
             &Err(GuildError::MissingPermissions)
         );
-        g.handle(cmd(
-            2,
-            Command::CreateChannel {
-                user: OWNER,
-                channel: c,
-            },
-        ));
-        assert!(
-            !g.can_view(BOB, Snowflake(101)),
-            "not before the write is acknowledged"
-        );
-        let fx = g.handle(Input::Persisted {
-            request: 2,
-            result: Ok(()),
-        });
+        g.handle(cmd(2, Command::CreateChannel { user: OWNER, channel: c }));
+        assert!(!g.can_view(BOB, Snowflake(101)), "not before the write is acknowledged");
+        let fx = g.handle(Input::Persisted { request: 2, result: Ok(()) });
         assert_eq!(dispatches(&fx)[0].1.name, "CHANNEL_CREATE");
         assert!(g.can_view(BOB, Snowflake(101)));
         assert_eq!(g.audience(dispatches(&fx)[0].0), vec![SessionId(1)]);
@@ -1147,20 +889,10 @@ mod tests {
             intents: ALL,
             status: "invisible".into(),
         });
-        assert_eq!(
-            dispatches(&fx).len(),
-            1,
-            "GUILD_CREATE only: invisible announces nothing"
-        );
-        let fx = g.handle(Input::PresenceUpdate {
-            session: SessionId(2),
-            status: "dnd".into(),
-        });
+        assert_eq!(dispatches(&fx).len(), 1, "GUILD_CREATE only: invisible announces nothing");
+        let fx = g.handle(Input::PresenceUpdate { session: SessionId(2), status: "dnd".into() });
         assert_eq!(dispatches(&fx)[0].1.data["status"], "dnd");
-        let fx = g.handle(Input::PresenceUpdate {
-            session: SessionId(2),
-            status: "dnd".into(),
-        });
+        let fx = g.handle(Input::PresenceUpdate { session: SessionId(2), status: "dnd".into() });
         assert!(fx.is_empty(), "no change, no dispatch");
     }
 
@@ -1169,14 +901,7 @@ mod tests {
         let mut g = guild();
         connect(&mut g, 1, OWNER, intents::GUILD_MESSAGE_TYPING);
         connect(&mut g, 2, BOB, intents::GUILD_MESSAGES);
-        let fx = g.handle(cmd(
-            1,
-            Command::Typing {
-                user: BOB,
-                channel_id: GENERAL,
-                unix_s: 5,
-            },
-        ));
+        let fx = g.handle(cmd(1, Command::Typing { user: BOB, channel_id: GENERAL, unix_s: 5 }));
         let d = dispatches(&fx);
         assert_eq!(d[0].1.name, "TYPING_START");
         assert_eq!(g.audience(d[0].0), vec![SessionId(1)]);

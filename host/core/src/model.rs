@@ -116,14 +116,7 @@ pub struct Member {
 
 impl Member {
     pub fn new(user: User, joined_at: String) -> Member {
-        Member {
-            user,
-            nick: None,
-            roles: Vec::new(),
-            joined_at,
-            deaf: false,
-            mute: false,
-        }
+        Member { user, nick: None, roles: Vec::new(), joined_at, deaf: false, mute: false }
     }
 }
 
@@ -172,13 +165,7 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(
-        id: MessageId,
-        channel: &Channel,
-        author: User,
-        content: String,
-        nonce: Option<Value>,
-    ) -> Message {
+    pub fn new(id: MessageId, channel: &Channel, author: User, content: String, nonce: Option<Value>) -> Message {
         Message {
             id,
             channel_id: channel.id,
@@ -244,10 +231,7 @@ mod tests {
 
     #[test]
     fn mentions_are_parsed() {
-        assert_eq!(
-            mentioned_user_ids("hi <@12> and <@!34>, <@12> again, <@x> <@"),
-            vec![Snowflake(12), Snowflake(34)]
-        );
+        assert_eq!(mentioned_user_ids("hi <@12> and <@!34>, <@12> again, <@x> <@"), vec![Snowflake(12), Snowflake(34)]);
     }
 
     #[test]

@@ -94,10 +94,10 @@ pub enum Input<'a> {
     Disconnected {
         now_ms: u64,
     },
-    /// A new connection asks to resume this session (the runtime checked the token).
-    ResumeAttach {
-        user_id: UserId,
-        seq: u64,
+    /// The client sent a close frame. As on Discord, closing with 1000 or 1001 ends the
+    /// session; any other code (or none) keeps it resumable.
+    ClientClosed {
+        code: Option<u16>,
         now_ms: u64,
     },
     /// On the fresh session: the resume target refused or does not exist.
@@ -125,7 +125,7 @@ pub enum Effect {
         intents: u64,
         status: Option<String>,
     },
-    /// Find session `session_id` and offer it this connection (`ResumeAttach` there).
+    /// Find session `session_id` and offer it this connection (see [`Session::resume`]).
     Resume {
         token: String,
         session_id: String,
@@ -138,7 +138,7 @@ pub enum Effect {
     Terminate,
 }
 
-/// What the old session says to a `ResumeAttach`.
+/// What the old session answers when a new connection asks to resume it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ResumeOutcome {
     /// The connection is now this session's; send these effects on it.
@@ -228,15 +228,10 @@ impl Session {
                 )));
             }
             Input::ClientText { payload, now_ms } => self.on_client_frame(payload, now_ms, &mut fx),
-            Input::ClientBinary { .. } => self.close(
-                close::DECODE_ERROR,
-                "binary frames are not supported with encoding=json",
-                false,
-                &mut fx,
-            ),
-            Input::ClientTooLarge => {
-                self.close(close::DECODE_ERROR, "payload too large", false, &mut fx)
+            Input::ClientBinary { .. } => {
+                self.close(close::DECODE_ERROR, "binary frames are not supported with encoding=json", false, &mut fx)
             }
+            Input::ClientTooLarge => self.close(close::DECODE_ERROR, "payload too large", false, &mut fx),
             Input::Tick { now_ms } => match self.phase {
                 Phase::Detached { since_ms } if now_ms >= since_ms + self.cfg.resume_window_ms => {
                     self.terminate(&mut fx);
@@ -244,20 +239,11 @@ impl Session {
                 Phase::AwaitingIdentify | Phase::Authenticating | Phase::Ready
                     if now_ms >= self.last_heartbeat_ms + self.cfg.zombie_after_ms() =>
                 {
-                    self.close(
-                        close::SESSION_TIMED_OUT,
-                        "session timed out",
-                        false,
-                        &mut fx,
-                    );
+                    self.close(close::SESSION_TIMED_OUT, "session timed out", false, &mut fx);
                 }
                 _ => {}
             },
-            Input::Authenticated {
-                user_id,
-                session_id,
-                ready,
-            } => {
+            Input::Authenticated { user_id, session_id, ready } => {
                 if self.phase == Phase::Authenticating {
                     self.user_id = Some(user_id);
                     self.session_id = Some(session_id);
@@ -265,12 +251,9 @@ impl Session {
                     self.push_dispatch(&ready, &mut fx);
                 }
             }
-            Input::AuthenticationFailed => self.close(
-                close::AUTHENTICATION_FAILED,
-                "authentication failed",
-                false,
-                &mut fx,
-            ),
+            Input::AuthenticationFailed => {
+                self.close(close::AUTHENTICATION_FAILED, "authentication failed", false, &mut fx)
+            }
             Input::Dispatch(prefix) => {
                 if matches!(self.phase, Phase::Ready | Phase::Detached { .. }) {
                     self.push_dispatch(prefix, &mut fx);
@@ -281,6 +264,13 @@ impl Session {
                 Phase::Detached { .. } => {}
                 _ => self.terminate(&mut fx),
             },
+            Input::ClientClosed { code, now_ms } => {
+                if matches!(code, Some(1000) | Some(1001)) {
+                    self.terminate(&mut fx);
+                } else {
+                    return self.handle(Input::Disconnected { now_ms });
+                }
+            }
             Input::ResumeRejected { invalid_seq } => {
                 if self.phase == Phase::Authenticating {
                     if invalid_seq {
@@ -292,18 +282,8 @@ impl Session {
                     }
                 }
             }
-            Input::ResumeAttach { .. } => {
-                debug_assert!(false, "use Session::resume for ResumeAttach");
-            }
-            Input::Overflowed => self.close(
-                close::SLOW_CONSUMER,
-                "outbound queue overflow",
-                false,
-                &mut fx,
-            ),
-            Input::Shutdown => {
-                self.close(close::GOING_AWAY, "server shutting down", false, &mut fx)
-            }
+            Input::Overflowed => self.close(close::SLOW_CONSUMER, "outbound queue overflow", false, &mut fx),
+            Input::Shutdown => self.close(close::GOING_AWAY, "server shutting down", false, &mut fx),
         }
         fx
     }
@@ -322,12 +302,8 @@ impl Session {
             // The buffer no longer holds everything the client missed.
             return ResumeOutcome::Rejected { invalid_seq: false };
         }
-        let mut fx: Vec<Effect> = self
-            .replay
-            .iter()
-            .filter(|(s, _)| *s > client_seq)
-            .map(|(_, frame)| Effect::Send(frame.clone()))
-            .collect();
+        let mut fx: Vec<Effect> =
+            self.replay.iter().filter(|(s, _)| *s > client_seq).map(|(_, frame)| Effect::Send(frame.clone())).collect();
         self.phase = Phase::Ready;
         self.last_heartbeat_ms = now_ms;
         self.window_start_ms = now_ms;
@@ -360,31 +336,14 @@ impl Session {
             }
             op::IDENTIFY => {
                 if self.phase != Phase::AwaitingIdentify {
-                    return self.close(
-                        close::ALREADY_AUTHENTICATED,
-                        "already authenticated",
-                        false,
-                        fx,
-                    );
+                    return self.close(close::ALREADY_AUTHENTICATED, "already authenticated", false, fx);
                 }
                 let d = &frame.d;
-                let (Some(token), Some(_properties)) =
-                    (d["token"].as_str(), d["properties"].as_object())
-                else {
-                    return self.close(
-                        close::DECODE_ERROR,
-                        "identify needs token and properties",
-                        false,
-                        fx,
-                    );
+                let (Some(token), Some(_properties)) = (d["token"].as_str(), d["properties"].as_object()) else {
+                    return self.close(close::DECODE_ERROR, "identify needs token and properties", false, fx);
                 };
                 let Some(intent_bits) = d["intents"].as_u64() else {
-                    return self.close(
-                        close::INVALID_INTENTS,
-                        "identify needs integer intents",
-                        false,
-                        fx,
-                    );
+                    return self.close(close::INVALID_INTENTS, "identify needs integer intents", false, fx);
                 };
                 if intent_bits & !intents::ALL_KNOWN != 0 {
                     return self.close(close::INVALID_INTENTS, "invalid intents", false, fx);
@@ -393,62 +352,30 @@ impl Session {
                     None | Some(Value::Null) => None,
                     Some(s) => match s.as_str().filter(|s| VALID_STATUSES.contains(s)) {
                         Some(s) => Some(s.to_owned()),
-                        None => {
-                            return self.close(
-                                close::DECODE_ERROR,
-                                "invalid presence status",
-                                false,
-                                fx,
-                            )
-                        }
+                        None => return self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
                     },
                 };
                 self.phase = Phase::Authenticating;
-                fx.push(Effect::Authenticate {
-                    token: token.to_owned(),
-                    intents: intent_bits,
-                    status,
-                });
+                fx.push(Effect::Authenticate { token: token.to_owned(), intents: intent_bits, status });
             }
             op::RESUME => {
                 if self.phase != Phase::AwaitingIdentify {
-                    return self.close(
-                        close::ALREADY_AUTHENTICATED,
-                        "already authenticated",
-                        false,
-                        fx,
-                    );
+                    return self.close(close::ALREADY_AUTHENTICATED, "already authenticated", false, fx);
                 }
                 let d = &frame.d;
-                let (Some(token), Some(session_id), Some(seq)) = (
-                    d["token"].as_str(),
-                    d["session_id"].as_str(),
-                    d["seq"].as_u64(),
-                ) else {
-                    return self.close(
-                        close::DECODE_ERROR,
-                        "resume needs token, session_id and seq",
-                        false,
-                        fx,
-                    );
+                let (Some(token), Some(session_id), Some(seq)) =
+                    (d["token"].as_str(), d["session_id"].as_str(), d["seq"].as_u64())
+                else {
+                    return self.close(close::DECODE_ERROR, "resume needs token, session_id and seq", false, fx);
                 };
                 self.phase = Phase::Authenticating;
-                fx.push(Effect::Resume {
-                    token: token.to_owned(),
-                    session_id: session_id.to_owned(),
-                    seq,
-                });
+                fx.push(Effect::Resume { token: token.to_owned(), session_id: session_id.to_owned(), seq });
             }
             op::PRESENCE_UPDATE | op::VOICE_STATE_UPDATE | op::REQUEST_GUILD_MEMBERS if !authed => {
                 self.close(close::NOT_AUTHENTICATED, "not authenticated", false, fx)
             }
-            op::PRESENCE_UPDATE => match frame.d["status"]
-                .as_str()
-                .filter(|s| VALID_STATUSES.contains(s))
-            {
-                Some(status) => fx.push(Effect::PresenceUpdate {
-                    status: status.to_owned(),
-                }),
+            op::PRESENCE_UPDATE => match frame.d["status"].as_str().filter(|s| VALID_STATUSES.contains(s)) {
+                Some(status) => fx.push(Effect::PresenceUpdate { status: status.to_owned() }),
                 None => self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
             },
             // Known opcodes that this host does not implement (no voice, no member chunking
@@ -472,9 +399,7 @@ impl Session {
         let frame = prefix.with_seq(self.seq);
         self.replay_bytes += frame.len();
         self.replay.push_back((self.seq, frame.clone()));
-        while self.replay.len() > self.cfg.replay_max_events
-            || self.replay_bytes > self.cfg.replay_max_bytes
-        {
+        while self.replay.len() > self.cfg.replay_max_events || self.replay_bytes > self.cfg.replay_max_bytes {
             match self.replay.pop_front() {
                 Some((_, old)) => self.replay_bytes -= old.len(),
                 None => break,
@@ -535,10 +460,7 @@ mod tests {
 
     fn text(s: &mut Session, v: Value, now_ms: u64) -> Vec<Effect> {
         let bytes = serde_json::to_vec(&v).unwrap();
-        s.handle(Input::ClientText {
-            payload: &bytes,
-            now_ms,
-        })
+        s.handle(Input::ClientText { payload: &bytes, now_ms })
     }
 
     fn close_code(fx: &[Effect]) -> Option<u16> {
@@ -565,20 +487,9 @@ mod tests {
         let mut s = Session::new(cfg());
         s.handle(Input::Opened { now_ms: 0 });
         let fx = text(&mut s, identify(), 1);
-        assert_eq!(
-            fx,
-            vec![Effect::Authenticate {
-                token: "t".into(),
-                intents: 513,
-                status: None
-            }]
-        );
+        assert_eq!(fx, vec![Effect::Authenticate { token: "t".into(), intents: 513, status: None }]);
         let ready = DispatchPrefix::encode("READY", &json!({"v": 10}));
-        let fx = s.handle(Input::Authenticated {
-            user_id: Snowflake(1),
-            session_id: "abc".into(),
-            ready,
-        });
+        let fx = s.handle(Input::Authenticated { user_id: Snowflake(1), session_id: "abc".into(), ready });
         let frames = sent(&fx);
         assert_eq!(frames[0]["t"], "READY");
         assert_eq!(frames[0]["s"], 1);
@@ -601,10 +512,7 @@ mod tests {
         let mut s = ready_session();
         let fx = text(&mut s, json!({"op": 1, "d": 1}), 900);
         assert_eq!(sent(&fx)[0]["op"], 11);
-        assert!(
-            s.handle(Input::Tick { now_ms: 2_000 }).is_empty(),
-            "900 + 1500 not reached"
-        );
+        assert!(s.handle(Input::Tick { now_ms: 2_000 }).is_empty(), "900 + 1500 not reached");
         let fx = s.handle(Input::Tick { now_ms: 2_400 });
         assert_eq!(close_code(&fx), Some(close::SESSION_TIMED_OUT));
         assert_eq!(s.phase(), Phase::Terminated);
@@ -614,42 +522,23 @@ mod tests {
     fn protocol_errors_close_with_discord_codes() {
         let cases: Vec<(Value, u16)> = vec![
             (json!({"op": 99, "d": null}), close::UNKNOWN_OPCODE),
-            (
-                json!({"op": 3, "d": {"status": "online"}}),
-                close::NOT_AUTHENTICATED,
-            ),
-            (
-                json!({"op": 2, "d": {"token": 5, "properties": {}, "intents": 1}}),
-                close::DECODE_ERROR,
-            ),
-            (
-                json!({"op": 2, "d": {"token": "t", "properties": {}, "intents": 1u64 << 40}}),
-                close::INVALID_INTENTS,
-            ),
-            (
-                json!({"op": 2, "d": {"token": "t", "properties": {}}}),
-                close::INVALID_INTENTS,
-            ),
+            (json!({"op": 3, "d": {"status": "online"}}), close::NOT_AUTHENTICATED),
+            (json!({"op": 2, "d": {"token": 5, "properties": {}, "intents": 1}}), close::DECODE_ERROR),
+            (json!({"op": 2, "d": {"token": "t", "properties": {}, "intents": 1u64 << 40}}), close::INVALID_INTENTS),
+            (json!({"op": 2, "d": {"token": "t", "properties": {}}}), close::INVALID_INTENTS),
             (json!({"op": "two"}), close::DECODE_ERROR),
             (json!([1, 2]), close::DECODE_ERROR),
         ];
         for (frame, code) in cases {
             let mut s = Session::new(cfg());
             s.handle(Input::Opened { now_ms: 0 });
-            assert_eq!(
-                close_code(&text(&mut s, frame.clone(), 1)),
-                Some(code),
-                "{frame}"
-            );
+            assert_eq!(close_code(&text(&mut s, frame.clone(), 1)), Some(code), "{frame}");
             assert_eq!(s.phase(), Phase::Terminated);
         }
         let mut s = Session::new(cfg());
         s.handle(Input::Opened { now_ms: 0 });
         assert_eq!(
-            close_code(&s.handle(Input::ClientText {
-                payload: b"{not json",
-                now_ms: 1
-            })),
+            close_code(&s.handle(Input::ClientText { payload: b"{not json", now_ms: 1 })),
             Some(close::DECODE_ERROR)
         );
     }
@@ -657,10 +546,7 @@ mod tests {
     #[test]
     fn second_identify_is_4005() {
         let mut s = ready_session();
-        assert_eq!(
-            close_code(&text(&mut s, identify(), 2)),
-            Some(close::ALREADY_AUTHENTICATED)
-        );
+        assert_eq!(close_code(&text(&mut s, identify(), 2)), Some(close::ALREADY_AUTHENTICATED));
     }
 
     #[test]
@@ -688,30 +574,14 @@ mod tests {
         s.handle(Input::Disconnected { now_ms: 100 });
         for i in 3..5 {
             let p = DispatchPrefix::encode("MESSAGE_CREATE", &json!({"n": i}));
-            assert!(
-                s.handle(Input::Dispatch(&p)).is_empty(),
-                "detached: buffered, not sent"
-            );
+            assert!(s.handle(Input::Dispatch(&p)).is_empty(), "detached: buffered, not sent");
         }
-        assert_eq!(
-            s.resume(Snowflake(2), 3, 200),
-            ResumeOutcome::Rejected { invalid_seq: false },
-            "other user"
-        );
-        assert_eq!(
-            s.resume(Snowflake(1), 9, 200),
-            ResumeOutcome::Rejected { invalid_seq: true }
-        );
-        let ResumeOutcome::Accepted(fx) = s.resume(Snowflake(1), 3, 200) else {
-            panic!()
-        };
+        assert_eq!(s.resume(Snowflake(2), 3, 200), ResumeOutcome::Rejected { invalid_seq: false }, "other user");
+        assert_eq!(s.resume(Snowflake(1), 9, 200), ResumeOutcome::Rejected { invalid_seq: true });
+        let ResumeOutcome::Accepted(fx) = s.resume(Snowflake(1), 3, 200) else { panic!() };
         let frames = sent(&fx);
         let seqs: Vec<u64> = frames.iter().map(|f| f["s"].as_u64().unwrap()).collect();
-        assert_eq!(
-            seqs,
-            vec![4, 5, 6, 7],
-            "the three missed dispatches, then RESUMED"
-        );
+        assert_eq!(seqs, vec![4, 5, 6, 7], "the three missed dispatches, then RESUMED");
         assert_eq!(frames[0]["d"]["n"], 2);
         assert_eq!(frames[2]["d"]["n"], 4);
         assert_eq!(frames[3]["t"], "RESUMED");
@@ -726,14 +596,8 @@ mod tests {
         }
         assert_eq!(s.replay_len(), 5);
         assert_eq!(s.seq(), 11);
-        assert_eq!(
-            s.resume(Snowflake(1), 5, 1),
-            ResumeOutcome::Rejected { invalid_seq: false }
-        );
-        assert!(matches!(
-            s.resume(Snowflake(1), 6, 1),
-            ResumeOutcome::Accepted(_)
-        ));
+        assert_eq!(s.resume(Snowflake(1), 5, 1), ResumeOutcome::Rejected { invalid_seq: false });
+        assert!(matches!(s.resume(Snowflake(1), 6, 1), ResumeOutcome::Accepted(_)));
     }
 
     #[test]
@@ -741,33 +605,29 @@ mod tests {
         let mut s = ready_session();
         s.handle(Input::Disconnected { now_ms: 100 });
         assert!(s.handle(Input::Tick { now_ms: 5_000 }).is_empty());
-        assert_eq!(
-            s.handle(Input::Tick { now_ms: 10_100 }),
-            vec![Effect::Terminate]
-        );
-        assert!(matches!(
-            s.resume(Snowflake(1), 1, 10_200),
-            ResumeOutcome::Rejected { .. }
-        ));
+        assert_eq!(s.handle(Input::Tick { now_ms: 10_100 }), vec![Effect::Terminate]);
+        assert!(matches!(s.resume(Snowflake(1), 1, 10_200), ResumeOutcome::Rejected { .. }));
     }
 
     #[test]
     fn rejected_resume_sends_invalid_session_and_allows_identify() {
         let mut s = Session::new(cfg());
         s.handle(Input::Opened { now_ms: 0 });
-        let fx = text(
-            &mut s,
-            json!({"op": 6, "d": {"token": "t", "session_id": "x", "seq": 3}}),
-            1,
-        );
+        let fx = text(&mut s, json!({"op": 6, "d": {"token": "t", "session_id": "x", "seq": 3}}), 1);
         assert!(matches!(&fx[0], Effect::Resume { seq: 3, .. }));
         let fx = s.handle(Input::ResumeRejected { invalid_seq: false });
         assert_eq!(sent(&fx)[0]["op"], 9);
         assert_eq!(sent(&fx)[0]["d"], false);
-        assert!(matches!(
-            text(&mut s, identify(), 2)[0],
-            Effect::Authenticate { .. }
-        ));
+        assert!(matches!(text(&mut s, identify(), 2)[0], Effect::Authenticate { .. }));
+    }
+
+    #[test]
+    fn client_close_1000_ends_the_session_other_codes_keep_it() {
+        let mut s = ready_session();
+        assert_eq!(s.handle(Input::ClientClosed { code: Some(1000), now_ms: 5 }), vec![Effect::Terminate]);
+        let mut s = ready_session();
+        assert!(s.handle(Input::ClientClosed { code: Some(4000), now_ms: 5 }).is_empty());
+        assert!(matches!(s.phase(), Phase::Detached { since_ms: 5 }));
     }
 
     #[test]

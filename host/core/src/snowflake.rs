@@ -136,27 +136,17 @@ pub struct IdState {
 impl IdState {
     pub fn new(datacenter: u8, worker: u8) -> IdState {
         assert!(datacenter <= MAX_DATACENTER && worker <= MAX_WORKER);
-        IdState {
-            datacenter,
-            worker,
-            last_ms: 0,
-            sequence: 0,
-            issued_any: false,
-        }
+        IdState { datacenter, worker, last_ms: 0, sequence: 0, issued_any: false }
     }
 
     /// The next id for a clock reading in Unix ms. Never returns an id <= a previous one.
     pub fn next(&mut self, unix_ms: u64) -> Result<Snowflake, NextIdError> {
-        let now = unix_ms
-            .checked_sub(DISCORD_EPOCH_MS)
-            .ok_or(NextIdError::ClockOutOfRange)?;
+        let now = unix_ms.checked_sub(DISCORD_EPOCH_MS).ok_or(NextIdError::ClockOutOfRange)?;
         if now > MAX_TIMESTAMP_MS {
             return Err(NextIdError::ClockOutOfRange);
         }
         if self.issued_any && now < self.last_ms {
-            return Err(NextIdError::ClockBehind {
-                behind_ms: self.last_ms - now,
-            });
+            return Err(NextIdError::ClockBehind { behind_ms: self.last_ms - now });
         }
         if self.issued_any && now == self.last_ms {
             if self.sequence == MAX_SEQUENCE {
@@ -185,10 +175,7 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 }
 
@@ -208,11 +195,7 @@ impl Generator<SystemClock> {
 
 impl<C: Clock> Generator<C> {
     pub fn with_clock(datacenter: u8, worker: u8, clock: C, max_backwards_wait_ms: u64) -> Self {
-        Generator {
-            state: Mutex::new(IdState::new(datacenter, worker)),
-            clock,
-            max_backwards_wait_ms,
-        }
+        Generator { state: Mutex::new(IdState::new(datacenter, worker)), clock, max_backwards_wait_ms }
     }
 
     pub fn next_id(&self) -> Result<Snowflake, NextIdError> {
@@ -223,9 +206,7 @@ impl<C: Clock> Generator<C> {
             match state.next(self.clock.now_ms()) {
                 Ok(id) => return Ok(id),
                 Err(NextIdError::SequenceExhausted) => std::thread::yield_now(),
-                Err(NextIdError::ClockBehind { behind_ms })
-                    if behind_ms <= self.max_backwards_wait_ms =>
-                {
+                Err(NextIdError::ClockBehind { behind_ms }) if behind_ms <= self.max_backwards_wait_ms => {
                     std::thread::sleep(Duration::from_millis(behind_ms.min(1)))
                 }
                 Err(e) => return Err(e),
@@ -310,10 +291,7 @@ mod tests {
     fn clock_backwards_is_reported_never_duplicated() {
         let mut s = IdState::new(0, 0);
         let a = s.next(T0).unwrap();
-        assert_eq!(
-            s.next(T0 - 5),
-            Err(NextIdError::ClockBehind { behind_ms: 5 })
-        );
+        assert_eq!(s.next(T0 - 5), Err(NextIdError::ClockBehind { behind_ms: 5 }));
         let b = s.next(T0).unwrap();
         assert!(b > a);
     }
@@ -350,10 +328,7 @@ mod tests {
                 for _ in 0..100_000 {
                     ids.push(g.next_id().unwrap());
                 }
-                assert!(
-                    ids.windows(2).all(|w| w[0] < w[1]),
-                    "strictly increasing per generator"
-                );
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing per generator");
                 ids
             }));
         }
@@ -372,11 +347,7 @@ mod tests {
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 let g = g.clone();
-                std::thread::spawn(move || {
-                    (0..50_000)
-                        .map(|_| g.next_id().unwrap())
-                        .collect::<Vec<_>>()
-                })
+                std::thread::spawn(move || (0..50_000).map(|_| g.next_id().unwrap()).collect::<Vec<_>>())
             })
             .collect();
         let mut all = HashSet::new();
@@ -412,13 +383,7 @@ mod tests {
 
     #[test]
     fn iso_dates() {
-        assert_eq!(
-            iso8601_from_unix_ms(DISCORD_EPOCH_MS),
-            "2015-01-01T00:00:00.000000+00:00"
-        );
-        assert_eq!(
-            iso8601_from_unix_ms(951_782_400_000),
-            "2000-02-29T00:00:00.000000+00:00"
-        );
+        assert_eq!(iso8601_from_unix_ms(DISCORD_EPOCH_MS), "2015-01-01T00:00:00.000000+00:00");
+        assert_eq!(iso8601_from_unix_ms(951_782_400_000), "2000-02-29T00:00:00.000000+00:00");
     }
 }

@@ -16,21 +16,14 @@ use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
 }
 
 /// Fresh, unique ids: the current time with a process-wide counter in the low 22 bits.
 fn fresh_id() -> Snowflake {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x3F_FFFF;
-    Snowflake(
-        Snowflake::from_unix_ms(now_ms()).0
-            | n
-            | (u64::from(std::process::id() as u16) << 6 & 0x3F_FFC0),
-    )
+    Snowflake(Snowflake::from_unix_ms(now_ms()).0 | n | (u64::from(std::process::id() as u16) << 6 & 0x3F_FFC0))
 }
 
 /// An id at a given Unix time with chosen low bits (to place messages in past buckets).
@@ -73,32 +66,16 @@ fn current_bucket() -> u32 {
 
 pub async fn users_and_tokens(store: &dyn Storage) {
     let u = user("Alice");
-    let record = UserRecord {
-        user: u.clone(),
-        password_hash: "$argon2id$fake".into(),
-    };
+    let record = UserRecord { user: u.clone(), password_hash: "$argon2id$fake".into() };
     store.create_user(record.clone()).await.unwrap();
     assert_eq!(store.user(u.id).await.unwrap().unwrap().user, u);
-    let by_name = store
-        .user_by_username(&u.username.to_uppercase())
-        .await
-        .unwrap();
-    assert_eq!(
-        by_name.unwrap().user.id,
-        u.id,
-        "usernames are case-insensitive"
-    );
+    let by_name = store.user_by_username(&u.username.to_uppercase()).await.unwrap();
+    assert_eq!(by_name.unwrap().user.id, u.id, "usernames are case-insensitive");
     let mut clash = record.clone();
     clash.user.id = fresh_id();
     clash.user.username = u.username.to_lowercase();
-    assert!(matches!(
-        store.create_user(clash.clone()).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(
-        store.user(clash.user.id).await.unwrap().is_none(),
-        "a refused user is not half-written"
-    );
+    assert!(matches!(store.create_user(clash.clone()).await, Err(StoreError::Conflict(_))));
+    assert!(store.user(clash.user.id).await.unwrap().is_none(), "a refused user is not half-written");
     assert!(store.user(fresh_id()).await.unwrap().is_none());
 
     let token = format!("tok-{}", fresh_id());
@@ -111,84 +88,36 @@ pub async fn users_and_tokens(store: &dyn Storage) {
 pub async fn guilds_channels_members(store: &dyn Storage) {
     let owner = user("owner");
     let gid = fresh_id();
-    let guild = Guild {
-        id: gid,
-        name: "g".into(),
-        owner_id: owner.id,
-        icon: None,
-    };
+    let guild = Guild { id: gid, name: "g".into(), owner_id: owner.id, icon: None };
     let general = text_channel(fresh_id(), gid, "general");
-    store
-        .create_guild(guild.clone(), member(&owner), vec![general.clone()])
-        .await
-        .unwrap();
+    store.create_guild(guild.clone(), member(&owner), vec![general.clone()]).await.unwrap();
     assert_eq!(store.guild(gid).await.unwrap(), Some(guild));
-    assert_eq!(
-        store.guild_channels(gid).await.unwrap(),
-        vec![general.clone()]
-    );
-    assert_eq!(
-        store.channel(general.id).await.unwrap(),
-        Some(general.clone())
-    );
+    assert_eq!(store.guild_channels(gid).await.unwrap(), vec![general.clone()]);
+    assert_eq!(store.channel(general.id).await.unwrap(), Some(general.clone()));
     assert_eq!(store.user_guilds(owner.id).await.unwrap(), vec![gid]);
-    assert_eq!(
-        store.member(gid, owner.id).await.unwrap().unwrap().user,
-        owner
-    );
+    assert_eq!(store.member(gid, owner.id).await.unwrap().unwrap().user, owner);
 
     let random = text_channel(fresh_id(), gid, "random");
-    store
-        .apply(GuildWrite::CreateChannel(random.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.guild_channels(gid).await.unwrap(),
-        vec![general, random]
-    );
+    store.apply(GuildWrite::CreateChannel(random.clone())).await.unwrap();
+    assert_eq!(store.guild_channels(gid).await.unwrap(), vec![general, random]);
 
     let mut users = vec![owner.clone()];
     for i in 0..5 {
         let u = user(&format!("m{i}"));
-        store
-            .apply(GuildWrite::AddMember {
-                guild_id: gid,
-                member: member(&u),
-            })
-            .await
-            .unwrap();
+        store.apply(GuildWrite::AddMember { guild_id: gid, member: member(&u) }).await.unwrap();
         users.push(u);
     }
     // Adding twice is idempotent.
-    store
-        .apply(GuildWrite::AddMember {
-            guild_id: gid,
-            member: member(&users[1]),
-        })
-        .await
-        .unwrap();
+    store.apply(GuildWrite::AddMember { guild_id: gid, member: member(&users[1]) }).await.unwrap();
     users.sort_by_key(|u| u.id);
     let page1 = store.members(gid, None, 4).await.unwrap();
-    let page2 = store
-        .members(gid, Some(page1.last().unwrap().user.id), 4)
-        .await
-        .unwrap();
+    let page2 = store.members(gid, Some(page1.last().unwrap().user.id), 4).await.unwrap();
     let got: Vec<Snowflake> = page1.iter().chain(&page2).map(|m| m.user.id).collect();
-    assert_eq!(
-        got,
-        users.iter().map(|u| u.id).collect::<Vec<_>>(),
-        "ordered by user id, paged by after"
-    );
+    assert_eq!(got, users.iter().map(|u| u.id).collect::<Vec<_>>(), "ordered by user id, paged by after");
     assert_eq!(page2.len(), 2);
 
     let leaver = users.iter().find(|u| u.id != owner.id).unwrap().clone();
-    store
-        .apply(GuildWrite::RemoveMember {
-            guild_id: gid,
-            user_id: leaver.id,
-        })
-        .await
-        .unwrap();
+    store.apply(GuildWrite::RemoveMember { guild_id: gid, user_id: leaver.id }).await.unwrap();
     assert!(store.member(gid, leaver.id).await.unwrap().is_none());
     assert!(store.user_guilds(leaver.id).await.unwrap().is_empty());
     assert_eq!(store.members(gid, None, 100).await.unwrap().len(), 5);
@@ -211,16 +140,10 @@ pub async fn invites(store: &dyn Storage) {
 
 pub async fn dm_channels(store: &dyn Storage) {
     let (a, b, c) = (user("a"), user("b"), user("c"));
-    let first = store
-        .get_or_create_dm(a.clone(), b.clone(), fresh_id())
-        .await
-        .unwrap();
+    let first = store.get_or_create_dm(a.clone(), b.clone(), fresh_id()).await.unwrap();
     assert_eq!(first.kind, CHANNEL_DM);
     assert_eq!(first.recipients.len(), 2);
-    let again = store
-        .get_or_create_dm(b.clone(), a.clone(), fresh_id())
-        .await
-        .unwrap();
+    let again = store.get_or_create_dm(b.clone(), a.clone(), fresh_id()).await.unwrap();
     assert_eq!(again.id, first.id, "same pair, either order: same channel");
     // Concurrent creation for a new pair converges on one channel.
     let (x, y) = tokio::join!(
@@ -233,21 +156,15 @@ pub async fn dm_channels(store: &dyn Storage) {
     assert_eq!(store.channel(first.id).await.unwrap(), Some(first.clone()));
 
     let m = message(&first, fresh_id(), &a, "psst");
-    store
-        .apply(GuildWrite::PutMessage(m.clone()))
-        .await
-        .unwrap();
-    let got = history(store, &first, HistoryQuery::Latest, 10, current_bucket())
-        .await
-        .unwrap();
+    store.apply(GuildWrite::PutMessage(m.clone())).await.unwrap();
+    let got = history(store, &first, HistoryQuery::Latest, 10, current_bucket()).await.unwrap();
     assert_eq!(got, vec![m]);
 }
 
 /// Messages in buckets b, b+2, b+3 (b+1 empty), then every query kind across the gaps.
 pub async fn history_across_buckets(store: &dyn Storage) {
     let start_ms = now_ms() - 45 * 24 * 3600 * 1000;
-    let b0_start =
-        DISCORD_EPOCH_MS + Snowflake::from_unix_ms(start_ms).bucket() as u64 * BUCKET_SIZE_MS;
+    let b0_start = DISCORD_EPOCH_MS + Snowflake::from_unix_ms(start_ms).bucket() as u64 * BUCKET_SIZE_MS;
     let low = fresh_id().0 & 0x3F_F000;
     let channel = text_channel(id_at(b0_start, low), fresh_id(), "history");
     let author = user("author");
@@ -255,21 +172,13 @@ pub async fn history_across_buckets(store: &dyn Storage) {
     for (bucket_offset, count) in [(0u64, 3u64), (2, 3), (3, 4)] {
         for i in 0..count {
             let at = b0_start + bucket_offset * BUCKET_SIZE_MS + 1_000 * (i + 1);
-            let m = message(
-                &channel,
-                id_at(at, low | i),
-                &author,
-                &format!("b{bucket_offset} m{i}"),
-            );
+            let m = message(&channel, id_at(at, low | i), &author, &format!("b{bucket_offset} m{i}"));
             all.push(m);
         }
     }
     // Write out of order; storage must order by id.
     for m in all.iter().rev() {
-        store
-            .apply(GuildWrite::PutMessage(m.clone()))
-            .await
-            .unwrap();
+        store.apply(GuildWrite::PutMessage(m.clone())).await.unwrap();
     }
     let b0 = channel.first_bucket();
     assert_eq!(all[0].id.bucket(), b0);
@@ -278,85 +187,41 @@ pub async fn history_across_buckets(store: &dyn Storage) {
     let newest_first: Vec<Snowflake> = ids(&all).into_iter().rev().collect();
     let now = current_bucket();
 
-    let latest = history(store, &channel, HistoryQuery::Latest, 50, now)
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&latest),
-        newest_first,
-        "walks every bucket down to the first, past the empty one"
-    );
+    let latest = history(store, &channel, HistoryQuery::Latest, 50, now).await.unwrap();
+    assert_eq!(ids(&latest), newest_first, "walks every bucket down to the first, past the empty one");
     assert_eq!(latest[0].content, "b3 m3");
 
-    let latest5 = history(store, &channel, HistoryQuery::Latest, 5, now)
-        .await
-        .unwrap();
+    let latest5 = history(store, &channel, HistoryQuery::Latest, 5, now).await.unwrap();
     assert_eq!(ids(&latest5), newest_first[..5]);
 
     // Before the first message of bucket b+2: crosses the empty bucket into b.
-    let before = history(store, &channel, HistoryQuery::Before(all[3].id), 10, now)
-        .await
-        .unwrap();
+    let before = history(store, &channel, HistoryQuery::Before(all[3].id), 10, now).await.unwrap();
     assert_eq!(ids(&before), vec![all[2].id, all[1].id, all[0].id]);
-    let before2 = history(store, &channel, HistoryQuery::Before(all[5].id), 3, now)
-        .await
-        .unwrap();
+    let before2 = history(store, &channel, HistoryQuery::Before(all[5].id), 3, now).await.unwrap();
     assert_eq!(ids(&before2), vec![all[4].id, all[3].id, all[2].id]);
 
     // After the last message of bucket b: the oldest ones after it, returned newest first.
-    let after = history(store, &channel, HistoryQuery::After(all[2].id), 4, now)
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&after),
-        vec![all[6].id, all[5].id, all[4].id, all[3].id]
-    );
-    let after_all = history(store, &channel, HistoryQuery::After(all[9].id), 10, now)
-        .await
-        .unwrap();
+    let after = history(store, &channel, HistoryQuery::After(all[2].id), 4, now).await.unwrap();
+    assert_eq!(ids(&after), vec![all[6].id, all[5].id, all[4].id, all[3].id]);
+    let after_all = history(store, &channel, HistoryQuery::After(all[9].id), 10, now).await.unwrap();
     assert!(after_all.is_empty());
-    let after_start = history(store, &channel, HistoryQuery::After(Snowflake(0)), 2, now)
-        .await
-        .unwrap();
+    let after_start = history(store, &channel, HistoryQuery::After(Snowflake(0)), 2, now).await.unwrap();
     assert_eq!(ids(&after_start), vec![all[1].id, all[0].id]);
 
     // Around a message: it and its neighbours.
-    let around = history(store, &channel, HistoryQuery::Around(all[3].id), 5, now)
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&around),
-        vec![all[5].id, all[4].id, all[3].id, all[2].id, all[1].id]
-    );
-    let around_gap = history(
-        store,
-        &channel,
-        HistoryQuery::Around(Snowflake(all[2].id.0 + 1)),
-        2,
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        ids(&around_gap),
-        vec![all[3].id, all[2].id],
-        "around an id with no message"
-    );
+    let around = history(store, &channel, HistoryQuery::Around(all[3].id), 5, now).await.unwrap();
+    assert_eq!(ids(&around), vec![all[5].id, all[4].id, all[3].id, all[2].id, all[1].id]);
+    let around_gap = history(store, &channel, HistoryQuery::Around(Snowflake(all[2].id.0 + 1)), 2, now).await.unwrap();
+    assert_eq!(ids(&around_gap), vec![all[3].id, all[2].id], "around an id with no message");
 
     // One partition at a time, both orders, with bounds.
-    let bucket2 = store
-        .messages_in_bucket(channel.id, b0 + 2, IdBounds::default(), Order::Asc, 10)
-        .await
-        .unwrap();
+    let bucket2 = store.messages_in_bucket(channel.id, b0 + 2, IdBounds::default(), Order::Asc, 10).await.unwrap();
     assert_eq!(ids(&bucket2), ids(&all[3..6]));
     let bounded = store
         .messages_in_bucket(
             channel.id,
             b0 + 3,
-            IdBounds {
-                after: Some(all[6].id),
-                before: Some(all[9].id),
-            },
+            IdBounds { after: Some(all[6].id), before: Some(all[9].id) },
             Order::Desc,
             10,
         )
@@ -368,63 +233,48 @@ pub async fn history_across_buckets(store: &dyn Storage) {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(
-        store.message(channel.id, all[4].id).await.unwrap().as_ref(),
-        Some(&all[4])
-    );
+    assert_eq!(store.message(channel.id, all[4].id).await.unwrap().as_ref(), Some(&all[4]));
 }
 
 pub async fn edit_and_delete(store: &dyn Storage) {
     let channel = text_channel(fresh_id(), fresh_id(), "edits");
     let author = user("author");
     let m = message(&channel, fresh_id(), &author, "first");
-    store
-        .apply(GuildWrite::PutMessage(m.clone()))
-        .await
-        .unwrap();
+    store.apply(GuildWrite::PutMessage(m.clone())).await.unwrap();
     let mut edited = m.clone();
     edited.content = "second".into();
     edited.edited_timestamp = Some("2026-01-02T00:00:00.000000+00:00".into());
-    store
-        .apply(GuildWrite::EditMessage(edited.clone()))
-        .await
-        .unwrap();
+    store.apply(GuildWrite::EditMessage(edited.clone())).await.unwrap();
     assert_eq!(store.message(channel.id, m.id).await.unwrap(), Some(edited));
 
     let mut ghost = m.clone();
     ghost.id = fresh_id();
-    assert_eq!(
-        store.apply(GuildWrite::EditMessage(ghost.clone())).await,
-        Err(StoreError::NotFound)
-    );
-    assert!(
-        store.message(channel.id, ghost.id).await.unwrap().is_none(),
-        "editing never creates"
-    );
+    assert_eq!(store.apply(GuildWrite::EditMessage(ghost.clone())).await, Err(StoreError::NotFound));
+    assert!(store.message(channel.id, ghost.id).await.unwrap().is_none(), "editing never creates");
 
-    store
-        .apply(GuildWrite::DeleteMessage {
-            channel_id: channel.id,
-            message_id: m.id,
-        })
-        .await
-        .unwrap();
+    store.apply(GuildWrite::DeleteMessage { channel_id: channel.id, message_id: m.id }).await.unwrap();
     assert!(store.message(channel.id, m.id).await.unwrap().is_none());
     assert_eq!(
-        store
-            .apply(GuildWrite::DeleteMessage {
-                channel_id: channel.id,
-                message_id: m.id
-            })
-            .await,
+        store.apply(GuildWrite::DeleteMessage { channel_id: channel.id, message_id: m.id }).await,
         Err(StoreError::NotFound)
     );
-    assert!(
-        history(store, &channel, HistoryQuery::Latest, 10, current_bucket())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(history(store, &channel, HistoryQuery::Latest, 10, current_bucket()).await.unwrap().is_empty());
+
+    // A batch applies in order and answers each write on its own.
+    let (a, b) = (message(&channel, fresh_id(), &author, "a"), message(&channel, fresh_id(), &author, "b"));
+    let mut a2 = a.clone();
+    a2.content = "a2".into();
+    let results = store
+        .apply_batch(vec![
+            GuildWrite::PutMessage(a.clone()),
+            GuildWrite::EditMessage(a2.clone()),
+            GuildWrite::DeleteMessage { channel_id: channel.id, message_id: b.id },
+            GuildWrite::PutMessage(b.clone()),
+        ])
+        .await;
+    assert_eq!(results, vec![Ok(()), Ok(()), Err(StoreError::NotFound), Ok(())]);
+    assert_eq!(store.message(channel.id, a.id).await.unwrap(), Some(a2));
+    assert_eq!(store.message(channel.id, b.id).await.unwrap(), Some(b));
     store.flush().await.unwrap();
 }
 

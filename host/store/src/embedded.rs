@@ -13,8 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId,
-    UserRecord, CHANNEL_DM,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord, CHANNEL_DM,
 };
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
@@ -49,6 +48,7 @@ enum Write {
     PutToken(String, UserId),
     CreateGuild(Guild, Member, Vec<Channel>),
     Apply(GuildWrite),
+    ApplyBatch(Vec<GuildWrite>),
     CreateInvite(Invite),
     GetOrCreateDm(User, User, ChannelId),
     /// Answered once everything queued before it is committed.
@@ -58,6 +58,7 @@ enum Write {
 enum Written {
     Done,
     Channel(Channel),
+    Batch(Vec<Result<()>>),
 }
 
 type Job = (Write, oneshot::Sender<Result<Written>>);
@@ -118,10 +119,7 @@ impl EmbeddedStore {
 
     async fn write(&self, write: Write) -> Result<Written> {
         let (tx, rx) = oneshot::channel();
-        self.writes
-            .send((write, tx))
-            .await
-            .map_err(|_| unavailable("store writer stopped"))?;
+        self.writes.send((write, tx)).await.map_err(|_| unavailable("store writer stopped"))?;
         rx.await.map_err(|_| unavailable("store writer stopped"))?
     }
 
@@ -167,10 +165,7 @@ fn commit_batch(db: &Database, batch: &mut [Job]) -> Vec<Result<Written>> {
         for (write, _) in batch.iter() {
             results.push(apply_one(&tx, write));
         }
-        if results
-            .iter()
-            .any(|r| matches!(r, Err(StoreError::Unavailable(_))))
-        {
+        if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
             return Err(unavailable("write failed; batch aborted"));
         }
         tx.commit().map_err(unavailable)?;
@@ -193,9 +188,7 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             if names.get(key.as_str()).map_err(unavailable)?.is_some() {
                 return Err(StoreError::Conflict("Username is already taken".into()));
             }
-            names
-                .insert(key.as_str(), record.user.id.0)
-                .map_err(unavailable)?;
+            names.insert(key.as_str(), record.user.id.0).map_err(unavailable)?;
             tx.open_table(USERS)
                 .map_err(unavailable)?
                 .insert(record.user.id.0, encode(record).as_slice())
@@ -218,6 +211,16 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             put_member(tx, guild.id, owner)?;
         }
         Write::Apply(w) => apply_guild_write(tx, w)?,
+        Write::ApplyBatch(writes) => {
+            let mut results = Vec::with_capacity(writes.len());
+            for w in writes {
+                match apply_guild_write(tx, w) {
+                    Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                    r => results.push(r),
+                }
+            }
+            return Ok(Written::Batch(results));
+        }
         Write::CreateInvite(invite) => {
             tx.open_table(INVITES)
                 .map_err(unavailable)?
@@ -251,12 +254,8 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 .insert(new_id.0, encode(&channel).as_slice())
                 .map_err(unavailable)?;
             let mut user_dms = tx.open_table(USER_DMS).map_err(unavailable)?;
-            user_dms
-                .insert((a.id.0, new_id.0), ())
-                .map_err(unavailable)?;
-            user_dms
-                .insert((b.id.0, new_id.0), ())
-                .map_err(unavailable)?;
+            user_dms.insert((a.id.0, new_id.0), ()).map_err(unavailable)?;
+            user_dms.insert((b.id.0, new_id.0), ()).map_err(unavailable)?;
             return Ok(Written::Channel(channel));
         }
         Write::Barrier => {}
@@ -265,15 +264,9 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
 }
 
 fn put_channel(tx: &WriteTransaction, c: &Channel) -> Result<()> {
-    tx.open_table(CHANNELS)
-        .map_err(unavailable)?
-        .insert(c.id.0, encode(c).as_slice())
-        .map_err(unavailable)?;
+    tx.open_table(CHANNELS).map_err(unavailable)?.insert(c.id.0, encode(c).as_slice()).map_err(unavailable)?;
     if let Some(g) = c.guild_id {
-        tx.open_table(GUILD_CHANNELS)
-            .map_err(unavailable)?
-            .insert((g.0, c.id.0), ())
-            .map_err(unavailable)?;
+        tx.open_table(GUILD_CHANNELS).map_err(unavailable)?.insert((g.0, c.id.0), ()).map_err(unavailable)?;
     }
     Ok(())
 }
@@ -283,10 +276,7 @@ fn put_member(tx: &WriteTransaction, guild: GuildId, m: &Member) -> Result<()> {
         .map_err(unavailable)?
         .insert((guild.0, m.user.id.0), encode(m).as_slice())
         .map_err(unavailable)?;
-    tx.open_table(USER_GUILDS)
-        .map_err(unavailable)?
-        .insert((m.user.id.0, guild.0), ())
-        .map_err(unavailable)?;
+    tx.open_table(USER_GUILDS).map_err(unavailable)?.insert((m.user.id.0, guild.0), ()).map_err(unavailable)?;
     Ok(())
 }
 
@@ -310,29 +300,17 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
             }
             t.insert(key, encode(m).as_slice()).map_err(unavailable)?;
         }
-        GuildWrite::DeleteMessage {
-            channel_id,
-            message_id,
-        } => {
+        GuildWrite::DeleteMessage { channel_id, message_id } => {
             let mut t = tx.open_table(MESSAGES).map_err(unavailable)?;
-            if t.remove(message_key(*channel_id, *message_id))
-                .map_err(unavailable)?
-                .is_none()
-            {
+            if t.remove(message_key(*channel_id, *message_id)).map_err(unavailable)?.is_none() {
                 return Err(StoreError::NotFound);
             }
         }
         GuildWrite::CreateChannel(c) => put_channel(tx, c)?,
         GuildWrite::AddMember { guild_id, member } => put_member(tx, *guild_id, member)?,
         GuildWrite::RemoveMember { guild_id, user_id } => {
-            tx.open_table(MEMBERS)
-                .map_err(unavailable)?
-                .remove((guild_id.0, user_id.0))
-                .map_err(unavailable)?;
-            tx.open_table(USER_GUILDS)
-                .map_err(unavailable)?
-                .remove((user_id.0, guild_id.0))
-                .map_err(unavailable)?;
+            tx.open_table(MEMBERS).map_err(unavailable)?.remove((guild_id.0, user_id.0)).map_err(unavailable)?;
+            tx.open_table(USER_GUILDS).map_err(unavailable)?.remove((user_id.0, guild_id.0)).map_err(unavailable)?;
         }
     }
     Ok(())
@@ -378,31 +356,20 @@ impl Storage for EmbeddedStore {
     }
 
     async fn put_token(&self, token: &str, user: UserId) -> Result<()> {
-        self.write(Write::PutToken(token.to_owned(), user))
-            .await
-            .map(|_| ())
+        self.write(Write::PutToken(token.to_owned(), user)).await.map(|_| ())
     }
 
     async fn token_user(&self, token: &str) -> Result<Option<UserId>> {
         let key = token_key(token);
         self.read(move |tx| {
             let t = tx.open_table(TOKENS).map_err(unavailable)?;
-            Ok(t.get(key.as_str())
-                .map_err(unavailable)?
-                .map(|v| Snowflake(v.value())))
+            Ok(t.get(key.as_str()).map_err(unavailable)?.map(|v| Snowflake(v.value())))
         })
         .await
     }
 
-    async fn create_guild(
-        &self,
-        guild: Guild,
-        owner: Member,
-        channels: Vec<Channel>,
-    ) -> Result<()> {
-        self.write(Write::CreateGuild(guild, owner, channels))
-            .await
-            .map(|_| ())
+    async fn create_guild(&self, guild: Guild, owner: Member, channels: Vec<Channel>) -> Result<()> {
+        self.write(Write::CreateGuild(guild, owner, channels)).await.map(|_| ())
     }
 
     async fn guild(&self, id: GuildId) -> Result<Option<Guild>> {
@@ -414,10 +381,7 @@ impl Storage for EmbeddedStore {
             let index = tx.open_table(GUILD_CHANNELS).map_err(unavailable)?;
             let channels = tx.open_table(CHANNELS).map_err(unavailable)?;
             let mut out = Vec::new();
-            for row in index
-                .range((guild.0, 0)..=(guild.0, u64::MAX))
-                .map_err(unavailable)?
-            {
+            for row in index.range((guild.0, 0)..=(guild.0, u64::MAX)).map_err(unavailable)? {
                 let (k, _) = row.map_err(unavailable)?;
                 let (_, channel_id) = k.value();
                 if let Some(v) = channels.get(channel_id).map_err(unavailable)? {
@@ -429,12 +393,7 @@ impl Storage for EmbeddedStore {
         .await
     }
 
-    async fn members(
-        &self,
-        guild: GuildId,
-        after: Option<UserId>,
-        limit: usize,
-    ) -> Result<Vec<Member>> {
+    async fn members(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Member>> {
         self.read(move |tx| {
             let t = tx.open_table(MEMBERS).map_err(unavailable)?;
             let start = match after {
@@ -443,11 +402,7 @@ impl Storage for EmbeddedStore {
                 None => 0,
             };
             let mut out = Vec::new();
-            for row in t
-                .range((guild.0, start)..=(guild.0, u64::MAX))
-                .map_err(unavailable)?
-                .take(limit)
-            {
+            for row in t.range((guild.0, start)..=(guild.0, u64::MAX)).map_err(unavailable)?.take(limit) {
                 let (_, v) = row.map_err(unavailable)?;
                 out.push(decode(v.value())?);
             }
@@ -457,18 +412,14 @@ impl Storage for EmbeddedStore {
     }
 
     async fn member(&self, guild: GuildId, user: UserId) -> Result<Option<Member>> {
-        self.read(move |tx| get_json(tx, MEMBERS, (guild.0, user.0)))
-            .await
+        self.read(move |tx| get_json(tx, MEMBERS, (guild.0, user.0))).await
     }
 
     async fn user_guilds(&self, user: UserId) -> Result<Vec<GuildId>> {
         self.read(move |tx| {
             let t = tx.open_table(USER_GUILDS).map_err(unavailable)?;
             let mut out = Vec::new();
-            for row in t
-                .range((user.0, 0)..=(user.0, u64::MAX))
-                .map_err(unavailable)?
-            {
+            for row in t.range((user.0, 0)..=(user.0, u64::MAX)).map_err(unavailable)? {
                 out.push(Snowflake(row.map_err(unavailable)?.0.value().1));
             }
             Ok(out)
@@ -484,20 +435,28 @@ impl Storage for EmbeddedStore {
         self.write(Write::Apply(write)).await.map(|_| ())
     }
 
+    async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+        let n = writes.len();
+        match self.write(Write::ApplyBatch(writes)).await {
+            Ok(Written::Batch(results)) => results,
+            Ok(_) => vec![Err(StoreError::Corrupt("batch write returned no results".into())); n],
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
     async fn create_invite(&self, invite: Invite) -> Result<()> {
         self.write(Write::CreateInvite(invite)).await.map(|_| ())
     }
 
     async fn invite(&self, code: &str) -> Result<Option<Invite>> {
         let code = code.to_owned();
-        self.read(move |tx| get_json(tx, INVITES, code.as_str()))
-            .await
+        self.read(move |tx| get_json(tx, INVITES, code.as_str())).await
     }
 
     async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel> {
         match self.write(Write::GetOrCreateDm(a, b, new_id)).await? {
             Written::Channel(c) => Ok(c),
-            Written::Done => Err(StoreError::Corrupt("dm write returned no channel".into())),
+            _ => Err(StoreError::Corrupt("dm write returned no channel".into())),
         }
     }
 
@@ -506,10 +465,7 @@ impl Storage for EmbeddedStore {
             let index = tx.open_table(USER_DMS).map_err(unavailable)?;
             let channels = tx.open_table(CHANNELS).map_err(unavailable)?;
             let mut out = Vec::new();
-            for row in index
-                .range((user.0, 0)..=(user.0, u64::MAX))
-                .map_err(unavailable)?
-            {
+            for row in index.range((user.0, 0)..=(user.0, u64::MAX)).map_err(unavailable)? {
                 let channel_id = row.map_err(unavailable)?.0.value().1;
                 if let Some(v) = channels.get(channel_id).map_err(unavailable)? {
                     out.push(decode(v.value())?);
@@ -521,8 +477,7 @@ impl Storage for EmbeddedStore {
     }
 
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>> {
-        self.read(move |tx| get_json(tx, MESSAGES, message_key(channel, id)))
-            .await
+        self.read(move |tx| get_json(tx, MESSAGES, message_key(channel, id))).await
     }
 
     async fn messages_in_bucket(
@@ -543,9 +498,7 @@ impl Storage for EmbeddedStore {
             if lo > hi {
                 return Ok(Vec::new());
             }
-            let range = t
-                .range((channel.0, bucket, lo)..=(channel.0, bucket, hi))
-                .map_err(unavailable)?;
+            let range = t.range((channel.0, bucket, lo)..=(channel.0, bucket, hi)).map_err(unavailable)?;
             let mut out = Vec::with_capacity(limit.min(100));
             let mut push = |row: std::result::Result<
                 (redb::AccessGuard<(u64, u32, u64)>, redb::AccessGuard<&[u8]>),
@@ -574,9 +527,6 @@ impl EmbeddedStore {
     /// Number of stored messages (for metrics and benchmarks).
     pub fn message_count(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(unavailable)?;
-        tx.open_table(MESSAGES)
-            .map_err(unavailable)?
-            .len()
-            .map_err(unavailable)
+        tx.open_table(MESSAGES).map_err(unavailable)?.len().map_err(unavailable)
     }
 }

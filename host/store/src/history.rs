@@ -31,17 +31,7 @@ pub async fn history(
     let newest = newest_bucket.max(first);
     match query {
         HistoryQuery::Latest => walk_down(store, channel, newest, None, limit, first).await,
-        HistoryQuery::Before(id) => {
-            walk_down(
-                store,
-                channel,
-                id.bucket().min(newest),
-                Some(id),
-                limit,
-                first,
-            )
-            .await
-        }
+        HistoryQuery::Before(id) => walk_down(store, channel, id.bucket().min(newest), Some(id), limit, first).await,
         HistoryQuery::After(id) => {
             let mut up = walk_up(store, channel, id.bucket().max(first), id, limit, newest).await?;
             up.reverse();
@@ -51,25 +41,10 @@ pub async fn history(
             // Discord: the message itself (if any) and its neighbours, about half each side.
             let newer_count = limit.div_ceil(2);
             let from = Snowflake(id.0.saturating_sub(1)); // `after` is exclusive; include `id`
-            let mut newer = walk_up(
-                store,
-                channel,
-                id.bucket().max(first),
-                from,
-                newer_count,
-                newest,
-            )
-            .await?;
+            let mut newer = walk_up(store, channel, id.bucket().max(first), from, newer_count, newest).await?;
             newer.reverse();
-            let older = walk_down(
-                store,
-                channel,
-                id.bucket().min(newest),
-                Some(id),
-                limit - newer.len(),
-                first,
-            )
-            .await?;
+            let older =
+                walk_down(store, channel, id.bucket().min(newest), Some(id), limit - newer.len(), first).await?;
             newer.extend(older);
             Ok(newer)
         }
@@ -87,15 +62,8 @@ async fn walk_down(
     let mut out = Vec::with_capacity(limit.min(100));
     let mut bucket = start_bucket;
     while out.len() < limit && bucket >= first_bucket {
-        let bounds = IdBounds {
-            after: None,
-            before,
-        };
-        out.extend(
-            store
-                .messages_in_bucket(channel.id, bucket, bounds, Order::Desc, limit - out.len())
-                .await?,
-        );
+        let bounds = IdBounds { after: None, before };
+        out.extend(store.messages_in_bucket(channel.id, bucket, bounds, Order::Desc, limit - out.len()).await?);
         if bucket == 0 {
             break;
         }
@@ -115,15 +83,8 @@ async fn walk_up(
     let mut out = Vec::with_capacity(limit.min(100));
     let mut bucket = start_bucket;
     while out.len() < limit && bucket <= newest_bucket {
-        let bounds = IdBounds {
-            after: Some(after),
-            before: None,
-        };
-        out.extend(
-            store
-                .messages_in_bucket(channel.id, bucket, bounds, Order::Asc, limit - out.len())
-                .await?,
-        );
+        let bounds = IdBounds { after: Some(after), before: None };
+        out.extend(store.messages_in_bucket(channel.id, bucket, bounds, Order::Asc, limit - out.len()).await?);
         bucket += 1;
     }
     Ok(out)

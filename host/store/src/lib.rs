@@ -16,8 +16,7 @@ pub mod history;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId,
-    UserRecord,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
 };
 
 pub use embedded::EmbeddedStore;
@@ -68,17 +67,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn token_user(&self, token: &str) -> Result<Option<UserId>>;
 
     /// The guild, its owner's membership and its first channels, atomically.
-    async fn create_guild(&self, guild: Guild, owner: Member, channels: Vec<Channel>)
-        -> Result<()>;
+    async fn create_guild(&self, guild: Guild, owner: Member, channels: Vec<Channel>) -> Result<()>;
     async fn guild(&self, id: GuildId) -> Result<Option<Guild>>;
     async fn guild_channels(&self, guild: GuildId) -> Result<Vec<Channel>>;
     /// Members ordered by user id, after `after`, at most `limit`.
-    async fn members(
-        &self,
-        guild: GuildId,
-        after: Option<UserId>,
-        limit: usize,
-    ) -> Result<Vec<Member>>;
+    async fn members(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Member>>;
     async fn member(&self, guild: GuildId, user: UserId) -> Result<Option<Member>>;
     async fn user_guilds(&self, user: UserId) -> Result<Vec<GuildId>>;
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>>;
@@ -86,6 +79,16 @@ pub trait Storage: Send + Sync + 'static {
     /// A guild actor's (or a DM's) write. `EditMessage` and `DeleteMessage` answer
     /// `NotFound` when the message does not exist; `AddMember` is idempotent.
     async fn apply(&self, write: GuildWrite) -> Result<()>;
+
+    /// Applies writes in order and answers each. Used by guild actors to pipeline their
+    /// writes while keeping them ordered; a backend may commit them together.
+    async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(self.apply(w).await);
+        }
+        out
+    }
 
     async fn create_invite(&self, invite: Invite) -> Result<()>;
     async fn invite(&self, code: &str) -> Result<Option<Invite>>;
