@@ -246,6 +246,9 @@ impl GuildState {
     pub fn is_member(&self, user: UserId) -> bool {
         self.members.contains_key(&user)
     }
+    pub fn has_session(&self, session: SessionId) -> bool {
+        self.sessions.contains_key(&session)
+    }
     pub fn online_sessions(&self) -> usize {
         self.sessions.len()
     }

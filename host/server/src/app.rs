@@ -1,0 +1,95 @@
+//! The process-wide context every edge shares: configuration, storage, id generator,
+//! directory, session registry, metrics and the shutdown signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use guildhall_core::model::UserId;
+use guildhall_core::snowflake::{Generator, NextIdError};
+use guildhall_core::Snowflake;
+use guildhall_store::Storage;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::runtime::directory::{Directory, LocalDirectory};
+use crate::runtime::registry::SessionRegistry;
+
+/// IDENTIFYs allowed per user per day, as Discord's `session_start_limit`.
+pub const SESSION_STARTS_PER_DAY: u32 = 1000;
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Storage>,
+    pub ids: Generator,
+    pub directory: Arc<dyn Directory>,
+    pub sessions: SessionRegistry,
+    pub metrics: Arc<Metrics>,
+    next_session: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    /// Per user: (window start in monotonic ms, IDENTIFYs in the window).
+    session_starts: Mutex<HashMap<UserId, (u64, u32)>>,
+}
+
+impl App {
+    pub fn new(config: Config, store: Arc<dyn Storage>) -> Arc<App> {
+        let metrics = Arc::new(Metrics::default());
+        let directory = Arc::new(LocalDirectory::new(store.clone(), metrics.clone(), config.guild.clone()));
+        Arc::new(App {
+            ids: Generator::new(config.ids.datacenter, config.ids.worker),
+            config,
+            store,
+            directory,
+            sessions: SessionRegistry::default(),
+            metrics,
+            next_session: AtomicU64::new(1),
+            shutdown: watch::channel(false).0,
+            session_starts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn new_id(&self) -> Result<Snowflake, NextIdError> {
+        self.ids.next_id()
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Relaxed)
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Counts an IDENTIFY against the user's daily budget; false if it is spent.
+    pub fn take_session_start(&self, user: UserId, now_ms: u64) -> bool {
+        let mut starts = self.session_starts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = starts.entry(user).or_insert((now_ms, 0));
+        if now_ms >= entry.0 + DAY_MS {
+            *entry = (now_ms, 0);
+        }
+        if entry.1 >= SESSION_STARTS_PER_DAY {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
+    /// (remaining, reset_after_ms) of the user's daily IDENTIFY budget.
+    pub fn session_start_limit(&self, user: UserId, now_ms: u64) -> (u32, u64) {
+        let starts = self.session_starts.lock().unwrap_or_else(|e| e.into_inner());
+        match starts.get(&user) {
+            Some(&(start, used)) if now_ms < start + DAY_MS => (SESSION_STARTS_PER_DAY - used, start + DAY_MS - now_ms),
+            _ => (SESSION_STARTS_PER_DAY, DAY_MS),
+        }
+    }
+}

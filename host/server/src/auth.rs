@@ -1,0 +1,80 @@
+//! Passwords (argon2id), opaque bearer tokens, and the `Authorization` header.
+
+use guildhall_core::model::User;
+use guildhall_store::StoreError;
+use hyper::HeaderMap;
+use rand::RngCore;
+
+use crate::app::App;
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new opaque token: 256 random bits. Storage keeps only its SHA-256.
+pub fn new_token() -> String {
+    random_hex(32)
+}
+
+/// Hashes on the blocking pool: argon2 is deliberately slow (tens of ms).
+pub async fn hash_password(password: String) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(&hash)
+            .map(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The token in `Authorization`: bare, `Bot <token>` or `Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = value.strip_prefix("Bot ").or_else(|| value.strip_prefix("Bearer ")).unwrap_or(value).trim();
+    (!token.is_empty() && token.len() <= 512).then_some(token)
+}
+
+pub async fn user_for_token(app: &App, token: &str) -> Result<Option<User>, StoreError> {
+    let Some(id) = app.store.token_user(token).await? else { return Ok(None) };
+    Ok(app.store.user(id).await?.map(|r| r.user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        for (value, want) in [("abc", Some("abc")), ("Bot abc", Some("abc")), ("Bearer abc", Some("abc")), ("  ", None)]
+        {
+            h.insert(hyper::header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(bearer(&h), want, "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn password_round_trip() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse".into(), hash.clone()).await);
+        assert!(!verify_password("wrong horse".into(), hash).await);
+    }
+}

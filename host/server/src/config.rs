@@ -1,0 +1,223 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `GUILDHALL_*` environment
+//! variables, then command-line flags; each layer overrides the one before.
+//!
+//! Environment keys map onto the file's keys: `GUILDHALL_LISTEN` sets `listen`,
+//! `GUILDHALL_GATEWAY__HEARTBEAT_INTERVAL_MS` sets `gateway.heartbeat_interval_ms`
+//! (a double underscore descends into a table).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The gateway URL clients are told to use; derived from `listen` when empty.
+    pub public_gateway_url: String,
+    pub ids: IdsConfig,
+    pub gateway: GatewayConfig,
+    pub rest: RestConfig,
+    pub guild: GuildConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdsConfig {
+    pub datacenter: u8,
+    pub worker: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub heartbeat_interval_ms: u64,
+    /// Largest client frame (after reassembly), as Discord's 4096-byte limit.
+    pub max_frame_bytes: usize,
+    /// Dispatches queued for one session before it is disconnected as too slow.
+    pub session_queue: usize,
+    pub replay_max_events: usize,
+    pub replay_max_bytes: usize,
+    pub resume_window_ms: u64,
+    pub rate_limit_events: u32,
+    pub rate_limit_window_ms: u64,
+    /// A write to a client that takes longer than this ends the connection.
+    pub write_timeout_ms: u64,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestConfig {
+    pub max_body_bytes: usize,
+    /// How long a request waits for a guild actor before answering 503.
+    pub actor_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuildConfig {
+    /// Commands and session events queued for one guild actor.
+    pub mailbox: usize,
+    /// Writes a guild may have waiting for storage before new ones are refused (503).
+    pub max_pending_writes: usize,
+    /// Writes one storage batch carries.
+    pub max_write_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("./data"),
+            public_gateway_url: String::new(),
+            ids: IdsConfig::default(),
+            gateway: GatewayConfig::default(),
+            rest: RestConfig::default(),
+            guild: GuildConfig::default(),
+        }
+    }
+}
+
+impl Default for IdsConfig {
+    fn default() -> Self {
+        IdsConfig { datacenter: 0, worker: 0 }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            heartbeat_interval_ms: 41_250,
+            max_frame_bytes: 4096,
+            session_queue: 1024,
+            replay_max_events: 1000,
+            replay_max_bytes: 1 << 20,
+            resume_window_ms: 120_000,
+            rate_limit_events: 120,
+            rate_limit_window_ms: 60_000,
+            write_timeout_ms: 10_000,
+            max_connections: 15_000,
+        }
+    }
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig { max_body_bytes: 64 * 1024, actor_timeout_ms: 5_000 }
+    }
+}
+
+impl Default for GuildConfig {
+    fn default() -> Self {
+        GuildConfig { mailbox: 4096, max_pending_writes: 8192, max_write_batch: 256 }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from an optional file and the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, String> {
+        let mut root = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                text.parse::<toml::Table>().map_err(|e| format!("parsing {}: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut vars: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("GUILDHALL_")).collect();
+        vars.sort();
+        for (key, value) in vars {
+            let path: Vec<String> = key["GUILDHALL_".len()..].split("__").map(|s| s.to_lowercase()).collect();
+            if path == ["config"] || path == ["log"] {
+                continue; // handled by the CLI / logging, not config keys
+            }
+            set_path(&mut root, &path, parse_scalar(&value)).map_err(|e| format!("{key}: {e}"))?;
+        }
+        let config: Config = toml::Value::Table(root).try_into().map_err(|e| format!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ids.datacenter > 31 || self.ids.worker > 31 {
+            return Err("ids.datacenter and ids.worker must be 0..=31".into());
+        }
+        if self.gateway.heartbeat_interval_ms < 100 || self.gateway.session_queue == 0 || self.guild.mailbox == 0 {
+            return Err("gateway.heartbeat_interval_ms >= 100, queues > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn gateway_url(&self) -> String {
+        if self.public_gateway_url.is_empty() {
+            format!("ws://{}", self.listen)
+        } else {
+            self.public_gateway_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    pub fn session_config(&self) -> guildhall_core::session::SessionConfig {
+        let g = &self.gateway;
+        guildhall_core::session::SessionConfig {
+            heartbeat_interval_ms: g.heartbeat_interval_ms,
+            replay_max_events: g.replay_max_events,
+            replay_max_bytes: g.replay_max_bytes,
+            rate_limit_events: g.rate_limit_events,
+            rate_limit_window_ms: g.rate_limit_window_ms,
+            resume_window_ms: g.resume_window_ms,
+        }
+    }
+}
+
+/// An environment value as TOML: integers and booleans typed, anything else a string.
+fn parse_scalar(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("{first} is not a table")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_keys_and_types() {
+        let mut t = toml::Table::new();
+        set_path(&mut t, &["gateway".into(), "heartbeat_interval_ms".into()], parse_scalar("500")).unwrap();
+        set_path(&mut t, &["listen".into()], parse_scalar("127.0.0.1:9999")).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.gateway.heartbeat_interval_ms, 500);
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.gateway.max_frame_bytes, 4096, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let t: toml::Table = "lisen = \"x\"".parse().unwrap();
+        assert!(toml::Value::Table(t).try_into::<Config>().is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! The WebSocket edge of the gateway: `GET /gateway?v=10&encoding=json`.
+//!
+//! Upgrades the HTTP connection, splits the socket, starts the reader task (frames in,
+//! reassembled and size-checked, as [`Inbound`] events) and hands the write half to a new
+//! session actor. Everything the protocol decides happens in the session state machine.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
+use guildhall_core::gateway::close;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::rest::error::ApiError;
+use crate::runtime::session_actor::{run_session, Conn, Inbound, Writer};
+
+/// Frames a reader may queue ahead of its session actor (it then stops reading: TCP
+/// backpressure reaches the client).
+const INBOUND_QUEUE: usize = 16;
+
+pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
+    // Problems with the query are reported the way Discord does: with a close code.
+    let refusal = if param("v").is_some_and(|v| v != "10") {
+        Some((close::INVALID_API_VERSION, "invalid API version"))
+    } else if param("encoding").is_some_and(|e| e != "json") {
+        Some((close::DECODE_ERROR, "only encoding=json is supported"))
+    } else if param("compress").is_some() {
+        Some((close::DECODE_ERROR, "compression is not supported"))
+    } else {
+        None
+    };
+    let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req)
+        .map_err(|e| ApiError::bad_request(0, format!("WebSocket upgrade failed: {e}")))?;
+    tokio::spawn(async move {
+        let ws = match upgrade.await {
+            Ok(ws) => ws,
+            Err(e) => return tracing::debug!(error = %e, "upgrade did not complete"),
+        };
+        app.metrics.connections_open.fetch_add(1, Relaxed);
+        let (read, write) = ws.split(|io| {
+            let (r, w) = tokio::io::split(io);
+            (r, BufWriter::with_capacity(16 * 1024, Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>))
+        });
+        let mut writer: Writer = write;
+        writer.set_writev(false); // frames are copied into the BufWriter: one syscall per batch
+        let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let reader = tokio::spawn(read_loop(read, tx, app.config.gateway.max_frame_bytes)).abort_handle();
+        let mut conn = Conn { writer, inbound, reader, app: app.clone() };
+        if let Some((code, reason)) = refusal {
+            let _ = conn.writer.write_frame(Frame::close(code, reason.as_bytes())).await;
+            let _ = conn.writer.flush().await;
+            return;
+        }
+        run_session(app, conn).await;
+    });
+    Ok(response.map(|_| Full::new(Bytes::new())))
+}
+
+/// Reads client frames until the connection ends, reassembling fragmented messages and
+/// enforcing `max_bytes` on the whole message (not just on each fragment).
+async fn read_loop<S: AsyncRead + Unpin>(mut read: WebSocketRead<S>, tx: mpsc::Sender<Inbound>, max_bytes: usize) {
+    read.set_auto_close(false);
+    read.set_auto_pong(false);
+    // fastwebsockets refuses frames with length >= its limit.
+    read.set_max_message_size(max_bytes + 1);
+    let mut partial: Option<(OpCode, Vec<u8>)> = None;
+    let mut no_obligations = |_: Frame<'_>| std::future::ready(Ok::<(), Infallible>(()));
+    loop {
+        let event = match read.read_frame(&mut no_obligations).await {
+            Err(WebSocketError::FrameTooLarge) => Inbound::TooLarge,
+            Err(
+                WebSocketError::InvalidUTF8
+                | WebSocketError::InvalidFragment
+                | WebSocketError::InvalidContinuationFrame,
+            ) => Inbound::Invalid,
+            Err(
+                WebSocketError::ReservedBitsNotZero
+                | WebSocketError::ControlFrameFragmented
+                | WebSocketError::PingFrameTooLarge,
+            ) => Inbound::Invalid,
+            Err(_) => Inbound::Closed { code: None },
+            Ok(frame) => match frame.opcode {
+                OpCode::Text | OpCode::Binary if frame.fin && partial.is_none() => {
+                    if frame.opcode == OpCode::Text {
+                        Inbound::Text(Bytes::copy_from_slice(&frame.payload))
+                    } else {
+                        Inbound::Binary
+                    }
+                }
+                OpCode::Text | OpCode::Binary if partial.is_none() => {
+                    partial = Some((frame.opcode, frame.payload.to_vec()));
+                    continue;
+                }
+                OpCode::Continuation if partial.is_some() => {
+                    let (opcode, mut buf) = partial.take().expect("checked");
+                    if buf.len() + frame.payload.len() > max_bytes {
+                        Inbound::TooLarge
+                    } else {
+                        buf.extend_from_slice(&frame.payload);
+                        if !frame.fin {
+                            partial = Some((opcode, buf));
+                            continue;
+                        }
+                        match (opcode, std::str::from_utf8(&buf).is_ok()) {
+                            (OpCode::Text, true) => Inbound::Text(Bytes::from(buf)),
+                            (OpCode::Text, false) => Inbound::Invalid,
+                            _ => Inbound::Binary,
+                        }
+                    }
+                }
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => Inbound::Invalid,
+                OpCode::Close => {
+                    let code =
+                        (frame.payload.len() >= 2).then(|| u16::from_be_bytes([frame.payload[0], frame.payload[1]]));
+                    Inbound::Closed { code }
+                }
+                OpCode::Ping => Inbound::Ping(Bytes::copy_from_slice(&frame.payload)),
+                OpCode::Pong => continue,
+            },
+        };
+        let last = !matches!(event, Inbound::Text(_) | Inbound::Ping(_));
+        if tx.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}

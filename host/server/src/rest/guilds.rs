@@ -1,0 +1,223 @@
+//! Guilds, their channels and members, and invites.
+
+use std::time::Duration;
+
+use guildhall_core::guild::{Command, Reply};
+use guildhall_core::model::{validate_name, Channel, Guild, GuildId, Invite, Member, User, CHANNEL_GUILD_TEXT};
+use guildhall_core::snowflake::{iso8601_from_unix_ms, Clock, SystemClock};
+use guildhall_core::Snowflake;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{code, ApiError};
+use super::{created, no_content, ok, ApiResult, Ctx};
+use crate::runtime::guild_actor::GuildHandle;
+use crate::runtime::SessionMsg;
+
+pub fn now_iso() -> String {
+    iso8601_from_unix_ms(SystemClock.now_ms())
+}
+
+pub fn actor_timeout(ctx: &Ctx) -> Duration {
+    Duration::from_millis(ctx.app.config.rest.actor_timeout_ms)
+}
+
+pub async fn guild_handle(ctx: &Ctx, id: GuildId) -> Result<GuildHandle, ApiError> {
+    Ok(ctx.app.directory.locate(id).await?)
+}
+
+fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
+    let mut v = json!({
+        "id": guild.id,
+        "name": guild.name,
+        "icon": guild.icon,
+        "owner_id": guild.owner_id,
+        "roles": [],
+        "emojis": [],
+        "features": [],
+    });
+    if let Some(n) = member_count {
+        v["approximate_member_count"] = json!(n);
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct CreateGuild {
+    name: String,
+}
+
+/// POST /guilds: the creator becomes owner and first member; a "general" channel is made.
+pub async fn create(ctx: &mut Ctx) -> ApiResult {
+    let user = ctx.user().await?;
+    let body: CreateGuild = ctx.json().await?;
+    validate_name(&body.name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
+    let guild = Guild { id: ctx.app.new_id()?, name: body.name, owner_id: user.id, icon: None };
+    let general = Channel {
+        id: ctx.app.new_id()?,
+        kind: CHANNEL_GUILD_TEXT,
+        guild_id: Some(guild.id),
+        name: Some("general".into()),
+        position: 0,
+        topic: None,
+        recipients: vec![],
+    };
+    ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso()), vec![general]).await?;
+    // Sessions of the creator subscribe, so they get GUILD_CREATE like on Discord.
+    notify_joined(ctx, &user, guild.id);
+    created(&guild_json(&guild, Some(1)))
+}
+
+fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
+    for session in ctx.app.sessions.of_user(user.id) {
+        let _ = session.tx.try_send(SessionMsg::JoinGuild(guild));
+    }
+}
+
+async fn snapshot(ctx: &Ctx, user: &User, id: GuildId) -> Result<(Guild, Vec<Channel>, usize), ApiError> {
+    let handle = guild_handle(ctx, id).await?;
+    match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
+        Reply::Snapshot { guild, channels, member_count } => Ok((guild, channels, member_count)),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub fn unexpected(reply: Reply) -> ApiError {
+    tracing::error!(?reply, "guild actor answered with an unexpected reply");
+    ApiError::new(hyper::StatusCode::INTERNAL_SERVER_ERROR, code::GENERAL, "500: Internal Server Error")
+}
+
+pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
+    let user = ctx.user().await?;
+    let (guild, _, member_count) = snapshot(ctx, &user, id).await?;
+    ok(&guild_json(&guild, Some(member_count)))
+}
+
+pub async fn channels(ctx: &mut Ctx, id: GuildId) -> ApiResult {
+    let user = ctx.user().await?;
+    ok(&snapshot(ctx, &user, id).await?.1)
+}
+
+#[derive(Deserialize)]
+struct CreateChannel {
+    name: String,
+    #[serde(rename = "type", default)]
+    kind: u8,
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+pub async fn create_channel(ctx: &mut Ctx, id: GuildId) -> ApiResult {
+    let user = ctx.user().await?;
+    let body: CreateChannel = ctx.json().await?;
+    validate_name(&body.name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
+    if body.kind != CHANNEL_GUILD_TEXT {
+        return Err(ApiError::invalid_form("type: only text channels (0) are supported"));
+    }
+    if body.topic.as_ref().is_some_and(|t| t.chars().count() > 1024) {
+        return Err(ApiError::invalid_form("topic: Must be 1024 or fewer in length."));
+    }
+    let channel = Channel {
+        id: ctx.app.new_id()?,
+        kind: CHANNEL_GUILD_TEXT,
+        guild_id: Some(id),
+        name: Some(body.name),
+        position: 0,
+        topic: body.topic,
+        recipients: vec![],
+    };
+    let handle = guild_handle(ctx, id).await?;
+    match handle.call(Command::CreateChannel { user: user.id, channel }, actor_timeout(ctx)).await? {
+        Reply::Channel(c) => created(&c),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// GET /guilds/{id}/members?limit=1..1000&after=user_id (Discord's default limit is 1).
+pub async fn members(ctx: &mut Ctx, id: GuildId) -> ApiResult {
+    let user = ctx.user().await?;
+    let limit: usize = ctx.query_parse("limit")?.unwrap_or(1);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_form("limit: must be between 1 and 1000"));
+    }
+    let after: Option<Snowflake> = ctx.query_parse("after")?;
+    snapshot(ctx, &user, id).await?; // membership check
+    ok(&ctx.app.store.members(id, after, limit).await?)
+}
+
+pub async fn leave(ctx: &mut Ctx, id: GuildId) -> ApiResult {
+    let user = ctx.user().await?;
+    let handle = guild_handle(ctx, id).await?;
+    handle.call(Command::RemoveMember { user: user.id }, actor_timeout(ctx)).await?;
+    no_content()
+}
+
+async fn invite_json(ctx: &Ctx, invite: &Invite) -> Result<Value, ApiError> {
+    let guild = ctx.app.store.guild(invite.guild_id).await?;
+    let channel = ctx.app.store.channel(invite.channel_id).await?;
+    let inviter = ctx.app.store.user(invite.inviter_id).await?.map(|r| r.user);
+    Ok(json!({
+        "type": 0,
+        "code": invite.code,
+        "guild": guild.map(|g| json!({ "id": g.id, "name": g.name, "icon": g.icon })),
+        "channel": channel.map(|c| json!({ "id": c.id, "name": c.name, "type": c.kind })),
+        "inviter": inviter,
+        "created_at": invite.created_at,
+        "max_age": 0,
+        "max_uses": 0,
+        "temporary": false,
+    }))
+}
+
+pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
+    let user = ctx.user().await?;
+    // Discord accepts options here (max_age, ...); invites do not expire yet, so none apply.
+    let _ = ctx.body_bytes().await?;
+    let channel = ctx
+        .app
+        .store
+        .channel(channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))?;
+    let Some(guild_id) = channel.guild_id else {
+        return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
+    };
+    let handle = guild_handle(ctx, guild_id).await?;
+    handle.call(Command::CanRead { user: user.id, channel_id }, actor_timeout(ctx)).await?;
+    let invite =
+        Invite { code: crate::auth::random_hex(5), guild_id, channel_id, inviter_id: user.id, created_at: now_iso() };
+    ctx.app.store.create_invite(invite.clone()).await?;
+    ok(&invite_json(ctx, &invite).await?)
+}
+
+async fn load_invite(ctx: &Ctx, code_: &str) -> Result<Invite, ApiError> {
+    if code_.is_empty() || code_.len() > 64 {
+        return Err(ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"));
+    }
+    ctx.app.store.invite(code_).await?.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))
+}
+
+pub async fn get_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
+    let invite = load_invite(ctx, code_).await?;
+    ok(&invite_json(ctx, &invite).await?)
+}
+
+/// POST /invites/{code}: joins the caller (GUILD_MEMBER_ADD to online members). Joining a
+/// guild one is already in is not an error; it changes nothing.
+pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
+    let user = ctx.user().await?;
+    let invite = load_invite(ctx, code_).await?;
+    let handle = guild_handle(ctx, invite.guild_id).await?;
+    let member = Member::new(user.clone(), now_iso());
+    let joined = match handle.call(Command::AddMember { member }, actor_timeout(ctx)).await {
+        Ok(_) => true,
+        Err(crate::runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::AlreadyMember)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if joined {
+        notify_joined(ctx, &user, invite.guild_id);
+    }
+    let mut body = invite_json(ctx, &invite).await?;
+    body["new_member"] = json!(joined);
+    ok(&body)
+}

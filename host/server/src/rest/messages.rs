@@ -1,0 +1,254 @@
+//! Messages (create, history, edit, delete), typing, and channel lookup.
+//!
+//! Guild channels go through their guild actor, which checks access, persists, fans out and
+//! only then answers. DM channels have no actor yet: the handler checks that the caller is a
+//! recipient, persists, and offers the dispatch to both users' sessions.
+
+use guildhall_core::gateway::{intents, DispatchPrefix};
+use guildhall_core::guild::{message_event, Command, GuildWrite, Reply};
+use guildhall_core::model::{validate_content, Channel, ChannelId, Message, MessageId, User, MAX_CONTENT_CHARS};
+use guildhall_core::snowflake::{Clock, SystemClock};
+use guildhall_core::Snowflake;
+use guildhall_store::{history, HistoryQuery};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{code, ApiError};
+use super::guilds::{actor_timeout, guild_handle, now_iso, unexpected};
+use super::{no_content, ok, ApiResult, Ctx};
+use crate::metrics::Metrics;
+use crate::runtime::guild_actor::GuildHandle;
+use crate::runtime::Offer;
+
+enum Access {
+    Guild(GuildHandle, Channel),
+    Dm(Channel),
+}
+
+/// The channel and how to reach it; DMs are checked here, guild channels by their actor.
+async fn access(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Access, ApiError> {
+    let channel = ctx
+        .app
+        .store
+        .channel(channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))?;
+    match channel.guild_id {
+        Some(guild) => Ok(Access::Guild(guild_handle(ctx, guild).await?, channel)),
+        None if channel.recipients.iter().any(|r| r.id == user.id) => Ok(Access::Dm(channel)),
+        None => Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access")),
+    }
+}
+
+async fn readable(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Channel, ApiError> {
+    match access(ctx, user, channel_id).await? {
+        Access::Guild(handle, channel) => {
+            handle.call(Command::CanRead { user: user.id, channel_id }, actor_timeout(ctx)).await?;
+            Ok(channel)
+        }
+        Access::Dm(channel) => Ok(channel),
+    }
+}
+
+/// Offers a DM event to every session of every recipient that asked for `intent`.
+fn dm_dispatch(ctx: &Ctx, channel: &Channel, event: &str, data: &Value, intent: u64) {
+    let prefix = DispatchPrefix::encode(event, data);
+    Metrics::inc(&ctx.app.metrics.dispatches);
+    for recipient in &channel.recipients {
+        for session in ctx.app.sessions.of_user(recipient.id) {
+            if session.intents & intent == 0 {
+                continue;
+            }
+            match session.offer(&prefix) {
+                Offer::Queued => Metrics::inc(&ctx.app.metrics.deliveries),
+                Offer::Overflowed => Metrics::inc(&ctx.app.metrics.slow_consumer_drops),
+                Offer::Gone => {}
+            }
+        }
+    }
+}
+
+fn message_response(mut m: Message) -> Message {
+    m.nonce = None; // Discord echoes the nonce only to the create call and its dispatch
+    m
+}
+
+pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
+    let user = ctx.user().await?;
+    ok(&readable(ctx, &user, channel_id).await?)
+}
+
+#[derive(Deserialize)]
+struct CreateMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    nonce: Option<Value>,
+}
+
+fn check_content(content: Option<&str>) -> Result<String, ApiError> {
+    let content = content.unwrap_or("");
+    match validate_content(content) {
+        Ok(()) => Ok(content.to_owned()),
+        Err(_) if content.trim().is_empty() => {
+            Err(ApiError::bad_request(code::EMPTY_MESSAGE, "Cannot send an empty message"))
+        }
+        Err(_) => Err(ApiError::invalid_form(format!("content: Must be {MAX_CONTENT_CHARS} or fewer in length."))),
+    }
+}
+
+pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
+    let user = ctx.user().await?;
+    let body: CreateMessage = ctx.json().await?;
+    let content = check_content(body.content.as_deref())?;
+    let nonce = match body.nonce {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= 25 => Some(Value::String(s)),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
+        Some(_) => {
+            return Err(ApiError::invalid_form("nonce: must be a string of at most 25 characters or an integer"))
+        }
+    };
+    let id = ctx.app.new_id()?;
+    match access(ctx, &user, channel_id).await? {
+        Access::Guild(handle, _) => {
+            let command = Command::CreateMessage { author: user.id, channel_id, id, content, nonce };
+            match handle.call(command, actor_timeout(ctx)).await? {
+                Reply::Message(m) => ok(&m),
+                other => Err(unexpected(other)),
+            }
+        }
+        Access::Dm(channel) => {
+            let mut message = Message::new(id, &channel, user, content, nonce);
+            message.mentions = mentioned_recipients(&channel, &message.content);
+            ctx.app.store.apply(GuildWrite::PutMessage(message.clone())).await?;
+            Metrics::inc(&ctx.app.metrics.messages_created);
+            dm_dispatch(ctx, &channel, "MESSAGE_CREATE", &message_event(&message, None), intents::DIRECT_MESSAGES);
+            ok(&message)
+        }
+    }
+}
+
+fn mentioned_recipients(channel: &Channel, content: &str) -> Vec<User> {
+    let ids = guildhall_core::model::mentioned_user_ids(content);
+    channel.recipients.iter().filter(|r| ids.contains(&r.id)).cloned().collect()
+}
+
+/// GET /channels/{id}/messages?limit=1..100&before|after|around=id, newest first.
+pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
+    let user = ctx.user().await?;
+    let limit: usize = ctx.query_parse("limit")?.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid_form("limit: must be between 1 and 100"));
+    }
+    let anchors = [
+        ctx.query_parse::<Snowflake>("before")?.map(HistoryQuery::Before),
+        ctx.query_parse::<Snowflake>("after")?.map(HistoryQuery::After),
+        ctx.query_parse::<Snowflake>("around")?.map(HistoryQuery::Around),
+    ];
+    let mut given = anchors.into_iter().flatten();
+    let query = given.next().unwrap_or(HistoryQuery::Latest);
+    if given.next().is_some() {
+        return Err(ApiError::invalid_form("only one of before, after and around may be given"));
+    }
+    let channel = readable(ctx, &user, channel_id).await?;
+    let newest_bucket = Snowflake::from_unix_ms(SystemClock.now_ms()).bucket();
+    let messages = history(&*ctx.app.store, &channel, query, limit, newest_bucket).await?;
+    ok(&messages.into_iter().map(message_response).collect::<Vec<_>>())
+}
+
+async fn load_message(ctx: &Ctx, channel_id: ChannelId, id: MessageId) -> Result<Message, ApiError> {
+    ctx.app
+        .store
+        .message(channel_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"))
+}
+
+pub async fn get(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
+    let user = ctx.user().await?;
+    readable(ctx, &user, channel_id).await?;
+    ok(&message_response(load_message(ctx, channel_id, id).await?))
+}
+
+#[derive(Deserialize)]
+struct EditMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
+    let user = ctx.user().await?;
+    let body: EditMessage = ctx.json().await?;
+    let content = check_content(body.content.as_deref())?;
+    let access = access(ctx, &user, channel_id).await?;
+    let existing = load_message(ctx, channel_id, id).await?;
+    match access {
+        Access::Guild(handle, _) => {
+            let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };
+            match handle.call(command, actor_timeout(ctx)).await? {
+                Reply::Message(m) => ok(&m),
+                other => Err(unexpected(other)),
+            }
+        }
+        Access::Dm(channel) => {
+            if existing.author.id != user.id {
+                return Err(ApiError::forbidden(code::NOT_AUTHOR, "Cannot edit a message authored by another user"));
+            }
+            let mut message = message_response(existing);
+            message.mentions = mentioned_recipients(&channel, &content);
+            message.content = content;
+            message.edited_timestamp = Some(now_iso());
+            ctx.app
+                .store
+                .apply(GuildWrite::EditMessage(message.clone()))
+                .await
+                .map_err(not_found_is_unknown_message)?;
+            dm_dispatch(ctx, &channel, "MESSAGE_UPDATE", &message_event(&message, None), intents::DIRECT_MESSAGES);
+            ok(&message)
+        }
+    }
+}
+
+fn not_found_is_unknown_message(e: guildhall_store::StoreError) -> ApiError {
+    match e {
+        guildhall_store::StoreError::NotFound => ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"),
+        other => other.into(),
+    }
+}
+
+pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
+    let user = ctx.user().await?;
+    let access = access(ctx, &user, channel_id).await?;
+    let existing = load_message(ctx, channel_id, id).await?;
+    match access {
+        Access::Guild(handle, _) => {
+            handle.call(Command::DeleteMessage { user: user.id, existing }, actor_timeout(ctx)).await?;
+        }
+        Access::Dm(channel) => {
+            if existing.author.id != user.id {
+                return Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions"));
+            }
+            let write = GuildWrite::DeleteMessage { channel_id, message_id: id };
+            ctx.app.store.apply(write).await.map_err(not_found_is_unknown_message)?;
+            let data = json!({ "id": id, "channel_id": channel_id });
+            dm_dispatch(ctx, &channel, "MESSAGE_DELETE", &data, intents::DIRECT_MESSAGES);
+        }
+    }
+    no_content()
+}
+
+pub async fn typing(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
+    let user = ctx.user().await?;
+    let unix_s = SystemClock.now_ms() / 1000;
+    match access(ctx, &user, channel_id).await? {
+        Access::Guild(handle, _) => {
+            handle.call(Command::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
+        }
+        Access::Dm(channel) => {
+            let data = json!({ "channel_id": channel_id, "user_id": user.id, "timestamp": unix_s });
+            dm_dispatch(ctx, &channel, "TYPING_START", &data, intents::DIRECT_MESSAGE_TYPING);
+        }
+    }
+    no_content()
+}

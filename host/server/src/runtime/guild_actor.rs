@@ -1,0 +1,239 @@
+//! The guild actor: one tokio task per guild, driving a `GuildState`.
+//!
+//! It owns the guild's state and its sessions' handles, and does the IO the state machine
+//! asks for: writes go to storage in ordered batches (one batch in flight at a time, so a
+//! guild's writes are applied and acknowledged in the order it decided them, while many
+//! messages share one commit), and dispatches are serialized once and offered to every
+//! target session without waiting (a full session queue drops that session, never the guild).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::guild::{
+    Command, Effect, GuildError, GuildState, GuildWrite, Input, Reply, RequestId, SessionId, WriteError,
+};
+use guildhall_core::model::GuildId;
+use guildhall_store::{Storage, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Offer, SessionHandle};
+use crate::config::GuildConfig;
+use crate::metrics::{Metrics, Metrics as M};
+
+pub enum GuildMsg {
+    Command { command: Command, reply: oneshot::Sender<Result<Reply, GuildError>> },
+    Connect { session: SessionHandle, status: String },
+    Disconnect { session: SessionId },
+    Presence { session: SessionId, status: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Guild(#[from] GuildError),
+    /// The actor's mailbox stayed full, or the reply did not come in time.
+    #[error("guild is busy")]
+    Busy,
+    #[error("guild actor stopped")]
+    Stopped,
+}
+
+#[derive(Clone)]
+pub struct GuildHandle {
+    pub id: GuildId,
+    tx: mpsc::Sender<GuildMsg>,
+}
+
+impl GuildHandle {
+    /// Sends a command and waits for its reply, both bounded by `timeout`.
+    pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
+        let (reply, rx) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.tx.send(GuildMsg::Command { command, reply })).await {
+            Err(_) => return Err(CallError::Busy),
+            Ok(Err(_)) => return Err(CallError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(CallError::Busy),
+            Ok(Err(_)) => Err(CallError::Stopped),
+            Ok(Ok(result)) => Ok(result?),
+        }
+    }
+
+    /// Session events: waits for room in the mailbox (sessions are not latency-critical here).
+    pub async fn send(&self, msg: GuildMsg) -> bool {
+        self.tx.send(msg).await.is_ok()
+    }
+
+    /// For teardown paths that must not wait; gives the message back if the mailbox is full.
+    pub fn try_send_msg(&self, msg: GuildMsg) -> Result<(), GuildMsg> {
+        self.tx.try_send(msg).map_err(|e| e.into_inner())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
+
+struct GuildActor {
+    state: GuildState,
+    sessions: HashMap<SessionId, SessionHandle>,
+    replies: HashMap<RequestId, oneshot::Sender<Result<Reply, GuildError>>>,
+    next_request: RequestId,
+    /// Writes decided but not yet sent to storage, in decision order.
+    queued: VecDeque<(RequestId, GuildWrite)>,
+    store: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
+    config: GuildConfig,
+}
+
+pub fn spawn_guild(
+    state: GuildState,
+    store: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
+    config: GuildConfig,
+) -> GuildHandle {
+    let id = state.guild().id;
+    let (tx, rx) = mpsc::channel(config.mailbox);
+    let actor = GuildActor {
+        state,
+        sessions: HashMap::new(),
+        replies: HashMap::new(),
+        next_request: 1,
+        queued: VecDeque::new(),
+        store,
+        metrics,
+        config,
+    };
+    actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
+    tokio::spawn(actor.run(rx));
+    GuildHandle { id, tx }
+}
+
+impl GuildActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>) {
+        let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
+        loop {
+            if inflight.is_none() && !self.queued.is_empty() {
+                inflight = Some(self.start_batch());
+            }
+            tokio::select! {
+                biased;
+                results = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
+                    let (requests, _) = inflight.take().expect("guarded");
+                    for (request, result) in requests.into_iter().zip(results) {
+                        let result = result.map_err(|e| match e {
+                            StoreError::NotFound => WriteError::NotFound,
+                            other => WriteError::Unavailable(other.to_string()),
+                        });
+                        let fx = self.state.handle(Input::Persisted { request, result });
+                        self.run_effects(fx);
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.on_msg(msg),
+                    None => break,
+                },
+            }
+        }
+        self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
+    }
+
+    fn start_batch(&mut self) -> (Vec<RequestId>, BatchFuture) {
+        let n = self.queued.len().min(self.config.max_write_batch);
+        let (requests, writes): (Vec<_>, Vec<_>) = self.queued.drain(..n).unzip();
+        let store = self.store.clone();
+        (requests, Box::pin(async move { store.apply_batch(writes).await }))
+    }
+
+    fn on_msg(&mut self, msg: GuildMsg) {
+        match msg {
+            GuildMsg::Command { command, reply } => {
+                let request = self.next_request;
+                self.next_request += 1;
+                self.replies.insert(request, reply);
+                let fx = self.state.handle(Input::Command { request, command });
+                self.run_effects(fx);
+            }
+            GuildMsg::Connect { session, status } => {
+                let (id, user, intents) = (session.id, session.user, session.intents);
+                self.sessions.insert(id, session);
+                let fx = self.state.handle(Input::SessionConnect { session: id, user, intents, status });
+                if !self.state.has_session(id) {
+                    self.sessions.remove(&id); // not a member (any more)
+                }
+                self.run_effects(fx);
+            }
+            GuildMsg::Disconnect { session } => {
+                self.sessions.remove(&session);
+                let fx = self.state.handle(Input::SessionDisconnect { session });
+                self.run_effects(fx);
+            }
+            GuildMsg::Presence { session, status } => {
+                let fx = self.state.handle(Input::PresenceUpdate { session, status });
+                self.run_effects(fx);
+            }
+        }
+    }
+
+    fn run_effects(&mut self, fx: Vec<Effect>) {
+        let mut work: VecDeque<Effect> = fx.into();
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                Effect::Persist { request, write } => {
+                    if self.queued.len() >= self.config.max_pending_writes {
+                        let result = Err(WriteError::Unavailable("guild write queue is full".into()));
+                        work.extend(self.state.handle(Input::Persisted { request, result }));
+                    } else {
+                        self.queued.push_back((request, write));
+                    }
+                }
+                Effect::Reply { request, result } => {
+                    if let Some(reply) = self.replies.remove(&request) {
+                        let _ = reply.send(result); // the caller may have given up; fine
+                    }
+                }
+                Effect::Dispatch { audience, event } => {
+                    if event.name == "MESSAGE_CREATE" {
+                        M::inc(&self.metrics.messages_created);
+                    }
+                    let targets = self.state.audience(&audience);
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    let prefix = DispatchPrefix::encode(event.name, &event.data);
+                    M::inc(&self.metrics.dispatches);
+                    let mut delivered = 0u64;
+                    let mut dropped: Vec<SessionId> = Vec::new();
+                    for id in targets {
+                        let Some(handle) = self.sessions.get(&id) else { continue };
+                        match handle.offer(&prefix) {
+                            Offer::Queued => delivered += 1,
+                            Offer::Overflowed => {
+                                M::inc(&self.metrics.slow_consumer_drops);
+                                dropped.push(id);
+                            }
+                            Offer::Gone => dropped.push(id),
+                        }
+                    }
+                    self.metrics.deliveries.fetch_add(delivered, Relaxed);
+                    for session in dropped {
+                        self.sessions.remove(&session);
+                        work.extend(self.state.handle(Input::SessionDisconnect { session }));
+                    }
+                }
+                Effect::ForgetSession(session) => {
+                    self.sessions.remove(&session);
+                }
+            }
+        }
+    }
+}

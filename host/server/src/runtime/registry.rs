@@ -1,0 +1,54 @@
+//! Live sessions by session id (for RESUME) and by user (for DMs and guild joins).
+//! A lookup table, not an actor: entries are added when a session becomes ready and
+//! removed when it terminates.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use guildhall_core::guild::SessionId;
+use guildhall_core::model::UserId;
+
+use super::SessionHandle;
+
+#[derive(Default)]
+pub struct SessionRegistry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_key: HashMap<String, SessionHandle>,
+    by_user: HashMap<UserId, Vec<SessionHandle>>,
+}
+
+impl SessionRegistry {
+    pub fn insert(&self, key: String, handle: SessionHandle) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.by_user.entry(handle.user).or_default().push(handle.clone());
+        inner.by_key.insert(key, handle);
+    }
+
+    pub fn remove(&self, key: &str, id: SessionId) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = inner.by_key.remove(key) {
+            if let Some(list) = inner.by_user.get_mut(&h.user) {
+                list.retain(|s| s.id != id);
+                if list.is_empty() {
+                    inner.by_user.remove(&h.user);
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<SessionHandle> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+    }
+
+    pub fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_user.get(&user).cloned().unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.len()
+    }
+}

@@ -1,0 +1,418 @@
+//! The session actor: one task per gateway session, driving a `guildhall_core::session::Session`.
+//!
+//! It owns the session's state and, while one is attached, the client connection's write
+//! half (a [`Conn`]); a separate reader task turns incoming frames into [`Inbound`] events.
+//! Its mailbox is the session's bounded outbound queue: guilds offer dispatches without
+//! waiting, and the actor writes them in batches (many frames, one flush). When the
+//! connection drops, the actor lives on, detached and buffering, until the resume window
+//! ends; a RESUME on a new connection hands that connection to this actor.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, Payload, WebSocketWrite};
+use guildhall_core::gateway::{close, DispatchPrefix};
+use guildhall_core::guild::SessionId;
+use guildhall_core::model::{GuildId, UserId};
+use guildhall_core::session::{Effect, Input, Phase, ResumeOutcome, Session};
+use serde_json::json;
+use tokio::io::{AsyncWrite, BufWriter};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::guild_actor::{GuildHandle, GuildMsg};
+use super::{now_ms, SessionHandle, SessionMsg, SessionShared};
+use crate::app::App;
+
+/// The write half of a client WebSocket, buffered so that a batch of frames is one write.
+pub type Writer = WebSocketWrite<BufWriter<Box<dyn AsyncWrite + Send + Unpin>>>;
+
+/// What the reader task reports about the client's side of the connection.
+#[derive(Debug)]
+pub enum Inbound {
+    Text(Bytes),
+    Binary,
+    /// A frame or reassembled message over the size limit.
+    TooLarge,
+    /// Not valid WebSocket or UTF-8.
+    Invalid,
+    Ping(Bytes),
+    Closed {
+        code: Option<u16>,
+    },
+}
+
+/// One client connection: its writer and the channel its reader task feeds.
+pub struct Conn {
+    pub writer: Writer,
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub reader: tokio::task::AbortHandle,
+    pub app: Arc<App>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.app.metrics.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A new connection offered to an existing session. The reply gives the connection back
+/// (with whether the seq was invalid) if the session refuses it.
+pub struct ResumeRequest {
+    pub user: UserId,
+    pub seq: u64,
+    pub conn: Conn,
+    pub reply: oneshot::Sender<Result<(), (Conn, bool)>>,
+}
+
+enum Flow {
+    Continue,
+    /// The connection went to another session actor (RESUME); this one just ends.
+    HandedOff,
+}
+
+struct SessionActor {
+    app: Arc<App>,
+    id: SessionId,
+    state: Session,
+    conn: Option<Conn>,
+    mailbox: mpsc::Receiver<SessionMsg>,
+    tx: mpsc::Sender<SessionMsg>,
+    shared: Arc<SessionShared>,
+    shutdown: watch::Receiver<bool>,
+    /// Set once READY went out: the registry key (the session_id clients resume with).
+    key: Option<String>,
+    user: Option<UserId>,
+    intents: u64,
+    status: String,
+    guilds: Vec<GuildHandle>,
+    /// Frames were written since the last flush.
+    dirty: bool,
+    /// A non-dispatch message met while draining, handled next.
+    held: Option<SessionMsg>,
+}
+
+/// Runs a session for a freshly upgraded connection until it ends or is handed off.
+pub async fn run_session(app: Arc<App>, conn: Conn) {
+    let (tx, mailbox) = mpsc::channel(app.config.gateway.session_queue);
+    let id = SessionId(app.next_session_id());
+    let mut actor = SessionActor {
+        state: Session::new(app.config.session_config()),
+        shutdown: app.shutdown_signal(),
+        app,
+        id,
+        conn: Some(conn),
+        mailbox,
+        tx,
+        shared: Arc::default(),
+        key: None,
+        user: None,
+        intents: 0,
+        status: "online".into(),
+        guilds: Vec::new(),
+        dirty: false,
+        held: None,
+    };
+    let fx = actor.state.handle(Input::Opened { now_ms: now_ms() });
+    if let Flow::HandedOff = actor.apply(fx).await {
+        return;
+    }
+    actor.flush().await;
+    actor.run().await;
+}
+
+async fn recv_inbound(conn: &mut Option<Conn>) -> Inbound {
+    match conn {
+        Some(c) => c.inbound.recv().await.unwrap_or(Inbound::Closed { code: None }),
+        None => std::future::pending().await,
+    }
+}
+
+impl SessionActor {
+    async fn run(mut self) {
+        /// Dispatches written per flush, so one busy session cannot starve its own reader.
+        const MAX_DRAIN: usize = 256;
+        loop {
+            if self.state.phase() == Phase::Terminated {
+                self.teardown();
+                return;
+            }
+            if let Some(msg) = self.held.take() {
+                let fx = self.on_mail(msg).await;
+                if let Flow::HandedOff = self.apply(fx).await {
+                    return;
+                }
+                self.flush().await;
+                continue;
+            }
+            let deadline = self.state.next_deadline_ms().map(super::instant_at);
+            let fx = tokio::select! {
+                biased;
+                _ = self.shared.notify.notified() => {
+                    if self.shared.is_overflowed() { self.state.handle(Input::Overflowed) } else { Vec::new() }
+                }
+                _ = self.shutdown.changed() => self.state.handle(Input::Shutdown),
+                inbound = recv_inbound(&mut self.conn) => self.on_inbound(inbound).await,
+                msg = self.mailbox.recv() => {
+                    let Some(msg) = msg else { return };
+                    let mut fx = self.on_mail(msg).await;
+                    // Write whatever else is queued in the same batch (one flush).
+                    for _ in 0..MAX_DRAIN {
+                        match self.mailbox.try_recv() {
+                            Ok(SessionMsg::Dispatch(prefix)) => fx.extend(self.state.handle(Input::Dispatch(&prefix))),
+                            Ok(other) => {
+                                // A join or a resume waits until this batch is written, so a
+                                // resumed connection never receives frames meant for the old one.
+                                self.held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    fx
+                }
+                _ = sleep_until_opt(deadline) => self.state.handle(Input::Tick { now_ms: now_ms() }),
+            };
+            if let Flow::HandedOff = self.apply(fx).await {
+                return;
+            }
+            self.flush().await;
+        }
+    }
+
+    async fn on_inbound(&mut self, inbound: Inbound) -> Vec<Effect> {
+        let now = now_ms();
+        match inbound {
+            Inbound::Text(bytes) => self.state.handle(Input::ClientText { payload: &bytes, now_ms: now }),
+            Inbound::Binary => self.state.handle(Input::ClientBinary { now_ms: now }),
+            Inbound::TooLarge => self.state.handle(Input::ClientTooLarge),
+            Inbound::Invalid => self.state.handle(Input::ClientText { payload: b"", now_ms: now }),
+            Inbound::Ping(payload) => {
+                if let Some(c) = &mut self.conn {
+                    let ok = c.writer.write_frame(Frame::pong(Payload::Borrowed(&payload))).await.is_ok();
+                    self.dirty |= ok;
+                }
+                Vec::new()
+            }
+            Inbound::Closed { code } => {
+                self.conn = None;
+                self.state.handle(Input::ClientClosed { code, now_ms: now })
+            }
+        }
+    }
+
+    async fn on_mail(&mut self, msg: SessionMsg) -> Vec<Effect> {
+        match msg {
+            SessionMsg::Dispatch(prefix) => self.state.handle(Input::Dispatch(&prefix)),
+            SessionMsg::JoinGuild(guild) => {
+                self.subscribe(guild).await;
+                Vec::new()
+            }
+            SessionMsg::Resume(req) => match self.state.resume(req.user, req.seq, now_ms()) {
+                ResumeOutcome::Accepted(fx) => {
+                    // A still-attached old connection (a zombie the client gave up on) is dropped.
+                    self.conn = Some(req.conn);
+                    let _ = req.reply.send(Ok(()));
+                    fx
+                }
+                ResumeOutcome::Rejected { invalid_seq } => {
+                    let _ = req.reply.send(Err((req.conn, invalid_seq)));
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    async fn apply(&mut self, fx: Vec<Effect>) -> Flow {
+        let mut work: VecDeque<Effect> = fx.into();
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                Effect::Send(frame) => {
+                    if !self.write(&frame).await {
+                        self.conn = None;
+                        work.extend(self.state.handle(Input::Disconnected { now_ms: now_ms() }));
+                    }
+                }
+                Effect::Close { code, reason } => {
+                    if let Some(mut c) = self.conn.take() {
+                        let timeout = Duration::from_millis(1000);
+                        let _ = tokio::time::timeout(timeout, async {
+                            c.writer.write_frame(Frame::close(code, reason.as_bytes())).await?;
+                            c.writer.flush().await
+                        })
+                        .await;
+                    }
+                    self.dirty = false;
+                    work.extend(self.state.handle(Input::Disconnected { now_ms: now_ms() }));
+                }
+                Effect::Authenticate { token, intents, status } => {
+                    work.extend(self.identify(&token, intents, status).await);
+                }
+                Effect::Resume { token, session_id, seq } => match self.resume(&token, &session_id, seq).await {
+                    Ok(()) => return Flow::HandedOff,
+                    Err(fx) => work.extend(fx),
+                },
+                Effect::PresenceUpdate { status } => {
+                    self.status = status.clone();
+                    for g in &self.guilds {
+                        g.send(GuildMsg::Presence { session: self.id, status: status.clone() }).await;
+                    }
+                }
+                Effect::Terminate => {} // the run loop sees Phase::Terminated
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Writes one frame into the buffer; false if the connection is gone or stuck.
+    async fn write(&mut self, frame: &Bytes) -> bool {
+        let Some(c) = &mut self.conn else { return true }; // detached: buffered in the state
+        let timeout = Duration::from_millis(self.app.config.gateway.write_timeout_ms);
+        let ok = matches!(
+            tokio::time::timeout(timeout, c.writer.write_frame(Frame::text(Payload::Borrowed(frame)))).await,
+            Ok(Ok(()))
+        );
+        self.dirty |= ok;
+        ok
+    }
+
+    async fn flush(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let Some(c) = &mut self.conn else { return };
+        let timeout = Duration::from_millis(self.app.config.gateway.write_timeout_ms);
+        if !matches!(tokio::time::timeout(timeout, c.writer.flush()).await, Ok(Ok(()))) {
+            self.conn = None;
+            let fx = self.state.handle(Input::Disconnected { now_ms: now_ms() });
+            // Disconnecting only ever terminates or detaches; nothing to write.
+            debug_assert!(fx.iter().all(|e| matches!(e, Effect::Terminate)));
+        }
+    }
+
+    async fn identify(&mut self, token: &str, intents: u64, status: Option<String>) -> Vec<Effect> {
+        let user = match crate::auth::user_for_token(&self.app, token).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return self.state.handle(Input::AuthenticationFailed),
+            Err(e) => {
+                tracing::warn!(error = %e, "identify: storage unavailable");
+                return vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }];
+            }
+        };
+        if !self.app.take_session_start(user.id, now_ms()) {
+            return vec![Effect::Close { code: close::RATE_LIMITED, reason: "daily session start limit reached" }];
+        }
+        let store = &self.app.store;
+        let (guild_ids, dms) = match tokio::try_join!(store.user_guilds(user.id), store.user_dms(user.id)) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "identify: storage unavailable");
+                return vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }];
+            }
+        };
+        let key = crate::auth::random_hex(16);
+        let ready = json!({
+            "v": 10,
+            "user": user,
+            "guilds": guild_ids.iter().map(|id| json!({ "id": id, "unavailable": true })).collect::<Vec<_>>(),
+            "session_id": key,
+            "resume_gateway_url": self.app.config.gateway_url(),
+            "private_channels": dms,
+            "relationships": [],
+            "presences": [],
+            "shard": [0, 1],
+            "application": { "id": user.id, "flags": 0 },
+        });
+        let fx = self.state.handle(Input::Authenticated {
+            user_id: user.id,
+            session_id: key.clone(),
+            ready: DispatchPrefix::encode("READY", &ready),
+        });
+        self.intents = intents;
+        self.status = status.unwrap_or_else(|| "online".into());
+        self.user = Some(user.id);
+        self.app.sessions.insert(key.clone(), self.handle(user.id));
+        self.key = Some(key);
+        self.app.metrics.sessions_open.fetch_add(1, Relaxed);
+        // GUILD_CREATEs arrive through the mailbox, so they follow READY on the wire.
+        for guild in guild_ids {
+            self.subscribe(guild).await;
+        }
+        fx
+    }
+
+    fn handle(&self, user: UserId) -> SessionHandle {
+        SessionHandle { id: self.id, user, intents: self.intents, tx: self.tx.clone(), shared: self.shared.clone() }
+    }
+
+    async fn subscribe(&mut self, guild: GuildId) {
+        let Some(user) = self.user else { return };
+        if self.guilds.iter().any(|g| g.id == guild) {
+            return;
+        }
+        match self.app.directory.locate(guild).await {
+            Ok(handle) => {
+                let msg = GuildMsg::Connect { session: self.handle(user), status: self.status.clone() };
+                if handle.send(msg).await {
+                    self.guilds.push(handle);
+                }
+            }
+            Err(e) => tracing::warn!(%guild, error = %e, "session could not reach guild"),
+        }
+    }
+
+    /// Offers this connection to the session being resumed. Ok: it was taken.
+    async fn resume(&mut self, token: &str, session_id: &str, seq: u64) -> Result<(), Vec<Effect>> {
+        let user = match crate::auth::user_for_token(&self.app, token).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(self.state.handle(Input::AuthenticationFailed)),
+            Err(_) => return Err(vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }]),
+        };
+        let target = self.app.sessions.get(session_id).filter(|t| t.user == user.id);
+        let (Some(target), Some(conn)) = (target, self.conn.take()) else {
+            return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = ResumeRequest { user: user.id, seq, conn, reply };
+        if let Err(e) = target.tx.send_timeout(SessionMsg::Resume(request), Duration::from_secs(5)).await {
+            if let SessionMsg::Resume(request) = e.into_inner() {
+                self.conn = Some(request.conn);
+            }
+            return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((conn, invalid_seq))) => {
+                self.conn = Some(conn);
+                Err(self.state.handle(Input::ResumeRejected { invalid_seq }))
+            }
+            // The target ended while holding the connection; it is gone with it.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn teardown(&mut self) {
+        self.conn = None;
+        if let Some(key) = self.key.take() {
+            self.app.sessions.remove(&key, self.id);
+            self.app.metrics.sessions_open.fetch_sub(1, Relaxed);
+        }
+        for guild in self.guilds.drain(..) {
+            let msg = GuildMsg::Disconnect { session: self.id };
+            if let Err(msg) = guild.try_send_msg(msg) {
+                // The guild's mailbox is full: deliver later rather than leak a session entry.
+                tokio::spawn(async move { guild.send(msg).await });
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,113 @@
+//! The HTTP edge: accepts TCP connections, serves HTTP/1.1 with hyper, and sends each
+//! request to the gateway upgrade, the REST router, or the health and metrics endpoints.
+//! Shutdown is designed in: stop accepting, let sessions close with 1001, wait (bounded)
+//! for in-flight requests, then the caller flushes storage.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::metrics::Metrics;
+use crate::rest::error::{code, ApiError};
+use crate::rest::{json_response, HttpResponse};
+
+/// Requests being served right now (shutdown waits for them).
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+pub async fn serve(app: Arc<App>, listener: TcpListener) {
+    let connections = Arc::new(Semaphore::new(app.config.gateway.max_connections));
+    let mut shutdown = app.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!("connection limit reached; refusing a connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(app, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // In-flight requests finish (bounded); sessions are closing on the same signal.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while (IN_FLIGHT.load(Relaxed) > 0 || app.sessions.len() > 0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
+    IN_FLIGHT.fetch_add(1, Relaxed);
+    Metrics::inc(&app.metrics.http_requests);
+    let response = route(&app, req).await;
+    if response.status().is_client_error() {
+        Metrics::inc(&app.metrics.http_errors_4xx);
+    } else if response.status().is_server_error() {
+        Metrics::inc(&app.metrics.http_errors_5xx);
+    }
+    IN_FLIGHT.fetch_sub(1, Relaxed);
+    response
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
+    let path = req.uri().path().to_owned();
+    if app.is_shutting_down() {
+        return ApiError::unavailable("server is shutting down").into_response();
+    }
+    match path.as_str() {
+        "/gateway" | "/gateway/" => {
+            if fastwebsockets::upgrade::is_upgrade_request(&req) {
+                crate::gateway::upgrade(app.clone(), req).unwrap_or_else(ApiError::into_response)
+            } else {
+                ApiError::bad_request(code::GENERAL, "this is the gateway: connect with a WebSocket").into_response()
+            }
+        }
+        "/healthz" => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        "/metrics" => Response::builder()
+            .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(app.metrics.render())))
+            .expect("valid response"),
+        p if p == "/api/v10" || p.starts_with("/api/v10/") => {
+            crate::rest::route(app.clone(), req, &p["/api/v10".len()..]).await
+        }
+        _ => ApiError::not_found(code::GENERAL, "404: Not Found").into_response(),
+    }
+}
