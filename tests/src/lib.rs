@@ -1,1 +1,304 @@
+//! Test harness for the end-to-end tests: starts the real `guildhall` binary on an
+//! ephemeral port with its own data directory, and talks to it with a real HTTP/1.1
+//! client (hyper) and real WebSocket clients (fastwebsockets).
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
+use http_body_util::{BodyExt, Full};
+use hyper::upgrade::Upgraded;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+
+pub const ALL_INTENTS: u64 = (1 << 26) - 1;
+
+/// The guildhall binary: $GUILDHALL_BIN, or the one cargo built next to this test.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("GUILDHALL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join("guildhall");
+    assert!(bin.exists(), "{} not found: run `cargo build --workspace` before the tests", bin.display());
+    bin
+}
+
+/// A running `guildhall serve`. Killed (SIGKILL) on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory; `env` sets GUILDHALL_* configuration.
+    pub async fn start(env: &[(&str, &str)]) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Server::start_on(data_dir, env).await
+    }
+
+    async fn start_on(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn guildhall");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let addr = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let line = lines.next().expect("guildhall printed nothing").expect("stdout readable");
+            let addr = line.strip_prefix("guildhall listening on ").expect("listening line").parse().expect("address");
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            addr
+        })
+        .await
+        .expect("reader");
+        Server { addr, data_dir, child, env }
+    }
+
+    /// SIGKILL, then start again on the same data directory (a new port).
+    pub async fn kill9_and_restart(mut self) -> Server {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        let (dir, env) = (self.data_dir.clone(), std::mem::take(&mut self.env));
+        std::mem::forget(self); // already dead; keep the data directory
+        Server::start_on(dir, env).await
+    }
+
+    /// SIGTERM and wait for exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn http(&self) -> Http {
+        Http { addr: self.addr }
+    }
+
+    pub async fn gateway(&self) -> Gateway {
+        Gateway::connect(self.addr, "/gateway?v=10&encoding=json").await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A minimal HTTP/1.1 client: one connection per request, JSON in and out.
+#[derive(Clone, Copy)]
+pub struct Http {
+    pub addr: SocketAddr,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Http {
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> Answer {
+        let stream = TcpStream::connect(self.addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v10{path}"))
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        let resp =
+            sender.send_request(req.body(Full::new(Bytes::from(body))).expect("request")).await.expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        Answer { status, body }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        self.raw(method, path, token, bytes).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Registers a user; returns (token, user id).
+    pub async fn register(&self, username: &str) -> (String, String) {
+        let a = self
+            .call(
+                Method::POST,
+                "/auth/register",
+                None,
+                Some(json!({ "username": username, "password": "correct horse battery" })),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        (a.body["token"].as_str().unwrap().to_owned(), a.body["user"]["id"].as_str().unwrap().to_owned())
+    }
+}
+
+struct SpawnExecutor;
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+/// A WebSocket gateway client.
+pub struct Gateway {
+    ws: FragmentCollector<TokioIo<Upgraded>>,
+    /// The last dispatch sequence number seen; every dispatch must be exactly one more.
+    pub last_seq: u64,
+}
+
+/// What the server did next.
+#[derive(Debug)]
+pub enum Incoming {
+    Json(Value),
+    Close(Option<u16>),
+}
+
+impl Gateway {
+    pub async fn connect(addr: SocketAddr, path_and_query: &str) -> Gateway {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let req = Request::builder()
+            .method("GET")
+            .uri(path_and_query)
+            .header("host", addr.to_string())
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+            .header("sec-websocket-version", "13")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request");
+        let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, req, stream).await.expect("ws handshake");
+        Gateway { ws: FragmentCollector::new(ws), last_seq: 0 }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_raw(serde_json::to_vec(&v).expect("json")).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.ws.write_frame(Frame::text(Payload::Owned(bytes))).await.expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.write_frame(Frame::binary(Payload::Owned(bytes))).await.expect("send");
+    }
+
+    pub async fn close(&mut self, code: u16) {
+        let _ = self.ws.write_frame(Frame::close(code, b"")).await;
+    }
+
+    /// The next frame, or a close; panics after `secs` seconds of silence.
+    pub async fn next_within(&mut self, secs: u64) -> Incoming {
+        let frame = tokio::time::timeout(Duration::from_secs(secs), self.ws.read_frame())
+            .await
+            .unwrap_or_else(|_| panic!("nothing from the gateway within {secs}s"));
+        match frame {
+            Ok(f) if f.opcode == OpCode::Text => {
+                Incoming::Json(serde_json::from_slice(&f.payload).expect("JSON frame"))
+            }
+            Ok(f) if f.opcode == OpCode::Close => {
+                Incoming::Close((f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]])))
+            }
+            Ok(f) => panic!("unexpected frame {:?}", f.opcode),
+            Err(_) => Incoming::Close(None),
+        }
+    }
+
+    /// The next JSON frame; asserts that dispatches arrive with consecutive `s`.
+    pub async fn next(&mut self) -> Value {
+        match self.next_within(10).await {
+            Incoming::Json(v) => {
+                if v["op"] == 0 {
+                    let s = v["s"].as_u64().expect("dispatch has s");
+                    assert_eq!(s, self.last_seq + 1, "dispatch sequence must be consecutive: {v}");
+                    self.last_seq = s;
+                } else {
+                    assert!(v["s"].is_null(), "only dispatches carry s: {v}");
+                }
+                v
+            }
+            Incoming::Close(code) => panic!("gateway closed with {code:?}"),
+        }
+    }
+
+    /// Skips frames until a close arrives; returns its code.
+    pub async fn expect_close(&mut self) -> Option<u16> {
+        loop {
+            if let Incoming::Close(code) = self.next_within(10).await {
+                return code;
+            }
+        }
+    }
+
+    /// The next dispatch named `t` (skipping others such as presence updates).
+    pub async fn dispatch(&mut self, t: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["op"] == 0 && v["t"] == t {
+                return v;
+            }
+        }
+    }
+
+    /// HELLO, IDENTIFY, READY, then one GUILD_CREATE per guild. Returns READY's frame.
+    pub async fn identify(&mut self, token: &str, intents: u64) -> Value {
+        let hello = self.next().await;
+        assert_eq!(hello["op"], 10, "{hello}");
+        self.send(json!({ "op": 2, "d": { "token": token, "intents": intents, "properties": { "os": "linux", "browser": "e2e", "device": "e2e" } } }))
+            .await;
+        let ready = self.next().await;
+        assert_eq!(ready["t"], "READY", "{ready}");
+        for _ in 0..ready["d"]["guilds"].as_array().unwrap().len() {
+            self.dispatch("GUILD_CREATE").await;
+        }
+        ready
+    }
+}

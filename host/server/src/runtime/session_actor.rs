@@ -371,10 +371,10 @@ impl SessionActor {
             Ok(None) => return Err(self.state.handle(Input::AuthenticationFailed)),
             Err(_) => return Err(vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }]),
         };
-        let target = self.app.sessions.get(session_id).filter(|t| t.user == user.id);
-        let (Some(target), Some(conn)) = (target, self.conn.take()) else {
+        let Some(target) = self.app.sessions.get(session_id).filter(|t| t.user == user.id) else {
             return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
         };
+        let Some(conn) = self.conn.take() else { return Ok(()) }; // the client is already gone
         let (reply, answer) = oneshot::channel();
         let request = ResumeRequest { user: user.id, seq, conn, reply };
         if let Err(e) = target.tx.send_timeout(SessionMsg::Resume(request), Duration::from_secs(5)).await {
