@@ -1,0 +1,175 @@
+//! Every bad input gets a clear error and changes nothing; no input kills the host.
+
+use guildhall_e2e::{Gateway, Server, ALL_INTENTS};
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_rejects_bad_input_and_writes_nothing() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (carol, _) = http.register("carol").await;
+    let gid = http.post("/guilds", &alice, json!({ "name": "g" })).await.body["id"].as_str().unwrap().to_owned();
+    let cid = http.get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let ok = http.post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": "the only message" })).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let mid = ok.body["id"].as_str().unwrap().to_owned();
+    let msgs = format!("/channels/{cid}/messages");
+    let a = Some(alice.as_str());
+
+    // (method, path, token, body bytes, expected status, expected JSON code)
+    let big = format!("{{\"content\": \"{}\"}}", "x".repeat(70_000));
+    let cases: Vec<(Method, String, Option<&str>, Vec<u8>, u16, i64)> = vec![
+        (Method::POST, msgs.clone(), a, b"{not json".to_vec(), 400, 50109),
+        (Method::POST, msgs.clone(), a, b"".to_vec(), 400, 50109),
+        (Method::POST, msgs.clone(), a, br#"{"content": 5}"#.to_vec(), 400, 50035),
+        (Method::POST, msgs.clone(), a, br#"["content"]"#.to_vec(), 400, 50035),
+        (Method::POST, msgs.clone(), a, br#"{}"#.to_vec(), 400, 50006),
+        (Method::POST, msgs.clone(), a, br#"{"content": "   "}"#.to_vec(), 400, 50006),
+        (Method::POST, msgs.clone(), a, json!({ "content": "y".repeat(2001) }).to_string().into_bytes(), 400, 50035),
+        (Method::POST, msgs.clone(), a, br#"{"content": "hi", "nonce": {"x": 1}}"#.to_vec(), 400, 50035),
+        (Method::POST, msgs.clone(), a, big.into_bytes(), 413, 40005),
+        (Method::POST, msgs.clone(), None, br#"{"content": "hi"}"#.to_vec(), 401, 0),
+        (Method::POST, msgs.clone(), Some("Bot not-a-token"), br#"{"content": "hi"}"#.to_vec(), 401, 0),
+        (Method::POST, msgs.clone(), Some(carol.as_str()), br#"{"content": "hi"}"#.to_vec(), 403, 50001),
+        (Method::POST, "/channels/1/messages".into(), a, br#"{"content": "hi"}"#.to_vec(), 404, 10003),
+        (Method::POST, "/channels/abc/messages".into(), a, br#"{"content": "hi"}"#.to_vec(), 400, 50035),
+        (Method::GET, format!("{msgs}?limit=0"), a, vec![], 400, 50035),
+        (Method::GET, format!("{msgs}?limit=101"), a, vec![], 400, 50035),
+        (Method::GET, format!("{msgs}?limit=ten"), a, vec![], 400, 50035),
+        (Method::GET, format!("{msgs}?before=1&after=2"), a, vec![], 400, 50035),
+        (Method::GET, msgs.clone(), Some(carol.as_str()), vec![], 403, 50001),
+        (Method::PATCH, format!("{msgs}/{mid}"), Some(carol.as_str()), br#"{"content": "x"}"#.to_vec(), 403, 50001),
+        (Method::PATCH, format!("{msgs}/{mid}"), a, br#"{"content": ""}"#.to_vec(), 400, 50006),
+        (Method::PATCH, format!("{msgs}/1"), a, br#"{"content": "x"}"#.to_vec(), 404, 10008),
+        (Method::DELETE, format!("{msgs}/1"), a, vec![], 404, 10008),
+        (Method::GET, "/guilds/1".into(), a, vec![], 404, 10004),
+        (Method::GET, format!("/guilds/{gid}"), Some(carol.as_str()), vec![], 403, 50001),
+        (Method::GET, format!("/guilds/{gid}/members?limit=1001"), a, vec![], 400, 50035),
+        (Method::POST, format!("/guilds/{gid}/channels"), Some(carol.as_str()), br#"{"name": "x"}"#.to_vec(), 403, 50001),
+        (Method::POST, format!("/guilds/{gid}/channels"), a, br#"{"name": "x", "type": 2}"#.to_vec(), 400, 50035),
+        (Method::POST, format!("/guilds/{gid}/channels"), a, br#"{"name": ""}"#.to_vec(), 400, 50035),
+        (Method::POST, "/guilds".into(), a, br#"{"name": 7}"#.to_vec(), 400, 50035),
+        (Method::POST, "/guilds".into(), a, br#"{"nom": "x"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/invites/nope".into(), a, vec![], 404, 10006),
+        (Method::POST, "/users/@me/channels".into(), a, br#"{"recipient_id": "1"}"#.to_vec(), 404, 10013),
+        (Method::POST, "/users/@me/channels".into(), a, br#"{"recipient_id": "x"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/auth/register".into(), None, br#"{"username": "alice", "password": "long enough pw"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/auth/register".into(), None, br#"{"username": "dave", "password": "short"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/auth/register".into(), None, br#"{"username": "no spaces", "password": "long enough pw"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/auth/register".into(), None, br#"{"username": "eve"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/auth/login".into(), None, br#"{"username": "alice", "password": "wrong password"}"#.to_vec(), 400, 50035),
+        (Method::POST, "/auth/login".into(), None, br#"{"username": "nobody", "password": "wrong password"}"#.to_vec(), 400, 50035),
+        (Method::GET, "/users/@me".into(), None, vec![], 401, 0),
+        (Method::GET, "/nothing/here".into(), a, vec![], 404, 0),
+        (Method::PUT, msgs.clone(), a, vec![], 405, 0),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let answer = http.raw(method.clone(), &path, token, body).await;
+        assert_eq!(answer.status.as_u16(), status, "{method} {path}: {}", answer.body);
+        assert_eq!(answer.body["code"], code, "{method} {path}: {}", answer.body);
+        assert!(answer.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}");
+    }
+
+    // Nothing above changed anything.
+    let history = http.get(&msgs, &alice).await;
+    assert_eq!(history.body.as_array().unwrap().len(), 1);
+    assert_eq!(history.body[0]["content"], "the only message");
+    let channels = http.get(&format!("/guilds/{gid}/channels"), &alice).await;
+    assert_eq!(channels.body.as_array().unwrap().len(), 1);
+    let login = http.call(Method::POST, "/auth/login", None, Some(json!({ "username": "dave", "password": "short" }))).await;
+    assert_eq!(login.status, StatusCode::BAD_REQUEST, "dave was never created");
+    let guilds = http.get("/users/@me/guilds", &alice).await;
+    assert_eq!(guilds.body.as_array().unwrap().len(), 1);
+    let health = http.raw(Method::GET, "/../healthz", None, vec![]).await;
+    assert_eq!(health.status, StatusCode::NOT_FOUND);
+}
+
+/// Opens a gateway connection and reads HELLO.
+async fn hello(server: &Server) -> Gateway {
+    let mut gw = server.gateway().await;
+    assert_eq!(gw.next().await["op"], 10);
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_closes_with_discord_codes() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let identify = json!({ "op": 2, "d": { "token": alice, "intents": 513, "properties": { "os": "linux" } } });
+
+    let mut gw = hello(&server).await;
+    gw.send_raw(b"{not json".to_vec()).await;
+    assert_eq!(gw.expect_close().await, Some(4002), "undecodable frame");
+
+    let mut gw = hello(&server).await;
+    gw.send_binary(b"{}".to_vec()).await;
+    assert_eq!(gw.expect_close().await, Some(4002), "binary frame with encoding=json");
+
+    let mut gw = hello(&server).await;
+    gw.send(json!({ "op": 42, "d": null })).await;
+    assert_eq!(gw.expect_close().await, Some(4001), "unknown opcode");
+
+    let mut gw = hello(&server).await;
+    gw.send(json!({ "op": 3, "d": { "status": "online", "since": null, "activities": [], "afk": false } })).await;
+    assert_eq!(gw.expect_close().await, Some(4003), "presence before identify");
+
+    let mut gw = hello(&server).await;
+    gw.send(json!({ "op": 1, "d": { "pad": "x".repeat(5000) } })).await;
+    assert_eq!(gw.expect_close().await, Some(4002), "frame over the size limit");
+
+    let mut gw = hello(&server).await;
+    gw.send(json!({ "op": 2, "d": { "token": "wrong", "intents": 513, "properties": {} } })).await;
+    assert_eq!(gw.expect_close().await, Some(4004), "bad token");
+
+    let mut gw = hello(&server).await;
+    gw.send(json!({ "op": 2, "d": { "token": alice, "intents": 1u64 << 40, "properties": {} } })).await;
+    assert_eq!(gw.expect_close().await, Some(4013), "invalid intents");
+
+    let mut gw = server.gateway().await;
+    gw.identify(&alice, ALL_INTENTS).await;
+    gw.send(identify.clone()).await;
+    assert_eq!(gw.expect_close().await, Some(4005), "second identify");
+
+    let mut gw = hello(&server).await;
+    for _ in 0..130 {
+        gw.send(json!({ "op": 1, "d": null })).await;
+    }
+    assert_eq!(gw.expect_close().await, Some(4008), "more than 120 frames a minute");
+
+    let mut gw = Gateway::connect(server.addr, "/gateway?v=9&encoding=json").await;
+    assert_eq!(gw.expect_close().await, Some(4012), "unsupported API version");
+    let mut gw = Gateway::connect(server.addr, "/gateway?v=10&encoding=etf").await;
+    assert_eq!(gw.expect_close().await, Some(4002), "unsupported encoding");
+
+    // After all of that the host still serves everyone.
+    let mut gw = server.gateway().await;
+    gw.identify(&alice, ALL_INTENTS).await;
+    gw.send(json!({ "op": 1, "d": 1 })).await;
+    assert_eq!(gw.next().await["op"], 11, "heartbeat ACK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zombie_connections_are_closed_with_4009() {
+    let server = Server::start(&[("GUILDHALL_GATEWAY__HEARTBEAT_INTERVAL_MS", "300")]).await;
+    let (alice, _) = server.http().register("alice").await;
+    let mut gw = server.gateway().await;
+    let hello = gw.next().await;
+    assert_eq!(hello["d"]["heartbeat_interval"], 300);
+    gw.send(json!({ "op": 2, "d": { "token": alice, "intents": 513, "properties": {} } })).await;
+    assert_eq!(gw.dispatch("READY").await["op"], 0);
+    let started = std::time::Instant::now();
+    assert_eq!(gw.expect_close().await, Some(4009));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+
+    // A client that heartbeats stays connected past several intervals.
+    let mut live = server.gateway().await;
+    live.identify(&alice, 513).await;
+    for _ in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        live.send(json!({ "op": 1, "d": live.last_seq })).await;
+        assert_eq!(live.next().await["op"], 11);
+    }
+}
