@@ -4,6 +4,9 @@ use guildhall_e2e::{Gateway, Server, ALL_INTENTS};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
+/// (method, path, token, body bytes, expected status, expected JSON code)
+type Case<'a> = (Method, String, Option<&'a str>, Vec<u8>, u16, i64);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_rejects_bad_input_and_writes_nothing() {
     let server = Server::start(&[]).await;
@@ -18,9 +21,8 @@ async fn rest_rejects_bad_input_and_writes_nothing() {
     let msgs = format!("/channels/{cid}/messages");
     let a = Some(alice.as_str());
 
-    // (method, path, token, body bytes, expected status, expected JSON code)
     let big = format!("{{\"content\": \"{}\"}}", "x".repeat(70_000));
-    let cases: Vec<(Method, String, Option<&str>, Vec<u8>, u16, i64)> = vec![
+    let cases: Vec<Case> = vec![
         (Method::POST, msgs.clone(), a, b"{not json".to_vec(), 400, 50109),
         (Method::POST, msgs.clone(), a, b"".to_vec(), 400, 50109),
         (Method::POST, msgs.clone(), a, br#"{"content": 5}"#.to_vec(), 400, 50035),
@@ -47,7 +49,14 @@ async fn rest_rejects_bad_input_and_writes_nothing() {
         (Method::GET, "/guilds/1".into(), a, vec![], 404, 10004),
         (Method::GET, format!("/guilds/{gid}"), Some(carol.as_str()), vec![], 403, 50001),
         (Method::GET, format!("/guilds/{gid}/members?limit=1001"), a, vec![], 400, 50035),
-        (Method::POST, format!("/guilds/{gid}/channels"), Some(carol.as_str()), br#"{"name": "x"}"#.to_vec(), 403, 50001),
+        (
+            Method::POST,
+            format!("/guilds/{gid}/channels"),
+            Some(carol.as_str()),
+            br#"{"name": "x"}"#.to_vec(),
+            403,
+            50001,
+        ),
         (Method::POST, format!("/guilds/{gid}/channels"), a, br#"{"name": "x", "type": 2}"#.to_vec(), 400, 50035),
         (Method::POST, format!("/guilds/{gid}/channels"), a, br#"{"name": ""}"#.to_vec(), 400, 50035),
         (Method::POST, "/guilds".into(), a, br#"{"name": 7}"#.to_vec(), 400, 50035),
@@ -55,12 +64,47 @@ async fn rest_rejects_bad_input_and_writes_nothing() {
         (Method::POST, "/invites/nope".into(), a, vec![], 404, 10006),
         (Method::POST, "/users/@me/channels".into(), a, br#"{"recipient_id": "1"}"#.to_vec(), 404, 10013),
         (Method::POST, "/users/@me/channels".into(), a, br#"{"recipient_id": "x"}"#.to_vec(), 400, 50035),
-        (Method::POST, "/auth/register".into(), None, br#"{"username": "alice", "password": "long enough pw"}"#.to_vec(), 400, 50035),
-        (Method::POST, "/auth/register".into(), None, br#"{"username": "dave", "password": "short"}"#.to_vec(), 400, 50035),
-        (Method::POST, "/auth/register".into(), None, br#"{"username": "no spaces", "password": "long enough pw"}"#.to_vec(), 400, 50035),
+        (
+            Method::POST,
+            "/auth/register".into(),
+            None,
+            br#"{"username": "alice", "password": "long enough pw"}"#.to_vec(),
+            400,
+            50035,
+        ),
+        (
+            Method::POST,
+            "/auth/register".into(),
+            None,
+            br#"{"username": "dave", "password": "short"}"#.to_vec(),
+            400,
+            50035,
+        ),
+        (
+            Method::POST,
+            "/auth/register".into(),
+            None,
+            br#"{"username": "no spaces", "password": "long enough pw"}"#.to_vec(),
+            400,
+            50035,
+        ),
         (Method::POST, "/auth/register".into(), None, br#"{"username": "eve"}"#.to_vec(), 400, 50035),
-        (Method::POST, "/auth/login".into(), None, br#"{"username": "alice", "password": "wrong password"}"#.to_vec(), 400, 50035),
-        (Method::POST, "/auth/login".into(), None, br#"{"username": "nobody", "password": "wrong password"}"#.to_vec(), 400, 50035),
+        (
+            Method::POST,
+            "/auth/login".into(),
+            None,
+            br#"{"username": "alice", "password": "wrong password"}"#.to_vec(),
+            400,
+            50035,
+        ),
+        (
+            Method::POST,
+            "/auth/login".into(),
+            None,
+            br#"{"username": "nobody", "password": "wrong password"}"#.to_vec(),
+            400,
+            50035,
+        ),
         (Method::GET, "/users/@me".into(), None, vec![], 401, 0),
         (Method::GET, "/nothing/here".into(), a, vec![], 404, 0),
         (Method::PUT, msgs.clone(), a, vec![], 405, 0),
@@ -78,7 +122,8 @@ async fn rest_rejects_bad_input_and_writes_nothing() {
     assert_eq!(history.body[0]["content"], "the only message");
     let channels = http.get(&format!("/guilds/{gid}/channels"), &alice).await;
     assert_eq!(channels.body.as_array().unwrap().len(), 1);
-    let login = http.call(Method::POST, "/auth/login", None, Some(json!({ "username": "dave", "password": "short" }))).await;
+    let login =
+        http.call(Method::POST, "/auth/login", None, Some(json!({ "username": "dave", "password": "short" }))).await;
     assert_eq!(login.status, StatusCode::BAD_REQUEST, "dave was never created");
     let guilds = http.get("/users/@me/guilds", &alice).await;
     assert_eq!(guilds.body.as_array().unwrap().len(), 1);

@@ -19,7 +19,9 @@ async fn acknowledged_messages_survive_kill_9() {
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..40 {
-                let m = http.post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": format!("w{w} m{i}") })).await;
+                let m = http
+                    .post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": format!("w{w} m{i}") }))
+                    .await;
                 assert_eq!(m.status, StatusCode::OK, "{}", m.body);
                 acked.push(m.body["id"].as_str().unwrap().parse::<u64>().unwrap());
             }
@@ -40,7 +42,8 @@ async fn acknowledged_messages_survive_kill_9() {
         let q = if before.is_empty() { "limit=100".to_owned() } else { format!("limit=100&before={before}") };
         let page = http.get(&format!("/channels/{cid}/messages?{q}"), &alice).await;
         assert_eq!(page.status, StatusCode::OK, "the token and channel survived too: {}", page.body);
-        let ids: Vec<u64> = page.body.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().parse().unwrap()).collect();
+        let ids: Vec<u64> =
+            page.body.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().parse().unwrap()).collect();
         if ids.is_empty() {
             break;
         }

@@ -35,13 +35,13 @@ pub enum Command {
     /// `existing` is the stored message the runtime loaded.
     EditMessage {
         user: UserId,
-        existing: Message,
+        existing: Box<Message>,
         content: String,
         edited_timestamp: String,
     },
     DeleteMessage {
         user: UserId,
-        existing: Message,
+        existing: Box<Message>,
     },
     CreateChannel {
         user: UserId,
@@ -349,7 +349,7 @@ impl GuildState {
                 if let Err(e) = self.check_own_message(user, &existing) {
                     return reply_err(fx, e);
                 }
-                let mut message = existing;
+                let mut message = *existing;
                 message.mentions = self.resolve_mentions(&content);
                 message.content = content;
                 message.edited_timestamp = Some(edited_timestamp);
@@ -810,19 +810,19 @@ mod tests {
             1,
             Command::EditMessage {
                 user: OWNER,
-                existing: msg.clone(),
+                existing: Box::new(msg.clone()),
                 content: "y".into(),
                 edited_timestamp: "t".into(),
             },
         ));
         assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
-        let fx = g.handle(cmd(2, Command::DeleteMessage { user: OWNER, existing: msg.clone() }));
+        let fx = g.handle(cmd(2, Command::DeleteMessage { user: OWNER, existing: Box::new(msg.clone()) }));
         assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
         let fx = g.handle(cmd(
             3,
             Command::EditMessage {
                 user: BOB,
-                existing: msg.clone(),
+                existing: Box::new(msg.clone()),
                 content: "y".into(),
                 edited_timestamp: "t".into(),
             },
@@ -830,7 +830,7 @@ mod tests {
         assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::EditMessage(m), .. } if m.content == "y"));
         let fx = g.handle(Input::Persisted { request: 3, result: Err(WriteError::NotFound) });
         assert_eq!(reply(&fx), &Err(GuildError::UnknownMessage), "deleted meanwhile");
-        let fx = g.handle(cmd(4, Command::DeleteMessage { user: BOB, existing: msg }));
+        let fx = g.handle(cmd(4, Command::DeleteMessage { user: BOB, existing: Box::new(msg) }));
         let fx2 = g.handle(Input::Persisted { request: 4, result: Ok(()) });
         assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::DeleteMessage { .. }, .. }));
         assert_eq!(dispatches(&fx2)[0].1.name, "MESSAGE_DELETE");

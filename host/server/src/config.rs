@@ -23,7 +23,7 @@ pub struct Config {
     pub guild: GuildConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdsConfig {
     pub datacenter: u8,
@@ -78,12 +78,6 @@ impl Default for Config {
             rest: RestConfig::default(),
             guild: GuildConfig::default(),
         }
-    }
-}
-
-impl Default for IdsConfig {
-    fn default() -> Self {
-        IdsConfig { datacenter: 0, worker: 0 }
     }
 }
 

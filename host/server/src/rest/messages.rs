@@ -185,7 +185,12 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
     let existing = load_message(ctx, channel_id, id).await?;
     match access {
         Access::Guild(handle, _) => {
-            let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };
+            let command = Command::EditMessage {
+                user: user.id,
+                existing: Box::new(existing),
+                content,
+                edited_timestamp: now_iso(),
+            };
             match handle.call(command, actor_timeout(ctx)).await? {
                 Reply::Message(m) => ok(&m),
                 other => Err(unexpected(other)),
@@ -223,7 +228,9 @@ pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiR
     let existing = load_message(ctx, channel_id, id).await?;
     match access {
         Access::Guild(handle, _) => {
-            handle.call(Command::DeleteMessage { user: user.id, existing }, actor_timeout(ctx)).await?;
+            handle
+                .call(Command::DeleteMessage { user: user.id, existing: Box::new(existing) }, actor_timeout(ctx))
+                .await?;
         }
         Access::Dm(channel) => {
             if existing.author.id != user.id {

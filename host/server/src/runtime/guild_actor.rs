@@ -71,9 +71,13 @@ impl GuildHandle {
         self.tx.send(msg).await.is_ok()
     }
 
-    /// For teardown paths that must not wait; gives the message back if the mailbox is full.
-    pub fn try_send_msg(&self, msg: GuildMsg) -> Result<(), GuildMsg> {
-        self.tx.try_send(msg).map_err(|e| e.into_inner())
+    /// Tells the guild a session is gone, without waiting: if the mailbox is full the
+    /// notice is delivered by a task rather than dropped (a stale entry would linger).
+    pub fn disconnect(&self, session: SessionId) {
+        if self.tx.try_send(GuildMsg::Disconnect { session }).is_err() {
+            let tx = self.tx.clone();
+            tokio::spawn(async move { tx.send(GuildMsg::Disconnect { session }).await });
+        }
     }
 
     pub fn is_closed(&self) -> bool {

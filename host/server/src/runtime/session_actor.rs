@@ -401,11 +401,7 @@ impl SessionActor {
             self.app.metrics.sessions_open.fetch_sub(1, Relaxed);
         }
         for guild in self.guilds.drain(..) {
-            let msg = GuildMsg::Disconnect { session: self.id };
-            if let Err(msg) = guild.try_send_msg(msg) {
-                // The guild's mailbox is full: deliver later rather than leak a session entry.
-                tokio::spawn(async move { guild.send(msg).await });
-            }
+            guild.disconnect(self.id);
         }
     }
 }
