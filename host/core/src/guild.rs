@@ -16,6 +16,9 @@ use crate::model::{
     mentioned_user_ids, Channel, ChannelId, Guild, GuildId, Member, Message, MessageId, UserId, CHANNEL_GUILD_TEXT,
 };
 
+/// Above this many members a guild is "large": GUILD_CREATE carries no member list.
+pub const LARGE_THRESHOLD: usize = 250;
+
 /// A gateway session, as the runtime numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -220,6 +223,8 @@ pub struct GuildState {
     channels: BTreeMap<ChannelId, Channel>,
     members: HashMap<UserId, Member>,
     sessions: BTreeMap<SessionId, OnlineSession>,
+    /// Each online user's sessions (an index over `sessions`, for presence).
+    user_sessions: HashMap<UserId, Vec<SessionId>>,
     /// Members whose add/remove is persisted but not yet acknowledged.
     members_in_flight: HashSet<UserId>,
     pending: HashMap<RequestId, AfterPersist>,
@@ -232,6 +237,7 @@ impl GuildState {
             channels: channels.into_iter().map(|c| (c.id, c)).collect(),
             members: members.into_iter().map(|m| (m.user.id, m)).collect(),
             sessions: BTreeMap::new(),
+            user_sessions: HashMap::new(),
             members_in_flight: HashSet::new(),
             pending: HashMap::new(),
         }
@@ -298,14 +304,16 @@ impl GuildState {
                     return fx;
                 }
                 let was_visible = self.visible_status(user).is_some();
-                self.sessions.insert(session, OnlineSession { user, intents, status });
-                fx.push(Effect::Dispatch { audience: Audience::One(session), event: self.guild_create() });
+                if self.sessions.insert(session, OnlineSession { user, intents, status }).is_none() {
+                    self.user_sessions.entry(user).or_default().push(session);
+                }
+                fx.push(Effect::Dispatch { audience: Audience::One(session), event: self.guild_create(user) });
                 if !was_visible && self.visible_status(user).is_some() {
                     self.push_presence(user, &mut fx);
                 }
             }
             Input::SessionDisconnect { session } => {
-                if let Some(s) = self.sessions.remove(&session) {
+                if let Some(s) = self.remove_session(session) {
                     let was_visible = s.status != "invisible" && s.status != "offline";
                     if was_visible && self.visible_status(s.user).is_none() {
                         self.push_presence(s.user, &mut fx);
@@ -527,7 +535,7 @@ impl GuildState {
                         event: Event { name: "GUILD_DELETE", data: json!({ "id": guild_id }) },
                     });
                     fx.push(Effect::ForgetSession(session));
-                    self.sessions.remove(&session);
+                    self.remove_session(session);
                 }
                 (
                     Audience::Guild { intent: intents::GUILD_MEMBERS },
@@ -566,12 +574,24 @@ impl GuildState {
     /// or invisible.
     fn visible_status(&self, user: UserId) -> Option<&str> {
         const RANK: [&str; 3] = ["online", "dnd", "idle"];
-        self.sessions
-            .values()
-            .filter(|s| s.user == user)
+        self.user_sessions
+            .get(&user)?
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
             .filter_map(|s| RANK.iter().position(|r| *r == s.status))
             .min()
             .map(|i| RANK[i])
+    }
+
+    fn remove_session(&mut self, session: SessionId) -> Option<OnlineSession> {
+        let removed = self.sessions.remove(&session)?;
+        if let Some(list) = self.user_sessions.get_mut(&removed.user) {
+            list.retain(|s| *s != session);
+            if list.is_empty() {
+                self.user_sessions.remove(&removed.user);
+            }
+        }
+        Some(removed)
     }
 
     fn presence_json(&self, user: UserId) -> Value {
@@ -591,15 +611,21 @@ impl GuildState {
         });
     }
 
-    /// GUILD_CREATE for a session that just connected: channels, member count, and the
-    /// members who are online with their presences.
-    pub fn guild_create(&self) -> Event {
-        let mut online: Vec<UserId> = self.sessions.values().map(|s| s.user).collect();
+    /// GUILD_CREATE for a session of `user` that just connected: channels, member count,
+    /// and the online members with their presences. A large guild (over
+    /// [`LARGE_THRESHOLD`] members) sends only the user's own member, as Discord does:
+    /// the rest is requested on demand, so connecting costs the same in any guild.
+    pub fn guild_create(&self, user: UserId) -> Event {
+        let large = self.members.len() > LARGE_THRESHOLD;
+        let mut online: Vec<UserId> = if large {
+            vec![user]
+        } else {
+            self.user_sessions.keys().copied().filter(|u| self.visible_status(*u).is_some()).collect()
+        };
         online.sort();
-        online.dedup();
-        online.retain(|u| self.visible_status(*u).is_some());
         let members: Vec<&Member> = online.iter().filter_map(|u| self.members.get(u)).collect();
-        let presences: Vec<Value> = online.iter().map(|u| self.presence_json(*u)).collect();
+        let presences: Vec<Value> =
+            if large { Vec::new() } else { online.iter().map(|u| self.presence_json(*u)).collect() };
         Event {
             name: "GUILD_CREATE",
             data: json!({
@@ -609,7 +635,7 @@ impl GuildState {
                 "owner_id": self.guild.owner_id,
                 "unavailable": false,
                 "member_count": self.members.len(),
-                "large": self.members.len() > 250,
+                "large": large,
                 "channels": self.channels.values().collect::<Vec<_>>(),
                 "members": members,
                 "presences": presences,
@@ -897,6 +923,24 @@ mod tests {
         assert_eq!(dispatches(&fx)[0].1.data["status"], "dnd");
         let fx = g.handle(Input::PresenceUpdate { session: SessionId(2), status: "dnd".into() });
         assert!(fx.is_empty(), "no change, no dispatch");
+    }
+
+    #[test]
+    fn large_guilds_send_no_member_list_on_connect() {
+        let members: Vec<Member> = (1..=LARGE_THRESHOLD as u64 + 1).map(|i| member(Snowflake(i), "m")).collect();
+        let mut g = GuildState::new(
+            Guild { id: Snowflake(10), name: "big".into(), owner_id: OWNER, icon: None },
+            vec![text_channel(GENERAL)],
+            members,
+        );
+        connect(&mut g, 1, OWNER, ALL);
+        let fx = connect(&mut g, 2, BOB, ALL);
+        let gc = &dispatches(&fx)[0].1.data;
+        assert_eq!(gc["large"], true);
+        assert_eq!(gc["member_count"], LARGE_THRESHOLD + 1);
+        assert_eq!(gc["members"].as_array().unwrap().len(), 1, "only the connecting user");
+        assert_eq!(gc["members"][0]["user"]["id"], "2");
+        assert_eq!(gc["presences"], json!([]));
     }
 
     #[test]

@@ -1,8 +1,369 @@
-//! Benchmark scenarios (`guildhall bench ...`).
+//! Benchmark scenarios: `guildhall bench fanout` and `guildhall bench rest`.
+//!
+//! Each prints its numbers (as one JSON object with `--json`). Timings depend on the machine
+//! and its load; every report includes the core count, and comparisons belong in one run.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use guildhall_core::gateway::intents;
+use guildhall_core::guild::{Command, GuildState, SessionId};
+use guildhall_core::model::{Channel, Guild, Member, User, CHANNEL_GUILD_TEXT};
+use guildhall_core::snowflake::Generator;
+use guildhall_store::EmbeddedStore;
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::GuildConfig;
+use crate::metrics::Metrics;
+use crate::runtime::guild_actor::{spawn_guild, GuildMsg};
+use crate::runtime::{SessionHandle, SessionMsg};
 
 #[derive(clap::Subcommand)]
-pub enum Scenario {}
+pub enum Scenario {
+    /// In-process fan-out: one guild actor, N sessions (no sockets), M messages.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Each session's outbound queue.
+        #[arg(long, default_value_t = 1024)]
+        queue: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// REST against a real `guildhall serve` child process on the embedded store:
+    /// message-create throughput, then history read latency.
+    Rest {
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 5_000)]
+        reads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 pub async fn run(scenario: Scenario) -> Result<(), String> {
-    match scenario {}
+    let (report, as_json) = match scenario {
+        Scenario::Fanout { sessions, messages, queue, json } => (fanout(sessions, messages, queue).await?, json),
+        Scenario::Rest { concurrency, messages, reads, json } => (rest(concurrency, messages, reads).await?, json),
+    };
+    if as_json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    }
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("guildhall-bench-{tag}-{}-{}", std::process::id(), crate::auth::random_hex(4)))
+}
+
+/// (p50, p99, max) in microseconds.
+fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99), at(1.0))
+}
+
+async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value, String> {
+    let dir = temp_dir("fanout");
+    let store = Arc::new(EmbeddedStore::open(&dir).map_err(|e| e.to_string())?);
+    let ids = Generator::new(0, 1);
+    let next = || ids.next_id().expect("ids");
+    let users: Vec<User> = (0..sessions).map(|i| User::new(next(), format!("u{i}"), false)).collect();
+    let guild = Guild { id: next(), name: "bench".into(), owner_id: users[0].id, icon: None };
+    let channel = Channel {
+        id: next(),
+        kind: CHANNEL_GUILD_TEXT,
+        guild_id: Some(guild.id),
+        name: Some("general".into()),
+        position: 0,
+        topic: None,
+        recipients: vec![],
+    };
+    let members = users.iter().map(|u| Member::new(u.clone(), "2026-01-01T00:00:00.000000+00:00".into())).collect();
+    let state = GuildState::new(guild, vec![channel.clone()], members);
+    let metrics = Arc::new(Metrics::default());
+    let handle = spawn_guild(state, store.clone(), metrics.clone(), GuildConfig::default());
+
+    // Each session is a task that does what a session actor does per dispatch: take it
+    // from the queue and splice in its sequence number (no socket).
+    let done = Arc::new(AtomicU64::new(0));
+    let all_done = Arc::new(Notify::new());
+    let ready = Arc::new(AtomicU64::new(0));
+    let all_ready = Arc::new(Notify::new());
+    let connect_started = Instant::now();
+    let bytes_out = Arc::new(AtomicU64::new(0));
+    for (i, user) in users.iter().enumerate() {
+        let (tx, mut rx) = mpsc::channel(queue);
+        let session = SessionHandle {
+            id: SessionId(i as u64 + 1),
+            user: user.id,
+            intents: intents::GUILDS | intents::GUILD_MESSAGES,
+            tx,
+            shared: Arc::default(),
+        };
+        let (done, all_done, bytes_out) = (done.clone(), all_done.clone(), bytes_out.clone());
+        let (ready, all_ready) = (ready.clone(), all_ready.clone());
+        let expected = messages + 1; // GUILD_CREATE, then the messages
+        tokio::spawn(async move {
+            let (mut seq, mut bytes) = (0u64, 0u64);
+            while let Some(SessionMsg::Dispatch(prefix)) = rx.recv().await {
+                seq += 1;
+                bytes += prefix.with_seq(seq).len() as u64;
+                if seq == 1 && ready.fetch_add(1, Relaxed) + 1 == sessions as u64 {
+                    all_ready.notify_one(); // every session has its GUILD_CREATE
+                }
+                if seq as usize == expected {
+                    break;
+                }
+            }
+            bytes_out.fetch_add(bytes, Relaxed);
+            if done.fetch_add(1, Relaxed) + 1 == sessions as u64 {
+                all_done.notify_one();
+            }
+        });
+        handle.send(GuildMsg::Connect { session, status: "online".into() }).await;
+    }
+    tokio::time::timeout(Duration::from_secs(300), all_ready.notified())
+        .await
+        .map_err(|_| "sessions did not all connect within 300 s".to_string())?;
+    let connect_ms = connect_started.elapsed().as_secs_f64() * 1e3;
+    let deliveries_before = metrics.deliveries.load(Relaxed);
+
+    let started = Instant::now();
+    let mut calls = Vec::with_capacity(messages);
+    for i in 0..messages {
+        let h = handle.clone();
+        let command = Command::CreateMessage {
+            author: users[i % users.len()].id,
+            channel_id: channel.id,
+            id: next(),
+            content: format!("message {i}"),
+            nonce: None,
+        };
+        calls.push(tokio::spawn(async move {
+            let t = Instant::now();
+            h.call(command, Duration::from_secs(60)).await.map(|_| t.elapsed())
+        }));
+    }
+    let waited = tokio::time::timeout(Duration::from_secs(300), all_done.notified()).await;
+    let elapsed = started.elapsed();
+    let mut acks = Vec::with_capacity(messages);
+    for c in calls {
+        acks.push(c.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if waited.is_err() {
+        return Err(format!("sessions did not all receive {messages} messages within 300 s"));
+    }
+    let deliveries = metrics.deliveries.load(Relaxed) - deliveries_before;
+    let (ack_p50, ack_p99, ack_max) = percentiles_us(acks);
+    Ok(json!({
+        "scenario": "fanout",
+        "cores": cores(),
+        "sessions": sessions,
+        "messages": messages,
+        "deliveries": deliveries,
+        "drops": metrics.slow_consumer_drops.load(Relaxed),
+        "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+        "deliveries_per_sec": deliveries as f64 / elapsed.as_secs_f64(),
+        "bytes_per_delivery": bytes_out.load(Relaxed) as f64 / (sessions * (messages + 1)) as f64,
+        "ack_p50_us": ack_p50,
+        "ack_p99_us": ack_p99,
+        "ack_max_us": ack_max,
+        "connect_all_ms": connect_ms,
+    }))
+}
+
+/// A keep-alive HTTP/1.1 connection to the server under test.
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Result<Client, String> {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Client { sender, host: addr.to_string() })
+    }
+
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut req =
+            hyper::Request::builder().method(method).uri(format!("/api/v10{path}")).header("host", &self.host);
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let value =
+            if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).map_err(|e| e.to_string())? };
+        Ok((status, value))
+    }
+}
+
+/// Kills the server child process when the scenario ends, however it ends.
+struct ChildGuard(std::process::Child, PathBuf);
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value, String> {
+    let dir = temp_dir("rest");
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the server: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let _guard = ChildGuard(child, dir);
+    let addr: std::net::SocketAddr = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        std::thread::spawn(move || for _ in lines {});
+        line.strip_prefix("guildhall listening on ").and_then(|a| a.parse().ok())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .ok_or("the server did not report its address")?;
+
+    let mut setup = Client::connect(addr).await?;
+    let (_, reg) = setup
+        .call("POST", "/auth/register", None, Some(json!({ "username": "bench", "password": "bench password" })))
+        .await?;
+    let token = reg["token"].as_str().ok_or("register failed")?.to_owned();
+    let (_, guild) = setup.call("POST", "/guilds", Some(&token), Some(json!({ "name": "bench" }))).await?;
+    let gid = guild["id"].as_str().ok_or("guild create failed")?.to_owned();
+    let (_, channels) = setup.call("GET", &format!("/guilds/{gid}/channels"), Some(&token), None).await?;
+    let cid = channels[0]["id"].as_str().ok_or("no channel")?.to_owned();
+
+    // Phase 1: message creates from `concurrency` keep-alive connections.
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (token, cid, counter) = (token.clone(), cid.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await?;
+            let (mut lat, mut ids) = (Vec::new(), Vec::new());
+            while (counter.fetch_add(1, Relaxed) as usize) < messages {
+                let t = Instant::now();
+                let (status, body) = client
+                    .call(
+                        "POST",
+                        &format!("/channels/{cid}/messages"),
+                        Some(&token),
+                        Some(json!({ "content": "benchmark message with a typical length of about sixty chars" })),
+                    )
+                    .await?;
+                if status != 200 {
+                    return Err(format!("create answered {status}: {body}"));
+                }
+                lat.push(t.elapsed());
+                ids.push(body["id"].as_str().unwrap_or_default().to_owned());
+            }
+            Ok::<_, String>((lat, ids))
+        }));
+    }
+    let (mut create_lat, mut ids) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (lat, i) = t.await.map_err(|e| e.to_string())??;
+        create_lat.extend(lat);
+        ids.extend(i);
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    let (c50, c99, cmax) = percentiles_us(create_lat);
+
+    // Phase 2: history reads (latest 50, or 50 before a random message), same concurrency.
+    let ids = Arc::new(ids);
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (token, cid, counter, ids) = (token.clone(), cid.clone(), counter.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await?;
+            let mut lat = Vec::new();
+            loop {
+                let n = counter.fetch_add(1, Relaxed) as usize;
+                if n >= reads {
+                    break;
+                }
+                let path = if n % 2 == 0 {
+                    format!("/channels/{cid}/messages?limit=50")
+                } else {
+                    format!("/channels/{cid}/messages?limit=50&before={}", ids[(n * 7919) % ids.len()])
+                };
+                let t = Instant::now();
+                let (status, body) = client.call("GET", &path, Some(&token), None).await?;
+                if status != 200 {
+                    return Err(format!("history answered {status}: {body}"));
+                }
+                lat.push(t.elapsed());
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut read_lat = Vec::new();
+    for t in tasks {
+        read_lat.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let read_secs = started.elapsed().as_secs_f64();
+    let (r50, r99, rmax) = percentiles_us(read_lat);
+    Ok(json!({
+        "scenario": "rest",
+        "cores": cores(),
+        "note": "load generator and server share the machine",
+        "concurrency": concurrency,
+        "creates": messages,
+        "creates_per_sec": messages as f64 / create_secs,
+        "create_p50_us": c50,
+        "create_p99_us": c99,
+        "create_max_us": cmax,
+        "reads": reads,
+        "reads_per_sec": reads as f64 / read_secs,
+        "read_p50_us": r50,
+        "read_p99_us": r99,
+        "read_max_us": rmax,
+    }))
 }
