@@ -28,6 +28,8 @@ pub type RequestId = u64;
 
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// `id` is the new message's id; the runtime takes it at the moment the guild handles
+    /// the command, so that id order and fan-out order agree.
     CreateMessage {
         author: UserId,
         channel_id: ChannelId,

@@ -76,8 +76,11 @@ pub enum Input<'a> {
     ClientBinary {
         now_ms: u64,
     },
-    /// The client's frame exceeded the size limit.
-    ClientTooLarge,
+    /// The client sent something that is not a usable frame (over the size limit, bad
+    /// UTF-8, broken fragmentation); `reason` goes into the close frame.
+    ClientMalformed {
+        reason: &'static str,
+    },
     Tick {
         now_ms: u64,
     },
@@ -231,7 +234,7 @@ impl Session {
             Input::ClientBinary { .. } => {
                 self.close(close::DECODE_ERROR, "binary frames are not supported with encoding=json", false, &mut fx)
             }
-            Input::ClientTooLarge => self.close(close::DECODE_ERROR, "payload too large", false, &mut fx),
+            Input::ClientMalformed { reason } => self.close(close::DECODE_ERROR, reason, false, &mut fx),
             Input::Tick { now_ms } => match self.phase {
                 Phase::Detached { since_ms } if now_ms >= since_ms + self.cfg.resume_window_ms => {
                     self.terminate(&mut fx);

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::runtime::directory::{Directory, LocalDirectory};
+use crate::runtime::guild_actor::GuildDeps;
 use crate::runtime::registry::SessionRegistry;
 
 /// IDENTIFYs allowed per user per day, as Discord's `session_start_limit`.
@@ -23,7 +24,7 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Storage>,
-    pub ids: Generator,
+    pub ids: Arc<Generator>,
     pub directory: Arc<dyn Directory>,
     pub sessions: SessionRegistry,
     pub metrics: Arc<Metrics>,
@@ -36,9 +37,16 @@ pub struct App {
 impl App {
     pub fn new(config: Config, store: Arc<dyn Storage>) -> Arc<App> {
         let metrics = Arc::new(Metrics::default());
-        let directory = Arc::new(LocalDirectory::new(store.clone(), metrics.clone(), config.guild.clone()));
+        let ids = Arc::new(Generator::new(config.ids.datacenter, config.ids.worker));
+        let deps = GuildDeps {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            ids: ids.clone(),
+            config: config.guild.clone(),
+        };
+        let directory = Arc::new(LocalDirectory::new(deps));
         Arc::new(App {
-            ids: Generator::new(config.ids.datacenter, config.ids.worker),
+            ids,
             config,
             store,
             directory,

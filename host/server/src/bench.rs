@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::GuildConfig;
 use crate::metrics::Metrics;
-use crate::runtime::guild_actor::{spawn_guild, GuildMsg};
+use crate::runtime::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
 use crate::runtime::{SessionHandle, SessionMsg};
 
 #[derive(clap::Subcommand)]
@@ -101,7 +101,13 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let members = users.iter().map(|u| Member::new(u.clone(), "2026-01-01T00:00:00.000000+00:00".into())).collect();
     let state = GuildState::new(guild, vec![channel.clone()], members);
     let metrics = Arc::new(Metrics::default());
-    let handle = spawn_guild(state, store.clone(), metrics.clone(), GuildConfig::default());
+    let deps = GuildDeps {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        ids: Arc::new(Generator::new(0, 2)),
+        config: GuildConfig::default(),
+    };
+    let handle = spawn_guild(state, deps);
 
     // Each session is a task that does what a session actor does per dispatch: take it
     // from the queue and splice in its sequence number (no socket).
@@ -329,7 +335,7 @@ async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value
                 if n >= reads {
                     break;
                 }
-                let path = if n % 2 == 0 {
+                let path = if n.is_multiple_of(2) {
                     format!("/channels/{cid}/messages?limit=50")
                 } else {
                     format!("/channels/{cid}/messages?limit=50&before={}", ids[(n * 7919) % ids.len()])

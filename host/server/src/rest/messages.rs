@@ -109,9 +109,10 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             return Err(ApiError::invalid_form("nonce: must be a string of at most 25 characters or an integer"))
         }
     };
-    let id = ctx.app.new_id()?;
     match access(ctx, &user, channel_id).await? {
         Access::Guild(handle, _) => {
+            // The id is taken by the guild actor when it decides (id order = fan-out order).
+            let id = Snowflake::default();
             let command = Command::CreateMessage { author: user.id, channel_id, id, content, nonce };
             match handle.call(command, actor_timeout(ctx)).await? {
                 Reply::Message(m) => ok(&m),
@@ -119,7 +120,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             }
         }
         Access::Dm(channel) => {
-            let mut message = Message::new(id, &channel, user, content, nonce);
+            let mut message = Message::new(ctx.app.new_id()?, &channel, user, content, nonce);
             message.mentions = mentioned_recipients(&channel, &message.content);
             ctx.app.store.apply(GuildWrite::PutMessage(message.clone())).await?;
             Metrics::inc(&ctx.app.metrics.messages_created);

@@ -10,12 +10,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use guildhall_core::guild::GuildState;
 use guildhall_core::model::GuildId;
-use guildhall_store::{Storage, StoreError};
+use guildhall_store::StoreError;
 use tokio::sync::OnceCell;
 
-use super::guild_actor::{spawn_guild, GuildHandle};
-use crate::config::GuildConfig;
-use crate::metrics::Metrics;
+use super::guild_actor::{spawn_guild, GuildDeps, GuildHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
@@ -31,23 +29,22 @@ pub trait Directory: Send + Sync {
 }
 
 pub struct LocalDirectory {
-    store: Arc<dyn Storage>,
-    metrics: Arc<Metrics>,
-    config: GuildConfig,
+    deps: GuildDeps,
     guilds: Mutex<HashMap<GuildId, Arc<OnceCell<GuildHandle>>>>,
 }
 
 impl LocalDirectory {
-    pub fn new(store: Arc<dyn Storage>, metrics: Arc<Metrics>, config: GuildConfig) -> LocalDirectory {
-        LocalDirectory { store, metrics, config, guilds: Mutex::new(HashMap::new()) }
+    pub fn new(deps: GuildDeps) -> LocalDirectory {
+        LocalDirectory { deps, guilds: Mutex::new(HashMap::new()) }
     }
 
     async fn load(&self, id: GuildId) -> Result<GuildHandle, LocateError> {
-        let guild = self.store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
-        let channels = self.store.guild_channels(id).await?;
-        let members = self.store.members(id, None, usize::MAX).await?;
+        let store = &self.deps.store;
+        let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
+        let channels = store.guild_channels(id).await?;
+        let members = store.members(id, None, usize::MAX).await?;
         let state = GuildState::new(guild, channels, members);
-        Ok(spawn_guild(state, self.store.clone(), self.metrics.clone(), self.config.clone()))
+        Ok(spawn_guild(state, self.deps.clone()))
     }
 }
 

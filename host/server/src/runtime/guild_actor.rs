@@ -18,6 +18,7 @@ use guildhall_core::guild::{
     Command, Effect, GuildError, GuildState, GuildWrite, Input, Reply, RequestId, SessionId, WriteError,
 };
 use guildhall_core::model::GuildId;
+use guildhall_core::snowflake::Generator;
 use guildhall_store::{Storage, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -85,6 +86,17 @@ impl GuildHandle {
     }
 }
 
+/// What every guild actor needs from the process.
+#[derive(Clone)]
+pub struct GuildDeps {
+    pub store: Arc<dyn Storage>,
+    pub metrics: Arc<Metrics>,
+    /// Message ids are taken when the actor decides, so that within a guild id order
+    /// and fan-out order are the same.
+    pub ids: Arc<Generator>,
+    pub config: GuildConfig,
+}
+
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
 
 struct GuildActor {
@@ -96,26 +108,23 @@ struct GuildActor {
     queued: VecDeque<(RequestId, GuildWrite)>,
     store: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
+    ids: Arc<Generator>,
     config: GuildConfig,
 }
 
-pub fn spawn_guild(
-    state: GuildState,
-    store: Arc<dyn Storage>,
-    metrics: Arc<Metrics>,
-    config: GuildConfig,
-) -> GuildHandle {
+pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
     let id = state.guild().id;
-    let (tx, rx) = mpsc::channel(config.mailbox);
+    let (tx, rx) = mpsc::channel(deps.config.mailbox);
     let actor = GuildActor {
         state,
         sessions: HashMap::new(),
         replies: HashMap::new(),
         next_request: 1,
         queued: VecDeque::new(),
-        store,
-        metrics,
-        config,
+        store: deps.store,
+        metrics: deps.metrics,
+        ids: deps.ids,
+        config: deps.config,
     };
     actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
     tokio::spawn(actor.run(rx));
@@ -160,7 +169,16 @@ impl GuildActor {
 
     fn on_msg(&mut self, msg: GuildMsg) {
         match msg {
-            GuildMsg::Command { command, reply } => {
+            GuildMsg::Command { mut command, reply } => {
+                if let Command::CreateMessage { id, .. } = &mut command {
+                    match self.ids.next_id() {
+                        Ok(next) => *id = next,
+                        Err(e) => {
+                            let _ = reply.send(Err(GuildError::Storage(format!("cannot generate ids: {e}"))));
+                            return;
+                        }
+                    }
+                }
                 let request = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(request, reply);
@@ -239,5 +257,135 @@ impl GuildActor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{SessionMsg, SessionShared};
+    use guildhall_core::gateway::intents;
+    use guildhall_core::model::{Channel, Guild, Member, User, UserId, CHANNEL_GUILD_TEXT};
+    use guildhall_core::Snowflake;
+    use guildhall_store::EmbeddedStore;
+
+    const GENERAL: Snowflake = Snowflake(100);
+
+    fn user(id: u64) -> User {
+        User::new(Snowflake(id), format!("u{id}"), false)
+    }
+
+    async fn guild_with(members: &[u64]) -> (GuildHandle, Arc<Metrics>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}", crate::auth::random_hex(6)));
+        let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        let members =
+            members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();
+        let general = Channel {
+            id: GENERAL,
+            kind: CHANNEL_GUILD_TEXT,
+            guild_id: Some(Snowflake(10)),
+            name: Some("general".into()),
+            position: 0,
+            topic: None,
+            recipients: vec![],
+        };
+        let state = GuildState::new(
+            Guild { id: Snowflake(10), name: "g".into(), owner_id: Snowflake(1), icon: None },
+            vec![general],
+            members,
+        );
+        let metrics = Arc::new(Metrics::default());
+        let deps = GuildDeps {
+            store,
+            metrics: metrics.clone(),
+            ids: Arc::new(Generator::new(0, 9)),
+            config: GuildConfig::default(),
+        };
+        (spawn_guild(state, deps), metrics, dir)
+    }
+
+    fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let shared = Arc::new(SessionShared::default());
+        (SessionHandle { id: SessionId(id), user, intents: intents::GUILD_MESSAGES | intents::GUILDS, tx, shared }, rx)
+    }
+
+    fn create(author: u64, content: String) -> Command {
+        Command::CreateMessage {
+            author: Snowflake(author),
+            channel_id: GENERAL,
+            id: Snowflake::default(),
+            content,
+            nonce: None,
+        }
+    }
+
+    fn event(msg: SessionMsg) -> serde_json::Value {
+        let SessionMsg::Dispatch(prefix) = msg else { panic!("not a dispatch") };
+        serde_json::from_slice(&prefix.with_seq(1)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_slow_session_is_dropped_and_nobody_else_waits() {
+        let (guild, metrics, dir) = guild_with(&[1, 2]).await;
+        let (fast, mut fast_rx) = session(1, Snowflake(1), 64);
+        let (slow, mut slow_rx) = session(2, Snowflake(2), 4);
+        let slow_shared = slow.shared.clone();
+        guild.send(GuildMsg::Connect { session: fast, status: "online".into() }).await;
+        guild.send(GuildMsg::Connect { session: slow, status: "online".into() }).await;
+        for i in 0..20 {
+            let reply = guild.call(create(1, format!("m{i}")), Duration::from_secs(5)).await;
+            assert!(matches!(reply, Ok(Reply::Message(_))), "the guild keeps answering: {reply:?}");
+        }
+        let mut contents = Vec::new();
+        while let Ok(msg) = fast_rx.try_recv() {
+            let v = event(msg);
+            if v["t"] == "MESSAGE_CREATE" {
+                contents.push(v["d"]["content"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(
+            contents,
+            (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>(),
+            "the fast session got everything, in order"
+        );
+        assert!(slow_shared.is_overflowed(), "the slow session was told it overflowed");
+        assert_eq!(metrics.slow_consumer_drops.load(Relaxed), 1);
+        let mut queued = 0;
+        while slow_rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 4, "nothing more was offered after the overflow");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_fan_out_in_id_order() {
+        let (guild, _, dir) = guild_with(&[1]).await;
+        let (s, mut rx) = session(1, Snowflake(1), 1024);
+        guild.send(GuildMsg::Connect { session: s, status: "online".into() }).await;
+        let calls: Vec<_> = (0..100)
+            .map(|i| {
+                let g = guild.clone();
+                tokio::spawn(async move { g.call(create(1, format!("m{i}")), Duration::from_secs(5)).await })
+            })
+            .collect();
+        let mut acked = Vec::new();
+        for c in calls {
+            let Ok(Reply::Message(m)) = c.await.unwrap() else { panic!("create failed") };
+            acked.push(m.id);
+        }
+        let mut seen = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            let v = event(msg);
+            if v["t"] == "MESSAGE_CREATE" {
+                seen.push(v["d"]["id"].as_str().unwrap().parse::<u64>().unwrap());
+            }
+        }
+        assert_eq!(seen.len(), 100);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "dispatch order is id order");
+        acked.sort();
+        assert_eq!(acked.iter().map(|id| id.0).collect::<Vec<_>>(), seen);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

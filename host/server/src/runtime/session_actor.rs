@@ -188,8 +188,8 @@ impl SessionActor {
         match inbound {
             Inbound::Text(bytes) => self.state.handle(Input::ClientText { payload: &bytes, now_ms: now }),
             Inbound::Binary => self.state.handle(Input::ClientBinary { now_ms: now }),
-            Inbound::TooLarge => self.state.handle(Input::ClientTooLarge),
-            Inbound::Invalid => self.state.handle(Input::ClientText { payload: b"", now_ms: now }),
+            Inbound::TooLarge => self.state.handle(Input::ClientMalformed { reason: "payload too large" }),
+            Inbound::Invalid => self.state.handle(Input::ClientMalformed { reason: "invalid frame" }),
             Inbound::Ping(payload) => {
                 if let Some(c) = &mut self.conn {
                     let ok = c.writer.write_frame(Frame::pong(Payload::Borrowed(&payload))).await.is_ok();
