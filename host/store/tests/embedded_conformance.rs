@@ -7,4 +7,4 @@ async fn open() -> EmbeddedStore {
     EmbeddedStore::open(&dir).expect("open store")
 }
 
-guildhall_store::conformance_tests!(open().await);
+guildhall_store::conformance_tests!(Some(open().await));

@@ -1,0 +1,542 @@
+//! The ScyllaDB backend of the `Storage` seam, over the `scylla` driver: prepared
+//! statements (token-aware routing comes with them), paging for partition scans, LOCAL_QUORUM
+//! by default, lightweight transactions where a rule must hold across racing writers
+//! (unique usernames, one DM channel per pair, edit/delete only what exists). It speaks
+//! plain CQL, so the tests run it against Apache Cassandra.
+
+pub mod config;
+pub mod schema;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord, CHANNEL_DM,
+};
+use guildhall_core::Snowflake;
+use guildhall_store::embedded::token_key;
+use guildhall_store::{IdBounds, Order, Result, Storage, StoreError};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::response::query_result::QueryResult;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::SerialConsistency;
+use scylla::value::{CqlValue, Row};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use config::{Replication, ScyllaConfig};
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("model types serialize")
+}
+
+fn decode<T: DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Snowflakes are stored as CQL bigint (they fit in 63 bits until the year 2154).
+fn big(id: Snowflake) -> i64 {
+    id.0 as i64
+}
+
+struct Statements {
+    insert_user: PreparedStatement,
+    reserve_username: PreparedStatement,
+    release_username: PreparedStatement,
+    user: PreparedStatement,
+    user_id_by_name: PreparedStatement,
+    put_token: PreparedStatement,
+    token_user: PreparedStatement,
+    insert_guild: PreparedStatement,
+    guild: PreparedStatement,
+    insert_channel: PreparedStatement,
+    delete_channel: PreparedStatement,
+    insert_guild_channel: PreparedStatement,
+    guild_channels: PreparedStatement,
+    channel: PreparedStatement,
+    insert_member: PreparedStatement,
+    insert_user_guild: PreparedStatement,
+    delete_member: PreparedStatement,
+    delete_user_guild: PreparedStatement,
+    members_after: PreparedStatement,
+    member: PreparedStatement,
+    user_guilds: PreparedStatement,
+    insert_invite: PreparedStatement,
+    invite: PreparedStatement,
+    claim_dm_pair: PreparedStatement,
+    insert_user_dm: PreparedStatement,
+    user_dms: PreparedStatement,
+    insert_message: PreparedStatement,
+    update_message: PreparedStatement,
+    delete_message: PreparedStatement,
+    message: PreparedStatement,
+    bucket_desc: PreparedStatement,
+    bucket_asc: PreparedStatement,
+}
+
+pub struct ScyllaStore {
+    session: Session,
+    st: Statements,
+}
+
+impl ScyllaStore {
+    /// Connects, creates the keyspace, applies pending migrations, prepares statements.
+    pub async fn connect(config: &ScyllaConfig) -> Result<ScyllaStore> {
+        // One execution profile for everything (statements, batches, DDL): the configured
+        // consistency, LOCAL_SERIAL for transactions, and a bounded request time.
+        let profile = ExecutionProfile::builder()
+            .consistency(config.consistency)
+            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            .request_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .into_handle();
+        let session = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .default_execution_profile_handle(profile)
+            .connection_timeout(Duration::from_secs(5))
+            .build()
+            .await
+            .map_err(|e| unavailable(format!("connecting to {}: {e}", config.nodes.join(","))))?;
+        migrate(&session, config).await?;
+        let st = prepare_all(&session, config).await?;
+        Ok(ScyllaStore { session, st })
+    }
+
+    async fn exec(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<QueryResult> {
+        self.session.execute_unpaged(st, values).await.map_err(unavailable)
+    }
+
+    /// The first column of each row (ids, bodies).
+    async fn column<T>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'f, 'm> scylla::deserialize::value::DeserializeValue<'f, 'm>,
+    {
+        let pager = self.session.execute_iter(st.clone(), values).await.map_err(unavailable)?;
+        let rows = pager.rows_stream::<(T,)>().map_err(unavailable)?;
+        let rows: Vec<(T,)> = rows.try_collect().await.map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    async fn one_body<T: DeserializeOwned>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Option<T>> {
+        let result = self.exec(st, values).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        match rows.maybe_first_row::<(String,)>().map_err(unavailable)? {
+            Some((body,)) => Ok(Some(decode(&body)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn bodies<T: DeserializeOwned>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<T>> {
+        self.column::<String>(st, values).await?.iter().map(|b| decode(b)).collect()
+    }
+
+    /// Runs a lightweight transaction; Ok(None) if applied, Ok(Some(row)) with the
+    /// existing values if not.
+    async fn lwt(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Option<Row>> {
+        let result = self.exec(st, values).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        let row: Row = rows.first_row().map_err(unavailable)?;
+        match row.columns.first() {
+            Some(Some(CqlValue::Boolean(true))) => Ok(None),
+            Some(Some(CqlValue::Boolean(false))) => Ok(Some(row)),
+            other => Err(StoreError::Corrupt(format!("unexpected [applied] column: {other:?}"))),
+        }
+    }
+
+    async fn apply_one(&self, write: &GuildWrite) -> Result<()> {
+        let st = &self.st;
+        match write {
+            GuildWrite::PutMessage(m) => {
+                let values =
+                    (big(m.channel_id), m.id.bucket() as i32, big(m.id), big(m.author.id), &m.content, encode(m));
+                self.exec(&st.insert_message, values).await?;
+            }
+            GuildWrite::EditMessage(m) => {
+                let values = (&m.content, encode(m), big(m.channel_id), m.id.bucket() as i32, big(m.id));
+                if self.lwt(&st.update_message, values).await?.is_some() {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            GuildWrite::DeleteMessage { channel_id, message_id } => {
+                let values = (big(*channel_id), message_id.bucket() as i32, big(*message_id));
+                if self.lwt(&st.delete_message, values).await?.is_some() {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            GuildWrite::CreateChannel(c) => self.put_channel(c).await?,
+            GuildWrite::AddMember { guild_id, member } => {
+                let mut batch = Batch::new(BatchType::Logged);
+                batch.append_statement(st.insert_member.clone());
+                batch.append_statement(st.insert_user_guild.clone());
+                let (g, u) = (big(*guild_id), big(member.user.id));
+                self.session.batch(&batch, ((g, u, encode(member)), (u, g))).await.map_err(unavailable)?;
+            }
+            GuildWrite::RemoveMember { guild_id, user_id } => {
+                let mut batch = Batch::new(BatchType::Logged);
+                batch.append_statement(st.delete_member.clone());
+                batch.append_statement(st.delete_user_guild.clone());
+                let (g, u) = (big(*guild_id), big(*user_id));
+                self.session.batch(&batch, ((g, u), (u, g))).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_channel(&self, c: &Channel) -> Result<()> {
+        match c.guild_id {
+            Some(g) => {
+                let mut batch = Batch::new(BatchType::Logged);
+                batch.append_statement(self.st.insert_channel.clone());
+                batch.append_statement(self.st.insert_guild_channel.clone());
+                self.session.batch(&batch, ((big(c.id), encode(c)), (big(g), big(c.id)))).await.map_err(unavailable)?;
+            }
+            None => {
+                self.exec(&self.st.insert_channel, (big(c.id), encode(c))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn channels_by_id(&self, ids: Vec<i64>) -> Result<Vec<Channel>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(c) = self.one_body(&self.st.channel, (id,)).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<()> {
+    let ks = &config.keyspace;
+    let ddl = |cql: String| async move { session.query_unpaged(cql, &[]).await.map_err(unavailable) };
+    ddl(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}", config.replication.cql())).await?;
+    ddl(format!(
+        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (version int PRIMARY KEY, description text, applied_at timestamp)"
+    ))
+    .await?;
+    let applied: Vec<(i32,)> = session
+        .query_unpaged(format!("SELECT version FROM {ks}.schema_migrations"), &[])
+        .await
+        .map_err(unavailable)?
+        .into_rows_result()
+        .map_err(unavailable)?
+        .rows::<(i32,)>()
+        .map_err(unavailable)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(unavailable)?;
+    for (version, description, statements) in schema::MIGRATIONS {
+        if applied.iter().any(|(v,)| v == version) {
+            continue;
+        }
+        tracing::info!(version, description, keyspace = %ks, "applying schema migration");
+        for cql in *statements {
+            ddl(cql.replace("{ks}", ks)).await?;
+        }
+        session.await_schema_agreement().await.map_err(unavailable)?;
+        ddl(format!(
+            "INSERT INTO {ks}.schema_migrations (version, description, applied_at) VALUES ({version}, '{description}', toTimestamp(now()))"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Statements> {
+    let ks = &config.keyspace;
+    let prepare = |cql: String| async move { session.prepare(cql.replace("{ks}", ks)).await.map_err(unavailable) };
+    let msg_cols = "message_id, author_id, content, body";
+    Ok(Statements {
+        insert_user: prepare("INSERT INTO {ks}.users (id, record) VALUES (?, ?)".into()).await?,
+        reserve_username: prepare("INSERT INTO {ks}.users_by_name (username, id) VALUES (?, ?) IF NOT EXISTS".into()).await?,
+        release_username: prepare("DELETE FROM {ks}.users_by_name WHERE username = ? IF id = ?".into()).await?,
+        user: prepare("SELECT record FROM {ks}.users WHERE id = ?".into()).await?,
+        user_id_by_name: prepare("SELECT id FROM {ks}.users_by_name WHERE username = ?".into()).await?,
+        put_token: prepare("INSERT INTO {ks}.tokens (token_sha256, user_id) VALUES (?, ?)".into()).await?,
+        token_user: prepare("SELECT user_id FROM {ks}.tokens WHERE token_sha256 = ?".into()).await?,
+        insert_guild: prepare("INSERT INTO {ks}.guilds (id, body) VALUES (?, ?)".into()).await?,
+        guild: prepare("SELECT body FROM {ks}.guilds WHERE id = ?".into()).await?,
+        insert_channel: prepare("INSERT INTO {ks}.channels (id, body) VALUES (?, ?)".into()).await?,
+        delete_channel: prepare("DELETE FROM {ks}.channels WHERE id = ?".into()).await?,
+        insert_guild_channel: prepare("INSERT INTO {ks}.channels_by_guild (guild_id, channel_id) VALUES (?, ?)".into()).await?,
+        guild_channels: prepare("SELECT channel_id FROM {ks}.channels_by_guild WHERE guild_id = ?".into()).await?,
+        channel: prepare("SELECT body FROM {ks}.channels WHERE id = ?".into()).await?,
+        insert_member: prepare("INSERT INTO {ks}.members (guild_id, user_id, body) VALUES (?, ?, ?)".into()).await?,
+        insert_user_guild: prepare("INSERT INTO {ks}.guilds_by_user (user_id, guild_id) VALUES (?, ?)".into()).await?,
+        delete_member: prepare("DELETE FROM {ks}.members WHERE guild_id = ? AND user_id = ?".into()).await?,
+        delete_user_guild: prepare("DELETE FROM {ks}.guilds_by_user WHERE user_id = ? AND guild_id = ?".into()).await?,
+        members_after: prepare("SELECT body FROM {ks}.members WHERE guild_id = ? AND user_id > ? LIMIT ?".into()).await?,
+        member: prepare("SELECT body FROM {ks}.members WHERE guild_id = ? AND user_id = ?".into()).await?,
+        user_guilds: prepare("SELECT guild_id FROM {ks}.guilds_by_user WHERE user_id = ?".into()).await?,
+        insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?)".into()).await?,
+        invite: prepare("SELECT body FROM {ks}.invites WHERE code = ?".into()).await?,
+        claim_dm_pair: prepare("INSERT INTO {ks}.dm_pairs (low, high, channel_id) VALUES (?, ?, ?) IF NOT EXISTS".into()).await?,
+        insert_user_dm: prepare("INSERT INTO {ks}.dms_by_user (user_id, channel_id) VALUES (?, ?)".into()).await?,
+        user_dms: prepare("SELECT channel_id FROM {ks}.dms_by_user WHERE user_id = ?".into()).await?,
+        insert_message: prepare(
+            "INSERT INTO {ks}.messages (channel_id, bucket, message_id, author_id, content, body) VALUES (?, ?, ?, ?, ?, ?)".into(),
+        )
+        .await?,
+        update_message: prepare(
+            "UPDATE {ks}.messages SET content = ?, body = ? WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS".into(),
+        )
+        .await?,
+        delete_message: prepare("DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS".into()).await?,
+        message: prepare(format!("SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?")).await?,
+        bucket_desc: prepare(format!(
+            "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"
+        ))
+        .await?,
+        bucket_asc: prepare(format!(
+            "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
+        ))
+        .await?,
+    })
+}
+
+type MessageRow = (i64, i64, String, String);
+
+fn message_from_row((_, _, _, body): MessageRow) -> Result<Message> {
+    decode(&body)
+}
+
+fn limit_i32(limit: usize) -> i32 {
+    limit.min(i32::MAX as usize) as i32
+}
+
+#[async_trait]
+impl Storage for ScyllaStore {
+    async fn create_user(&self, record: UserRecord) -> Result<()> {
+        let name = record.user.username.to_lowercase();
+        let id = big(record.user.id);
+        if self.lwt(&self.st.reserve_username, (&name, id)).await?.is_some() {
+            return Err(StoreError::Conflict("Username is already taken".into()));
+        }
+        if let Err(e) = self.exec(&self.st.insert_user, (id, encode(&record))).await {
+            // Give the name back so a retry can succeed; if this fails too, the name stays
+            // reserved for an id without a user (harmless, but not reusable).
+            let _ = self.lwt(&self.st.release_username, (&name, id)).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>> {
+        let result = self.exec(&self.st.user, (big(id),)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        match rows.maybe_first_row::<(String,)>().map_err(unavailable)? {
+            Some((record,)) => Ok(Some(decode(&record)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        let result = self.exec(&self.st.user_id_by_name, (username.to_lowercase(),)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        match rows.maybe_first_row::<(i64,)>().map_err(unavailable)? {
+            Some((id,)) => self.user(Snowflake(id as u64)).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn put_token(&self, token: &str, user: UserId) -> Result<()> {
+        self.exec(&self.st.put_token, (token_key(token), big(user))).await.map(|_| ())
+    }
+
+    async fn token_user(&self, token: &str) -> Result<Option<UserId>> {
+        let result = self.exec(&self.st.token_user, (token_key(token),)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        Ok(rows.maybe_first_row::<(i64,)>().map_err(unavailable)?.map(|(id,)| Snowflake(id as u64)))
+    }
+
+    async fn create_guild(&self, guild: Guild, owner: Member, channels: Vec<Channel>) -> Result<()> {
+        // One logged batch: the guild, its channels and the owner's membership appear
+        // together or not at all.
+        let st = &self.st;
+        let (g, u) = (big(guild.id), big(owner.user.id));
+        let text = |s: String| CqlValue::Text(s);
+        let mut batch = Batch::new(BatchType::Logged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::new();
+        batch.append_statement(st.insert_guild.clone());
+        values.push(vec![CqlValue::BigInt(g), text(encode(&guild))]);
+        for c in &channels {
+            batch.append_statement(st.insert_channel.clone());
+            values.push(vec![CqlValue::BigInt(big(c.id)), text(encode(c))]);
+            batch.append_statement(st.insert_guild_channel.clone());
+            values.push(vec![CqlValue::BigInt(g), CqlValue::BigInt(big(c.id))]);
+        }
+        batch.append_statement(st.insert_member.clone());
+        values.push(vec![CqlValue::BigInt(g), CqlValue::BigInt(u), text(encode(&owner))]);
+        batch.append_statement(st.insert_user_guild.clone());
+        values.push(vec![CqlValue::BigInt(u), CqlValue::BigInt(g)]);
+        self.session.batch(&batch, values).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn guild(&self, id: GuildId) -> Result<Option<Guild>> {
+        self.one_body(&self.st.guild, (big(id),)).await
+    }
+
+    async fn guild_channels(&self, guild: GuildId) -> Result<Vec<Channel>> {
+        let ids = self.column::<i64>(&self.st.guild_channels, (big(guild),)).await?;
+        self.channels_by_id(ids).await
+    }
+
+    async fn members(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Member>> {
+        let after = after.map(big).unwrap_or(-1);
+        self.bodies(&self.st.members_after, (big(guild), after, limit_i32(limit))).await
+    }
+
+    async fn member(&self, guild: GuildId, user: UserId) -> Result<Option<Member>> {
+        self.one_body(&self.st.member, (big(guild), big(user))).await
+    }
+
+    async fn user_guilds(&self, user: UserId) -> Result<Vec<GuildId>> {
+        let ids = self.column::<i64>(&self.st.user_guilds, (big(user),)).await?;
+        Ok(ids.into_iter().map(|id| Snowflake(id as u64)).collect())
+    }
+
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>> {
+        self.one_body(&self.st.channel, (big(id),)).await
+    }
+
+    async fn apply(&self, write: GuildWrite) -> Result<()> {
+        self.apply_one(&write).await
+    }
+
+    /// Consecutive new messages (distinct rows) are written concurrently; anything else
+    /// waits for what came before it, so the batch's order holds for every row.
+    async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(writes.len());
+        let mut i = 0;
+        while i < writes.len() {
+            let run = writes[i..].iter().take_while(|w| matches!(w, GuildWrite::PutMessage(_))).count();
+            if run > 1 {
+                let results =
+                    futures_util::future::join_all(writes[i..i + run].iter().map(|w| self.apply_one(w))).await;
+                out.extend(results);
+                i += run;
+            } else {
+                out.push(self.apply_one(&writes[i]).await);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    async fn create_invite(&self, invite: Invite) -> Result<()> {
+        self.exec(&self.st.insert_invite, (&invite.code, encode(&invite))).await.map(|_| ())
+    }
+
+    async fn invite(&self, code: &str) -> Result<Option<Invite>> {
+        self.one_body(&self.st.invite, (code,)).await
+    }
+
+    async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel> {
+        let (low, high) = (a.id.0.min(b.id.0) as i64, a.id.0.max(b.id.0) as i64);
+        let channel = Channel {
+            id: new_id,
+            kind: CHANNEL_DM,
+            guild_id: None,
+            name: None,
+            position: 0,
+            topic: None,
+            recipients: vec![a.clone(), b.clone()],
+        };
+        // The channel row goes first, so whoever loses the race below finds it complete.
+        self.put_channel(&channel).await?;
+        match self.lwt(&self.st.claim_dm_pair, (low, high, big(new_id))).await? {
+            None => {
+                for user in [a.id, b.id] {
+                    self.exec(&self.st.insert_user_dm, (big(user), big(new_id))).await?;
+                }
+                Ok(channel)
+            }
+            Some(existing) => {
+                let _ = self.exec(&self.st.delete_channel, (big(new_id),)).await; // our unused row
+                let id = existing
+                    .columns
+                    .iter()
+                    .rev()
+                    .find_map(|c| match c {
+                        Some(CqlValue::BigInt(id)) => Some(*id),
+                        _ => None,
+                    })
+                    .ok_or_else(|| StoreError::Corrupt("dm pair without channel".into()))?;
+                // Make sure both users list it (the winner may have failed half-way).
+                for user in [a.id, b.id] {
+                    self.exec(&self.st.insert_user_dm, (big(user), id)).await?;
+                }
+                self.channel(Snowflake(id as u64))
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("dm pair without channel".into()))
+            }
+        }
+    }
+
+    async fn user_dms(&self, user: UserId) -> Result<Vec<Channel>> {
+        let ids = self.column::<i64>(&self.st.user_dms, (big(user),)).await?;
+        self.channels_by_id(ids).await
+    }
+
+    async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>> {
+        let result = self.exec(&self.st.message, (big(channel), id.bucket() as i32, big(id))).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        rows.maybe_first_row::<MessageRow>().map_err(unavailable)?.map(message_from_row).transpose()
+    }
+
+    async fn messages_in_bucket(
+        &self,
+        channel: ChannelId,
+        bucket: u32,
+        bounds: IdBounds,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let after = bounds.after.map(big).unwrap_or(i64::MIN);
+        let before = bounds.before.map(big).unwrap_or(i64::MAX);
+        let st = match order {
+            Order::Desc => &self.st.bucket_desc,
+            Order::Asc => &self.st.bucket_asc,
+        };
+        let values = (big(channel), bucket as i32, after, before, limit_i32(limit));
+        let result = self.exec(st, values).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        let rows = rows.rows::<MessageRow>().map_err(unavailable)?;
+        rows.map(|r| r.map_err(unavailable).and_then(message_from_row)).collect()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        Ok(()) // every acknowledged write was acknowledged by the cluster at the set consistency
+    }
+}

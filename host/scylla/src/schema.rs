@@ -1,0 +1,38 @@
+//! Versioned schema migrations, applied at start-up. Every statement is idempotent
+//! (`IF NOT EXISTS`), and a version is recorded only after all its statements succeeded,
+//! so a start-up interrupted half-way simply runs again.
+//!
+//! Tables are designed query-first: one table per way the host reads.
+
+/// (version, description, statements). `{ks}` is replaced by the keyspace.
+pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
+    1,
+    "initial schema",
+    &[
+        // The seed's table, keyed exactly as Discord's: one partition per channel and
+        // 10-day bucket, newest first. `body` is the full message object (JSON);
+        // `author_id` and `content` are kept as plain columns as in the seed.
+        "CREATE TABLE IF NOT EXISTS {ks}.messages (
+            channel_id bigint, bucket int, message_id bigint,
+            author_id bigint, content text, body text,
+            PRIMARY KEY ((channel_id, bucket), message_id)
+        ) WITH CLUSTERING ORDER BY (message_id DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.users (id bigint PRIMARY KEY, record text)",
+        // Username uniqueness through a lightweight transaction on this table.
+        "CREATE TABLE IF NOT EXISTS {ks}.users_by_name (username text PRIMARY KEY, id bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.tokens (token_sha256 text PRIMARY KEY, user_id bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.guilds (id bigint PRIMARY KEY, body text)",
+        "CREATE TABLE IF NOT EXISTS {ks}.channels (id bigint PRIMARY KEY, body text)",
+        "CREATE TABLE IF NOT EXISTS {ks}.channels_by_guild (
+            guild_id bigint, channel_id bigint, PRIMARY KEY (guild_id, channel_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.members (
+            guild_id bigint, user_id bigint, body text, PRIMARY KEY (guild_id, user_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.guilds_by_user (
+            user_id bigint, guild_id bigint, PRIMARY KEY (user_id, guild_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.invites (code text PRIMARY KEY, body text)",
+        // One DM channel per pair of users (low id, high id), claimed with a transaction.
+        "CREATE TABLE IF NOT EXISTS {ks}.dm_pairs (low bigint, high bigint, channel_id bigint, PRIMARY KEY ((low, high)))",
+        "CREATE TABLE IF NOT EXISTS {ks}.dms_by_user (
+            user_id bigint, channel_id bigint, PRIMARY KEY (user_id, channel_id))",
+    ],
+)];
