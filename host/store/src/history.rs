@@ -10,7 +10,7 @@ use guildhall_core::Snowflake;
 
 use crate::{IdBounds, Order, Result, Storage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HistoryQuery {
     Latest,
     Before(MessageId),

@@ -10,6 +10,7 @@
 //! embedded backend, fsynced; on a CQL backend, acknowledged at the configured consistency).
 
 pub mod conformance;
+pub mod data;
 pub mod embedded;
 pub mod history;
 
@@ -19,6 +20,7 @@ use guildhall_core::model::{
     Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
 };
 
+pub use data::DataService;
 pub use embedded::EmbeddedStore;
 pub use history::{history, HistoryQuery};
 

@@ -1,0 +1,368 @@
+//! The data service (the seed's "Data Service Library"): the layer between the API / actors
+//! and storage that coalesces identical reads and routes them by channel.
+//!
+//! - Reads are routed by `channel_id` to one of N workers (a hash), so every request for a
+//!   hot channel meets in one place.
+//! - A worker keeps the queries in flight. A read identical to one in flight (same channel,
+//!   same query) joins it instead of querying again; the result, or the error, reaches
+//!   every waiter. Leader election is the worker's single-threaded loop: no races.
+//! - A waiter that goes away does not cancel the query for the others; when the last
+//!   waiter is gone, the query is cancelled.
+//! - Read-after-write: writes go through [`DataService::apply_batch`], which, once storage
+//!   acknowledged them and *before* returning, tells the channel's worker to stop letting
+//!   new reads join queries that are already in flight. A read that starts after a write
+//!   was acknowledged therefore always runs a query that starts after the write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{Channel, ChannelId, Message, MessageId};
+use guildhall_core::Snowflake;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{history, HistoryQuery, Result, Storage, StoreError};
+
+/// Requests a worker may have queued before callers wait.
+const WORKER_MAILBOX: usize = 4096;
+/// Waiters one query may collect; beyond it a new query starts (bounds one result's fan-out).
+const MAX_WAITERS: usize = 100_000;
+
+/// A read's answer, shared by every waiter of the same query.
+pub type Shared<T> = Arc<Result<T>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ReadKind {
+    History { query: HistoryQuery, limit: usize },
+    Message(MessageId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ReadKey {
+    channel: ChannelId,
+    kind: ReadKind,
+}
+
+enum Answer {
+    Messages(Vec<Message>),
+    Message(Option<Message>),
+}
+
+type Waiter = oneshot::Sender<Shared<Answer>>;
+
+enum WorkerMsg {
+    Read { key: ReadKey, channel: Box<Channel>, waiter: Waiter, waiter_id: u64 },
+    /// A waiter went away before its answer.
+    Cancel { key: ReadKey, waiter_id: u64 },
+    Done { flight: u64, result: Result<Answer> },
+    /// Writes to this channel were acknowledged: in-flight reads stop taking new waiters.
+    Wrote { channel: ChannelId, ack: oneshot::Sender<()> },
+}
+
+/// Per-route counters.
+#[derive(Default)]
+pub struct RouteMetrics {
+    pub requests: AtomicU64,
+    pub db_queries: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub errors: AtomicU64,
+    /// Request latency histogram: bucket i counts latencies < 2^i microseconds.
+    pub latency_us_log2: [AtomicU64; 32],
+    pub latency_us_sum: AtomicU64,
+}
+
+impl RouteMetrics {
+    fn observe(&self, started: Instant) {
+        let us = started.elapsed().as_micros() as u64;
+        let bucket = (64 - us.leading_zeros()).min(31) as usize;
+        self.latency_us_log2[bucket].fetch_add(1, Relaxed);
+        self.latency_us_sum.fetch_add(us, Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct DataMetrics {
+    pub history: RouteMetrics,
+    pub message: RouteMetrics,
+}
+
+impl DataMetrics {
+    /// Prometheus text for both routes.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let counters = [
+            ("requests_total", "Reads asked of the data service."),
+            ("db_queries_total", "Queries sent to storage."),
+            ("coalesced_total", "Reads answered by joining a query in flight."),
+            ("errors_total", "Reads answered with an error."),
+        ];
+        for (name, help) in counters {
+            let _ = writeln!(out, "# HELP guildhall_data_{name} {help}\n# TYPE guildhall_data_{name} counter");
+            for (route, m) in [("history", &self.history), ("message", &self.message)] {
+                let v = match name {
+                    "requests_total" => &m.requests,
+                    "db_queries_total" => &m.db_queries,
+                    "coalesced_total" => &m.coalesced,
+                    _ => &m.errors,
+                };
+                let _ = writeln!(out, "guildhall_data_{name}{{route=\"{route}\"}} {}", v.load(Relaxed));
+            }
+        }
+        let _ = writeln!(out, "# HELP guildhall_data_latency_us Data service read latency.\n# TYPE guildhall_data_latency_us histogram");
+        for (route, m) in [("history", &self.history), ("message", &self.message)] {
+            let mut cumulative = 0;
+            for (i, b) in m.latency_us_log2.iter().enumerate() {
+                cumulative += b.load(Relaxed);
+                let _ = writeln!(out, "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"{}\"}} {cumulative}", 1u64 << i);
+            }
+            let _ = writeln!(out, "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(out, "guildhall_data_latency_us_sum{{route=\"{route}\"}} {}", m.latency_us_sum.load(Relaxed));
+            let _ = writeln!(out, "guildhall_data_latency_us_count{{route=\"{route}\"}} {cumulative}");
+        }
+        out
+    }
+}
+
+pub struct DataService {
+    store: Arc<dyn Storage>,
+    workers: Vec<mpsc::Sender<WorkerMsg>>,
+    coalescing: bool,
+    next_waiter: AtomicU64,
+    pub metrics: Arc<DataMetrics>,
+}
+
+fn now_bucket() -> u32 {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Snowflake::from_unix_ms(ms).bucket()
+}
+
+/// Spreads channel ids over workers (snowflakes' low bits are mostly sequence numbers).
+fn worker_of(channel: ChannelId, n: usize) -> usize {
+    ((channel.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n as u64) as usize
+}
+
+impl DataService {
+    /// `workers` routing workers (the core count is a good default). With `coalescing`
+    /// off every read is its own query (for comparison and benchmarks).
+    pub fn new(store: Arc<dyn Storage>, workers: usize, coalescing: bool) -> Arc<DataService> {
+        let metrics = Arc::new(DataMetrics::default());
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(WORKER_MAILBOX);
+                let worker = Worker { store: store.clone(), tx: tx.clone(), joinable: HashMap::new(), flights: HashMap::new(), next_flight: 1 };
+                tokio::spawn(worker.run(rx, metrics.clone()));
+                tx
+            })
+            .collect();
+        Arc::new(DataService { store, workers, coalescing, next_waiter: AtomicU64::new(1), metrics })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.store
+    }
+
+    /// Channel history (see [`history`]), coalesced with identical reads in flight.
+    pub async fn history(&self, channel: &Channel, query: HistoryQuery, limit: usize) -> Shared<Vec<Message>> {
+        let key = ReadKey { channel: channel.id, kind: ReadKind::History { query, limit } };
+        match &*self.read(key, channel, &self.metrics.history).await {
+            Ok(Answer::Messages(m)) => Arc::new(Ok(m.clone())),
+            Ok(Answer::Message(_)) => Arc::new(Err(StoreError::Corrupt("wrong answer kind".into()))),
+            Err(e) => Arc::new(Err(e.clone())),
+        }
+    }
+
+    /// One message, coalesced likewise.
+    pub async fn message(&self, channel: &Channel, id: MessageId) -> Result<Option<Message>> {
+        let key = ReadKey { channel: channel.id, kind: ReadKind::Message(id) };
+        match &*self.read(key, channel, &self.metrics.message).await {
+            Ok(Answer::Message(m)) => Ok(m.clone()),
+            Ok(Answer::Messages(_)) => Err(StoreError::Corrupt("wrong answer kind".into())),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    async fn read(&self, key: ReadKey, channel: &Channel, route: &RouteMetrics) -> Shared<Answer> {
+        let started = Instant::now();
+        route.requests.fetch_add(1, Relaxed);
+        let answer = if self.coalescing {
+            self.read_coalesced(key, channel).await
+        } else {
+            route.db_queries.fetch_add(1, Relaxed);
+            Arc::new(run_query(&*self.store, key, channel).await)
+        };
+        if answer.is_err() {
+            route.errors.fetch_add(1, Relaxed);
+        }
+        route.observe(started);
+        answer
+    }
+
+    async fn read_coalesced(&self, key: ReadKey, channel: &Channel) -> Shared<Answer> {
+        let worker = &self.workers[worker_of(key.channel, self.workers.len())];
+        let waiter_id = self.next_waiter.fetch_add(1, Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let msg = WorkerMsg::Read { key, channel: Box::new(channel.clone()), waiter: tx, waiter_id };
+        if worker.send(msg).await.is_err() {
+            return Arc::new(Err(StoreError::Unavailable("data service stopped".into())));
+        }
+        let mut guard = CancelOnDrop { worker, key, waiter_id, armed: true };
+        let answer = rx.await;
+        guard.armed = false;
+        answer.unwrap_or_else(|_| Arc::new(Err(StoreError::Unavailable("data service dropped the read".into()))))
+    }
+
+    /// Applies writes (in order) and, before returning, makes sure no read that starts
+    /// after this returns can be answered from a query that started before the writes.
+    pub async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+        let channels: Vec<ChannelId> = writes.iter().filter_map(written_channel).collect();
+        let results = self.store.apply_batch(writes).await;
+        let mut done: Vec<ChannelId> = Vec::new();
+        for channel in channels {
+            if !done.contains(&channel) {
+                done.push(channel);
+                self.wrote(channel).await;
+            }
+        }
+        results
+    }
+
+    pub async fn apply(&self, write: GuildWrite) -> Result<()> {
+        self.apply_batch(vec![write]).await.pop().unwrap_or(Ok(()))
+    }
+
+    /// Invalidates joinable reads of `channel` (even if the write failed: it may have
+    /// been applied without an acknowledgement).
+    async fn wrote(&self, channel: ChannelId) {
+        if !self.coalescing {
+            return;
+        }
+        let (ack, done) = oneshot::channel();
+        let worker = &self.workers[worker_of(channel, self.workers.len())];
+        if worker.send(WorkerMsg::Wrote { channel, ack }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// If the caller stops waiting (its request was dropped), the worker is told, so that a
+/// query nobody waits for can be cancelled. Best effort: with a full mailbox the query
+/// simply completes and its answer goes nowhere.
+struct CancelOnDrop<'a> {
+    worker: &'a mpsc::Sender<WorkerMsg>,
+    key: ReadKey,
+    waiter_id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.worker.try_send(WorkerMsg::Cancel { key: self.key, waiter_id: self.waiter_id });
+        }
+    }
+}
+
+fn written_channel(w: &GuildWrite) -> Option<ChannelId> {
+    match w {
+        GuildWrite::PutMessage(m) | GuildWrite::EditMessage(m) => Some(m.channel_id),
+        GuildWrite::DeleteMessage { channel_id, .. } => Some(*channel_id),
+        _ => None,
+    }
+}
+
+async fn run_query(store: &dyn Storage, key: ReadKey, channel: &Channel) -> Result<Answer> {
+    match key.kind {
+        ReadKind::History { query, limit } => history(store, channel, query, limit, now_bucket()).await.map(Answer::Messages),
+        ReadKind::Message(id) => store.message(channel.id, id).await.map(Answer::Message),
+    }
+}
+
+struct Flight {
+    key: ReadKey,
+    waiters: Vec<(u64, Waiter)>,
+    task: tokio::task::AbortHandle,
+}
+
+struct Worker {
+    store: Arc<dyn Storage>,
+    tx: mpsc::Sender<WorkerMsg>,
+    /// The flight a new identical read may join.
+    joinable: HashMap<ReadKey, u64>,
+    flights: HashMap<u64, Flight>,
+    next_flight: u64,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<WorkerMsg>, metrics: Arc<DataMetrics>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                WorkerMsg::Read { key, channel, waiter, waiter_id } => {
+                    let route = match key.kind {
+                        ReadKind::History { .. } => &metrics.history,
+                        ReadKind::Message(_) => &metrics.message,
+                    };
+                    let joined = self.joinable.get(&key).and_then(|id| self.flights.get_mut(id));
+                    match joined {
+                        Some(flight) if flight.waiters.len() < MAX_WAITERS => {
+                            flight.waiters.push((waiter_id, waiter));
+                            route.coalesced.fetch_add(1, Relaxed);
+                        }
+                        _ => {
+                            route.db_queries.fetch_add(1, Relaxed);
+                            self.start(key, *channel, (waiter_id, waiter));
+                        }
+                    }
+                }
+                WorkerMsg::Cancel { key, waiter_id } => {
+                    let found = self
+                        .flights
+                        .iter()
+                        .find(|(_, f)| f.key == key && f.waiters.iter().any(|(id, _)| *id == waiter_id))
+                        .map(|(id, _)| *id);
+                    if let Some(flight) = found {
+                        let f = self.flights.get_mut(&flight).expect("just found");
+                        f.waiters.retain(|(id, _)| *id != waiter_id);
+                        if f.waiters.is_empty() {
+                            // Nobody wants the answer any more.
+                            f.task.abort();
+                            let key = f.key;
+                            self.flights.remove(&flight);
+                            if self.joinable.get(&key) == Some(&flight) {
+                                self.joinable.remove(&key);
+                            }
+                        }
+                    }
+                }
+                WorkerMsg::Done { flight, result } => {
+                    let Some(f) = self.flights.remove(&flight) else { continue };
+                    if self.joinable.get(&f.key) == Some(&flight) {
+                        self.joinable.remove(&f.key);
+                    }
+                    let shared = Arc::new(result);
+                    for (_, waiter) in f.waiters {
+                        let _ = waiter.send(shared.clone());
+                    }
+                }
+                WorkerMsg::Wrote { channel, ack } => {
+                    self.joinable.retain(|key, _| key.channel != channel);
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, key: ReadKey, channel: Channel, first: (u64, Waiter)) {
+        let id = self.next_flight;
+        self.next_flight += 1;
+        let (store, tx) = (self.store.clone(), self.tx.clone());
+        let task = tokio::spawn(async move {
+            let result = run_query(&*store, key, &channel).await;
+            let _ = tx.send(WorkerMsg::Done { flight: id, result }).await;
+        });
+        self.flights.insert(id, Flight { key, waiters: vec![first], task: task.abort_handle() });
+        self.joinable.insert(key, id);
+    }
+}

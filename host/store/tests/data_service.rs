@@ -1,0 +1,290 @@
+//! The data service's coalescing, cancellation and read-after-write rules, over the real
+//! embedded store wrapped in a decorator that counts partition queries and can hold them
+//! at a gate, slow them down, or make them fail.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::*;
+use guildhall_core::snowflake::Generator;
+use guildhall_store::data::DataService;
+use guildhall_store::{EmbeddedStore, HistoryQuery, IdBounds, Order, Result, Storage, StoreError};
+use tokio::sync::Semaphore;
+
+struct Instrumented {
+    inner: EmbeddedStore,
+    partition_queries: AtomicU64,
+    gate: Semaphore,
+    gated: AtomicBool,
+    fail: AtomicBool,
+    delay_ms: AtomicU64,
+}
+
+impl Instrumented {
+    fn new() -> Arc<Instrumented> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        Arc::new(Instrumented {
+            inner: EmbeddedStore::open(&dir).unwrap(),
+            partition_queries: AtomicU64::new(0),
+            gate: Semaphore::new(0),
+            gated: AtomicBool::new(false),
+            fail: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+        })
+    }
+    fn open_gate(&self) {
+        self.gated.store(false, SeqCst);
+        self.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+}
+
+#[async_trait]
+impl Storage for Instrumented {
+    async fn messages_in_bucket(&self, c: ChannelId, b: u32, bounds: IdBounds, o: Order, l: usize) -> Result<Vec<Message>> {
+        self.partition_queries.fetch_add(1, SeqCst);
+        if self.gated.load(SeqCst) {
+            let _permit = self.gate.acquire().await.unwrap();
+        }
+        if self.fail.load(SeqCst) {
+            return Err(StoreError::Unavailable("injected failure".into()));
+        }
+        let rows = self.inner.messages_in_bucket(c, b, bounds, o, l).await;
+        // The answer travels back slowly: what it says is as of the start of the delay.
+        let delay = self.delay_ms.load(SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        rows
+    }
+    async fn create_user(&self, r: UserRecord) -> Result<()> {
+        self.inner.create_user(r).await
+    }
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>> {
+        self.inner.user(id).await
+    }
+    async fn user_by_username(&self, n: &str) -> Result<Option<UserRecord>> {
+        self.inner.user_by_username(n).await
+    }
+    async fn put_token(&self, t: &str, u: UserId) -> Result<()> {
+        self.inner.put_token(t, u).await
+    }
+    async fn token_user(&self, t: &str) -> Result<Option<UserId>> {
+        self.inner.token_user(t).await
+    }
+    async fn create_guild(&self, g: Guild, o: Member, c: Vec<Channel>) -> Result<()> {
+        self.inner.create_guild(g, o, c).await
+    }
+    async fn guild(&self, id: GuildId) -> Result<Option<Guild>> {
+        self.inner.guild(id).await
+    }
+    async fn guild_channels(&self, g: GuildId) -> Result<Vec<Channel>> {
+        self.inner.guild_channels(g).await
+    }
+    async fn members(&self, g: GuildId, a: Option<UserId>, l: usize) -> Result<Vec<Member>> {
+        self.inner.members(g, a, l).await
+    }
+    async fn member(&self, g: GuildId, u: UserId) -> Result<Option<Member>> {
+        self.inner.member(g, u).await
+    }
+    async fn user_guilds(&self, u: UserId) -> Result<Vec<GuildId>> {
+        self.inner.user_guilds(u).await
+    }
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>> {
+        self.inner.channel(id).await
+    }
+    async fn apply(&self, w: GuildWrite) -> Result<()> {
+        self.inner.apply(w).await
+    }
+    async fn apply_batch(&self, w: Vec<GuildWrite>) -> Vec<Result<()>> {
+        self.inner.apply_batch(w).await
+    }
+    async fn create_invite(&self, i: Invite) -> Result<()> {
+        self.inner.create_invite(i).await
+    }
+    async fn invite(&self, c: &str) -> Result<Option<Invite>> {
+        self.inner.invite(c).await
+    }
+    async fn get_or_create_dm(&self, a: User, b: User, id: ChannelId) -> Result<Channel> {
+        self.inner.get_or_create_dm(a, b, id).await
+    }
+    async fn user_dms(&self, u: UserId) -> Result<Vec<Channel>> {
+        self.inner.user_dms(u).await
+    }
+    async fn message(&self, c: ChannelId, id: MessageId) -> Result<Option<Message>> {
+        self.inner.message(c, id).await
+    }
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+}
+
+struct Fixture {
+    store: Arc<Instrumented>,
+    data: Arc<DataService>,
+    channel: Channel,
+    author: User,
+    ids: Generator,
+}
+
+async fn fixture(messages: usize) -> Fixture {
+    let store = Instrumented::new();
+    let data = DataService::new(store.clone(), 2, true);
+    let ids = Generator::new(0, 3);
+    let channel = Channel {
+        id: ids.next_id().unwrap(),
+        kind: CHANNEL_GUILD_TEXT,
+        guild_id: Some(ids.next_id().unwrap()),
+        name: Some("hot".into()),
+        position: 0,
+        topic: None,
+        recipients: vec![],
+    };
+    let author = User::new(ids.next_id().unwrap(), "author", false);
+    let f = Fixture { store, data, channel, author, ids };
+    for i in 0..messages {
+        f.write(&format!("m{i}")).await;
+    }
+    f
+}
+
+impl Fixture {
+    async fn write(&self, content: &str) -> MessageId {
+        let m = Message::new(self.ids.next_id().unwrap(), &self.channel, self.author.clone(), content.into(), None);
+        self.data.apply(GuildWrite::PutMessage(m.clone())).await.unwrap();
+        m.id
+    }
+
+    fn latest(&self) -> impl std::future::Future<Output = Arc<Result<Vec<Message>>>> + Send + 'static {
+        let (data, channel) = (self.data.clone(), self.channel.clone());
+        async move { data.history(&channel, HistoryQuery::Latest, 50).await }
+    }
+
+    /// Waits until the service has seen `n` history requests.
+    async fn requests_seen(&self, n: u64) {
+        for _ in 0..2000 {
+            if self.data.metrics.history.requests.load(SeqCst) >= n
+                && self.data.metrics.history.coalesced.load(SeqCst) + self.data.metrics.history.db_queries.load(SeqCst) >= n
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("requests never reached the worker");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_concurrent_reads_share_one_query() {
+    let f = fixture(60).await;
+    f.store.gated.store(true, SeqCst);
+    let readers: Vec<_> = (0..100).map(|_| tokio::spawn(f.latest())).collect();
+    f.requests_seen(100).await;
+    f.store.open_gate();
+    let first = readers.into_iter().map(|r| async { r.await.unwrap() });
+    let answers = futures_join(first).await;
+    for a in &answers {
+        let messages = a.as_ref().as_ref().unwrap();
+        assert_eq!(messages.len(), 50);
+        assert_eq!(messages[0].content, "m59");
+    }
+    assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 1);
+    assert_eq!(f.data.metrics.history.coalesced.load(SeqCst), 99);
+    assert_eq!(f.store.partition_queries.load(SeqCst), 1, "one history walk of one bucket");
+    // A different query is not merged with it.
+    let other = f.data.history(&f.channel, HistoryQuery::Latest, 10).await;
+    assert_eq!(other.as_ref().as_ref().unwrap().len(), 10);
+    assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 2);
+}
+
+async fn futures_join<T>(futs: impl Iterator<Item = impl std::future::Future<Output = T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for f in futs {
+        out.push(f.await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_reaches_every_waiter() {
+    let f = fixture(5).await;
+    f.store.gated.store(true, SeqCst);
+    f.store.fail.store(true, SeqCst);
+    let readers: Vec<_> = (0..20).map(|_| tokio::spawn(f.latest())).collect();
+    f.requests_seen(20).await;
+    f.store.open_gate();
+    for r in readers {
+        assert!(matches!(&*r.await.unwrap(), Err(StoreError::Unavailable(_))));
+    }
+    assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 1);
+    assert_eq!(f.data.metrics.history.errors.load(SeqCst), 20);
+    // The failure is not cached: the next read queries again and succeeds.
+    f.store.fail.store(false, SeqCst);
+    assert_eq!(f.latest().await.as_ref().as_ref().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_waiter_or_leader_does_not_cancel_the_others() {
+    let f = fixture(3).await;
+    f.store.gated.store(true, SeqCst);
+    let leader = tokio::spawn(f.latest());
+    f.requests_seen(1).await;
+    let waiter = tokio::spawn(f.latest());
+    let survivor = tokio::spawn(f.latest());
+    f.requests_seen(3).await;
+    waiter.abort(); // a client that disconnected
+    leader.abort(); // even the one that started the query
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    f.store.open_gate();
+    let answer = tokio::time::timeout(Duration::from_secs(5), survivor).await.expect("answered").unwrap();
+    assert_eq!(answer.as_ref().as_ref().unwrap().len(), 3);
+    assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_nobody_waits_for_is_cancelled() {
+    let f = fixture(3).await;
+    f.store.gated.store(true, SeqCst);
+    let only = tokio::spawn(f.latest());
+    f.requests_seen(1).await;
+    only.abort();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The abandoned flight is gone: a new read starts a new query instead of joining it.
+    let again = tokio::spawn(f.latest());
+    f.requests_seen(2).await;
+    assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 2);
+    f.store.open_gate();
+    assert_eq!(again.await.unwrap().as_ref().as_ref().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_an_acknowledged_write_sees_it() {
+    let f = Arc::new(fixture(10).await);
+    // Slow queries and a crowd of identical readers keep a query in flight almost always,
+    // which is when a stale coalesced answer could be handed out.
+    f.store.delay_ms.store(3, SeqCst);
+    let stop = Arc::new(AtomicBool::new(false));
+    let crowd: Vec<_> = (0..8)
+        .map(|_| {
+            let (f, stop) = (f.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(SeqCst) {
+                    let _ = f.latest().await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..40 {
+        let id = f.write(&format!("w{i}")).await;
+        let answer = f.latest().await;
+        let newest = &answer.as_ref().as_ref().unwrap()[0];
+        assert_eq!(newest.id, id, "read {i} started after the write was acknowledged and must see it");
+    }
+    stop.store(true, SeqCst);
+    for c in crowd {
+        c.await.unwrap();
+    }
+    assert!(f.data.metrics.history.coalesced.load(SeqCst) > 0, "the crowd did coalesce");
+}
