@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use guildhall_core::model::UserId;
 use guildhall_core::snowflake::{Generator, NextIdError};
 use guildhall_core::Snowflake;
-use guildhall_store::Storage;
+use guildhall_store::{DataService, Storage};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -24,6 +24,8 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Storage>,
+    /// Coalesced, channel-routed message reads; message writes that must invalidate them.
+    pub data: Arc<DataService>,
     pub ids: Arc<Generator>,
     pub directory: Arc<dyn Directory>,
     pub sessions: SessionRegistry,
@@ -38,17 +40,16 @@ impl App {
     pub fn new(config: Config, store: Arc<dyn Storage>) -> Arc<App> {
         let metrics = Arc::new(Metrics::default());
         let ids = Arc::new(Generator::new(config.ids.datacenter, config.ids.worker));
-        let deps = GuildDeps {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            ids: ids.clone(),
-            config: config.guild.clone(),
-        };
+        let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
+        let data = DataService::new(store.clone(), workers, config.data.coalescing);
+        let deps =
+            GuildDeps { data: data.clone(), metrics: metrics.clone(), ids: ids.clone(), config: config.guild.clone() };
         let directory = Arc::new(LocalDirectory::new(deps));
         Arc::new(App {
             ids,
             config,
             store,
+            data,
             directory,
             sessions: SessionRegistry::default(),
             metrics,
@@ -100,4 +101,8 @@ impl App {
             _ => (SESSION_STARTS_PER_DAY, DAY_MS),
         }
     }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -102,7 +102,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let state = GuildState::new(guild, vec![channel.clone()], members);
     let metrics = Arc::new(Metrics::default());
     let deps = GuildDeps {
-        store: store.clone(),
+        data: guildhall_store::DataService::new(store.clone(), 1, true),
         metrics: metrics.clone(),
         ids: Arc::new(Generator::new(0, 2)),
         config: GuildConfig::default(),

@@ -21,6 +21,22 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub rest: RestConfig,
     pub guild: GuildConfig,
+    pub data: DataConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Read-routing workers; 0 means one per core.
+    pub workers: usize,
+    /// Coalesce identical reads in flight (off only to measure what it saves).
+    pub coalescing: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { workers: 0, coalescing: true }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +93,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             rest: RestConfig::default(),
             guild: GuildConfig::default(),
+            data: DataConfig::default(),
         }
     }
 }

@@ -31,7 +31,7 @@ const WORKER_MAILBOX: usize = 4096;
 const MAX_WAITERS: usize = 100_000;
 
 /// A read's answer, shared by every waiter of the same query.
-pub type Shared<T> = Arc<Result<T>>;
+type Shared<T> = Arc<Result<T>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ReadKind {
@@ -46,19 +46,33 @@ struct ReadKey {
 }
 
 enum Answer {
-    Messages(Vec<Message>),
-    Message(Option<Message>),
+    Messages(Arc<Vec<Message>>),
+    Message(Option<Box<Message>>),
 }
 
 type Waiter = oneshot::Sender<Shared<Answer>>;
 
 enum WorkerMsg {
-    Read { key: ReadKey, channel: Box<Channel>, waiter: Waiter, waiter_id: u64 },
+    Read {
+        key: ReadKey,
+        channel: Box<Channel>,
+        waiter: Waiter,
+        waiter_id: u64,
+    },
     /// A waiter went away before its answer.
-    Cancel { key: ReadKey, waiter_id: u64 },
-    Done { flight: u64, result: Result<Answer> },
+    Cancel {
+        key: ReadKey,
+        waiter_id: u64,
+    },
+    Done {
+        flight: u64,
+        result: Box<Result<Answer>>,
+    },
     /// Writes to this channel were acknowledged: in-flight reads stop taking new waiters.
-    Wrote { channel: ChannelId, ack: oneshot::Sender<()> },
+    Wrote {
+        channel: ChannelId,
+        ack: oneshot::Sender<()>,
+    },
 }
 
 /// Per-route counters.
@@ -111,15 +125,23 @@ impl DataMetrics {
                 let _ = writeln!(out, "guildhall_data_{name}{{route=\"{route}\"}} {}", v.load(Relaxed));
             }
         }
-        let _ = writeln!(out, "# HELP guildhall_data_latency_us Data service read latency.\n# TYPE guildhall_data_latency_us histogram");
+        let _ = writeln!(
+            out,
+            "# HELP guildhall_data_latency_us Data service read latency.\n# TYPE guildhall_data_latency_us histogram"
+        );
         for (route, m) in [("history", &self.history), ("message", &self.message)] {
             let mut cumulative = 0;
             for (i, b) in m.latency_us_log2.iter().enumerate() {
                 cumulative += b.load(Relaxed);
-                let _ = writeln!(out, "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"{}\"}} {cumulative}", 1u64 << i);
+                let _ = writeln!(
+                    out,
+                    "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"{}\"}} {cumulative}",
+                    1u64 << i
+                );
             }
             let _ = writeln!(out, "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}");
-            let _ = writeln!(out, "guildhall_data_latency_us_sum{{route=\"{route}\"}} {}", m.latency_us_sum.load(Relaxed));
+            let _ =
+                writeln!(out, "guildhall_data_latency_us_sum{{route=\"{route}\"}} {}", m.latency_us_sum.load(Relaxed));
             let _ = writeln!(out, "guildhall_data_latency_us_count{{route=\"{route}\"}} {cumulative}");
         }
         out
@@ -152,7 +174,13 @@ impl DataService {
         let workers = (0..workers.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(WORKER_MAILBOX);
-                let worker = Worker { store: store.clone(), tx: tx.clone(), joinable: HashMap::new(), flights: HashMap::new(), next_flight: 1 };
+                let worker = Worker {
+                    store: store.clone(),
+                    tx: tx.clone(),
+                    joinable: HashMap::new(),
+                    flights: HashMap::new(),
+                    next_flight: 1,
+                };
                 tokio::spawn(worker.run(rx, metrics.clone()));
                 tx
             })
@@ -165,12 +193,12 @@ impl DataService {
     }
 
     /// Channel history (see [`history`]), coalesced with identical reads in flight.
-    pub async fn history(&self, channel: &Channel, query: HistoryQuery, limit: usize) -> Shared<Vec<Message>> {
+    pub async fn history(&self, channel: &Channel, query: HistoryQuery, limit: usize) -> Result<Arc<Vec<Message>>> {
         let key = ReadKey { channel: channel.id, kind: ReadKind::History { query, limit } };
         match &*self.read(key, channel, &self.metrics.history).await {
-            Ok(Answer::Messages(m)) => Arc::new(Ok(m.clone())),
-            Ok(Answer::Message(_)) => Arc::new(Err(StoreError::Corrupt("wrong answer kind".into()))),
-            Err(e) => Arc::new(Err(e.clone())),
+            Ok(Answer::Messages(m)) => Ok(m.clone()),
+            Ok(Answer::Message(_)) => Err(StoreError::Corrupt("wrong answer kind".into())),
+            Err(e) => Err(e.clone()),
         }
     }
 
@@ -178,7 +206,7 @@ impl DataService {
     pub async fn message(&self, channel: &Channel, id: MessageId) -> Result<Option<Message>> {
         let key = ReadKey { channel: channel.id, kind: ReadKind::Message(id) };
         match &*self.read(key, channel, &self.metrics.message).await {
-            Ok(Answer::Message(m)) => Ok(m.clone()),
+            Ok(Answer::Message(m)) => Ok(m.as_deref().cloned()),
             Ok(Answer::Messages(_)) => Err(StoreError::Corrupt("wrong answer kind".into())),
             Err(e) => Err(e.clone()),
         }
@@ -275,8 +303,10 @@ fn written_channel(w: &GuildWrite) -> Option<ChannelId> {
 
 async fn run_query(store: &dyn Storage, key: ReadKey, channel: &Channel) -> Result<Answer> {
     match key.kind {
-        ReadKind::History { query, limit } => history(store, channel, query, limit, now_bucket()).await.map(Answer::Messages),
-        ReadKind::Message(id) => store.message(channel.id, id).await.map(Answer::Message),
+        ReadKind::History { query, limit } => {
+            history(store, channel, query, limit, now_bucket()).await.map(|m| Answer::Messages(Arc::new(m)))
+        }
+        ReadKind::Message(id) => store.message(channel.id, id).await.map(|m| Answer::Message(m.map(Box::new))),
     }
 }
 
@@ -341,7 +371,7 @@ impl Worker {
                     if self.joinable.get(&f.key) == Some(&flight) {
                         self.joinable.remove(&f.key);
                     }
-                    let shared = Arc::new(result);
+                    let shared = Arc::new(*result);
                     for (_, waiter) in f.waiters {
                         let _ = waiter.send(shared.clone());
                     }
@@ -360,7 +390,7 @@ impl Worker {
         let (store, tx) = (self.store.clone(), self.tx.clone());
         let task = tokio::spawn(async move {
             let result = run_query(&*store, key, &channel).await;
-            let _ = tx.send(WorkerMsg::Done { flight: id, result }).await;
+            let _ = tx.send(WorkerMsg::Done { flight: id, result: Box::new(result) }).await;
         });
         self.flights.insert(id, Flight { key, waiters: vec![first], task: task.abort_handle() });
         self.joinable.insert(key, id);

@@ -43,7 +43,14 @@ impl Instrumented {
 
 #[async_trait]
 impl Storage for Instrumented {
-    async fn messages_in_bucket(&self, c: ChannelId, b: u32, bounds: IdBounds, o: Order, l: usize) -> Result<Vec<Message>> {
+    async fn messages_in_bucket(
+        &self,
+        c: ChannelId,
+        b: u32,
+        bounds: IdBounds,
+        o: Order,
+        l: usize,
+    ) -> Result<Vec<Message>> {
         self.partition_queries.fetch_add(1, SeqCst);
         if self.gated.load(SeqCst) {
             let _permit = self.gate.acquire().await.unwrap();
@@ -157,7 +164,7 @@ impl Fixture {
         m.id
     }
 
-    fn latest(&self) -> impl std::future::Future<Output = Arc<Result<Vec<Message>>>> + Send + 'static {
+    fn latest(&self) -> impl std::future::Future<Output = Result<Arc<Vec<Message>>>> + Send + 'static {
         let (data, channel) = (self.data.clone(), self.channel.clone());
         async move { data.history(&channel, HistoryQuery::Latest, 50).await }
     }
@@ -166,7 +173,8 @@ impl Fixture {
     async fn requests_seen(&self, n: u64) {
         for _ in 0..2000 {
             if self.data.metrics.history.requests.load(SeqCst) >= n
-                && self.data.metrics.history.coalesced.load(SeqCst) + self.data.metrics.history.db_queries.load(SeqCst) >= n
+                && self.data.metrics.history.coalesced.load(SeqCst) + self.data.metrics.history.db_queries.load(SeqCst)
+                    >= n
             {
                 return;
             }
@@ -186,7 +194,7 @@ async fn identical_concurrent_reads_share_one_query() {
     let first = readers.into_iter().map(|r| async { r.await.unwrap() });
     let answers = futures_join(first).await;
     for a in &answers {
-        let messages = a.as_ref().as_ref().unwrap();
+        let messages = a.as_ref().unwrap();
         assert_eq!(messages.len(), 50);
         assert_eq!(messages[0].content, "m59");
     }
@@ -195,7 +203,7 @@ async fn identical_concurrent_reads_share_one_query() {
     assert_eq!(f.store.partition_queries.load(SeqCst), 1, "one history walk of one bucket");
     // A different query is not merged with it.
     let other = f.data.history(&f.channel, HistoryQuery::Latest, 10).await;
-    assert_eq!(other.as_ref().as_ref().unwrap().len(), 10);
+    assert_eq!(other.as_ref().unwrap().len(), 10);
     assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 2);
 }
 
@@ -216,13 +224,13 @@ async fn an_error_reaches_every_waiter() {
     f.requests_seen(20).await;
     f.store.open_gate();
     for r in readers {
-        assert!(matches!(&*r.await.unwrap(), Err(StoreError::Unavailable(_))));
+        assert!(matches!(r.await.unwrap(), Err(StoreError::Unavailable(_))));
     }
     assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 1);
     assert_eq!(f.data.metrics.history.errors.load(SeqCst), 20);
     // The failure is not cached: the next read queries again and succeeds.
     f.store.fail.store(false, SeqCst);
-    assert_eq!(f.latest().await.as_ref().as_ref().unwrap().len(), 5);
+    assert_eq!(f.latest().await.unwrap().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +247,7 @@ async fn cancelled_waiter_or_leader_does_not_cancel_the_others() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     f.store.open_gate();
     let answer = tokio::time::timeout(Duration::from_secs(5), survivor).await.expect("answered").unwrap();
-    assert_eq!(answer.as_ref().as_ref().unwrap().len(), 3);
+    assert_eq!(answer.as_ref().unwrap().len(), 3);
     assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 1);
 }
 
@@ -256,7 +264,7 @@ async fn a_query_nobody_waits_for_is_cancelled() {
     f.requests_seen(2).await;
     assert_eq!(f.data.metrics.history.db_queries.load(SeqCst), 2);
     f.store.open_gate();
-    assert_eq!(again.await.unwrap().as_ref().as_ref().unwrap().len(), 3);
+    assert_eq!(again.await.unwrap().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +287,7 @@ async fn a_read_after_an_acknowledged_write_sees_it() {
     for i in 0..40 {
         let id = f.write(&format!("w{i}")).await;
         let answer = f.latest().await;
-        let newest = &answer.as_ref().as_ref().unwrap()[0];
+        let newest = &answer.as_ref().unwrap()[0];
         assert_eq!(newest.id, id, "read {i} started after the write was acknowledged and must see it");
     }
     stop.store(true, SeqCst);

@@ -9,7 +9,7 @@ use guildhall_core::guild::{message_event, Command, GuildWrite, Reply};
 use guildhall_core::model::{validate_content, Channel, ChannelId, Message, MessageId, User, MAX_CONTENT_CHARS};
 use guildhall_core::snowflake::{Clock, SystemClock};
 use guildhall_core::Snowflake;
-use guildhall_store::{history, HistoryQuery};
+use guildhall_store::HistoryQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -23,6 +23,14 @@ use crate::runtime::Offer;
 enum Access {
     Guild(GuildHandle, Channel),
     Dm(Channel),
+}
+
+impl Access {
+    fn channel(&self) -> &Channel {
+        match self {
+            Access::Guild(_, c) | Access::Dm(c) => c,
+        }
+    }
 }
 
 /// The channel and how to reach it; DMs are checked here, guild channels by their actor.
@@ -122,7 +130,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
         Access::Dm(channel) => {
             let mut message = Message::new(ctx.app.new_id()?, &channel, user, content, nonce);
             message.mentions = mentioned_recipients(&channel, &message.content);
-            ctx.app.store.apply(GuildWrite::PutMessage(message.clone())).await?;
+            ctx.app.data.apply(GuildWrite::PutMessage(message.clone())).await?;
             Metrics::inc(&ctx.app.metrics.messages_created);
             dm_dispatch(ctx, &channel, "MESSAGE_CREATE", &message_event(&message, None), intents::DIRECT_MESSAGES);
             ok(&message)
@@ -153,23 +161,19 @@ pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
         return Err(ApiError::invalid_form("only one of before, after and around may be given"));
     }
     let channel = readable(ctx, &user, channel_id).await?;
-    let newest_bucket = Snowflake::from_unix_ms(SystemClock.now_ms()).bucket();
-    let messages = history(&*ctx.app.store, &channel, query, limit, newest_bucket).await?;
-    ok(&messages.into_iter().map(message_response).collect::<Vec<_>>())
+    let messages = ctx.app.data.history(&channel, query, limit).await?;
+    ok(&messages.iter().cloned().map(message_response).collect::<Vec<_>>())
 }
 
-async fn load_message(ctx: &Ctx, channel_id: ChannelId, id: MessageId) -> Result<Message, ApiError> {
-    ctx.app
-        .store
-        .message(channel_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"))
+async fn load_message(ctx: &Ctx, channel: &Channel, id: MessageId) -> Result<Message, ApiError> {
+    let found = ctx.app.data.message(channel, id).await?;
+    found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"))
 }
 
 pub async fn get(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
-    readable(ctx, &user, channel_id).await?;
-    ok(&message_response(load_message(ctx, channel_id, id).await?))
+    let channel = readable(ctx, &user, channel_id).await?;
+    ok(&message_response(load_message(ctx, &channel, id).await?))
 }
 
 #[derive(Deserialize)]
@@ -183,7 +187,7 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
     let body: EditMessage = ctx.json().await?;
     let content = check_content(body.content.as_deref())?;
     let access = access(ctx, &user, channel_id).await?;
-    let existing = load_message(ctx, channel_id, id).await?;
+    let existing = load_message(ctx, access.channel(), id).await?;
     match access {
         Access::Guild(handle, _) => {
             let command = Command::EditMessage {
@@ -205,11 +209,7 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
             message.mentions = mentioned_recipients(&channel, &content);
             message.content = content;
             message.edited_timestamp = Some(now_iso());
-            ctx.app
-                .store
-                .apply(GuildWrite::EditMessage(message.clone()))
-                .await
-                .map_err(not_found_is_unknown_message)?;
+            ctx.app.data.apply(GuildWrite::EditMessage(message.clone())).await.map_err(not_found_is_unknown_message)?;
             dm_dispatch(ctx, &channel, "MESSAGE_UPDATE", &message_event(&message, None), intents::DIRECT_MESSAGES);
             ok(&message)
         }
@@ -226,7 +226,7 @@ fn not_found_is_unknown_message(e: guildhall_store::StoreError) -> ApiError {
 pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
     let access = access(ctx, &user, channel_id).await?;
-    let existing = load_message(ctx, channel_id, id).await?;
+    let existing = load_message(ctx, access.channel(), id).await?;
     match access {
         Access::Guild(handle, _) => {
             handle
@@ -238,7 +238,7 @@ pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiR
                 return Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions"));
             }
             let write = GuildWrite::DeleteMessage { channel_id, message_id: id };
-            ctx.app.store.apply(write).await.map_err(not_found_is_unknown_message)?;
+            ctx.app.data.apply(write).await.map_err(not_found_is_unknown_message)?;
             let data = json!({ "id": id, "channel_id": channel_id });
             dm_dispatch(ctx, &channel, "MESSAGE_DELETE", &data, intents::DIRECT_MESSAGES);
         }

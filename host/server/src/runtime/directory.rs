@@ -39,7 +39,7 @@ impl LocalDirectory {
     }
 
     async fn load(&self, id: GuildId) -> Result<GuildHandle, LocateError> {
-        let store = &self.deps.store;
+        let store = self.deps.data.store();
         let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
         let channels = store.guild_channels(id).await?;
         let members = store.members(id, None, usize::MAX).await?;

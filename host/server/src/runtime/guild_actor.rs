@@ -19,7 +19,7 @@ use guildhall_core::guild::{
 };
 use guildhall_core::model::GuildId;
 use guildhall_core::snowflake::Generator;
-use guildhall_store::{Storage, StoreError};
+use guildhall_store::{DataService, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Offer, SessionHandle};
@@ -89,7 +89,8 @@ impl GuildHandle {
 /// What every guild actor needs from the process.
 #[derive(Clone)]
 pub struct GuildDeps {
-    pub store: Arc<dyn Storage>,
+    /// Writes go through the data service, which keeps its coalesced reads honest.
+    pub data: Arc<DataService>,
     pub metrics: Arc<Metrics>,
     /// Message ids are taken when the actor decides, so that within a guild id order
     /// and fan-out order are the same.
@@ -106,7 +107,7 @@ struct GuildActor {
     next_request: RequestId,
     /// Writes decided but not yet sent to storage, in decision order.
     queued: VecDeque<(RequestId, GuildWrite)>,
-    store: Arc<dyn Storage>,
+    data: Arc<DataService>,
     metrics: Arc<Metrics>,
     ids: Arc<Generator>,
     config: GuildConfig,
@@ -121,7 +122,7 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
         replies: HashMap::new(),
         next_request: 1,
         queued: VecDeque::new(),
-        store: deps.store,
+        data: deps.data,
         metrics: deps.metrics,
         ids: deps.ids,
         config: deps.config,
@@ -163,8 +164,8 @@ impl GuildActor {
     fn start_batch(&mut self) -> (Vec<RequestId>, BatchFuture) {
         let n = self.queued.len().min(self.config.max_write_batch);
         let (requests, writes): (Vec<_>, Vec<_>) = self.queued.drain(..n).unzip();
-        let store = self.store.clone();
-        (requests, Box::pin(async move { store.apply_batch(writes).await }))
+        let data = self.data.clone();
+        (requests, Box::pin(async move { data.apply_batch(writes).await }))
     }
 
     fn on_msg(&mut self, msg: GuildMsg) {
@@ -277,7 +278,7 @@ mod tests {
 
     async fn guild_with(members: &[u64]) -> (GuildHandle, Arc<Metrics>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}", crate::auth::random_hex(6)));
-        let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        let data = DataService::new(Arc::new(EmbeddedStore::open(&dir).unwrap()), 1, true);
         let members =
             members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();
         let general = Channel {
@@ -296,7 +297,7 @@ mod tests {
         );
         let metrics = Arc::new(Metrics::default());
         let deps = GuildDeps {
-            store,
+            data,
             metrics: metrics.clone(),
             ids: Arc::new(Generator::new(0, 9)),
             config: GuildConfig::default(),
