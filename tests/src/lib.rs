@@ -2,6 +2,8 @@
 //! ephemeral port with its own data directory, and talks to it with a real HTTP/1.1
 //! client (hyper) and real WebSocket clients (fastwebsockets).
 
+pub mod flows;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,17 @@ impl Server {
         let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Server::start_on(data_dir, env).await
+    }
+
+    /// Starts a server on the CQL node of the tests, in a keyspace of its own; `None` if
+    /// there is no node and this run may skip (never in CI, see [`cql_node`]).
+    pub async fn start_on_cql(env: &[(&str, &str)]) -> Option<Server> {
+        let node = cql_node()?;
+        let keyspace = format!("gh_e2e_{}_{}", std::process::id(), unique());
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        let storage = format!("scylla://{node}/{keyspace}");
+        env.push(("GUILDHALL_STORAGE", &storage));
+        Some(Server::start(&env).await)
     }
 
     async fn start_on(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
@@ -109,6 +122,24 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// The CQL node for tests ($GUILDHALL_TEST_CQL, default 127.0.0.1:9042), if one answers.
+/// Without one, a test fails in CI (or with GUILDHALL_REQUIRE_CQL set) and skips elsewhere.
+pub fn cql_node() -> Option<String> {
+    let node = std::env::var("GUILDHALL_TEST_CQL").unwrap_or_else(|_| "127.0.0.1:9042".into());
+    let reachable = node
+        .parse::<SocketAddr>()
+        .ok()
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(node);
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("GUILDHALL_REQUIRE_CQL").is_some() {
+        panic!("no CQL database at {node} (run deploy/dev/cassandra up)");
+    }
+    eprintln!("SKIPPED: no CQL database at {node} (run deploy/dev/cassandra up)");
+    None
 }
 
 fn unique() -> u64 {

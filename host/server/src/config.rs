@@ -14,6 +14,8 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `embedded` (a redb file under `data_dir`) or `scylla://HOST:PORT[,...]/KEYSPACE[?...]`.
+    pub storage: String,
     pub data_dir: PathBuf,
     /// The gateway URL clients are told to use; derived from `listen` when empty.
     pub public_gateway_url: String,
@@ -87,6 +89,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
+            storage: "embedded".into(),
             data_dir: PathBuf::from("./data"),
             public_gateway_url: String::new(),
             ids: IdsConfig::default(),

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use guildhall_store::EmbeddedStore;
+use guildhall_scylla::{ScyllaConfig, ScyllaStore};
+use guildhall_store::{EmbeddedStore, Storage};
 
 #[derive(Parser)]
 #[command(name = "guildhall", version, about = "A self-hostable, Discord-shaped realtime platform")]
@@ -35,6 +36,9 @@ enum Cmd {
         /// Where the embedded store keeps its file (default ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// `embedded` (default) or `scylla://HOST:PORT[,HOST:PORT...]/KEYSPACE`.
+        #[arg(long)]
+        storage: Option<String>,
         /// A TOML configuration file; GUILDHALL_* variables and flags override it.
         #[arg(long, env = "GUILDHALL_CONFIG")]
         config: Option<PathBuf>,
@@ -62,7 +66,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Cmd::Serve { listen, data_dir, config } => serve(listen, data_dir, config).await,
+            Cmd::Serve { listen, data_dir, storage, config } => serve(listen, data_dir, storage, config).await,
             Cmd::Bench { scenario } => bench::run(scenario).await,
         }
     });
@@ -75,7 +79,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(listen: Option<SocketAddr>, data_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+async fn serve(
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    storage: Option<String>,
+    config: Option<PathBuf>,
+) -> Result<(), String> {
     let mut config = config::Config::load(config.as_deref())?;
     if let Some(listen) = listen {
         config.listen = listen;
@@ -83,13 +92,18 @@ async fn serve(listen: Option<SocketAddr>, data_dir: Option<PathBuf>, config: Op
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
-    let store =
-        EmbeddedStore::open(&config.data_dir).map_err(|e| format!("opening {}: {e}", config.data_dir.display()))?;
+    if let Some(storage) = storage {
+        config.storage = storage;
+    }
+    let store = tokio::select! {
+        store = open_storage(&config) => store?,
+        _ = wait_for_signal() => return Err("interrupted while connecting to storage".into()),
+    };
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = app::App::new(config, Arc::new(store));
-    tracing::info!(listen = %app.config.listen, data_dir = %app.config.data_dir.display(), "guildhall ready");
+    let app = app::App::new(config, store);
+    tracing::info!(listen = %app.config.listen, storage = %app.config.storage, "guildhall ready");
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);
 
@@ -103,6 +117,39 @@ async fn serve(listen: Option<SocketAddr>, data_dir: Option<PathBuf>, config: Op
     app.store.flush().await.map_err(|e| format!("flushing storage: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Opens the configured storage. A database that cannot be reached is retried with
+/// exponential backoff (0.5 s doubling to 30 s), each failure logged, until it answers or
+/// the process is told to stop: no silent exit, no crash loop.
+pub async fn open_storage(config: &config::Config) -> Result<Arc<dyn Storage>, String> {
+    match config.storage.as_str() {
+        "embedded" => {
+            let dir = &config.data_dir;
+            let store = EmbeddedStore::open(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        url if url.starts_with("scylla://") => {
+            let scylla = ScyllaConfig::parse(url).map_err(|e| format!("--storage {url}: {e}"))?;
+            let mut delay = std::time::Duration::from_millis(500);
+            for attempt in 1u64.. {
+                match ScyllaStore::connect(&scylla).await {
+                    Ok(store) => {
+                        tracing::info!(nodes = %scylla.nodes.join(","), keyspace = %scylla.keyspace, "connected to ScyllaDB");
+                        return Ok(Arc::new(store));
+                    }
+                    Err(e) => {
+                        let retry_in_ms = delay.as_millis() as u64;
+                        tracing::error!(attempt, error = %e, retry_in_ms, "cannot reach the database; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    }
+                }
+            }
+            unreachable!("the retry loop only ends by returning")
+        }
+        other => Err(format!("unknown storage {other:?}: use embedded or scylla://HOST:PORT/KEYSPACE")),
+    }
 }
 
 async fn wait_for_signal() {
