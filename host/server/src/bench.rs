@@ -37,6 +37,19 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// A hot-channel burst: `concurrency` identical "latest 50 messages" reads of one
+    /// channel at once, repeated `rounds` times, with coalescing and then without.
+    Coalesce {
+        /// `embedded` (a temporary store) or `scylla://HOST:PORT/KEYSPACE`.
+        #[arg(long, default_value = "embedded")]
+        storage: String,
+        #[arg(long, default_value_t = 1000)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// REST against a real `guildhall serve` child process on the embedded store:
     /// message-create throughput, then history read latency.
     Rest {
@@ -55,6 +68,9 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
     let (report, as_json) = match scenario {
         Scenario::Fanout { sessions, messages, queue, json } => (fanout(sessions, messages, queue).await?, json),
         Scenario::Rest { concurrency, messages, reads, json } => (rest(concurrency, messages, reads).await?, json),
+        Scenario::Coalesce { storage, concurrency, rounds, json } => {
+            (coalesce(&storage, concurrency, rounds).await?, json)
+        }
     };
     if as_json {
         println!("{report}");
@@ -372,4 +388,106 @@ async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value
         "read_p99_us": r99,
         "read_max_us": rmax,
     }))
+}
+
+/// Burst of identical history reads of one hot channel, with and without coalescing.
+async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Value, String> {
+    let dir = temp_dir("coalesce");
+    let mut config = crate::config::Config::default();
+    config.storage = storage.to_owned();
+    config.data_dir = dir.clone();
+    let store = crate::open_storage(&config).await?;
+    let ids = Generator::new(0, 3);
+    let next = || ids.next_id().expect("ids");
+    let channel = Channel {
+        id: next(),
+        kind: CHANNEL_GUILD_TEXT,
+        guild_id: Some(next()),
+        name: Some("announcements".into()),
+        position: 0,
+        topic: None,
+        recipients: vec![],
+    };
+    let author = User::new(next(), "announcer", false);
+    let writes = (0..200)
+        .map(|i| {
+            let m = guildhall_core::model::Message::new(
+                next(),
+                &channel,
+                author.clone(),
+                format!("announcement {i}"),
+                None,
+            );
+            guildhall_core::guild::GuildWrite::PutMessage(m)
+        })
+        .collect();
+    for r in store.apply_batch(writes).await {
+        r.map_err(|e| format!("seeding messages: {e}"))?;
+    }
+
+    let mut runs = serde_json::Map::new();
+    for coalescing in [false, true] {
+        let data = guildhall_store::DataService::new(store.clone(), cores(), coalescing);
+        burst(&data, &channel, concurrency).await?; // warm-up (caches, prepared paths)
+        let requests_before = data.metrics.history.requests.load(Relaxed);
+        let queries_before = data.metrics.history.db_queries.load(Relaxed);
+        let mut latencies = Vec::with_capacity(concurrency * rounds);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            latencies.extend(burst(&data, &channel, concurrency).await?);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let requests = data.metrics.history.requests.load(Relaxed) - requests_before;
+        let queries = data.metrics.history.db_queries.load(Relaxed) - queries_before;
+        let (p50, p99, max) = percentiles_us(latencies);
+        let tag = if coalescing { "on" } else { "off" };
+        runs.insert(format!("requests_{tag}"), json!(requests));
+        runs.insert(format!("db_queries_{tag}"), json!(queries));
+        runs.insert(format!("p50_ms_{tag}"), json!(p50 / 1e3));
+        runs.insert(format!("p99_ms_{tag}"), json!(p99 / 1e3));
+        runs.insert(format!("max_ms_{tag}"), json!(max / 1e3));
+        runs.insert(format!("reads_per_sec_{tag}"), json!(requests as f64 / secs));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let requests = runs["requests_on"].as_u64().unwrap_or(0);
+    let db_queries = runs["db_queries_on"].as_u64().unwrap_or(0).max(1);
+    let mut report = json!({
+        "scenario": "coalesce",
+        "storage": if storage.starts_with("scylla://") { "cql" } else { "embedded" },
+        "cores": cores(),
+        "concurrency": concurrency,
+        "rounds": rounds,
+        "requests": requests,
+        "db_queries": db_queries,
+        "ratio": requests as f64 / db_queries as f64,
+    });
+    report.as_object_mut().expect("object").extend(runs);
+    Ok(report)
+}
+
+/// `concurrency` identical reads started together; their latencies.
+async fn burst(
+    data: &Arc<guildhall_store::DataService>,
+    channel: &Channel,
+    concurrency: usize,
+) -> Result<Vec<Duration>, String> {
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (data, channel) = (data.clone(), channel.clone());
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let answer = data.history(&channel, guildhall_store::HistoryQuery::Latest, 50).await;
+                answer.map(|m| (m.len(), t.elapsed()))
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(concurrency);
+    for t in tasks {
+        let (n, latency) = t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        if n != 50 {
+            return Err(format!("a read returned {n} messages, expected 50"));
+        }
+        out.push(latency);
+    }
+    Ok(out)
 }
