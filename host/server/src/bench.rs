@@ -393,9 +393,7 @@ async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value
 /// Burst of identical history reads of one hot channel, with and without coalescing.
 async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Value, String> {
     let dir = temp_dir("coalesce");
-    let mut config = crate::config::Config::default();
-    config.storage = storage.to_owned();
-    config.data_dir = dir.clone();
+    let config = crate::config::Config { storage: storage.to_owned(), data_dir: dir.clone(), ..Default::default() };
     let store = crate::open_storage(&config).await?;
     let ids = Generator::new(0, 3);
     let next = || ids.next_id().expect("ids");
