@@ -1,6 +1,7 @@
 //! The database goes away while the host runs: requests that need it answer 503 with a
 //! JSON error, the gateway stays up, nothing unwritten is acknowledged, and everything
-//! recovers on its own when the database returns.
+//! recovers on its own when the database returns. A host started while the database is
+//! down keeps retrying (it neither exits nor serves) and comes up when the database does.
 //!
 //! This stops and restarts the shared development node (deploy/dev/cassandra), so it is
 //! the only test in its binary.
@@ -20,6 +21,7 @@ fn cassandra(action: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_gives_503s_and_recovers() {
+    let Some(node) = guildhall_e2e::cql_node() else { return };
     let Some(server) = Server::start_on_cql(&[]).await else { return };
     let http = server.http();
     let (alice, _) = http.register("alice").await;
@@ -58,6 +60,12 @@ async fn database_outage_gives_503s_and_recovers() {
     let health = http.raw(hyper::Method::GET, "/../healthz", None, vec![]).await;
     assert_ne!(health.status, StatusCode::SERVICE_UNAVAILABLE);
 
+    // A second host starting now cannot reach the database: it must keep retrying.
+    let late_storage = format!("scylla://{node}/gh_outage_late_{}", std::process::id());
+    let late = tokio::spawn(async move { Server::start(&[("GUILDHALL_STORAGE", late_storage.as_str())]).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!late.is_finished(), "a host without its database waits for it (and does not exit)");
+
     cassandra("up");
     let started = Instant::now();
     let after = loop {
@@ -78,4 +86,9 @@ async fn database_outage_gives_503s_and_recovers() {
         history.body.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
     acknowledged.reverse();
     assert_eq!(stored, acknowledged, "exactly the acknowledged messages, newest first");
+
+    // The host that started during the outage came up by itself and works.
+    let late = tokio::time::timeout(Duration::from_secs(90), late).await.expect("the late host came up").unwrap();
+    let (bob, _) = late.http().register("bob").await;
+    assert_eq!(late.http().get("/users/@me", &bob).await.status, StatusCode::OK);
 }
