@@ -67,6 +67,10 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        // Only what the test sets reaches the server (not the runner's GUILDHALL_* tooling vars).
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GUILDHALL_")) {
+            cmd.env_remove(k);
+        }
         for (k, v) in &env {
             cmd.env(k, v);
         }

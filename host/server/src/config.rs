@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -26,7 +26,7 @@ pub struct Config {
     pub data: DataConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     /// Read-routing workers; 0 means one per core.
@@ -41,14 +41,14 @@ impl Default for DataConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdsConfig {
     pub datacenter: u8,
     pub worker: u8,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     pub heartbeat_interval_ms: u64,
@@ -66,7 +66,7 @@ pub struct GatewayConfig {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RestConfig {
     pub max_body_bytes: usize,
@@ -74,7 +74,7 @@ pub struct RestConfig {
     pub actor_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuildConfig {
     /// Commands and session events queued for one guild actor.
@@ -140,12 +140,17 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let known = toml::Value::try_from(Config::default()).map_err(|e| e.to_string())?;
         let mut vars: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("GUILDHALL_")).collect();
         vars.sort();
         for (key, value) in vars {
             let path: Vec<String> = key["GUILDHALL_".len()..].split("__").map(|s| s.to_lowercase()).collect();
-            if path == ["config"] || path == ["log"] {
-                continue; // handled by the CLI / logging, not config keys
+            if !is_known(&known, &path) {
+                // GUILDHALL_CONFIG (the CLI's) and tooling variables share the prefix.
+                if path != ["config"] {
+                    tracing::warn!(variable = %key, "ignoring an environment variable that names no configuration key");
+                }
+                continue;
             }
             set_path(&mut root, &path, parse_scalar(&value)).map_err(|e| format!("{key}: {e}"))?;
         }
@@ -182,6 +187,13 @@ impl Config {
             rate_limit_window_ms: g.rate_limit_window_ms,
             resume_window_ms: g.resume_window_ms,
         }
+    }
+}
+
+fn is_known(defaults: &toml::Value, path: &[String]) -> bool {
+    match path.split_first() {
+        None => true,
+        Some((first, rest)) => defaults.get(first).is_some_and(|v| is_known(v, rest)),
     }
 }
 
@@ -227,6 +239,16 @@ mod tests {
         assert_eq!(c.gateway.heartbeat_interval_ms, 500);
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.gateway.max_frame_bytes, 4096, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn known_paths() {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let path = |p: &str| p.split('.').map(String::from).collect::<Vec<_>>();
+        assert!(is_known(&defaults, &path("gateway.heartbeat_interval_ms")));
+        assert!(is_known(&defaults, &path("storage")));
+        assert!(!is_known(&defaults, &path("test_cql")));
+        assert!(!is_known(&defaults, &path("gateway.nope")));
     }
 
     #[test]
