@@ -680,15 +680,7 @@ mod tests {
     }
 
     fn text_channel(id: ChannelId) -> Channel {
-        Channel {
-            id,
-            kind: CHANNEL_GUILD_TEXT,
-            guild_id: Some(Snowflake(10)),
-            name: Some("general".into()),
-            position: 0,
-            topic: None,
-            recipients: vec![],
-        }
+        Channel::text(id, Snowflake(10), "general")
     }
 
     fn guild() -> GuildState {

@@ -91,6 +91,24 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// A guild text channel.
+    pub fn text(id: ChannelId, guild_id: GuildId, name: impl Into<String>) -> Channel {
+        Channel {
+            id,
+            kind: CHANNEL_GUILD_TEXT,
+            guild_id: Some(guild_id),
+            name: Some(name.into()),
+            position: 0,
+            topic: None,
+            recipients: vec![],
+        }
+    }
+
+    /// The DM channel between two users.
+    pub fn dm(id: ChannelId, a: User, b: User) -> Channel {
+        Channel { id, kind: CHANNEL_DM, guild_id: None, name: None, position: 0, topic: None, recipients: vec![a, b] }
+    }
+
     pub fn is_dm(&self) -> bool {
         self.kind == CHANNEL_DM
     }
@@ -244,15 +262,7 @@ mod tests {
 
     #[test]
     fn channel_json_uses_type_and_string_ids() {
-        let c = Channel {
-            id: Snowflake(5),
-            kind: CHANNEL_GUILD_TEXT,
-            guild_id: Some(Snowflake(7)),
-            name: Some("general".into()),
-            position: 0,
-            topic: None,
-            recipients: vec![],
-        };
+        let c = Channel::text(Snowflake(5), Snowflake(7), "general");
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["type"], 0);
         assert_eq!(v["id"], "5");

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord, CHANNEL_DM,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use guildhall_store::embedded::token_key;
@@ -464,15 +464,7 @@ impl Storage for ScyllaStore {
 
     async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel> {
         let (low, high) = (a.id.0.min(b.id.0) as i64, a.id.0.max(b.id.0) as i64);
-        let channel = Channel {
-            id: new_id,
-            kind: CHANNEL_DM,
-            guild_id: None,
-            name: None,
-            position: 0,
-            topic: None,
-            recipients: vec![a.clone(), b.clone()],
-        };
+        let channel = Channel::dm(new_id, a.clone(), b.clone());
         // The channel row goes first, so whoever loses the race below finds it complete.
         self.put_channel(&channel).await?;
         match self.lwt(&self.st.claim_dm_pair, (low, high, big(new_id))).await? {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use guildhall_core::gateway::intents;
 use guildhall_core::guild::{Command, GuildState, SessionId};
-use guildhall_core::model::{Channel, Guild, Member, User, CHANNEL_GUILD_TEXT};
+use guildhall_core::model::{Channel, Guild, Member, User};
 use guildhall_core::snowflake::Generator;
 use guildhall_store::EmbeddedStore;
 use http_body_util::{BodyExt, Full};
@@ -105,15 +105,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let next = || ids.next_id().expect("ids");
     let users: Vec<User> = (0..sessions).map(|i| User::new(next(), format!("u{i}"), false)).collect();
     let guild = Guild { id: next(), name: "bench".into(), owner_id: users[0].id, icon: None };
-    let channel = Channel {
-        id: next(),
-        kind: CHANNEL_GUILD_TEXT,
-        guild_id: Some(guild.id),
-        name: Some("general".into()),
-        position: 0,
-        topic: None,
-        recipients: vec![],
-    };
+    let channel = Channel::text(next(), guild.id, "general");
     let members = users.iter().map(|u| Member::new(u.clone(), "2026-01-01T00:00:00.000000+00:00".into())).collect();
     let state = GuildState::new(guild, vec![channel.clone()], members);
     let metrics = Arc::new(Metrics::default());
@@ -397,15 +389,7 @@ async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Va
     let store = crate::open_storage(&config).await?;
     let ids = Generator::new(0, 3);
     let next = || ids.next_id().expect("ids");
-    let channel = Channel {
-        id: next(),
-        kind: CHANNEL_GUILD_TEXT,
-        guild_id: Some(next()),
-        name: Some("announcements".into()),
-        position: 0,
-        topic: None,
-        recipients: vec![],
-    };
+    let channel = Channel::text(next(), next(), "announcements");
     let author = User::new(next(), "announcer", false);
     let writes = (0..200)
         .map(|i| {

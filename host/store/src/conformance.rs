@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use guildhall_core::guild::GuildWrite;
-use guildhall_core::model::{
-    Channel, Guild, Invite, Member, Message, User, UserRecord, CHANNEL_DM, CHANNEL_GUILD_TEXT,
-};
+use guildhall_core::model::{Channel, Guild, Invite, Member, Message, User, UserRecord, CHANNEL_DM};
 use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
@@ -37,15 +35,7 @@ fn user(name: &str) -> User {
 }
 
 fn text_channel(id: Snowflake, guild: Snowflake, name: &str) -> Channel {
-    Channel {
-        id,
-        kind: CHANNEL_GUILD_TEXT,
-        guild_id: Some(guild),
-        name: Some(name.into()),
-        position: 0,
-        topic: None,
-        recipients: vec![],
-    }
+    Channel::text(id, guild, name)
 }
 
 fn member(u: &User) -> Member {

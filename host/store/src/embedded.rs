@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord, CHANNEL_DM,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
@@ -239,15 +239,7 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                     .ok_or_else(|| StoreError::Corrupt("dm pair without channel".into()))?;
                 return Ok(Written::Channel(decode(bytes.value())?));
             }
-            let channel = Channel {
-                id: *new_id,
-                kind: CHANNEL_DM,
-                guild_id: None,
-                name: None,
-                position: 0,
-                topic: None,
-                recipients: vec![a.clone(), b.clone()],
-            };
+            let channel = Channel::dm(*new_id, a.clone(), b.clone());
             pairs.insert(pair, new_id.0).map_err(unavailable)?;
             tx.open_table(CHANNELS)
                 .map_err(unavailable)?

@@ -140,15 +140,7 @@ async fn fixture(messages: usize) -> Fixture {
     let store = Instrumented::new();
     let data = DataService::new(store.clone(), 2, true);
     let ids = Generator::new(0, 3);
-    let channel = Channel {
-        id: ids.next_id().unwrap(),
-        kind: CHANNEL_GUILD_TEXT,
-        guild_id: Some(ids.next_id().unwrap()),
-        name: Some("hot".into()),
-        position: 0,
-        topic: None,
-        recipients: vec![],
-    };
+    let channel = Channel::text(ids.next_id().unwrap(), ids.next_id().unwrap(), "hot");
     let author = User::new(ids.next_id().unwrap(), "author", false);
     let f = Fixture { store, data, channel, author, ids };
     for i in 0..messages {

@@ -53,15 +53,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     let body: CreateGuild = ctx.json().await?;
     validate_name(&body.name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
     let guild = Guild { id: ctx.app.new_id()?, name: body.name, owner_id: user.id, icon: None };
-    let general = Channel {
-        id: ctx.app.new_id()?,
-        kind: CHANNEL_GUILD_TEXT,
-        guild_id: Some(guild.id),
-        name: Some("general".into()),
-        position: 0,
-        topic: None,
-        recipients: vec![],
-    };
+    let general = Channel::text(ctx.app.new_id()?, guild.id, "general");
     ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso()), vec![general]).await?;
     // Sessions of the creator subscribe, so they get GUILD_CREATE like on Discord.
     notify_joined(ctx, &user, guild.id);
@@ -117,15 +109,7 @@ pub async fn create_channel(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     if body.topic.as_ref().is_some_and(|t| t.chars().count() > 1024) {
         return Err(ApiError::invalid_form("topic: Must be 1024 or fewer in length."));
     }
-    let channel = Channel {
-        id: ctx.app.new_id()?,
-        kind: CHANNEL_GUILD_TEXT,
-        guild_id: Some(id),
-        name: Some(body.name),
-        position: 0,
-        topic: body.topic,
-        recipients: vec![],
-    };
+    let channel = Channel { topic: body.topic, ..Channel::text(ctx.app.new_id()?, id, body.name) };
     let handle = guild_handle(ctx, id).await?;
     match handle.call(Command::CreateChannel { user: user.id, channel }, actor_timeout(ctx)).await? {
         Reply::Channel(c) => created(&c),

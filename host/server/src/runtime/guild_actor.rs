@@ -266,7 +266,7 @@ mod tests {
     use super::*;
     use crate::runtime::{SessionMsg, SessionShared};
     use guildhall_core::gateway::intents;
-    use guildhall_core::model::{Channel, Guild, Member, User, UserId, CHANNEL_GUILD_TEXT};
+    use guildhall_core::model::{Channel, Guild, Member, User, UserId};
     use guildhall_core::Snowflake;
     use guildhall_store::EmbeddedStore;
 
@@ -281,15 +281,7 @@ mod tests {
         let data = DataService::new(Arc::new(EmbeddedStore::open(&dir).unwrap()), 1, true);
         let members =
             members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();
-        let general = Channel {
-            id: GENERAL,
-            kind: CHANNEL_GUILD_TEXT,
-            guild_id: Some(Snowflake(10)),
-            name: Some("general".into()),
-            position: 0,
-            topic: None,
-            recipients: vec![],
-        };
+        let general = Channel::text(GENERAL, Snowflake(10), "general");
         let state = GuildState::new(
             Guild { id: Snowflake(10), name: "g".into(), owner_id: Snowflake(1), icon: None },
             vec![general],
