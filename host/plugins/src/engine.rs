@@ -1,0 +1,241 @@
+//! The engine, the precompiled-component cache, and validation.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::moderator::{self, HostState};
+
+/// What the engine is allowed to use.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where precompiled components are cached (by content hash).
+    pub cache_dir: PathBuf,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Linear memory per instance.
+    pub max_memory_bytes: usize,
+    /// Live instances the pool holds (each reserves address space and mappings).
+    pub pool_instances: u32,
+    /// Epoch tick: the granularity of deadlines.
+    pub tick: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: std::env::temp_dir().join("guildhall-plugin-cache"),
+            max_component_bytes: 8 << 20,
+            max_memory_bytes: 16 << 20,
+            pool_instances: 2_000,
+            tick: Duration::from_millis(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Guild behaviour (world `bot`).
+    Bot,
+    /// In the message path (world `moderator`).
+    Moderator,
+    /// Events to search documents (world `indexer`).
+    Indexer,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Bot => "bot",
+            PluginKind::Moderator => "moderator",
+            PluginKind::Indexer => "indexer",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("the component is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a WebAssembly component")]
+    NotWasm,
+    #[error("a core WebAssembly module, not a component: build with --target wasm32-wasip2")]
+    CoreModule,
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    #[error("the component implements no known world (exports none of guildhall:plugin/{{events,moderation,indexing}}@0.1.0)")]
+    UnknownWorld,
+    #[error("the component imports what its world does not offer: {0}")]
+    BadImports(String),
+    #[error("plugin init refused its configuration: {0}")]
+    Config(String),
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("no room for another live instance: {0}")]
+    Capacity(String),
+    #[error("plugin cache: {0}")]
+    Cache(String),
+}
+
+const MODERATION_EXPORT: &str = "guildhall:plugin/moderation@0.1.0";
+const EVENTS_EXPORT: &str = "guildhall:plugin/events@0.1.0";
+const INDEXING_EXPORT: &str = "guildhall:plugin/indexing@0.1.0";
+
+/// What each world may import besides WASI (which every component built for
+/// wasm32-wasip2 imports; it is linked with nothing granted: no files, no network, no
+/// environment).
+fn allowed_imports(kind: PluginKind) -> &'static [&'static str] {
+    match kind {
+        PluginKind::Moderator => &["types", "log", "clock", "guild"],
+        PluginKind::Bot => &["types", "log", "clock", "guild", "messages", "kv", "timers"],
+        PluginKind::Indexer => &["types", "log", "clock"],
+    }
+}
+
+/// A validated, compiled component.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    pub kind: PluginKind,
+    pub component: Component,
+    pub(crate) moderator_pre: Option<moderator::bindings::ModeratorPre<HostState>>,
+}
+
+pub struct PluginEngine {
+    pub(crate) engine: Engine,
+    pub(crate) config: EngineConfig,
+    moderator_linker: Linker<HostState>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    pub fn new(config: EngineConfig) -> Result<PluginEngine, PluginError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.pool_instances)
+            .total_core_instances(config.pool_instances * 4)
+            .total_memories(config.pool_instances * 2)
+            .total_tables(config.pool_instances * 4)
+            .total_stacks(config.pool_instances)
+            .max_memory_size(config.max_memory_bytes);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            // Component-model async adds cost to every call and nothing plugins need.
+            .concurrency_support(false)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .max_wasm_stack(512 << 10);
+        let engine = Engine::new(&wasm).map_err(|e| PluginError::Compile(format!("engine: {e}")))?;
+        std::fs::create_dir_all(&config.cache_dir).map_err(|e| PluginError::Cache(e.to_string()))?;
+
+        // Epochs advance on a ticker thread; a store's deadline is a number of ticks.
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking, tick) = (ticker_stop.clone(), engine.weak(), config.tick);
+        std::thread::Builder::new()
+            .name("guildhall-plugin-epochs".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match ticking.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Compile(format!("epoch ticker: {e}")))?;
+
+        let moderator_linker = moderator::linker(&engine).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
+        Ok(PluginEngine { engine, config, moderator_linker, ticker_stop })
+    }
+
+    /// Validates and compiles a component: within the size limit, a component (not a core
+    /// module), compiles, exports a known world, imports only what that world offers.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        if bytes.len() > self.config.max_component_bytes {
+            return Err(PluginError::TooLarge { size: bytes.len(), limit: self.config.max_component_bytes });
+        }
+        match bytes.get(0..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(PluginError::CoreModule),
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            _ => return Err(PluginError::NotWasm),
+        }
+        let hash = hex(&Sha256::digest(bytes));
+        let component = self.compile_cached(&hash, bytes)?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let kind = if exports.iter().any(|e| e == MODERATION_EXPORT) {
+            PluginKind::Moderator
+        } else if exports.iter().any(|e| e == EVENTS_EXPORT) {
+            PluginKind::Bot
+        } else if exports.iter().any(|e| e == INDEXING_EXPORT) {
+            PluginKind::Indexer
+        } else {
+            return Err(PluginError::UnknownWorld);
+        };
+        let allowed = allowed_imports(kind);
+        for (name, _) in ty.imports(&self.engine) {
+            let ours = name.strip_prefix("guildhall:plugin/").and_then(|n| n.strip_suffix("@0.1.0"));
+            let ok = match ours {
+                Some(iface) => allowed.contains(&iface),
+                None => name.starts_with("wasi:"),
+            };
+            if !ok {
+                return Err(PluginError::BadImports(format!(
+                    "{name} (a {} may import {})",
+                    kind.as_str(),
+                    allowed.join(", ")
+                )));
+            }
+        }
+        let moderator_pre = match kind {
+            PluginKind::Moderator => {
+                let pre = self
+                    .moderator_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| PluginError::BadImports(e.to_string()))?;
+                Some(moderator::bindings::ModeratorPre::new(pre).map_err(|e| PluginError::BadImports(e.to_string()))?)
+            }
+            _ => None,
+        };
+        Ok(LoadedPlugin { hash, kind, component, moderator_pre })
+    }
+
+    /// Compiles once per content hash (and engine build): later loads map the cached
+    /// artifact instead of running Cranelift again.
+    fn compile_cached(&self, hash: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = self.config.cache_dir.join(format!("{hash}-{:016x}.cwasm", h.finish()));
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an engine with the
+            // same compatibility hash (it is in the name), in a directory this process owns.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding a bad cached component"),
+            }
+        }
+        let artifact = self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &artifact)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| PluginError::Cache(e.to_string()))?;
+        // SAFETY: just produced by this engine.
+        unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| PluginError::Compile(format!("{e:#}")))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,149 @@
+//! The plugin host against real components built from source (`plugins/automod` and the
+//! hostile fixture in `tests/fixtures/hostile`), compiled for wasm32-wasip2 by the test
+//! command before the tests run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guildhall_plugins::{
+    Candidate, Channel, EngineConfig, GuildView, Member, MemberLookup, ModeratorInstance, PluginEngine, PluginError,
+    PluginKind, User, Verdict,
+};
+
+const DEADLINE: Duration = Duration::from_millis(5);
+
+/// `<target>/wasm32-wasip2/release/<name>.wasm`, next to the target dir of this test.
+fn component(name: &str) -> Vec<u8> {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    let path: PathBuf = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the components first: cargo build --release --target wasm32-wasip2 -p automod -p hostile-fixture",
+            path.display()
+        )
+    })
+}
+
+fn engine() -> PluginEngine {
+    let cache_dir = std::env::temp_dir().join(format!("guildhall-plugin-test-cache-{}", std::process::id()));
+    PluginEngine::new(EngineConfig { cache_dir, pool_instances: 64, ..EngineConfig::default() }).unwrap()
+}
+
+fn view(guild_id: u64) -> GuildView {
+    let members: MemberLookup = Arc::new(move |user| {
+        Box::pin(async move {
+            (user == 7).then(|| Member {
+                user: User { id: 7, username: "seven".into(), bot: false },
+                nick: None,
+                joined_at: "2026-01-01T00:00:00.000000+00:00".into(),
+            })
+        })
+    });
+    GuildView { guild_id, channels: Arc::new(vec![Channel { id: 100, name: "general".into() }]), members }
+}
+
+fn candidate(content: &str) -> Candidate {
+    Candidate {
+        channel_id: 100,
+        author: User { id: 7, username: "seven".into(), bot: false },
+        content: content.into(),
+        is_edit: false,
+        mentions: vec![],
+    }
+}
+
+async fn moderator(engine: &PluginEngine, name: &str, config: &str) -> ModeratorInstance {
+    let plugin = engine.load(&component(name)).unwrap();
+    ModeratorInstance::new(engine, &plugin, name, view(10), config, Duration::from_millis(50)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automod_blocks_rewrites_and_allows() {
+    let engine = engine();
+    let plugin = engine.load(&component("automod")).unwrap();
+    assert_eq!(plugin.kind, PluginKind::Moderator);
+    assert_eq!(plugin.hash.len(), 64);
+
+    let mut m = moderator(&engine, "automod", r#"{"banned_words": ["heck"], "max_mentions": 1}"#).await;
+    assert!(
+        matches!(m.moderate(&candidate("what the heck"), DEADLINE).await.unwrap(), Verdict::Block(r) if r.contains("banned"))
+    );
+    assert!(matches!(m.moderate(&candidate("hello there"), DEADLINE).await.unwrap(), Verdict::Allow));
+    assert!(matches!(m.moderate(&candidate("see discord.gg/x1"), DEADLINE).await.unwrap(), Verdict::Block(_)));
+
+    let mut r = moderator(&engine, "automod", r#"{"banned_words": ["heck"], "rewrite_banned_words": true}"#).await;
+    match r.moderate(&candidate("heck yes"), DEADLINE).await.unwrap() {
+        Verdict::Rewrite(s) => assert_eq!(s, "**** yes"),
+        other => panic!("{other:?}"),
+    }
+
+    // A configuration the plugin refuses is reported as such.
+    let refused =
+        ModeratorInstance::new(&engine, &plugin, "automod", view(10), r#"{"banned_patterns": ["("]}"#, DEADLINE * 10)
+            .await;
+    assert!(matches!(refused, Err(PluginError::Config(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_refuses_what_is_not_a_known_component() {
+    let engine = engine();
+    assert!(matches!(engine.load(b"definitely not wasm"), Err(PluginError::NotWasm)));
+    assert!(matches!(engine.load(b"\0asm\x01\0\0\0"), Err(PluginError::CoreModule)), "an (empty) core module");
+    assert!(matches!(engine.load(b"\0asm\x0d\0\x01\0"), Err(PluginError::UnknownWorld)), "an empty component");
+    let mut truncated = component("automod");
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(engine.load(&truncated), Err(PluginError::Compile(_))));
+    let small = PluginEngine::new(EngineConfig {
+        cache_dir: std::env::temp_dir().join("guildhall-plugin-test-small"),
+        max_component_bytes: 1000,
+        pool_instances: 4,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    assert!(matches!(small.load(&component("automod")), Err(PluginError::TooLarge { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let engine = engine();
+    let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "loop"}"#).await;
+    let started = Instant::now();
+    let result = m.moderate(&candidate("hi"), DEADLINE).await;
+    let took = started.elapsed();
+    assert!(matches!(result, Err(PluginError::Trap(_))), "{result:?}");
+    assert!(took < Duration::from_millis(100), "stopped after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_memory_growth_traps_at_the_limit() {
+    let engine = engine();
+    let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "grow"}"#).await;
+    let result = m.moderate(&candidate("hi"), Duration::from_secs(2)).await;
+    assert!(matches!(&result, Err(PluginError::Trap(_))), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_traps_and_a_fresh_instance_works() {
+    let engine = engine();
+    let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "panic"}"#).await;
+    assert!(matches!(m.moderate(&candidate("hi"), DEADLINE).await, Err(PluginError::Trap(_))));
+    drop(m);
+    let mut fine = moderator(&engine, "hostile_fixture", r#"{"mode": "allow"}"#).await;
+    assert!(matches!(fine.moderate(&candidate("hi"), DEADLINE).await.unwrap(), Verdict::Allow));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_guild_is_out_of_reach() {
+    let engine = engine();
+    // Channel 100 belongs to guild 10; an instance serving guild 10 sees it...
+    let mut own = moderator(&engine, "hostile_fixture", r#"{"mode": "peek", "peek_channel": 100}"#).await;
+    assert!(
+        matches!(own.moderate(&candidate("hi"), DEADLINE).await.unwrap(), Verdict::Block(_)),
+        "sanity: peeking works"
+    );
+    // ...but channel 999 (another guild's) is simply not there.
+    let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "peek", "peek_channel": 999}"#).await;
+    assert!(matches!(m.moderate(&candidate("hi"), DEADLINE).await.unwrap(), Verdict::Allow));
+}

@@ -1,0 +1,241 @@
+//! automod: a moderation plugin. Configuration (all optional):
+//!
+//! ```json
+//! {
+//!   "banned_words": ["badword"],        // whole words, case-insensitive
+//!   "rewrite_banned_words": false,      // true: mask them with * instead of blocking
+//!   "banned_patterns": ["(?i)free\\s+nitro"],
+//!   "block_invites": true,              // discord.gg/..., guildhall invite links
+//!   "max_mentions": 5,                  // more distinct user mentions than this: blocked
+//!   "rate_limit": { "messages": 5, "per_seconds": 10 }
+//! }
+//! ```
+//!
+//! Rules run in that order; the first that blocks wins. The rate limit counts a user's
+//! new messages (not edits) in this instance; an idle instance that the host drops
+//! forgets its counts, which errs on the side of letting messages through.
+
+use std::collections::{HashMap, VecDeque};
+
+use guildhall_sdk::moderation::{now_ms, Candidate, Moderator, Verdict};
+use guildhall_sdk::Config;
+use regex_lite::Regex;
+
+/// Most patterns a configuration may have, and their longest source.
+const MAX_PATTERNS: usize = 64;
+const MAX_PATTERN_LEN: usize = 512;
+/// Users tracked for the rate limit before the oldest are forgotten.
+const MAX_TRACKED_USERS: usize = 10_000;
+
+pub struct Automod {
+    rules: Rules,
+    recent: HashMap<u64, VecDeque<u64>>,
+}
+
+pub struct Rules {
+    banned_words: Vec<String>,
+    rewrite_banned_words: bool,
+    banned_patterns: Vec<Regex>,
+    invite: Option<Regex>,
+    max_mentions: Option<usize>,
+    rate_limit: Option<(usize, u64)>,
+}
+
+impl Rules {
+    pub fn from_config(config: &Config) -> Result<Rules, String> {
+        let strings = |key: &str| -> Result<Vec<String>, String> {
+            match config.get(key) {
+                None => Ok(Vec::new()),
+                Some(v) => v
+                    .as_array()
+                    .ok_or(format!("{key} must be a list of strings"))?
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_owned).ok_or(format!("{key} must be a list of strings")))
+                    .collect(),
+            }
+        };
+        let banned_words: Vec<String> = strings("banned_words")?.iter().map(|w| w.to_lowercase()).collect();
+        let sources = strings("banned_patterns")?;
+        if sources.len() > MAX_PATTERNS || sources.iter().any(|p| p.len() > MAX_PATTERN_LEN) {
+            return Err(format!("at most {MAX_PATTERNS} banned_patterns of at most {MAX_PATTERN_LEN} bytes"));
+        }
+        let banned_patterns = sources
+            .iter()
+            .map(|p| Regex::new(p).map_err(|e| format!("banned_patterns: {p}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let block_invites =
+            config.get("block_invites").map(|v| v.as_bool().ok_or("block_invites must be true or false"));
+        let invite = if block_invites.transpose()?.unwrap_or(true) {
+            Some(
+                Regex::new(r"(?i)(discord(app)?\.(gg|com/invite)|/api/v10/invites|guildhall\.gg)/[a-z0-9-]+")
+                    .expect("valid"),
+            )
+        } else {
+            None
+        };
+        let max_mentions = match config.get("max_mentions") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or("max_mentions must be a number")? as usize),
+        };
+        let rate_limit = match config.get("rate_limit") {
+            None => None,
+            Some(r) => {
+                let messages = r["messages"].as_u64().ok_or("rate_limit.messages must be a number")? as usize;
+                let per_seconds = r["per_seconds"].as_u64().ok_or("rate_limit.per_seconds must be a number")?;
+                Some((messages.max(1), per_seconds.max(1) * 1000))
+            }
+        };
+        let rewrite_banned_words = config.get("rewrite_banned_words").and_then(|v| v.as_bool()).unwrap_or(false);
+        Ok(Rules { banned_words, rewrite_banned_words, banned_patterns, invite, max_mentions, rate_limit })
+    }
+}
+
+impl Automod {
+    pub fn new(rules: Rules) -> Automod {
+        Automod { rules, recent: HashMap::new() }
+    }
+
+    /// The decision for a candidate at time `now_ms` (pure apart from the rate counts).
+    pub fn check(&mut self, c: &Candidate, now_ms: u64) -> Verdict {
+        if let Some(invite) = &self.rules.invite {
+            if invite.is_match(&c.content) {
+                return Verdict::Block("invite links are not allowed here".into());
+            }
+        }
+        let (masked, hits) = mask_words(&c.content, &self.rules.banned_words);
+        let mut verdict = Verdict::Allow;
+        if hits > 0 {
+            if !self.rules.rewrite_banned_words {
+                return Verdict::Block("this message contains a banned word".into());
+            }
+            verdict = Verdict::Rewrite(masked.clone());
+        }
+        if self.rules.banned_patterns.iter().any(|p| p.is_match(&masked)) {
+            return Verdict::Block("this message matches a banned pattern".into());
+        }
+        if let Some(max) = self.rules.max_mentions {
+            if c.mentions.len() > max {
+                return Verdict::Block(format!("too many mentions (at most {max})"));
+            }
+        }
+        if let (Some((limit, window_ms)), false) = (self.rules.rate_limit, c.is_edit) {
+            if self.recent.len() >= MAX_TRACKED_USERS && !self.recent.contains_key(&c.author.id) {
+                self.recent.retain(|_, times| times.back().is_some_and(|t| now_ms.saturating_sub(*t) < window_ms));
+            }
+            let times = self.recent.entry(c.author.id).or_default();
+            while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window_ms) {
+                times.pop_front();
+            }
+            if times.len() >= limit {
+                return Verdict::Block("you are sending messages too fast".into());
+            }
+            times.push_back(now_ms);
+        }
+        verdict
+    }
+}
+
+/// Replaces banned words (whole words, case-insensitive) with asterisks; returns the new
+/// text and how many words were masked.
+pub fn mask_words(content: &str, banned: &[String]) -> (String, usize) {
+    if banned.is_empty() {
+        return (content.to_owned(), 0);
+    }
+    let mut out = String::with_capacity(content.len());
+    let mut hits = 0;
+    let mut word = String::new();
+    let mut flush = |word: &mut String, out: &mut String| {
+        if !word.is_empty() {
+            if banned.iter().any(|b| b == &word.to_lowercase()) {
+                hits += 1;
+                out.extend(std::iter::repeat_n('*', word.chars().count()));
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        }
+    };
+    for ch in content.chars() {
+        if ch.is_alphanumeric() || ch == '\'' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    (out, hits)
+}
+
+impl Moderator for Automod {
+    fn init(config: &Config) -> Result<Self, String> {
+        Ok(Automod::new(Rules::from_config(config)?))
+    }
+
+    fn moderate(&mut self, candidate: &Candidate) -> Verdict {
+        self.check(candidate, now_ms())
+    }
+}
+
+guildhall_sdk::export_moderator!(Automod);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guildhall_sdk::moderation::User;
+    use serde_json::json;
+
+    fn candidate(author: u64, content: &str, mentions: usize) -> Candidate {
+        Candidate {
+            channel_id: 1,
+            author: User { id: author, username: "u".into(), bot: false },
+            content: content.into(),
+            is_edit: false,
+            mentions: (0..mentions as u64).collect(),
+        }
+    }
+
+    fn automod(config: serde_json::Value) -> Automod {
+        Automod::new(Rules::from_config(&config).unwrap())
+    }
+
+    #[test]
+    fn banned_words_block_or_rewrite() {
+        let mut a = automod(json!({ "banned_words": ["Heck"] }));
+        assert!(matches!(a.check(&candidate(1, "what the HECK!", 0), 0), Verdict::Block(_)));
+        assert!(matches!(a.check(&candidate(1, "checking heckle", 0), 0), Verdict::Allow), "whole words only");
+        let mut a = automod(json!({ "banned_words": ["heck"], "rewrite_banned_words": true }));
+        match a.check(&candidate(1, "what the heck, Heck!", 0), 0) {
+            Verdict::Rewrite(s) => assert_eq!(s, "what the ****, ****!"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn patterns_invites_mentions() {
+        let mut a = automod(json!({ "banned_patterns": ["(?i)free\\s+nitro"], "max_mentions": 2 }));
+        assert!(matches!(a.check(&candidate(1, "FREE   nitro here", 0), 0), Verdict::Block(_)));
+        assert!(matches!(a.check(&candidate(1, "join discord.gg/abc123", 0), 0), Verdict::Block(_)));
+        assert!(matches!(a.check(&candidate(1, "hi all", 3), 0), Verdict::Block(_)));
+        assert!(matches!(a.check(&candidate(1, "hi all", 2), 0), Verdict::Allow));
+        let mut open = automod(json!({ "block_invites": false }));
+        assert!(matches!(open.check(&candidate(1, "join discord.gg/abc123", 0), 0), Verdict::Allow));
+    }
+
+    #[test]
+    fn rate_limit_per_user_and_window() {
+        let mut a = automod(json!({ "rate_limit": { "messages": 2, "per_seconds": 10 } }));
+        assert!(matches!(a.check(&candidate(1, "a", 0), 0), Verdict::Allow));
+        assert!(matches!(a.check(&candidate(1, "b", 0), 1_000), Verdict::Allow));
+        assert!(matches!(a.check(&candidate(1, "c", 0), 2_000), Verdict::Block(_)));
+        assert!(matches!(a.check(&candidate(2, "other user", 0), 2_000), Verdict::Allow));
+        assert!(matches!(a.check(&candidate(1, "d", 0), 10_500), Verdict::Allow), "window moved on");
+    }
+
+    #[test]
+    fn bad_configuration_is_refused() {
+        assert!(Rules::from_config(&json!({ "banned_words": "x" })).is_err());
+        assert!(Rules::from_config(&json!({ "banned_patterns": ["("] })).is_err());
+        assert!(Rules::from_config(&json!({ "max_mentions": "many" })).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! # guildhall-sdk
+//!
+//! Write Guildhall guild plugins in Rust. A plugin is a WebAssembly component built with
+//! `cargo build --target wasm32-wasip2`; the guild's owner installs it, and it runs
+//! sandboxed next to the guild, with a limit on everything it can use.
+//!
+//! Two kinds are supported here:
+//!
+//! - a **moderator** ([`moderation`]) is called synchronously for every message before it
+//!   is stored or anyone sees it, and answers allow, block, rewrite or flag;
+//! - a **bot** ([`bot`]) receives the guild's events and acts through host calls: send,
+//!   edit and delete messages, read recent messages, a private key-value store, timers.
+//!
+//! Implement a trait, then export your type with one macro:
+//!
+//! ```ignore
+//! use guildhall_sdk::bot::{self, Bot, GuildEvent};
+//! use guildhall_sdk::Config;
+//!
+//! struct Echo;
+//!
+//! impl Bot for Echo {
+//!     fn init(_config: &Config) -> Result<Self, String> {
+//!         Ok(Echo)
+//!     }
+//!
+//!     fn on_event(&mut self, event: GuildEvent) {
+//!         if let GuildEvent::MessageCreate(m) = event {
+//!             if m.content == "!ping" {
+//!                 let _ = bot::send(m.channel_id, "pong");
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! guildhall_sdk::export_bot!(Echo);
+//! ```
+//!
+//! The crate type must be `cdylib`. `guildhall plugin new NAME` scaffolds such a crate.
+
+/// A plugin's configuration: the JSON object the guild owner set (`{}` if none).
+pub type Config = serde_json::Value;
+
+#[doc(hidden)]
+pub fn parse_config(config: &str) -> Result<Config, String> {
+    let value: Config = serde_json::from_str(config).map_err(|e| format!("configuration is not JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("configuration must be a JSON object".into());
+    }
+    Ok(value)
+}
+
+/// Raw bindings for the `moderator` world (generated from `wit/`).
+#[doc(hidden)]
+pub mod moderator_world {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "moderator",
+        pub_export_macro: true,
+        export_macro_name: "export_moderator_world",
+        default_bindings_module: "guildhall_sdk::moderator_world",
+    });
+}
+
+/// Raw bindings for the `bot` world (generated from `wit/`).
+#[doc(hidden)]
+pub mod bot_world {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "bot",
+        pub_export_macro: true,
+        export_macro_name: "export_bot_world",
+        default_bindings_module: "guildhall_sdk::bot_world",
+    });
+}
+
+/// Moderation plugins: see [`Moderator`].
+pub mod moderation {
+    pub use crate::moderator_world::guildhall::plugin::clock::now_ms;
+    pub use crate::moderator_world::guildhall::plugin::guild;
+    pub use crate::moderator_world::guildhall::plugin::log::{log, Level};
+    pub use crate::moderator_world::guildhall::plugin::types::{Candidate, Channel, Member, User, Verdict};
+
+    /// A moderator: `moderate` runs in the message path under a deadline of a few
+    /// milliseconds, so keep it to string work; it has read-only access to the guild.
+    pub trait Moderator: Sized + 'static {
+        /// Called once per instance with the guild owner's configuration.
+        fn init(config: &crate::Config) -> Result<Self, String>;
+        fn moderate(&mut self, candidate: &Candidate) -> Verdict;
+    }
+}
+
+/// Bots: see [`Bot`].
+pub mod bot {
+    pub use crate::bot_world::guildhall::plugin::clock::now_ms;
+    pub use crate::bot_world::guildhall::plugin::log::{log, Level};
+    use crate::bot_world::guildhall::plugin::messages;
+    pub use crate::bot_world::guildhall::plugin::types::{
+        Channel, GuildEvent, HostError, Member, Message, MessageRef, TimerFired, User,
+    };
+    pub use crate::bot_world::guildhall::plugin::{guild, kv, timers};
+
+    /// A bot: receives the guild's events one at a time.
+    pub trait Bot: Sized + 'static {
+        /// Called once per instance with the guild owner's configuration.
+        fn init(config: &crate::Config) -> Result<Self, String>;
+        fn on_event(&mut self, event: GuildEvent);
+    }
+
+    /// Sends a message as the bot user.
+    pub fn send(channel_id: u64, content: &str) -> Result<Message, HostError> {
+        messages::send(channel_id, content)
+    }
+
+    /// Edits one of the bot's own messages.
+    pub fn edit(channel_id: u64, message_id: u64, content: &str) -> Result<Message, HostError> {
+        messages::edit(channel_id, message_id, content)
+    }
+
+    /// Deletes one of the bot's own messages.
+    pub fn delete(channel_id: u64, message_id: u64) -> Result<(), HostError> {
+        messages::delete(channel_id, message_id)
+    }
+
+    /// The latest `limit` (at most 100) messages of a channel, newest first.
+    pub fn recent(channel_id: u64, limit: u32) -> Result<Vec<Message>, HostError> {
+        messages::recent(channel_id, limit)
+    }
+
+    /// Sets a one-shot timer; it comes back as `GuildEvent::Timer` with this payload.
+    pub fn set_timer(delay_ms: u64, payload: &str) -> Result<u64, HostError> {
+        timers::set(delay_ms, payload)
+    }
+}
+
+/// Exports a [`moderation::Moderator`] as the component's `moderator` world.
+#[macro_export]
+macro_rules! export_moderator {
+    ($ty:ty) => {
+        struct __GuildhallModerator;
+        ::std::thread_local! {
+            static __GUILDHALL_STATE: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+        impl $crate::moderator_world::exports::guildhall::plugin::moderation::Guest for __GuildhallModerator {
+            fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                let config = $crate::parse_config(&config)?;
+                let state = <$ty as $crate::moderation::Moderator>::init(&config)?;
+                __GUILDHALL_STATE.with(|s| *s.borrow_mut() = ::core::option::Option::Some(state));
+                Ok(())
+            }
+
+            fn moderate(candidate: $crate::moderation::Candidate) -> $crate::moderation::Verdict {
+                __GUILDHALL_STATE.with(|s| match &mut *s.borrow_mut() {
+                    ::core::option::Option::Some(m) => $crate::moderation::Moderator::moderate(m, &candidate),
+                    // Not initialised (the host always calls init first): change nothing.
+                    ::core::option::Option::None => $crate::moderation::Verdict::Allow,
+                })
+            }
+        }
+        $crate::moderator_world::export_moderator_world!(__GuildhallModerator with_types_in $crate::moderator_world);
+    };
+}
+
+/// Exports a [`bot::Bot`] as the component's `bot` world.
+#[macro_export]
+macro_rules! export_bot {
+    ($ty:ty) => {
+        struct __GuildhallBot;
+        ::std::thread_local! {
+            static __GUILDHALL_STATE: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+        impl $crate::bot_world::exports::guildhall::plugin::events::Guest for __GuildhallBot {
+            fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                let config = $crate::parse_config(&config)?;
+                let state = <$ty as $crate::bot::Bot>::init(&config)?;
+                __GUILDHALL_STATE.with(|s| *s.borrow_mut() = ::core::option::Option::Some(state));
+                Ok(())
+            }
+
+            fn on_event(event: $crate::bot::GuildEvent) {
+                __GUILDHALL_STATE.with(|s| {
+                    if let ::core::option::Option::Some(b) = &mut *s.borrow_mut() {
+                        $crate::bot::Bot::on_event(b, event);
+                    }
+                });
+            }
+        }
+        $crate::bot_world::export_bot_world!(__GuildhallBot with_types_in $crate::bot_world);
+    };
+}
