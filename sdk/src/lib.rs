@@ -137,7 +137,11 @@ pub mod bot {
 #[macro_export]
 macro_rules! export_moderator {
     ($ty:ty) => {
+        #[allow(dead_code)]
         struct __GuildhallModerator;
+        // Marks the plugin's type as used in native builds, where the exports are absent.
+        const _: fn(&$crate::Config) -> ::core::result::Result<$ty, ::std::string::String> =
+            <$ty as $crate::moderation::Moderator>::init;
         ::std::thread_local! {
             static __GUILDHALL_STATE: ::core::cell::RefCell<::core::option::Option<$ty>> =
                 const { ::core::cell::RefCell::new(::core::option::Option::None) };
@@ -158,6 +162,9 @@ macro_rules! export_moderator {
                 })
             }
         }
+        // The component exports exist only in the wasm build; a native build (unit tests of
+        // the plugin's logic) compiles the same code without them.
+        #[cfg(target_arch = "wasm32")]
         $crate::moderator_world::export_moderator_world!(__GuildhallModerator with_types_in $crate::moderator_world);
     };
 }
@@ -166,7 +173,10 @@ macro_rules! export_moderator {
 #[macro_export]
 macro_rules! export_bot {
     ($ty:ty) => {
+        #[allow(dead_code)]
         struct __GuildhallBot;
+        const _: fn(&$crate::Config) -> ::core::result::Result<$ty, ::std::string::String> =
+            <$ty as $crate::bot::Bot>::init;
         ::std::thread_local! {
             static __GUILDHALL_STATE: ::core::cell::RefCell<::core::option::Option<$ty>> =
                 const { ::core::cell::RefCell::new(::core::option::Option::None) };
@@ -187,6 +197,7 @@ macro_rules! export_bot {
                 });
             }
         }
+        #[cfg(target_arch = "wasm32")]
         $crate::bot_world::export_bot_world!(__GuildhallBot with_types_in $crate::bot_world);
     };
 }

@@ -113,7 +113,8 @@ async fn an_infinite_loop_is_stopped_at_the_deadline() {
     let result = m.moderate(&candidate("hi"), DEADLINE).await;
     let took = started.elapsed();
     assert!(matches!(result, Err(PluginError::Trap(_))), "{result:?}");
-    assert!(took < Duration::from_millis(100), "stopped after {took:?}");
+    // 5 ms is the deadline; the margin absorbs a loaded CI machine, not a missing stop.
+    assert!(took < Duration::from_millis(250), "stopped after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

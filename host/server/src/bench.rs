@@ -50,6 +50,20 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// The automod plugin on the message path: per-call cost, instantiation, memory.
+    Plugins {
+        /// automod.wasm (default: the one cargo built next to this binary).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Calls timed for the per-message cost.
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        /// Live instances kept at once for the memory measurement.
+        #[arg(long, default_value_t = 10_000)]
+        instances: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// REST against a real `guildhall serve` child process on the embedded store:
     /// message-create throughput, then history read latency.
     Rest {
@@ -71,6 +85,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Coalesce { storage, concurrency, rounds, json } => {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
+        Scenario::Plugins { component, calls, instances, json } => (plugins(component, calls, instances).await?, json),
     };
     if as_json {
         println!("{report}");
@@ -472,4 +487,127 @@ async fn burst(
         out.push(latency);
     }
     Ok(out)
+}
+
+/// Resident set size of this process, in KiB (Linux).
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4
+}
+
+async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize) -> Result<Value, String> {
+    use guildhall_plugins::{
+        Candidate, Channel as PluginChannel, EngineConfig, GuildView, ModeratorInstance, PluginEngine,
+        User as PluginUser,
+    };
+    let path = match component {
+        Some(p) => p,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let target = exe.ancestors().nth(2).ok_or("cannot find the target directory")?.to_path_buf();
+            target.join("wasm32-wasip2/release/automod.wasm")
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!("{}: {e} (build it: cargo build --release --target wasm32-wasip2 -p automod)", path.display())
+    })?;
+    let cache_dir = temp_dir("plugin-cache");
+    let config =
+        EngineConfig { cache_dir: cache_dir.clone(), pool_instances: instances as u32 + 16, ..EngineConfig::default() };
+    let engine = PluginEngine::new(config).map_err(|e| e.to_string())?;
+    let compile_started = Instant::now();
+    let plugin = engine.load(&bytes).map_err(|e| e.to_string())?;
+    let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
+    let view = GuildView {
+        guild_id: 1,
+        channels: Arc::new(vec![PluginChannel { id: 100, name: "general".into() }]),
+        members: Arc::new(|_| Box::pin(async { None })),
+    };
+    let config =
+        r#"{"banned_words": ["heck", "darn", "frick"], "banned_patterns": ["(?i)free\\s+nitro"], "max_mentions": 5}"#;
+    let deadline = Duration::from_millis(5);
+    let candidate = Candidate {
+        channel_id: 100,
+        author: PluginUser { id: 7, username: "someone".into(), bot: false },
+        content: "hello everyone, the meeting moved to thursday at five, see you all there!".into(),
+        is_edit: false,
+        mentions: vec![],
+    };
+    let new_instance = || ModeratorInstance::new(&engine, &plugin, "automod", view.clone(), config, deadline * 10);
+
+    // Per-message cost of the hook: one moderate call on a live instance.
+    let mut m = new_instance().await.map_err(|e| e.to_string())?;
+    for _ in 0..1000 {
+        m.moderate(&candidate, deadline).await.map_err(|e| e.to_string())?;
+    }
+    let mut per_call = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let verdict = m.moderate(&candidate, deadline).await.map_err(|e| e.to_string())?;
+        per_call.push(t.elapsed());
+        std::hint::black_box(verdict);
+    }
+    drop(m);
+    // The same measurement around nothing: what timing itself costs (the no-plugin path).
+    let mut baseline = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        std::hint::black_box(&candidate);
+        baseline.push(t.elapsed());
+    }
+
+    // Instantiation (from the pool) plus init plus the first call.
+    let mut inst = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let mut fresh = new_instance().await.map_err(|e| e.to_string())?;
+        fresh.moderate(&candidate, deadline).await.map_err(|e| e.to_string())?;
+        inst.push(t.elapsed());
+    }
+
+    // Memory per live instance: RSS growth over `instances` live, called-once instances.
+    let before = rss_kib();
+    let mut live = Vec::with_capacity(instances);
+    let mut stop_reason = String::new();
+    for _ in 0..instances {
+        match new_instance().await {
+            Ok(mut i) => {
+                i.moderate(&candidate, deadline).await.map_err(|e| e.to_string())?;
+                live.push(i);
+            }
+            Err(e) => {
+                stop_reason = e.to_string();
+                break;
+            }
+        }
+    }
+    let reached = live.len();
+    let after = rss_kib();
+    let kib_per_instance = after.saturating_sub(before) as f64 / reached.max(1) as f64;
+    drop(live);
+    let _ = std::fs::remove_dir_all(&cache_dir);
+
+    let (p50, p99, max) = percentiles_us(per_call);
+    let (b50, b99, _) = percentiles_us(baseline);
+    let (i50, i99, _) = percentiles_us(inst);
+    let mut report = json!({
+        "scenario": "plugins",
+        "cores": cores(),
+        "component_bytes": bytes.len(),
+        "compile_ms": compile_ms,
+        "p50_us": p50 - b50,
+        "p99_us": p99 - b99,
+        "max_us": max,
+        "baseline_p50_us": b50,
+        "instantiate_us": i50,
+        "instantiate_p99_us": i99,
+        "live_instances": reached,
+        "kib_per_instance": kib_per_instance,
+        "instances_per_gib": if kib_per_instance > 0.0 { (1024.0 * 1024.0 / kib_per_instance).floor() } else { 0.0 },
+    });
+    if !stop_reason.is_empty() {
+        report["stopped_early"] = json!(stop_reason);
+    }
+    Ok(report)
 }

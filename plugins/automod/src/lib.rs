@@ -98,7 +98,8 @@ impl Automod {
     /// The decision for a candidate at time `now_ms` (pure apart from the rate counts).
     pub fn check(&mut self, c: &Candidate, now_ms: u64) -> Verdict {
         if let Some(invite) = &self.rules.invite {
-            if invite.is_match(&c.content) {
+            // The regex only runs when a cheap substring test says it might match.
+            if may_hold_invite(&c.content) && invite.is_match(&c.content) {
                 return Verdict::Block("invite links are not allowed here".into());
             }
         }
@@ -135,36 +136,51 @@ impl Automod {
     }
 }
 
+fn may_hold_invite(content: &str) -> bool {
+    let has =
+        |needle: &str| content.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
+    has("discord") || has("invites/") || has("guildhall.gg")
+}
+
+fn is_banned(word: &str, banned: &[String]) -> bool {
+    banned.iter().any(|b| {
+        b.len() == word.len() && b.chars().zip(word.chars()).all(|(b, w)| w.to_lowercase().eq(std::iter::once(b)))
+    })
+}
+
 /// Replaces banned words (whole words, case-insensitive) with asterisks; returns the new
-/// text and how many words were masked.
+/// text and how many words were masked. Allocates only when a word is banned.
 pub fn mask_words(content: &str, banned: &[String]) -> (String, usize) {
     if banned.is_empty() {
         return (content.to_owned(), 0);
     }
-    let mut out = String::with_capacity(content.len());
-    let mut hits = 0;
-    let mut word = String::new();
-    let mut flush = |word: &mut String, out: &mut String| {
-        if !word.is_empty() {
-            if banned.iter().any(|b| b == &word.to_lowercase()) {
-                hits += 1;
-                out.extend(std::iter::repeat_n('*', word.chars().count()));
-            } else {
-                out.push_str(word);
+    let is_word_char = |ch: char| ch.is_alphanumeric() || ch == '\'';
+    let mut hits: Vec<(usize, usize)> = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, ch) in content.char_indices().chain(std::iter::once((content.len(), ' '))) {
+        match (is_word_char(ch), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if is_banned(&content[s..i], banned) {
+                    hits.push((s, i));
+                }
+                start = None;
             }
-            word.clear();
-        }
-    };
-    for ch in content.chars() {
-        if ch.is_alphanumeric() || ch == '\'' {
-            word.push(ch);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(ch);
+            _ => {}
         }
     }
-    flush(&mut word, &mut out);
-    (out, hits)
+    if hits.is_empty() {
+        return (content.to_owned(), 0);
+    }
+    let mut out = String::with_capacity(content.len());
+    let mut last = 0;
+    for &(s, e) in &hits {
+        out.push_str(&content[last..s]);
+        out.extend(std::iter::repeat_n('*', content[s..e].chars().count()));
+        last = e;
+    }
+    out.push_str(&content[last..]);
+    (out, hits.len())
 }
 
 impl Moderator for Automod {
