@@ -138,6 +138,22 @@ impl Member {
     }
 }
 
+/// A plugin installed in a guild. The component itself is stored once per content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    pub id: Snowflake,
+    pub guild_id: GuildId,
+    pub name: String,
+    /// `bot`, `moderator` or `indexer`: the world the component implements.
+    pub kind: String,
+    pub enabled: bool,
+    /// The JSON object handed to the plugin's `init`.
+    pub config: Value,
+    /// SHA-256 of the component bytes, hex.
+    pub component_sha256: String,
+    pub created_at: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     pub code: String,

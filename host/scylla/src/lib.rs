@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use guildhall_store::embedded::token_key;
@@ -81,6 +81,11 @@ struct Statements {
     message: PreparedStatement,
     bucket_desc: PreparedStatement,
     bucket_asc: PreparedStatement,
+    put_plugin: PreparedStatement,
+    delete_plugin: PreparedStatement,
+    guild_plugins: PreparedStatement,
+    put_component: PreparedStatement,
+    component: PreparedStatement,
 }
 
 pub struct ScyllaStore {
@@ -317,6 +322,11 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
             "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"
         ))
         .await?,
+        put_plugin: prepare("INSERT INTO {ks}.plugins (guild_id, plugin_id, body) VALUES (?, ?, ?)".into()).await?,
+        delete_plugin: prepare("DELETE FROM {ks}.plugins WHERE guild_id = ? AND plugin_id = ? IF EXISTS".into()).await?,
+        guild_plugins: prepare("SELECT body FROM {ks}.plugins WHERE guild_id = ?".into()).await?,
+        put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?)".into()).await?,
+        component: prepare("SELECT bytes FROM {ks}.components WHERE sha256 = ?".into()).await?,
         bucket_asc: prepare(format!(
             "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
         ))
@@ -499,6 +509,32 @@ impl Storage for ScyllaStore {
     async fn user_dms(&self, user: UserId) -> Result<Vec<Channel>> {
         let ids = self.column::<i64>(&self.st.user_dms, (big(user),)).await?;
         self.channels_by_id(ids).await
+    }
+
+    async fn put_plugin(&self, plugin: PluginRecord) -> Result<()> {
+        let values = (big(plugin.guild_id), big(plugin.id), encode(&plugin));
+        self.exec(&self.st.put_plugin, values).await.map(|_| ())
+    }
+
+    async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()> {
+        match self.lwt(&self.st.delete_plugin, (big(guild), big(plugin))).await? {
+            None => Ok(()),
+            Some(_) => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>> {
+        self.bodies(&self.st.guild_plugins, (big(guild),)).await
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
+        self.exec(&self.st.put_component, (sha256, bytes)).await.map(|_| ())
+    }
+
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let result = self.exec(&self.st.component, (sha256,)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        Ok(rows.maybe_first_row::<(Vec<u8>,)>().map_err(unavailable)?.map(|(b,)| b))
     }
 
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>> {

@@ -35,4 +35,13 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
         "CREATE TABLE IF NOT EXISTS {ks}.dms_by_user (
             user_id bigint, channel_id bigint, PRIMARY KEY (user_id, channel_id))",
     ],
+), (
+    2,
+    "plugins",
+    &[
+        "CREATE TABLE IF NOT EXISTS {ks}.plugins (
+            guild_id bigint, plugin_id bigint, body text, PRIMARY KEY (guild_id, plugin_id))",
+        // Component bytes by content hash, shared by every guild installing them.
+        "CREATE TABLE IF NOT EXISTS {ks}.components (sha256 text PRIMARY KEY, bytes blob)",
+    ],
 )];

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use guildhall_core::guild::GuildWrite;
-use guildhall_core::model::{Channel, Guild, Invite, Member, Message, User, UserRecord, CHANNEL_DM};
+use guildhall_core::model::{Channel, Guild, Invite, Member, Message, PluginRecord, User, UserRecord, CHANNEL_DM};
 use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
@@ -268,6 +268,39 @@ pub async fn edit_and_delete(store: &dyn Storage) {
     store.flush().await.unwrap();
 }
 
+pub async fn plugins(store: &dyn Storage) {
+    let guild = fresh_id();
+    let bytes = format!("component {}", fresh_id()).into_bytes();
+    let hash = format!("{:064x}", fresh_id().0);
+    assert_eq!(store.component(&hash).await.unwrap(), None);
+    store.put_component(&hash, bytes.clone()).await.unwrap();
+    store.put_component(&hash, bytes.clone()).await.unwrap(); // idempotent
+    assert_eq!(store.component(&hash).await.unwrap(), Some(bytes));
+
+    let record = |name: &str| PluginRecord {
+        id: fresh_id(),
+        guild_id: guild,
+        name: name.into(),
+        kind: "moderator".into(),
+        enabled: true,
+        config: serde_json::json!({ "banned_words": ["x"] }),
+        component_sha256: hash.clone(),
+        created_at: "2026-01-01T00:00:00.000000+00:00".into(),
+    };
+    let (a, b) = (record("first"), record("second"));
+    store.put_plugin(a.clone()).await.unwrap();
+    store.put_plugin(b.clone()).await.unwrap();
+    assert_eq!(store.guild_plugins(guild).await.unwrap(), vec![a.clone(), b.clone()], "in installation order");
+    let mut disabled = a.clone();
+    disabled.enabled = false;
+    store.put_plugin(disabled.clone()).await.unwrap();
+    assert_eq!(store.guild_plugins(guild).await.unwrap(), vec![disabled, b.clone()]);
+    store.delete_plugin(guild, a.id).await.unwrap();
+    assert_eq!(store.delete_plugin(guild, a.id).await, Err(StoreError::NotFound));
+    assert_eq!(store.guild_plugins(guild).await.unwrap(), vec![b]);
+    assert!(store.guild_plugins(fresh_id()).await.unwrap().is_empty(), "other guilds see nothing");
+}
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async expression
 /// yielding `Option<S>` for some `S: Storage`; `None` means the backend decided not to run
 /// (it must only do so where a missing service is allowed to skip, never in CI).
@@ -276,7 +309,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             users_and_tokens, guilds_channels_members, invites, dm_channels,
-            history_across_buckets, edit_and_delete);
+            history_across_buckets, edit_and_delete, plugins);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
@@ -40,6 +40,9 @@ const USER_GUILDS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_
 const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
 const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
 const USER_DMS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_dms");
+const PLUGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("plugins");
+/// Component bytes by SHA-256 (shared by every guild that installs the same component).
+const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// The seed's messages table: key (channel_id, bucket, message_id).
 const MESSAGES: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("messages");
 
@@ -51,6 +54,9 @@ enum Write {
     ApplyBatch(Vec<GuildWrite>),
     CreateInvite(Invite),
     GetOrCreateDm(User, User, ChannelId),
+    PutPlugin(PluginRecord),
+    DeletePlugin(GuildId, Snowflake),
+    PutComponent(String, Vec<u8>),
     /// Answered once everything queued before it is committed.
     Barrier,
 }
@@ -105,6 +111,8 @@ impl EmbeddedStore {
             tx.open_table(DM_PAIRS).map_err(unavailable)?;
             tx.open_table(USER_DMS).map_err(unavailable)?;
             tx.open_table(MESSAGES).map_err(unavailable)?;
+            tx.open_table(PLUGINS).map_err(unavailable)?;
+            tx.open_table(COMPONENTS).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -249,6 +257,18 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             user_dms.insert((a.id.0, new_id.0), ()).map_err(unavailable)?;
             user_dms.insert((b.id.0, new_id.0), ()).map_err(unavailable)?;
             return Ok(Written::Channel(channel));
+        }
+        Write::PutPlugin(p) => {
+            let key = (p.guild_id.0, p.id.0);
+            tx.open_table(PLUGINS).map_err(unavailable)?.insert(key, encode(p).as_slice()).map_err(unavailable)?;
+        }
+        Write::DeletePlugin(guild, id) => {
+            if tx.open_table(PLUGINS).map_err(unavailable)?.remove((guild.0, id.0)).map_err(unavailable)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Write::PutComponent(hash, bytes) => {
+            tx.open_table(COMPONENTS).map_err(unavailable)?.insert(hash.as_str(), bytes.as_slice()).map_err(unavailable)?;
         }
         Write::Barrier => {}
     }
@@ -464,6 +484,39 @@ impl Storage for EmbeddedStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn put_plugin(&self, plugin: PluginRecord) -> Result<()> {
+        self.write(Write::PutPlugin(plugin)).await.map(|_| ())
+    }
+
+    async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()> {
+        self.write(Write::DeletePlugin(guild, plugin)).await.map(|_| ())
+    }
+
+    async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>> {
+        self.read(move |tx| {
+            let t = tx.open_table(PLUGINS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t.range((guild.0, 0)..=(guild.0, u64::MAX)).map_err(unavailable)? {
+                out.push(decode(row.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
+        self.write(Write::PutComponent(sha256.to_owned(), bytes)).await.map(|_| ())
+    }
+
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let key = sha256.to_owned();
+        self.read(move |tx| {
+            let t = tx.open_table(COMPONENTS).map_err(unavailable)?;
+            Ok(t.get(key.as_str()).map_err(unavailable)?.map(|v| v.value().to_vec()))
         })
         .await
     }

@@ -17,8 +17,9 @@ pub mod history;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, User, UserId, UserRecord,
+    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, User, UserId, UserRecord,
 };
+use guildhall_core::Snowflake;
 
 pub use data::DataService;
 pub use embedded::EmbeddedStore;
@@ -99,6 +100,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Concurrent calls for the same pair return the same channel.
     async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel>;
     async fn user_dms(&self, user: UserId) -> Result<Vec<Channel>>;
+
+    /// Installs or updates a plugin record (keyed by guild and plugin id).
+    async fn put_plugin(&self, plugin: PluginRecord) -> Result<()>;
+    /// `NotFound` if there is no such plugin in the guild.
+    async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()>;
+    /// The guild's plugins in installation order.
+    async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>>;
+    /// Stores component bytes under their SHA-256 (idempotent).
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()>;
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
 
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>>;
     /// One partition `(channel, bucket)`: ids strictly within `bounds`, in `order`, at most `limit`.

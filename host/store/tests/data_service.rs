@@ -123,6 +123,21 @@ impl Storage for Instrumented {
     async fn message(&self, c: ChannelId, id: MessageId) -> Result<Option<Message>> {
         self.inner.message(c, id).await
     }
+    async fn put_plugin(&self, p: PluginRecord) -> Result<()> {
+        self.inner.put_plugin(p).await
+    }
+    async fn delete_plugin(&self, g: GuildId, id: guildhall_core::Snowflake) -> Result<()> {
+        self.inner.delete_plugin(g, id).await
+    }
+    async fn guild_plugins(&self, g: GuildId) -> Result<Vec<PluginRecord>> {
+        self.inner.guild_plugins(g).await
+    }
+    async fn put_component(&self, h: &str, b: Vec<u8>) -> Result<()> {
+        self.inner.put_component(h, b).await
+    }
+    async fn component(&self, h: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.component(h).await
+    }
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
     }
