@@ -165,6 +165,17 @@ pub struct Answer {
 
 impl Http {
     pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> Answer {
+        self.raw_with_type(method, path, token, "application/json", body).await
+    }
+
+    pub async fn raw_with_type(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
         let stream = TcpStream::connect(self.addr).await.expect("connect");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(conn);
@@ -172,7 +183,7 @@ impl Http {
             .method(method)
             .uri(format!("/api/v10{path}"))
             .header("host", self.addr.to_string())
-            .header("content-type", "application/json");
+            .header("content-type", content_type);
         if let Some(t) = token {
             req = req.header("authorization", t);
         }

@@ -91,6 +91,16 @@ pub enum Input {
         intents: u64,
         status: String,
     },
+    /// Whether messages go to moderators before they are stored (the runtime knows
+    /// which moderation plugins are installed and enabled).
+    SetModeration {
+        enabled: bool,
+    },
+    /// The moderators' combined answer to an `Effect::Moderate`.
+    Moderated {
+        request: RequestId,
+        verdict: ModerationVerdict,
+    },
     SessionDisconnect {
         session: SessionId,
     },
@@ -121,6 +131,24 @@ pub enum GuildWrite {
     },
 }
 
+/// A message as moderators see it, before it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModerationCandidate {
+    pub channel_id: ChannelId,
+    pub author: crate::model::User,
+    pub content: String,
+    pub is_edit: bool,
+    pub mentions: Vec<UserId>,
+}
+
+/// What moderation decided (a flag is an allow, recorded by the runtime).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModerationVerdict {
+    Allow,
+    Block(String),
+    Rewrite(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
     #[error("not found")]
@@ -147,6 +175,9 @@ pub enum GuildError {
     OwnerCannotLeave,
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// Moderation refused the message; the reason is for its author.
+    #[error("{0}")]
+    Blocked(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +207,8 @@ pub enum Audience {
         intent: u64,
     },
     One(SessionId),
+    /// Every session of one user in this guild (e.g. audit notices to the owner).
+    User(UserId),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +219,11 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    /// Ask the moderators about this message; answer with `Input::Moderated`.
+    Moderate {
+        request: RequestId,
+        candidate: ModerationCandidate,
+    },
     Persist {
         request: RequestId,
         write: GuildWrite,
@@ -230,6 +268,9 @@ pub struct GuildState {
     /// Members whose add/remove is persisted but not yet acknowledged.
     members_in_flight: HashSet<UserId>,
     pending: HashMap<RequestId, AfterPersist>,
+    moderated: bool,
+    /// Messages waiting for the moderators' verdict (and whether each is an edit).
+    awaiting_verdict: HashMap<RequestId, (Message, bool)>,
 }
 
 impl GuildState {
@@ -242,6 +283,8 @@ impl GuildState {
             user_sessions: HashMap::new(),
             members_in_flight: HashSet::new(),
             pending: HashMap::new(),
+            moderated: false,
+            awaiting_verdict: HashMap::new(),
         }
     }
 
@@ -253,6 +296,9 @@ impl GuildState {
     }
     pub fn is_member(&self, user: UserId) -> bool {
         self.members.contains_key(&user)
+    }
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.channels.values()
     }
     pub fn has_session(&self, session: SessionId) -> bool {
         self.sessions.contains_key(&session)
@@ -277,6 +323,7 @@ impl GuildState {
                 self.sessions.iter().filter(with(*intent)).filter(|(_, s)| s.user != *user).map(|(id, _)| *id).collect()
             }
             Audience::One(id) => self.sessions.contains_key(id).then_some(*id).into_iter().collect(),
+            Audience::User(user) => self.user_sessions.get(user).cloned().unwrap_or_default(),
         }
     }
 
@@ -301,6 +348,8 @@ impl GuildState {
         match input {
             Input::Command { request, command } => self.on_command(request, command, &mut fx),
             Input::Persisted { request, result } => self.on_persisted(request, result, &mut fx),
+            Input::SetModeration { enabled } => self.moderated = enabled,
+            Input::Moderated { request, verdict } => self.on_moderated(request, verdict, &mut fx),
             Input::SessionConnect { session, user, intents, status } => {
                 if !self.members.contains_key(&user) {
                     return fx;
@@ -348,12 +397,7 @@ impl GuildState {
                 };
                 let mut message = Message::new(id, &channel, self.members[&author].user.clone(), content, nonce);
                 message.mentions = self.resolve_mentions(&message.content);
-                self.persist(
-                    request,
-                    GuildWrite::PutMessage(message.clone()),
-                    AfterPersist::MessageCreated(message),
-                    fx,
-                );
+                self.moderate_then_persist(request, message, false, fx);
             }
             Command::EditMessage { user, existing, content, edited_timestamp } => {
                 if let Err(e) = self.check_own_message(user, &existing) {
@@ -364,12 +408,7 @@ impl GuildState {
                 message.content = content;
                 message.edited_timestamp = Some(edited_timestamp);
                 message.nonce = None;
-                self.persist(
-                    request,
-                    GuildWrite::EditMessage(message.clone()),
-                    AfterPersist::MessageEdited(message),
-                    fx,
-                );
+                self.moderate_then_persist(request, message, true, fx);
             }
             Command::DeleteMessage { user, existing } => {
                 if let Err(e) = self.check_own_message(user, &existing) {
@@ -548,6 +587,50 @@ impl GuildState {
         };
         fx.push(Effect::Dispatch { audience, event });
         fx.push(Effect::Reply { request, result: Ok(reply) });
+    }
+
+    /// With moderation on, a new or edited message first goes to the moderators
+    /// (`Effect::Moderate`); it is persisted only once `Input::Moderated` allows it.
+    fn moderate_then_persist(&mut self, request: RequestId, message: Message, is_edit: bool, fx: &mut Vec<Effect>) {
+        if !self.moderated {
+            return self.persist_message(request, message, is_edit, fx);
+        }
+        let candidate = ModerationCandidate {
+            channel_id: message.channel_id,
+            author: message.author.clone(),
+            content: message.content.clone(),
+            is_edit,
+            mentions: message.mentions.iter().map(|u| u.id).collect(),
+        };
+        self.awaiting_verdict.insert(request, (message, is_edit));
+        fx.push(Effect::Moderate { request, candidate });
+    }
+
+    fn persist_message(&mut self, request: RequestId, message: Message, is_edit: bool, fx: &mut Vec<Effect>) {
+        if is_edit {
+            self.persist(request, GuildWrite::EditMessage(message.clone()), AfterPersist::MessageEdited(message), fx);
+        } else {
+            self.persist(request, GuildWrite::PutMessage(message.clone()), AfterPersist::MessageCreated(message), fx);
+        }
+    }
+
+    fn on_moderated(&mut self, request: RequestId, verdict: ModerationVerdict, fx: &mut Vec<Effect>) {
+        let Some((mut message, is_edit)) = self.awaiting_verdict.remove(&request) else { return };
+        match verdict {
+            ModerationVerdict::Allow => self.persist_message(request, message, is_edit, fx),
+            ModerationVerdict::Block(reason) => {
+                fx.push(Effect::Reply { request, result: Err(GuildError::Blocked(reason)) })
+            }
+            ModerationVerdict::Rewrite(content) => {
+                if crate::model::validate_content(&content).is_err() {
+                    let reason = "moderation left nothing that can be sent".to_owned();
+                    return fx.push(Effect::Reply { request, result: Err(GuildError::Blocked(reason)) });
+                }
+                message.mentions = self.resolve_mentions(&content);
+                message.content = content;
+                self.persist_message(request, message, is_edit, fx);
+            }
+        }
     }
 
     fn persist(&mut self, request: RequestId, write: GuildWrite, after: AfterPersist, fx: &mut Vec<Effect>) {
@@ -917,6 +1000,39 @@ mod tests {
         assert_eq!(dispatches(&fx)[0].1.data["status"], "dnd");
         let fx = g.handle(Input::PresenceUpdate { session: SessionId(2), status: "dnd".into() });
         assert!(fx.is_empty(), "no change, no dispatch");
+    }
+
+    #[test]
+    fn moderation_blocks_rewrites_or_allows_before_anything_is_stored() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        let create = |content: &str| Command::CreateMessage {
+            author: BOB,
+            channel_id: GENERAL,
+            id: Snowflake(500),
+            content: content.into(),
+            nonce: None,
+        };
+        // Off: straight to storage.
+        assert!(matches!(&g.handle(cmd(1, create("a")))[0], Effect::Persist { .. }));
+        g.handle(Input::SetModeration { enabled: true });
+        let fx = g.handle(cmd(2, create("bad words")));
+        let [Effect::Moderate { request: 2, candidate }] = fx.as_slice() else { panic!("{fx:?}") };
+        assert_eq!((candidate.content.as_str(), candidate.is_edit, candidate.author.id), ("bad words", false, BOB));
+        let fx = g.handle(Input::Moderated { request: 2, verdict: ModerationVerdict::Block("no".into()) });
+        assert_eq!(fx, vec![Effect::Reply { request: 2, result: Err(GuildError::Blocked("no".into())) }]);
+
+        g.handle(cmd(3, create("darn it <@1>")));
+        let fx = g.handle(Input::Moderated { request: 3, verdict: ModerationVerdict::Rewrite("**** it <@1>".into()) });
+        let Effect::Persist { write: GuildWrite::PutMessage(m), .. } = &fx[0] else { panic!("{fx:?}") };
+        assert_eq!(m.content, "**** it <@1>");
+        assert_eq!(m.mentions[0].id, OWNER);
+        g.handle(cmd(4, create("x")));
+        let fx = g.handle(Input::Moderated { request: 4, verdict: ModerationVerdict::Rewrite("  ".into()) });
+        assert!(matches!(reply(&fx), Err(GuildError::Blocked(_))), "a rewrite to nothing is a block");
+        g.handle(cmd(5, create("fine")));
+        let fx = g.handle(Input::Moderated { request: 5, verdict: ModerationVerdict::Allow });
+        assert!(matches!(&fx[0], Effect::Persist { .. }));
     }
 
     #[test]

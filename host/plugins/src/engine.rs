@@ -159,6 +159,10 @@ impl PluginEngine {
         Ok(PluginEngine { engine, config, moderator_linker, ticker_stop })
     }
 
+    pub fn max_component_bytes(&self) -> usize {
+        self.config.max_component_bytes
+    }
+
     /// Validates and compiles a component: within the size limit, a component (not a core
     /// module), compiles, exports a known world, imports only what that world offers.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use guildhall_core::model::UserId;
 use guildhall_core::snowflake::{Generator, NextIdError};
 use guildhall_core::Snowflake;
+use guildhall_plugins::PluginEngine;
 use guildhall_store::{DataService, Storage};
 use tokio::sync::watch;
 
@@ -26,6 +27,8 @@ pub struct App {
     pub store: Arc<dyn Storage>,
     /// Coalesced, channel-routed message reads; message writes that must invalidate them.
     pub data: Arc<DataService>,
+    /// Compiles, validates and runs guild plugins.
+    pub plugins: Arc<PluginEngine>,
     pub ids: Arc<Generator>,
     pub directory: Arc<dyn Directory>,
     pub sessions: SessionRegistry,
@@ -37,18 +40,24 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, store: Arc<dyn Storage>) -> Arc<App> {
+    pub fn new(config: Config, store: Arc<dyn Storage>, plugins: Arc<PluginEngine>) -> Arc<App> {
         let metrics = Arc::new(Metrics::default());
         let ids = Arc::new(Generator::new(config.ids.datacenter, config.ids.worker));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let data = DataService::new(store.clone(), workers, config.data.coalescing);
-        let deps =
-            GuildDeps { data: data.clone(), metrics: metrics.clone(), ids: ids.clone(), config: config.guild.clone() };
+        let deps = GuildDeps {
+            data: data.clone(),
+            metrics: metrics.clone(),
+            ids: ids.clone(),
+            config: config.guild.clone(),
+            plugins: Some(plugins.clone()),
+        };
         let directory = Arc::new(LocalDirectory::new(deps));
         Arc::new(App {
             ids,
             config,
             store,
+            plugins,
             data,
             directory,
             sessions: SessionRegistry::default(),

@@ -129,6 +129,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         metrics: metrics.clone(),
         ids: Arc::new(Generator::new(0, 2)),
         config: GuildConfig::default(),
+        plugins: None,
     };
     let handle = spawn_guild(state, deps);
 

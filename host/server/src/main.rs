@@ -102,7 +102,13 @@ async fn serve(
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = app::App::new(config, store);
+    let engine_config = guildhall_plugins::EngineConfig {
+        cache_dir: config.data_dir.join("plugin-cache"),
+        ..guildhall_plugins::EngineConfig::default()
+    };
+    let plugins =
+        Arc::new(guildhall_plugins::PluginEngine::new(engine_config).map_err(|e| format!("plugin engine: {e}"))?);
+    let app = app::App::new(config, store, plugins);
     tracing::info!(listen = %app.config.listen, storage = %app.config.storage, "guildhall ready");
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);

@@ -268,7 +268,10 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             }
         }
         Write::PutComponent(hash, bytes) => {
-            tx.open_table(COMPONENTS).map_err(unavailable)?.insert(hash.as_str(), bytes.as_slice()).map_err(unavailable)?;
+            tx.open_table(COMPONENTS)
+                .map_err(unavailable)?
+                .insert(hash.as_str(), bytes.as_slice())
+                .map_err(unavailable)?;
         }
         Write::Barrier => {}
     }

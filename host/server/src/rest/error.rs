@@ -26,6 +26,8 @@ pub mod code {
     pub const OWNER_CANNOT_LEAVE: u32 = 50055;
     pub const INVALID_JSON: u32 = 50109;
     pub const OVERLOADED: u32 = 130000;
+    /// Discord's "message was blocked by automatic moderation".
+    pub const AUTOMOD_BLOCKED: u32 = 200000;
 }
 
 #[derive(Debug)]
@@ -90,6 +92,7 @@ impl From<GuildError> for ApiError {
             GuildError::AlreadyMember => ApiError::bad_request(code::GENERAL, message),
             GuildError::OwnerCannotLeave => ApiError::bad_request(code::OWNER_CANNOT_LEAVE, message),
             GuildError::Storage(m) => ApiError::unavailable(format!("storage unavailable: {m}")),
+            GuildError::Blocked(reason) => ApiError::bad_request(code::AUTOMOD_BLOCKED, reason),
         }
     }
 }

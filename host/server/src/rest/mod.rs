@@ -7,6 +7,7 @@
 pub mod error;
 pub mod guilds;
 pub mod messages;
+pub mod plugins;
 pub mod users;
 
 use std::sync::Arc;
@@ -73,7 +74,16 @@ impl Ctx {
 
     /// The raw body, bounded by `rest.max_body_bytes` (413 beyond it).
     pub async fn body_bytes(&mut self) -> Result<Bytes, ApiError> {
-        let limit = self.app.config.rest.max_body_bytes;
+        self.body_bytes_up_to(self.app.config.rest.max_body_bytes).await
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        let value = self.headers.get(hyper::header::CONTENT_TYPE)?.to_str().ok()?;
+        Some(value.split(';').next().unwrap_or("").trim())
+    }
+
+    /// The raw body, bounded by `limit` (413 beyond it).
+    pub async fn body_bytes_up_to(&mut self, limit: usize) -> Result<Bytes, ApiError> {
         let too_large =
             || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code::REQUEST_TOO_LARGE, "Request entity too large");
         let declared =
@@ -141,6 +151,14 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::GET, ["guilds", guild, "channels"]) => guilds::channels(ctx, snowflake(guild)?).await,
         (&M::POST, ["guilds", guild, "channels"]) => guilds::create_channel(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "members"]) => guilds::members(ctx, snowflake(guild)?).await,
+        (&M::POST, ["guilds", guild, "plugins"]) => plugins::install(ctx, snowflake(guild)?).await,
+        (&M::GET, ["guilds", guild, "plugins"]) => plugins::list(ctx, snowflake(guild)?).await,
+        (&M::PATCH, ["guilds", guild, "plugins", plugin]) => {
+            plugins::update(ctx, snowflake(guild)?, snowflake(plugin)?).await
+        }
+        (&M::DELETE, ["guilds", guild, "plugins", plugin]) => {
+            plugins::remove(ctx, snowflake(guild)?, snowflake(plugin)?).await
+        }
         (&M::GET, ["channels", channel]) => messages::get_channel(ctx, snowflake(channel)?).await,
         (&M::POST, ["channels", channel, "invites"]) => guilds::create_invite(ctx, snowflake(channel)?).await,
         (&M::GET, ["invites", code]) => guilds::get_invite(ctx, code).await,
@@ -175,7 +193,8 @@ fn is_known_path(path: &[&str]) -> bool {
             | ["users", "@me", "guilds", _]
             | ["guilds"]
             | ["guilds", _]
-            | ["guilds", _, "channels" | "members"]
+            | ["guilds", _, "channels" | "members" | "plugins"]
+            | ["guilds", _, "plugins", _]
             | ["channels", _]
             | ["channels", _, "invites" | "messages" | "typing"]
             | ["channels", _, "messages", _]

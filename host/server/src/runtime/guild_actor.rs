@@ -15,22 +15,38 @@ use std::time::Duration;
 
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
-    Command, Effect, GuildError, GuildState, GuildWrite, Input, Reply, RequestId, SessionId, WriteError,
+    Audience, Command, Effect, Event, GuildError, GuildState, GuildWrite, Input, ModerationCandidate,
+    ModerationVerdict, Reply, RequestId, SessionId, WriteError,
 };
 use guildhall_core::model::GuildId;
 use guildhall_core::snowflake::Generator;
+use guildhall_plugins::{Channel as PluginChannel, PluginEngine};
 use guildhall_store::{DataService, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::moderation::{Disabled, Moderation};
 use super::{Offer, SessionHandle};
 use crate::config::GuildConfig;
 use crate::metrics::{Metrics, Metrics as M};
 
 pub enum GuildMsg {
-    Command { command: Command, reply: oneshot::Sender<Result<Reply, GuildError>> },
-    Connect { session: SessionHandle, status: String },
-    Disconnect { session: SessionId },
-    Presence { session: SessionId, status: String },
+    /// The guild's plugins changed (installed, updated, removed): reload them.
+    PluginsChanged,
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<Reply, GuildError>>,
+    },
+    Connect {
+        session: SessionHandle,
+        status: String,
+    },
+    Disconnect {
+        session: SessionId,
+    },
+    Presence {
+        session: SessionId,
+        status: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +112,8 @@ pub struct GuildDeps {
     /// and fan-out order are the same.
     pub ids: Arc<Generator>,
     pub config: GuildConfig,
+    /// The plugin engine; `None` runs guilds without plugins.
+    pub plugins: Option<Arc<PluginEngine>>,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -111,6 +129,12 @@ struct GuildActor {
     metrics: Arc<Metrics>,
     ids: Arc<Generator>,
     config: GuildConfig,
+    plugins: Option<Arc<PluginEngine>>,
+    moderation: Option<Moderation>,
+    /// Messages waiting for the moderators, in order.
+    to_moderate: VecDeque<(RequestId, ModerationCandidate)>,
+    /// The channels as plugins see them, rebuilt when the channel count changes.
+    plugin_channels: Arc<Vec<PluginChannel>>,
 }
 
 pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
@@ -126,6 +150,10 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
         metrics: deps.metrics,
         ids: deps.ids,
         config: deps.config,
+        plugins: deps.plugins,
+        moderation: None,
+        to_moderate: VecDeque::new(),
+        plugin_channels: Arc::new(Vec::new()),
     };
     actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
     tokio::spawn(actor.run(rx));
@@ -134,8 +162,10 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
 
 impl GuildActor {
     async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>) {
+        self.reload_plugins().await;
         let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
         loop {
+            self.moderate_pending().await;
             if inflight.is_none() && !self.queued.is_empty() {
                 inflight = Some(self.start_batch());
             }
@@ -153,12 +183,70 @@ impl GuildActor {
                     }
                 }
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.on_msg(msg),
+                    Some(msg) => self.on_msg(msg).await,
                     None => break,
                 },
             }
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
+    }
+
+    async fn reload_plugins(&mut self) {
+        let Some(engine) = self.plugins.clone() else { return };
+        let moderation = Moderation::load(engine, self.data.store().clone(), self.state.guild().id).await;
+        let enabled = moderation.active();
+        self.moderation = enabled.then_some(moderation);
+        let fx = self.state.handle(Input::SetModeration { enabled });
+        self.run_effects(fx);
+    }
+
+    /// Runs the moderators for each message waiting for them, in order, and feeds the
+    /// verdicts back to the state machine.
+    async fn moderate_pending(&mut self) {
+        while let Some((request, candidate)) = self.to_moderate.pop_front() {
+            let (verdict, disabled) = match &mut self.moderation {
+                Some(moderation) => {
+                    if self.plugin_channels.len() != self.state.channels().count() {
+                        let channels = self
+                            .state
+                            .channels()
+                            .map(|c| PluginChannel { id: c.id.0, name: c.name.clone().unwrap_or_default() });
+                        self.plugin_channels = Arc::new(channels.collect());
+                    }
+                    moderation.judge(&candidate, &self.plugin_channels).await
+                }
+                None => (ModerationVerdict::Allow, Vec::new()),
+            };
+            for notice in disabled {
+                self.audit_plugin_disabled(notice);
+            }
+            if self.moderation.as_ref().is_some_and(|m| !m.active()) {
+                self.moderation = None;
+                let fx = self.state.handle(Input::SetModeration { enabled: false });
+                self.run_effects(fx);
+            }
+            let fx = self.state.handle(Input::Moderated { request, verdict });
+            self.run_effects(fx);
+        }
+    }
+
+    /// Tells the owner (their sessions) and the log that a plugin was disabled.
+    fn audit_plugin_disabled(&mut self, notice: Disabled) {
+        let guild = self.state.guild();
+        tracing::warn!(guild = %guild.id, plugin = %notice.record.name, reason = %notice.reason, "plugin disabled");
+        let event = Event {
+            name: "GUILD_AUDIT_LOG_ENTRY_CREATE",
+            data: serde_json::json!({
+                "guild_id": guild.id,
+                "action_type": "plugin_disabled",
+                "target_id": notice.record.id,
+                "changes": [{ "key": "enabled", "old_value": true, "new_value": false }],
+                "reason": notice.reason,
+                "options": { "plugin_name": notice.record.name },
+            }),
+        };
+        let owner = guild.owner_id;
+        self.run_effects(vec![Effect::Dispatch { audience: Audience::User(owner), event }]);
     }
 
     fn start_batch(&mut self) -> (Vec<RequestId>, BatchFuture) {
@@ -168,8 +256,9 @@ impl GuildActor {
         (requests, Box::pin(async move { data.apply_batch(writes).await }))
     }
 
-    fn on_msg(&mut self, msg: GuildMsg) {
+    async fn on_msg(&mut self, msg: GuildMsg) {
         match msg {
+            GuildMsg::PluginsChanged => self.reload_plugins().await,
             GuildMsg::Command { mut command, reply } => {
                 if let Command::CreateMessage { id, .. } = &mut command {
                     match self.ids.next_id() {
@@ -256,6 +345,7 @@ impl GuildActor {
                 Effect::ForgetSession(session) => {
                     self.sessions.remove(&session);
                 }
+                Effect::Moderate { request, candidate } => self.to_moderate.push_back((request, candidate)),
             }
         }
     }
@@ -293,6 +383,7 @@ mod tests {
             metrics: metrics.clone(),
             ids: Arc::new(Generator::new(0, 9)),
             config: GuildConfig::default(),
+            plugins: None,
         };
         (spawn_guild(state, deps), metrics, dir)
     }

@@ -5,6 +5,7 @@
 
 pub mod directory;
 pub mod guild_actor;
+pub mod moderation;
 pub mod registry;
 pub mod session_actor;
 

@@ -1,0 +1,179 @@
+//! Installing guild plugins (guild owner only): upload a component, list, configure,
+//! enable or disable, remove. The kind is read from the world the component implements.
+
+use guildhall_core::guild::Command;
+use guildhall_core::model::{GuildId, PluginRecord};
+use guildhall_core::Snowflake;
+use guildhall_plugins::{PluginError, PluginKind};
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{code, ApiError};
+use super::guilds::{actor_timeout, guild_handle, now_iso, unexpected};
+use super::{created, no_content, ok, ApiResult, Ctx};
+use crate::runtime::guild_actor::GuildMsg;
+
+const MAX_NAME_CHARS: usize = 32;
+
+fn plugin_json(p: &PluginRecord) -> Value {
+    json!({
+        "id": p.id,
+        "guild_id": p.guild_id,
+        "name": p.name,
+        "kind": p.kind,
+        "enabled": p.enabled,
+        "config": p.config,
+        "component_sha256": p.component_sha256,
+        "created_at": p.created_at,
+    })
+}
+
+/// The caller must own the guild.
+async fn require_owner(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
+    let user = ctx.user().await?;
+    let handle = guild_handle(ctx, guild_id).await?;
+    match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
+        guildhall_core::guild::Reply::Snapshot { guild, .. } if guild.owner_id == user.id => Ok(()),
+        guildhall_core::guild::Reply::Snapshot { .. } => {
+            Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "only the guild owner manages plugins"))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn reload(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
+    let handle = guild_handle(ctx, guild_id).await?;
+    handle.send(GuildMsg::PluginsChanged).await;
+    Ok(())
+}
+
+fn plugin_error(e: PluginError) -> ApiError {
+    match e {
+        PluginError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code::REQUEST_TOO_LARGE, e.to_string())
+        }
+        PluginError::Cache(_) | PluginError::Capacity(_) => ApiError::unavailable(e.to_string()),
+        _ => ApiError::bad_request(code::INVALID_FORM_BODY, format!("Invalid plugin: {e}")),
+    }
+}
+
+/// POST /guilds/{id}/plugins?name=NAME with the component as the body
+/// (`Content-Type: application/wasm`).
+pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
+    require_owner(ctx, guild_id).await?;
+    let name = ctx.query("name").unwrap_or("").to_owned();
+    let valid_name = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid_name {
+        return Err(ApiError::invalid_form(format!("name: 1 to {MAX_NAME_CHARS} characters of a-z, 0-9, '-' or '_'")));
+    }
+    if ctx.content_type() != Some("application/wasm") {
+        return Err(ApiError::invalid_form("the body must be a component with Content-Type: application/wasm"));
+    }
+    let limit = ctx.app.plugins.max_component_bytes();
+    let bytes = ctx.body_bytes_up_to(limit).await?;
+    // Compiling takes milliseconds to seconds of CPU: off the async workers.
+    let engine = ctx.app.plugins.clone();
+    let (loaded, bytes) = tokio::task::spawn_blocking(move || (engine.load(&bytes), bytes))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("compiler task failed: {e}")))?;
+    let loaded = loaded.map_err(plugin_error)?;
+    ctx.app.store.put_component(&loaded.hash, bytes.to_vec()).await?;
+    let record = PluginRecord {
+        id: ctx.app.new_id()?,
+        guild_id,
+        name,
+        kind: loaded.kind.as_str().to_owned(),
+        enabled: true,
+        config: json!({}),
+        component_sha256: loaded.hash,
+        created_at: now_iso(),
+    };
+    ctx.app.store.put_plugin(record.clone()).await?;
+    reload(ctx, guild_id).await?;
+    created(&plugin_json(&record))
+}
+
+pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
+    require_owner(ctx, guild_id).await?;
+    let plugins = ctx.app.store.guild_plugins(guild_id).await?;
+    ok(&plugins.iter().map(plugin_json).collect::<Vec<_>>())
+}
+
+async fn find(ctx: &Ctx, guild_id: GuildId, plugin_id: Snowflake) -> Result<PluginRecord, ApiError> {
+    let plugins = ctx.app.store.guild_plugins(guild_id).await?;
+    plugins.into_iter().find(|p| p.id == plugin_id).ok_or_else(|| ApiError::not_found(code::GENERAL, "Unknown Plugin"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    enabled: Option<bool>,
+    config: Option<Value>,
+}
+
+/// PATCH /guilds/{id}/plugins/{plugin_id} {enabled?, config?}. A moderator's new
+/// configuration is tried (instantiate and `init`) before it is accepted.
+pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
+    require_owner(ctx, guild_id).await?;
+    let body: Update = ctx.json().await?;
+    let mut record = find(ctx, guild_id, plugin_id).await?;
+    if let Some(config) = body.config {
+        if !config.is_object() {
+            return Err(ApiError::invalid_form("config: must be a JSON object"));
+        }
+        if record.kind == PluginKind::Moderator.as_str() {
+            try_config(ctx, &record, &config).await?;
+        }
+        record.config = config;
+    }
+    if let Some(enabled) = body.enabled {
+        record.enabled = enabled;
+    }
+    ctx.app.store.put_plugin(record.clone()).await?;
+    reload(ctx, guild_id).await?;
+    ok(&plugin_json(&record))
+}
+
+async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<(), ApiError> {
+    let bytes = ctx
+        .app
+        .store
+        .component(&record.component_sha256)
+        .await?
+        .ok_or_else(|| ApiError::unavailable("the plugin's component is missing from storage"))?;
+    let loaded = ctx.app.plugins.load(&bytes).map_err(plugin_error)?;
+    let view = guildhall_plugins::GuildView {
+        guild_id: record.guild_id.0,
+        channels: std::sync::Arc::new(Vec::new()),
+        members: std::sync::Arc::new(|_| Box::pin(async { None })),
+    };
+    let deadline = crate::runtime::moderation::INIT_DEADLINE;
+    match guildhall_plugins::ModeratorInstance::new(
+        &ctx.app.plugins,
+        &loaded,
+        &record.name,
+        view,
+        &config.to_string(),
+        deadline,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(PluginError::Config(reason)) => Err(ApiError::invalid_form(format!("config: {reason}"))),
+        Err(e) => Err(plugin_error(e)),
+    }
+}
+
+pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
+    require_owner(ctx, guild_id).await?;
+    match ctx.app.store.delete_plugin(guild_id, plugin_id).await {
+        Ok(()) => {}
+        Err(guildhall_store::StoreError::NotFound) => return Err(ApiError::not_found(code::GENERAL, "Unknown Plugin")),
+        Err(e) => return Err(e.into()),
+    }
+    reload(ctx, guild_id).await?;
+    no_content()
+}

@@ -1,0 +1,202 @@
+//! A guild's moderators: the enabled moderation plugins, called in the message path.
+//!
+//! Each installed moderator gets one instance for this guild, created on first use and
+//! reused. Moderators run in installation order, each seeing the content the previous
+//! one left; the first block wins. A fault (trap, memory limit, missed deadline) drops
+//! that instance, and the message goes on as if that moderator had allowed it: the guild
+//! fails *open*, because a broken plugin must not silence a whole community (a guild
+//! that prefers the opposite sets `fail_closed` in the plugin's config). After
+//! [`MAX_FAULTS`] faults within [`FAULT_WINDOW`] the plugin is disabled for the guild,
+//! persistently, with an audit entry to the owner.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guildhall_core::guild::{ModerationCandidate, ModerationVerdict};
+use guildhall_core::model::{GuildId, PluginRecord};
+use guildhall_plugins::{
+    Candidate, Channel as PluginChannel, GuildView, LoadedPlugin, Member as PluginMember, ModeratorInstance,
+    PluginEngine, PluginKind, User as PluginUser, Verdict,
+};
+use guildhall_store::Storage;
+
+/// Time a moderator has per message.
+pub const DEADLINE: Duration = Duration::from_millis(5);
+/// Time a moderator has to instantiate and accept its configuration.
+pub const INIT_DEADLINE: Duration = Duration::from_millis(50);
+pub const MAX_FAULTS: usize = 3;
+pub const FAULT_WINDOW: Duration = Duration::from_secs(600);
+
+struct Slot {
+    record: PluginRecord,
+    plugin: LoadedPlugin,
+    instance: Option<ModeratorInstance>,
+    faults: VecDeque<Instant>,
+    fail_closed: bool,
+}
+
+/// A moderator that was switched off after repeated faults.
+pub struct Disabled {
+    pub record: PluginRecord,
+    pub reason: String,
+}
+
+pub struct Moderation {
+    engine: Arc<PluginEngine>,
+    store: Arc<dyn Storage>,
+    guild_id: GuildId,
+    slots: Vec<Slot>,
+}
+
+impl Moderation {
+    /// Loads the guild's enabled moderators (components come from storage, compiled
+    /// artifacts from the engine's cache). A component that no longer loads is skipped
+    /// with an error in the log.
+    pub async fn load(engine: Arc<PluginEngine>, store: Arc<dyn Storage>, guild_id: GuildId) -> Moderation {
+        let mut slots = Vec::new();
+        match store.guild_plugins(guild_id).await {
+            Ok(records) => {
+                for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
+                    match load_component(&engine, &*store, &record).await {
+                        Ok(plugin) => {
+                            let fail_closed =
+                                record.config.get("fail_closed").and_then(|v| v.as_bool()).unwrap_or(false);
+                            slots.push(Slot { record, plugin, instance: None, faults: VecDeque::new(), fail_closed });
+                        }
+                        Err(e) => {
+                            tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(guild = %guild_id, error = %e, "cannot list plugins; moderation is off until they load")
+            }
+        }
+        Moderation { engine, store, guild_id, slots }
+    }
+
+    pub fn active(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The combined verdict, and the moderators disabled while reaching it.
+    pub async fn judge(
+        &mut self,
+        candidate: &ModerationCandidate,
+        channels: &Arc<Vec<PluginChannel>>,
+    ) -> (ModerationVerdict, Vec<Disabled>) {
+        let mut current = Candidate {
+            channel_id: candidate.channel_id.0,
+            author: PluginUser {
+                id: candidate.author.id.0,
+                username: candidate.author.username.clone(),
+                bot: candidate.author.bot,
+            },
+            content: candidate.content.clone(),
+            is_edit: candidate.is_edit,
+            mentions: candidate.mentions.iter().map(|u| u.0).collect(),
+        };
+        let mut disabled = Vec::new();
+        let mut verdict = ModerationVerdict::Allow;
+        let mut i = 0;
+        while i < self.slots.len() {
+            match self.ask(i, &current, channels).await {
+                Ok(Verdict::Allow) => {}
+                Ok(Verdict::Flag(reason)) => {
+                    tracing::warn!(guild = %self.guild_id, plugin = %self.slots[i].record.name, %reason, "message flagged")
+                }
+                Ok(Verdict::Rewrite(content)) => {
+                    current.content = content.clone();
+                    verdict = ModerationVerdict::Rewrite(content);
+                }
+                Ok(Verdict::Block(reason)) => return (ModerationVerdict::Block(reason), disabled),
+                Err(e) => {
+                    let slot = &mut self.slots[i];
+                    tracing::warn!(guild = %self.guild_id, plugin = %slot.record.name, error = %e, "moderator fault");
+                    slot.instance = None; // its memory may be inconsistent
+                    let now = Instant::now();
+                    slot.faults.push_back(now);
+                    while slot.faults.front().is_some_and(|t| now.duration_since(*t) > FAULT_WINDOW) {
+                        slot.faults.pop_front();
+                    }
+                    let fail_closed = slot.fail_closed;
+                    if slot.faults.len() >= MAX_FAULTS {
+                        let mut record = self.slots.remove(i).record;
+                        record.enabled = false;
+                        if let Err(e) = self.store.put_plugin(record.clone()).await {
+                            tracing::error!(plugin = %record.name, error = %e, "could not persist the disabling of a plugin");
+                        }
+                        let reason =
+                            format!("disabled after {MAX_FAULTS} faults in {} s; last: {e}", FAULT_WINDOW.as_secs());
+                        disabled.push(Disabled { record, reason });
+                        if fail_closed {
+                            return (
+                                ModerationVerdict::Block("moderation is unavailable; try again later".into()),
+                                disabled,
+                            );
+                        }
+                        continue; // the next moderator is now at index i
+                    }
+                    if fail_closed {
+                        return (
+                            ModerationVerdict::Block("moderation is unavailable; try again later".into()),
+                            disabled,
+                        );
+                    }
+                }
+            }
+            i += 1;
+        }
+        (verdict, disabled)
+    }
+
+    async fn ask(
+        &mut self,
+        i: usize,
+        candidate: &Candidate,
+        channels: &Arc<Vec<PluginChannel>>,
+    ) -> Result<Verdict, guildhall_plugins::PluginError> {
+        if self.slots[i].instance.is_none() {
+            let view = self.view(channels.clone());
+            let slot = &self.slots[i];
+            let config = slot.record.config.to_string();
+            let instance =
+                ModeratorInstance::new(&self.engine, &slot.plugin, &slot.record.name, view, &config, INIT_DEADLINE)
+                    .await?;
+            self.slots[i].instance = Some(instance);
+        }
+        let instance = self.slots[i].instance.as_mut().expect("just created");
+        instance.moderate(candidate, DEADLINE).await
+    }
+
+    fn view(&self, channels: Arc<Vec<PluginChannel>>) -> GuildView {
+        let (store, guild) = (self.store.clone(), self.guild_id);
+        let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
+            let store = store.clone();
+            Box::pin(async move {
+                let member = store.member(guild, guildhall_core::Snowflake(user)).await.ok().flatten()?;
+                Some(PluginMember {
+                    user: PluginUser { id: member.user.id.0, username: member.user.username, bot: member.user.bot },
+                    nick: member.nick,
+                    joined_at: member.joined_at,
+                })
+            })
+        });
+        GuildView { guild_id: self.guild_id.0, channels, members }
+    }
+}
+
+async fn load_component(
+    engine: &PluginEngine,
+    store: &dyn Storage,
+    record: &PluginRecord,
+) -> Result<LoadedPlugin, String> {
+    let bytes = store
+        .component(&record.component_sha256)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("component {} is missing from storage", record.component_sha256))?;
+    engine.load(&bytes).map_err(|e| e.to_string())
+}

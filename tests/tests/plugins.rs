@@ -1,0 +1,177 @@
+//! Guild plugins end to end: install components built from source, moderation in the
+//! message path (block, rewrite), configuration, persistence across a restart, bad
+//! uploads, and a hostile plugin being disabled while its guild and others keep working.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use guildhall_e2e::{Gateway, Http, Server, ALL_INTENTS};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn component(name: &str) -> Vec<u8> {
+    let exe = std::env::current_exe().unwrap();
+    let path: PathBuf = exe.ancestors().nth(3).unwrap().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (deploy/dev/test does)", path.display()))
+}
+
+async fn upload(http: &Http, guild: &str, token: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let a = http
+        .raw_with_type(
+            Method::POST,
+            &format!("/guilds/{guild}/plugins?name={name}"),
+            Some(token),
+            "application/wasm",
+            bytes,
+        )
+        .await;
+    (a.status, a.body)
+}
+
+struct World {
+    server: Server,
+    alice: String,
+    bob: String,
+    guild: String,
+    channel: String,
+    bob_gw: Gateway,
+}
+
+async fn world() -> World {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (bob, _) = http.register("bob").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "g" })).await.body["id"].as_str().unwrap().to_owned();
+    let channel =
+        http.get(&format!("/guilds/{guild}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let code = http.post(&format!("/channels/{channel}/invites"), &alice, json!({})).await.body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    http.post(&format!("/invites/{code}"), &bob, json!({})).await;
+    let mut bob_gw = server.gateway().await;
+    bob_gw.identify(&bob, ALL_INTENTS).await;
+    World { server, alice, bob, guild, channel, bob_gw }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automod_blocks_and_rewrites_and_survives_a_restart() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+
+    // Bad uploads are refused with a clear message and install nothing.
+    let refusals: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage", b"this is not wasm".to_vec(), "not a WebAssembly component"),
+        ("core", b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module"),
+        ("empty", b"\0asm\x0d\0\x01\0".to_vec(), "no known world"),
+    ];
+    for (name, bytes, says) in refusals {
+        let (status, body) = upload(&http, &w.guild, &w.alice, name, bytes).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{name}: {body}");
+    }
+    let (status, _) = upload(&http, &w.guild, &w.bob, "automod", component("automod")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the owner installs plugins");
+    let wrong_type = http
+        .raw(Method::POST, &format!("/guilds/{}/plugins?name=automod", w.guild), Some(&w.alice), component("automod"))
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST, "Content-Type must be application/wasm");
+    assert_eq!(http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body, json!([]));
+
+    let (status, plugin) = upload(&http, &w.guild, &w.alice, "automod", component("automod")).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    assert_eq!((plugin["kind"].as_str(), plugin["enabled"].as_bool()), (Some("moderator"), Some(true)));
+    let plugin_path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
+    let bad = http
+        .call(Method::PATCH, &plugin_path, Some(&w.alice), Some(json!({ "config": { "banned_patterns": ["("] } })))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "the plugin refuses the configuration: {}", bad.body);
+    let set = http
+        .call(Method::PATCH, &plugin_path, Some(&w.alice), Some(json!({ "config": { "banned_words": ["heck"] } })))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+
+    // A banned word: AutoMod's answer, nobody receives it, it is not stored.
+    let blocked = http.post(&messages, &w.bob, json!({ "content": "what the heck" })).await;
+    assert_eq!(blocked.status, StatusCode::BAD_REQUEST, "{}", blocked.body);
+    assert_eq!(blocked.body["code"], 200000);
+    assert!(blocked.body["message"].as_str().unwrap().contains("banned word"));
+    let clean = http.post(&messages, &w.bob, json!({ "content": "hello friends" })).await;
+    assert_eq!(clean.status, StatusCode::OK);
+    assert_eq!(
+        w.bob_gw.dispatch("MESSAGE_CREATE").await["d"]["content"],
+        "hello friends",
+        "the blocked one never arrived"
+    );
+    let history = http.get(&messages, &w.alice).await.body;
+    assert_eq!(history.as_array().unwrap().len(), 1);
+
+    // Rewrite mode.
+    let rewrite = json!({ "config": { "banned_words": ["heck"], "rewrite_banned_words": true } });
+    assert_eq!(http.call(Method::PATCH, &plugin_path, Some(&w.alice), Some(rewrite)).await.status, StatusCode::OK);
+    let masked = http.post(&messages, &w.bob, json!({ "content": "heck yes" })).await;
+    assert_eq!(masked.body["content"], "**** yes");
+    assert_eq!(w.bob_gw.dispatch("MESSAGE_CREATE").await["d"]["content"], "**** yes");
+
+    // Installed plugins and their configuration survive a restart.
+    let server = w.server.kill9_and_restart().await;
+    let http = server.http();
+    let listed = http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body;
+    assert_eq!(listed[0]["config"]["rewrite_banned_words"], true);
+    let again = http.post(&messages, &w.bob, json!({ "content": "oh heck" })).await;
+    assert_eq!(again.body["content"], "oh ****");
+
+    // Removed: messages pass untouched.
+    assert_eq!(http.call(Method::DELETE, &plugin_path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
+    let free = http.post(&messages, &w.bob, json!({ "content": "heck" })).await;
+    assert_eq!(free.body["content"], "heck");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    // Another guild, with no plugins, on the same host.
+    let (carol, _) = http.register("carol").await;
+    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
+    let other_channel =
+        http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
+    let mut alice_gw = w.server.gateway().await;
+    alice_gw.identify(&w.alice, ALL_INTENTS).await;
+
+    for mode in ["loop", "grow", "panic"] {
+        let (status, plugin) = upload(&http, &w.guild, &w.alice, "hostile", component("hostile_fixture")).await;
+        assert_eq!(status, StatusCode::CREATED, "{plugin}");
+        let path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
+        let config = json!({ "config": { "mode": mode } });
+        assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await.status, StatusCode::OK);
+        for i in 0..3 {
+            // The guild fails open: each message still goes through, promptly.
+            let started = Instant::now();
+            let sent = http.post(&messages, &w.bob, json!({ "content": format!("{mode} {i}") })).await;
+            assert_eq!(sent.status, StatusCode::OK, "{mode}: {}", sent.body);
+            assert!(started.elapsed() < Duration::from_secs(3), "{mode}: took {:?}", started.elapsed());
+            assert_eq!(w.bob_gw.dispatch("MESSAGE_CREATE").await["d"]["content"], format!("{mode} {i}"));
+            // Meanwhile another guild does not notice anything.
+            let t = Instant::now();
+            let elsewhere =
+                http.post(&format!("/channels/{other_channel}/messages"), &carol, json!({ "content": "hi" })).await;
+            assert_eq!(elsewhere.status, StatusCode::OK);
+            assert!(t.elapsed() < Duration::from_secs(1));
+        }
+        // Three faults: disabled, persistently, and the owner is told.
+        let audit = alice_gw.dispatch("GUILD_AUDIT_LOG_ENTRY_CREATE").await;
+        assert_eq!(audit["d"]["action_type"], "plugin_disabled");
+        assert_eq!(audit["d"]["target_id"], plugin["id"]);
+        let listed = http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body;
+        let me = listed.as_array().unwrap().iter().find(|p| p["id"] == plugin["id"]).unwrap().clone();
+        assert_eq!(me["enabled"], false, "{mode}");
+        assert_eq!(http.call(Method::DELETE, &path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
+    }
+    let after = http.post(&messages, &w.bob, json!({ "content": "still here" })).await;
+    assert_eq!(after.status, StatusCode::OK);
+}
