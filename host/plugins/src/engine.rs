@@ -1,8 +1,10 @@
 //! The engine, the precompiled-component cache, and validation.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -82,6 +84,9 @@ pub enum PluginError {
     Cache(String),
 }
 
+/// Distinct components kept loaded in memory.
+const MAX_LOADED_COMPONENTS: usize = 1024;
+
 const MODERATION_EXPORT: &str = "guildhall:plugin/moderation@0.1.0";
 const EVENTS_EXPORT: &str = "guildhall:plugin/events@0.1.0";
 const INDEXING_EXPORT: &str = "guildhall:plugin/indexing@0.1.0";
@@ -112,6 +117,9 @@ pub struct PluginEngine {
     pub(crate) config: EngineConfig,
     moderator_linker: Linker<HostState>,
     ticker_stop: Arc<AtomicBool>,
+    /// Loaded components by content hash: every guild that installs the same component
+    /// shares one compiled copy (installed-but-idle plugins then cost only their record).
+    loaded: Mutex<HashMap<String, LoadedPlugin>>,
 }
 
 impl Drop for PluginEngine {
@@ -156,7 +164,7 @@ impl PluginEngine {
             .map_err(|e| PluginError::Compile(format!("epoch ticker: {e}")))?;
 
         let moderator_linker = moderator::linker(&engine).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
-        Ok(PluginEngine { engine, config, moderator_linker, ticker_stop })
+        Ok(PluginEngine { engine, config, moderator_linker, ticker_stop, loaded: Mutex::new(HashMap::new()) })
     }
 
     pub fn max_component_bytes(&self) -> usize {
@@ -175,6 +183,9 @@ impl PluginEngine {
             _ => return Err(PluginError::NotWasm),
         }
         let hash = hex(&Sha256::digest(bytes));
+        if let Some(loaded) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+            return Ok(loaded.clone());
+        }
         let component = self.compile_cached(&hash, bytes)?;
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
@@ -212,7 +223,13 @@ impl PluginEngine {
             }
             _ => None,
         };
-        Ok(LoadedPlugin { hash, kind, component, moderator_pre })
+        let loaded = LoadedPlugin { hash: hash.clone(), kind, component, moderator_pre };
+        let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_LOADED_COMPONENTS {
+            cache.clear(); // rare: many distinct components; they reload from the disk cache
+        }
+        cache.insert(hash, loaded.clone());
+        Ok(loaded)
     }
 
     /// Compiles once per content hash (and engine build): later loads map the cached

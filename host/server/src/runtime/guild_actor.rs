@@ -164,6 +164,7 @@ impl GuildActor {
     async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>) {
         self.reload_plugins().await;
         let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
         loop {
             self.moderate_pending().await;
             if inflight.is_none() && !self.queued.is_empty() {
@@ -186,6 +187,11 @@ impl GuildActor {
                     Some(msg) => self.on_msg(msg).await,
                     None => break,
                 },
+                _ = housekeeping.tick() => {
+                    if let Some(m) = &mut self.moderation {
+                        m.hibernate_idle(std::time::Instant::now());
+                    }
+                }
             }
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);

@@ -26,12 +26,16 @@ pub const DEADLINE: Duration = Duration::from_millis(5);
 /// Time a moderator has to instantiate and accept its configuration.
 pub const INIT_DEADLINE: Duration = Duration::from_millis(50);
 pub const MAX_FAULTS: usize = 3;
+/// A moderator instance unused for this long is dropped (its pool slot and memory go
+/// back); the next message recreates it in microseconds.
+pub const IDLE_AFTER: Duration = Duration::from_secs(300);
 pub const FAULT_WINDOW: Duration = Duration::from_secs(600);
 
 struct Slot {
     record: PluginRecord,
     plugin: LoadedPlugin,
     instance: Option<ModeratorInstance>,
+    last_used: Instant,
     faults: VecDeque<Instant>,
     fail_closed: bool,
 }
@@ -62,7 +66,9 @@ impl Moderation {
                         Ok(plugin) => {
                             let fail_closed =
                                 record.config.get("fail_closed").and_then(|v| v.as_bool()).unwrap_or(false);
-                            slots.push(Slot { record, plugin, instance: None, faults: VecDeque::new(), fail_closed });
+                            let last_used = Instant::now();
+                            let faults = VecDeque::new();
+                            slots.push(Slot { record, plugin, instance: None, last_used, faults, fail_closed });
                         }
                         Err(e) => {
                             tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin")
@@ -79,6 +85,18 @@ impl Moderation {
 
     pub fn active(&self) -> bool {
         !self.slots.is_empty()
+    }
+
+    /// Drops instances idle for longer than [`IDLE_AFTER`]; returns how many.
+    pub fn hibernate_idle(&mut self, now: Instant) -> usize {
+        let mut dropped = 0;
+        for slot in &mut self.slots {
+            if slot.instance.is_some() && now.duration_since(slot.last_used) > IDLE_AFTER {
+                slot.instance = None;
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// The combined verdict, and the moderators disabled while reaching it.
@@ -167,6 +185,7 @@ impl Moderation {
                     .await?;
             self.slots[i].instance = Some(instance);
         }
+        self.slots[i].last_used = Instant::now();
         let instance = self.slots[i].instance.as_mut().expect("just created");
         instance.moderate(candidate, DEADLINE).await
     }
