@@ -248,7 +248,10 @@ impl PluginEngine {
             }
         }
         let artifact = self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A name of its own per writer: two loads of the same component may race here.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&tmp, &artifact)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|e| PluginError::Cache(e.to_string()))?;
