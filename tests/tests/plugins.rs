@@ -174,4 +174,22 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     }
     let after = http.post(&messages, &w.bob, json!({ "content": "still here" })).await;
     assert_eq!(after.status, StatusCode::OK);
+
+    // A guild that fails closed refuses messages while its moderator is broken.
+    let settings = format!("/guilds/{}", w.guild);
+    let closed =
+        http.call(Method::PATCH, &settings, Some(&w.alice), Some(json!({ "moderation_fail_closed": true }))).await;
+    assert_eq!(closed.status, StatusCode::OK, "{}", closed.body);
+    assert_eq!(closed.body["moderation_fail_closed"], true);
+    assert_eq!(alice_gw.dispatch("GUILD_UPDATE").await["d"]["moderation_fail_closed"], true);
+    let not_owner = http.call(Method::PATCH, &settings, Some(&w.bob), Some(json!({ "name": "mine" }))).await;
+    assert_eq!(not_owner.status, StatusCode::FORBIDDEN);
+    let (_, plugin) = upload(&http, &w.guild, &w.alice, "hostile", component("hostile_fixture")).await;
+    let path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
+    http.call(Method::PATCH, &path, Some(&w.alice), Some(json!({ "config": { "mode": "panic" } }))).await;
+    let refused = http.post(&messages, &w.bob, json!({ "content": "during the fault" })).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.body["code"], 200000);
+    let history = http.get(&messages, &w.alice).await.body;
+    assert!(history.as_array().unwrap().iter().all(|m| m["content"] != "during the fault"), "not stored");
 }

@@ -63,6 +63,12 @@ pub enum Command {
         channel_id: ChannelId,
         unix_s: u64,
     },
+    /// Owner only: change the name and settings.
+    UpdateGuild {
+        user: UserId,
+        name: Option<String>,
+        moderation_fail_closed: Option<bool>,
+    },
     /// Read the guild as `user` sees it (membership checked).
     Snapshot {
         user: UserId,
@@ -121,6 +127,7 @@ pub enum GuildWrite {
         message_id: MessageId,
     },
     CreateChannel(Channel),
+    UpdateGuild(Guild),
     AddMember {
         guild_id: GuildId,
         member: Member,
@@ -184,6 +191,7 @@ pub enum GuildError {
 pub enum Reply {
     Message(Message),
     Channel(Channel),
+    Guild(Guild),
     Member(Member),
     Snapshot { guild: Guild, channels: Vec<Channel>, member_count: usize },
     Done,
@@ -254,6 +262,7 @@ enum AfterPersist {
     MessageEdited(Message),
     MessageDeleted { channel_id: ChannelId, message_id: MessageId },
     ChannelCreated(Channel),
+    GuildUpdated(Guild),
     MemberAdded(Member),
     MemberRemoved(UserId),
 }
@@ -479,6 +488,26 @@ impl GuildState {
                 });
                 fx.push(Effect::Reply { request, result: Ok(Reply::Done) });
             }
+            Command::UpdateGuild { user, name, moderation_fail_closed } => {
+                if user != self.guild.owner_id {
+                    return reply_err(
+                        fx,
+                        if self.members.contains_key(&user) {
+                            GuildError::MissingPermissions
+                        } else {
+                            GuildError::NotMember
+                        },
+                    );
+                }
+                let mut guild = self.guild.clone();
+                if let Some(name) = name {
+                    guild.name = name;
+                }
+                if let Some(closed) = moderation_fail_closed {
+                    guild.moderation_fail_closed = closed;
+                }
+                self.persist(request, GuildWrite::UpdateGuild(guild.clone()), AfterPersist::GuildUpdated(guild), fx);
+            }
             Command::CanRead { user, channel_id } => {
                 let result = if !self.members.contains_key(&user) {
                     Err(GuildError::NotMember)
@@ -550,6 +579,11 @@ impl GuildState {
                     Event { name: "CHANNEL_CREATE", data: serde_json::to_value(&c).expect("serializes") },
                     Reply::Channel(c),
                 )
+            }
+            AfterPersist::GuildUpdated(guild) => {
+                self.guild = guild.clone();
+                let data = serde_json::to_value(&guild).expect("serializes");
+                (Audience::Guild { intent: intents::GUILDS }, Event { name: "GUILD_UPDATE", data }, Reply::Guild(guild))
             }
             AfterPersist::MemberAdded(member) => {
                 self.members_in_flight.remove(&member.user.id);
@@ -768,7 +802,7 @@ mod tests {
 
     fn guild() -> GuildState {
         GuildState::new(
-            Guild { id: Snowflake(10), name: "g".into(), owner_id: OWNER, icon: None },
+            Guild::new(Snowflake(10), "g", OWNER),
             vec![text_channel(GENERAL)],
             vec![member(OWNER, "owner"), member(BOB, "bob")],
         )
@@ -1036,13 +1070,28 @@ mod tests {
     }
 
     #[test]
+    fn only_the_owner_updates_the_guild() {
+        let mut g = guild();
+        connect(&mut g, 1, BOB, ALL);
+        let update =
+            |user| Command::UpdateGuild { user, name: Some("renamed".into()), moderation_fail_closed: Some(true) };
+        assert_eq!(reply(&g.handle(cmd(1, update(BOB)))), &Err(GuildError::MissingPermissions));
+        assert_eq!(reply(&g.handle(cmd(2, update(CAROL)))), &Err(GuildError::NotMember));
+        assert!(matches!(
+            &g.handle(cmd(3, update(OWNER)))[0],
+            Effect::Persist { write: GuildWrite::UpdateGuild(_), .. }
+        ));
+        assert_eq!(g.guild().name, "g", "not before it is stored");
+        let fx = g.handle(Input::Persisted { request: 3, result: Ok(()) });
+        assert_eq!(dispatches(&fx)[0].1.name, "GUILD_UPDATE");
+        assert!(g.guild().moderation_fail_closed);
+        assert_eq!(g.guild().name, "renamed");
+    }
+
+    #[test]
     fn large_guilds_send_no_member_list_on_connect() {
         let members: Vec<Member> = (1..=LARGE_THRESHOLD as u64 + 1).map(|i| member(Snowflake(i), "m")).collect();
-        let mut g = GuildState::new(
-            Guild { id: Snowflake(10), name: "big".into(), owner_id: OWNER, icon: None },
-            vec![text_channel(GENERAL)],
-            members,
-        );
+        let mut g = GuildState::new(Guild::new(Snowflake(10), "big", OWNER), vec![text_channel(GENERAL)], members);
         connect(&mut g, 1, OWNER, ALL);
         let fx = connect(&mut g, 2, BOB, ALL);
         let gc = &dispatches(&fx)[0].1.data;

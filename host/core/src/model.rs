@@ -66,6 +66,16 @@ pub struct Guild {
     pub owner_id: UserId,
     #[serde(default)]
     pub icon: Option<String>,
+    /// When a moderation plugin faults: `false` (the default) lets the message through,
+    /// `true` refuses it. Guildhall's own setting, not Discord's.
+    #[serde(default)]
+    pub moderation_fail_closed: bool,
+}
+
+impl Guild {
+    pub fn new(id: GuildId, name: impl Into<String>, owner_id: UserId) -> Guild {
+        Guild { id, name: name.into(), owner_id, icon: None, moderation_fail_closed: false }
+    }
 }
 
 /// Discord channel types used here.

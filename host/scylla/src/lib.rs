@@ -198,6 +198,9 @@ impl ScyllaStore {
                 }
             }
             GuildWrite::CreateChannel(c) => self.put_channel(c).await?,
+            GuildWrite::UpdateGuild(g) => {
+                self.exec(&st.insert_guild, (big(g.id), encode(g))).await?;
+            }
             GuildWrite::AddMember { guild_id, member } => {
                 let mut batch = Batch::new(BatchType::Logged);
                 batch.append_statement(st.insert_member.clone());

@@ -119,7 +119,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let ids = Generator::new(0, 1);
     let next = || ids.next_id().expect("ids");
     let users: Vec<User> = (0..sessions).map(|i| User::new(next(), format!("u{i}"), false)).collect();
-    let guild = Guild { id: next(), name: "bench".into(), owner_id: users[0].id, icon: None };
+    let guild = Guild::new(next(), "bench", users[0].id);
     let channel = Channel::text(next(), guild.id, "general");
     let members = users.iter().map(|u| Member::new(u.clone(), "2026-01-01T00:00:00.000000+00:00".into())).collect();
     let state = GuildState::new(guild, vec![channel.clone()], members);

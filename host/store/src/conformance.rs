@@ -78,7 +78,7 @@ pub async fn users_and_tokens(store: &dyn Storage) {
 pub async fn guilds_channels_members(store: &dyn Storage) {
     let owner = user("owner");
     let gid = fresh_id();
-    let guild = Guild { id: gid, name: "g".into(), owner_id: owner.id, icon: None };
+    let guild = Guild::new(gid, "g", owner.id);
     let general = text_channel(fresh_id(), gid, "general");
     store.create_guild(guild.clone(), member(&owner), vec![general.clone()]).await.unwrap();
     assert_eq!(store.guild(gid).await.unwrap(), Some(guild));
@@ -86,6 +86,12 @@ pub async fn guilds_channels_members(store: &dyn Storage) {
     assert_eq!(store.channel(general.id).await.unwrap(), Some(general.clone()));
     assert_eq!(store.user_guilds(owner.id).await.unwrap(), vec![gid]);
     assert_eq!(store.member(gid, owner.id).await.unwrap().unwrap().user, owner);
+
+    let mut renamed = store.guild(gid).await.unwrap().unwrap();
+    renamed.name = "renamed".into();
+    renamed.moderation_fail_closed = true;
+    store.apply(GuildWrite::UpdateGuild(renamed.clone())).await.unwrap();
+    assert_eq!(store.guild(gid).await.unwrap(), Some(renamed));
 
     let random = text_channel(fresh_id(), gid, "random");
     store.apply(GuildWrite::CreateChannel(random.clone())).await.unwrap();

@@ -322,6 +322,9 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
             }
         }
         GuildWrite::CreateChannel(c) => put_channel(tx, c)?,
+        GuildWrite::UpdateGuild(g) => {
+            tx.open_table(GUILDS).map_err(unavailable)?.insert(g.id.0, encode(g).as_slice()).map_err(unavailable)?;
+        }
         GuildWrite::AddMember { guild_id, member } => put_member(tx, *guild_id, member)?,
         GuildWrite::RemoveMember { guild_id, user_id } => {
             tx.open_table(MEMBERS).map_err(unavailable)?.remove((guild_id.0, user_id.0)).map_err(unavailable)?;

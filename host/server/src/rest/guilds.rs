@@ -32,6 +32,7 @@ fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
         "name": guild.name,
         "icon": guild.icon,
         "owner_id": guild.owner_id,
+        "moderation_fail_closed": guild.moderation_fail_closed,
         "roles": [],
         "emojis": [],
         "features": [],
@@ -52,7 +53,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     let user = ctx.user().await?;
     let body: CreateGuild = ctx.json().await?;
     validate_name(&body.name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
-    let guild = Guild { id: ctx.app.new_id()?, name: body.name, owner_id: user.id, icon: None };
+    let guild = Guild::new(ctx.app.new_id()?, body.name, user.id);
     let general = Channel::text(ctx.app.new_id()?, guild.id, "general");
     ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso()), vec![general]).await?;
     // Sessions of the creator subscribe, so they get GUILD_CREATE like on Discord.
@@ -83,6 +84,28 @@ pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let user = ctx.user().await?;
     let (guild, _, member_count) = snapshot(ctx, &user, id).await?;
     ok(&guild_json(&guild, Some(member_count)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateGuild {
+    name: Option<String>,
+    moderation_fail_closed: Option<bool>,
+}
+
+/// PATCH /guilds/{id} {name?, moderation_fail_closed?} (owner only): GUILD_UPDATE follows.
+pub async fn update(ctx: &mut Ctx, id: GuildId) -> ApiResult {
+    let user = ctx.user().await?;
+    let body: UpdateGuild = ctx.json().await?;
+    if let Some(name) = &body.name {
+        validate_name(name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
+    }
+    let command =
+        Command::UpdateGuild { user: user.id, name: body.name, moderation_fail_closed: body.moderation_fail_closed };
+    match guild_handle(ctx, id).await?.call(command, actor_timeout(ctx)).await? {
+        Reply::Guild(guild) => ok(&guild_json(&guild, None)),
+        other => Err(unexpected(other)),
+    }
 }
 
 pub async fn channels(ctx: &mut Ctx, id: GuildId) -> ApiResult {

@@ -148,6 +148,7 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::POST, ["users", "@me", "channels"]) => users::open_dm(ctx).await,
         (&M::POST, ["guilds"]) => guilds::create(ctx).await,
         (&M::GET, ["guilds", guild]) => guilds::get(ctx, snowflake(guild)?).await,
+        (&M::PATCH, ["guilds", guild]) => guilds::update(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "channels"]) => guilds::channels(ctx, snowflake(guild)?).await,
         (&M::POST, ["guilds", guild, "channels"]) => guilds::create_channel(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "members"]) => guilds::members(ctx, snowflake(guild)?).await,

@@ -219,7 +219,8 @@ impl GuildActor {
                             .map(|c| PluginChannel { id: c.id.0, name: c.name.clone().unwrap_or_default() });
                         self.plugin_channels = Arc::new(channels.collect());
                     }
-                    moderation.judge(&candidate, &self.plugin_channels).await
+                    let fail_closed = self.state.guild().moderation_fail_closed;
+                    moderation.judge(&candidate, &self.plugin_channels, fail_closed).await
                 }
                 None => (ModerationVerdict::Allow, Vec::new()),
             };
@@ -378,11 +379,7 @@ mod tests {
         let members =
             members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();
         let general = Channel::text(GENERAL, Snowflake(10), "general");
-        let state = GuildState::new(
-            Guild { id: Snowflake(10), name: "g".into(), owner_id: Snowflake(1), icon: None },
-            vec![general],
-            members,
-        );
+        let state = GuildState::new(Guild::new(Snowflake(10), "g", Snowflake(1)), vec![general], members);
         let metrics = Arc::new(Metrics::default());
         let deps = GuildDeps {
             data,

@@ -3,9 +3,9 @@
 //! Each installed moderator gets one instance for this guild, created on first use and
 //! reused. Moderators run in installation order, each seeing the content the previous
 //! one left; the first block wins. A fault (trap, memory limit, missed deadline) drops
-//! that instance, and the message goes on as if that moderator had allowed it: the guild
-//! fails *open*, because a broken plugin must not silence a whole community (a guild
-//! that prefers the opposite sets `fail_closed` in the plugin's config). After
+//! that instance, and by default the message goes on as if that moderator had allowed it:
+//! the guild fails *open*, because a broken plugin must not silence a whole community. A
+//! guild that prefers the opposite sets `moderation_fail_closed` (PATCH /guilds/{id}). After
 //! [`MAX_FAULTS`] faults within [`FAULT_WINDOW`] the plugin is disabled for the guild,
 //! persistently, with an audit entry to the owner.
 
@@ -37,7 +37,6 @@ struct Slot {
     instance: Option<ModeratorInstance>,
     last_used: Instant,
     faults: VecDeque<Instant>,
-    fail_closed: bool,
 }
 
 /// A moderator that was switched off after repeated faults.
@@ -64,11 +63,9 @@ impl Moderation {
                 for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
                     match load_component(&engine, &*store, &record).await {
                         Ok(plugin) => {
-                            let fail_closed =
-                                record.config.get("fail_closed").and_then(|v| v.as_bool()).unwrap_or(false);
                             let last_used = Instant::now();
                             let faults = VecDeque::new();
-                            slots.push(Slot { record, plugin, instance: None, last_used, faults, fail_closed });
+                            slots.push(Slot { record, plugin, instance: None, last_used, faults });
                         }
                         Err(e) => {
                             tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin")
@@ -104,6 +101,7 @@ impl Moderation {
         &mut self,
         candidate: &ModerationCandidate,
         channels: &Arc<Vec<PluginChannel>>,
+        fail_closed: bool,
     ) -> (ModerationVerdict, Vec<Disabled>) {
         let mut current = Candidate {
             channel_id: candidate.channel_id.0,
@@ -139,7 +137,6 @@ impl Moderation {
                     while slot.faults.front().is_some_and(|t| now.duration_since(*t) > FAULT_WINDOW) {
                         slot.faults.pop_front();
                     }
-                    let fail_closed = slot.fail_closed;
                     if slot.faults.len() >= MAX_FAULTS {
                         let mut record = self.slots.remove(i).record;
                         record.enabled = false;
