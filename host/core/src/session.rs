@@ -160,7 +160,9 @@ pub struct Session {
     session_id: Option<String>,
     /// Last sequence number assigned (0: none yet).
     seq: u64,
-    replay: VecDeque<(u64, Bytes)>,
+    /// Dispatches kept for RESUME: the shared serialization (one refcount each, not a
+    /// copy per session) with this session's sequence number; frames are rebuilt on replay.
+    replay: VecDeque<(u64, DispatchPrefix)>,
     replay_bytes: usize,
     last_heartbeat_ms: u64,
     window_start_ms: u64,
@@ -305,8 +307,12 @@ impl Session {
             // The buffer no longer holds everything the client missed.
             return ResumeOutcome::Rejected { invalid_seq: false };
         }
-        let mut fx: Vec<Effect> =
-            self.replay.iter().filter(|(s, _)| *s > client_seq).map(|(_, frame)| Effect::Send(frame.clone())).collect();
+        let mut fx: Vec<Effect> = self
+            .replay
+            .iter()
+            .filter(|(s, _)| *s > client_seq)
+            .map(|(s, prefix)| Effect::Send(prefix.with_seq(*s)))
+            .collect();
         self.phase = Phase::Ready;
         self.last_heartbeat_ms = now_ms;
         self.window_start_ms = now_ms;
@@ -399,9 +405,10 @@ impl Session {
 
     fn push_dispatch(&mut self, prefix: &DispatchPrefix, fx: &mut Vec<Effect>) {
         self.seq += 1;
-        let frame = prefix.with_seq(self.seq);
-        self.replay_bytes += frame.len();
-        self.replay.push_back((self.seq, frame.clone()));
+        // The byte budget counts each dispatch's full size even though it is shared: it
+        // bounds what a replay would have to write.
+        self.replay_bytes += prefix.len();
+        self.replay.push_back((self.seq, prefix.clone()));
         while self.replay.len() > self.cfg.replay_max_events || self.replay_bytes > self.cfg.replay_max_bytes {
             match self.replay.pop_front() {
                 Some((_, old)) => self.replay_bytes -= old.len(),
@@ -409,7 +416,7 @@ impl Session {
             }
         }
         if self.phase == Phase::Ready {
-            fx.push(Effect::Send(frame));
+            fx.push(Effect::Send(prefix.with_seq(self.seq)));
         }
     }
 
