@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::bot::{self, BotState};
 use crate::moderator::{self, HostState};
 
 /// What the engine is allowed to use.
@@ -110,12 +111,14 @@ pub struct LoadedPlugin {
     pub kind: PluginKind,
     pub component: Component,
     pub(crate) moderator_pre: Option<moderator::bindings::ModeratorPre<HostState>>,
+    pub(crate) bot_pre: Option<bot::bindings::BotPre<BotState>>,
 }
 
 pub struct PluginEngine {
     pub(crate) engine: Engine,
     pub(crate) config: EngineConfig,
     moderator_linker: Linker<HostState>,
+    bot_linker: Linker<BotState>,
     ticker_stop: Arc<AtomicBool>,
     /// Loaded components by content hash: every guild that installs the same component
     /// shares one compiled copy (installed-but-idle plugins then cost only their record).
@@ -164,7 +167,9 @@ impl PluginEngine {
             .map_err(|e| PluginError::Compile(format!("epoch ticker: {e}")))?;
 
         let moderator_linker = moderator::linker(&engine).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
-        Ok(PluginEngine { engine, config, moderator_linker, ticker_stop, loaded: Mutex::new(HashMap::new()) })
+        let bot_linker = bot::linker(&engine).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
+        let loaded = Mutex::new(HashMap::new());
+        Ok(PluginEngine { engine, config, moderator_linker, bot_linker, ticker_stop, loaded })
     }
 
     pub fn max_component_bytes(&self) -> usize {
@@ -223,7 +228,14 @@ impl PluginEngine {
             }
             _ => None,
         };
-        let loaded = LoadedPlugin { hash: hash.clone(), kind, component, moderator_pre };
+        let bot_pre = match kind {
+            PluginKind::Bot => {
+                let pre = self.bot_linker.instantiate_pre(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
+                Some(bot::bindings::BotPre::new(pre).map_err(|e| PluginError::BadImports(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let loaded = LoadedPlugin { hash: hash.clone(), kind, component, moderator_pre, bot_pre };
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_LOADED_COMPONENTS {
             cache.clear(); // rare: many distinct components; they reload from the disk cache

@@ -10,8 +10,10 @@
 //! A trap of any kind (a panic, a limit, a deadline) fails only that call; the caller
 //! then drops the instance (its memory may be inconsistent) and counts a fault.
 
+mod bot;
 mod engine;
 mod moderator;
 
+pub use bot::{BotHost, BotInstance, BotMember, BotMessage, BotUser, GuildEvent, HostError, MessageRef, TimerFired};
 pub use engine::{EngineConfig, LoadedPlugin, PluginEngine, PluginError, PluginKind};
 pub use moderator::{Candidate, Channel, GuildView, Member, MemberLookup, ModeratorInstance, User, Verdict};

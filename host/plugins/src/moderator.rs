@@ -127,14 +127,7 @@ impl ModeratorInstance {
         store.epoch_deadline_trap();
         let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
         store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
-        let bindings = pre.instantiate_async(&mut store).await.map_err(|e| {
-            let text = format!("{e:#}");
-            if text.contains("maximum") || text.contains("pool") {
-                PluginError::Capacity(text)
-            } else {
-                PluginError::Trap(text)
-            }
-        })?;
+        let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = ModeratorInstance { store, bindings, ticks_per_ms };
         instance.store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
         let init = instance.bindings.guildhall_plugin_moderation().call_init(&mut instance.store, config).await;
@@ -158,7 +151,16 @@ impl ModeratorInstance {
     }
 }
 
-fn ticks(deadline: Duration, ticks_per_ms: f64) -> u64 {
+pub(crate) fn instantiate_error(e: wasmtime::Error) -> PluginError {
+    let text = format!("{e:#}");
+    if text.contains("maximum") || text.contains("pool") {
+        PluginError::Capacity(text)
+    } else {
+        PluginError::Trap(text)
+    }
+}
+
+pub(crate) fn ticks(deadline: Duration, ticks_per_ms: f64) -> u64 {
     // +1: the current tick may be nearly over when the call starts.
     (deadline.as_secs_f64() * 1000.0 * ticks_per_ms).ceil() as u64 + 1
 }

@@ -86,6 +86,10 @@ struct Statements {
     guild_plugins: PreparedStatement,
     put_component: PreparedStatement,
     component: PreparedStatement,
+    kv_get: PreparedStatement,
+    kv_put: PreparedStatement,
+    kv_delete: PreparedStatement,
+    kv_keys: PreparedStatement,
 }
 
 pub struct ScyllaStore {
@@ -328,6 +332,10 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         put_plugin: prepare("INSERT INTO {ks}.plugins (guild_id, plugin_id, body) VALUES (?, ?, ?)".into()).await?,
         delete_plugin: prepare("DELETE FROM {ks}.plugins WHERE guild_id = ? AND plugin_id = ? IF EXISTS".into()).await?,
         guild_plugins: prepare("SELECT body FROM {ks}.plugins WHERE guild_id = ?".into()).await?,
+        kv_get: prepare("SELECT value FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ? AND key = ?".into()).await?,
+        kv_put: prepare("INSERT INTO {ks}.plugin_kv (plugin_id, guild_id, key, value) VALUES (?, ?, ?, ?)".into()).await?,
+        kv_delete: prepare("DELETE FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ? AND key = ?".into()).await?,
+        kv_keys: prepare("SELECT key, value FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ? AND key >= ?".into()).await?,
         put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?)".into()).await?,
         component: prepare("SELECT bytes FROM {ks}.components WHERE sha256 = ?".into()).await?,
         bucket_asc: prepare(format!(
@@ -512,6 +520,33 @@ impl Storage for ScyllaStore {
     async fn user_dms(&self, user: UserId) -> Result<Vec<Channel>> {
         let ids = self.column::<i64>(&self.st.user_dms, (big(user),)).await?;
         self.channels_by_id(ids).await
+    }
+
+    async fn kv_get(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<Option<Vec<u8>>> {
+        let result = self.exec(&self.st.kv_get, (big(plugin), big(guild), key)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        Ok(rows.maybe_first_row::<(Vec<u8>,)>().map_err(unavailable)?.map(|(v,)| v))
+    }
+
+    async fn kv_put(&self, plugin: Snowflake, guild: GuildId, key: &str, value: Vec<u8>) -> Result<()> {
+        self.exec(&self.st.kv_put, (big(plugin), big(guild), key, value)).await.map(|_| ())
+    }
+
+    async fn kv_delete(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<()> {
+        self.exec(&self.st.kv_delete, (big(plugin), big(guild), key)).await.map(|_| ())
+    }
+
+    async fn kv_keys(&self, plugin: Snowflake, guild: GuildId, prefix: &str, limit: usize) -> Result<Vec<(String, usize)>> {
+        let pager = self.session.execute_iter(self.st.kv_keys.clone(), (big(plugin), big(guild), prefix)).await.map_err(unavailable)?;
+        let mut rows = pager.rows_stream::<(String, Vec<u8>)>().map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some((key, value)) = rows.try_next().await.map_err(unavailable)? {
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key, value.len()));
+        }
+        Ok(out)
     }
 
     async fn put_plugin(&self, plugin: PluginRecord) -> Result<()> {

@@ -44,4 +44,9 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
         // Component bytes by content hash, shared by every guild installing them.
         "CREATE TABLE IF NOT EXISTS {ks}.components (sha256 text PRIMARY KEY, bytes blob)",
     ],
+), (
+    3,
+    "plugin key-value stores",
+    &["CREATE TABLE IF NOT EXISTS {ks}.plugin_kv (
+            plugin_id bigint, guild_id bigint, key text, value blob, PRIMARY KEY ((plugin_id, guild_id), key))"],
 )];

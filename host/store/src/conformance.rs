@@ -307,6 +307,26 @@ pub async fn plugins(store: &dyn Storage) {
     assert!(store.guild_plugins(fresh_id()).await.unwrap().is_empty(), "other guilds see nothing");
 }
 
+pub async fn plugin_kv(store: &dyn Storage) {
+    let (plugin, guild, other_guild) = (fresh_id(), fresh_id(), fresh_id());
+    assert_eq!(store.kv_get(plugin, guild, "a").await.unwrap(), None);
+    store.kv_put(plugin, guild, "a", b"1".to_vec()).await.unwrap();
+    store.kv_put(plugin, guild, "ab", b"22".to_vec()).await.unwrap();
+    store.kv_put(plugin, guild, "b", b"333".to_vec()).await.unwrap();
+    store.kv_put(plugin, other_guild, "a", b"elsewhere".to_vec()).await.unwrap();
+    store.kv_put(plugin, guild, "a", b"one".to_vec()).await.unwrap(); // overwrite
+    assert_eq!(store.kv_get(plugin, guild, "a").await.unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.kv_get(plugin, other_guild, "a").await.unwrap(), Some(b"elsewhere".to_vec()), "per guild");
+    let keys = store.kv_keys(plugin, guild, "a", 100).await.unwrap();
+    assert_eq!(keys, vec![("a".to_owned(), 3), ("ab".to_owned(), 2)]);
+    assert_eq!(store.kv_keys(plugin, guild, "", 100).await.unwrap().len(), 3);
+    assert_eq!(store.kv_keys(plugin, guild, "", 2).await.unwrap().len(), 2, "limit");
+    store.kv_delete(plugin, guild, "a").await.unwrap();
+    store.kv_delete(plugin, guild, "missing").await.unwrap();
+    assert_eq!(store.kv_get(plugin, guild, "a").await.unwrap(), None);
+    assert!(store.kv_keys(fresh_id(), guild, "", 10).await.unwrap().is_empty(), "per plugin");
+}
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async expression
 /// yielding `Option<S>` for some `S: Storage`; `None` means the backend decided not to run
 /// (it must only do so where a missing service is allowed to skip, never in CI).
@@ -315,7 +335,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             users_and_tokens, guilds_channels_members, invites, dm_channels,
-            history_across_buckets, edit_and_delete, plugins);
+            history_across_buckets, edit_and_delete, plugins, plugin_kv);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

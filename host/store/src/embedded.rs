@@ -41,6 +41,8 @@ const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
 const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
 const USER_DMS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_dms");
 const PLUGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("plugins");
+/// Plugin key-value stores: (plugin, guild, key) -> value.
+const PLUGIN_KV: TableDefinition<(u64, u64, &str), &[u8]> = TableDefinition::new("plugin_kv");
 /// Component bytes by SHA-256 (shared by every guild that installs the same component).
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// The seed's messages table: key (channel_id, bucket, message_id).
@@ -57,6 +59,8 @@ enum Write {
     PutPlugin(PluginRecord),
     DeletePlugin(GuildId, Snowflake),
     PutComponent(String, Vec<u8>),
+    KvPut(Snowflake, GuildId, String, Vec<u8>),
+    KvDelete(Snowflake, GuildId, String),
     /// Answered once everything queued before it is committed.
     Barrier,
 }
@@ -113,6 +117,7 @@ impl EmbeddedStore {
             tx.open_table(MESSAGES).map_err(unavailable)?;
             tx.open_table(PLUGINS).map_err(unavailable)?;
             tx.open_table(COMPONENTS).map_err(unavailable)?;
+            tx.open_table(PLUGIN_KV).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -272,6 +277,13 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 .map_err(unavailable)?
                 .insert(hash.as_str(), bytes.as_slice())
                 .map_err(unavailable)?;
+        }
+        Write::KvPut(plugin, guild, key, value) => {
+            let mut t = tx.open_table(PLUGIN_KV).map_err(unavailable)?;
+            t.insert((plugin.0, guild.0, key.as_str()), value.as_slice()).map_err(unavailable)?;
+        }
+        Write::KvDelete(plugin, guild, key) => {
+            tx.open_table(PLUGIN_KV).map_err(unavailable)?.remove((plugin.0, guild.0, key.as_str())).map_err(unavailable)?;
         }
         Write::Barrier => {}
     }
@@ -488,6 +500,42 @@ impl Storage for EmbeddedStore {
                 if let Some(v) = channels.get(channel_id).map_err(unavailable)? {
                     out.push(decode(v.value())?);
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn kv_get(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.read(move |tx| {
+            let t = tx.open_table(PLUGIN_KV).map_err(unavailable)?;
+            Ok(t.get((plugin.0, guild.0, key.as_str())).map_err(unavailable)?.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn kv_put(&self, plugin: Snowflake, guild: GuildId, key: &str, value: Vec<u8>) -> Result<()> {
+        self.write(Write::KvPut(plugin, guild, key.to_owned(), value)).await.map(|_| ())
+    }
+
+    async fn kv_delete(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<()> {
+        self.write(Write::KvDelete(plugin, guild, key.to_owned())).await.map(|_| ())
+    }
+
+    async fn kv_keys(&self, plugin: Snowflake, guild: GuildId, prefix: &str, limit: usize) -> Result<Vec<(String, usize)>> {
+        let prefix = prefix.to_owned();
+        self.read(move |tx| {
+            let t = tx.open_table(PLUGIN_KV).map_err(unavailable)?;
+            let mut out = Vec::new();
+            let start = (plugin.0, guild.0, prefix.as_str());
+            for row in t.range(start..).map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let (p, g, key) = k.value();
+                if p != plugin.0 || g != guild.0 || !key.starts_with(prefix.as_str()) || out.len() >= limit {
+                    break;
+                }
+                out.push((key.to_owned(), v.value().len()));
             }
             Ok(out)
         })

@@ -111,6 +111,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()>;
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
 
+    /// A plugin's key-value store in one guild (the host enforces the quotas).
+    async fn kv_get(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn kv_put(&self, plugin: Snowflake, guild: GuildId, key: &str, value: Vec<u8>) -> Result<()>;
+    async fn kv_delete(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<()>;
+    /// Keys with `prefix`, in order, at most `limit`, with their value sizes.
+    async fn kv_keys(&self, plugin: Snowflake, guild: GuildId, prefix: &str, limit: usize) -> Result<Vec<(String, usize)>>;
+
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>>;
     /// One partition `(channel, bucket)`: ids strictly within `bounds`, in `order`, at most `limit`.
     async fn messages_in_bucket(

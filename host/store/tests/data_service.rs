@@ -138,6 +138,18 @@ impl Storage for Instrumented {
     async fn component(&self, h: &str) -> Result<Option<Vec<u8>>> {
         self.inner.component(h).await
     }
+    async fn kv_get(&self, p: guildhall_core::Snowflake, g: GuildId, k: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.kv_get(p, g, k).await
+    }
+    async fn kv_put(&self, p: guildhall_core::Snowflake, g: GuildId, k: &str, v: Vec<u8>) -> Result<()> {
+        self.inner.kv_put(p, g, k, v).await
+    }
+    async fn kv_delete(&self, p: guildhall_core::Snowflake, g: GuildId, k: &str) -> Result<()> {
+        self.inner.kv_delete(p, g, k).await
+    }
+    async fn kv_keys(&self, p: guildhall_core::Snowflake, g: GuildId, pre: &str, l: usize) -> Result<Vec<(String, usize)>> {
+        self.inner.kv_keys(p, g, pre, l).await
+    }
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
     }
