@@ -193,3 +193,73 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     let history = http.get(&messages, &w.alice).await.body;
     assert!(history.as_array().unwrap().iter().all(|m| m["content"] != "during the fault"), "not stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_welcome_bots_act_as_bot_users() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let mut alice_gw = w.server.gateway().await;
+    alice_gw.identify(&w.alice, ALL_INTENTS).await;
+
+    let (status, bot) = upload(&http, &w.guild, &w.alice, "commands", component("commands")).await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
+    assert_eq!(bot["kind"], "bot");
+    let bot_id = bot["id"].as_str().unwrap().to_owned();
+    for gw in [&mut alice_gw, &mut w.bob_gw] {
+        let joined = gw.dispatch("GUILD_MEMBER_ADD").await;
+        assert_eq!(
+            (joined["d"]["user"]["id"].as_str(), joined["d"]["user"]["bot"].as_bool()),
+            (Some(bot_id.as_str()), Some(true))
+        );
+    }
+
+    // !ping is answered with pong by the bot user, and every session sees both.
+    assert_eq!(http.post(&messages, &w.bob, json!({ "content": "!ping" })).await.status, StatusCode::OK);
+    for gw in [&mut alice_gw, &mut w.bob_gw] {
+        assert_eq!(gw.dispatch("MESSAGE_CREATE").await["d"]["content"], "!ping");
+        let pong = gw.dispatch("MESSAGE_CREATE").await;
+        assert_eq!(pong["d"]["content"], "pong");
+        assert_eq!(pong["d"]["author"]["id"], bot_id.as_str());
+        assert_eq!(pong["d"]["author"]["bot"], true);
+    }
+    http.post(&messages, &w.bob, json!({ "content": "!roll 2d6" })).await;
+    w.bob_gw.dispatch("MESSAGE_CREATE").await;
+    let roll = w.bob_gw.dispatch("MESSAGE_CREATE").await;
+    assert!(roll["d"]["content"].as_str().unwrap().starts_with("rolled 2d6: "), "{roll}");
+
+    // A reminder is a host timer: acknowledged now, delivered later.
+    http.post(&messages, &w.bob, json!({ "content": "!remind 0.005 stretch" })).await;
+    w.bob_gw.dispatch("MESSAGE_CREATE").await;
+    let ack = w.bob_gw.dispatch("MESSAGE_CREATE").await;
+    assert!(ack["d"]["content"].as_str().unwrap().contains("I will remind you"), "{ack}");
+    let reminder = w.bob_gw.dispatch("MESSAGE_CREATE").await;
+    assert!(reminder["d"]["content"].as_str().unwrap().ends_with("reminder: stretch"), "{reminder}");
+    assert_eq!(reminder["d"]["author"]["id"], bot_id.as_str());
+
+    // welcome greets new members in the configured channel.
+    let (status, welcome) = upload(&http, &w.guild, &w.alice, "welcome", component("welcome")).await;
+    assert_eq!(status, StatusCode::CREATED, "{welcome}");
+    let path = format!("/guilds/{}/plugins/{}", w.guild, welcome["id"].as_str().unwrap());
+    let config = json!({ "config": { "channel_id": w.channel, "message": "Welcome {user}, {name}!" } });
+    assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await.status, StatusCode::OK);
+    let (dave, dave_id) = http.register("dave").await;
+    let code = http.post(&format!("/channels/{}/invites", w.channel), &w.alice, json!({})).await.body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    http.post(&format!("/invites/{code}"), &dave, json!({})).await;
+    let greeting = loop {
+        let m = alice_gw.dispatch("MESSAGE_CREATE").await;
+        if m["d"]["author"]["id"] == welcome["id"] {
+            break m;
+        }
+    };
+    assert_eq!(greeting["d"]["content"], format!("Welcome <@{dave_id}>, dave!"));
+
+    // Removing a bot removes its user from the guild.
+    let bot_path = format!("/guilds/{}/plugins/{bot_id}", w.guild);
+    assert_eq!(http.call(Method::DELETE, &bot_path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
+    let removed = alice_gw.dispatch("GUILD_MEMBER_REMOVE").await;
+    assert_eq!(removed["d"]["user"]["id"], bot_id.as_str());
+}

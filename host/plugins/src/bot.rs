@@ -22,7 +22,9 @@ pub(crate) mod bindings {
 }
 
 use bindings::guildhall::plugin::{clock, guild, kv, log, messages, timers, types};
-pub use types::{GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, TimerFired, User as BotUser};
+pub use types::{
+    GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, TimerFired, User as BotUser,
+};
 
 /// What a bot may do, as its guild allows it. Every call is scoped to the bot's guild.
 #[async_trait::async_trait]
@@ -192,7 +194,12 @@ impl BotInstance {
 
     /// Delivers one event. The deadline bounds the bot's own computation; host calls it
     /// makes (sending a message) are bounded separately, by `host_deadline` overall.
-    pub async fn on_event(&mut self, event: &GuildEvent, deadline: Duration, host_deadline: Duration) -> Result<(), PluginError> {
+    pub async fn on_event(
+        &mut self,
+        event: &GuildEvent,
+        deadline: Duration,
+        host_deadline: Duration,
+    ) -> Result<(), PluginError> {
         self.store.set_epoch_deadline(crate::moderator::ticks(deadline, self.ticks_per_ms));
         let call = self.bindings.guildhall_plugin_events().call_on_event(&mut self.store, event);
         match tokio::time::timeout(host_deadline, call).await {

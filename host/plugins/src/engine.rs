@@ -230,7 +230,8 @@ impl PluginEngine {
         };
         let bot_pre = match kind {
             PluginKind::Bot => {
-                let pre = self.bot_linker.instantiate_pre(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
+                let pre =
+                    self.bot_linker.instantiate_pre(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
                 Some(bot::bindings::BotPre::new(pre).map_err(|e| PluginError::BadImports(e.to_string()))?)
             }
             _ => None,

@@ -536,8 +536,18 @@ impl Storage for ScyllaStore {
         self.exec(&self.st.kv_delete, (big(plugin), big(guild), key)).await.map(|_| ())
     }
 
-    async fn kv_keys(&self, plugin: Snowflake, guild: GuildId, prefix: &str, limit: usize) -> Result<Vec<(String, usize)>> {
-        let pager = self.session.execute_iter(self.st.kv_keys.clone(), (big(plugin), big(guild), prefix)).await.map_err(unavailable)?;
+    async fn kv_keys(
+        &self,
+        plugin: Snowflake,
+        guild: GuildId,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, usize)>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.kv_keys.clone(), (big(plugin), big(guild), prefix))
+            .await
+            .map_err(unavailable)?;
         let mut rows = pager.rows_stream::<(String, Vec<u8>)>().map_err(unavailable)?;
         let mut out = Vec::new();
         while let Some((key, value)) = rows.try_next().await.map_err(unavailable)? {

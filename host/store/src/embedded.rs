@@ -283,7 +283,10 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             t.insert((plugin.0, guild.0, key.as_str()), value.as_slice()).map_err(unavailable)?;
         }
         Write::KvDelete(plugin, guild, key) => {
-            tx.open_table(PLUGIN_KV).map_err(unavailable)?.remove((plugin.0, guild.0, key.as_str())).map_err(unavailable)?;
+            tx.open_table(PLUGIN_KV)
+                .map_err(unavailable)?
+                .remove((plugin.0, guild.0, key.as_str()))
+                .map_err(unavailable)?;
         }
         Write::Barrier => {}
     }
@@ -523,7 +526,13 @@ impl Storage for EmbeddedStore {
         self.write(Write::KvDelete(plugin, guild, key.to_owned())).await.map(|_| ())
     }
 
-    async fn kv_keys(&self, plugin: Snowflake, guild: GuildId, prefix: &str, limit: usize) -> Result<Vec<(String, usize)>> {
+    async fn kv_keys(
+        &self,
+        plugin: Snowflake,
+        guild: GuildId,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, usize)>> {
         let prefix = prefix.to_owned();
         self.read(move |tx| {
             let t = tx.open_table(PLUGIN_KV).map_err(unavailable)?;

@@ -116,7 +116,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn kv_put(&self, plugin: Snowflake, guild: GuildId, key: &str, value: Vec<u8>) -> Result<()>;
     async fn kv_delete(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<()>;
     /// Keys with `prefix`, in order, at most `limit`, with their value sizes.
-    async fn kv_keys(&self, plugin: Snowflake, guild: GuildId, prefix: &str, limit: usize) -> Result<Vec<(String, usize)>>;
+    async fn kv_keys(
+        &self,
+        plugin: Snowflake,
+        guild: GuildId,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, usize)>>;
 
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>>;
     /// One partition `(channel, bucket)`: ids strictly within `bounds`, in `order`, at most `limit`.

@@ -147,7 +147,13 @@ impl Storage for Instrumented {
     async fn kv_delete(&self, p: guildhall_core::Snowflake, g: GuildId, k: &str) -> Result<()> {
         self.inner.kv_delete(p, g, k).await
     }
-    async fn kv_keys(&self, p: guildhall_core::Snowflake, g: GuildId, pre: &str, l: usize) -> Result<Vec<(String, usize)>> {
+    async fn kv_keys(
+        &self,
+        p: guildhall_core::Snowflake,
+        g: GuildId,
+        pre: &str,
+        l: usize,
+    ) -> Result<Vec<(String, usize)>> {
         self.inner.kv_keys(p, g, pre, l).await
     }
     async fn flush(&self) -> Result<()> {

@@ -12,7 +12,11 @@ const MAX_REMIND_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 pub enum Action {
     Say(String),
     /// Set a timer that comes back with this payload, and say something now.
-    Remind { delay_ms: u64, payload: String, ack: String },
+    Remind {
+        delay_ms: u64,
+        payload: String,
+        ack: String,
+    },
 }
 
 pub struct Commands {
@@ -52,7 +56,8 @@ impl Commands {
     }
 
     fn roll(&mut self, args: &str) -> String {
-        let usage = format!("usage: {}roll NdM, e.g. {}roll 2d6 (N up to 100, M from 2 to 1000)", self.prefix, self.prefix);
+        let usage =
+            format!("usage: {}roll NdM, e.g. {}roll 2d6 (N up to 100, M from 2 to 1000)", self.prefix, self.prefix);
         let Some((n, m)) = args.split_once('d') else { return usage };
         let n: u32 = if n.is_empty() { 1 } else { n.parse().unwrap_or(0) };
         let m: u32 = m.parse().unwrap_or(0);
@@ -85,7 +90,8 @@ fn remind(args: &str, author_id: u64, channel_id: u64, prefix: &str) -> Action {
     if !(minutes > 0.0 && minutes <= MAX_REMIND_MINUTES) || text.trim().is_empty() {
         return usage();
     }
-    let payload = serde_json::json!({ "channel": channel_id.to_string(), "user": author_id.to_string(), "text": text.trim() });
+    let payload =
+        serde_json::json!({ "channel": channel_id.to_string(), "user": author_id.to_string(), "text": text.trim() });
     Action::Remind {
         delay_ms: (minutes * 60_000.0) as u64,
         payload: payload.to_string(),
@@ -104,7 +110,8 @@ pub fn reminder_message(payload: &str) -> Option<(u64, String)> {
 
 impl Bot for Commands {
     fn init(config: &Config) -> Result<Self, String> {
-        let prefix = config.get("prefix").map(|p| p.as_str().ok_or("prefix must be a string")).transpose()?.unwrap_or("!");
+        let prefix =
+            config.get("prefix").map(|p| p.as_str().ok_or("prefix must be a string")).transpose()?.unwrap_or("!");
         if prefix.is_empty() || prefix.chars().count() > 3 || prefix.chars().any(char::is_whitespace) {
             return Err("prefix must be 1 to 3 characters without spaces".into());
         }

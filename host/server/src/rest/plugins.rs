@@ -2,7 +2,7 @@
 //! enable or disable, remove. The kind is read from the world the component implements.
 
 use guildhall_core::guild::Command;
-use guildhall_core::model::{GuildId, PluginRecord};
+use guildhall_core::model::{GuildId, Member, PluginRecord, User, UserRecord};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{PluginError, PluginKind};
 use hyper::StatusCode;
@@ -88,12 +88,27 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
         kind: loaded.kind.as_str().to_owned(),
         enabled: true,
         config: json!({}),
-        component_sha256: loaded.hash,
+        component_sha256: loaded.hash.clone(),
         created_at: now_iso(),
     };
+    if loaded.kind == PluginKind::Bot {
+        add_bot_user(ctx, &record).await?;
+    }
     ctx.app.store.put_plugin(record.clone()).await?;
     reload(ctx, guild_id).await?;
     created(&plugin_json(&record))
+}
+
+/// Every bot acts as a user of its own (`bot: true`, the plugin's id), member of the guild
+/// (GUILD_MEMBER_ADD goes out). It cannot log in: it has no password.
+async fn add_bot_user(ctx: &Ctx, record: &PluginRecord) -> Result<(), ApiError> {
+    let user = User::new(record.id, format!("{}-{}", record.name, record.id.0 % 1_000_000), true);
+    // "!" is not a valid password hash: nothing verifies against it.
+    ctx.app.store.create_user(UserRecord { user: user.clone(), password_hash: "!".into() }).await?;
+    let member = Member::new(user, now_iso());
+    let handle = guild_handle(ctx, record.guild_id).await?;
+    handle.call(Command::AddMember { member }, actor_timeout(ctx)).await?;
+    Ok(())
 }
 
 pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
@@ -169,6 +184,16 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
 
 pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
     require_owner(ctx, guild_id).await?;
+    let record = find(ctx, guild_id, plugin_id).await?;
+    if record.kind == PluginKind::Bot.as_str() {
+        // The bot user leaves the guild (GUILD_MEMBER_REMOVE); its messages stay.
+        let handle = guild_handle(ctx, guild_id).await?;
+        match handle.call(Command::RemoveMember { user: record.id }, actor_timeout(ctx)).await {
+            Ok(_)
+            | Err(crate::runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::NotMember)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     match ctx.app.store.delete_plugin(guild_id, plugin_id).await {
         Ok(()) => {}
         Err(guildhall_store::StoreError::NotFound) => return Err(ApiError::not_found(code::GENERAL, "Unknown Plugin")),

@@ -20,10 +20,11 @@ use guildhall_core::guild::{
 };
 use guildhall_core::model::GuildId;
 use guildhall_core::snowflake::Generator;
-use guildhall_plugins::{Channel as PluginChannel, PluginEngine};
+use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
 use guildhall_store::{DataService, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
 use super::moderation::{Disabled, Moderation};
 use super::{Offer, SessionHandle};
 use crate::config::GuildConfig;
@@ -32,6 +33,8 @@ use crate::metrics::{Metrics, Metrics as M};
 pub enum GuildMsg {
     /// The guild's plugins changed (installed, updated, removed): reload them.
     PluginsChanged,
+    /// A bot disabled itself after repeated faults: tell the owner, reload.
+    PluginDisabled(Disabled),
     Command {
         command: Command,
         reply: oneshot::Sender<Result<Reply, GuildError>>,
@@ -135,11 +138,16 @@ struct GuildActor {
     to_moderate: VecDeque<(RequestId, ModerationCandidate)>,
     /// The channels as plugins see them, rebuilt when the channel count changes.
     plugin_channels: Arc<Vec<PluginChannel>>,
+    /// Running bot plugins; dropping one stops its task.
+    bots: Vec<BotRunner>,
+    /// This actor's own address, for the bots it starts (they act through it).
+    handle: GuildHandle,
 }
 
 pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
     let id = state.guild().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
+    let handle = GuildHandle { id, tx: tx.clone() };
     let actor = GuildActor {
         state,
         sessions: HashMap::new(),
@@ -154,10 +162,12 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
         moderation: None,
         to_moderate: VecDeque::new(),
         plugin_channels: Arc::new(Vec::new()),
+        bots: Vec::new(),
+        handle: handle.clone(),
     };
     actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
     tokio::spawn(actor.run(rx));
-    GuildHandle { id, tx }
+    handle
 }
 
 impl GuildActor {
@@ -199,26 +209,58 @@ impl GuildActor {
 
     async fn reload_plugins(&mut self) {
         let Some(engine) = self.plugins.clone() else { return };
-        let moderation = Moderation::load(engine, self.data.store().clone(), self.state.guild().id).await;
+        let store = self.data.store().clone();
+        let moderation = Moderation::load(engine.clone(), store.clone(), self.state.guild().id).await;
         let enabled = moderation.active();
         self.moderation = enabled.then_some(moderation);
         let fx = self.state.handle(Input::SetModeration { enabled });
         self.run_effects(fx);
+
+        self.bots.clear(); // their tasks end when their queues close
+        let channels = Arc::new(self.plugin_channel_list());
+        let records = store.guild_plugins(self.state.guild().id).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list plugins; bots stay off until they load");
+            Vec::new()
+        });
+        for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Bot.as_str()) {
+            let loaded = match store.component(&record.component_sha256).await {
+                Ok(Some(bytes)) => engine.load(&bytes).map_err(|e| e.to_string()),
+                Ok(None) => Err("component missing from storage".into()),
+                Err(e) => Err(e.to_string()),
+            };
+            let bot_user = store.user(record.id).await.ok().flatten().map(|r| r.user);
+            match (loaded, bot_user) {
+                (Ok(plugin), Some(bot_user)) => {
+                    let spec = BotSpec {
+                        engine: engine.clone(),
+                        plugin,
+                        record,
+                        bot_user,
+                        guild: self.handle.clone(),
+                        data: self.data.clone(),
+                        channels: channels.clone(),
+                    };
+                    self.bots.push(spawn_bot(spec));
+                }
+                (Err(e), _) => tracing::error!(plugin = %record.name, error = %e, "cannot load bot"),
+                (_, None) => tracing::error!(plugin = %record.name, "bot user missing"),
+            }
+        }
+    }
+
+    fn plugin_channel_list(&self) -> Vec<PluginChannel> {
+        self.state.channels().map(|c| PluginChannel { id: c.id.0, name: c.name.clone().unwrap_or_default() }).collect()
     }
 
     /// Runs the moderators for each message waiting for them, in order, and feeds the
     /// verdicts back to the state machine.
     async fn moderate_pending(&mut self) {
         while let Some((request, candidate)) = self.to_moderate.pop_front() {
+            if self.plugin_channels.len() != self.state.channels().count() {
+                self.plugin_channels = Arc::new(self.plugin_channel_list());
+            }
             let (verdict, disabled) = match &mut self.moderation {
                 Some(moderation) => {
-                    if self.plugin_channels.len() != self.state.channels().count() {
-                        let channels = self
-                            .state
-                            .channels()
-                            .map(|c| PluginChannel { id: c.id.0, name: c.name.clone().unwrap_or_default() });
-                        self.plugin_channels = Arc::new(channels.collect());
-                    }
                     let fail_closed = self.state.guild().moderation_fail_closed;
                     moderation.judge(&candidate, &self.plugin_channels, fail_closed).await
                 }
@@ -266,6 +308,10 @@ impl GuildActor {
     async fn on_msg(&mut self, msg: GuildMsg) {
         match msg {
             GuildMsg::PluginsChanged => self.reload_plugins().await,
+            GuildMsg::PluginDisabled(notice) => {
+                self.audit_plugin_disabled(notice);
+                self.reload_plugins().await;
+            }
             GuildMsg::Command { mut command, reply } => {
                 if let Command::CreateMessage { id, .. } = &mut command {
                     match self.ids.next_id() {
@@ -323,6 +369,13 @@ impl GuildActor {
                 Effect::Dispatch { audience, event } => {
                     if event.name == "MESSAGE_CREATE" {
                         M::inc(&self.metrics.messages_created);
+                    }
+                    if !self.bots.is_empty() {
+                        if let Some(bot_event) = bot_event(event.name, &event.data) {
+                            for bot in &self.bots {
+                                bot.offer(bot_event.clone());
+                            }
+                        }
                     }
                     let targets = self.state.audience(&audience);
                     if targets.is_empty() {

@@ -1,0 +1,461 @@
+//! Bot plugins: one runner task per (guild, bot), fed the guild's events through a
+//! bounded queue, with its own timers. The bot acts as its bot user, through the guild
+//! actor like any member would (so moderation and fan-out apply to it too), within
+//! limits: messages per minute, key-value bytes and keys, pending timers, time per event.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use guildhall_core::guild::{Command, GuildError, Reply};
+use guildhall_core::model::{validate_content, Channel, GuildId, Member, Message, PluginRecord, User};
+use guildhall_core::Snowflake;
+use guildhall_plugins::{
+    BotHost, BotInstance, BotMember, BotMessage, BotUser, Channel as PluginChannel, GuildEvent, GuildView, HostError,
+    LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
+};
+use guildhall_store::{DataService, HistoryQuery};
+use tokio::sync::mpsc;
+
+use super::guild_actor::{CallError, GuildHandle, GuildMsg};
+use super::moderation::{Disabled, FAULT_WINDOW, IDLE_AFTER, MAX_FAULTS};
+
+/// Time a bot has per event for its own computation.
+pub const EVENT_DEADLINE: Duration = Duration::from_millis(50);
+/// Bound on one event including the host calls it makes (sending messages, storage).
+pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
+pub const INIT_DEADLINE: Duration = Duration::from_millis(100);
+/// Events queued for a bot; beyond it events are dropped (and counted in the log).
+pub const EVENT_QUEUE: usize = 256;
+pub const MESSAGES_PER_MINUTE: usize = 30;
+pub const MAX_TIMERS: usize = 100;
+pub const MAX_TIMER_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
+pub const MAX_KV_KEYS: usize = 1000;
+pub const MAX_KV_KEY_BYTES: usize = 128;
+pub const MAX_KV_VALUE_BYTES: usize = 64 << 10;
+pub const MAX_KV_TOTAL_BYTES: usize = 1 << 20;
+
+/// The guild actor's end of a running bot.
+pub struct BotRunner {
+    pub plugin_id: Snowflake,
+    events: mpsc::Sender<GuildEvent>,
+}
+
+impl BotRunner {
+    /// Never waits: a bot that cannot keep up misses events rather than slowing its guild.
+    pub fn offer(&self, event: GuildEvent) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!(plugin = %self.plugin_id, "bot event queue full; event dropped");
+        }
+    }
+}
+
+pub struct BotSpec {
+    pub engine: Arc<PluginEngine>,
+    pub plugin: LoadedPlugin,
+    pub record: PluginRecord,
+    pub bot_user: User,
+    pub guild: GuildHandle,
+    pub data: Arc<DataService>,
+    pub channels: Arc<Vec<PluginChannel>>,
+}
+
+pub fn spawn_bot(spec: BotSpec) -> BotRunner {
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let plugin_id = spec.record.id;
+    tokio::spawn(run(spec, rx));
+    BotRunner { plugin_id, events: tx }
+}
+
+#[derive(Default)]
+struct Timers {
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    payloads: HashMap<u64, String>,
+    next_id: u64,
+}
+
+impl Timers {
+    fn next_due(&self) -> Option<Instant> {
+        self.due.peek().map(|Reverse((t, _))| *t)
+    }
+    fn pop_due(&mut self, now: Instant) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        while let Some(Reverse((t, id))) = self.due.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.due.pop();
+            if let Some(payload) = self.payloads.remove(&id) {
+                out.push((id, payload)); // a cancelled timer has no payload left
+            }
+        }
+        out
+    }
+}
+
+async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
+    let timers = Arc::new(Mutex::new(Timers::default()));
+    let host = Arc::new(GuildBotHost {
+        guild_id: spec.record.guild_id,
+        plugin_id: spec.record.id,
+        bot_user: spec.bot_user.clone(),
+        guild: spec.guild.clone(),
+        data: spec.data.clone(),
+        timers: timers.clone(),
+        sent: Mutex::new(VecDeque::new()),
+        kv_usage: tokio::sync::Mutex::new(None),
+    });
+    let mut instance: Option<BotInstance> = None;
+    let mut faults: VecDeque<Instant> = VecDeque::new();
+    let mut last_used = Instant::now();
+    let mut idle = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        let next_due = timers.lock().unwrap_or_else(|e| e.into_inner()).next_due();
+        let batch: Vec<GuildEvent> = tokio::select! {
+            event = events.recv() => match event {
+                Some(e) => vec![e],
+                None => return, // the guild reloaded its plugins or stopped
+            },
+            _ = sleep_until(next_due) => {
+                let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(Instant::now());
+                due.into_iter().map(|(id, payload)| GuildEvent::Timer(TimerFired { id, payload })).collect()
+            }
+            _ = idle.tick() => {
+                if instance.is_some() && last_used.elapsed() > IDLE_AFTER {
+                    instance = None;
+                }
+                continue;
+            }
+        };
+        for event in batch {
+            last_used = Instant::now();
+            let result = deliver(&spec, &host, &mut instance, &event).await;
+            let Err(e) = result else { continue };
+            if let PluginError::Config(reason) = &e {
+                // Not a fault: the owner must fix the configuration; the bot idles till then.
+                tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, %reason, "bot refused its configuration");
+                return;
+            }
+            tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, error = %e, "bot fault");
+            instance = None;
+            let now = Instant::now();
+            faults.push_back(now);
+            while faults.front().is_some_and(|t| now.duration_since(*t) > FAULT_WINDOW) {
+                faults.pop_front();
+            }
+            if faults.len() >= MAX_FAULTS {
+                let mut record = spec.record.clone();
+                record.enabled = false;
+                if let Err(err) = spec.data.store().put_plugin(record.clone()).await {
+                    tracing::error!(plugin = %record.name, error = %err, "could not persist the disabling of a plugin");
+                }
+                let reason = format!("disabled after {MAX_FAULTS} faults in {} s; last: {e}", FAULT_WINDOW.as_secs());
+                spec.guild.send(GuildMsg::PluginDisabled(Disabled { record, reason })).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn deliver(
+    spec: &BotSpec,
+    host: &Arc<GuildBotHost>,
+    instance: &mut Option<BotInstance>,
+    event: &GuildEvent,
+) -> Result<(), PluginError> {
+    if instance.is_none() {
+        let store = spec.data.store().clone();
+        let guild_id = spec.record.guild_id;
+        let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
+            let store = store.clone();
+            Box::pin(async move {
+                let m = store.member(guild_id, Snowflake(user)).await.ok().flatten()?;
+                Some(guildhall_plugins::Member {
+                    user: guildhall_plugins::User { id: m.user.id.0, username: m.user.username, bot: m.user.bot },
+                    nick: m.nick,
+                    joined_at: m.joined_at,
+                })
+            })
+        });
+        let view = GuildView { guild_id: guild_id.0, channels: spec.channels.clone(), members };
+        let config = spec.record.config.to_string();
+        let host: Arc<dyn BotHost> = host.clone();
+        *instance = Some(
+            BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE).await?,
+        );
+    }
+    instance.as_mut().expect("just created").on_event(event, EVENT_DEADLINE, EVENT_HOST_DEADLINE).await
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a bot may do in its guild.
+struct GuildBotHost {
+    guild_id: GuildId,
+    plugin_id: Snowflake,
+    bot_user: User,
+    guild: GuildHandle,
+    data: Arc<DataService>,
+    timers: Arc<Mutex<Timers>>,
+    /// When the bot's recent messages were sent (the per-minute limit).
+    sent: Mutex<VecDeque<Instant>>,
+    /// (keys, bytes) in the bot's key-value store, loaded on first use.
+    kv_usage: tokio::sync::Mutex<Option<(usize, usize)>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HostError {
+    HostError::Unavailable(e.to_string())
+}
+
+pub fn to_bot_message(m: &Message) -> BotMessage {
+    BotMessage {
+        id: m.id.0,
+        channel_id: m.channel_id.0,
+        guild_id: m.guild_id.map(|g| g.0).unwrap_or(0),
+        author: BotUser { id: m.author.id.0, username: m.author.username.clone(), bot: m.author.bot },
+        content: m.content.clone(),
+        timestamp: m.timestamp.clone(),
+        edited_timestamp: m.edited_timestamp.clone(),
+        mentions: m.mentions.iter().map(|u| u.id.0).collect(),
+    }
+}
+
+pub fn to_bot_member(m: &Member) -> BotMember {
+    BotMember {
+        user: BotUser { id: m.user.id.0, username: m.user.username.clone(), bot: m.user.bot },
+        nick: m.nick.clone(),
+        joined_at: m.joined_at.clone(),
+    }
+}
+
+/// The bot's view of a dispatch, if it is one bots receive.
+pub fn bot_event(name: &str, data: &serde_json::Value) -> Option<GuildEvent> {
+    match name {
+        "MESSAGE_CREATE" | "MESSAGE_UPDATE" => {
+            let m: Message = serde_json::from_value(data.clone()).ok()?;
+            let m = to_bot_message(&m);
+            Some(if name == "MESSAGE_CREATE" { GuildEvent::MessageCreate(m) } else { GuildEvent::MessageUpdate(m) })
+        }
+        "MESSAGE_DELETE" => Some(GuildEvent::MessageDelete(MessageRef {
+            id: data["id"].as_str()?.parse().ok()?,
+            channel_id: data["channel_id"].as_str()?.parse().ok()?,
+        })),
+        "GUILD_MEMBER_ADD" => {
+            let m: Member = serde_json::from_value(data.clone()).ok()?;
+            Some(GuildEvent::MemberJoin(to_bot_member(&m)))
+        }
+        _ => None,
+    }
+}
+
+impl GuildBotHost {
+    /// The channel, if it is one of this guild's.
+    async fn own_channel(&self, channel_id: u64) -> Result<Channel, HostError> {
+        let channel = self.data.store().channel(Snowflake(channel_id)).await.map_err(unavailable)?;
+        match channel {
+            None => Err(HostError::NotFound),
+            Some(c) if c.guild_id != Some(self.guild_id) => Err(HostError::Denied("a channel of another guild".into())),
+            Some(c) => Ok(c),
+        }
+    }
+
+    async fn call(&self, command: Command) -> Result<Reply, HostError> {
+        match self.guild.call(command, Duration::from_secs(5)).await {
+            Ok(reply) => Ok(reply),
+            Err(CallError::Guild(GuildError::Blocked(reason))) => Err(HostError::Denied(reason)),
+            Err(CallError::Guild(GuildError::UnknownMessage)) => Err(HostError::NotFound),
+            Err(CallError::Guild(GuildError::Storage(m))) => Err(HostError::Unavailable(m)),
+            Err(CallError::Guild(e)) => Err(HostError::Denied(e.to_string())),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn check_content(content: &str) -> Result<(), HostError> {
+        validate_content(content).map_err(|e| HostError::Invalid(e.into()))
+    }
+
+    fn take_send_budget(&self) -> Result<(), HostError> {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+            sent.pop_front();
+        }
+        if sent.len() >= MESSAGES_PER_MINUTE {
+            return Err(HostError::Limited(format!("{MESSAGES_PER_MINUTE} messages per minute")));
+        }
+        sent.push_back(now);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl BotHost for GuildBotHost {
+    async fn send(&self, channel_id: u64, content: String) -> Result<BotMessage, HostError> {
+        Self::check_content(&content)?;
+        self.own_channel(channel_id).await?;
+        self.take_send_budget()?;
+        let command = Command::CreateMessage {
+            author: self.bot_user.id,
+            channel_id: Snowflake(channel_id),
+            id: Snowflake::default(), // taken by the guild actor
+            content,
+            nonce: None,
+        };
+        match self.call(command).await? {
+            Reply::Message(m) => Ok(to_bot_message(&m)),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn edit(&self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError> {
+        Self::check_content(&content)?;
+        let channel = self.own_channel(channel_id).await?;
+        let existing = self
+            .data
+            .message(&channel, Snowflake(message_id))
+            .await
+            .map_err(unavailable)?
+            .ok_or(HostError::NotFound)?;
+        let edited_timestamp = crate::rest::guilds::now_iso();
+        let command =
+            Command::EditMessage { user: self.bot_user.id, existing: Box::new(existing), content, edited_timestamp };
+        match self.call(command).await? {
+            Reply::Message(m) => Ok(to_bot_message(&m)),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn delete(&self, channel_id: u64, message_id: u64) -> Result<(), HostError> {
+        let channel = self.own_channel(channel_id).await?;
+        let existing = self
+            .data
+            .message(&channel, Snowflake(message_id))
+            .await
+            .map_err(unavailable)?
+            .ok_or(HostError::NotFound)?;
+        self.call(Command::DeleteMessage { user: self.bot_user.id, existing: Box::new(existing) }).await.map(|_| ())
+    }
+
+    async fn recent(&self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
+        let channel = self.own_channel(channel_id).await?;
+        let messages = self
+            .data
+            .history(&channel, HistoryQuery::Latest, limit.clamp(1, 100) as usize)
+            .await
+            .map_err(unavailable)?;
+        Ok(messages.iter().map(to_bot_message).collect())
+    }
+
+    async fn kv_get(&self, key: String) -> Option<Vec<u8>> {
+        self.data.store().kv_get(self.plugin_id, self.guild_id, &key).await.ok().flatten()
+    }
+
+    async fn kv_set(&self, key: String, value: Vec<u8>) -> Result<(), HostError> {
+        if key.is_empty() || key.len() > MAX_KV_KEY_BYTES {
+            return Err(HostError::Invalid(format!("keys are 1 to {MAX_KV_KEY_BYTES} bytes")));
+        }
+        if value.len() > MAX_KV_VALUE_BYTES {
+            return Err(HostError::Limited(format!("values are at most {MAX_KV_VALUE_BYTES} bytes")));
+        }
+        let store = self.data.store();
+        let mut usage = self.kv_usage.lock().await;
+        if usage.is_none() {
+            let keys = store.kv_keys(self.plugin_id, self.guild_id, "", MAX_KV_KEYS + 1).await.map_err(unavailable)?;
+            *usage = Some((keys.len(), keys.iter().map(|(k, v)| k.len() + v).sum()));
+        }
+        let (keys, bytes) = usage.expect("loaded");
+        let old = store.kv_get(self.plugin_id, self.guild_id, &key).await.map_err(unavailable)?;
+        let (new_keys, new_bytes) = match &old {
+            Some(v) => (keys, bytes - v.len() + value.len()),
+            None => (keys + 1, bytes + key.len() + value.len()),
+        };
+        if new_keys > MAX_KV_KEYS || new_bytes > MAX_KV_TOTAL_BYTES {
+            return Err(HostError::Limited(format!("at most {MAX_KV_KEYS} keys and {MAX_KV_TOTAL_BYTES} bytes")));
+        }
+        store.kv_put(self.plugin_id, self.guild_id, &key, value).await.map_err(unavailable)?;
+        *usage = Some((new_keys, new_bytes));
+        Ok(())
+    }
+
+    async fn kv_delete(&self, key: String) {
+        let store = self.data.store();
+        let old = store.kv_get(self.plugin_id, self.guild_id, &key).await.ok().flatten();
+        if let (Some(old), Ok(())) = (old, store.kv_delete(self.plugin_id, self.guild_id, &key).await) {
+            let mut usage = self.kv_usage.lock().await;
+            if let Some((keys, bytes)) = *usage {
+                *usage = Some((keys.saturating_sub(1), bytes.saturating_sub(key.len() + old.len())));
+            }
+        }
+    }
+
+    async fn kv_keys(&self, prefix: String) -> Vec<String> {
+        let keys =
+            self.data.store().kv_keys(self.plugin_id, self.guild_id, &prefix, MAX_KV_KEYS).await.unwrap_or_default();
+        keys.into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
+        if delay_ms > MAX_TIMER_DELAY_MS || payload.len() > MAX_KV_VALUE_BYTES {
+            return Err(HostError::Invalid(format!(
+                "timers are at most {MAX_TIMER_DELAY_MS} ms away, payloads 64 KiB"
+            )));
+        }
+        let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        if timers.payloads.len() >= MAX_TIMERS {
+            return Err(HostError::Limited(format!("at most {MAX_TIMERS} pending timers")));
+        }
+        timers.next_id += 1;
+        let id = timers.next_id;
+        timers.payloads.insert(id, payload);
+        timers.due.push(Reverse((Instant::now() + Duration::from_millis(delay_ms), id)));
+        Ok(id)
+    }
+
+    fn cancel_timer(&self, id: u64) {
+        self.timers.lock().unwrap_or_else(|e| e.into_inner()).payloads.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_order_and_cancelled_ones_do_not() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        for (id, ms) in [(1u64, 30u64), (2, 10), (3, 20)] {
+            t.payloads.insert(id, format!("p{id}"));
+            t.due.push(Reverse((now + Duration::from_millis(ms), id)));
+        }
+        t.payloads.remove(&3);
+        assert_eq!(t.next_due(), Some(now + Duration::from_millis(10)));
+        assert!(t.pop_due(now).is_empty());
+        let fired = t.pop_due(now + Duration::from_millis(40));
+        assert_eq!(fired, vec![(2, "p2".to_owned()), (1, "p1".to_owned())]);
+    }
+
+    #[test]
+    fn dispatches_become_bot_events() {
+        let data = serde_json::json!({
+            "id": "5", "channel_id": "6", "guild_id": "7", "content": "hi",
+            "author": { "id": "8", "username": "bob", "bot": false },
+            "timestamp": "t", "member": { "joined_at": "x" }
+        });
+        let Some(GuildEvent::MessageCreate(m)) = bot_event("MESSAGE_CREATE", &data) else { panic!() };
+        assert_eq!((m.id, m.channel_id, m.guild_id, m.author.id, m.content.as_str()), (5, 6, 7, 8, "hi"));
+        let Some(GuildEvent::MessageDelete(r)) =
+            bot_event("MESSAGE_DELETE", &serde_json::json!({"id": "5", "channel_id": "6"}))
+        else {
+            panic!()
+        };
+        assert_eq!((r.id, r.channel_id), (5, 6));
+        assert!(bot_event("TYPING_START", &data).is_none());
+    }
+}
