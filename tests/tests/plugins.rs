@@ -263,3 +263,65 @@ async fn commands_and_welcome_bots_act_as_bot_users() {
     let removed = alice_gw.dispatch("GUILD_MEMBER_REMOVE").await;
     assert_eq!(removed["d"]["user"]["id"], bot_id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_bot_example_counts_hellos_in_its_key_value_store() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let (status, bot) = upload(&http, &w.guild, &w.alice, "first-bot", component("first_bot")).await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
+    let bob_id = http.get("/users/@me", &w.bob).await.body["id"].as_str().unwrap().to_owned();
+    for expected in ["1 hello from you.", "2 hellos from you."] {
+        http.post(&messages, &w.bob, json!({ "content": "!hello" })).await;
+        let reply = loop {
+            let m = w.bob_gw.dispatch("MESSAGE_CREATE").await;
+            if m["d"]["author"]["id"] == bot["id"] {
+                break m;
+            }
+        };
+        assert_eq!(reply["d"]["content"], format!("Hello <@{bob_id}>! That makes {expected}"));
+    }
+    // The count lives in storage: it survives a restart of the host.
+    let server = w.server.kill9_and_restart().await;
+    let http = server.http();
+    let mut gw = server.gateway().await;
+    gw.identify(&w.bob, ALL_INTENTS).await;
+    http.post(&messages, &w.bob, json!({ "content": "!hello" })).await;
+    let reply = loop {
+        let m = gw.dispatch("MESSAGE_CREATE").await;
+        if m["d"]["author"]["id"] == bot["id"] {
+            break m;
+        }
+    };
+    assert!(reply["d"]["content"].as_str().unwrap().ends_with("3 hellos from you."), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_cli_scaffolds_builds_and_installs() {
+    let w = world().await;
+    let dir = std::env::temp_dir().join(format!("guildhall-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = guildhall_e2e::binary();
+    let target = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().to_path_buf();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&exe)
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run guildhall");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["plugin", "new", "cli-bot", "--dir", dir.to_str().unwrap()]);
+    let crate_dir = dir.join("cli-bot");
+    let built = run(&["plugin", "build", "--dir", crate_dir.to_str().unwrap()]);
+    let wasm = built.lines().last().unwrap().trim().to_owned();
+    assert!(wasm.ends_with("cli_bot.wasm"), "{built}");
+    let url = format!("http://{}", w.server.addr);
+    let installed = run(&["plugin", "install", "--guild", &w.guild, "--url", &url, "--token", &w.alice, &wasm]);
+    let body: Value = serde_json::from_str(installed.trim()).unwrap();
+    assert_eq!((body["name"].as_str(), body["kind"].as_str()), (Some("cli-bot"), Some("bot")));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ mod bench;
 mod config;
 mod gateway;
 mod metrics;
+mod plugin_cli;
 mod rest;
 mod runtime;
 mod server;
@@ -43,6 +44,11 @@ enum Cmd {
         #[arg(long, env = "GUILDHALL_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Scaffold, build and install guild plugins.
+    Plugin {
+        #[command(subcommand)]
+        cmd: plugin_cli::PluginCmd,
+    },
     /// Run a benchmark scenario and print its results.
     Bench {
         #[command(subcommand)]
@@ -68,6 +74,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Cmd::Serve { listen, data_dir, storage, config } => serve(listen, data_dir, storage, config).await,
             Cmd::Bench { scenario } => bench::run(scenario).await,
+            Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
         }
     });
     match result {
