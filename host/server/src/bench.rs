@@ -61,6 +61,9 @@ pub enum Scenario {
         /// Live instances kept at once for the memory measurement.
         #[arg(long, default_value_t = 10_000)]
         instances: usize,
+        /// The plugin's configuration (JSON).
+        #[arg(long, default_value = DEFAULT_AUTOMOD_CONFIG)]
+        config: String,
         #[arg(long)]
         json: bool,
     },
@@ -85,7 +88,9 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Coalesce { storage, concurrency, rounds, json } => {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
-        Scenario::Plugins { component, calls, instances, json } => (plugins(component, calls, instances).await?, json),
+        Scenario::Plugins { component, calls, instances, config, json } => {
+            (plugins(component, calls, instances, &config).await?, json)
+        }
     };
     if as_json {
         println!("{report}");
@@ -497,7 +502,11 @@ fn rss_kib() -> u64 {
     pages * 4
 }
 
-async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize) -> Result<Value, String> {
+/// A typical automod setup: three banned words, one banned pattern, a mention limit.
+const DEFAULT_AUTOMOD_CONFIG: &str =
+    r#"{"banned_words": ["heck", "darn", "frick"], "banned_patterns": ["(?i)free\\s+nitro"], "max_mentions": 5}"#;
+
+async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize, config: &str) -> Result<Value, String> {
     use guildhall_plugins::{
         Candidate, Channel as PluginChannel, EngineConfig, GuildView, ModeratorInstance, PluginEngine,
         User as PluginUser,
@@ -514,9 +523,9 @@ async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize) -> 
         format!("{}: {e} (build it: cargo build --release --target wasm32-wasip2 -p automod)", path.display())
     })?;
     let cache_dir = temp_dir("plugin-cache");
-    let config =
+    let engine_config =
         EngineConfig { cache_dir: cache_dir.clone(), pool_instances: instances as u32 + 16, ..EngineConfig::default() };
-    let engine = PluginEngine::new(config).map_err(|e| e.to_string())?;
+    let engine = PluginEngine::new(engine_config).map_err(|e| e.to_string())?;
     let compile_started = Instant::now();
     let plugin = engine.load(&bytes).map_err(|e| e.to_string())?;
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
@@ -525,8 +534,6 @@ async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize) -> 
         channels: Arc::new(vec![PluginChannel { id: 100, name: "general".into() }]),
         members: Arc::new(|_| Box::pin(async { None })),
     };
-    let config =
-        r#"{"banned_words": ["heck", "darn", "frick"], "banned_patterns": ["(?i)free\\s+nitro"], "max_mentions": 5}"#;
     let deadline = Duration::from_millis(5);
     let candidate = Candidate {
         channel_id: 100,

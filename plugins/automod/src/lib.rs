@@ -36,7 +36,7 @@ pub struct Rules {
     banned_words: Vec<String>,
     rewrite_banned_words: bool,
     banned_patterns: Vec<Regex>,
-    invite: Option<Regex>,
+    block_invites: bool,
     max_mentions: Option<usize>,
     rate_limit: Option<(usize, u64)>,
 }
@@ -65,14 +65,7 @@ impl Rules {
             .collect::<Result<_, _>>()?;
         let block_invites =
             config.get("block_invites").map(|v| v.as_bool().ok_or("block_invites must be true or false"));
-        let invite = if block_invites.transpose()?.unwrap_or(true) {
-            Some(
-                Regex::new(r"(?i)(discord(app)?\.(gg|com/invite)|/api/v10/invites|guildhall\.gg)/[a-z0-9-]+")
-                    .expect("valid"),
-            )
-        } else {
-            None
-        };
+        let block_invites = block_invites.transpose()?.unwrap_or(true);
         let max_mentions = match config.get("max_mentions") {
             None => None,
             Some(v) => Some(v.as_u64().ok_or("max_mentions must be a number")? as usize),
@@ -86,7 +79,7 @@ impl Rules {
             }
         };
         let rewrite_banned_words = config.get("rewrite_banned_words").and_then(|v| v.as_bool()).unwrap_or(false);
-        Ok(Rules { banned_words, rewrite_banned_words, banned_patterns, invite, max_mentions, rate_limit })
+        Ok(Rules { banned_words, rewrite_banned_words, banned_patterns, block_invites, max_mentions, rate_limit })
     }
 }
 
@@ -97,11 +90,8 @@ impl Automod {
 
     /// The decision for a candidate at time `now_ms` (pure apart from the rate counts).
     pub fn check(&mut self, c: &Candidate, now_ms: u64) -> Verdict {
-        if let Some(invite) = &self.rules.invite {
-            // The regex only runs when a cheap substring test says it might match.
-            if may_hold_invite(&c.content) && invite.is_match(&c.content) {
-                return Verdict::Block("invite links are not allowed here".into());
-            }
+        if self.rules.block_invites && contains_invite(&c.content) {
+            return Verdict::Block("invite links are not allowed here".into());
         }
         let (masked, hits) = mask_words(&c.content, &self.rules.banned_words);
         let mut verdict = Verdict::Allow;
@@ -136,10 +126,18 @@ impl Automod {
     }
 }
 
-fn may_hold_invite(content: &str) -> bool {
-    let has =
-        |needle: &str| content.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
-    has("discord") || has("invites/") || has("guildhall.gg")
+/// Invite links (Discord's and Guildhall's): a known prefix, case-insensitive, followed by
+/// an invite code. A hand-written scan, so that no regex is compiled for it at `init`.
+fn contains_invite(content: &str) -> bool {
+    const PREFIXES: [&str; 5] =
+        ["discord.gg/", "discordapp.com/invite/", "discord.com/invite/", "/api/v10/invites/", "guildhall.gg/"];
+    let bytes = content.as_bytes();
+    PREFIXES.iter().any(|prefix| {
+        let p = prefix.as_bytes();
+        bytes.windows(p.len()).enumerate().any(|(i, w)| {
+            w.eq_ignore_ascii_case(p) && bytes.get(i + p.len()).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+    })
 }
 
 fn is_banned(word: &str, banned: &[String]) -> bool {
@@ -234,6 +232,8 @@ mod tests {
         assert!(matches!(a.check(&candidate(1, "join discord.gg/abc123", 0), 0), Verdict::Block(_)));
         assert!(matches!(a.check(&candidate(1, "hi all", 3), 0), Verdict::Block(_)));
         assert!(matches!(a.check(&candidate(1, "hi all", 2), 0), Verdict::Allow));
+        assert!(matches!(a.check(&candidate(1, "see https://Discord.com/invite/x-1", 0), 0), Verdict::Block(_)));
+        assert!(matches!(a.check(&candidate(1, "discord.gg/ alone", 0), 0), Verdict::Allow), "no code, no invite");
         let mut open = automod(json!({ "block_invites": false }));
         assert!(matches!(open.check(&candidate(1, "join discord.gg/abc123", 0), 0), Verdict::Allow));
     }
