@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store};
 
 use crate::engine::{LoadedPlugin, PluginEngine, PluginError};
-use crate::moderator::GuildView;
+use crate::host::{instantiate_error, new_store, ticks, GuildView, PluginState};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -18,10 +17,18 @@ pub(crate) mod bindings {
         world: "bot",
         imports: { default: async },
         exports: { default: async },
+        // The interfaces every world shares are generated once, with the moderator's.
+        with: {
+            "guildhall:plugin/types": crate::moderator::bindings::guildhall::plugin::types,
+            "guildhall:plugin/log": crate::moderator::bindings::guildhall::plugin::log,
+            "guildhall:plugin/clock": crate::moderator::bindings::guildhall::plugin::clock,
+            "guildhall:plugin/guild": crate::moderator::bindings::guildhall::plugin::guild,
+        },
     });
 }
 
-use bindings::guildhall::plugin::{clock, guild, kv, log, messages, timers, types};
+use crate::moderator::bindings::guildhall::plugin::types;
+use bindings::guildhall::plugin::{kv, messages, timers};
 pub use types::{
     GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, TimerFired, User as BotUser,
 };
@@ -41,102 +48,57 @@ pub trait BotHost: Send + Sync + 'static {
     fn cancel_timer(&self, id: u64);
 }
 
-pub struct BotState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    view: GuildView,
-    plugin: String,
-    host: Arc<dyn BotHost>,
+fn not_a_bot() -> HostError {
+    HostError::Denied("only bots may do this".into())
 }
 
-impl WasiView for BotState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+impl messages::Host for PluginState {
+    async fn send(&mut self, channel_id: u64, content: String) -> Result<BotMessage, HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.send(channel_id, content).await
+    }
+    async fn edit(&mut self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.edit(channel_id, message_id, content).await
+    }
+    async fn delete(&mut self, channel_id: u64, message_id: u64) -> Result<(), HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.delete(channel_id, message_id).await
+    }
+    async fn recent(&mut self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.recent(channel_id, limit.min(100)).await
     }
 }
 
-impl types::Host for BotState {}
-
-impl log::Host for BotState {
-    async fn log(&mut self, level: log::Level, message: String) {
-        let message: String = message.chars().take(1024).collect();
-        let (plugin, guild) = (&self.plugin, self.view.guild_id);
-        match level {
-            log::Level::Debug => tracing::debug!(plugin, guild, "{message}"),
-            log::Level::Info => tracing::info!(plugin, guild, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, guild, "{message}"),
-            log::Level::Error => tracing::error!(plugin, guild, "{message}"),
+impl kv::Host for PluginState {
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.bot.as_ref()?.kv_get(key).await
+    }
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.kv_set(key, value).await
+    }
+    async fn delete(&mut self, key: String) {
+        if let Some(bot) = &self.bot {
+            bot.kv_delete(key).await
+        }
+    }
+    async fn keys(&mut self, prefix: String) -> Vec<String> {
+        match &self.bot {
+            Some(bot) => bot.kv_keys(prefix).await,
+            None => Vec::new(),
         }
     }
 }
 
-impl clock::Host for BotState {
-    async fn now_ms(&mut self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-    }
-}
-
-impl guild::Host for BotState {
-    async fn guild_id(&mut self) -> u64 {
-        self.view.guild_id
-    }
-    async fn find_channel(&mut self, id: u64) -> Option<types::Channel> {
-        self.view.channels.iter().find(|c| c.id == id).map(|c| types::Channel { id: c.id, name: c.name.clone() })
-    }
-    async fn list_channels(&mut self) -> Vec<types::Channel> {
-        self.view.channels.iter().map(|c| types::Channel { id: c.id, name: c.name.clone() }).collect()
-    }
-    async fn find_member(&mut self, user_id: u64) -> Option<types::Member> {
-        let m = (self.view.members)(user_id).await?;
-        Some(types::Member {
-            user: types::User { id: m.user.id, username: m.user.username, bot: m.user.bot },
-            nick: m.nick,
-            joined_at: m.joined_at,
-        })
-    }
-}
-
-impl messages::Host for BotState {
-    async fn send(&mut self, channel_id: u64, content: String) -> Result<BotMessage, HostError> {
-        self.host.send(channel_id, content).await
-    }
-    async fn edit(&mut self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError> {
-        self.host.edit(channel_id, message_id, content).await
-    }
-    async fn delete(&mut self, channel_id: u64, message_id: u64) -> Result<(), HostError> {
-        self.host.delete(channel_id, message_id).await
-    }
-    async fn recent(&mut self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
-        self.host.recent(channel_id, limit.min(100)).await
-    }
-}
-
-impl kv::Host for BotState {
-    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.host.kv_get(key).await
-    }
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), HostError> {
-        self.host.kv_set(key, value).await
-    }
-    async fn delete(&mut self, key: String) {
-        self.host.kv_delete(key).await
-    }
-    async fn keys(&mut self, prefix: String) -> Vec<String> {
-        self.host.kv_keys(prefix).await
-    }
-}
-
-impl timers::Host for BotState {
+impl timers::Host for PluginState {
     async fn set(&mut self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
-        self.host.set_timer(delay_ms, payload)
+        self.bot.as_ref().ok_or_else(not_a_bot)?.set_timer(delay_ms, payload)
     }
     async fn cancel(&mut self, id: u64) {
-        self.host.cancel_timer(id)
+        if let Some(bot) = &self.bot {
+            bot.cancel_timer(id)
+        }
     }
 }
 
-pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<BotState>> {
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::Bot::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -145,7 +107,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<BotState>> {
 
 /// A live bot for one guild. After any error the caller must drop it.
 pub struct BotInstance {
-    store: Store<BotState>,
+    store: Store<PluginState>,
     bindings: bindings::Bot,
     ticks_per_ms: f64,
 }
@@ -162,29 +124,10 @@ impl BotInstance {
         deadline: Duration,
     ) -> Result<BotInstance, PluginError> {
         let pre = plugin.bot_pre.as_ref().ok_or(PluginError::UnknownWorld)?;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(engine.config.max_memory_bytes)
-            .instances(32)
-            .tables(32)
-            .memories(4)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = BotState {
-            wasi: WasiCtxBuilder::new().build(),
-            table: ResourceTable::new(),
-            limits,
-            view,
-            plugin: name.to_owned(),
-            host,
-        };
-        let mut store = Store::new(&engine.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
-        store.set_epoch_deadline(crate::moderator::ticks(deadline, ticks_per_ms));
-        let bindings = pre.instantiate_async(&mut store).await.map_err(crate::moderator::instantiate_error)?;
+        let (mut store, ticks_per_ms) = new_store(engine, view, name, Some(host), deadline);
+        let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = BotInstance { store, bindings, ticks_per_ms };
-        instance.store.set_epoch_deadline(crate::moderator::ticks(deadline, ticks_per_ms));
+        instance.store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
         match instance.bindings.guildhall_plugin_events().call_init(&mut instance.store, config).await {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(refused)) => Err(PluginError::Config(refused)),
@@ -200,7 +143,7 @@ impl BotInstance {
         deadline: Duration,
         host_deadline: Duration,
     ) -> Result<(), PluginError> {
-        self.store.set_epoch_deadline(crate::moderator::ticks(deadline, self.ticks_per_ms));
+        self.store.set_epoch_deadline(ticks(deadline, self.ticks_per_ms));
         let call = self.bindings.guildhall_plugin_events().call_on_event(&mut self.store, event);
         match tokio::time::timeout(host_deadline, call).await {
             Ok(Ok(())) => Ok(()),

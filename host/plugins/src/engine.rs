@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bot::{self, BotState};
-use crate::moderator::{self, HostState};
+use crate::bot;
+use crate::host::PluginState;
+use crate::moderator;
 
 /// What the engine is allowed to use.
 #[derive(Debug, Clone)]
@@ -110,15 +111,15 @@ pub struct LoadedPlugin {
     pub hash: String,
     pub kind: PluginKind,
     pub component: Component,
-    pub(crate) moderator_pre: Option<moderator::bindings::ModeratorPre<HostState>>,
-    pub(crate) bot_pre: Option<bot::bindings::BotPre<BotState>>,
+    pub(crate) moderator_pre: Option<moderator::bindings::ModeratorPre<PluginState>>,
+    pub(crate) bot_pre: Option<bot::bindings::BotPre<PluginState>>,
 }
 
 pub struct PluginEngine {
     pub(crate) engine: Engine,
     pub(crate) config: EngineConfig,
-    moderator_linker: Linker<HostState>,
-    bot_linker: Linker<BotState>,
+    moderator_linker: Linker<PluginState>,
+    bot_linker: Linker<PluginState>,
     ticker_stop: Arc<AtomicBool>,
     /// Loaded components by content hash: every guild that installs the same component
     /// shares one compiled copy (installed-but-idle plugins then cost only their record).

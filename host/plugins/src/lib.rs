@@ -12,8 +12,10 @@
 
 mod bot;
 mod engine;
+mod host;
 mod moderator;
 
 pub use bot::{BotHost, BotInstance, BotMember, BotMessage, BotUser, GuildEvent, HostError, MessageRef, TimerFired};
 pub use engine::{EngineConfig, LoadedPlugin, PluginEngine, PluginError, PluginKind};
-pub use moderator::{Candidate, Channel, GuildView, Member, MemberLookup, ModeratorInstance, User, Verdict};
+pub use host::{GuildView, MemberLookup};
+pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};

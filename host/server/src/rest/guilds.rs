@@ -180,12 +180,7 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
     let user = ctx.user().await?;
     // Discord accepts options here (max_age, ...); invites do not expire yet, so none apply.
     let _ = ctx.body_bytes().await?;
-    let channel = ctx
-        .app
-        .store
-        .channel(channel_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))?;
+    let channel = super::messages::load_channel(ctx, channel_id).await?;
     let Some(guild_id) = channel.guild_id else {
         return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
     };

@@ -33,14 +33,15 @@ impl Access {
     }
 }
 
+/// The channel, or 404 Unknown Channel.
+pub async fn load_channel(ctx: &Ctx, channel_id: ChannelId) -> Result<Channel, ApiError> {
+    let channel = ctx.app.store.channel(channel_id).await?;
+    channel.ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))
+}
+
 /// The channel and how to reach it; DMs are checked here, guild channels by their actor.
 async fn access(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Access, ApiError> {
-    let channel = ctx
-        .app
-        .store
-        .channel(channel_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))?;
+    let channel = load_channel(ctx, channel_id).await?;
     match channel.guild_id {
         Some(guild) => Ok(Access::Guild(guild_handle(ctx, guild).await?, channel)),
         None if channel.recipients.iter().any(|r| r.id == user.id) => Ok(Access::Dm(channel)),

@@ -1,0 +1,128 @@
+//! What all plugin stores share: the state, WASI with nothing granted, and the host side
+//! of the interfaces every world imports (types, log, clock, guild).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bot::BotHost;
+use crate::engine::{PluginEngine, PluginError};
+use crate::moderator::bindings::guildhall::plugin::{clock, guild, log, types};
+use types::{Channel, Member};
+
+/// Looks a member up for the `guild` interface (the host decides how: storage, a cache).
+pub type MemberLookup = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = Option<Member>> + Send>> + Send + Sync>;
+
+/// What an instance may see of its guild: nothing of any other.
+#[derive(Clone)]
+pub struct GuildView {
+    pub guild_id: u64,
+    pub channels: Arc<Vec<Channel>>,
+    pub members: MemberLookup,
+}
+
+/// Longest log line a plugin may write (longer ones are cut).
+const MAX_LOG_CHARS: usize = 1024;
+
+/// What every plugin's store holds: WASI (nothing granted), its limits, its view of its
+/// guild, and, for bots, what they may do there.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    view: GuildView,
+    plugin: String,
+    pub(crate) bot: Option<Arc<dyn BotHost>>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl log::Host for PluginState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
+        let (plugin, guild) = (&self.plugin, self.view.guild_id);
+        match level {
+            log::Level::Debug => tracing::debug!(plugin, guild, "{message}"),
+            log::Level::Info => tracing::info!(plugin, guild, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, guild, "{message}"),
+            log::Level::Error => tracing::error!(plugin, guild, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for PluginState {
+    async fn now_ms(&mut self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+}
+
+impl guild::Host for PluginState {
+    async fn guild_id(&mut self) -> u64 {
+        self.view.guild_id
+    }
+    async fn find_channel(&mut self, id: u64) -> Option<Channel> {
+        self.view.channels.iter().find(|c| c.id == id).cloned()
+    }
+    async fn list_channels(&mut self) -> Vec<Channel> {
+        self.view.channels.to_vec()
+    }
+    async fn find_member(&mut self, user_id: u64) -> Option<Member> {
+        (self.view.members)(user_id).await
+    }
+}
+
+/// A store for one (guild, plugin) instance, with its memory limit and epoch deadline armed.
+pub(crate) fn new_store(
+    engine: &PluginEngine,
+    view: GuildView,
+    plugin: &str,
+    bot: Option<Arc<dyn BotHost>>,
+    deadline: Duration,
+) -> (Store<PluginState>, f64) {
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(engine.config.max_memory_bytes)
+        .instances(32)
+        .tables(32)
+        .memories(4)
+        .trap_on_grow_failure(true)
+        .build();
+    let state = PluginState {
+        wasi: WasiCtxBuilder::new().build(),
+        table: ResourceTable::new(),
+        limits,
+        view,
+        plugin: plugin.to_owned(),
+        bot,
+    };
+    let mut store = Store::new(&engine.engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
+    store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
+    (store, ticks_per_ms)
+}
+
+pub(crate) fn instantiate_error(e: wasmtime::Error) -> PluginError {
+    let text = format!("{e:#}");
+    if text.contains("maximum") || text.contains("pool") {
+        PluginError::Capacity(text)
+    } else {
+        PluginError::Trap(text)
+    }
+}
+
+pub(crate) fn ticks(deadline: Duration, ticks_per_ms: f64) -> u64 {
+    // +1: the current tick may be nearly over when the call starts.
+    (deadline.as_secs_f64() * 1000.0 * ticks_per_ms).ceil() as u64 + 1
+}
