@@ -77,9 +77,9 @@ pub mod bot_world {
 /// Moderation plugins: see [`Moderator`].
 pub mod moderation {
     pub use crate::moderator_world::guildhall::plugin::clock::now_ms;
-    pub use crate::moderator_world::guildhall::plugin::guild;
     pub use crate::moderator_world::guildhall::plugin::log::{log, Level};
     pub use crate::moderator_world::guildhall::plugin::types::{Candidate, Channel, Member, User, Verdict};
+    pub use crate::moderator_world::guildhall::plugin::{guild, text};
 
     /// A moderator: `moderate` runs in the message path under a deadline of a few
     /// milliseconds, so keep it to string work; it has read-only access to the guild.
@@ -98,7 +98,7 @@ pub mod bot {
     pub use crate::bot_world::guildhall::plugin::types::{
         Channel, GuildEvent, HostError, Member, Message, MessageRef, TimerFired, User,
     };
-    pub use crate::bot_world::guildhall::plugin::{guild, kv, timers};
+    pub use crate::bot_world::guildhall::plugin::{guild, kv, text, timers};
 
     /// A bot: receives the guild's events one at a time.
     pub trait Bot: Sized + 'static {

@@ -23,6 +23,7 @@ pub(crate) mod bindings {
             "guildhall:plugin/log": crate::moderator::bindings::guildhall::plugin::log,
             "guildhall:plugin/clock": crate::moderator::bindings::guildhall::plugin::clock,
             "guildhall:plugin/guild": crate::moderator::bindings::guildhall::plugin::guild,
+            "guildhall:plugin/text": crate::moderator::bindings::guildhall::plugin::text,
         },
     });
 }

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bot;
-use crate::host::PluginState;
+use crate::host::{PatternCache, PluginState};
 use crate::moderator;
 
 /// What the engine is allowed to use.
@@ -98,8 +98,8 @@ const INDEXING_EXPORT: &str = "guildhall:plugin/indexing@0.1.0";
 /// environment).
 fn allowed_imports(kind: PluginKind) -> &'static [&'static str] {
     match kind {
-        PluginKind::Moderator => &["types", "log", "clock", "guild"],
-        PluginKind::Bot => &["types", "log", "clock", "guild", "messages", "kv", "timers"],
+        PluginKind::Moderator => &["types", "log", "clock", "guild", "text"],
+        PluginKind::Bot => &["types", "log", "clock", "guild", "text", "messages", "kv", "timers"],
         PluginKind::Indexer => &["types", "log", "clock"],
     }
 }
@@ -121,6 +121,8 @@ pub struct PluginEngine {
     moderator_linker: Linker<PluginState>,
     bot_linker: Linker<PluginState>,
     ticker_stop: Arc<AtomicBool>,
+    /// Compiled pattern sets for the `text` interface, shared by every instance.
+    pub(crate) patterns: Arc<PatternCache>,
     /// Loaded components by content hash: every guild that installs the same component
     /// shares one compiled copy (installed-but-idle plugins then cost only their record).
     loaded: Mutex<HashMap<String, LoadedPlugin>>,
@@ -170,7 +172,8 @@ impl PluginEngine {
         let moderator_linker = moderator::linker(&engine).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
         let bot_linker = bot::linker(&engine).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
         let loaded = Mutex::new(HashMap::new());
-        Ok(PluginEngine { engine, config, moderator_linker, bot_linker, ticker_stop, loaded })
+        let patterns = Arc::new(PatternCache::default());
+        Ok(PluginEngine { engine, config, moderator_linker, bot_linker, ticker_stop, loaded, patterns })
     }
 
     pub fn max_component_bytes(&self) -> usize {

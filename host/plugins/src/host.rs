@@ -1,9 +1,10 @@
 //! What all plugin stores share: the state, WASI with nothing granted, and the host side
 //! of the interfaces every world imports (types, log, clock, guild).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
@@ -12,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bot::BotHost;
 use crate::engine::{PluginEngine, PluginError};
-use crate::moderator::bindings::guildhall::plugin::{clock, guild, log, types};
+use crate::moderator::bindings::guildhall::plugin::{clock, guild, log, text, types};
 use types::{Channel, Member};
 
 /// Looks a member up for the `guild` interface (the host decides how: storage, a cache).
@@ -38,6 +39,66 @@ pub struct PluginState {
     view: GuildView,
     plugin: String,
     pub(crate) bot: Option<Arc<dyn BotHost>>,
+    /// The engine's pattern-set cache (for `text::compile`) and this instance's sets.
+    patterns: Arc<PatternCache>,
+    sets: Vec<Arc<regex::RegexSet>>,
+}
+
+/// Compiled pattern sets for `text`, shared by every instance that asks for the same
+/// patterns (a guild's automod is compiled once, natively, however often it is instantiated).
+#[derive(Default)]
+pub(crate) struct PatternCache {
+    sets: Mutex<HashMap<Vec<String>, Arc<regex::RegexSet>>>,
+}
+
+impl PatternCache {
+    const MAX_PATTERNS: usize = 64;
+    const MAX_PATTERN_BYTES: usize = 512;
+    const MAX_CACHED_SETS: usize = 4096;
+
+    pub(crate) fn get_or_compile(&self, patterns: Vec<String>) -> Result<Arc<regex::RegexSet>, String> {
+        if patterns.len() > Self::MAX_PATTERNS || patterns.iter().any(|p| p.len() > Self::MAX_PATTERN_BYTES) {
+            return Err(format!(
+                "at most {} patterns of at most {} bytes",
+                Self::MAX_PATTERNS,
+                Self::MAX_PATTERN_BYTES
+            ));
+        }
+        if let Some(set) = self.sets.lock().unwrap_or_else(|e| e.into_inner()).get(&patterns) {
+            return Ok(set.clone());
+        }
+        // Compile one by one first, so the error names the pattern at fault.
+        for p in &patterns {
+            regex::RegexBuilder::new(p).size_limit(1 << 20).build().map_err(|e| format!("{p}: {e}"))?;
+        }
+        let set = regex::RegexSetBuilder::new(&patterns).size_limit(4 << 20).build().map_err(|e| e.to_string())?;
+        let set = Arc::new(set);
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if sets.len() >= Self::MAX_CACHED_SETS {
+            sets.clear();
+        }
+        sets.insert(patterns, set.clone());
+        Ok(set)
+    }
+}
+
+/// Pattern sets one instance may hold.
+const MAX_SETS_PER_INSTANCE: usize = 16;
+
+impl text::Host for PluginState {
+    async fn compile(&mut self, patterns: Vec<String>) -> Result<u32, String> {
+        if self.sets.len() >= MAX_SETS_PER_INSTANCE {
+            return Err(format!("at most {MAX_SETS_PER_INSTANCE} pattern sets per instance"));
+        }
+        let set = self.patterns.get_or_compile(patterns)?;
+        self.sets.push(set);
+        Ok(self.sets.len() as u32 - 1)
+    }
+
+    async fn find(&mut self, set: u32, text: String) -> Option<u32> {
+        let set = self.sets.get(set as usize)?;
+        set.matches(&text).iter().next().map(|i| i as u32)
+    }
 }
 
 impl WasiView for PluginState {
@@ -104,6 +165,8 @@ pub(crate) fn new_store(
         view,
         plugin: plugin.to_owned(),
         bot,
+        patterns: engine.patterns.clone(),
+        sets: Vec::new(),
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|s| &mut s.limits);

@@ -66,7 +66,12 @@ async fn automod_blocks_rewrites_and_allows() {
     assert_eq!(plugin.kind, PluginKind::Moderator);
     assert_eq!(plugin.hash.len(), 64);
 
-    let mut m = moderator(&engine, "automod", r#"{"banned_words": ["heck"], "max_mentions": 1}"#).await;
+    let config = r#"{"banned_words": ["heck"], "max_mentions": 1, "banned_patterns": ["(?i)free\\s+nitro"]}"#;
+    let mut m = moderator(&engine, "automod", config).await;
+    // The pattern is compiled and matched by the host (the `text` interface).
+    assert!(
+        matches!(m.moderate(&candidate("get FREE   Nitro now"), DEADLINE).await.unwrap(), Verdict::Block(r) if r.contains("pattern"))
+    );
     assert!(
         matches!(m.moderate(&candidate("what the heck"), DEADLINE).await.unwrap(), Verdict::Block(r) if r.contains("banned"))
     );
