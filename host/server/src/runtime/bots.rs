@@ -265,6 +265,13 @@ impl GuildBotHost {
         }
     }
 
+    /// A message of one of this guild's channels.
+    async fn own_message(&self, channel_id: u64, message_id: u64) -> Result<Message, HostError> {
+        let channel = self.own_channel(channel_id).await?;
+        let message = self.data.message(&channel, Snowflake(message_id)).await.map_err(unavailable)?;
+        message.ok_or(HostError::NotFound)
+    }
+
     async fn call(&self, command: Command) -> Result<Reply, HostError> {
         match self.guild.call(command, Duration::from_secs(5)).await {
             Ok(reply) => Ok(reply),
@@ -315,13 +322,7 @@ impl BotHost for GuildBotHost {
 
     async fn edit(&self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError> {
         Self::check_content(&content)?;
-        let channel = self.own_channel(channel_id).await?;
-        let existing = self
-            .data
-            .message(&channel, Snowflake(message_id))
-            .await
-            .map_err(unavailable)?
-            .ok_or(HostError::NotFound)?;
+        let existing = self.own_message(channel_id, message_id).await?;
         let edited_timestamp = crate::rest::guilds::now_iso();
         let command =
             Command::EditMessage { user: self.bot_user.id, existing: Box::new(existing), content, edited_timestamp };
@@ -332,13 +333,7 @@ impl BotHost for GuildBotHost {
     }
 
     async fn delete(&self, channel_id: u64, message_id: u64) -> Result<(), HostError> {
-        let channel = self.own_channel(channel_id).await?;
-        let existing = self
-            .data
-            .message(&channel, Snowflake(message_id))
-            .await
-            .map_err(unavailable)?
-            .ok_or(HostError::NotFound)?;
+        let existing = self.own_message(channel_id, message_id).await?;
         self.call(Command::DeleteMessage { user: self.bot_user.id, existing: Box::new(existing) }).await.map(|_| ())
     }
 
