@@ -25,7 +25,7 @@ use guildhall_store::{DataService, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
-use super::moderation::{Disabled, Moderation};
+use super::moderation::{load_component, Disabled, Moderation};
 use super::{Offer, SessionHandle};
 use crate::config::GuildConfig;
 use crate::metrics::{Metrics, Metrics as M};
@@ -210,7 +210,13 @@ impl GuildActor {
     async fn reload_plugins(&mut self) {
         let Some(engine) = self.plugins.clone() else { return };
         let store = self.data.store().clone();
-        let moderation = Moderation::load(engine.clone(), store.clone(), self.state.guild().id).await;
+        let guild_id = self.state.guild().id;
+        // Listed once for moderators and bots; on failure both stay off until the next reload.
+        let records = store.guild_plugins(guild_id).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list plugins; they stay off until they load");
+            Vec::new()
+        });
+        let moderation = Moderation::load(engine.clone(), store.clone(), guild_id, &records).await;
         let enabled = moderation.active();
         self.moderation = enabled.then_some(moderation);
         let fx = self.state.handle(Input::SetModeration { enabled });
@@ -218,16 +224,8 @@ impl GuildActor {
 
         self.bots.clear(); // their tasks end when their queues close
         let channels = Arc::new(self.plugin_channel_list());
-        let records = store.guild_plugins(self.state.guild().id).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot list plugins; bots stay off until they load");
-            Vec::new()
-        });
         for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Bot.as_str()) {
-            let loaded = match store.component(&record.component_sha256).await {
-                Ok(Some(bytes)) => engine.load(&bytes).map_err(|e| e.to_string()),
-                Ok(None) => Err("component missing from storage".into()),
-                Err(e) => Err(e.to_string()),
-            };
+            let loaded = load_component(&engine, &*store, &record).await;
             let bot_user = store.user(record.id).await.ok().flatten().map(|r| r.user);
             match (loaded, bot_user) {
                 (Ok(plugin), Some(bot_user)) => {

@@ -53,28 +53,23 @@ pub struct Moderation {
 }
 
 impl Moderation {
-    /// Loads the guild's enabled moderators (components come from storage, compiled
-    /// artifacts from the engine's cache). A component that no longer loads is skipped
-    /// with an error in the log.
-    pub async fn load(engine: Arc<PluginEngine>, store: Arc<dyn Storage>, guild_id: GuildId) -> Moderation {
+    /// Loads the enabled moderators among the guild's plugin `records` (components come
+    /// from storage, compiled artifacts from the engine's cache). A component that no longer
+    /// loads is skipped with an error in the log.
+    pub async fn load(
+        engine: Arc<PluginEngine>,
+        store: Arc<dyn Storage>,
+        guild_id: GuildId,
+        records: &[PluginRecord],
+    ) -> Moderation {
         let mut slots = Vec::new();
-        match store.guild_plugins(guild_id).await {
-            Ok(records) => {
-                for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
-                    match load_component(&engine, &*store, &record).await {
-                        Ok(plugin) => {
-                            let last_used = Instant::now();
-                            let faults = VecDeque::new();
-                            slots.push(Slot { record, plugin, instance: None, last_used, faults });
-                        }
-                        Err(e) => {
-                            tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin")
-                        }
-                    }
+        for record in records.iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
+            match load_component(&engine, &*store, record).await {
+                Ok(plugin) => {
+                    let (last_used, faults) = (Instant::now(), VecDeque::new());
+                    slots.push(Slot { record: record.clone(), plugin, instance: None, last_used, faults });
                 }
-            }
-            Err(e) => {
-                tracing::error!(guild = %guild_id, error = %e, "cannot list plugins; moderation is off until they load")
+                Err(e) => tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin"),
             }
         }
         Moderation { engine, store, guild_id, slots }
@@ -204,7 +199,7 @@ impl Moderation {
     }
 }
 
-async fn load_component(
+pub(crate) async fn load_component(
     engine: &PluginEngine,
     store: &dyn Storage,
     record: &PluginRecord,
