@@ -16,6 +16,6 @@ mod host;
 mod moderator;
 
 pub use bot::{BotHost, BotInstance, BotMember, BotMessage, BotUser, GuildEvent, HostError, MessageRef, TimerFired};
-pub use engine::{EngineConfig, LoadedPlugin, PluginEngine, PluginError, PluginKind};
+pub use engine::{pagemap_scan_available, EngineConfig, LoadedPlugin, PluginEngine, PluginError, PluginKind};
 pub use host::{GuildView, MemberLookup};
 pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};

@@ -153,3 +153,22 @@ async fn another_guild_is_out_of_reach() {
     let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "peek", "peek_channel": 999}"#).await;
     assert!(matches!(m.moderate(&candidate("hi"), DEADLINE).await.unwrap(), Verdict::Allow));
 }
+
+/// The engine keeps a dropped instance's dirty pages resident and resets them in place so
+/// that the next instance in the slot starts faster: whatever happens to the pages, the
+/// next instance (possibly another guild's) must start from the component's initial memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_memory_slot_starts_from_the_initial_image() {
+    let engine = engine();
+    for round in 0..20 {
+        let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "remember"}"#).await;
+        for call in 1..=3 {
+            match m.moderate(&candidate("hi"), DEADLINE).await.unwrap() {
+                Verdict::Flag(seen) => {
+                    assert_eq!(seen, format!("bss={call} data={} heap={call}", 1_000 + call), "round {round}")
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+    }
+}
