@@ -164,6 +164,60 @@ pub struct PluginRecord {
     pub created_at: String,
 }
 
+/// One entry of a guild's audit log (Discord's audit log entry object). Entries are kept
+/// for [`AUDIT_LOG_RETENTION_DAYS`]; older ones are neither listed nor kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLogEntry {
+    pub id: Snowflake,
+    pub guild_id: GuildId,
+    /// Who did it; `None` when the host did (a plugin disabled after repeated faults).
+    pub user_id: Option<UserId>,
+    /// What it was done to: a plugin, a user, the guild.
+    pub target_id: Option<Snowflake>,
+    /// One of [`audit_action`].
+    pub action_type: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<AuditLogChange>,
+    /// Extra facts about the action (Discord's "optional audit entry info"), e.g. the
+    /// channel and the plugin of an automatic moderation action.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub options: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLogChange {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_value: Option<Value>,
+}
+
+pub const AUDIT_LOG_RETENTION_DAYS: u64 = 45;
+
+/// Audit log action types, numbered as Discord's (plugins are Discord's integrations).
+pub mod audit_action {
+    pub const GUILD_UPDATE: u16 = 1;
+    pub const INTEGRATION_CREATE: u16 = 80;
+    pub const INTEGRATION_UPDATE: u16 = 81;
+    pub const INTEGRATION_DELETE: u16 = 82;
+    pub const AUTO_MODERATION_BLOCK_MESSAGE: u16 = 143;
+    pub const AUTO_MODERATION_FLAG_TO_CHANNEL: u16 = 144;
+}
+
+/// A timer a bot plugin set, kept in storage so that it fires even if the plugin is
+/// reloaded or the host restarts in between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginTimer {
+    /// Unique per (plugin, guild).
+    pub id: u64,
+    /// When it is due, in Unix milliseconds.
+    pub due_unix_ms: u64,
+    pub payload: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     pub code: String,

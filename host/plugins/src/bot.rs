@@ -45,8 +45,9 @@ pub trait BotHost: Send + Sync + 'static {
     async fn kv_set(&self, key: String, value: Vec<u8>) -> Result<(), HostError>;
     async fn kv_delete(&self, key: String);
     async fn kv_keys(&self, prefix: String) -> Vec<String>;
-    fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError>;
-    fn cancel_timer(&self, id: u64);
+    /// Timers outlive the instance: the host keeps them (and may persist them).
+    async fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError>;
+    async fn cancel_timer(&self, id: u64);
 }
 
 fn not_a_bot() -> HostError {
@@ -90,11 +91,11 @@ impl kv::Host for PluginState {
 
 impl timers::Host for PluginState {
     async fn set(&mut self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.set_timer(delay_ms, payload)
+        self.bot.as_ref().ok_or_else(not_a_bot)?.set_timer(delay_ms, payload).await
     }
     async fn cancel(&mut self, id: u64) {
         if let Some(bot) = &self.bot {
-            bot.cancel_timer(id)
+            bot.cancel_timer(id).await
         }
     }
 }

@@ -13,11 +13,12 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, User, UserId, UserRecord,
+    AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
+    User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use guildhall_store::embedded::token_key;
-use guildhall_store::{IdBounds, Order, Result, Storage, StoreError};
+use guildhall_store::{audit_log_cutoff, unix_now_ms, IdBounds, Order, Result, Storage, StoreError};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -90,6 +91,13 @@ struct Statements {
     kv_put: PreparedStatement,
     kv_delete: PreparedStatement,
     kv_keys: PreparedStatement,
+    kv_clear: PreparedStatement,
+    put_timer: PreparedStatement,
+    delete_timer: PreparedStatement,
+    timers: PreparedStatement,
+    timers_clear: PreparedStatement,
+    add_audit_entry: PreparedStatement,
+    audit_log: PreparedStatement,
 }
 
 pub struct ScyllaStore {
@@ -336,6 +344,23 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         kv_put: prepare("INSERT INTO {ks}.plugin_kv (plugin_id, guild_id, key, value) VALUES (?, ?, ?, ?)".into()).await?,
         kv_delete: prepare("DELETE FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ? AND key = ?".into()).await?,
         kv_keys: prepare("SELECT key, value FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ? AND key >= ?".into()).await?,
+        kv_clear: prepare("DELETE FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ?".into()).await?,
+        put_timer: prepare(
+            "INSERT INTO {ks}.plugin_timers (plugin_id, guild_id, timer_id, body) VALUES (?, ?, ?, ?)".into(),
+        )
+        .await?,
+        delete_timer: prepare(
+            "DELETE FROM {ks}.plugin_timers WHERE plugin_id = ? AND guild_id = ? AND timer_id = ?".into(),
+        )
+        .await?,
+        timers: prepare("SELECT body FROM {ks}.plugin_timers WHERE plugin_id = ? AND guild_id = ?".into()).await?,
+        timers_clear: prepare("DELETE FROM {ks}.plugin_timers WHERE plugin_id = ? AND guild_id = ?".into()).await?,
+        add_audit_entry: prepare("INSERT INTO {ks}.audit_log (guild_id, entry_id, body) VALUES (?, ?, ?)".into())
+            .await?,
+        audit_log: prepare(
+            "SELECT body FROM {ks}.audit_log WHERE guild_id = ? AND entry_id > ? AND entry_id < ? LIMIT ?".into(),
+        )
+        .await?,
         put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?)".into()).await?,
         component: prepare("SELECT bytes FROM {ks}.components WHERE sha256 = ?".into()).await?,
         bucket_asc: prepare(format!(
@@ -565,10 +590,42 @@ impl Storage for ScyllaStore {
     }
 
     async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()> {
-        match self.lwt(&self.st.delete_plugin, (big(guild), big(plugin))).await? {
-            None => Ok(()),
-            Some(_) => Err(StoreError::NotFound),
+        if self.lwt(&self.st.delete_plugin, (big(guild), big(plugin))).await?.is_some() {
+            return Err(StoreError::NotFound);
         }
+        // Its key-value store and timers go with it: two partition deletes. Were one lost
+        // (the plugin row is already gone), the rows are unreachable, as plugin ids are
+        // never reused.
+        self.exec(&self.st.kv_clear, (big(plugin), big(guild))).await?;
+        self.exec(&self.st.timers_clear, (big(plugin), big(guild))).await.map(|_| ())
+    }
+
+    async fn put_timer(&self, plugin: Snowflake, guild: GuildId, timer: PluginTimer) -> Result<()> {
+        let values = (big(plugin), big(guild), timer.id as i64, encode(&timer));
+        self.exec(&self.st.put_timer, values).await.map(|_| ())
+    }
+
+    async fn delete_timer(&self, plugin: Snowflake, guild: GuildId, id: u64) -> Result<()> {
+        self.exec(&self.st.delete_timer, (big(plugin), big(guild), id as i64)).await.map(|_| ())
+    }
+
+    async fn timers(&self, plugin: Snowflake, guild: GuildId) -> Result<Vec<PluginTimer>> {
+        self.bodies(&self.st.timers, (big(plugin), big(guild))).await
+    }
+
+    async fn add_audit_entry(&self, entry: AuditLogEntry) -> Result<()> {
+        let values = (big(entry.guild_id), big(entry.id), encode(&entry));
+        self.exec(&self.st.add_audit_entry, values).await.map(|_| ())
+    }
+
+    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>> {
+        if limit == 0 {
+            return Ok(Vec::new()); // CQL refuses LIMIT 0
+        }
+        let cutoff = audit_log_cutoff(unix_now_ms());
+        let before = before.map_or(i64::MAX, big);
+        let limit = limit.min(i32::MAX as usize) as i32;
+        self.bodies(&self.st.audit_log, (big(guild), big(cutoff) - 1, before, limit)).await
     }
 
     async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>> {

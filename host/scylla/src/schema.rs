@@ -49,4 +49,20 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
     "plugin key-value stores",
     &["CREATE TABLE IF NOT EXISTS {ks}.plugin_kv (
             plugin_id bigint, guild_id bigint, key text, value blob, PRIMARY KEY ((plugin_id, guild_id), key))"],
+), (
+    4,
+    "bot timers and audit logs",
+    &[
+        "CREATE TABLE IF NOT EXISTS {ks}.plugin_timers (
+            plugin_id bigint, guild_id bigint, timer_id bigint, body text,
+            PRIMARY KEY ((plugin_id, guild_id), timer_id))",
+        // One partition per guild, newest first. Entries expire after the 45 days of
+        // retention (AUDIT_LOG_RETENTION_DAYS); time-window compaction drops whole expired
+        // SSTables instead of compacting tombstones.
+        "CREATE TABLE IF NOT EXISTS {ks}.audit_log (
+            guild_id bigint, entry_id bigint, body text, PRIMARY KEY (guild_id, entry_id)
+        ) WITH CLUSTERING ORDER BY (entry_id DESC)
+          AND default_time_to_live = 3888000
+          AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}",
+    ],
 )];

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use guildhall_core::guild::GuildWrite;
-use guildhall_core::model::{Channel, Guild, Invite, Member, Message, PluginRecord, User, UserRecord, CHANNEL_DM};
+use guildhall_core::model::{
+    audit_action, AuditLogChange, AuditLogEntry, Channel, Guild, Invite, Member, Message, PluginRecord, PluginTimer,
+    User, UserRecord, CHANNEL_DM,
+};
 use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
@@ -17,11 +20,14 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
 }
 
-/// Fresh, unique ids: the current time with a process-wide counter in the low 22 bits.
+/// Fresh, unique, increasing ids: the current time, 10 bits of the process id (checks of
+/// several processes share one database), then a sequence (the next id if the clock has
+/// not moved on).
 fn fresh_id() -> Snowflake {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x3F_FFFF;
-    Snowflake(Snowflake::from_unix_ms(now_ms()).0 | n | (u64::from(std::process::id() as u16) << 6 & 0x3F_FFC0))
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let base = Snowflake::from_unix_ms(now_ms()).0 | (u64::from(std::process::id()) & 0x3FF) << 12;
+    let previous = LAST.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(base.max(last + 1)));
+    Snowflake(base.max(previous.expect("always Some") + 1))
 }
 
 /// An id at a given Unix time with chosen low bits (to place messages in past buckets).
@@ -327,6 +333,80 @@ pub async fn plugin_kv(store: &dyn Storage) {
     assert!(store.kv_keys(fresh_id(), guild, "", 10).await.unwrap().is_empty(), "per plugin");
 }
 
+pub async fn plugin_timers(store: &dyn Storage) {
+    let (plugin, guild, other_guild) = (fresh_id(), fresh_id(), fresh_id());
+    assert!(store.timers(plugin, guild).await.unwrap().is_empty());
+    let due = now_ms();
+    let timer = |id: u64, payload: &str| PluginTimer { id, due_unix_ms: due + id * 1000, payload: payload.into() };
+    store.put_timer(plugin, guild, timer(2, "second")).await.unwrap();
+    store.put_timer(plugin, guild, timer(1, "first")).await.unwrap();
+    store.put_timer(plugin, guild, timer(3, "third")).await.unwrap();
+    store.put_timer(plugin, other_guild, timer(1, "elsewhere")).await.unwrap();
+    store.delete_timer(plugin, guild, 3).await.unwrap();
+    store.delete_timer(plugin, guild, 99).await.unwrap(); // cancelling twice is fine
+    let mut pending = store.timers(plugin, guild).await.unwrap();
+    pending.sort_by_key(|t| t.id);
+    assert_eq!(pending, vec![timer(1, "first"), timer(2, "second")]);
+    assert_eq!(store.timers(plugin, other_guild).await.unwrap().len(), 1, "per guild");
+    assert!(store.timers(fresh_id(), guild).await.unwrap().is_empty(), "per plugin");
+
+    // Removing the plugin removes its timers and its key-value store, in that guild only.
+    let record = PluginRecord {
+        id: plugin,
+        guild_id: guild,
+        name: "timed".into(),
+        kind: "bot".into(),
+        enabled: true,
+        config: serde_json::json!({}),
+        component_sha256: "0".repeat(64),
+        created_at: "2026-01-01T00:00:00.000000+00:00".into(),
+    };
+    store.put_plugin(record).await.unwrap();
+    store.kv_put(plugin, guild, "k", b"v".to_vec()).await.unwrap();
+    store.kv_put(plugin, other_guild, "k", b"v".to_vec()).await.unwrap();
+    store.delete_plugin(guild, plugin).await.unwrap();
+    assert!(store.timers(plugin, guild).await.unwrap().is_empty(), "timers removed with the plugin");
+    assert!(store.kv_keys(plugin, guild, "", 10).await.unwrap().is_empty(), "key-value store removed with the plugin");
+    assert_eq!(store.timers(plugin, other_guild).await.unwrap().len(), 1);
+    assert_eq!(store.kv_get(plugin, other_guild, "k").await.unwrap(), Some(b"v".to_vec()));
+}
+
+pub async fn audit_log(store: &dyn Storage) {
+    let (guild, other_guild) = (fresh_id(), fresh_id());
+    let entry = |guild, action_type, reason: &str| AuditLogEntry {
+        id: fresh_id(),
+        guild_id: guild,
+        user_id: None,
+        target_id: Some(fresh_id()),
+        action_type,
+        reason: Some(reason.into()),
+        changes: vec![AuditLogChange {
+            key: "enabled".into(),
+            old_value: Some(serde_json::json!(true)),
+            new_value: Some(serde_json::json!(false)),
+        }],
+        options: serde_json::Map::new(),
+    };
+    // Past the retention: written (as a late write could be) but never listed.
+    let mut expired = entry(guild, audit_action::INTEGRATION_UPDATE, "too old");
+    expired.id = id_at(now_ms() - (guildhall_core::model::AUDIT_LOG_RETENTION_DAYS + 1) * 24 * 3600 * 1000, 7);
+    store.add_audit_entry(expired).await.unwrap();
+    let written: Vec<AuditLogEntry> =
+        (0..5).map(|i| entry(guild, audit_action::AUTO_MODERATION_BLOCK_MESSAGE, &format!("block {i}"))).collect();
+    for e in &written {
+        store.add_audit_entry(e.clone()).await.unwrap();
+    }
+    store.add_audit_entry(entry(other_guild, audit_action::GUILD_UPDATE, "elsewhere")).await.unwrap();
+
+    let newest_first: Vec<AuditLogEntry> = written.iter().rev().cloned().collect();
+    assert_eq!(store.audit_log(guild, None, 100).await.unwrap(), newest_first, "newest first, expired left out");
+    assert_eq!(store.audit_log(guild, None, 2).await.unwrap(), newest_first[..2].to_vec(), "limit");
+    let before = store.audit_log(guild, Some(written[2].id), 100).await.unwrap();
+    assert_eq!(before, vec![written[1].clone(), written[0].clone()], "before is exclusive");
+    assert!(store.audit_log(guild, None, 0).await.unwrap().is_empty());
+    assert_eq!(store.audit_log(other_guild, None, 100).await.unwrap().len(), 1, "per guild");
+}
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async expression
 /// yielding `Option<S>` for some `S: Storage`; `None` means the backend decided not to run
 /// (it must only do so where a missing service is allowed to skip, never in CI).
@@ -335,7 +415,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             users_and_tokens, guilds_channels_members, invites, dm_channels,
-            history_across_buckets, edit_and_delete, plugins, plugin_kv);
+            history_across_buckets, edit_and_delete, plugins, plugin_kv, plugin_timers, audit_log);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

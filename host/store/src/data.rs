@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{Channel, ChannelId, Message, MessageId};
@@ -157,8 +157,7 @@ pub struct DataService {
 }
 
 fn now_bucket() -> u32 {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    Snowflake::from_unix_ms(ms).bucket()
+    Snowflake::from_unix_ms(crate::unix_now_ms()).bucket()
 }
 
 /// Spreads channel ids over workers (snowflakes' low bits are mostly sequence numbers).

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, User, UserId, UserRecord,
+    AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
+    User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
@@ -22,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{IdBounds, Order, Result, Storage, StoreError};
+use crate::{audit_log_cutoff, IdBounds, Order, Result, Storage, StoreError};
 
 /// Most writes committed by one transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
@@ -43,6 +44,10 @@ const USER_DMS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_dms
 const PLUGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("plugins");
 /// Plugin key-value stores: (plugin, guild, key) -> value.
 const PLUGIN_KV: TableDefinition<(u64, u64, &str), &[u8]> = TableDefinition::new("plugin_kv");
+/// Bots' pending timers: (plugin, guild, timer id) -> PluginTimer.
+const PLUGIN_TIMERS: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("plugin_timers");
+/// Audit logs: (guild, entry id) -> AuditLogEntry.
+const AUDIT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit_log");
 /// Component bytes by SHA-256 (shared by every guild that installs the same component).
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// The seed's messages table: key (channel_id, bucket, message_id).
@@ -61,6 +66,9 @@ enum Write {
     PutComponent(String, Vec<u8>),
     KvPut(Snowflake, GuildId, String, Vec<u8>),
     KvDelete(Snowflake, GuildId, String),
+    PutTimer(Snowflake, GuildId, PluginTimer),
+    DeleteTimer(Snowflake, GuildId, u64),
+    AddAuditEntry(AuditLogEntry),
     /// Answered once everything queued before it is committed.
     Barrier,
 }
@@ -118,6 +126,8 @@ impl EmbeddedStore {
             tx.open_table(PLUGINS).map_err(unavailable)?;
             tx.open_table(COMPONENTS).map_err(unavailable)?;
             tx.open_table(PLUGIN_KV).map_err(unavailable)?;
+            tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
+            tx.open_table(AUDIT_LOG).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -271,6 +281,12 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             if tx.open_table(PLUGINS).map_err(unavailable)?.remove((guild.0, id.0)).map_err(unavailable)?.is_none() {
                 return Err(StoreError::NotFound);
             }
+            // Its key-value store and timers go with it (plugin ids are never reused).
+            let (p, g) = (id.0, guild.0);
+            let mut kv = tx.open_table(PLUGIN_KV).map_err(unavailable)?;
+            kv.retain_in((p, g, "")..=(p, g, "\u{10FFFF}"), |_, _| false).map_err(unavailable)?;
+            let mut timers = tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
+            timers.retain_in((p, g, 0)..=(p, g, u64::MAX), |_, _| false).map_err(unavailable)?;
         }
         Write::PutComponent(hash, bytes) => {
             tx.open_table(COMPONENTS)
@@ -287,6 +303,21 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 .map_err(unavailable)?
                 .remove((plugin.0, guild.0, key.as_str()))
                 .map_err(unavailable)?;
+        }
+        Write::PutTimer(plugin, guild, timer) => {
+            let mut t = tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
+            t.insert((plugin.0, guild.0, timer.id), encode(timer).as_slice()).map_err(unavailable)?;
+        }
+        Write::DeleteTimer(plugin, guild, id) => {
+            tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?.remove((plugin.0, guild.0, *id)).map_err(unavailable)?;
+        }
+        Write::AddAuditEntry(entry) => {
+            let mut t = tx.open_table(AUDIT_LOG).map_err(unavailable)?;
+            t.insert((entry.guild_id.0, entry.id.0), encode(entry).as_slice()).map_err(unavailable)?;
+            // Retention: the guild's expired entries go when it writes a new one.
+            let cutoff = audit_log_cutoff(entry.id.unix_ms()).0;
+            let g = entry.guild_id.0;
+            t.retain_in((g, 0)..(g, cutoff), |_, _| false).map_err(unavailable)?;
         }
         Write::Barrier => {}
     }
@@ -553,6 +584,47 @@ impl Storage for EmbeddedStore {
 
     async fn put_plugin(&self, plugin: PluginRecord) -> Result<()> {
         self.write(Write::PutPlugin(plugin)).await.map(|_| ())
+    }
+
+    async fn put_timer(&self, plugin: Snowflake, guild: GuildId, timer: PluginTimer) -> Result<()> {
+        self.write(Write::PutTimer(plugin, guild, timer)).await.map(|_| ())
+    }
+
+    async fn delete_timer(&self, plugin: Snowflake, guild: GuildId, id: u64) -> Result<()> {
+        self.write(Write::DeleteTimer(plugin, guild, id)).await.map(|_| ())
+    }
+
+    async fn timers(&self, plugin: Snowflake, guild: GuildId) -> Result<Vec<PluginTimer>> {
+        self.read(move |tx| {
+            let t = tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t.range((plugin.0, guild.0, 0)..=(plugin.0, guild.0, u64::MAX)).map_err(unavailable)? {
+                out.push(decode(row.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_audit_entry(&self, entry: AuditLogEntry) -> Result<()> {
+        self.write(Write::AddAuditEntry(entry)).await.map(|_| ())
+    }
+
+    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>> {
+        let cutoff = audit_log_cutoff(crate::unix_now_ms()).0;
+        let before = before.map_or(u64::MAX, |b| b.0);
+        self.read(move |tx| {
+            let t = tx.open_table(AUDIT_LOG).map_err(unavailable)?;
+            let mut out = Vec::new();
+            if before <= cutoff {
+                return Ok(out);
+            }
+            for row in t.range((guild.0, cutoff)..(guild.0, before)).map_err(unavailable)?.rev().take(limit) {
+                out.push(decode(row.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()> {

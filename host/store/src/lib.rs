@@ -17,7 +17,8 @@ pub mod history;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, User, UserId, UserRecord,
+    AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
+    User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 
@@ -57,6 +58,17 @@ pub enum Order {
 pub struct IdBounds {
     pub after: Option<MessageId>,
     pub before: Option<MessageId>,
+}
+
+/// Wall-clock Unix milliseconds.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The oldest audit log id still kept at `now_unix_ms`.
+pub fn audit_log_cutoff(now_unix_ms: u64) -> Snowflake {
+    let retention_ms = guildhall_core::model::AUDIT_LOG_RETENTION_DAYS * 24 * 3600 * 1000;
+    Snowflake::from_unix_ms(now_unix_ms.saturating_sub(retention_ms))
 }
 
 #[async_trait]
@@ -103,7 +115,8 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Installs or updates a plugin record (keyed by guild and plugin id).
     async fn put_plugin(&self, plugin: PluginRecord) -> Result<()>;
-    /// `NotFound` if there is no such plugin in the guild.
+    /// Removes the plugin with its key-value store and its timers. `NotFound` if there is
+    /// no such plugin in the guild.
     async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()>;
     /// The guild's plugins in installation order.
     async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>>;
@@ -123,6 +136,17 @@ pub trait Storage: Send + Sync + 'static {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(String, usize)>>;
+
+    /// A bot's pending timers in one guild: set (or replace by id), cancel, list.
+    async fn put_timer(&self, plugin: Snowflake, guild: GuildId, timer: PluginTimer) -> Result<()>;
+    async fn delete_timer(&self, plugin: Snowflake, guild: GuildId, id: u64) -> Result<()>;
+    async fn timers(&self, plugin: Snowflake, guild: GuildId) -> Result<Vec<PluginTimer>>;
+
+    /// Appends to a guild's audit log.
+    async fn add_audit_entry(&self, entry: AuditLogEntry) -> Result<()>;
+    /// A guild's audit log, newest first, ids strictly below `before`, at most `limit`;
+    /// entries older than `AUDIT_LOG_RETENTION_DAYS` are never returned.
+    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>>;
 
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>>;
     /// One partition `(channel, bucket)`: ids strictly within `bounds`, in `order`, at most `limit`.

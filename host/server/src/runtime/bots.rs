@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use guildhall_core::guild::{Command, GuildError, Reply};
-use guildhall_core::model::{validate_content, Channel, GuildId, Member, Message, PluginRecord, User};
+use guildhall_core::model::{validate_content, Channel, GuildId, Member, Message, PluginRecord, PluginTimer, User};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{
     BotHost, BotInstance, BotMember, BotMessage, BotUser, Channel as PluginChannel, GuildEvent, GuildView, HostError,
     LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
 };
-use guildhall_store::{DataService, HistoryQuery};
+use guildhall_store::{unix_now_ms, DataService, HistoryQuery};
 use tokio::sync::mpsc;
 
 use super::guild_actor::{CallError, GuildHandle, GuildMsg};
@@ -68,21 +68,34 @@ pub fn spawn_bot(spec: BotSpec) -> BotRunner {
     BotRunner { plugin_id, events: tx }
 }
 
+/// A bot's pending timers, due in wall-clock Unix milliseconds (they are persisted, so
+/// they must mean the same after a restart). Storage holds the same set: a timer is
+/// written when set and deleted when cancelled or after it fired (at least once: a crash
+/// between firing and the delete fires it again after the restart).
 #[derive(Default)]
 struct Timers {
-    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    due: BinaryHeap<Reverse<(u64, u64)>>,
     payloads: HashMap<u64, String>,
     next_id: u64,
 }
 
 impl Timers {
-    fn next_due(&self) -> Option<Instant> {
+    fn load(pending: Vec<PluginTimer>) -> Timers {
+        let mut timers = Timers::default();
+        for t in pending {
+            timers.next_id = timers.next_id.max(t.id);
+            timers.due.push(Reverse((t.due_unix_ms, t.id)));
+            timers.payloads.insert(t.id, t.payload);
+        }
+        timers
+    }
+    fn next_due(&self) -> Option<u64> {
         self.due.peek().map(|Reverse((t, _))| *t)
     }
-    fn pop_due(&mut self, now: Instant) -> Vec<(u64, String)> {
+    fn pop_due(&mut self, now_unix_ms: u64) -> Vec<(u64, String)> {
         let mut out = Vec::new();
         while let Some(Reverse((t, id))) = self.due.peek().copied() {
-            if t > now {
+            if t > now_unix_ms {
                 break;
             }
             self.due.pop();
@@ -95,7 +108,12 @@ impl Timers {
 }
 
 async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
-    let timers = Arc::new(Mutex::new(Timers::default()));
+    let (plugin_id, guild_id) = (spec.record.id, spec.record.guild_id);
+    let pending = spec.data.store().timers(plugin_id, guild_id).await.unwrap_or_else(|e| {
+        tracing::error!(plugin = %spec.record.name, guild = %guild_id, error = %e, "cannot load the bot's timers");
+        Vec::new()
+    });
+    let timers = Arc::new(Mutex::new(Timers::load(pending)));
     let host = Arc::new(GuildBotHost {
         guild_id: spec.record.guild_id,
         plugin_id: spec.record.id,
@@ -118,7 +136,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
                 None => return, // the guild reloaded its plugins or stopped
             },
             _ = sleep_until(next_due) => {
-                let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(Instant::now());
+                let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(unix_now_ms());
                 due.into_iter().map(|(id, payload)| GuildEvent::Timer(TimerFired { id, payload })).collect()
             }
             _ = idle.tick() => {
@@ -131,6 +149,11 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
         for event in batch {
             last_used = Instant::now();
             let result = deliver(&spec, &host, &mut instance, &event).await;
+            if let GuildEvent::Timer(fired) = &event {
+                if let Err(e) = spec.data.store().delete_timer(plugin_id, guild_id, fired.id).await {
+                    tracing::warn!(plugin = %spec.record.name, error = %e, "a fired timer stays stored; it may fire again");
+                }
+            }
             let Err(e) = result else { continue };
             if let PluginError::Config(reason) = &e {
                 // Not a fault: the owner must fix the configuration; the bot idles till then.
@@ -188,9 +211,9 @@ async fn deliver(
     instance.as_mut().expect("just created").on_event(event, EVENT_DEADLINE, EVENT_HOST_DEADLINE).await
 }
 
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+async fn sleep_until(unix_ms: Option<u64>) {
+    match unix_ms {
+        Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(unix_now_ms()))).await,
         None => std::future::pending().await,
     }
 }
@@ -395,25 +418,37 @@ impl BotHost for GuildBotHost {
         keys.into_iter().map(|(k, _)| k).collect()
     }
 
-    fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
+    async fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
         if delay_ms > MAX_TIMER_DELAY_MS || payload.len() > MAX_KV_VALUE_BYTES {
             return Err(HostError::Invalid(format!(
                 "timers are at most {MAX_TIMER_DELAY_MS} ms away, payloads 64 KiB"
             )));
         }
-        let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-        if timers.payloads.len() >= MAX_TIMERS {
-            return Err(HostError::Limited(format!("at most {MAX_TIMERS} pending timers")));
+        let timer = {
+            let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            if timers.payloads.len() >= MAX_TIMERS {
+                return Err(HostError::Limited(format!("at most {MAX_TIMERS} pending timers")));
+            }
+            timers.next_id += 1;
+            let timer = PluginTimer { id: timers.next_id, due_unix_ms: unix_now_ms() + delay_ms, payload };
+            timers.payloads.insert(timer.id, timer.payload.clone());
+            timers.due.push(Reverse((timer.due_unix_ms, timer.id)));
+            timer
+        };
+        let id = timer.id;
+        if let Err(e) = self.data.store().put_timer(self.plugin_id, self.guild_id, timer).await {
+            self.timers.lock().unwrap_or_else(|e| e.into_inner()).payloads.remove(&id);
+            return Err(unavailable(e));
         }
-        timers.next_id += 1;
-        let id = timers.next_id;
-        timers.payloads.insert(id, payload);
-        timers.due.push(Reverse((Instant::now() + Duration::from_millis(delay_ms), id)));
         Ok(id)
     }
 
-    fn cancel_timer(&self, id: u64) {
-        self.timers.lock().unwrap_or_else(|e| e.into_inner()).payloads.remove(&id);
+    async fn cancel_timer(&self, id: u64) {
+        if self.timers.lock().unwrap_or_else(|e| e.into_inner()).payloads.remove(&id).is_some() {
+            if let Err(e) = self.data.store().delete_timer(self.plugin_id, self.guild_id, id).await {
+                tracing::warn!(plugin = %self.plugin_id, error = %e, "a cancelled timer stays stored; it may fire later");
+            }
+        }
     }
 }
 
@@ -423,16 +458,18 @@ mod tests {
 
     #[test]
     fn timers_fire_in_order_and_cancelled_ones_do_not() {
-        let mut t = Timers::default();
-        let now = Instant::now();
-        for (id, ms) in [(1u64, 30u64), (2, 10), (3, 20)] {
-            t.payloads.insert(id, format!("p{id}"));
-            t.due.push(Reverse((now + Duration::from_millis(ms), id)));
-        }
+        let now = 1_000_000;
+        let pending = [(1u64, 30u64), (2, 10), (3, 20)].map(|(id, ms)| PluginTimer {
+            id,
+            due_unix_ms: now + ms,
+            payload: format!("p{id}"),
+        });
+        let mut t = Timers::load(pending.to_vec());
+        assert_eq!(t.next_id, 3, "new ids continue after the loaded ones");
         t.payloads.remove(&3);
-        assert_eq!(t.next_due(), Some(now + Duration::from_millis(10)));
+        assert_eq!(t.next_due(), Some(now + 10));
         assert!(t.pop_due(now).is_empty());
-        let fired = t.pop_due(now + Duration::from_millis(40));
+        let fired = t.pop_due(now + 40);
         assert_eq!(fired, vec![(2, "p2".to_owned()), (1, "p1".to_owned())]);
     }
 
