@@ -38,6 +38,21 @@ struct World {
     bob_gw: Gateway,
 }
 
+/// The guild's audit log for `query` once it holds `n` entries: entries are stored off the
+/// request path, so they may land a moment after the response.
+async fn audit_log(http: &Http, guild: &str, token: &str, query: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http.get(&format!("/guilds/{guild}/audit-logs?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let entries = r.body["audit_log_entries"].as_array().unwrap().clone();
+        if entries.len() >= n || Instant::now() > deadline {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn world() -> World {
     let server = Server::start(&[]).await;
     let http = server.http();
@@ -108,6 +123,14 @@ async fn automod_blocks_and_rewrites_and_survives_a_restart() {
     );
     let history = http.get(&messages, &w.alice).await.body;
     assert_eq!(history.as_array().unwrap().len(), 1);
+    // The block is in the guild's audit log, against its author.
+    let bob_id = http.get("/users/@me", &w.bob).await.body["id"].as_str().unwrap().to_owned();
+    let blocks = audit_log(&http, &w.guild, &w.alice, "action_type=143", 1).await;
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0]["target_id"], bob_id.as_str());
+    assert_eq!(blocks[0]["options"]["channel_id"], w.channel.as_str());
+    assert_eq!(blocks[0]["options"]["auto_moderation_rule_name"], "automod");
+    assert!(blocks[0]["reason"].as_str().unwrap().contains("banned word"));
 
     // Rewrite mode.
     let rewrite = json!({ "config": { "banned_words": ["heck"], "rewrite_banned_words": true } });
@@ -142,6 +165,7 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
         http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
     let mut alice_gw = w.server.gateway().await;
     alice_gw.identify(&w.alice, ALL_INTENTS).await;
+    let alice_id = http.get("/users/@me", &w.alice).await.body["id"].as_str().unwrap().to_owned();
 
     for mode in ["loop", "grow", "panic"] {
         let (status, plugin) = upload(&http, &w.guild, &w.alice, "hostile", component("hostile_fixture")).await;
@@ -163,10 +187,19 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
             assert_eq!(elsewhere.status, StatusCode::OK);
             assert!(t.elapsed() < Duration::from_secs(1));
         }
-        // Three faults: disabled, persistently, and the owner is told.
-        let audit = alice_gw.dispatch("GUILD_AUDIT_LOG_ENTRY_CREATE").await;
-        assert_eq!(audit["d"]["action_type"], "plugin_disabled");
+        // Three faults: disabled, persistently, and the owner is told (the install and the
+        // configuration were audited too; the host's own entry has no user).
+        let audit = loop {
+            let entry = alice_gw.dispatch("GUILD_AUDIT_LOG_ENTRY_CREATE").await;
+            if entry["d"]["user_id"].is_null() {
+                break entry;
+            }
+            assert_eq!(entry["d"]["user_id"], alice_id.as_str(), "{entry}");
+        };
+        assert_eq!(audit["d"]["action_type"], 81, "INTEGRATION_UPDATE: {audit}");
         assert_eq!(audit["d"]["target_id"], plugin["id"]);
+        assert_eq!(audit["d"]["changes"], json!([{ "key": "enabled", "old_value": true, "new_value": false }]));
+        assert!(audit["d"]["reason"].as_str().unwrap().contains("3 faults"), "{audit}");
         let listed = http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body;
         let me = listed.as_array().unwrap().iter().find(|p| p["id"] == plugin["id"]).unwrap().clone();
         assert_eq!(me["enabled"], false, "{mode}");
@@ -175,6 +208,30 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     let after = http.post(&messages, &w.bob, json!({ "content": "still here" })).await;
     assert_eq!(after.status, StatusCode::OK);
 
+    // The audit log keeps all of it, newest first: per mode an install, a configuration,
+    // the host's disabling and the owner's removal.
+    let audit_logs = format!("/guilds/{}/audit-logs", w.guild);
+    let log = audit_log(&http, &w.guild, &w.alice, "", 12).await;
+    let kinds: Vec<(u64, bool)> =
+        log.iter().map(|e| (e["action_type"].as_u64().unwrap(), e["user_id"].is_null())).collect();
+    let per_mode = [(82, false), (81, true), (81, false), (80, false)];
+    assert_eq!(kinds, per_mode.repeat(3), "{log:?}");
+    let by_host = http.get(&format!("{audit_logs}?action_type=81&limit=2"), &w.alice).await.body;
+    let by_host = by_host["audit_log_entries"].as_array().unwrap().clone();
+    assert_eq!(by_host.len(), 2, "filter and limit");
+    assert!(by_host.iter().all(|e| e["action_type"] == 81));
+    let older = http.get(&format!("{audit_logs}?before={}", by_host[1]["id"].as_str().unwrap()), &w.alice).await;
+    assert!(older.body["audit_log_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["id"].as_str() < by_host[1]["id"].as_str()));
+    assert_eq!(http.get(&audit_logs, &w.bob).await.status, StatusCode::FORBIDDEN, "owner only");
+    for bad in ["limit=0", "limit=101", "before=soon", "action_type=-1", "user_id=x"] {
+        let r = http.get(&format!("{audit_logs}?{bad}"), &w.alice).await;
+        assert_eq!((r.status, r.body["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(50035)), "{bad}: {}", r.body);
+    }
+
     // A guild that fails closed refuses messages while its moderator is broken.
     let settings = format!("/guilds/{}", w.guild);
     let closed =
@@ -182,6 +239,11 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     assert_eq!(closed.status, StatusCode::OK, "{}", closed.body);
     assert_eq!(closed.body["moderation_fail_closed"], true);
     assert_eq!(alice_gw.dispatch("GUILD_UPDATE").await["d"]["moderation_fail_closed"], true);
+    let setting = audit_log(&http, &w.guild, &w.alice, "action_type=1", 1).await;
+    assert_eq!(
+        setting[0]["changes"],
+        json!([{ "key": "moderation_fail_closed", "old_value": false, "new_value": true }])
+    );
     let not_owner = http.call(Method::PATCH, &settings, Some(&w.bob), Some(json!({ "name": "mine" }))).await;
     assert_eq!(not_owner.status, StatusCode::FORBIDDEN);
     let (_, plugin) = upload(&http, &w.guild, &w.alice, "hostile", component("hostile_fixture")).await;
@@ -249,12 +311,7 @@ async fn commands_and_welcome_bots_act_as_bot_users() {
         .unwrap()
         .to_owned();
     http.post(&format!("/invites/{code}"), &dave, json!({})).await;
-    let greeting = loop {
-        let m = alice_gw.dispatch("MESSAGE_CREATE").await;
-        if m["d"]["author"]["id"] == welcome["id"] {
-            break m;
-        }
-    };
+    let greeting = next_from(&mut alice_gw, welcome["id"].as_str().unwrap()).await;
     assert_eq!(greeting["d"]["content"], format!("Welcome <@{dave_id}>, dave!"));
 
     // Removing a bot removes its user from the guild.
@@ -262,6 +319,47 @@ async fn commands_and_welcome_bots_act_as_bot_users() {
     assert_eq!(http.call(Method::DELETE, &bot_path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
     let removed = alice_gw.dispatch("GUILD_MEMBER_REMOVE").await;
     assert_eq!(removed["d"]["user"]["id"], bot_id.as_str());
+}
+
+/// The next message from `author_id` on this gateway.
+async fn next_from(gw: &mut Gateway, author_id: &str) -> Value {
+    loop {
+        let m = gw.dispatch("MESSAGE_CREATE").await;
+        if m["d"]["author"]["id"] == author_id {
+            return m;
+        }
+    }
+}
+
+/// A bot's timers are the host's, in storage: a reload of the guild's plugins (any
+/// install or configuration change restarts its bots) and a kill -9 of the host both
+/// happen between setting a reminder and its time, and it still comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_timers_survive_a_reload_and_a_restart() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let (_, bot) = upload(&http, &w.guild, &w.alice, "commands", component("commands")).await;
+    let bot_id = bot["id"].as_str().unwrap().to_owned();
+
+    // 0.03 minutes = 1.8 s; a plugin installed meanwhile reloads every bot of the guild.
+    http.post(&messages, &w.bob, json!({ "content": "!remind 0.03 through a reload" })).await;
+    assert!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"].as_str().unwrap().contains("I will remind you"));
+    let set_at = Instant::now();
+    let (status, _) = upload(&http, &w.guild, &w.alice, "welcome", component("welcome")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(set_at.elapsed() < Duration::from_millis(1500), "the reload came before the timer was due");
+    let reminder = next_from(&mut w.bob_gw, &bot_id).await;
+    assert!(reminder["d"]["content"].as_str().unwrap().ends_with("reminder: through a reload"), "{reminder}");
+
+    // And through a crash of the host.
+    http.post(&messages, &w.bob, json!({ "content": "!remind 0.05 through a restart" })).await;
+    assert!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"].as_str().unwrap().contains("I will remind you"));
+    let server = w.server.kill9_and_restart().await;
+    let mut gw = server.gateway().await;
+    gw.identify(&w.bob, ALL_INTENTS).await;
+    let reminder = next_from(&mut gw, &bot_id).await;
+    assert!(reminder["d"]["content"].as_str().unwrap().ends_with("reminder: through a restart"), "{reminder}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,12 +372,7 @@ async fn the_first_bot_example_counts_hellos_in_its_key_value_store() {
     let bob_id = http.get("/users/@me", &w.bob).await.body["id"].as_str().unwrap().to_owned();
     for expected in ["1 hello from you.", "2 hellos from you."] {
         http.post(&messages, &w.bob, json!({ "content": "!hello" })).await;
-        let reply = loop {
-            let m = w.bob_gw.dispatch("MESSAGE_CREATE").await;
-            if m["d"]["author"]["id"] == bot["id"] {
-                break m;
-            }
-        };
+        let reply = next_from(&mut w.bob_gw, bot["id"].as_str().unwrap()).await;
         assert_eq!(reply["d"]["content"], format!("Hello <@{bob_id}>! That makes {expected}"));
     }
     // The count lives in storage: it survives a restart of the host.
@@ -288,12 +381,7 @@ async fn the_first_bot_example_counts_hellos_in_its_key_value_store() {
     let mut gw = server.gateway().await;
     gw.identify(&w.bob, ALL_INTENTS).await;
     http.post(&messages, &w.bob, json!({ "content": "!hello" })).await;
-    let reply = loop {
-        let m = gw.dispatch("MESSAGE_CREATE").await;
-        if m["d"]["author"]["id"] == bot["id"] {
-            break m;
-        }
-    };
+    let reply = next_from(&mut gw, bot["id"].as_str().unwrap()).await;
     assert!(reply["d"]["content"].as_str().unwrap().ends_with("3 hellos from you."), "{reply}");
 }
 

@@ -149,8 +149,9 @@ pub struct ModerationCandidate {
 }
 
 /// What moderation decided (a flag is an allow, recorded by the runtime).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ModerationVerdict {
+    #[default]
     Allow,
     Block(String),
     Rewrite(String),

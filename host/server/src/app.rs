@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::runtime::audit::AuditLog;
 use crate::runtime::directory::{Directory, LocalDirectory};
 use crate::runtime::guild_actor::GuildDeps;
 use crate::runtime::registry::SessionRegistry;
@@ -30,6 +31,8 @@ pub struct App {
     /// Compiles, validates and runs guild plugins.
     pub plugins: Arc<PluginEngine>,
     pub ids: Arc<Generator>,
+    /// Makes audit log entries (the guild actors store them).
+    pub audit: AuditLog,
     pub directory: Arc<dyn Directory>,
     pub sessions: SessionRegistry,
     pub metrics: Arc<Metrics>,
@@ -45,16 +48,20 @@ impl App {
         let ids = Arc::new(Generator::new(config.ids.datacenter, config.ids.worker));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let data = DataService::new(store.clone(), workers, config.data.coalescing);
+        let audit = AuditLog::spawn(store.clone(), ids.clone());
         let deps = GuildDeps {
             data: data.clone(),
             metrics: metrics.clone(),
             ids: ids.clone(),
             config: config.guild.clone(),
             plugins: Some(plugins.clone()),
+            plugin_limits: config.plugins.clone(),
+            audit: audit.clone(),
         };
         let directory = Arc::new(LocalDirectory::new(deps));
         Arc::new(App {
             ids,
+            audit,
             config,
             store,
             plugins,

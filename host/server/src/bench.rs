@@ -129,12 +129,15 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let members = users.iter().map(|u| Member::new(u.clone(), "2026-01-01T00:00:00.000000+00:00".into())).collect();
     let state = GuildState::new(guild, vec![channel.clone()], members);
     let metrics = Arc::new(Metrics::default());
+    let ids = Arc::new(Generator::new(0, 2));
     let deps = GuildDeps {
         data: guildhall_store::DataService::new(store.clone(), 1, true),
         metrics: metrics.clone(),
-        ids: Arc::new(Generator::new(0, 2)),
+        ids: ids.clone(),
         config: GuildConfig::default(),
         plugins: None,
+        plugin_limits: Default::default(),
+        audit: crate::runtime::audit::AuditLog::spawn(store.clone(), ids),
     };
     let handle = spawn_guild(state, deps);
 

@@ -24,6 +24,35 @@ pub struct Config {
     pub rest: RestConfig,
     pub guild: GuildConfig,
     pub data: DataConfig,
+    pub plugins: PluginsConfig,
+}
+
+/// Limits for guild plugins (each applies per instance or per call).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Time a moderator has per message (it is in the message path).
+    pub moderation_deadline_ms: u64,
+    /// Time a bot has per event for its own computation (host calls not counted).
+    pub bot_event_deadline_ms: u64,
+    /// Linear memory per instance.
+    pub max_memory_mib: usize,
+    /// Largest component accepted at upload.
+    pub max_component_bytes: usize,
+    /// Live instances the pool holds (each reserves address space and memory mappings).
+    pub pool_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            moderation_deadline_ms: 5,
+            bot_event_deadline_ms: 50,
+            max_memory_mib: 16,
+            max_component_bytes: 8 << 20,
+            pool_instances: 2_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +126,7 @@ impl Default for Config {
             rest: RestConfig::default(),
             guild: GuildConfig::default(),
             data: DataConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -165,6 +195,15 @@ impl Config {
         }
         if self.gateway.heartbeat_interval_ms < 100 || self.gateway.session_queue == 0 || self.guild.mailbox == 0 {
             return Err("gateway.heartbeat_interval_ms >= 100, queues > 0".into());
+        }
+        let p = &self.plugins;
+        if !(1..=1000).contains(&p.moderation_deadline_ms) || !(1..=10_000).contains(&p.bot_event_deadline_ms) {
+            return Err(
+                "plugins.moderation_deadline_ms must be 1..=1000, plugins.bot_event_deadline_ms 1..=10000".into()
+            );
+        }
+        if !(1..=4096).contains(&p.max_memory_mib) || p.pool_instances == 0 || p.max_component_bytes == 0 {
+            return Err("plugins.max_memory_mib must be 1..=4096; pool_instances and max_component_bytes > 0".into());
         }
         Ok(())
     }

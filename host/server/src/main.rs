@@ -111,6 +111,9 @@ async fn serve(
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     let engine_config = guildhall_plugins::EngineConfig {
         cache_dir: config.data_dir.join("plugin-cache"),
+        max_component_bytes: config.plugins.max_component_bytes,
+        max_memory_bytes: config.plugins.max_memory_mib << 20,
+        pool_instances: config.plugins.pool_instances,
         ..guildhall_plugins::EngineConfig::default()
     };
     let plugins =

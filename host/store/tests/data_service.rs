@@ -156,6 +156,26 @@ impl Storage for Instrumented {
     ) -> Result<Vec<(String, usize)>> {
         self.inner.kv_keys(p, g, pre, l).await
     }
+    async fn put_timer(&self, p: guildhall_core::Snowflake, g: GuildId, t: PluginTimer) -> Result<()> {
+        self.inner.put_timer(p, g, t).await
+    }
+    async fn delete_timer(&self, p: guildhall_core::Snowflake, g: GuildId, id: u64) -> Result<()> {
+        self.inner.delete_timer(p, g, id).await
+    }
+    async fn timers(&self, p: guildhall_core::Snowflake, g: GuildId) -> Result<Vec<PluginTimer>> {
+        self.inner.timers(p, g).await
+    }
+    async fn add_audit_entry(&self, e: AuditLogEntry) -> Result<()> {
+        self.inner.add_audit_entry(e).await
+    }
+    async fn audit_log(
+        &self,
+        g: GuildId,
+        b: Option<guildhall_core::Snowflake>,
+        l: usize,
+    ) -> Result<Vec<AuditLogEntry>> {
+        self.inner.audit_log(g, b, l).await
+    }
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
     }

@@ -1,6 +1,7 @@
 //! commands: a bot answering `!ping`, `!roll NdM`, `!poll`, `!remind <minutes> <text>`
 //! and `!help`. Configuration: `{"prefix": "!"}` (1 to 3 characters; `!` by default).
-//! Reminders are host timers; they do not survive the bot's instance being recreated.
+//! Reminders are host timers: the host keeps them in storage, so they come even if the
+//! bot is reloaded or the host restarts in between.
 
 use guildhall_sdk::bot::{self, now_ms, Bot, GuildEvent, Message};
 use guildhall_sdk::Config;

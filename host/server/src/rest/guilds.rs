@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use guildhall_core::guild::{Command, Reply};
-use guildhall_core::model::{validate_name, Channel, Guild, GuildId, Invite, Member, User, CHANNEL_GUILD_TEXT};
+use guildhall_core::model::{
+    audit_action, validate_name, Channel, Guild, GuildId, Invite, Member, User, CHANNEL_GUILD_TEXT,
+};
 use guildhall_core::snowflake::{iso8601_from_unix_ms, Clock, SystemClock};
 use guildhall_core::Snowflake;
 use serde::Deserialize;
@@ -11,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::{code, ApiError};
 use super::{created, no_content, ok, ApiResult, Ctx};
+use crate::runtime::audit::change;
 use crate::runtime::guild_actor::GuildHandle;
 use crate::runtime::SessionMsg;
 
@@ -100,10 +103,31 @@ pub async fn update(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     if let Some(name) = &body.name {
         validate_name(name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
     }
+    let (old, _, _) = snapshot(ctx, &user, id).await?;
     let command =
         Command::UpdateGuild { user: user.id, name: body.name, moderation_fail_closed: body.moderation_fail_closed };
     match guild_handle(ctx, id).await?.call(command, actor_timeout(ctx)).await? {
-        Reply::Guild(guild) => ok(&guild_json(&guild, None)),
+        Reply::Guild(guild) => {
+            let changes: Vec<_> = [
+                change("name", json!(old.name), json!(guild.name)),
+                change(
+                    "moderation_fail_closed",
+                    json!(old.moderation_fail_closed),
+                    json!(guild.moderation_fail_closed),
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !changes.is_empty() {
+                let mut entry = ctx.app.audit.entry(id, Some(user.id), Some(id), audit_action::GUILD_UPDATE);
+                if let Some(e) = &mut entry {
+                    e.changes = changes;
+                }
+                super::audit::record(ctx, entry).await?;
+            }
+            ok(&guild_json(&guild, None))
+        }
         other => Err(unexpected(other)),
     }
 }

@@ -4,6 +4,7 @@
 //! [`messages`]. Handlers validate everything before changing anything: a bad request gets
 //! a 4xx `{code, message}` and writes nothing.
 
+pub mod audit;
 pub mod error;
 pub mod guilds;
 pub mod messages;
@@ -153,6 +154,7 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::POST, ["guilds", guild, "channels"]) => guilds::create_channel(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "members"]) => guilds::members(ctx, snowflake(guild)?).await,
         (&M::POST, ["guilds", guild, "plugins"]) => plugins::install(ctx, snowflake(guild)?).await,
+        (&M::GET, ["guilds", guild, "audit-logs"]) => audit::list(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "plugins"]) => plugins::list(ctx, snowflake(guild)?).await,
         (&M::PATCH, ["guilds", guild, "plugins", plugin]) => {
             plugins::update(ctx, snowflake(guild)?, snowflake(plugin)?).await
@@ -194,7 +196,7 @@ fn is_known_path(path: &[&str]) -> bool {
             | ["users", "@me", "guilds", _]
             | ["guilds"]
             | ["guilds", _]
-            | ["guilds", _, "channels" | "members" | "plugins"]
+            | ["guilds", _, "channels" | "members" | "plugins" | "audit-logs"]
             | ["guilds", _, "plugins", _]
             | ["channels", _]
             | ["channels", _, "invites" | "messages" | "typing"]

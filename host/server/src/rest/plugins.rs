@@ -2,16 +2,18 @@
 //! enable or disable, remove. The kind is read from the world the component implements.
 
 use guildhall_core::guild::Command;
-use guildhall_core::model::{GuildId, Member, PluginRecord, User, UserRecord};
+use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, UserId, UserRecord};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{PluginError, PluginKind};
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::audit::record;
 use super::error::{code, ApiError};
 use super::guilds::{actor_timeout, guild_handle, now_iso, unexpected};
 use super::{created, no_content, ok, ApiResult, Ctx};
+use crate::runtime::audit::change;
 use crate::runtime::guild_actor::GuildMsg;
 
 const MAX_NAME_CHARS: usize = 32;
@@ -29,14 +31,14 @@ fn plugin_json(p: &PluginRecord) -> Value {
     })
 }
 
-/// The caller must own the guild.
-async fn require_owner(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
+/// The caller must own the guild; returns the caller.
+pub async fn require_owner(ctx: &Ctx, guild_id: GuildId) -> Result<UserId, ApiError> {
     let user = ctx.user().await?;
     let handle = guild_handle(ctx, guild_id).await?;
     match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
-        guildhall_core::guild::Reply::Snapshot { guild, .. } if guild.owner_id == user.id => Ok(()),
+        guildhall_core::guild::Reply::Snapshot { guild, .. } if guild.owner_id == user.id => Ok(user.id),
         guildhall_core::guild::Reply::Snapshot { .. } => {
-            Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "only the guild owner manages plugins"))
+            Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "only the guild owner may do this"))
         }
         other => Err(unexpected(other)),
     }
@@ -61,7 +63,7 @@ fn plugin_error(e: PluginError) -> ApiError {
 /// POST /guilds/{id}/plugins?name=NAME with the component as the body
 /// (`Content-Type: application/wasm`).
 pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
-    require_owner(ctx, guild_id).await?;
+    let owner = require_owner(ctx, guild_id).await?;
     let name = ctx.query("name").unwrap_or("").to_owned();
     let valid_name = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
@@ -96,6 +98,8 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     }
     ctx.app.store.put_plugin(record.clone()).await?;
     reload(ctx, guild_id).await?;
+    let entry = ctx.app.audit.entry(guild_id, Some(owner), Some(record.id), audit_action::INTEGRATION_CREATE);
+    record_plugin(ctx, entry, &record).await?;
     created(&plugin_json(&record))
 }
 
@@ -132,9 +136,10 @@ struct Update {
 /// PATCH /guilds/{id}/plugins/{plugin_id} {enabled?, config?}. A moderator's new
 /// configuration is tried (instantiate and `init`) before it is accepted.
 pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
-    require_owner(ctx, guild_id).await?;
+    let owner = require_owner(ctx, guild_id).await?;
     let body: Update = ctx.json().await?;
     let mut record = find(ctx, guild_id, plugin_id).await?;
+    let old = record.clone();
     if let Some(config) = body.config {
         if !config.is_object() {
             return Err(ApiError::invalid_form("config: must be a JSON object"));
@@ -149,6 +154,12 @@ pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
     }
     ctx.app.store.put_plugin(record.clone()).await?;
     reload(ctx, guild_id).await?;
+    let mut entry = ctx.app.audit.entry(guild_id, Some(owner), Some(record.id), audit_action::INTEGRATION_UPDATE);
+    if let Some(entry) = &mut entry {
+        entry.changes.extend(change("enabled", json!(old.enabled), json!(record.enabled)));
+        entry.changes.extend(change("config", old.config, record.config.clone()));
+    }
+    record_plugin(ctx, entry, &record).await?;
     ok(&plugin_json(&record))
 }
 
@@ -183,7 +194,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
 }
 
 pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
-    require_owner(ctx, guild_id).await?;
+    let owner = require_owner(ctx, guild_id).await?;
     let record = find(ctx, guild_id, plugin_id).await?;
     if record.kind == PluginKind::Bot.as_str() {
         // The bot user leaves the guild (GUILD_MEMBER_REMOVE); its messages stay.
@@ -200,5 +211,20 @@ pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
         Err(e) => return Err(e.into()),
     }
     reload(ctx, guild_id).await?;
+    let entry = ctx.app.audit.entry(guild_id, Some(owner), Some(record.id), audit_action::INTEGRATION_DELETE);
+    record_plugin(ctx, entry, &record).await?;
     no_content()
+}
+
+/// An audit entry about a plugin names it and its kind.
+async fn record_plugin(
+    ctx: &Ctx,
+    mut entry: Option<guildhall_core::model::AuditLogEntry>,
+    plugin: &PluginRecord,
+) -> Result<(), ApiError> {
+    if let Some(entry) = &mut entry {
+        entry.options.insert("plugin_name".into(), json!(plugin.name));
+        entry.options.insert("plugin_kind".into(), json!(plugin.kind));
+    }
+    record(ctx, entry).await
 }

@@ -21,8 +21,6 @@ use tokio::sync::mpsc;
 use super::guild_actor::{CallError, GuildHandle, GuildMsg};
 use super::moderation::{Disabled, FAULT_WINDOW, IDLE_AFTER, MAX_FAULTS};
 
-/// Time a bot has per event for its own computation.
-pub const EVENT_DEADLINE: Duration = Duration::from_millis(50);
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
 pub const INIT_DEADLINE: Duration = Duration::from_millis(100);
@@ -59,6 +57,8 @@ pub struct BotSpec {
     pub guild: GuildHandle,
     pub data: Arc<DataService>,
     pub channels: Arc<Vec<PluginChannel>>,
+    /// Time the bot has per event for its own computation (`plugins.bot_event_deadline_ms`).
+    pub event_deadline: Duration,
 }
 
 pub fn spawn_bot(spec: BotSpec) -> BotRunner {
@@ -208,7 +208,7 @@ async fn deliver(
             BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE).await?,
         );
     }
-    instance.as_mut().expect("just created").on_event(event, EVENT_DEADLINE, EVENT_HOST_DEADLINE).await
+    instance.as_mut().expect("just created").on_event(event, spec.event_deadline, EVENT_HOST_DEADLINE).await
 }
 
 async fn sleep_until(unix_ms: Option<u64>) {

@@ -15,19 +15,21 @@ use std::time::Duration;
 
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
-    Audience, Command, Effect, Event, GuildError, GuildState, GuildWrite, Input, ModerationCandidate,
-    ModerationVerdict, Reply, RequestId, SessionId, WriteError,
+    Audience, Command, Effect, Event, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, Reply, RequestId,
+    SessionId, WriteError,
 };
-use guildhall_core::model::GuildId;
+use guildhall_core::model::{audit_action, AuditLogEntry, GuildId};
 use guildhall_core::snowflake::Generator;
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
 use guildhall_store::{DataService, StoreError};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{self, AuditLog};
 use super::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
-use super::moderation::{load_component, Disabled, Moderation};
+use super::moderation::{load_component, Disabled, Judgement, Moderation};
 use super::{Offer, SessionHandle};
-use crate::config::GuildConfig;
+use crate::config::{GuildConfig, PluginsConfig};
 use crate::metrics::{Metrics, Metrics as M};
 
 pub enum GuildMsg {
@@ -35,6 +37,8 @@ pub enum GuildMsg {
     PluginsChanged,
     /// A bot disabled itself after repeated faults: tell the owner, reload.
     PluginDisabled(Disabled),
+    /// Record this in the audit log and send it to the owner (from the REST handlers).
+    Audit(AuditLogEntry),
     Command {
         command: Command,
         reply: oneshot::Sender<Result<Reply, GuildError>>,
@@ -117,6 +121,8 @@ pub struct GuildDeps {
     pub config: GuildConfig,
     /// The plugin engine; `None` runs guilds without plugins.
     pub plugins: Option<Arc<PluginEngine>>,
+    pub plugin_limits: PluginsConfig,
+    pub audit: AuditLog,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -133,6 +139,8 @@ struct GuildActor {
     ids: Arc<Generator>,
     config: GuildConfig,
     plugins: Option<Arc<PluginEngine>>,
+    plugin_limits: PluginsConfig,
+    audit: AuditLog,
     moderation: Option<Moderation>,
     /// Messages waiting for the moderators, in order.
     to_moderate: VecDeque<(RequestId, ModerationCandidate)>,
@@ -159,6 +167,8 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
         ids: deps.ids,
         config: deps.config,
         plugins: deps.plugins,
+        plugin_limits: deps.plugin_limits,
+        audit: deps.audit,
         moderation: None,
         to_moderate: VecDeque::new(),
         plugin_channels: Arc::new(Vec::new()),
@@ -216,7 +226,8 @@ impl GuildActor {
             tracing::error!(error = %e, "cannot list plugins; they stay off until they load");
             Vec::new()
         });
-        let moderation = Moderation::load(engine.clone(), store.clone(), guild_id, &records).await;
+        let deadline = Duration::from_millis(self.plugin_limits.moderation_deadline_ms);
+        let moderation = Moderation::load(engine.clone(), store.clone(), guild_id, &records, deadline).await;
         let enabled = moderation.active();
         self.moderation = enabled.then_some(moderation);
         let fx = self.state.handle(Input::SetModeration { enabled });
@@ -237,6 +248,7 @@ impl GuildActor {
                         guild: self.handle.clone(),
                         data: self.data.clone(),
                         channels: channels.clone(),
+                        event_deadline: Duration::from_millis(self.plugin_limits.bot_event_deadline_ms),
                     };
                     self.bots.push(spawn_bot(spec));
                 }
@@ -257,16 +269,27 @@ impl GuildActor {
             if self.plugin_channels.len() != self.state.channels().count() {
                 self.plugin_channels = Arc::new(self.plugin_channel_list());
             }
-            let (verdict, disabled) = match &mut self.moderation {
+            let judgement = match &mut self.moderation {
                 Some(moderation) => {
                     let fail_closed = self.state.guild().moderation_fail_closed;
                     moderation.judge(&candidate, &self.plugin_channels, fail_closed).await
                 }
-                None => (ModerationVerdict::Allow, Vec::new()),
+                None => Judgement::default(),
             };
-            for notice in disabled {
+            for notice in judgement.disabled {
                 self.audit_plugin_disabled(notice);
             }
+            for note in judgement.notes {
+                let (guild_id, author) = (self.state.guild().id, candidate.author.id);
+                if let Some(mut entry) = self.audit.entry(guild_id, None, Some(author), note.action_type) {
+                    entry.reason = Some(note.reason);
+                    entry.options.insert("channel_id".into(), json!(candidate.channel_id));
+                    entry.options.insert("plugin_id".into(), json!(note.plugin_id));
+                    entry.options.insert("auto_moderation_rule_name".into(), json!(note.plugin_name));
+                    self.record_audit(entry);
+                }
+            }
+            let verdict = judgement.verdict;
             if self.moderation.as_ref().is_some_and(|m| !m.active()) {
                 self.moderation = None;
                 let fx = self.state.handle(Input::SetModeration { enabled: false });
@@ -277,22 +300,25 @@ impl GuildActor {
         }
     }
 
-    /// Tells the owner (their sessions) and the log that a plugin was disabled.
+    /// Tells the owner (their sessions), the log and the audit log that a plugin was disabled.
     fn audit_plugin_disabled(&mut self, notice: Disabled) {
-        let guild = self.state.guild();
-        tracing::warn!(guild = %guild.id, plugin = %notice.record.name, reason = %notice.reason, "plugin disabled");
-        let event = Event {
-            name: "GUILD_AUDIT_LOG_ENTRY_CREATE",
-            data: serde_json::json!({
-                "guild_id": guild.id,
-                "action_type": "plugin_disabled",
-                "target_id": notice.record.id,
-                "changes": [{ "key": "enabled", "old_value": true, "new_value": false }],
-                "reason": notice.reason,
-                "options": { "plugin_name": notice.record.name },
-            }),
-        };
-        let owner = guild.owner_id;
+        let guild_id = self.state.guild().id;
+        tracing::warn!(guild = %guild_id, plugin = %notice.record.name, reason = %notice.reason, "plugin disabled");
+        let action = audit_action::INTEGRATION_UPDATE;
+        if let Some(mut entry) = self.audit.entry(guild_id, None, Some(notice.record.id), action) {
+            entry.reason = Some(notice.reason);
+            entry.changes.extend(audit::change("enabled", json!(true), json!(false)));
+            entry.options.insert("plugin_name".into(), json!(notice.record.name));
+            self.record_audit(entry);
+        }
+    }
+
+    /// Stores an audit entry (off the message path) and sends it to the owner's sessions.
+    fn record_audit(&mut self, entry: AuditLogEntry) {
+        let data = serde_json::to_value(&entry).unwrap_or_default();
+        self.audit.append(entry);
+        let event = Event { name: "GUILD_AUDIT_LOG_ENTRY_CREATE", data };
+        let owner = self.state.guild().owner_id;
         self.run_effects(vec![Effect::Dispatch { audience: Audience::User(owner), event }]);
     }
 
@@ -310,6 +336,7 @@ impl GuildActor {
                 self.audit_plugin_disabled(notice);
                 self.reload_plugins().await;
             }
+            GuildMsg::Audit(entry) => self.record_audit(entry),
             GuildMsg::Command { mut command, reply } => {
                 if let Command::CreateMessage { id, .. } = &mut command {
                     match self.ids.next_id() {
@@ -432,12 +459,16 @@ mod tests {
         let general = Channel::text(GENERAL, Snowflake(10), "general");
         let state = GuildState::new(Guild::new(Snowflake(10), "g", Snowflake(1)), vec![general], members);
         let metrics = Arc::new(Metrics::default());
+        let ids = Arc::new(Generator::new(0, 9));
+        let audit = AuditLog::spawn(data.store().clone(), ids.clone());
         let deps = GuildDeps {
             data,
             metrics: metrics.clone(),
-            ids: Arc::new(Generator::new(0, 9)),
+            ids,
             config: GuildConfig::default(),
             plugins: None,
+            plugin_limits: Default::default(),
+            audit,
         };
         (spawn_guild(state, deps), metrics, dir)
     }

@@ -3,6 +3,7 @@
 //! ([`session_actor`]) owns one gateway session; the [`directory`] answers "where does
 //! guild X live"; the [`registry`] finds sessions by id (RESUME) and by user (DMs, joins).
 
+pub mod audit;
 pub mod bots;
 pub mod directory;
 pub mod guild_actor;

@@ -14,15 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_core::guild::{ModerationCandidate, ModerationVerdict};
-use guildhall_core::model::{GuildId, PluginRecord};
+use guildhall_core::model::{audit_action, GuildId, PluginRecord};
+use guildhall_core::Snowflake;
 use guildhall_plugins::{
     Candidate, Channel as PluginChannel, GuildView, LoadedPlugin, Member as PluginMember, ModeratorInstance,
     PluginEngine, PluginKind, User as PluginUser, Verdict,
 };
 use guildhall_store::Storage;
 
-/// Time a moderator has per message.
-pub const DEADLINE: Duration = Duration::from_millis(5);
 /// Time a moderator has to instantiate and accept its configuration.
 pub const INIT_DEADLINE: Duration = Duration::from_millis(50);
 pub const MAX_FAULTS: usize = 3;
@@ -45,11 +44,31 @@ pub struct Disabled {
     pub reason: String,
 }
 
+/// A block or a flag, for the audit log.
+pub struct ModerationNote {
+    pub plugin_id: Snowflake,
+    pub plugin_name: String,
+    /// `AUTO_MODERATION_BLOCK_MESSAGE` or `AUTO_MODERATION_FLAG_TO_CHANNEL`.
+    pub action_type: u16,
+    pub reason: String,
+}
+
+/// What the moderators made of one message.
+#[derive(Default)]
+pub struct Judgement {
+    pub verdict: ModerationVerdict,
+    /// Moderators switched off while reaching it.
+    pub disabled: Vec<Disabled>,
+    pub notes: Vec<ModerationNote>,
+}
+
 pub struct Moderation {
     engine: Arc<PluginEngine>,
     store: Arc<dyn Storage>,
     guild_id: GuildId,
     slots: Vec<Slot>,
+    /// Time a moderator has per message (`plugins.moderation_deadline_ms`).
+    deadline: Duration,
 }
 
 impl Moderation {
@@ -61,6 +80,7 @@ impl Moderation {
         store: Arc<dyn Storage>,
         guild_id: GuildId,
         records: &[PluginRecord],
+        deadline: Duration,
     ) -> Moderation {
         let mut slots = Vec::new();
         for record in records.iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
@@ -72,7 +92,7 @@ impl Moderation {
                 Err(e) => tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin"),
             }
         }
-        Moderation { engine, store, guild_id, slots }
+        Moderation { engine, store, guild_id, slots, deadline }
     }
 
     pub fn active(&self) -> bool {
@@ -91,13 +111,13 @@ impl Moderation {
         dropped
     }
 
-    /// The combined verdict, and the moderators disabled while reaching it.
+    /// The combined verdict, with what the audit log needs to know.
     pub async fn judge(
         &mut self,
         candidate: &ModerationCandidate,
         channels: &Arc<Vec<PluginChannel>>,
         fail_closed: bool,
-    ) -> (ModerationVerdict, Vec<Disabled>) {
+    ) -> Judgement {
         let mut current = Candidate {
             channel_id: candidate.channel_id.0,
             author: PluginUser {
@@ -109,20 +129,31 @@ impl Moderation {
             is_edit: candidate.is_edit,
             mentions: candidate.mentions.iter().map(|u| u.0).collect(),
         };
-        let mut disabled = Vec::new();
-        let mut verdict = ModerationVerdict::Allow;
+        let mut out = Judgement::default();
+        let unavailable = || ModerationVerdict::Block("moderation is unavailable; try again later".into());
         let mut i = 0;
         while i < self.slots.len() {
+            let note = |slot: &Slot, action_type, reason: &str| ModerationNote {
+                plugin_id: slot.record.id,
+                plugin_name: slot.record.name.clone(),
+                action_type,
+                reason: reason.to_owned(),
+            };
             match self.ask(i, &current, channels).await {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Flag(reason)) => {
-                    tracing::warn!(guild = %self.guild_id, plugin = %self.slots[i].record.name, %reason, "message flagged")
+                    tracing::info!(guild = %self.guild_id, plugin = %self.slots[i].record.name, %reason, "message flagged");
+                    out.notes.push(note(&self.slots[i], audit_action::AUTO_MODERATION_FLAG_TO_CHANNEL, &reason));
                 }
                 Ok(Verdict::Rewrite(content)) => {
                     current.content = content.clone();
-                    verdict = ModerationVerdict::Rewrite(content);
+                    out.verdict = ModerationVerdict::Rewrite(content);
                 }
-                Ok(Verdict::Block(reason)) => return (ModerationVerdict::Block(reason), disabled),
+                Ok(Verdict::Block(reason)) => {
+                    out.notes.push(note(&self.slots[i], audit_action::AUTO_MODERATION_BLOCK_MESSAGE, &reason));
+                    out.verdict = ModerationVerdict::Block(reason);
+                    return out;
+                }
                 Err(e) => {
                     let slot = &mut self.slots[i];
                     tracing::warn!(guild = %self.guild_id, plugin = %slot.record.name, error = %e, "moderator fault");
@@ -140,26 +171,22 @@ impl Moderation {
                         }
                         let reason =
                             format!("disabled after {MAX_FAULTS} faults in {} s; last: {e}", FAULT_WINDOW.as_secs());
-                        disabled.push(Disabled { record, reason });
+                        out.disabled.push(Disabled { record, reason });
                         if fail_closed {
-                            return (
-                                ModerationVerdict::Block("moderation is unavailable; try again later".into()),
-                                disabled,
-                            );
+                            out.verdict = unavailable();
+                            return out;
                         }
                         continue; // the next moderator is now at index i
                     }
                     if fail_closed {
-                        return (
-                            ModerationVerdict::Block("moderation is unavailable; try again later".into()),
-                            disabled,
-                        );
+                        out.verdict = unavailable();
+                        return out;
                     }
                 }
             }
             i += 1;
         }
-        (verdict, disabled)
+        out
     }
 
     async fn ask(
@@ -179,7 +206,7 @@ impl Moderation {
         }
         self.slots[i].last_used = Instant::now();
         let instance = self.slots[i].instance.as_mut().expect("just created");
-        instance.moderate(candidate, DEADLINE).await
+        instance.moderate(candidate, self.deadline).await
     }
 
     fn view(&self, channels: Arc<Vec<PluginChannel>>) -> GuildView {
