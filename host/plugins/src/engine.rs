@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub pool_instances: u32,
     /// Epoch tick: the granularity of deadlines.
     pub tick: Duration,
+    /// Reset a dropped instance's dirty pages in place (where Linux has PAGEMAP_SCAN)
+    /// instead of giving them back; off only to measure what it saves.
+    pub reset_pages_in_place: bool,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +41,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 16 << 20,
             pool_instances: 2_000,
             tick: Duration::from_millis(1),
+            reset_pages_in_place: true,
         }
     }
 }
@@ -162,7 +166,7 @@ impl PluginEngine {
         // the whole range on every drop, which is slower than madvise, so it stays off there.
         // What this keeps resident is bounded by the warm unused slots (100 by default) times
         // these limits.
-        if pagemap_scan_available() {
+        if config.reset_pages_in_place && pagemap_scan_available() {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
                 .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
                 .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
