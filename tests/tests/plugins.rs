@@ -362,6 +362,67 @@ async fn bot_timers_survive_a_reload_and_a_restart() {
     assert!(reminder["d"]["content"].as_str().unwrap().ends_with("reminder: through a restart"), "{reminder}");
 }
 
+/// A bot sees and touches only its own guild, can edit and delete only its own messages,
+/// reads recent messages through the host, and cannot send more than 30 messages a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_stays_within_its_guild_and_its_limits() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let (carol, _) = http.register("carol").await;
+    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
+    let elsewhere =
+        http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
+    http.post(&format!("/channels/{elsewhere}/messages"), &carol, json!({ "content": "carol's secret" })).await;
+    let (status, bot) = upload(&http, &w.guild, &w.alice, "probe", component("probe_bot")).await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
+    let bot_id = bot["id"].as_str().unwrap().to_owned();
+    let mut ask = async |command: String| -> String {
+        assert_eq!(http.post(&messages, &w.bob, json!({ "content": command })).await.status, StatusCode::OK);
+        next_from(&mut w.bob_gw, &bot_id).await["d"]["content"].as_str().unwrap().to_owned()
+    };
+
+    // Another guild's channel: not found, not readable, not writable.
+    assert_eq!(ask(format!("probe find {elsewhere}")).await, "find: none");
+    assert_eq!(ask(format!("probe recent {elsewhere}")).await, "recent: denied");
+    assert_eq!(ask(format!("probe send {elsewhere}")).await, "send: denied");
+    let theirs = http.get(&format!("/channels/{elsewhere}/messages"), &carol).await.body;
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "nothing arrived there: {theirs}");
+    // Its own guild's channel: found, and recent messages come through the host.
+    assert_eq!(ask(format!("probe find {}", w.channel)).await, "find: general");
+    let recent = ask(format!("probe recent {}", w.channel)).await;
+    assert!(recent.starts_with("recent: ok "), "{recent}");
+    assert!(recent.ends_with(&format!("probe recent {}", w.channel)), "newest first: {recent}");
+
+    // Someone else's message: the bot may not edit or delete it.
+    let bobs =
+        http.post(&messages, &w.bob, json!({ "content": "bob's words" })).await.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(ask(format!("probe edit {} {bobs}", w.channel)).await, "edit: denied");
+    assert_eq!(ask(format!("probe delete {} {bobs}", w.channel)).await, "delete: denied");
+    assert_eq!(ask(format!("probe edit {elsewhere} 1")).await, "edit: denied");
+    assert_eq!(http.get(&format!("{messages}/{bobs}"), &w.alice).await.body["content"], "bob's words");
+    // Its own: send, edit, delete, and every session sees each step.
+    http.post(&messages, &w.bob, json!({ "content": "probe cycle" })).await;
+    let draft = next_from(&mut w.bob_gw, &bot_id).await;
+    assert_eq!(draft["d"]["content"], "draft");
+    let edited = w.bob_gw.dispatch("MESSAGE_UPDATE").await;
+    assert_eq!((&edited["d"]["id"], edited["d"]["content"].as_str()), (&draft["d"]["id"], Some("final")));
+    let deleted = w.bob_gw.dispatch("MESSAGE_DELETE").await;
+    assert_eq!(deleted["d"]["id"], draft["d"]["id"]);
+    assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"], "cycle: ok ok ok");
+
+    // 30 messages a minute: the flood stops there. Sent so far: 9 replies and the draft
+    // (the refused send to another guild took nothing from the budget).
+    let sent_so_far = 10;
+    http.post(&messages, &w.bob, json!({ "content": "probe flood 100" })).await;
+    for i in 1..=(30 - sent_so_far) {
+        assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"], format!("flood {i}"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let latest = http.get(&format!("{messages}?limit=5"), &w.alice).await.body;
+    assert_eq!(latest[0]["content"], format!("flood {}", 30 - sent_so_far), "nothing after the limit: {latest}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_bot_example_counts_hellos_in_its_key_value_store() {
     let mut w = world().await;
