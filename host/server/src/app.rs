@@ -48,7 +48,7 @@ impl App {
         let ids = Arc::new(Generator::new(config.ids.datacenter, config.ids.worker));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let data = DataService::new(store.clone(), workers, config.data.coalescing);
-        let audit = AuditLog::spawn(store.clone(), ids.clone());
+        let audit = AuditLog::spawn(store.clone(), ids.clone(), metrics.clone());
         let deps = GuildDeps {
             data: data.clone(),
             metrics: metrics.clone(),

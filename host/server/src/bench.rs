@@ -137,7 +137,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         config: GuildConfig::default(),
         plugins: None,
         plugin_limits: Default::default(),
-        audit: crate::runtime::audit::AuditLog::spawn(store.clone(), ids),
+        audit: crate::runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
     };
     let handle = spawn_guild(state, deps);
 
@@ -498,6 +498,20 @@ async fn burst(
     Ok(out)
 }
 
+/// Bytes the allocator has handed out and not got back (glibc: every arena, and the
+/// chunks it mmapped); `None` elsewhere. Unlike RSS, memory freed earlier and reused does
+/// not hide new allocations.
+fn heap_in_use_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let info = unsafe { libc::mallinfo2() };
+        Some((info.uordblks + info.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
 /// Resident set size of this process, in KiB (Linux).
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -629,6 +643,40 @@ async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize, con
     let after = rss_kib();
     let kib_per_instance = after.saturating_sub(before) as f64 / reached.max(1) as f64;
     drop(live);
+
+    // Installed but idle: what a guild holds per installed moderator while no instance
+    // exists (its record with the configuration, and a handle on the shared compiled
+    // component), 100,000 times.
+    let idle_installs = 100_000;
+    let record = guildhall_core::model::PluginRecord {
+        id: guildhall_core::Snowflake(1),
+        guild_id: guildhall_core::Snowflake(1),
+        name: "automod".into(),
+        kind: "moderator".into(),
+        enabled: true,
+        config: serde_json::from_str(config).map_err(|e| e.to_string())?,
+        component_sha256: plugin.hash.clone(),
+        created_at: "2026-11-29T00:00:00.000000+00:00".into(),
+    };
+    let per_install = |with_component: bool| {
+        let before = heap_in_use_bytes();
+        let idle: Vec<_> = (0..idle_installs)
+            .map(|i| {
+                let mut r = record.clone();
+                r.guild_id = guildhall_core::Snowflake(i as u64);
+                (r, with_component.then(|| plugin.clone()))
+            })
+            .collect();
+        let bytes = match (before, heap_in_use_bytes()) {
+            (Some(before), Some(after)) => json!(after.saturating_sub(before) as f64 / idle_installs as f64),
+            _ => Value::Null,
+        };
+        drop(idle);
+        bytes
+    };
+    let bytes_per_idle_install = per_install(true);
+    // The same without the component handle: the configuration record alone.
+    let bytes_per_plugin_record = per_install(false);
     let _ = std::fs::remove_dir_all(&cache_dir);
 
     let (p50, p99, max) = percentiles_us(per_call);
@@ -654,6 +702,9 @@ async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize, con
         "pagemap_scan": guildhall_plugins::pagemap_scan_available(),
         "live_instances": reached,
         "kib_per_instance": kib_per_instance,
+        "idle_installs": idle_installs,
+        "bytes_per_idle_install": bytes_per_idle_install,
+        "bytes_per_plugin_record": bytes_per_plugin_record,
         "instances_per_gib": if kib_per_instance > 0.0 { (1024.0 * 1024.0 / kib_per_instance).floor() } else { 0.0 },
     });
     if !stop_reason.is_empty() {

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_errors_4xx: AtomicU64,
     pub http_errors_5xx: AtomicU64,
+    /// Audit log entries not stored (queue full or storage failed).
+    pub audit_entries_lost: AtomicU64,
 }
 
 impl Metrics {
@@ -44,6 +46,7 @@ impl Metrics {
         line("http_requests_total", "counter", "HTTP requests served.", &self.http_requests);
         line("http_client_errors_total", "counter", "HTTP 4xx answers.", &self.http_errors_4xx);
         line("http_server_errors_total", "counter", "HTTP 5xx answers.", &self.http_errors_5xx);
+        line("audit_entries_lost_total", "counter", "Audit log entries not stored.", &self.audit_entries_lost);
         out
     }
 }

@@ -5,10 +5,11 @@
 //! it with [`GuildMsg::Audit`](super::guild_actor::GuildMsg)), which also sends each one to
 //! the owner's sessions as `GUILD_AUDIT_LOG_ENTRY_CREATE`. Storing them is off the message
 //! path: a bounded queue drained by one writer task. Under overload (a flood of blocked
-//! messages) the queue may overflow; entries are then dropped and counted, never waited
-//! for: the audit log is a record, not an acknowledged write.
+//! messages, or storage down) the queue may overflow; entries are then dropped and
+//! counted (`guildhall_audit_entries_lost_total`), never waited for: the audit log is a
+//! record, not an acknowledged write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use guildhall_core::model::{AuditLogChange, AuditLogEntry, GuildId, UserId};
@@ -18,6 +19,8 @@ use guildhall_store::Storage;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
+
 /// Entries waiting to be stored.
 pub const AUDIT_QUEUE: usize = 1024;
 
@@ -25,24 +28,23 @@ pub const AUDIT_QUEUE: usize = 1024;
 pub struct AuditLog {
     queue: mpsc::Sender<AuditLogEntry>,
     ids: Arc<Generator>,
-    pub dropped: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl AuditLog {
     /// Starts the writer task.
-    pub fn spawn(store: Arc<dyn Storage>, ids: Arc<Generator>) -> AuditLog {
+    pub fn spawn(store: Arc<dyn Storage>, ids: Arc<Generator>, metrics: Arc<Metrics>) -> AuditLog {
         let (queue, mut rx) = mpsc::channel::<AuditLogEntry>(AUDIT_QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let lost = dropped.clone();
+        let lost = metrics.clone();
         tokio::spawn(async move {
             while let Some(entry) = rx.recv().await {
                 if let Err(e) = store.add_audit_entry(entry.clone()).await {
-                    lost.fetch_add(1, Ordering::Relaxed);
+                    lost.audit_entries_lost.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(guild = %entry.guild_id, action = entry.action_type, error = %e, "audit entry not stored");
                 }
             }
         });
-        AuditLog { queue, ids, dropped }
+        AuditLog { queue, ids, metrics }
     }
 
     /// A new entry with a fresh id, `None` if no id can be taken (the clock went far back).
@@ -61,7 +63,7 @@ impl AuditLog {
     /// Queues the entry for storage without waiting.
     pub fn append(&self, entry: AuditLogEntry) {
         if self.queue.try_send(entry).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.audit_entries_lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("audit log queue full; entry dropped");
         }
     }

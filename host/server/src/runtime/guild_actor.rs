@@ -460,7 +460,7 @@ mod tests {
         let state = GuildState::new(Guild::new(Snowflake(10), "g", Snowflake(1)), vec![general], members);
         let metrics = Arc::new(Metrics::default());
         let ids = Arc::new(Generator::new(0, 9));
-        let audit = AuditLog::spawn(data.store().clone(), ids.clone());
+        let audit = AuditLog::spawn(data.store().clone(), ids.clone(), metrics.clone());
         let deps = GuildDeps {
             data,
             metrics: metrics.clone(),
