@@ -9,7 +9,8 @@
 //! - a **moderator** ([`moderation`]) is called synchronously for every message before it
 //!   is stored or anyone sees it, and answers allow, block, rewrite or flag;
 //! - a **bot** ([`bot`]) receives the guild's events and acts through host calls: send,
-//!   edit and delete messages, read recent messages, a private key-value store, timers.
+//!   edit and delete messages, react, read recent messages, a private key-value store,
+//!   timers.
 //!
 //! Implement a trait, then export your type with one macro:
 //!
@@ -96,7 +97,7 @@ pub mod bot {
     pub use crate::bot_world::guildhall::plugin::log::{log, Level};
     use crate::bot_world::guildhall::plugin::messages;
     pub use crate::bot_world::guildhall::plugin::types::{
-        Channel, GuildEvent, HostError, Member, Message, MessageRef, TimerFired, User,
+        Channel, GuildEvent, HostError, Member, Message, MessageRef, Reaction, TimerFired, User,
     };
     pub use crate::bot_world::guildhall::plugin::{guild, kv, text, timers};
 
@@ -125,6 +126,17 @@ pub mod bot {
     /// The latest `limit` (at most 100) messages of a channel, newest first.
     pub fn recent(channel_id: u64, limit: u32) -> Result<Vec<Message>, HostError> {
         messages::recent(channel_id, limit)
+    }
+
+    /// Reacts to a message with a Unicode emoji (e.g. "👍"), as the bot user. Reactions
+    /// count against the bot's messages per minute.
+    pub fn react(channel_id: u64, message_id: u64, emoji: &str) -> Result<(), HostError> {
+        messages::react(channel_id, message_id, emoji)
+    }
+
+    /// Takes the bot's reaction back.
+    pub fn unreact(channel_id: u64, message_id: u64, emoji: &str) -> Result<(), HostError> {
+        messages::unreact(channel_id, message_id, emoji)
     }
 
     /// Sets a one-shot timer; it comes back as `GuildEvent::Timer` with this payload.

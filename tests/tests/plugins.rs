@@ -285,6 +285,19 @@ async fn commands_and_welcome_bots_act_as_bot_users() {
         assert_eq!(pong["d"]["author"]["id"], bot_id.as_str());
         assert_eq!(pong["d"]["author"]["bot"], true);
     }
+    // A poll: the options, and the bot's reactions to vote with.
+    http.post(&messages, &w.bob, json!({ "content": "!poll Lunch? | pizza | tacos" })).await;
+    let poll = next_from(&mut alice_gw, &bot_id).await;
+    assert_eq!(poll["d"]["content"], "poll: Lunch?\n1️⃣ pizza\n2️⃣ tacos");
+    for emoji in ["1️⃣", "2️⃣"] {
+        let vote = alice_gw.dispatch("MESSAGE_REACTION_ADD").await;
+        assert_eq!(
+            (vote["d"]["message_id"].clone(), vote["d"]["emoji"]["name"].as_str()),
+            (poll["d"]["id"].clone(), Some(emoji))
+        );
+        assert_eq!(vote["d"]["user_id"], bot_id.as_str());
+    }
+    assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["id"], poll["d"]["id"], "bob saw the poll too");
     http.post(&messages, &w.bob, json!({ "content": "!roll 2d6" })).await;
     w.bob_gw.dispatch("MESSAGE_CREATE").await;
     let roll = w.bob_gw.dispatch("MESSAGE_CREATE").await;
@@ -329,6 +342,125 @@ async fn next_from(gw: &mut Gateway, author_id: &str) -> Value {
             return m;
         }
     }
+}
+
+/// An emoji as a URL path segment (every byte percent-encoded, as clients send it).
+fn url_emoji(emoji: &str) -> String {
+    emoji.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// Reactions: REST adds and removes them (idempotently), sessions with the reactions intent
+/// and bots receive them, the message shows their counts; bots react as their bot user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_reach_sessions_and_bots() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let bob_id = http.get("/users/@me", &w.bob).await.body["id"].as_str().unwrap().to_owned();
+    let (_, bot) = upload(&http, &w.guild, &w.alice, "probe", component("probe_bot")).await;
+    let bot_id = bot["id"].as_str().unwrap().to_owned();
+    let mut alice_gw = w.server.gateway().await;
+    alice_gw.identify(&w.alice, ALL_INTENTS).await;
+    let message_id =
+        http.post(&messages, &w.alice, json!({ "content": "lunch?" })).await.body["id"].as_str().unwrap().to_owned();
+    let thumbs = format!("{messages}/{message_id}/reactions/{}", url_emoji("👍"));
+
+    // Bob reacts: everyone with the intent sees it, and so does the bot.
+    assert_eq!(
+        http.call(Method::PUT, &format!("{thumbs}/@me"), Some(&w.bob), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let added = alice_gw.dispatch("MESSAGE_REACTION_ADD").await;
+    assert_eq!(added["d"]["emoji"], json!({ "id": null, "name": "👍" }));
+    assert_eq!(
+        (added["d"]["user_id"].as_str(), added["d"]["message_id"].as_str()),
+        (Some(bob_id.as_str()), Some(message_id.as_str()))
+    );
+    assert_eq!(added["d"]["member"]["user"]["id"], bob_id.as_str());
+    let seen = next_from(&mut w.bob_gw, &bot_id).await;
+    assert_eq!(seen["d"]["content"], format!("saw 👍 from {bob_id} on {message_id}"));
+    // Again: nothing changes and nobody is told.
+    assert_eq!(
+        http.call(Method::PUT, &format!("{thumbs}/@me"), Some(&w.bob), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    // The bot reacts as its bot user; a bad emoji or another guild's message is refused.
+    let ask = format!("probe react {} {message_id} 🎉", w.channel);
+    http.post(&messages, &w.bob, json!({ "content": ask })).await;
+    let by_bot = alice_gw.dispatch("MESSAGE_REACTION_ADD").await;
+    assert_eq!(
+        (by_bot["d"]["user_id"].as_str(), by_bot["d"]["emoji"]["name"].as_str()),
+        (Some(bot_id.as_str()), Some("🎉"))
+    );
+    assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"], "react: ok");
+    http.post(&messages, &w.bob, json!({ "content": format!("probe react {} {message_id} x", w.channel) })).await;
+    assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"], "react: invalid");
+
+    // The message counts its reactions, `me` for the caller; who reacted, by id.
+    let got = http.get(&format!("{messages}/{message_id}"), &w.bob).await.body;
+    let reactions: Vec<(String, u64, bool)> = got["reactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["emoji"]["name"].as_str().unwrap().to_owned(), r["count"].as_u64().unwrap(), r["me"].as_bool().unwrap())
+        })
+        .collect();
+    let mut expected = vec![("👍".to_owned(), 1, true), ("🎉".to_owned(), 1, false)];
+    expected.sort();
+    assert_eq!(reactions, expected, "{got}");
+    let users = http.get(&thumbs, &w.alice).await.body;
+    assert_eq!(
+        users.as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        [bob_id.as_str()]
+    );
+
+    // Taking it back.
+    assert_eq!(
+        http.call(Method::DELETE, &format!("{thumbs}/@me"), Some(&w.bob), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let removed = alice_gw.dispatch("MESSAGE_REACTION_REMOVE").await;
+    assert_eq!(
+        (removed["d"]["user_id"].as_str(), removed["d"]["emoji"]["name"].as_str()),
+        (Some(bob_id.as_str()), Some("👍"))
+    );
+    assert_eq!(http.get(&thumbs, &w.alice).await.body, json!([]));
+
+    // Bad input changes nothing.
+    let (carol, _) = http.register("carol").await;
+    let cases = [
+        (
+            Method::PUT,
+            format!("{messages}/{message_id}/reactions/abc/@me"),
+            w.bob.clone(),
+            StatusCode::BAD_REQUEST,
+            10014,
+        ),
+        (
+            Method::PUT,
+            format!("{messages}/{message_id}/reactions/party:123/@me"),
+            w.bob.clone(),
+            StatusCode::BAD_REQUEST,
+            10014,
+        ),
+        (
+            Method::PUT,
+            format!("{messages}/1/reactions/{}/@me", url_emoji("👍")),
+            w.bob.clone(),
+            StatusCode::NOT_FOUND,
+            10008,
+        ),
+        (Method::PUT, format!("{thumbs}/@me"), carol.clone(), StatusCode::FORBIDDEN, 50001),
+        (Method::GET, format!("{thumbs}?limit=0"), w.bob.clone(), StatusCode::BAD_REQUEST, 50035),
+    ];
+    for (method, path, token, status, code) in cases {
+        let r = http.call(method, &path, Some(&token), None).await;
+        assert_eq!((r.status, r.body["code"].as_u64()), (status, Some(code)), "{path}: {}", r.body);
+    }
+    let got = http.get(&format!("{messages}/{message_id}"), &w.bob).await.body;
+    assert_eq!(got["reactions"].as_array().map(Vec::len), Some(1), "only the bot's 🎉 is left: {got}");
 }
 
 /// A bot's timers are the host's, in storage: a reload of the guild's plugins (any

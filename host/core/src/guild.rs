@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use crate::gateway::intents;
 use crate::model::{
-    mentioned_user_ids, Channel, ChannelId, Guild, GuildId, Member, Message, MessageId, UserId, CHANNEL_GUILD_TEXT,
+    mentioned_user_ids, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, UserId,
+    CHANNEL_GUILD_TEXT,
 };
 
 /// Above this many members a guild is "large": GUILD_CREATE carries no member list.
@@ -47,6 +48,17 @@ pub enum Command {
     DeleteMessage {
         user: UserId,
         existing: Box<Message>,
+    },
+    /// `existing` is the stored message the runtime loaded (reactions need one).
+    AddReaction {
+        user: UserId,
+        existing: Box<Message>,
+        emoji: Emoji,
+    },
+    RemoveReaction {
+        user: UserId,
+        existing: Box<Message>,
+        emoji: Emoji,
     },
     CreateChannel {
         user: UserId,
@@ -128,6 +140,19 @@ pub enum GuildWrite {
     },
     CreateChannel(Channel),
     UpdateGuild(Guild),
+    /// Idempotent: a user reacts with an emoji at most once.
+    AddReaction {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        emoji: Emoji,
+        user_id: UserId,
+    },
+    RemoveReaction {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        emoji: Emoji,
+        user_id: UserId,
+    },
     AddMember {
         guild_id: GuildId,
         member: Member,
@@ -262,6 +287,7 @@ enum AfterPersist {
     MessageCreated(Message),
     MessageEdited(Message),
     MessageDeleted { channel_id: ChannelId, message_id: MessageId },
+    Reaction { added: bool, message: Box<Message>, emoji: Emoji, user_id: UserId },
     ChannelCreated(Channel),
     GuildUpdated(Guild),
     MemberAdded(Member),
@@ -432,6 +458,8 @@ impl GuildState {
                     fx,
                 );
             }
+            Command::AddReaction { user, existing, emoji } => self.react(request, user, *existing, emoji, true, fx),
+            Command::RemoveReaction { user, existing, emoji } => self.react(request, user, *existing, emoji, false, fx),
             Command::CreateChannel { user, mut channel } => {
                 if !self.members.contains_key(&user) {
                     return reply_err(fx, GuildError::NotMember);
@@ -573,6 +601,22 @@ impl GuildState {
                 },
                 Reply::Done,
             ),
+            AfterPersist::Reaction { added, message, emoji, user_id } => {
+                let mut data = json!({
+                    "user_id": user_id,
+                    "channel_id": message.channel_id,
+                    "message_id": message.id,
+                    "guild_id": guild_id,
+                    "emoji": emoji,
+                });
+                if added {
+                    data["member"] = serde_json::to_value(self.members.get(&user_id)).expect("serializes");
+                    data["message_author_id"] = json!(message.author.id);
+                }
+                let name = if added { "MESSAGE_REACTION_ADD" } else { "MESSAGE_REACTION_REMOVE" };
+                let intent = intents::GUILD_MESSAGE_REACTIONS;
+                (Audience::Channel { channel_id: message.channel_id, intent }, Event { name, data }, Reply::Done)
+            }
             AfterPersist::ChannelCreated(c) => {
                 self.channels.insert(c.id, c.clone());
                 (
@@ -671,6 +715,33 @@ impl GuildState {
     fn persist(&mut self, request: RequestId, write: GuildWrite, after: AfterPersist, fx: &mut Vec<Effect>) {
         self.pending.insert(request, after);
         fx.push(Effect::Persist { request, write });
+    }
+
+    /// Any member who can view the channel may react (Discord: ADD_REACTIONS and
+    /// READ_MESSAGE_HISTORY, which every member has until roles exist).
+    fn react(
+        &mut self,
+        request: RequestId,
+        user_id: UserId,
+        message: Message,
+        emoji: Emoji,
+        added: bool,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.members.contains_key(&user_id) {
+            return fx.push(Effect::Reply { request, result: Err(GuildError::NotMember) });
+        }
+        if !self.can_view(user_id, message.channel_id) {
+            return fx.push(Effect::Reply { request, result: Err(GuildError::UnknownChannel) });
+        }
+        let (channel_id, message_id, e) = (message.channel_id, message.id, emoji.clone());
+        let write = if added {
+            GuildWrite::AddReaction { channel_id, message_id, emoji: e, user_id }
+        } else {
+            GuildWrite::RemoveReaction { channel_id, message_id, emoji: e, user_id }
+        };
+        let after = AfterPersist::Reaction { added, message: Box::new(message), emoji, user_id };
+        self.persist(request, write, after, fx);
     }
 
     fn check_own_message(&self, user: UserId, existing: &Message) -> Result<(), GuildError> {
@@ -972,6 +1043,46 @@ mod tests {
         let fx2 = g.handle(Input::Persisted { request: 4, result: Ok(()) });
         assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::DeleteMessage { .. }, .. }));
         assert_eq!(dispatches(&fx2)[0].1.name, "MESSAGE_DELETE");
+    }
+
+    #[test]
+    fn reactions_persist_then_reach_sessions_with_the_reactions_intent() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        connect(&mut g, 2, BOB, intents::GUILDS | intents::GUILD_MESSAGES);
+        let channel = text_channel(GENERAL);
+        let msg = Message::new(Snowflake(500), &channel, User::new(OWNER, "owner", false), "poll".into(), None);
+        let thumbs = Emoji::parse("👍").unwrap();
+        let fx = g
+            .handle(cmd(1, Command::AddReaction { user: BOB, existing: Box::new(msg.clone()), emoji: thumbs.clone() }));
+        let Effect::Persist { write: GuildWrite::AddReaction { message_id, user_id, emoji, .. }, .. } = &fx[0] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!((*message_id, *user_id, emoji), (Snowflake(500), BOB, &thumbs));
+        assert!(dispatches(&fx).is_empty(), "nothing visible before it is stored");
+        let fx = g.handle(Input::Persisted { request: 1, result: Ok(()) });
+        let d = dispatches(&fx);
+        assert_eq!(d[0].1.name, "MESSAGE_REACTION_ADD");
+        assert_eq!(d[0].1.data["emoji"], json!({ "id": null, "name": "👍" }));
+        assert_eq!((&d[0].1.data["user_id"], &d[0].1.data["message_author_id"]), (&json!("2"), &json!("1")));
+        assert_eq!(g.audience(d[0].0), vec![SessionId(1)], "only sessions with GUILD_MESSAGE_REACTIONS");
+        assert_eq!(reply(&fx), &Ok(Reply::Done));
+
+        g.handle(cmd(2, Command::RemoveReaction { user: BOB, existing: Box::new(msg.clone()), emoji: thumbs.clone() }));
+        let fx = g.handle(Input::Persisted { request: 2, result: Ok(()) });
+        assert_eq!(dispatches(&fx)[0].1.name, "MESSAGE_REACTION_REMOVE");
+        let fx = g.handle(cmd(3, Command::AddReaction { user: CAROL, existing: Box::new(msg), emoji: thumbs }));
+        assert_eq!(reply(&fx), &Err(GuildError::NotMember));
+    }
+
+    #[test]
+    fn reaction_emojis_are_unicode_emojis() {
+        for ok in ["👍", "1️⃣", "👩‍👩‍👧", "❤️", "©"] {
+            assert_eq!(Emoji::parse(ok).map(|e| e.name), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in ["", "a", "ab👍", "👍 ", "custom:123", "\u{7}👍", &"👍".repeat(20)] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

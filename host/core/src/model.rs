@@ -164,6 +164,44 @@ pub struct PluginRecord {
     pub created_at: String,
 }
 
+/// Most bytes of a reaction emoji (a Unicode emoji, possibly a ZWJ sequence).
+pub const MAX_EMOJI_BYTES: usize = 64;
+
+/// An emoji as reactions carry it (Discord's partial emoji). Guilds have no custom emojis
+/// yet, so `id` is always `None` and `name` is a Unicode emoji.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Emoji {
+    pub id: Option<Snowflake>,
+    pub name: String,
+}
+
+impl Emoji {
+    /// Parses the emoji of a reaction route (already percent-decoded): a Unicode emoji.
+    /// `name:id` names a custom emoji, which no guild has (Unknown Emoji).
+    pub fn parse(text: &str) -> Result<Emoji, &'static str> {
+        if text.contains(':') {
+            return Err("Unknown Emoji");
+        }
+        let plausible = !text.is_empty()
+            && text.len() <= MAX_EMOJI_BYTES
+            && !text.is_ascii()
+            && text.chars().all(|c| !c.is_whitespace() && !c.is_control() && !c.is_ascii_alphabetic());
+        if !plausible {
+            return Err("Unknown Emoji");
+        }
+        Ok(Emoji { id: None, name: text.to_owned() })
+    }
+}
+
+/// How many users reacted to a message with one emoji (Discord's reaction object; `me`
+/// is filled in for the user who asked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub count: u32,
+    pub me: bool,
+    pub emoji: Emoji,
+}
+
 /// One entry of a guild's audit log (Discord's audit log entry object). Entries are kept
 /// for [`AUDIT_LOG_RETENTION_DAYS`]; older ones are neither listed nor kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,7 +31,8 @@ pub(crate) mod bindings {
 use crate::moderator::bindings::guildhall::plugin::types;
 use bindings::guildhall::plugin::{kv, messages, timers};
 pub use types::{
-    GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, TimerFired, User as BotUser,
+    GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, Reaction as BotReaction, TimerFired,
+    User as BotUser,
 };
 
 /// What a bot may do, as its guild allows it. Every call is scoped to the bot's guild.
@@ -41,6 +42,7 @@ pub trait BotHost: Send + Sync + 'static {
     async fn edit(&self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError>;
     async fn delete(&self, channel_id: u64, message_id: u64) -> Result<(), HostError>;
     async fn recent(&self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError>;
+    async fn react(&self, channel_id: u64, message_id: u64, emoji: String, add: bool) -> Result<(), HostError>;
     async fn kv_get(&self, key: String) -> Option<Vec<u8>>;
     async fn kv_set(&self, key: String, value: Vec<u8>) -> Result<(), HostError>;
     async fn kv_delete(&self, key: String);
@@ -66,6 +68,12 @@ impl messages::Host for PluginState {
     }
     async fn recent(&mut self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
         self.bot.as_ref().ok_or_else(not_a_bot)?.recent(channel_id, limit.min(100)).await
+    }
+    async fn react(&mut self, channel_id: u64, message_id: u64, emoji: String) -> Result<(), HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.react(channel_id, message_id, emoji, true).await
+    }
+    async fn unreact(&mut self, channel_id: u64, message_id: u64, emoji: String) -> Result<(), HostError> {
+        self.bot.as_ref().ok_or_else(not_a_bot)?.react(channel_id, message_id, emoji, false).await
     }
 }
 

@@ -15,7 +15,9 @@ mod engine;
 mod host;
 mod moderator;
 
-pub use bot::{BotHost, BotInstance, BotMember, BotMessage, BotUser, GuildEvent, HostError, MessageRef, TimerFired};
+pub use bot::{
+    BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, GuildEvent, HostError, MessageRef, TimerFired,
+};
 pub use engine::{pagemap_scan_available, EngineConfig, LoadedPlugin, PluginEngine, PluginError, PluginKind};
 pub use host::{GuildView, MemberLookup};
 pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};

@@ -14,11 +14,13 @@ use futures_util::TryStreamExt;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
-    User, UserId, UserRecord,
+    Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use guildhall_store::embedded::token_key;
-use guildhall_store::{audit_log_cutoff, unix_now_ms, IdBounds, Order, Result, Storage, StoreError};
+use guildhall_store::{
+    audit_log_cutoff, count_reactions, unix_now_ms, IdBounds, Order, Result, Storage, StoreError, MAX_COUNTED_REACTIONS,
+};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -98,6 +100,11 @@ struct Statements {
     timers_clear: PreparedStatement,
     add_audit_entry: PreparedStatement,
     audit_log: PreparedStatement,
+    add_reaction: PreparedStatement,
+    remove_reaction: PreparedStatement,
+    clear_reactions: PreparedStatement,
+    reaction_users: PreparedStatement,
+    reactions: PreparedStatement,
 }
 
 pub struct ScyllaStore {
@@ -208,6 +215,17 @@ impl ScyllaStore {
                 if self.lwt(&st.delete_message, values).await?.is_some() {
                     return Err(StoreError::NotFound);
                 }
+                // Its reactions go with it (one partition delete; were it lost, the rows
+                // would be unreachable: message ids are never reused).
+                self.exec(&st.clear_reactions, (big(*channel_id), big(*message_id))).await?;
+            }
+            GuildWrite::AddReaction { channel_id, message_id, emoji, user_id } => {
+                let values = (big(*channel_id), big(*message_id), emoji.name.as_str(), big(*user_id));
+                self.exec(&st.add_reaction, values).await?;
+            }
+            GuildWrite::RemoveReaction { channel_id, message_id, emoji, user_id } => {
+                let values = (big(*channel_id), big(*message_id), emoji.name.as_str(), big(*user_id));
+                self.exec(&st.remove_reaction, values).await?;
             }
             GuildWrite::CreateChannel(c) => self.put_channel(c).await?,
             GuildWrite::UpdateGuild(g) => {
@@ -361,6 +379,22 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
             "SELECT body FROM {ks}.audit_log WHERE guild_id = ? AND entry_id > ? AND entry_id < ? LIMIT ?".into(),
         )
         .await?,
+        add_reaction: prepare(
+            "INSERT INTO {ks}.reactions (channel_id, message_id, emoji, user_id) VALUES (?, ?, ?, ?)".into(),
+        )
+        .await?,
+        remove_reaction: prepare(
+            "DELETE FROM {ks}.reactions WHERE channel_id = ? AND message_id = ? AND emoji = ? AND user_id = ?".into(),
+        )
+        .await?,
+        clear_reactions: prepare("DELETE FROM {ks}.reactions WHERE channel_id = ? AND message_id = ?".into()).await?,
+        reaction_users: prepare(
+            "SELECT user_id FROM {ks}.reactions WHERE channel_id = ? AND message_id = ? AND emoji = ? AND user_id > ? LIMIT ?"
+                .into(),
+        )
+        .await?,
+        reactions: prepare("SELECT emoji, user_id FROM {ks}.reactions WHERE channel_id = ? AND message_id = ?".into())
+            .await?,
         put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?)".into()).await?,
         component: prepare("SELECT bytes FROM {ks}.components WHERE sha256 = ?".into()).await?,
         bucket_asc: prepare(format!(
@@ -598,6 +632,40 @@ impl Storage for ScyllaStore {
         // never reused.
         self.exec(&self.st.kv_clear, (big(plugin), big(guild))).await?;
         self.exec(&self.st.timers_clear, (big(plugin), big(guild))).await.map(|_| ())
+    }
+
+    async fn reaction_users(
+        &self,
+        channel: ChannelId,
+        message: MessageId,
+        emoji: &str,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
+        if limit == 0 {
+            return Ok(Vec::new()); // CQL refuses LIMIT 0
+        }
+        let after = after.map_or(i64::MIN, big);
+        let values = (big(channel), big(message), emoji, after, limit.min(i32::MAX as usize) as i32);
+        let ids: Vec<i64> = self.column(&self.st.reaction_users, values).await?;
+        Ok(ids.into_iter().map(|id| Snowflake(id as u64)).collect())
+    }
+
+    async fn reactions(&self, channel: ChannelId, message: MessageId, viewer: UserId) -> Result<Vec<Reaction>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.reactions.clone(), (big(channel), big(message)))
+            .await
+            .map_err(unavailable)?;
+        let mut rows = pager.rows_stream::<(String, i64)>().map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some((emoji, user)) = rows.try_next().await.map_err(unavailable)? {
+            out.push((emoji, Snowflake(user as u64)));
+            if out.len() >= MAX_COUNTED_REACTIONS {
+                break;
+            }
+        }
+        Ok(count_reactions(out, viewer))
     }
 
     async fn put_timer(&self, plugin: Snowflake, guild: GuildId, timer: PluginTimer) -> Result<()> {

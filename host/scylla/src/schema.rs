@@ -65,4 +65,12 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
           AND default_time_to_live = 3888000
           AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}",
     ],
+), (
+    5,
+    "reactions",
+    // One partition per message: its reactions are read together (counts) and deleted
+    // with it (one partition delete).
+    &["CREATE TABLE IF NOT EXISTS {ks}.reactions (
+            channel_id bigint, message_id bigint, emoji text, user_id bigint,
+            PRIMARY KEY ((channel_id, message_id), emoji, user_id))"],
 )];

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    audit_action, AuditLogChange, AuditLogEntry, Channel, Guild, Invite, Member, Message, PluginRecord, PluginTimer,
-    User, UserRecord, CHANNEL_DM,
+    audit_action, AuditLogChange, AuditLogEntry, Channel, Emoji, Guild, Invite, Member, Message, PluginRecord,
+    PluginTimer, User, UserRecord, CHANNEL_DM,
 };
 use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
@@ -280,6 +280,41 @@ pub async fn edit_and_delete(store: &dyn Storage) {
     store.flush().await.unwrap();
 }
 
+pub async fn reactions(store: &dyn Storage) {
+    let channel = text_channel(fresh_id(), fresh_id(), "reactions");
+    let author = user("author");
+    let m = message(&channel, fresh_id(), &author, "poll");
+    store.apply(GuildWrite::PutMessage(m.clone())).await.unwrap();
+    let (a, b, c) = (fresh_id(), fresh_id(), fresh_id());
+    let react = |user, name: &str, add: bool| {
+        let (channel_id, message_id, emoji, user_id) = (channel.id, m.id, Emoji::parse(name).unwrap(), user);
+        if add {
+            GuildWrite::AddReaction { channel_id, message_id, emoji, user_id }
+        } else {
+            GuildWrite::RemoveReaction { channel_id, message_id, emoji, user_id }
+        }
+    };
+    for (user, name) in [(c, "👍"), (a, "👍"), (b, "👍"), (a, "🎉"), (a, "👍")] {
+        store.apply(react(user, name, true)).await.unwrap(); // the second (a, 👍) changes nothing
+    }
+    store.apply(react(b, "🎉", false)).await.unwrap(); // removing what is not there is fine
+    let counts = store.reactions(channel.id, m.id, a).await.unwrap();
+    let summary: Vec<(String, u32, bool)> = counts.iter().map(|r| (r.emoji.name.clone(), r.count, r.me)).collect();
+    let mut expected = vec![("👍".to_owned(), 3, true), ("🎉".to_owned(), 1, true)];
+    expected.sort();
+    assert_eq!(summary, expected, "per emoji, in emoji order");
+    assert!(store.reactions(channel.id, m.id, fresh_id()).await.unwrap().iter().all(|r| !r.me));
+    assert_eq!(store.reaction_users(channel.id, m.id, "👍", None, 10).await.unwrap(), vec![a, b, c], "by user id");
+    assert_eq!(store.reaction_users(channel.id, m.id, "👍", Some(a), 1).await.unwrap(), vec![b], "after, limit");
+    assert!(store.reaction_users(channel.id, m.id, "👍", None, 0).await.unwrap().is_empty());
+    store.apply(react(a, "👍", false)).await.unwrap();
+    assert_eq!(store.reaction_users(channel.id, m.id, "👍", None, 10).await.unwrap(), vec![b, c]);
+
+    // A deleted message takes its reactions with it.
+    store.apply(GuildWrite::DeleteMessage { channel_id: channel.id, message_id: m.id }).await.unwrap();
+    assert!(store.reactions(channel.id, m.id, a).await.unwrap().is_empty());
+}
+
 pub async fn plugins(store: &dyn Storage) {
     let guild = fresh_id();
     let bytes = format!("component {}", fresh_id()).into_bytes();
@@ -415,7 +450,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             users_and_tokens, guilds_channels_members, invites, dm_channels,
-            history_across_buckets, edit_and_delete, plugins, plugin_kv, plugin_timers, audit_log);
+            history_across_buckets, edit_and_delete, reactions, plugins, plugin_kv, plugin_timers, audit_log);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

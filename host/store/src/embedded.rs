@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
-    User, UserId, UserRecord,
+    Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
@@ -46,6 +46,8 @@ const PLUGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("plugin
 const PLUGIN_KV: TableDefinition<(u64, u64, &str), &[u8]> = TableDefinition::new("plugin_kv");
 /// Bots' pending timers: (plugin, guild, timer id) -> PluginTimer.
 const PLUGIN_TIMERS: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("plugin_timers");
+/// Reactions: (channel, message, emoji name, user).
+const REACTIONS: TableDefinition<(u64, u64, &str, u64), ()> = TableDefinition::new("reactions");
 /// Audit logs: (guild, entry id) -> AuditLogEntry.
 const AUDIT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit_log");
 /// Component bytes by SHA-256 (shared by every guild that installs the same component).
@@ -128,6 +130,7 @@ impl EmbeddedStore {
             tx.open_table(PLUGIN_KV).map_err(unavailable)?;
             tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
             tx.open_table(AUDIT_LOG).map_err(unavailable)?;
+            tx.open_table(REACTIONS).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -366,6 +369,17 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
             if t.remove(message_key(*channel_id, *message_id)).map_err(unavailable)?.is_none() {
                 return Err(StoreError::NotFound);
             }
+            let (c, m) = (channel_id.0, message_id.0);
+            let mut reactions = tx.open_table(REACTIONS).map_err(unavailable)?;
+            reactions.retain_in((c, m, "", 0)..=(c, m, "\u{10FFFF}", u64::MAX), |_, _| false).map_err(unavailable)?;
+        }
+        GuildWrite::AddReaction { channel_id, message_id, emoji, user_id } => {
+            let key = (channel_id.0, message_id.0, emoji.name.as_str(), user_id.0);
+            tx.open_table(REACTIONS).map_err(unavailable)?.insert(key, ()).map_err(unavailable)?;
+        }
+        GuildWrite::RemoveReaction { channel_id, message_id, emoji, user_id } => {
+            let key = (channel_id.0, message_id.0, emoji.name.as_str(), user_id.0);
+            tx.open_table(REACTIONS).map_err(unavailable)?.remove(key).map_err(unavailable)?;
         }
         GuildWrite::CreateChannel(c) => put_channel(tx, c)?,
         GuildWrite::UpdateGuild(g) => {
@@ -584,6 +598,48 @@ impl Storage for EmbeddedStore {
 
     async fn put_plugin(&self, plugin: PluginRecord) -> Result<()> {
         self.write(Write::PutPlugin(plugin)).await.map(|_| ())
+    }
+
+    async fn reaction_users(
+        &self,
+        channel: ChannelId,
+        message: MessageId,
+        emoji: &str,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
+        let emoji = emoji.to_owned();
+        self.read(move |tx| {
+            let t = tx.open_table(REACTIONS).map_err(unavailable)?;
+            let (c, m, from) = (channel.0, message.0, after.map_or(0, |a| a.0.saturating_add(1)));
+            let mut out = Vec::new();
+            for row in t.range((c, m, emoji.as_str(), from)..=(c, m, emoji.as_str(), u64::MAX)).map_err(unavailable)? {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(Snowflake(row.map_err(unavailable)?.0.value().3));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn reactions(&self, channel: ChannelId, message: MessageId, viewer: UserId) -> Result<Vec<Reaction>> {
+        self.read(move |tx| {
+            let t = tx.open_table(REACTIONS).map_err(unavailable)?;
+            let (c, m) = (channel.0, message.0);
+            let mut rows = Vec::new();
+            for row in t.range((c, m, "", 0)..=(c, m, "\u{10FFFF}", u64::MAX)).map_err(unavailable)? {
+                let row = row.map_err(unavailable)?;
+                let (_, _, emoji, user) = row.0.value();
+                rows.push((emoji.to_owned(), Snowflake(user)));
+                if rows.len() >= crate::MAX_COUNTED_REACTIONS {
+                    break;
+                }
+            }
+            Ok(crate::count_reactions(rows, viewer))
+        })
+        .await
     }
 
     async fn put_timer(&self, plugin: Snowflake, guild: GuildId, timer: PluginTimer) -> Result<()> {

@@ -17,8 +17,8 @@ pub mod history;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
-    User, UserId, UserRecord,
+    AuditLogEntry, Channel, ChannelId, Emoji, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
+    PluginTimer, Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 
@@ -58,6 +58,24 @@ pub enum Order {
 pub struct IdBounds {
     pub after: Option<MessageId>,
     pub before: Option<MessageId>,
+}
+
+/// Reaction rows read to count a message's reactions (a bound on one message read).
+pub const MAX_COUNTED_REACTIONS: usize = 100_000;
+
+/// Counts (emoji name, user) rows in emoji order into reaction objects.
+pub fn count_reactions(rows: impl IntoIterator<Item = (String, UserId)>, viewer: UserId) -> Vec<Reaction> {
+    let mut out: Vec<Reaction> = Vec::new();
+    for (name, user) in rows.into_iter().take(MAX_COUNTED_REACTIONS) {
+        match out.last_mut() {
+            Some(r) if r.emoji.name == name => {
+                r.count += 1;
+                r.me |= user == viewer;
+            }
+            _ => out.push(Reaction { count: 1, me: user == viewer, emoji: Emoji { id: None, name } }),
+        }
+    }
+    out
 }
 
 /// Wall-clock Unix milliseconds.
@@ -136,6 +154,25 @@ pub trait Storage: Send + Sync + 'static {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(String, usize)>>;
+
+    /// Who reacted to a message with `emoji` (its name), in user id order, ids after
+    /// `after`, at most `limit`.
+    async fn reaction_users(
+        &self,
+        channel: ChannelId,
+        message: MessageId,
+        emoji: &str,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>>;
+    /// Whether `user` reacted to the message with `emoji`.
+    async fn has_reacted(&self, channel: ChannelId, message: MessageId, emoji: &str, user: UserId) -> Result<bool> {
+        let before = Some(Snowflake(user.0.saturating_sub(1)));
+        Ok(self.reaction_users(channel, message, emoji, before, 1).await?.first() == Some(&user))
+    }
+    /// Per emoji, how many users reacted to a message and whether `viewer` did, in emoji
+    /// order; counts stop at [`MAX_COUNTED_REACTIONS`] rows.
+    async fn reactions(&self, channel: ChannelId, message: MessageId, viewer: UserId) -> Result<Vec<Reaction>>;
 
     /// A bot's pending timers in one guild: set (or replace by id), cancel, list.
     async fn put_timer(&self, plugin: Snowflake, guild: GuildId, timer: PluginTimer) -> Result<()>;

@@ -156,6 +156,19 @@ impl Storage for Instrumented {
     ) -> Result<Vec<(String, usize)>> {
         self.inner.kv_keys(p, g, pre, l).await
     }
+    async fn reaction_users(
+        &self,
+        c: ChannelId,
+        m: MessageId,
+        e: &str,
+        a: Option<UserId>,
+        l: usize,
+    ) -> Result<Vec<UserId>> {
+        self.inner.reaction_users(c, m, e, a, l).await
+    }
+    async fn reactions(&self, c: ChannelId, m: MessageId, v: UserId) -> Result<Vec<Reaction>> {
+        self.inner.reactions(c, m, v).await
+    }
     async fn put_timer(&self, p: guildhall_core::Snowflake, g: GuildId, t: PluginTimer) -> Result<()> {
         self.inner.put_timer(p, g, t).await
     }

@@ -1,4 +1,5 @@
-//! commands: a bot answering `!ping`, `!roll NdM`, `!poll`, `!remind <minutes> <text>`
+//! commands: a bot answering `!ping`, `!roll NdM`, `!poll` (with reactions to vote),
+//! `!remind <minutes> <text>`
 //! and `!help`. Configuration: `{"prefix": "!"}` (1 to 3 characters; `!` by default).
 //! Reminders are host timers: the host keeps them in storage, so they come even if the
 //! bot is reloaded or the host restarts in between.
@@ -12,6 +13,11 @@ const MAX_REMIND_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 #[derive(Debug, PartialEq)]
 pub enum Action {
     Say(String),
+    /// Say this, then react to it with these emojis (a poll's voting buttons).
+    Poll {
+        text: String,
+        reactions: Vec<&'static str>,
+    },
     /// Set a timer that comes back with this payload, and say something now.
     Remind {
         delay_ms: u64,
@@ -46,7 +52,7 @@ impl Commands {
         match command {
             "ping" => Some(Action::Say("pong".into())),
             "roll" => Some(Action::Say(self.roll(args))),
-            "poll" => Some(Action::Say(poll(args, &self.prefix))),
+            "poll" => Some(poll(args, &self.prefix)),
             "remind" => Some(remind(args, author_id, channel_id, &self.prefix)),
             "help" => Some(Action::Say(format!(
                 "commands: {p}ping, {p}roll NdM, {p}poll question | option | option..., {p}remind <minutes> <text>, {p}help",
@@ -72,16 +78,19 @@ impl Commands {
     }
 }
 
-fn poll(args: &str, prefix: &str) -> String {
+/// Voting buttons: keycap digits 1 to 9, then ten.
+const POLL_EMOJIS: [&str; 10] = ["1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣", "6️⃣", "7️⃣", "8️⃣", "9️⃣", "🔟"];
+
+fn poll(args: &str, prefix: &str) -> Action {
     let parts: Vec<&str> = args.split('|').map(str::trim).filter(|s| !s.is_empty()).collect();
     if parts.len() < 3 || parts.len() > 11 {
-        return format!("usage: {prefix}poll question | option | option (2 to 10 options)");
+        return Action::Say(format!("usage: {prefix}poll question | option | option (2 to 10 options)"));
     }
-    let mut out = format!("poll: {}", parts[0]);
-    for (i, option) in parts[1..].iter().enumerate() {
-        out.push_str(&format!("\n{}. {option}", i + 1));
+    let mut text = format!("poll: {}", parts[0]);
+    for (option, emoji) in parts[1..].iter().zip(POLL_EMOJIS) {
+        text.push_str(&format!("\n{emoji} {option}"));
     }
-    out
+    Action::Poll { text, reactions: POLL_EMOJIS[..parts.len() - 1].to_vec() }
 }
 
 fn remind(args: &str, author_id: u64, channel_id: u64, prefix: &str) -> Action {
@@ -126,6 +135,15 @@ impl Bot for Commands {
                     Some(Action::Say(text)) => {
                         let _ = bot::send(channel_id, &text);
                     }
+                    Some(Action::Poll { text, reactions }) => {
+                        if let Ok(poll) = bot::send(channel_id, &text) {
+                            for emoji in reactions {
+                                if bot::react(channel_id, poll.id, emoji).is_err() {
+                                    break; // out of quota: the options are listed anyway
+                                }
+                            }
+                        }
+                    }
                     Some(Action::Remind { delay_ms, payload, ack }) => {
                         let said = match bot::set_timer(delay_ms, &payload) {
                             Ok(_) => ack,
@@ -163,8 +181,10 @@ mod tests {
         assert!((3..=18).contains(&total), "{roll}");
         assert!(matches!(c.respond("!roll 0d6", 1, 2), Some(Action::Say(s)) if s.starts_with("usage")));
         assert!(matches!(c.respond("!roll 1d1", 1, 2), Some(Action::Say(s)) if s.starts_with("usage")));
-        let Some(Action::Say(p)) = c.respond("!poll Lunch? | pizza | tacos", 1, 2) else { panic!() };
-        assert_eq!(p, "poll: Lunch?\n1. pizza\n2. tacos");
+        let Some(Action::Poll { text, reactions }) = c.respond("!poll Lunch? | pizza | tacos", 1, 2) else { panic!() };
+        assert_eq!(text, "poll: Lunch?\n1️⃣ pizza\n2️⃣ tacos");
+        assert_eq!(reactions, ["1️⃣", "2️⃣"]);
+        assert!(matches!(c.respond("!poll just a question", 1, 2), Some(Action::Say(s)) if s.starts_with("usage")));
         let Some(Action::Remind { delay_ms, payload, .. }) = c.respond("!remind 1.5 stretch", 7, 9) else { panic!() };
         assert_eq!(delay_ms, 90_000);
         assert_eq!(reminder_message(&payload), Some((9, "<@7> reminder: stretch".into())));

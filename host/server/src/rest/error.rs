@@ -17,8 +17,11 @@ pub mod code {
     pub const UNKNOWN_INVITE: u32 = 10006;
     pub const UNKNOWN_MESSAGE: u32 = 10008;
     pub const UNKNOWN_USER: u32 = 10013;
+    pub const UNKNOWN_EMOJI: u32 = 10014;
     pub const REQUEST_TOO_LARGE: u32 = 40005;
     pub const MISSING_ACCESS: u32 = 50001;
+    /// "Cannot execute action on a DM channel".
+    pub const DM_UNSUPPORTED: u32 = 50003;
     pub const NOT_AUTHOR: u32 = 50005;
     pub const EMPTY_MESSAGE: u32 = 50006;
     pub const MISSING_PERMISSIONS: u32 = 50013;

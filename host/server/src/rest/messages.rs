@@ -6,7 +6,7 @@
 
 use guildhall_core::gateway::{intents, DispatchPrefix};
 use guildhall_core::guild::{message_event, Command, GuildWrite, Reply};
-use guildhall_core::model::{validate_content, Channel, ChannelId, Message, MessageId, User, MAX_CONTENT_CHARS};
+use guildhall_core::model::{validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, MAX_CONTENT_CHARS};
 use guildhall_core::snowflake::{Clock, SystemClock};
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
@@ -171,10 +171,75 @@ async fn load_message(ctx: &Ctx, channel: &Channel, id: MessageId) -> Result<Mes
     found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"))
 }
 
+/// One message, with its reactions (counted for this message only; history leaves them
+/// out, see ARCHITECTURE.md).
 pub async fn get(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
     let channel = readable(ctx, &user, channel_id).await?;
-    ok(&message_response(load_message(ctx, &channel, id).await?))
+    let message = message_response(load_message(ctx, &channel, id).await?);
+    let reactions = ctx.app.store.reactions(channel_id, id, user.id).await?;
+    let mut body = serde_json::to_value(&message).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    if !reactions.is_empty() {
+        body["reactions"] = json!(reactions);
+    }
+    ok(&body)
+}
+
+/// The emoji of a reaction route: percent-decoded, a Unicode emoji (400 Unknown Emoji).
+fn route_emoji(segment: &str) -> Result<Emoji, ApiError> {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| unknown_emoji())?;
+    Emoji::parse(&decoded).map_err(|_| unknown_emoji())
+}
+
+fn unknown_emoji() -> ApiError {
+    ApiError::bad_request(code::UNKNOWN_EMOJI, "Unknown Emoji")
+}
+
+/// PUT (`add`) or DELETE /channels/{id}/messages/{id}/reactions/{emoji}/@me: guild
+/// channels, through the guild actor (persisted, then MESSAGE_REACTION_ADD / _REMOVE).
+pub async fn react(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &str, add: bool) -> ApiResult {
+    let user = ctx.user().await?;
+    let emoji = route_emoji(emoji)?;
+    let access = access(ctx, &user, channel_id).await?;
+    let Access::Guild(handle, channel) = access else {
+        return Err(ApiError::forbidden(code::DM_UNSUPPORTED, "Reactions are not available in DM channels yet"));
+    };
+    let existing = Box::new(load_message(ctx, &channel, id).await?);
+    // Adding twice or removing what is not there changes nothing and tells nobody.
+    if ctx.app.store.has_reacted(channel_id, id, &emoji.name, user.id).await? == add {
+        return no_content();
+    }
+    let command = if add {
+        Command::AddReaction { user: user.id, existing, emoji }
+    } else {
+        Command::RemoveReaction { user: user.id, existing, emoji }
+    };
+    handle.call(command, actor_timeout(ctx)).await?;
+    no_content()
+}
+
+/// GET /channels/{id}/messages/{id}/reactions/{emoji}?after&limit: who reacted, by id.
+pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &str) -> ApiResult {
+    let user = ctx.user().await?;
+    let emoji = route_emoji(emoji)?;
+    let limit: usize = ctx.query_parse("limit")?.unwrap_or(25);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid_form("limit: must be 1 to 100"));
+    }
+    let after = match ctx.query("after").filter(|a| !a.is_empty()) {
+        Some(a) => Some(super::snowflake(a)?),
+        None => None,
+    };
+    let channel = readable(ctx, &user, channel_id).await?;
+    load_message(ctx, &channel, id).await?;
+    let ids = ctx.app.store.reaction_users(channel_id, id, &emoji.name, after, limit).await?;
+    let mut users = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(record) = ctx.app.store.user(id).await? {
+            users.push(record.user);
+        }
+    }
+    ok(&users)
 }
 
 #[derive(Deserialize)]

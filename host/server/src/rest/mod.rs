@@ -177,6 +177,15 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::DELETE, ["channels", channel, "messages", message]) => {
             messages::delete(ctx, snowflake(channel)?, snowflake(message)?).await
         }
+        (&M::PUT, ["channels", channel, "messages", message, "reactions", emoji, "@me"]) => {
+            messages::react(ctx, snowflake(channel)?, snowflake(message)?, emoji, true).await
+        }
+        (&M::DELETE, ["channels", channel, "messages", message, "reactions", emoji, "@me"]) => {
+            messages::react(ctx, snowflake(channel)?, snowflake(message)?, emoji, false).await
+        }
+        (&M::GET, ["channels", channel, "messages", message, "reactions", emoji]) => {
+            messages::reaction_users(ctx, snowflake(channel)?, snowflake(message)?, emoji).await
+        }
         (&M::POST, ["channels", channel, "typing"]) => messages::typing(ctx, snowflake(channel)?).await,
         (&M::GET, ["gateway"]) => ok(&serde_json::json!({ "url": ctx.app.config.gateway_url() })),
         (&M::GET, ["gateway", "bot"]) => users::gateway_bot(ctx).await,
@@ -201,6 +210,8 @@ fn is_known_path(path: &[&str]) -> bool {
             | ["channels", _]
             | ["channels", _, "invites" | "messages" | "typing"]
             | ["channels", _, "messages", _]
+            | ["channels", _, "messages", _, "reactions", _]
+            | ["channels", _, "messages", _, "reactions", _, "@me"]
             | ["invites", _]
             | ["gateway"]
             | ["gateway", "bot"]

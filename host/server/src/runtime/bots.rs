@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use guildhall_core::guild::{Command, GuildError, Reply};
-use guildhall_core::model::{validate_content, Channel, GuildId, Member, Message, PluginRecord, PluginTimer, User};
+use guildhall_core::model::{
+    validate_content, Channel, Emoji, GuildId, Member, Message, PluginRecord, PluginTimer, User,
+};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{
-    BotHost, BotInstance, BotMember, BotMessage, BotUser, Channel as PluginChannel, GuildEvent, GuildView, HostError,
-    LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
+    BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel, GuildEvent, GuildView,
+    HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
 };
 use guildhall_store::{unix_now_ms, DataService, HistoryQuery};
 use tokio::sync::mpsc;
@@ -269,6 +271,20 @@ pub fn bot_event(name: &str, data: &serde_json::Value) -> Option<GuildEvent> {
             id: data["id"].as_str()?.parse().ok()?,
             channel_id: data["channel_id"].as_str()?.parse().ok()?,
         })),
+        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+            let id = |key: &str| data[key].as_str().and_then(|s| s.parse::<u64>().ok());
+            let reaction = BotReaction {
+                user_id: id("user_id")?,
+                channel_id: id("channel_id")?,
+                message_id: id("message_id")?,
+                emoji: data["emoji"]["name"].as_str()?.to_owned(),
+            };
+            Some(if name == "MESSAGE_REACTION_ADD" {
+                GuildEvent::ReactionAdd(reaction)
+            } else {
+                GuildEvent::ReactionRemove(reaction)
+            })
+        }
         "GUILD_MEMBER_ADD" => {
             let m: Member = serde_json::from_value(data.clone()).ok()?;
             Some(GuildEvent::MemberJoin(to_bot_member(&m)))
@@ -368,6 +384,23 @@ impl BotHost for GuildBotHost {
             .await
             .map_err(unavailable)?;
         Ok(messages.iter().map(to_bot_message).collect())
+    }
+
+    async fn react(&self, channel_id: u64, message_id: u64, emoji: String, add: bool) -> Result<(), HostError> {
+        let emoji = Emoji::parse(&emoji).map_err(|e| HostError::Invalid(e.into()))?;
+        let existing = Box::new(self.own_message(channel_id, message_id).await?);
+        let store = self.data.store();
+        let (channel, message, user) = (Snowflake(channel_id), Snowflake(message_id), self.bot_user.id);
+        if store.has_reacted(channel, message, &emoji.name, user).await.map_err(unavailable)? == add {
+            return Ok(()); // already so: nothing to do, nobody to tell
+        }
+        self.take_send_budget()?;
+        let command = if add {
+            Command::AddReaction { user, existing, emoji }
+        } else {
+            Command::RemoveReaction { user, existing, emoji }
+        };
+        self.call(command).await.map(|_| ())
     }
 
     async fn kv_get(&self, key: String) -> Option<Vec<u8>> {
