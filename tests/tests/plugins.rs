@@ -53,6 +53,15 @@ async fn audit_log(http: &Http, guild: &str, token: &str, query: &str, n: usize)
     }
 }
 
+/// Carol's token and the channel of her own guild (no plugins), on the same host.
+async fn another_guild(http: &Http) -> (String, String) {
+    let (carol, _) = http.register("carol").await;
+    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
+    let channel =
+        http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
+    (carol, channel)
+}
+
 async fn world() -> World {
     let server = Server::start(&[]).await;
     let http = server.http();
@@ -159,10 +168,7 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     let http = w.server.http();
     let messages = format!("/channels/{}/messages", w.channel);
     // Another guild, with no plugins, on the same host.
-    let (carol, _) = http.register("carol").await;
-    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
-    let other_channel =
-        http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
+    let (carol, other_channel) = another_guild(&http).await;
     let mut alice_gw = w.server.gateway().await;
     alice_gw.identify(&w.alice, ALL_INTENTS).await;
     let alice_id = http.get("/users/@me", &w.alice).await.body["id"].as_str().unwrap().to_owned();
@@ -501,10 +507,7 @@ async fn a_bot_stays_within_its_guild_and_its_limits() {
     let mut w = world().await;
     let http = w.server.http();
     let messages = format!("/channels/{}/messages", w.channel);
-    let (carol, _) = http.register("carol").await;
-    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
-    let elsewhere =
-        http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
+    let (carol, elsewhere) = another_guild(&http).await;
     http.post(&format!("/channels/{elsewhere}/messages"), &carol, json!({ "content": "carol's secret" })).await;
     let (status, bot) = upload(&http, &w.guild, &w.alice, "probe", component("probe_bot")).await;
     assert_eq!(status, StatusCode::CREATED, "{bot}");
