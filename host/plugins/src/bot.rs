@@ -56,54 +56,70 @@ fn not_a_bot() -> HostError {
     HostError::Denied("only bots may do this".into())
 }
 
+impl PluginState {
+    fn bot(&self) -> Result<Arc<dyn BotHost>, HostError> {
+        self.bot.clone().ok_or_else(not_a_bot)
+    }
+}
+
+// Every bot host call waits on the guild actor or storage: off the plugin's clock.
 impl messages::Host for PluginState {
     async fn send(&mut self, channel_id: u64, content: String) -> Result<BotMessage, HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.send(channel_id, content).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.send(channel_id, content).await }).await
     }
     async fn edit(&mut self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.edit(channel_id, message_id, content).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.edit(channel_id, message_id, content).await }).await
     }
     async fn delete(&mut self, channel_id: u64, message_id: u64) -> Result<(), HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.delete(channel_id, message_id).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.delete(channel_id, message_id).await }).await
     }
     async fn recent(&mut self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.recent(channel_id, limit.min(100)).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.recent(channel_id, limit.min(100)).await }).await
     }
     async fn react(&mut self, channel_id: u64, message_id: u64, emoji: String) -> Result<(), HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.react(channel_id, message_id, emoji, true).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.react(channel_id, message_id, emoji, true).await }).await
     }
     async fn unreact(&mut self, channel_id: u64, message_id: u64, emoji: String) -> Result<(), HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.react(channel_id, message_id, emoji, false).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.react(channel_id, message_id, emoji, false).await }).await
     }
 }
 
 impl kv::Host for PluginState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.bot.as_ref()?.kv_get(key).await
+        let bot = self.bot().ok()?;
+        self.off_the_clock(async move { bot.kv_get(key).await }).await
     }
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.kv_set(key, value).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.kv_set(key, value).await }).await
     }
     async fn delete(&mut self, key: String) {
-        if let Some(bot) = &self.bot {
-            bot.kv_delete(key).await
+        if let Ok(bot) = self.bot() {
+            self.off_the_clock(async move { bot.kv_delete(key).await }).await
         }
     }
     async fn keys(&mut self, prefix: String) -> Vec<String> {
-        match &self.bot {
-            Some(bot) => bot.kv_keys(prefix).await,
-            None => Vec::new(),
+        match self.bot() {
+            Ok(bot) => self.off_the_clock(async move { bot.kv_keys(prefix).await }).await,
+            Err(_) => Vec::new(),
         }
     }
 }
 
 impl timers::Host for PluginState {
     async fn set(&mut self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
-        self.bot.as_ref().ok_or_else(not_a_bot)?.set_timer(delay_ms, payload).await
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.set_timer(delay_ms, payload).await }).await
     }
     async fn cancel(&mut self, id: u64) {
-        if let Some(bot) = &self.bot {
-            bot.cancel_timer(id).await
+        if let Ok(bot) = self.bot() {
+            self.off_the_clock(async move { bot.cancel_timer(id).await }).await
         }
     }
 }
@@ -153,6 +169,7 @@ impl BotInstance {
         deadline: Duration,
         host_deadline: Duration,
     ) -> Result<(), PluginError> {
+        self.store.data_mut().start_the_clock();
         self.store.set_epoch_deadline(ticks(deadline, self.ticks_per_ms));
         let call = self.bindings.guildhall_plugin_events().call_on_event(&mut self.store, event);
         match tokio::time::timeout(host_deadline, call).await {

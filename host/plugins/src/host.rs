@@ -42,6 +42,28 @@ pub struct PluginState {
     /// The engine's pattern-set cache (for `text::compile`) and this instance's sets.
     patterns: Arc<PatternCache>,
     sets: Vec<Arc<regex::RegexSet>>,
+    /// Epoch ticks this instance spent waiting in host calls (storage, the guild actor)
+    /// since its deadline was last reached; given back then, see `new_store`.
+    waited_ticks: u64,
+    ticks_per_ms: f64,
+}
+
+impl PluginState {
+    /// Awaits a host call that waits on IO. Its time does not count against the plugin's
+    /// deadline, which bounds the plugin's own computation (the caller bounds the whole
+    /// call in wall time).
+    /// A new call starts with no time given back yet.
+    pub(crate) fn start_the_clock(&mut self) {
+        self.waited_ticks = 0;
+    }
+
+    pub(crate) async fn off_the_clock<T>(&mut self, io: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = io.await;
+        let waited_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.waited_ticks += (waited_ms * self.ticks_per_ms) as u64;
+        out
+    }
 }
 
 /// Compiled pattern sets for `text`, shared by every instance that asks for the same
@@ -139,7 +161,8 @@ impl guild::Host for PluginState {
         self.view.channels.to_vec()
     }
     async fn find_member(&mut self, user_id: u64) -> Option<Member> {
-        (self.view.members)(user_id).await
+        let lookup = (self.view.members)(user_id);
+        self.off_the_clock(lookup).await
     }
 }
 
@@ -151,6 +174,7 @@ pub(crate) fn new_store(
     bot: Option<Arc<dyn BotHost>>,
     deadline: Duration,
 ) -> (Store<PluginState>, f64) {
+    let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
     let limits = StoreLimitsBuilder::new()
         .memory_size(engine.config.max_memory_bytes)
         .instances(32)
@@ -167,11 +191,17 @@ pub(crate) fn new_store(
         bot,
         patterns: engine.patterns.clone(),
         sets: Vec::new(),
+        waited_ticks: 0,
+        ticks_per_ms,
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|s| &mut s.limits);
-    store.epoch_deadline_trap();
-    let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
+    // Epochs tick in wall time, also while the plugin waits in a host call. When the
+    // deadline is reached, the time spent waiting since is given back; with none, it traps.
+    store.epoch_deadline_callback(|mut cx| match std::mem::take(&mut cx.data_mut().waited_ticks) {
+        0 => Err(wasmtime::Trap::Interrupt.into()),
+        waited => Ok(wasmtime::UpdateDeadline::Continue(waited)),
+    });
     store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
     (store, ticks_per_ms)
 }

@@ -58,9 +58,11 @@ impl ModeratorInstance {
 
     /// Asks for a verdict; a trap or a missed deadline is an error (drop the instance).
     pub async fn moderate(&mut self, candidate: &Candidate, deadline: Duration) -> Result<Verdict, PluginError> {
+        self.store.data_mut().start_the_clock();
         self.store.set_epoch_deadline(ticks(deadline, self.ticks_per_ms));
         let call = self.bindings.guildhall_plugin_moderation().call_moderate(&mut self.store, candidate);
-        // Host calls (a member lookup) do not tick the epoch: bound the whole call too.
+        // Time waiting in host calls (a member lookup) is given back to the deadline (see
+        // `new_store`): bound the whole call in wall time too.
         match tokio::time::timeout(deadline * 4 + Duration::from_millis(20), call).await {
             Ok(Ok(verdict)) => Ok(verdict),
             Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),

@@ -172,3 +172,30 @@ async fn a_reused_memory_slot_starts_from_the_initial_image() {
         }
     }
 }
+
+/// The deadline bounds a plugin's own computation: time it spends waiting in host calls (a
+/// member lookup that goes to storage) is given back. Two 8 ms lookups under a 5 ms
+/// deadline pass; an infinite loop is still stopped (see above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_in_host_calls_is_not_computing() {
+    let engine = engine();
+    let plugin = engine.load(&component("hostile_fixture")).unwrap();
+    let mut slow = view(10);
+    let lookup = slow.members.clone();
+    slow.members = Arc::new(move |user| {
+        let lookup = lookup.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(8)).await;
+            lookup(user).await
+        })
+    });
+    let config = r#"{"mode": "lookup"}"#;
+    let mut m =
+        ModeratorInstance::new(&engine, &plugin, "lookup", slow, config, Duration::from_millis(50)).await.unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let verdict = m.moderate(&candidate("hi"), DEADLINE).await;
+        assert!(started.elapsed() >= Duration::from_millis(16), "it did wait");
+        assert!(matches!(&verdict, Ok(Verdict::Flag(f)) if f == "member seven"), "{verdict:?}");
+    }
+}
