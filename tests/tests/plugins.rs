@@ -160,6 +160,21 @@ async fn automod_blocks_and_rewrites_and_survives_a_restart() {
     assert_eq!(http.call(Method::DELETE, &plugin_path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
     let free = http.post(&messages, &w.bob, json!({ "content": "heck" })).await;
     assert_eq!(free.body["content"], "heck");
+
+    // A flag lets the message through and goes to the audit log for the moderators.
+    let (_, flagger) = upload(&http, &w.guild, &w.alice, "flagger", component("hostile_fixture")).await;
+    let path = format!("/guilds/{}/plugins/{}", w.guild, flagger["id"].as_str().unwrap());
+    let config = json!({ "config": { "mode": "lookup" } });
+    assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await.status, StatusCode::OK);
+    let flagged = http.post(&messages, &w.bob, json!({ "content": "look at me" })).await;
+    assert_eq!((flagged.status, flagged.body["content"].as_str()), (StatusCode::OK, Some("look at me")));
+    let flags = audit_log(&http, &w.guild, &w.alice, "action_type=144", 1).await;
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    assert_eq!(
+        (flags[0]["target_id"].as_str(), flags[0]["reason"].as_str()),
+        (Some(bob_id.as_str()), Some("member bob"))
+    );
+    assert_eq!(flags[0]["options"]["auto_moderation_rule_name"], "flagger");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
