@@ -9,7 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::engine::{LoadedPlugin, PluginEngine, PluginError};
-use crate::host::{instantiate_error, new_store, ticks, GuildView, PluginState};
+use crate::host::{instantiate_error, new_store, ticks, wall_bound, GuildView, PluginState};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -154,10 +154,12 @@ impl BotInstance {
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = BotInstance { store, bindings, ticks_per_ms };
         instance.store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
-        match instance.bindings.guildhall_plugin_events().call_init(&mut instance.store, config).await {
-            Ok(Ok(())) => Ok(instance),
-            Ok(Err(refused)) => Err(PluginError::Config(refused)),
-            Err(trap) => Err(PluginError::Trap(format!("{trap:#}"))),
+        let init = instance.bindings.guildhall_plugin_events().call_init(&mut instance.store, config);
+        match tokio::time::timeout(wall_bound(deadline), init).await {
+            Ok(Ok(Ok(()))) => Ok(instance),
+            Ok(Ok(Err(refused))) => Err(PluginError::Config(refused)),
+            Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
+            Err(_) => Err(PluginError::Trap("init exceeded its deadline in a host call".into())),
         }
     }
 

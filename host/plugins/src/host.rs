@@ -42,28 +42,34 @@ pub struct PluginState {
     /// The engine's pattern-set cache (for `text::compile`) and this instance's sets.
     patterns: Arc<PatternCache>,
     sets: Vec<Arc<regex::RegexSet>>,
-    /// Epoch ticks this instance spent waiting in host calls (storage, the guild actor)
-    /// since its deadline was last reached; given back then, see `new_store`.
-    waited_ticks: u64,
+    /// Time this instance spent waiting in host calls (storage, the guild actor) since its
+    /// deadline was last reached; given back then, see `new_store`. Kept as a duration so
+    /// that many waits shorter than a tick add up.
+    waited: Duration,
     ticks_per_ms: f64,
 }
 
 impl PluginState {
-    /// Awaits a host call that waits on IO. Its time does not count against the plugin's
-    /// deadline, which bounds the plugin's own computation (the caller bounds the whole
-    /// call in wall time).
     /// A new call starts with no time given back yet.
     pub(crate) fn start_the_clock(&mut self) {
-        self.waited_ticks = 0;
+        self.waited = Duration::ZERO;
     }
 
+    /// Awaits a host call that waits on IO. Its time does not count against the plugin's
+    /// deadline, which bounds the plugin's own computation (the caller bounds the whole
+    /// call in wall time, see [`wall_bound`]).
     pub(crate) async fn off_the_clock<T>(&mut self, io: impl Future<Output = T>) -> T {
         let started = std::time::Instant::now();
         let out = io.await;
-        let waited_ms = started.elapsed().as_secs_f64() * 1000.0;
-        self.waited_ticks += (waited_ms * self.ticks_per_ms) as u64;
+        self.waited += started.elapsed();
         out
     }
+}
+
+/// The wall-clock bound on a call whose own computation has `deadline`: waiting in host
+/// calls is given back to the deadline, so this is what stops a plugin that waits forever.
+pub(crate) fn wall_bound(deadline: Duration) -> Duration {
+    deadline * 4 + Duration::from_millis(20)
 }
 
 /// Compiled pattern sets for `text`, shared by every instance that asks for the same
@@ -191,16 +197,20 @@ pub(crate) fn new_store(
         bot,
         patterns: engine.patterns.clone(),
         sets: Vec::new(),
-        waited_ticks: 0,
+        waited: Duration::ZERO,
         ticks_per_ms,
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|s| &mut s.limits);
     // Epochs tick in wall time, also while the plugin waits in a host call. When the
     // deadline is reached, the time spent waiting since is given back; with none, it traps.
-    store.epoch_deadline_callback(|mut cx| match std::mem::take(&mut cx.data_mut().waited_ticks) {
-        0 => Err(wasmtime::Trap::Interrupt.into()),
-        waited => Ok(wasmtime::UpdateDeadline::Continue(waited)),
+    store.epoch_deadline_callback(|mut cx| {
+        let state = cx.data_mut();
+        let waited = std::mem::take(&mut state.waited);
+        match (waited.as_secs_f64() * 1000.0 * state.ticks_per_ms) as u64 {
+            0 => Err(wasmtime::Trap::Interrupt.into()),
+            credit => Ok(wasmtime::UpdateDeadline::Continue(credit)),
+        }
     });
     store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
     (store, ticks_per_ms)

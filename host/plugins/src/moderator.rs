@@ -6,7 +6,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::engine::{LoadedPlugin, PluginEngine, PluginError};
-use crate::host::{instantiate_error, new_store, ticks, GuildView, PluginState};
+use crate::host::{instantiate_error, new_store, ticks, wall_bound, GuildView, PluginState};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -48,11 +48,12 @@ impl ModeratorInstance {
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = ModeratorInstance { store, bindings, ticks_per_ms };
         instance.store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
-        let init = instance.bindings.guildhall_plugin_moderation().call_init(&mut instance.store, config).await;
-        match init {
-            Ok(Ok(())) => Ok(instance),
-            Ok(Err(refused)) => Err(PluginError::Config(refused)),
-            Err(trap) => Err(PluginError::Trap(format!("{trap:#}"))),
+        let init = instance.bindings.guildhall_plugin_moderation().call_init(&mut instance.store, config);
+        match tokio::time::timeout(wall_bound(deadline), init).await {
+            Ok(Ok(Ok(()))) => Ok(instance),
+            Ok(Ok(Err(refused))) => Err(PluginError::Config(refused)),
+            Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
+            Err(_) => Err(PluginError::Trap("init exceeded its deadline in a host call".into())),
         }
     }
 
@@ -63,7 +64,7 @@ impl ModeratorInstance {
         let call = self.bindings.guildhall_plugin_moderation().call_moderate(&mut self.store, candidate);
         // Time waiting in host calls (a member lookup) is given back to the deadline (see
         // `new_store`): bound the whole call in wall time too.
-        match tokio::time::timeout(deadline * 4 + Duration::from_millis(20), call).await {
+        match tokio::time::timeout(wall_bound(deadline), call).await {
             Ok(Ok(verdict)) => Ok(verdict),
             Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
             Err(_) => Err(PluginError::Trap("deadline exceeded in a host call".into())),
