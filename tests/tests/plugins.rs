@@ -177,6 +177,31 @@ async fn automod_blocks_and_rewrites_and_survives_a_restart() {
     assert_eq!(flags[0]["options"]["auto_moderation_rule_name"], "flagger");
 }
 
+/// A moderator sees its own guild's channels and nothing of another guild on the same host,
+/// as the guild actor builds its view (the real scoping, not a hand-made view).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_cannot_see_another_guilds_channels() {
+    let w = world().await;
+    let http = w.server.http();
+    let (_carol, carols_channel) = another_guild(&http).await;
+    let (status, peeker) = upload(&http, &w.guild, &w.alice, "peeker", component("hostile_fixture")).await;
+    assert_eq!(status, StatusCode::CREATED, "{peeker}");
+    let path = format!("/guilds/{}/plugins/{}", w.guild, peeker["id"].as_str().unwrap());
+    let messages = format!("/channels/{}/messages", w.channel);
+    let peek = |channel: &str| json!({ "config": { "mode": "peek", "peek_channel": channel.parse::<u64>().unwrap() } });
+
+    // Its own guild's channel is in view: the fixture blocks when it finds the channel.
+    assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(peek(&w.channel))).await.status, StatusCode::OK);
+    let seen = http.post(&messages, &w.bob, json!({ "content": "hi" })).await;
+    assert_eq!((seen.status, &seen.body["code"]), (StatusCode::BAD_REQUEST, &json!(200000)), "{}", seen.body);
+
+    // Another guild's channel, stored on the same host, is not.
+    let config = Some(peek(&carols_channel));
+    assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), config).await.status, StatusCode::OK);
+    let unseen = http.post(&messages, &w.bob, json!({ "content": "hi" })).await;
+    assert_eq!((unseen.status, unseen.body["content"].as_str()), (StatusCode::OK, Some("hi")), "{}", unseen.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     let mut w = world().await;

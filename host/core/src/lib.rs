@@ -1,7 +1,9 @@
 //! Guildhall's pure core: ids, the data model, the gateway vocabulary, and the guild and
 //! session state machines. Nothing here does IO or needs an async runtime: every actor is
-//! `handle(input) -> effects`, driven by the runtime in the `guildhall` crate.
+//! `handle(input) -> effects`, driven by the runtime in the `guildhall-runtime` crate. Time is
+//! an input too ([`clock`]).
 
+pub mod clock;
 pub mod gateway;
 pub mod guild;
 pub mod model;

@@ -6,12 +6,10 @@
 //! and carry their own timestamp, which is what the message bucket is computed from.
 //!
 //! [`IdState`] is the pure decision ("given this clock reading, what is the next id, or
-//! how long must the caller wait"); [`Generator`] drives it with the system clock.
+//! how long must the caller wait"); the runtime's `Generator` drives it with a [`Clock`](crate::clock::Clock).
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -167,54 +165,6 @@ impl IdState {
     }
 }
 
-/// A source of Unix milliseconds; the system clock in production, a fake one in tests.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> u64;
-}
-
-pub struct SystemClock;
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-    }
-}
-
-/// A thread-safe generator. Waits out sequence exhaustion and small backward clock steps
-/// (up to `max_backwards_wait_ms`); a larger backward step is an error, never a duplicate.
-pub struct Generator<C: Clock = SystemClock> {
-    state: Mutex<IdState>,
-    clock: C,
-    max_backwards_wait_ms: u64,
-}
-
-impl Generator<SystemClock> {
-    pub fn new(datacenter: u8, worker: u8) -> Self {
-        Generator::with_clock(datacenter, worker, SystemClock, 10)
-    }
-}
-
-impl<C: Clock> Generator<C> {
-    pub fn with_clock(datacenter: u8, worker: u8, clock: C, max_backwards_wait_ms: u64) -> Self {
-        Generator { state: Mutex::new(IdState::new(datacenter, worker)), clock, max_backwards_wait_ms }
-    }
-
-    pub fn next_id(&self) -> Result<Snowflake, NextIdError> {
-        // Bounded: a small backward step or an exhausted millisecond resolves within
-        // max_backwards_wait_ms + 1 ms of real time; anything else returns an error.
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match state.next(self.clock.now_ms()) {
-                Ok(id) => return Ok(id),
-                Err(NextIdError::SequenceExhausted) => std::thread::yield_now(),
-                Err(NextIdError::ClockBehind { behind_ms }) if behind_ms <= self.max_backwards_wait_ms => {
-                    std::thread::sleep(Duration::from_millis(behind_ms.min(1)))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 /// `2017-07-11T17:27:07.299000+00:00` for Unix milliseconds (proleptic Gregorian, UTC).
 pub fn iso8601_from_unix_ms(unix_ms: u64) -> String {
     let secs = unix_ms / 1000;
@@ -241,9 +191,6 @@ pub fn iso8601_from_unix_ms(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
 
     const T0: u64 = DISCORD_EPOCH_MS + 300_000_000_000;
 
@@ -294,68 +241,6 @@ mod tests {
         assert_eq!(s.next(T0 - 5), Err(NextIdError::ClockBehind { behind_ms: 5 }));
         let b = s.next(T0).unwrap();
         assert!(b > a);
-    }
-
-    /// A clock that jumps backwards once, then moves forwards 1 ms per reading.
-    struct SteppingClock(AtomicU64);
-    impl Clock for SteppingClock {
-        fn now_ms(&self) -> u64 {
-            self.0.fetch_add(1, Ordering::SeqCst)
-        }
-    }
-
-    #[test]
-    fn generator_waits_out_small_backward_step_and_rejects_large_one() {
-        let g = Generator::with_clock(0, 0, SteppingClock(AtomicU64::new(T0)), 10);
-        let a = g.next_id().unwrap();
-        g.clock.0.store(T0 - 5, Ordering::SeqCst);
-        let b = g.next_id().unwrap();
-        assert!(b > a, "small step waited out");
-        g.clock.0.store(T0 - 1_000, Ordering::SeqCst);
-        assert!(matches!(g.next_id(), Err(NextIdError::ClockBehind { .. })));
-        // And after the clock catches up, ids keep increasing.
-        g.clock.0.store(T0 + 100, Ordering::SeqCst);
-        assert!(g.next_id().unwrap() > b);
-    }
-
-    #[test]
-    fn strictly_increasing_and_unique_across_four_threads() {
-        let mut handles = Vec::new();
-        for worker in 0..4u8 {
-            handles.push(std::thread::spawn(move || {
-                let g = Generator::new(1, worker);
-                let mut ids = Vec::with_capacity(100_000);
-                for _ in 0..100_000 {
-                    ids.push(g.next_id().unwrap());
-                }
-                assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing per generator");
-                ids
-            }));
-        }
-        let mut all = HashSet::new();
-        for h in handles {
-            for id in h.join().unwrap() {
-                assert!(all.insert(id), "duplicate id {id}");
-            }
-        }
-        assert_eq!(all.len(), 400_000);
-    }
-
-    #[test]
-    fn shared_generator_is_unique_under_contention() {
-        let g = Arc::new(Generator::new(0, 0));
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                let g = g.clone();
-                std::thread::spawn(move || (0..50_000).map(|_| g.next_id().unwrap()).collect::<Vec<_>>())
-            })
-            .collect();
-        let mut all = HashSet::new();
-        for h in hs {
-            for id in h.join().unwrap() {
-                assert!(all.insert(id));
-            }
-        }
     }
 
     #[test]

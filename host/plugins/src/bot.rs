@@ -2,68 +2,57 @@
 //! What a bot can do (send messages, its key-value store, timers) goes through a
 //! [`BotHost`] that the guild provides, scoped to that guild.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::Store;
 
-use crate::engine::{LoadedPlugin, PluginEngine, PluginError};
-use crate::host::{instantiate_error, new_store, ticks, wall_bound, GuildView, PluginState};
+pub use crate::bot_host::BotHost;
+use crate::engine::Sandbox;
+use crate::state::{instantiate_error, new_store, ticks, wall_bound, GuildView, PluginState};
+use crate::world::{LoadedPlugin, PluginError, PluginKind, WorldEntry};
 
-pub(crate) mod bindings {
+mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "bot",
         imports: { default: async },
         exports: { default: async },
-        // The interfaces every world shares are generated once, with the moderator's.
+        // The interfaces every world shares are generated once (`interfaces.rs`).
         with: {
-            "guildhall:plugin/types": crate::moderator::bindings::guildhall::plugin::types,
-            "guildhall:plugin/log": crate::moderator::bindings::guildhall::plugin::log,
-            "guildhall:plugin/clock": crate::moderator::bindings::guildhall::plugin::clock,
-            "guildhall:plugin/guild": crate::moderator::bindings::guildhall::plugin::guild,
-            "guildhall:plugin/text": crate::moderator::bindings::guildhall::plugin::text,
+            "guildhall:plugin/types": crate::interfaces::guildhall::plugin::types,
+            "guildhall:plugin/log": crate::interfaces::guildhall::plugin::log,
+            "guildhall:plugin/clock": crate::interfaces::guildhall::plugin::clock,
+            "guildhall:plugin/guild": crate::interfaces::guildhall::plugin::guild,
+            "guildhall:plugin/text": crate::interfaces::guildhall::plugin::text,
         },
     });
 }
 
-use crate::moderator::bindings::guildhall::plugin::types;
+use crate::interfaces::guildhall::plugin::types;
 use bindings::guildhall::plugin::{kv, messages, timers};
 pub use types::{
     GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, Reaction as BotReaction, TimerFired,
     User as BotUser,
 };
 
-/// What a bot may do, as its guild allows it. Every call is scoped to the bot's guild.
-#[async_trait::async_trait]
-pub trait BotHost: Send + Sync + 'static {
-    async fn send(&self, channel_id: u64, content: String) -> Result<BotMessage, HostError>;
-    async fn edit(&self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError>;
-    async fn delete(&self, channel_id: u64, message_id: u64) -> Result<(), HostError>;
-    async fn recent(&self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError>;
-    async fn react(&self, channel_id: u64, message_id: u64, emoji: String, add: bool) -> Result<(), HostError>;
-    async fn kv_get(&self, key: String) -> Option<Vec<u8>>;
-    async fn kv_set(&self, key: String, value: Vec<u8>) -> Result<(), HostError>;
-    async fn kv_delete(&self, key: String);
-    async fn kv_keys(&self, prefix: String) -> Vec<String>;
-    /// Timers outlive the instance: the host keeps them (and may persist them).
-    async fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError>;
-    async fn cancel_timer(&self, id: u64);
-}
+type State = PluginState;
+type Pre = bindings::BotPre<State>;
 
 fn not_a_bot() -> HostError {
     HostError::Denied("only bots may do this".into())
 }
 
-impl PluginState {
+impl State {
     fn bot(&self) -> Result<Arc<dyn BotHost>, HostError> {
         self.bot.clone().ok_or_else(not_a_bot)
     }
 }
 
 // Every bot host call waits on the guild actor or storage: off the plugin's clock.
-impl messages::Host for PluginState {
+impl messages::Host for State {
     async fn send(&mut self, channel_id: u64, content: String) -> Result<BotMessage, HostError> {
         let bot = self.bot()?;
         self.off_the_clock(async move { bot.send(channel_id, content).await }).await
@@ -90,7 +79,7 @@ impl messages::Host for PluginState {
     }
 }
 
-impl kv::Host for PluginState {
+impl kv::Host for State {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
         let bot = self.bot().ok()?;
         self.off_the_clock(async move { bot.kv_get(key).await }).await
@@ -112,7 +101,7 @@ impl kv::Host for PluginState {
     }
 }
 
-impl timers::Host for PluginState {
+impl timers::Host for State {
     async fn set(&mut self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
         let bot = self.bot()?;
         self.off_the_clock(async move { bot.set_timer(delay_ms, payload).await }).await
@@ -124,16 +113,35 @@ impl timers::Host for PluginState {
     }
 }
 
-pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
-    let mut linker = Linker::new(engine);
+struct Entry {
+    linker: Linker<State>,
+}
+
+pub(crate) fn entry(sandbox: &Sandbox) -> wasmtime::Result<Box<dyn WorldEntry>> {
+    let mut linker = Linker::new(&sandbox.engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::Bot::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    Ok(linker)
+    Ok(Box::new(Entry { linker }))
+}
+
+impl WorldEntry for Entry {
+    fn kind(&self) -> PluginKind {
+        PluginKind::Bot
+    }
+    fn export(&self) -> &'static str {
+        "guildhall:plugin/events@0.1.0"
+    }
+    fn imports(&self) -> &'static [&'static str] {
+        &["types", "log", "clock", "guild", "text", "messages", "kv", "timers"]
+    }
+    fn prepare(&self, component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>> {
+        Ok(Arc::new(Pre::new(self.linker.instantiate_pre(component)?)?))
+    }
 }
 
 /// A live bot for one guild. After any error the caller must drop it.
 pub struct BotInstance {
-    store: Store<PluginState>,
+    store: Store<State>,
     bindings: bindings::Bot,
     ticks_per_ms: f64,
 }
@@ -141,7 +149,7 @@ pub struct BotInstance {
 impl BotInstance {
     /// Instantiates (from the pool) and calls `init(config)` within `deadline`.
     pub async fn new(
-        engine: &PluginEngine,
+        engine: &Sandbox,
         plugin: &LoadedPlugin,
         name: &str,
         view: GuildView,
@@ -149,7 +157,7 @@ impl BotInstance {
         config: &str,
         deadline: Duration,
     ) -> Result<BotInstance, PluginError> {
-        let pre = plugin.bot_pre.as_ref().ok_or(PluginError::UnknownWorld)?;
+        let pre = plugin.prepared::<Pre>()?.clone(); // owned: no borrow of `plugin` held across the await
         let (mut store, ticks_per_ms) = new_store(engine, view, name, Some(host), deadline);
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = BotInstance { store, bindings, ticks_per_ms };

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
@@ -19,7 +20,7 @@ use guildhall_core::model::{
 use guildhall_core::Snowflake;
 use guildhall_store::embedded::token_key;
 use guildhall_store::{
-    audit_log_cutoff, count_reactions, unix_now_ms, IdBounds, Order, Result, Storage, StoreError, MAX_COUNTED_REACTIONS,
+    audit_log_cutoff, count_reactions, IdBounds, Order, Result, Storage, StoreError, MAX_COUNTED_REACTIONS,
 };
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -690,7 +691,7 @@ impl Storage for ScyllaStore {
         if limit == 0 {
             return Ok(Vec::new()); // CQL refuses LIMIT 0
         }
-        let cutoff = audit_log_cutoff(unix_now_ms());
+        let cutoff = audit_log_cutoff(SystemClock.unix_ms());
         let before = before.map_or(i64::MAX, big);
         let limit = limit.min(i32::MAX as usize) as i32;
         self.bodies(&self.st.audit_log, (big(guild), big(cutoff) - 1, before, limit)).await

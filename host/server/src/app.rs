@@ -6,18 +6,20 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use guildhall_core::model::UserId;
-use guildhall_core::snowflake::{Generator, NextIdError};
+use guildhall_core::snowflake::NextIdError;
 use guildhall_core::Snowflake;
 use guildhall_plugins::PluginEngine;
-use guildhall_store::{DataService, Storage};
+use guildhall_runtime::Generator;
+use guildhall_scylla::{ScyllaConfig, ScyllaStore};
+use guildhall_store::{DataService, EmbeddedStore, Storage};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::runtime::audit::AuditLog;
-use crate::runtime::directory::{Directory, LocalDirectory};
-use crate::runtime::guild_actor::GuildDeps;
-use crate::runtime::registry::SessionRegistry;
+use guildhall_runtime::audit::AuditLog;
+use guildhall_runtime::directory::{Directory, LocalDirectory};
+use guildhall_runtime::guild_actor::GuildDeps;
+use guildhall_runtime::registry::SessionRegistry;
+use guildhall_runtime::Metrics;
 
 /// IDENTIFYs allowed per user per day, as Discord's `session_start_limit`.
 pub const SESSION_STARTS_PER_DAY: u32 = 1000;
@@ -121,4 +123,35 @@ impl App {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Opens the storage backend the configuration names, waiting for a CQL cluster to come up.
+pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, String> {
+    match config.storage.as_str() {
+        "embedded" => {
+            let dir = &config.data_dir;
+            let store = EmbeddedStore::open(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        url if url.starts_with("scylla://") => {
+            let scylla = ScyllaConfig::parse(url).map_err(|e| format!("--storage {url}: {e}"))?;
+            let mut delay = std::time::Duration::from_millis(500);
+            for attempt in 1u64.. {
+                match ScyllaStore::connect(&scylla).await {
+                    Ok(store) => {
+                        tracing::info!(nodes = %scylla.nodes.join(","), keyspace = %scylla.keyspace, "connected to ScyllaDB");
+                        return Ok(Arc::new(store));
+                    }
+                    Err(e) => {
+                        let retry_in_ms = delay.as_millis() as u64;
+                        tracing::error!(attempt, error = %e, retry_in_ms, "cannot reach the database; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    }
+                }
+            }
+            unreachable!("the retry loop only ends by returning")
+        }
+        other => Err(format!("unknown storage {other:?}: use embedded or scylla://HOST:PORT/KEYSPACE")),
+    }
 }

@@ -12,16 +12,16 @@ use bytes::Bytes;
 use guildhall_core::gateway::intents;
 use guildhall_core::guild::{Command, GuildState, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
-use guildhall_core::snowflake::Generator;
+use guildhall_runtime::Generator;
 use guildhall_store::EmbeddedStore;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
-use crate::config::GuildConfig;
-use crate::metrics::Metrics;
-use crate::runtime::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
-use crate::runtime::{SessionHandle, SessionMsg};
+use guildhall_runtime::config::GuildConfig;
+use guildhall_runtime::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
+use guildhall_runtime::session::{SessionHandle, SessionMsg};
+use guildhall_runtime::Metrics;
 
 #[derive(clap::Subcommand)]
 pub enum Scenario {
@@ -137,7 +137,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         config: GuildConfig::default(),
         plugins: None,
         plugin_limits: Default::default(),
-        audit: crate::runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
+        audit: guildhall_runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
     };
     let handle = spawn_guild(state, deps);
 
@@ -410,7 +410,7 @@ async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value
 async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Value, String> {
     let dir = temp_dir("coalesce");
     let config = crate::config::Config { storage: storage.to_owned(), data_dir: dir.clone(), ..Default::default() };
-    let store = crate::open_storage(&config).await?;
+    let store = crate::app::open_storage(&config).await?;
     let ids = Generator::new(0, 3);
     let next = || ids.next_id().expect("ids");
     let channel = Channel::text(next(), next(), "announcements");

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use guildhall_runtime::config::{GuildConfig, PluginsConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,34 +26,6 @@ pub struct Config {
     pub guild: GuildConfig,
     pub data: DataConfig,
     pub plugins: PluginsConfig,
-}
-
-/// Limits for guild plugins (each applies per instance or per call).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PluginsConfig {
-    /// Time a moderator has per message (it is in the message path).
-    pub moderation_deadline_ms: u64,
-    /// Time a bot has per event for its own computation (host calls not counted).
-    pub bot_event_deadline_ms: u64,
-    /// Linear memory per instance.
-    pub max_memory_mib: usize,
-    /// Largest component accepted at upload.
-    pub max_component_bytes: usize,
-    /// Live instances the pool holds (each reserves address space and memory mappings).
-    pub pool_instances: u32,
-}
-
-impl Default for PluginsConfig {
-    fn default() -> Self {
-        PluginsConfig {
-            moderation_deadline_ms: 5,
-            bot_event_deadline_ms: 50,
-            max_memory_mib: 16,
-            max_component_bytes: 8 << 20,
-            pool_instances: 2_000,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,17 +76,6 @@ pub struct RestConfig {
     pub actor_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GuildConfig {
-    /// Commands and session events queued for one guild actor.
-    pub mailbox: usize,
-    /// Writes a guild may have waiting for storage before new ones are refused (503).
-    pub max_pending_writes: usize,
-    /// Writes one storage batch carries.
-    pub max_write_batch: usize,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -151,12 +113,6 @@ impl Default for GatewayConfig {
 impl Default for RestConfig {
     fn default() -> Self {
         RestConfig { max_body_bytes: 64 * 1024, actor_timeout_ms: 5_000 }
-    }
-}
-
-impl Default for GuildConfig {
-    fn default() -> Self {
-        GuildConfig { mailbox: 4096, max_pending_writes: 8192, max_write_batch: 256 }
     }
 }
 

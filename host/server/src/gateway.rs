@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::rest::error::ApiError;
-use crate::runtime::session_actor::{run_session, Conn, Inbound, Writer};
+use crate::session_actor::{run_session, Conn, Inbound, Writer};
 
 /// Frames a reader may queue ahead of its session actor (it then stops reading: TCP
 /// backpressure reaches the client).

@@ -6,19 +6,16 @@ mod auth;
 mod bench;
 mod config;
 mod gateway;
-mod metrics;
 mod plugin_cli;
 mod rest;
-mod runtime;
 mod server;
+mod session_actor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use guildhall_scylla::{ScyllaConfig, ScyllaStore};
-use guildhall_store::{EmbeddedStore, Storage};
 
 #[derive(Parser)]
 #[command(name = "guildhall", version, about = "A self-hostable, Discord-shaped realtime platform")]
@@ -103,7 +100,7 @@ async fn serve(
         config.storage = storage;
     }
     let store = tokio::select! {
-        store = open_storage(&config) => store?,
+        store = app::open_storage(&config) => store?,
         _ = wait_for_signal() => return Err("interrupted while connecting to storage".into()),
     };
     let listener =
@@ -138,35 +135,6 @@ async fn serve(
 /// Opens the configured storage. A database that cannot be reached is retried with
 /// exponential backoff (0.5 s doubling to 30 s), each failure logged, until it answers or
 /// the process is told to stop: no silent exit, no crash loop.
-pub async fn open_storage(config: &config::Config) -> Result<Arc<dyn Storage>, String> {
-    match config.storage.as_str() {
-        "embedded" => {
-            let dir = &config.data_dir;
-            let store = EmbeddedStore::open(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?;
-            Ok(Arc::new(store))
-        }
-        url if url.starts_with("scylla://") => {
-            let scylla = ScyllaConfig::parse(url).map_err(|e| format!("--storage {url}: {e}"))?;
-            let mut delay = std::time::Duration::from_millis(500);
-            for attempt in 1u64.. {
-                match ScyllaStore::connect(&scylla).await {
-                    Ok(store) => {
-                        tracing::info!(nodes = %scylla.nodes.join(","), keyspace = %scylla.keyspace, "connected to ScyllaDB");
-                        return Ok(Arc::new(store));
-                    }
-                    Err(e) => {
-                        let retry_in_ms = delay.as_millis() as u64;
-                        tracing::error!(attempt, error = %e, retry_in_ms, "cannot reach the database; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(std::time::Duration::from_secs(30));
-                    }
-                }
-            }
-            unreachable!("the retry loop only ends by returning")
-        }
-        other => Err(format!("unknown storage {other:?}: use embedded or scylla://HOST:PORT/KEYSPACE")),
-    }
-}
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -19,9 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
-use crate::metrics::Metrics;
 use crate::rest::error::{code, ApiError};
 use crate::rest::{json_response, HttpResponse};
+use guildhall_runtime::Metrics;
 
 /// Requests being served right now (shutdown waits for them).
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
@@ -69,7 +69,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
     drop(listener);
     // In-flight requests finish (bounded); sessions are closing on the same signal.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while (IN_FLIGHT.load(Relaxed) > 0 || app.sessions.len() > 0) && tokio::time::Instant::now() < deadline {
+    while (IN_FLIGHT.load(Relaxed) > 0 || !app.sessions.is_empty()) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

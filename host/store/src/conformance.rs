@@ -5,8 +5,8 @@
 //! [`conformance_tests!`](crate::conformance_tests), which makes one `#[tokio::test]` each.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     audit_action, AuditLogChange, AuditLogEntry, Channel, Emoji, Guild, Invite, Member, Message, PluginRecord,
@@ -17,7 +17,7 @@ use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+    SystemClock.unix_ms()
 }
 
 /// Fresh, unique, increasing ids: the current time, 10 bits of the process id (checks of

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{Channel, ChannelId, Message, MessageId};
 use guildhall_core::Snowflake;
@@ -157,7 +158,7 @@ pub struct DataService {
 }
 
 fn now_bucket() -> u32 {
-    Snowflake::from_unix_ms(crate::unix_now_ms()).bucket()
+    Snowflake::from_unix_ms(SystemClock.unix_ms()).bucket()
 }
 
 /// Spreads channel ids over workers (snowflakes' low bits are mostly sequence numbers).

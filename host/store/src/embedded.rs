@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
@@ -667,7 +668,7 @@ impl Storage for EmbeddedStore {
     }
 
     async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>> {
-        let cutoff = audit_log_cutoff(crate::unix_now_ms()).0;
+        let cutoff = audit_log_cutoff(SystemClock.unix_ms()).0;
         let before = before.map_or(u64::MAX, |b| b.0);
         self.read(move |tx| {
             let t = tx.open_table(AUDIT_LOG).map_err(unavailable)?;

@@ -78,11 +78,6 @@ pub fn count_reactions(rows: impl IntoIterator<Item = (String, UserId)>, viewer:
     out
 }
 
-/// Wall-clock Unix milliseconds.
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The oldest audit log id still kept at `now_unix_ms`.
 pub fn audit_log_cutoff(now_unix_ms: u64) -> Snowflake {
     let retention_ms = guildhall_core::model::AUDIT_LOG_RETENTION_DAYS * 24 * 3600 * 1000;

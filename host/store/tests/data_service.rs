@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::*;
-use guildhall_core::snowflake::Generator;
+use guildhall_core::snowflake::IdState;
 use guildhall_store::data::DataService;
 use guildhall_store::{EmbeddedStore, HistoryQuery, IdBounds, Order, Result, Storage, StoreError};
 use tokio::sync::Semaphore;
@@ -199,13 +200,13 @@ struct Fixture {
     data: Arc<DataService>,
     channel: Channel,
     author: User,
-    ids: Generator,
+    ids: Ids,
 }
 
 async fn fixture(messages: usize) -> Fixture {
     let store = Instrumented::new();
     let data = DataService::new(store.clone(), 2, true);
-    let ids = Generator::new(0, 3);
+    let ids = Ids(std::sync::Mutex::new(IdState::new(0, 3)));
     let channel = Channel::text(ids.next_id().unwrap(), ids.next_id().unwrap(), "hot");
     let author = User::new(ids.next_id().unwrap(), "author", false);
     let f = Fixture { store, data, channel, author, ids };
@@ -353,4 +354,19 @@ async fn a_read_after_an_acknowledged_write_sees_it() {
         c.await.unwrap();
     }
     assert!(f.data.metrics.history.coalesced.load(SeqCst) > 0, "the crowd did coalesce");
+}
+
+/// Unique, increasing ids for the fixture (the runtime's generator is a layer above).
+struct Ids(std::sync::Mutex<IdState>);
+
+impl Ids {
+    fn next_id(&self) -> Result<guildhall_core::Snowflake, guildhall_core::snowflake::NextIdError> {
+        let mut state = self.0.lock().unwrap();
+        loop {
+            match state.next(SystemClock.unix_ms()) {
+                Err(guildhall_core::snowflake::NextIdError::SequenceExhausted) => std::thread::yield_now(),
+                other => return other,
+            }
+        }
+    }
 }

@@ -6,10 +6,8 @@ use guildhall_core::model::{AuditLogEntry, GuildId};
 use guildhall_core::Snowflake;
 use serde_json::json;
 
+use super::ctx::{ok, require_owner, ApiResult, Ctx};
 use super::error::ApiError;
-use super::guilds::guild_handle;
-use super::{ok, ApiResult, Ctx};
-use crate::runtime::guild_actor::GuildMsg;
 
 const MAX_LIMIT: usize = 100;
 /// Entries read looking for matches of a filter before answering with what was found
@@ -17,7 +15,7 @@ const MAX_LIMIT: usize = 100;
 const MAX_SCANNED: usize = 5_000;
 
 pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
-    super::plugins::require_owner(ctx, guild_id).await?;
+    require_owner(ctx, guild_id).await?;
     let param = |name: &str| ctx.query(name).filter(|v| !v.is_empty());
     let before = param("before").map(|v| v.parse::<Snowflake>()).transpose();
     let before = before.map_err(|_| ApiError::invalid_form("before: Value is not snowflake."))?;
@@ -45,12 +43,4 @@ pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
         }
     }
     ok(&json!({ "audit_log_entries": found }))
-}
-
-/// Has the guild actor record `entry` (store it, tell the owner).
-pub async fn record(ctx: &Ctx, entry: Option<AuditLogEntry>) -> Result<(), ApiError> {
-    if let Some(entry) = entry {
-        guild_handle(ctx, entry.guild_id).await?.send(GuildMsg::Audit(entry)).await;
-    }
-    Ok(())
 }

@@ -6,8 +6,8 @@ use guildhall_store::StoreError;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use crate::runtime::directory::LocateError;
-use crate::runtime::guild_actor::CallError;
+use guildhall_runtime::directory::LocateError;
+use guildhall_runtime::guild_actor::CallError;
 
 /// Discord's JSON error codes used here.
 pub mod code {
@@ -65,7 +65,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({ "code": self.code, "message": self.message });
-        super::json_response(self.status, &body)
+        super::response::json_response(self.status, &body)
     }
 }
 

@@ -1,33 +1,20 @@
 //! Guilds, their channels and members, and invites.
 
-use std::time::Duration;
-
 use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{
     audit_action, validate_name, Channel, Guild, GuildId, Invite, Member, User, CHANNEL_GUILD_TEXT,
 };
-use guildhall_core::snowflake::{iso8601_from_unix_ms, Clock, SystemClock};
 use guildhall_core::Snowflake;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::ctx::{
+    actor_timeout, created, guild_handle, load_channel, no_content, now_iso, ok, record_audit, unexpected, ApiResult,
+    Ctx,
+};
 use super::error::{code, ApiError};
-use super::{created, no_content, ok, ApiResult, Ctx};
-use crate::runtime::audit::change;
-use crate::runtime::guild_actor::GuildHandle;
-use crate::runtime::SessionMsg;
-
-pub fn now_iso() -> String {
-    iso8601_from_unix_ms(SystemClock.now_ms())
-}
-
-pub fn actor_timeout(ctx: &Ctx) -> Duration {
-    Duration::from_millis(ctx.app.config.rest.actor_timeout_ms)
-}
-
-pub async fn guild_handle(ctx: &Ctx, id: GuildId) -> Result<GuildHandle, ApiError> {
-    Ok(ctx.app.directory.locate(id).await?)
-}
+use guildhall_runtime::audit::change;
+use guildhall_runtime::session::SessionMsg;
 
 fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
     let mut v = json!({
@@ -78,11 +65,6 @@ async fn snapshot(ctx: &Ctx, user: &User, id: GuildId) -> Result<(Guild, Vec<Cha
     }
 }
 
-pub fn unexpected(reply: Reply) -> ApiError {
-    tracing::error!(?reply, "guild actor answered with an unexpected reply");
-    ApiError::new(hyper::StatusCode::INTERNAL_SERVER_ERROR, code::GENERAL, "500: Internal Server Error")
-}
-
 pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let user = ctx.user().await?;
     let (guild, _, member_count) = snapshot(ctx, &user, id).await?;
@@ -124,7 +106,7 @@ pub async fn update(ctx: &mut Ctx, id: GuildId) -> ApiResult {
                 if let Some(e) = &mut entry {
                     e.changes = changes;
                 }
-                super::audit::record(ctx, entry).await?;
+                record_audit(ctx, entry).await?;
             }
             ok(&guild_json(&guild, None))
         }
@@ -204,7 +186,7 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
     let user = ctx.user().await?;
     // Discord accepts options here (max_age, ...); invites do not expire yet, so none apply.
     let _ = ctx.body_bytes().await?;
-    let channel = super::messages::load_channel(ctx, channel_id).await?;
+    let channel = load_channel(ctx, channel_id).await?;
     let Some(guild_id) = channel.guild_id else {
         return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
     };
@@ -237,7 +219,9 @@ pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let member = Member::new(user.clone(), now_iso());
     let joined = match handle.call(Command::AddMember { member }, actor_timeout(ctx)).await {
         Ok(_) => true,
-        Err(crate::runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::AlreadyMember)) => false,
+        Err(guildhall_runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::AlreadyMember)) => {
+            false
+        }
         Err(e) => return Err(e.into()),
     };
     if joined {

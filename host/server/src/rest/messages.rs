@@ -4,21 +4,20 @@
 //! only then answers. DM channels have no actor yet: the handler checks that the caller is a
 //! recipient, persists, and offers the dispatch to both users' sessions.
 
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::gateway::{intents, DispatchPrefix};
 use guildhall_core::guild::{message_event, Command, GuildWrite, Reply};
 use guildhall_core::model::{validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, MAX_CONTENT_CHARS};
-use guildhall_core::snowflake::{Clock, SystemClock};
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::ctx::{actor_timeout, guild_handle, load_channel, no_content, now_iso, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
-use super::guilds::{actor_timeout, guild_handle, now_iso, unexpected};
-use super::{no_content, ok, ApiResult, Ctx};
-use crate::metrics::Metrics;
-use crate::runtime::guild_actor::GuildHandle;
-use crate::runtime::Offer;
+use guildhall_runtime::guild_actor::GuildHandle;
+use guildhall_runtime::session::Offer;
+use guildhall_runtime::Metrics;
 
 enum Access {
     Guild(GuildHandle, Channel),
@@ -31,12 +30,6 @@ impl Access {
             Access::Guild(_, c) | Access::Dm(c) => c,
         }
     }
-}
-
-/// The channel, or 404 Unknown Channel.
-pub async fn load_channel(ctx: &Ctx, channel_id: ChannelId) -> Result<Channel, ApiError> {
-    let channel = ctx.app.store.channel(channel_id).await?;
-    channel.ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))
 }
 
 /// The channel and how to reach it; DMs are checked here, guild channels by their actor.
@@ -314,7 +307,7 @@ pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiR
 
 pub async fn typing(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
-    let unix_s = SystemClock.now_ms() / 1000;
+    let unix_s = SystemClock.unix_ms() / 1000;
     match access(ctx, &user, channel_id).await? {
         Access::Guild(handle, _) => {
             handle.call(Command::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;

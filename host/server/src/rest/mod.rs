@@ -5,127 +5,22 @@
 //! a 4xx `{code, message}` and writes nothing.
 
 pub mod audit;
+pub mod ctx;
 pub mod error;
 pub mod guilds;
 pub mod messages;
 pub mod plugins;
+pub mod response;
 pub mod users;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use guildhall_core::model::User;
-use guildhall_core::Snowflake;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use hyper::{Method, Request, StatusCode};
 
 use crate::app::App;
+use ctx::{ok, snowflake, ApiResult, Ctx};
 use error::{code, ApiError};
-
-pub type HttpResponse = Response<Full<Bytes>>;
-pub type ApiResult = Result<HttpResponse, ApiError>;
-
-/// What a handler gets: the app, the caller's headers and query, and the body (read once).
-pub struct Ctx {
-    pub app: Arc<App>,
-    headers: HeaderMap,
-    query: String,
-    body: Option<Incoming>,
-}
-
-impl Ctx {
-    /// The authenticated caller, or 401.
-    pub async fn user(&self) -> Result<User, ApiError> {
-        let token = crate::auth::bearer(&self.headers).ok_or_else(ApiError::unauthorized)?;
-        crate::auth::user_for_token(&self.app, token).await?.ok_or_else(ApiError::unauthorized)
-    }
-
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-    }
-
-    /// A query parameter parsed as `T`, or 400 naming the parameter.
-    pub fn query_parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        match self.query(name) {
-            None => Ok(None),
-            Some(v) => {
-                v.parse().map(Some).map_err(|_| ApiError::invalid_form(format!("{name}: invalid value \"{v}\"")))
-            }
-        }
-    }
-
-    /// The body as JSON object `T`: 413 over the size limit, 400 (50109) if not JSON,
-    /// 400 (50035) if the wrong shape.
-    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        let bytes = self.body_bytes().await?;
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_none() {
-            return Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON."));
-        }
-        match serde_json::from_slice::<T>(&bytes) {
-            Ok(v) if first == Some(&b'{') => Ok(v),
-            Ok(_) => Err(ApiError::invalid_form("expected a JSON object")),
-            Err(e) if e.is_data() => Err(ApiError::invalid_form(e.to_string())),
-            Err(_) => Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON.")),
-        }
-    }
-
-    /// The raw body, bounded by `rest.max_body_bytes` (413 beyond it).
-    pub async fn body_bytes(&mut self) -> Result<Bytes, ApiError> {
-        self.body_bytes_up_to(self.app.config.rest.max_body_bytes).await
-    }
-
-    pub fn content_type(&self) -> Option<&str> {
-        let value = self.headers.get(hyper::header::CONTENT_TYPE)?.to_str().ok()?;
-        Some(value.split(';').next().unwrap_or("").trim())
-    }
-
-    /// The raw body, bounded by `limit` (413 beyond it).
-    pub async fn body_bytes_up_to(&mut self, limit: usize) -> Result<Bytes, ApiError> {
-        let too_large =
-            || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code::REQUEST_TOO_LARGE, "Request entity too large");
-        let declared =
-            self.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-            Err(e) => Err(ApiError::bad_request(code::GENERAL, format!("could not read body: {e}"))),
-        }
-    }
-}
-
-pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpResponse {
-    let bytes = serde_json::to_vec(body).expect("response bodies serialize");
-    Response::builder()
-        .status(status)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(bytes)))
-        .expect("valid response")
-}
-
-pub fn ok<T: Serialize + ?Sized>(body: &T) -> ApiResult {
-    Ok(json_response(StatusCode::OK, body))
-}
-
-pub fn created<T: Serialize + ?Sized>(body: &T) -> ApiResult {
-    Ok(json_response(StatusCode::CREATED, body))
-}
-
-pub fn no_content() -> ApiResult {
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
-}
-
-/// A snowflake from a path segment (400 if it is not one).
-pub fn snowflake(segment: &str) -> Result<Snowflake, ApiError> {
-    segment.parse().map_err(|_| ApiError::invalid_form(format!("Value \"{segment}\" is not snowflake.")))
-}
+pub use response::{json_response, HttpResponse};
 
 /// Serves one request under `/api/v10` (the prefix already removed into `path`).
 pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &str) -> HttpResponse {

@@ -2,19 +2,19 @@
 //! enable or disable, remove. The kind is read from the world the component implements.
 
 use guildhall_core::guild::Command;
-use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, UserId, UserRecord};
+use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, UserRecord};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{PluginError, PluginKind};
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::audit::record;
+use super::ctx::{
+    actor_timeout, created, guild_handle, no_content, now_iso, ok, record_audit, require_owner, ApiResult, Ctx,
+};
 use super::error::{code, ApiError};
-use super::guilds::{actor_timeout, guild_handle, now_iso, unexpected};
-use super::{created, no_content, ok, ApiResult, Ctx};
-use crate::runtime::audit::change;
-use crate::runtime::guild_actor::GuildMsg;
+use guildhall_runtime::audit::change;
+use guildhall_runtime::guild_actor::GuildMsg;
 
 const MAX_NAME_CHARS: usize = 32;
 
@@ -32,17 +32,6 @@ fn plugin_json(p: &PluginRecord) -> Value {
 }
 
 /// The caller must own the guild; returns the caller.
-pub async fn require_owner(ctx: &Ctx, guild_id: GuildId) -> Result<UserId, ApiError> {
-    let user = ctx.user().await?;
-    let handle = guild_handle(ctx, guild_id).await?;
-    match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
-        guildhall_core::guild::Reply::Snapshot { guild, .. } if guild.owner_id == user.id => Ok(user.id),
-        guildhall_core::guild::Reply::Snapshot { .. } => {
-            Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "only the guild owner may do this"))
-        }
-        other => Err(unexpected(other)),
-    }
-}
 
 async fn reload(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
     let handle = guild_handle(ctx, guild_id).await?;
@@ -176,7 +165,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
         channels: std::sync::Arc::new(Vec::new()),
         members: std::sync::Arc::new(|_| Box::pin(async { None })),
     };
-    let deadline = crate::runtime::moderation::INIT_DEADLINE;
+    let deadline = guildhall_runtime::moderation::INIT_DEADLINE;
     match guildhall_plugins::ModeratorInstance::new(
         &ctx.app.plugins,
         &loaded,
@@ -201,7 +190,7 @@ pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
         let handle = guild_handle(ctx, guild_id).await?;
         match handle.call(Command::RemoveMember { user: record.id }, actor_timeout(ctx)).await {
             Ok(_)
-            | Err(crate::runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::NotMember)) => {}
+            | Err(guildhall_runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::NotMember)) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -226,5 +215,5 @@ async fn record_plugin(
         entry.options.insert("plugin_name".into(), json!(plugin.name));
         entry.options.insert("plugin_kind".into(), json!(plugin.kind));
     }
-    record(ctx, entry).await
+    record_audit(ctx, entry).await
 }

@@ -6,9 +6,9 @@ use guildhall_core::model::{
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ctx::{created, ok, ApiResult, Ctx};
 use super::error::{code, ApiError};
-use super::{created, ok, ApiResult, Ctx};
-use crate::runtime::now_ms;
+use guildhall_core::clock::{Clock, SystemClock};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +106,7 @@ pub async fn open_dm(ctx: &mut Ctx) -> ApiResult {
 
 pub async fn gateway_bot(ctx: &mut Ctx) -> ApiResult {
     let user = ctx.user().await?;
-    let (remaining, reset_after) = ctx.app.session_start_limit(user.id, now_ms());
+    let (remaining, reset_after) = ctx.app.session_start_limit(user.id, SystemClock.monotonic_ms());
     ok(&json!({
         "url": ctx.app.config.gateway_url(),
         "shards": 1,

@@ -1,19 +1,23 @@
 //! What all plugin stores share: the state, WASI with nothing granted, and the host side
-//! of the interfaces every world imports (types, log, clock, guild).
+//! of the interfaces every world imports (types, log, clock, guild, text), implemented once
+//! for every world. A world's own imports live in its module; what they act through (the
+//! `BotHost` for bots) is in the state.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use guildhall_core::clock::{Clock, SystemClock};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bot::BotHost;
-use crate::engine::{PluginEngine, PluginError};
-use crate::moderator::bindings::guildhall::plugin::{clock, guild, log, text, types};
+use crate::bot_host::BotHost;
+use crate::engine::Sandbox;
+use crate::interfaces::guildhall::plugin::{clock, guild, log, text, types};
+use crate::text::{PatternCache, MAX_SETS_PER_INSTANCE};
+use crate::world::PluginError;
 use types::{Channel, Member};
 
 /// Looks a member up for the `guild` interface (the host decides how: storage, a cache).
@@ -38,6 +42,7 @@ pub struct PluginState {
     limits: StoreLimits,
     view: GuildView,
     plugin: String,
+    /// For bots: what they may do in their guild (`None` for every other world).
     pub(crate) bot: Option<Arc<dyn BotHost>>,
     /// The engine's pattern-set cache (for `text::compile`) and this instance's sets.
     patterns: Arc<PatternCache>,
@@ -71,47 +76,6 @@ impl PluginState {
 pub(crate) fn wall_bound(deadline: Duration) -> Duration {
     deadline * 4 + Duration::from_millis(20)
 }
-
-/// Compiled pattern sets for `text`, shared by every instance that asks for the same
-/// patterns (a guild's automod is compiled once, natively, however often it is instantiated).
-#[derive(Default)]
-pub(crate) struct PatternCache {
-    sets: Mutex<HashMap<Vec<String>, Arc<regex::RegexSet>>>,
-}
-
-impl PatternCache {
-    const MAX_PATTERNS: usize = 64;
-    const MAX_PATTERN_BYTES: usize = 512;
-    const MAX_CACHED_SETS: usize = 4096;
-
-    pub(crate) fn get_or_compile(&self, patterns: Vec<String>) -> Result<Arc<regex::RegexSet>, String> {
-        if patterns.len() > Self::MAX_PATTERNS || patterns.iter().any(|p| p.len() > Self::MAX_PATTERN_BYTES) {
-            return Err(format!(
-                "at most {} patterns of at most {} bytes",
-                Self::MAX_PATTERNS,
-                Self::MAX_PATTERN_BYTES
-            ));
-        }
-        if let Some(set) = self.sets.lock().unwrap_or_else(|e| e.into_inner()).get(&patterns) {
-            return Ok(set.clone());
-        }
-        // Compile one by one first, so the error names the pattern at fault.
-        for p in &patterns {
-            regex::RegexBuilder::new(p).size_limit(1 << 20).build().map_err(|e| format!("{p}: {e}"))?;
-        }
-        let set = regex::RegexSetBuilder::new(&patterns).size_limit(4 << 20).build().map_err(|e| e.to_string())?;
-        let set = Arc::new(set);
-        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
-        if sets.len() >= Self::MAX_CACHED_SETS {
-            sets.clear();
-        }
-        sets.insert(patterns, set.clone());
-        Ok(set)
-    }
-}
-
-/// Pattern sets one instance may hold.
-const MAX_SETS_PER_INSTANCE: usize = 16;
 
 impl text::Host for PluginState {
     async fn compile(&mut self, patterns: Vec<String>) -> Result<u32, String> {
@@ -152,7 +116,7 @@ impl log::Host for PluginState {
 
 impl clock::Host for PluginState {
     async fn now_ms(&mut self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemClock.unix_ms()
     }
 }
 
@@ -174,7 +138,7 @@ impl guild::Host for PluginState {
 
 /// A store for one (guild, plugin) instance, with its memory limit and epoch deadline armed.
 pub(crate) fn new_store(
-    engine: &PluginEngine,
+    engine: &Sandbox,
     view: GuildView,
     plugin: &str,
     bot: Option<Arc<dyn BotHost>>,

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::UserId;
 
-use super::SessionHandle;
+use crate::session::SessionHandle;
 
 #[derive(Default)]
 pub struct SessionRegistry {
@@ -50,5 +50,9 @@ impl SessionRegistry {
 
     pub fn len(&self) -> usize {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

@@ -5,9 +5,12 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, GuildError, Reply};
 use guildhall_core::model::{
     validate_content, Channel, Emoji, GuildId, Member, Message, PluginRecord, PluginTimer, User,
@@ -17,11 +20,11 @@ use guildhall_plugins::{
     BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel, GuildEvent, GuildView,
     HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
 };
-use guildhall_store::{unix_now_ms, DataService, HistoryQuery};
+use guildhall_store::{DataService, HistoryQuery};
 use tokio::sync::mpsc;
 
-use super::guild_actor::{CallError, GuildHandle, GuildMsg};
-use super::moderation::{Disabled, FAULT_WINDOW, IDLE_AFTER, MAX_FAULTS};
+use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
+use crate::moderation::{Disabled, FAULT_WINDOW, IDLE_AFTER, MAX_FAULTS};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
@@ -138,7 +141,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
                 None => return, // the guild reloaded its plugins or stopped
             },
             _ = sleep_until(next_due) => {
-                let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(unix_now_ms());
+                let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(SystemClock.unix_ms());
                 due.into_iter().map(|(id, payload)| GuildEvent::Timer(TimerFired { id, payload })).collect()
             }
             _ = idle.tick() => {
@@ -183,39 +186,44 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
     }
 }
 
-async fn deliver(
-    spec: &BotSpec,
-    host: &Arc<GuildBotHost>,
-    instance: &mut Option<BotInstance>,
-    event: &GuildEvent,
-) -> Result<(), PluginError> {
-    if instance.is_none() {
-        let store = spec.data.store().clone();
-        let guild_id = spec.record.guild_id;
-        let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
-            let store = store.clone();
-            Box::pin(async move {
-                let m = store.member(guild_id, Snowflake(user)).await.ok().flatten()?;
-                Some(guildhall_plugins::Member {
-                    user: guildhall_plugins::User { id: m.user.id.0, username: m.user.username, bot: m.user.bot },
-                    nick: m.nick,
-                    joined_at: m.joined_at,
+/// Boxed as `Send` here, where the lifetimes are concrete: left to be inferred inside
+/// `tokio::spawn`, rustc cannot prove the wasmtime futures `Send` for every lifetime.
+fn deliver<'a>(
+    spec: &'a BotSpec,
+    host: &'a Arc<GuildBotHost>,
+    instance: &'a mut Option<BotInstance>,
+    event: &'a GuildEvent,
+) -> Pin<Box<dyn Future<Output = Result<(), PluginError>> + Send + 'a>> {
+    Box::pin(async move {
+        if instance.is_none() {
+            let store = spec.data.store().clone();
+            let guild_id = spec.record.guild_id;
+            let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
+                let store = store.clone();
+                Box::pin(async move {
+                    let m = store.member(guild_id, Snowflake(user)).await.ok().flatten()?;
+                    Some(guildhall_plugins::Member {
+                        user: guildhall_plugins::User { id: m.user.id.0, username: m.user.username, bot: m.user.bot },
+                        nick: m.nick,
+                        joined_at: m.joined_at,
+                    })
                 })
-            })
-        });
-        let view = GuildView { guild_id: guild_id.0, channels: spec.channels.clone(), members };
-        let config = spec.record.config.to_string();
-        let host: Arc<dyn BotHost> = host.clone();
-        *instance = Some(
-            BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE).await?,
-        );
-    }
-    instance.as_mut().expect("just created").on_event(event, spec.event_deadline, EVENT_HOST_DEADLINE).await
+            });
+            let view = GuildView { guild_id: guild_id.0, channels: spec.channels.clone(), members };
+            let config = spec.record.config.to_string();
+            let host: Arc<dyn BotHost> = host.clone();
+            *instance = Some(
+                BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE)
+                    .await?,
+            );
+        }
+        instance.as_mut().expect("just created").on_event(event, spec.event_deadline, EVENT_HOST_DEADLINE).await
+    })
 }
 
 async fn sleep_until(unix_ms: Option<u64>) {
     match unix_ms {
-        Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(unix_now_ms()))).await,
+        Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(SystemClock.unix_ms()))).await,
         None => std::future::pending().await,
     }
 }
@@ -362,7 +370,7 @@ impl BotHost for GuildBotHost {
     async fn edit(&self, channel_id: u64, message_id: u64, content: String) -> Result<BotMessage, HostError> {
         Self::check_content(&content)?;
         let existing = self.own_message(channel_id, message_id).await?;
-        let edited_timestamp = crate::rest::guilds::now_iso();
+        let edited_timestamp = SystemClock.iso_now();
         let command =
             Command::EditMessage { user: self.bot_user.id, existing: Box::new(existing), content, edited_timestamp };
         match self.call(command).await? {
@@ -463,7 +471,7 @@ impl BotHost for GuildBotHost {
                 return Err(HostError::Limited(format!("at most {MAX_TIMERS} pending timers")));
             }
             timers.next_id += 1;
-            let timer = PluginTimer { id: timers.next_id, due_unix_ms: unix_now_ms() + delay_ms, payload };
+            let timer = PluginTimer { id: timers.next_id, due_unix_ms: SystemClock.unix_ms() + delay_ms, payload };
             timers.payloads.insert(timer.id, timer.payload.clone());
             timers.due.push(Reverse((timer.due_unix_ms, timer.id)));
             timer

@@ -1,39 +1,15 @@
-//! The actor runtime: tasks and bounded mailboxes around the pure state machines of
-//! `guildhall-core`. A guild actor ([`guild_actor`]) owns one guild; a session actor
-//! ([`session_actor`]) owns one gateway session; the [`directory`] answers "where does
-//! guild X live"; the [`registry`] finds sessions by id (RESUME) and by user (DMs, joins).
+//! How actors reach a gateway session: its handle (a bounded mailbox that is the session's
+//! outbound queue) and what the mailbox carries. The session actor itself lives at the
+//! WebSocket edge (the `guildhall` crate); guild actors and the registry know only this.
 
-pub mod audit;
-pub mod bots;
-pub mod directory;
-pub mod guild_actor;
-pub mod moderation;
-pub mod registry;
-pub mod session_actor;
-
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
 use tokio::sync::{mpsc, Notify};
-
-/// Milliseconds on a monotonic clock (since the process started): the state machines' time.
-pub fn now_ms() -> u64 {
-    start().elapsed().as_millis() as u64
-}
-
-/// The `Instant` for a `now_ms` reading, for sleeping until a state machine's deadline.
-pub fn instant_at(ms: u64) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(start() + Duration::from_millis(ms))
-}
-
-fn start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
 
 /// What a session actor's mailbox carries. Dispatches are the bulk; the mailbox is the
 /// session's bounded outbound queue.
@@ -41,8 +17,9 @@ pub enum SessionMsg {
     Dispatch(DispatchPrefix),
     /// The user joined a guild while connected: subscribe to it (GUILD_CREATE follows).
     JoinGuild(GuildId),
-    /// A new connection wants to resume this session.
-    Resume(session_actor::ResumeRequest),
+    /// A new connection wants to resume this session. What it carries (the connection
+    /// itself) belongs to the gateway edge, which alone knows its type; actors only pass it on.
+    Resume(Box<dyn Any + Send>),
 }
 
 /// State shared between a session actor and those who hold its handle: the overflow flag
@@ -60,6 +37,10 @@ impl SessionShared {
     }
     pub fn is_overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Acquire)
+    }
+    /// Resolves when the flag may have changed (check `is_overflowed`).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::gateway::{close, DispatchPrefix};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
@@ -22,8 +23,9 @@ use serde_json::json;
 use tokio::io::{AsyncWrite, BufWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::guild_actor::{GuildHandle, GuildMsg};
-use super::{now_ms, SessionHandle, SessionMsg, SessionShared};
+use guildhall_runtime::guild_ref::{GuildHandle, GuildMsg};
+use guildhall_runtime::session::{SessionHandle, SessionMsg, SessionShared};
+
 use crate::app::App;
 
 /// The write half of a client WebSocket, buffered so that a batch of frames is one write.
@@ -148,10 +150,11 @@ impl SessionActor {
                 self.flush().await;
                 continue;
             }
-            let deadline = self.state.next_deadline_ms().map(super::instant_at);
+            let deadline =
+                self.state.next_deadline_ms().map(|ms| tokio::time::Instant::from_std(SystemClock::instant_at(ms)));
             let fx = tokio::select! {
                 biased;
-                _ = self.shared.notify.notified() => {
+                _ = self.shared.notified() => {
                     if self.shared.is_overflowed() { self.state.handle(Input::Overflowed) } else { Vec::new() }
                 }
                 _ = self.shutdown.changed() => self.state.handle(Input::Shutdown),
@@ -211,18 +214,29 @@ impl SessionActor {
                 self.subscribe(guild).await;
                 Vec::new()
             }
-            SessionMsg::Resume(req) => match self.state.resume(req.user, req.seq, now_ms()) {
-                ResumeOutcome::Accepted(fx) => {
-                    // A still-attached old connection (a zombie the client gave up on) is dropped.
-                    self.conn = Some(req.conn);
-                    let _ = req.reply.send(Ok(()));
-                    fx
-                }
-                ResumeOutcome::Rejected { invalid_seq } => {
-                    let _ = req.reply.send(Err((req.conn, invalid_seq)));
-                    Vec::new()
-                }
-            },
+            SessionMsg::Resume(req) => {
+                let Ok(req) = req.downcast::<ResumeRequest>() else {
+                    debug_assert!(false, "a resume request carries this edge's ResumeRequest");
+                    return Vec::new();
+                };
+                self.take_over(*req)
+            }
+        }
+    }
+
+    /// A RESUME on a new connection: this session takes the connection if the state agrees.
+    fn take_over(&mut self, req: ResumeRequest) -> Vec<Effect> {
+        match self.state.resume(req.user, req.seq, now_ms()) {
+            ResumeOutcome::Accepted(fx) => {
+                // A still-attached old connection (a zombie the client gave up on) is dropped.
+                self.conn = Some(req.conn);
+                let _ = req.reply.send(Ok(()));
+                fx
+            }
+            ResumeOutcome::Rejected { invalid_seq } => {
+                let _ = req.reply.send(Err((req.conn, invalid_seq)));
+                Vec::new()
+            }
         }
     }
 
@@ -377,9 +391,11 @@ impl SessionActor {
         let Some(conn) = self.conn.take() else { return Ok(()) }; // the client is already gone
         let (reply, answer) = oneshot::channel();
         let request = ResumeRequest { user: user.id, seq, conn, reply };
-        if let Err(e) = target.tx.send_timeout(SessionMsg::Resume(request), Duration::from_secs(5)).await {
+        if let Err(e) = target.tx.send_timeout(SessionMsg::Resume(Box::new(request)), Duration::from_secs(5)).await {
             if let SessionMsg::Resume(request) = e.into_inner() {
-                self.conn = Some(request.conn);
+                if let Ok(request) = request.downcast::<ResumeRequest>() {
+                    self.conn = Some(request.conn);
+                }
             }
             return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
         }
@@ -411,4 +427,9 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// The session clock: the process's monotonic milliseconds (see `guildhall_core::clock`).
+fn now_ms() -> u64 {
+    SystemClock.monotonic_ms()
 }

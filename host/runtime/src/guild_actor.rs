@@ -13,101 +13,25 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::Generator;
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
     Audience, Command, Effect, Event, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, Reply, RequestId,
     SessionId, WriteError,
 };
-use guildhall_core::model::{audit_action, AuditLogEntry, GuildId};
-use guildhall_core::snowflake::Generator;
+use guildhall_core::model::{audit_action, AuditLogEntry};
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
 use guildhall_store::{DataService, StoreError};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::{self, AuditLog};
-use super::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
-use super::moderation::{load_component, Disabled, Judgement, Moderation};
-use super::{Offer, SessionHandle};
+use crate::audit::{self, AuditLog};
+use crate::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
 use crate::config::{GuildConfig, PluginsConfig};
+pub use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
 use crate::metrics::{Metrics, Metrics as M};
-
-pub enum GuildMsg {
-    /// The guild's plugins changed (installed, updated, removed): reload them.
-    PluginsChanged,
-    /// A bot disabled itself after repeated faults: tell the owner, reload.
-    PluginDisabled(Disabled),
-    /// Record this in the audit log and send it to the owner (from the REST handlers).
-    Audit(AuditLogEntry),
-    Command {
-        command: Command,
-        reply: oneshot::Sender<Result<Reply, GuildError>>,
-    },
-    Connect {
-        session: SessionHandle,
-        status: String,
-    },
-    Disconnect {
-        session: SessionId,
-    },
-    Presence {
-        session: SessionId,
-        status: String,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error(transparent)]
-    Guild(#[from] GuildError),
-    /// The actor's mailbox stayed full, or the reply did not come in time.
-    #[error("guild is busy")]
-    Busy,
-    #[error("guild actor stopped")]
-    Stopped,
-}
-
-#[derive(Clone)]
-pub struct GuildHandle {
-    pub id: GuildId,
-    tx: mpsc::Sender<GuildMsg>,
-}
-
-impl GuildHandle {
-    /// Sends a command and waits for its reply, both bounded by `timeout`.
-    pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
-        let (reply, rx) = oneshot::channel();
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.tx.send(GuildMsg::Command { command, reply })).await {
-            Err(_) => return Err(CallError::Busy),
-            Ok(Err(_)) => return Err(CallError::Stopped),
-            Ok(Ok(())) => {}
-        }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(CallError::Busy),
-            Ok(Err(_)) => Err(CallError::Stopped),
-            Ok(Ok(result)) => Ok(result?),
-        }
-    }
-
-    /// Session events: waits for room in the mailbox (sessions are not latency-critical here).
-    pub async fn send(&self, msg: GuildMsg) -> bool {
-        self.tx.send(msg).await.is_ok()
-    }
-
-    /// Tells the guild a session is gone, without waiting: if the mailbox is full the
-    /// notice is delivered by a task rather than dropped (a stale entry would linger).
-    pub fn disconnect(&self, session: SessionId) {
-        if self.tx.try_send(GuildMsg::Disconnect { session }).is_err() {
-            let tx = self.tx.clone();
-            tokio::spawn(async move { tx.send(GuildMsg::Disconnect { session }).await });
-        }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
+use crate::moderation::{load_component, Disabled, Judgement, Moderation};
+use crate::session::{Offer, SessionHandle};
 
 /// What every guild actor needs from the process.
 #[derive(Clone)]
@@ -439,7 +363,7 @@ impl GuildActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{SessionMsg, SessionShared};
+    use crate::session::{SessionHandle, SessionMsg, SessionShared};
     use guildhall_core::gateway::intents;
     use guildhall_core::model::{Channel, Guild, Member, User, UserId};
     use guildhall_core::Snowflake;
@@ -452,7 +376,9 @@ mod tests {
     }
 
     async fn guild_with(members: &[u64]) -> (GuildHandle, Arc<Metrics>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}", crate::auth::random_hex(6)));
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, Relaxed);
+        let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}-{n}", std::process::id()));
         let data = DataService::new(Arc::new(EmbeddedStore::open(&dir).unwrap()), 1, true);
         let members =
             members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();

@@ -13,7 +13,8 @@ use guildhall_core::model::GuildId;
 use guildhall_store::StoreError;
 use tokio::sync::OnceCell;
 
-use super::guild_actor::{spawn_guild, GuildDeps, GuildHandle};
+use crate::guild_actor::{spawn_guild, GuildDeps};
+use crate::guild_ref::GuildHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {

@@ -1,0 +1,128 @@
+//! The plugin engine as the host uses it: the [`Sandbox`] plus the worlds it knows, the
+//! content-hashed cache of precompiled components, and validation (size, a component at all,
+//! compiles, which world it exports, imports only what that world offers).
+//!
+//! [`worlds`] is the one place that lists the worlds: adding one is a module of its own with
+//! an `entry`, and a line here.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::engine::{EngineConfig, Sandbox};
+use crate::world::{LoadedPlugin, PluginError, WorldEntry};
+use crate::{bot, indexer, moderator};
+
+/// Distinct components kept loaded in memory.
+const MAX_LOADED_COMPONENTS: usize = 1024;
+
+fn worlds(sandbox: &Sandbox) -> wasmtime::Result<Vec<Box<dyn WorldEntry>>> {
+    Ok(vec![moderator::entry(sandbox)?, bot::entry(sandbox)?, indexer::entry()])
+}
+
+pub struct PluginEngine {
+    sandbox: Sandbox,
+    worlds: Vec<Box<dyn WorldEntry>>,
+    /// Loaded components by content hash: every guild that installs the same component
+    /// shares one compiled copy (installed-but-idle plugins then cost only their record).
+    loaded: Mutex<HashMap<String, LoadedPlugin>>,
+}
+
+/// Instances are made from the sandbox: `ModeratorInstance::new(&engine, ..)` takes either.
+impl Deref for PluginEngine {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+impl PluginEngine {
+    pub fn new(config: EngineConfig) -> Result<PluginEngine, PluginError> {
+        let sandbox = Sandbox::new(config)?;
+        let worlds = worlds(&sandbox).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
+        Ok(PluginEngine { sandbox, worlds, loaded: Mutex::new(HashMap::new()) })
+    }
+
+    /// Validates and compiles a component: within the size limit, a component (not a core
+    /// module), compiles, exports a known world, imports only what that world offers.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        let limit = self.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(PluginError::TooLarge { size: bytes.len(), limit });
+        }
+        match bytes.get(0..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(PluginError::CoreModule),
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            _ => return Err(PluginError::NotWasm),
+        }
+        let hash = hex(&Sha256::digest(bytes));
+        if let Some(loaded) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+            return Ok(loaded.clone());
+        }
+        let component = self.compile_cached(&hash, bytes)?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let world =
+            self.worlds.iter().find(|w| exports.iter().any(|e| e == w.export())).ok_or(PluginError::UnknownWorld)?;
+        // WASI is what every component built for wasm32-wasip2 imports; it is linked with
+        // nothing granted (no files, no network, no environment).
+        let allowed = world.imports();
+        for (name, _) in ty.imports(&self.engine) {
+            let ours = name.strip_prefix("guildhall:plugin/").and_then(|n| n.strip_suffix("@0.1.0"));
+            let ok = match ours {
+                Some(iface) => allowed.contains(&iface),
+                None => name.starts_with("wasi:"),
+            };
+            if !ok {
+                return Err(PluginError::BadImports(format!(
+                    "{name} (a {} may import {})",
+                    world.kind().as_str(),
+                    allowed.join(", ")
+                )));
+            }
+        }
+        let prepared = world.prepare(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
+        let loaded = LoadedPlugin { hash: hash.clone(), kind: world.kind(), component, prepared };
+        let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_LOADED_COMPONENTS {
+            cache.clear(); // rare: many distinct components; they reload from the disk cache
+        }
+        cache.insert(hash, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Compiles once per content hash (and engine build): later loads map the cached
+    /// artifact instead of running Cranelift again.
+    fn compile_cached(&self, hash: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = self.config.cache_dir.join(format!("{hash}-{:016x}.cwasm", h.finish()));
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an engine with the
+            // same compatibility hash (it is in the name), in a directory this process owns.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding a bad cached component"),
+            }
+        }
+        let artifact = self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        // A name of its own per writer: two loads of the same component may race here.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+        std::fs::write(&tmp, &artifact)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| PluginError::Cache(e.to_string()))?;
+        // SAFETY: just produced by this engine.
+        unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| PluginError::Compile(format!("{e:#}")))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,82 @@
+//! What a world is to the host, and what every world shares: the kinds of plugin, their
+//! errors, a validated component ([`LoadedPlugin`]) and the [`WorldEntry`] each world module
+//! registers (its export, what it may import, and how to link a component against it).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use wasmtime::component::Component;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Guild behaviour (world `bot`).
+    Bot,
+    /// In the message path (world `moderator`).
+    Moderator,
+    /// Events to search documents (world `indexer`).
+    Indexer,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Bot => "bot",
+            PluginKind::Moderator => "moderator",
+            PluginKind::Indexer => "indexer",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("the component is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a WebAssembly component")]
+    NotWasm,
+    #[error("a core WebAssembly module, not a component: build with --target wasm32-wasip2")]
+    CoreModule,
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    #[error("the component implements no known world (exports none of guildhall:plugin/{{events,moderation,indexing}}@0.1.0)")]
+    UnknownWorld,
+    #[error("the component imports what its world does not offer: {0}")]
+    BadImports(String),
+    #[error("plugin init refused its configuration: {0}")]
+    Config(String),
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("no room for another live instance: {0}")]
+    Capacity(String),
+    #[error("plugin cache: {0}")]
+    Cache(String),
+}
+
+/// A validated, compiled component, linked against its world.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    pub kind: PluginKind,
+    pub component: Component,
+    /// The world's pre-instantiated form (its `...Pre<PluginState<_>>`); only that world's
+    /// module knows the type and takes it back out with [`LoadedPlugin::prepared`].
+    pub(crate) prepared: Arc<dyn Any + Send + Sync>,
+}
+
+impl LoadedPlugin {
+    pub(crate) fn prepared<P: 'static>(&self) -> Result<&P, PluginError> {
+        self.prepared.downcast_ref::<P>().ok_or(PluginError::UnknownWorld)
+    }
+}
+
+/// One world as the loader sees it. Each world module provides one (`entry`); the loader
+/// lists them, and nothing else names a world.
+pub(crate) trait WorldEntry: Send + Sync {
+    fn kind(&self) -> PluginKind;
+    /// The interface a component of this world exports, e.g. `guildhall:plugin/moderation@0.1.0`.
+    fn export(&self) -> &'static str;
+    /// What it may import besides WASI (interface names of `guildhall:plugin`).
+    fn imports(&self) -> &'static [&'static str];
+    /// Links the component against this world's imports (the world's `...Pre`, type-erased).
+    fn prepare(&self, component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>>;
+}

@@ -1,0 +1,49 @@
+//! The runtime's settings, as they appear in the configuration file's `[guild]` and
+//! `[plugins]` tables (the `guildhall` crate loads and checks the whole file).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuildConfig {
+    /// Commands and session events queued for one guild actor.
+    pub mailbox: usize,
+    /// Writes a guild may have waiting for storage before new ones are refused (503).
+    pub max_pending_writes: usize,
+    /// Writes one storage batch carries.
+    pub max_write_batch: usize,
+}
+
+impl Default for GuildConfig {
+    fn default() -> Self {
+        GuildConfig { mailbox: 4096, max_pending_writes: 8192, max_write_batch: 256 }
+    }
+}
+
+/// Limits for guild plugins (each applies per instance or per call).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Time a moderator has per message (it is in the message path).
+    pub moderation_deadline_ms: u64,
+    /// Time a bot has per event for its own computation (host calls not counted).
+    pub bot_event_deadline_ms: u64,
+    /// Linear memory per instance.
+    pub max_memory_mib: usize,
+    /// Largest component accepted at upload.
+    pub max_component_bytes: usize,
+    /// Live instances the pool holds (each reserves address space and memory mappings).
+    pub pool_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            moderation_deadline_ms: 5,
+            bot_event_deadline_ms: 50,
+            max_memory_mib: 16,
+            max_component_bytes: 8 << 20,
+            pool_instances: 2_000,
+        }
+    }
+}

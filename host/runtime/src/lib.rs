@@ -1,0 +1,24 @@
+//! The actor runtime: tasks and bounded mailboxes around the pure state machines of
+//! `guildhall-core`. A guild actor ([`guild_actor`]) owns one guild; the [`directory`]
+//! answers "where does guild X live"; [`session`] is how actors reach a gateway session
+//! (the session actor itself lives at the WebSocket edge, in the `guildhall` crate) and the
+//! [`registry`] finds sessions by id (RESUME) and by user (DMs, joins). Guild plugins run in
+//! [`moderation`] (on the message path) and [`bots`] (beside it); [`audit`] stores what they
+//! and the owners did.
+//!
+//! Depends on core, store and plugins; nothing here knows HTTP or WebSockets.
+
+pub mod audit;
+pub mod bots;
+pub mod config;
+pub mod directory;
+pub mod guild_actor;
+pub mod guild_ref;
+pub mod ids;
+pub mod metrics;
+pub mod moderation;
+pub mod registry;
+pub mod session;
+
+pub use ids::Generator;
+pub use metrics::Metrics;
