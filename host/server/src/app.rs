@@ -125,7 +125,9 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// Opens the storage backend the configuration names, waiting for a CQL cluster to come up.
+/// Opens the configured storage. A database that cannot be reached is retried with
+/// exponential backoff (0.5 s doubling to 30 s), each failure logged, until it answers or
+/// the process is told to stop: no silent exit, no crash loop.
 pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, String> {
     match config.storage.as_str() {
         "embedded" => {

@@ -132,10 +132,6 @@ async fn serve(
     Ok(())
 }
 
-/// Opens the configured storage. A database that cannot be reached is retried with
-/// exponential backoff (0.5 s doubling to 30 s), each failure logged, until it answers or
-/// the process is told to stop: no silent exit, no crash loop.
-
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {

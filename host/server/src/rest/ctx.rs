@@ -139,6 +139,7 @@ pub async fn load_channel(ctx: &Ctx, channel_id: ChannelId) -> Result<Channel, A
     channel.ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))
 }
 
+/// The caller must own the guild; returns the caller.
 pub async fn require_owner(ctx: &Ctx, guild_id: GuildId) -> Result<UserId, ApiError> {
     let user = ctx.user().await?;
     let handle = guild_handle(ctx, guild_id).await?;

@@ -31,8 +31,6 @@ fn plugin_json(p: &PluginRecord) -> Value {
     })
 }
 
-/// The caller must own the guild; returns the caller.
-
 async fn reload(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
     let handle = guild_handle(ctx, guild_id).await?;
     handle.send(GuildMsg::PluginsChanged).await;
