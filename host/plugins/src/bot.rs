@@ -2,33 +2,20 @@
 //! What a bot can do (send messages, its key-value store, timers) goes through a
 //! [`BotHost`] that the guild provides, scoped to that guild.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::HasSelf;
 use wasmtime::Store;
 
 pub use crate::bot_host::BotHost;
 use crate::engine::Sandbox;
-use crate::state::{instantiate_error, new_store, ticks, wall_bound, GuildView, PluginState};
-use crate::world::{LoadedPlugin, PluginError, PluginKind, WorldEntry};
+use crate::state::{instantiate_error, linker_with_wasi, new_store, ticks, wall_bound, GuildView, PluginState};
+use crate::world::{LinkedWorld, LoadedPlugin, PluginError, PluginKind, WorldEntry, WorldInfo};
 
 mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "bot",
-        imports: { default: async },
-        exports: { default: async },
-        // The interfaces every world shares are generated once (`interfaces.rs`).
-        with: {
-            "guildhall:plugin/types": crate::interfaces::guildhall::plugin::types,
-            "guildhall:plugin/log": crate::interfaces::guildhall::plugin::log,
-            "guildhall:plugin/clock": crate::interfaces::guildhall::plugin::clock,
-            "guildhall:plugin/guild": crate::interfaces::guildhall::plugin::guild,
-            "guildhall:plugin/text": crate::interfaces::guildhall::plugin::text,
-        },
-    });
+    // The interfaces every world shares are generated once (`interfaces.rs`).
+    crate::interfaces::world_bindings!("bot");
 }
 
 use crate::interfaces::guildhall::plugin::types;
@@ -38,21 +25,20 @@ pub use types::{
     User as BotUser,
 };
 
-type State = PluginState;
-type Pre = bindings::BotPre<State>;
+type Pre = bindings::BotPre<PluginState>;
 
 fn not_a_bot() -> HostError {
     HostError::Denied("only bots may do this".into())
 }
 
-impl State {
+impl PluginState {
     fn bot(&self) -> Result<Arc<dyn BotHost>, HostError> {
         self.bot.clone().ok_or_else(not_a_bot)
     }
 }
 
 // Every bot host call waits on the guild actor or storage: off the plugin's clock.
-impl messages::Host for State {
+impl messages::Host for PluginState {
     async fn send(&mut self, channel_id: u64, content: String) -> Result<BotMessage, HostError> {
         let bot = self.bot()?;
         self.off_the_clock(async move { bot.send(channel_id, content).await }).await
@@ -79,7 +65,7 @@ impl messages::Host for State {
     }
 }
 
-impl kv::Host for State {
+impl kv::Host for PluginState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
         let bot = self.bot().ok()?;
         self.off_the_clock(async move { bot.kv_get(key).await }).await
@@ -101,7 +87,7 @@ impl kv::Host for State {
     }
 }
 
-impl timers::Host for State {
+impl timers::Host for PluginState {
     async fn set(&mut self, delay_ms: u64, payload: String) -> Result<u64, HostError> {
         let bot = self.bot()?;
         self.off_the_clock(async move { bot.set_timer(delay_ms, payload).await }).await
@@ -113,35 +99,20 @@ impl timers::Host for State {
     }
 }
 
-struct Entry {
-    linker: Linker<State>,
-}
-
 pub(crate) fn entry(sandbox: &Sandbox) -> wasmtime::Result<Box<dyn WorldEntry>> {
-    let mut linker = Linker::new(&sandbox.engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    let mut linker = linker_with_wasi(sandbox)?;
     bindings::Bot::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    Ok(Box::new(Entry { linker }))
-}
-
-impl WorldEntry for Entry {
-    fn kind(&self) -> PluginKind {
-        PluginKind::Bot
-    }
-    fn export(&self) -> &'static str {
-        "guildhall:plugin/events@0.1.0"
-    }
-    fn imports(&self) -> &'static [&'static str] {
-        &["types", "log", "clock", "guild", "text", "messages", "kv", "timers"]
-    }
-    fn prepare(&self, component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>> {
-        Ok(Arc::new(Pre::new(self.linker.instantiate_pre(component)?)?))
-    }
+    let info = WorldInfo {
+        kind: PluginKind::Bot,
+        export: "guildhall:plugin/events@0.1.0",
+        imports: &["types", "log", "clock", "guild", "text", "messages", "kv", "timers"],
+    };
+    Ok(Box::new(LinkedWorld { info, linker, pre: Pre::new }))
 }
 
 /// A live bot for one guild. After any error the caller must drop it.
 pub struct BotInstance {
-    store: Store<State>,
+    store: Store<PluginState>,
     bindings: bindings::Bot,
     ticks_per_ms: f64,
 }
@@ -157,7 +128,7 @@ impl BotInstance {
         config: &str,
         deadline: Duration,
     ) -> Result<BotInstance, PluginError> {
-        let pre = plugin.prepared::<Pre>()?.clone(); // owned: no borrow of `plugin` held across the await
+        let pre = plugin.prepared::<Pre>()?;
         let (mut store, ticks_per_ms) = new_store(engine, view, name, Some(host), deadline);
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = BotInstance { store, bindings, ticks_per_ms };

@@ -7,23 +7,22 @@ use std::sync::Arc;
 
 use wasmtime::component::Component;
 
-use crate::world::{PluginKind, WorldEntry};
+use crate::world::{PluginKind, WorldEntry, WorldInfo};
 
-struct Entry;
+/// Checked at upload only: nothing to link against until indexers run.
+struct Entry(WorldInfo);
 
 pub(crate) fn entry() -> Box<dyn WorldEntry> {
-    Box::new(Entry)
+    Box::new(Entry(WorldInfo {
+        kind: PluginKind::Indexer,
+        export: "guildhall:plugin/indexing@0.1.0",
+        imports: &["types", "log", "clock"],
+    }))
 }
 
 impl WorldEntry for Entry {
-    fn kind(&self) -> PluginKind {
-        PluginKind::Indexer
-    }
-    fn export(&self) -> &'static str {
-        "guildhall:plugin/indexing@0.1.0"
-    }
-    fn imports(&self) -> &'static [&'static str] {
-        &["types", "log", "clock"]
+    fn info(&self) -> &WorldInfo {
+        &self.0
     }
     fn prepare(&self, _component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>> {
         Ok(Arc::new(()))

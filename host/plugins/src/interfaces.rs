@@ -7,3 +7,24 @@ wasmtime::component::bindgen!({
     world: "shared-imports",
     imports: { default: async },
 });
+
+/// Bindings for a plugin world (`moderator`, `bot`, ...) that reuse the shared interfaces
+/// above instead of generating them again.
+macro_rules! world_bindings {
+    ($world:tt) => {
+        wasmtime::component::bindgen!({
+            path: "../../wit",
+            world: $world,
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "guildhall:plugin/types": crate::interfaces::guildhall::plugin::types,
+                "guildhall:plugin/log": crate::interfaces::guildhall::plugin::log,
+                "guildhall:plugin/clock": crate::interfaces::guildhall::plugin::clock,
+                "guildhall:plugin/guild": crate::interfaces::guildhall::plugin::guild,
+                "guildhall:plugin/text": crate::interfaces::guildhall::plugin::text,
+            },
+        });
+    };
+}
+pub(crate) use world_bindings;

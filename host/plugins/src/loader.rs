@@ -66,11 +66,14 @@ impl PluginEngine {
         let component = self.compile_cached(&hash, bytes)?;
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        let world =
-            self.worlds.iter().find(|w| exports.iter().any(|e| e == w.export())).ok_or(PluginError::UnknownWorld)?;
+        let world = self
+            .worlds
+            .iter()
+            .find(|w| exports.iter().any(|e| e == w.info().export))
+            .ok_or(PluginError::UnknownWorld)?;
         // WASI is what every component built for wasm32-wasip2 imports; it is linked with
         // nothing granted (no files, no network, no environment).
-        let allowed = world.imports();
+        let allowed = world.info().imports;
         for (name, _) in ty.imports(&self.engine) {
             let ours = name.strip_prefix("guildhall:plugin/").and_then(|n| n.strip_suffix("@0.1.0"));
             let ok = match ours {
@@ -80,13 +83,13 @@ impl PluginEngine {
             if !ok {
                 return Err(PluginError::BadImports(format!(
                     "{name} (a {} may import {})",
-                    world.kind().as_str(),
+                    world.info().kind.as_str(),
                     allowed.join(", ")
                 )));
             }
         }
         let prepared = world.prepare(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
-        let loaded = LoadedPlugin { hash: hash.clone(), kind: world.kind(), component, prepared };
+        let loaded = LoadedPlugin { hash: hash.clone(), kind: world.info().kind, component, prepared };
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_LOADED_COMPONENTS {
             cache.clear(); // rare: many distinct components; they reload from the disk cache

@@ -1,67 +1,36 @@
 //! Moderator instances: one store per (guild, plugin), reused across calls.
 
-use std::any::Any;
-use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::HasSelf;
 use wasmtime::Store;
 
 use crate::engine::Sandbox;
-use crate::state::{instantiate_error, new_store, ticks, wall_bound, GuildView, PluginState};
-use crate::world::{LoadedPlugin, PluginError, PluginKind, WorldEntry};
+use crate::state::{instantiate_error, linker_with_wasi, new_store, ticks, wall_bound, GuildView, PluginState};
+use crate::world::{LinkedWorld, LoadedPlugin, PluginError, PluginKind, WorldEntry, WorldInfo};
 
 mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "moderator",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "guildhall:plugin/types": crate::interfaces::guildhall::plugin::types,
-            "guildhall:plugin/log": crate::interfaces::guildhall::plugin::log,
-            "guildhall:plugin/clock": crate::interfaces::guildhall::plugin::clock,
-            "guildhall:plugin/guild": crate::interfaces::guildhall::plugin::guild,
-            "guildhall:plugin/text": crate::interfaces::guildhall::plugin::text,
-        },
-    });
+    crate::interfaces::world_bindings!("moderator");
 }
 
 pub use crate::interfaces::guildhall::plugin::types::{Candidate, Channel, Member, User, Verdict};
 
-/// A moderator's store: the shared state with no bot host (it only reads).
-type State = PluginState;
-type Pre = bindings::ModeratorPre<State>;
-
-struct Entry {
-    linker: Linker<State>,
-}
+type Pre = bindings::ModeratorPre<PluginState>;
 
 pub(crate) fn entry(sandbox: &Sandbox) -> wasmtime::Result<Box<dyn WorldEntry>> {
-    let mut linker = Linker::new(&sandbox.engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    let mut linker = linker_with_wasi(sandbox)?;
     bindings::Moderator::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    Ok(Box::new(Entry { linker }))
-}
-
-impl WorldEntry for Entry {
-    fn kind(&self) -> PluginKind {
-        PluginKind::Moderator
-    }
-    fn export(&self) -> &'static str {
-        "guildhall:plugin/moderation@0.1.0"
-    }
-    fn imports(&self) -> &'static [&'static str] {
-        &["types", "log", "clock", "guild", "text"]
-    }
-    fn prepare(&self, component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>> {
-        Ok(Arc::new(Pre::new(self.linker.instantiate_pre(component)?)?))
-    }
+    let info = WorldInfo {
+        kind: PluginKind::Moderator,
+        export: "guildhall:plugin/moderation@0.1.0",
+        imports: &["types", "log", "clock", "guild", "text"],
+    };
+    Ok(Box::new(LinkedWorld { info, linker, pre: Pre::new }))
 }
 
 /// A live moderator for one guild. After any error the caller must drop it.
 pub struct ModeratorInstance {
-    store: Store<State>,
+    store: Store<PluginState>,
     bindings: bindings::Moderator,
     ticks_per_ms: f64,
 }
@@ -76,7 +45,7 @@ impl ModeratorInstance {
         config: &str,
         deadline: Duration,
     ) -> Result<ModeratorInstance, PluginError> {
-        let pre = plugin.prepared::<Pre>()?.clone(); // owned: no borrow of `plugin` held across the await
+        let pre = plugin.prepared::<Pre>()?;
         let (mut store, ticks_per_ms) = new_store(engine, view, name, None, deadline);
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = ModeratorInstance { store, bindings, ticks_per_ms };

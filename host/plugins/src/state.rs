@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guildhall_core::clock::{Clock, SystemClock};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -134,6 +134,14 @@ impl guild::Host for PluginState {
         let lookup = (self.view.members)(user_id);
         self.off_the_clock(lookup).await
     }
+}
+
+/// A linker with WASI (nothing granted: no files, no network, no environment), to which a
+/// world adds its own bindings.
+pub(crate) fn linker_with_wasi(sandbox: &Sandbox) -> wasmtime::Result<Linker<PluginState>> {
+    let mut linker = Linker::new(&sandbox.engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Ok(linker)
 }
 
 /// A store for one (guild, plugin) instance, with its memory limit and epoch deadline armed.

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre, Linker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginKind {
@@ -58,7 +58,7 @@ pub struct LoadedPlugin {
     pub hash: String,
     pub kind: PluginKind,
     pub component: Component,
-    /// The world's pre-instantiated form (its `...Pre<PluginState<_>>`); only that world's
+    /// The world's pre-instantiated form (its bindings' `...Pre`); only that world's
     /// module knows the type and takes it back out with [`LoadedPlugin::prepared`].
     pub(crate) prepared: Arc<dyn Any + Send + Sync>,
 }
@@ -69,14 +69,36 @@ impl LoadedPlugin {
     }
 }
 
+/// What the loader checks a component against: the world it claims and what it may import.
+pub(crate) struct WorldInfo {
+    pub kind: PluginKind,
+    /// The interface a component of this world exports, e.g. `guildhall:plugin/moderation@0.1.0`.
+    pub export: &'static str,
+    /// What it may import besides WASI (interface names of `guildhall:plugin`).
+    pub imports: &'static [&'static str],
+}
+
 /// One world as the loader sees it. Each world module provides one (`entry`); the loader
 /// lists them, and nothing else names a world.
 pub(crate) trait WorldEntry: Send + Sync {
-    fn kind(&self) -> PluginKind;
-    /// The interface a component of this world exports, e.g. `guildhall:plugin/moderation@0.1.0`.
-    fn export(&self) -> &'static str;
-    /// What it may import besides WASI (interface names of `guildhall:plugin`).
-    fn imports(&self) -> &'static [&'static str];
+    fn info(&self) -> &WorldInfo;
     /// Links the component against this world's imports (the world's `...Pre`, type-erased).
     fn prepare(&self, component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>>;
+}
+
+/// The entry of a world whose components run here: its linker, and the bindings' `...Pre::new`
+/// that turns a linked component into the world's pre-instantiated form `P`.
+pub(crate) struct LinkedWorld<T: 'static, P> {
+    pub info: WorldInfo,
+    pub linker: Linker<T>,
+    pub pre: fn(InstancePre<T>) -> wasmtime::Result<P>,
+}
+
+impl<T: Send + 'static, P: Send + Sync + 'static> WorldEntry for LinkedWorld<T, P> {
+    fn info(&self) -> &WorldInfo {
+        &self.info
+    }
+    fn prepare(&self, component: &Component) -> wasmtime::Result<Arc<dyn Any + Send + Sync>> {
+        Ok(Arc::new((self.pre)(self.linker.instantiate_pre(component)?)?))
+    }
 }

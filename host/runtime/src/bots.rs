@@ -5,8 +5,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -186,39 +184,34 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
     }
 }
 
-/// Boxed as `Send` here, where the lifetimes are concrete: left to be inferred inside
-/// `tokio::spawn`, rustc cannot prove the wasmtime futures `Send` for every lifetime.
-fn deliver<'a>(
-    spec: &'a BotSpec,
-    host: &'a Arc<GuildBotHost>,
-    instance: &'a mut Option<BotInstance>,
-    event: &'a GuildEvent,
-) -> Pin<Box<dyn Future<Output = Result<(), PluginError>> + Send + 'a>> {
-    Box::pin(async move {
-        if instance.is_none() {
-            let store = spec.data.store().clone();
-            let guild_id = spec.record.guild_id;
-            let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
-                let store = store.clone();
-                Box::pin(async move {
-                    let m = store.member(guild_id, Snowflake(user)).await.ok().flatten()?;
-                    Some(guildhall_plugins::Member {
-                        user: guildhall_plugins::User { id: m.user.id.0, username: m.user.username, bot: m.user.bot },
-                        nick: m.nick,
-                        joined_at: m.joined_at,
-                    })
+async fn deliver(
+    spec: &BotSpec,
+    host: &Arc<GuildBotHost>,
+    instance: &mut Option<BotInstance>,
+    event: &GuildEvent,
+) -> Result<(), PluginError> {
+    if instance.is_none() {
+        let store = spec.data.store().clone();
+        let guild_id = spec.record.guild_id;
+        let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
+            let store = store.clone();
+            Box::pin(async move {
+                let m = store.member(guild_id, Snowflake(user)).await.ok().flatten()?;
+                Some(guildhall_plugins::Member {
+                    user: guildhall_plugins::User { id: m.user.id.0, username: m.user.username, bot: m.user.bot },
+                    nick: m.nick,
+                    joined_at: m.joined_at,
                 })
-            });
-            let view = GuildView { guild_id: guild_id.0, channels: spec.channels.clone(), members };
-            let config = spec.record.config.to_string();
-            let host: Arc<dyn BotHost> = host.clone();
-            *instance = Some(
-                BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE)
-                    .await?,
-            );
-        }
-        instance.as_mut().expect("just created").on_event(event, spec.event_deadline, EVENT_HOST_DEADLINE).await
-    })
+            })
+        });
+        let view = GuildView { guild_id: guild_id.0, channels: spec.channels.clone(), members };
+        let config = spec.record.config.to_string();
+        let host: Arc<dyn BotHost> = host.clone();
+        *instance = Some(
+            BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE).await?,
+        );
+    }
+    instance.as_mut().expect("just created").on_event(event, spec.event_deadline, EVENT_HOST_DEADLINE).await
 }
 
 async fn sleep_until(unix_ms: Option<u64>) {
