@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::event::{GuildEvent, GuildSnapshot, Presence};
 use crate::gateway::intents;
 use crate::model::{
     mentioned_user_ids, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, UserId,
@@ -246,12 +247,6 @@ pub enum Audience {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub name: &'static str,
-    pub data: Value,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Ask the moderators about this message; answer with `Input::Moderated`.
     Moderate {
@@ -266,9 +261,10 @@ pub enum Effect {
         request: RequestId,
         result: Result<Reply, GuildError>,
     },
+    /// Boxed: events are large (a message with its member) and effects are moved around.
     Dispatch {
         audience: Audience,
-        event: Event,
+        event: Box<GuildEvent>,
     },
     /// The runtime should stop delivering to this session (it left or its user left).
     ForgetSession(SessionId),
@@ -394,7 +390,10 @@ impl GuildState {
                 if self.sessions.insert(session, OnlineSession { user, intents, status }).is_none() {
                     self.user_sessions.entry(user).or_default().push(session);
                 }
-                fx.push(Effect::Dispatch { audience: Audience::One(session), event: self.guild_create(user) });
+                fx.push(Effect::Dispatch {
+                    audience: Audience::One(session),
+                    event: Box::new(self.guild_create(user)),
+                });
                 if !was_visible && self.visible_status(user).is_some() {
                     self.push_presence(user, &mut fx);
                 }
@@ -501,19 +500,16 @@ impl GuildState {
                 if let Err(e) = self.can_send(user, channel_id) {
                     return reply_err(fx, e);
                 }
-                let event = Event {
-                    name: "TYPING_START",
-                    data: json!({
-                        "channel_id": channel_id,
-                        "guild_id": self.guild.id,
-                        "user_id": user,
-                        "timestamp": unix_s,
-                        "member": self.members[&user],
-                    }),
+                let event = GuildEvent::TypingStart {
+                    channel_id,
+                    guild_id: Some(self.guild.id),
+                    user_id: user,
+                    unix_s,
+                    member: Some(self.members[&user].clone()),
                 };
                 fx.push(Effect::Dispatch {
                     audience: Audience::Channel { channel_id, intent: intents::GUILD_MESSAGE_TYPING },
-                    event,
+                    event: Box::new(event),
                 });
                 fx.push(Effect::Reply { request, result: Ok(Reply::Done) });
             }
@@ -585,59 +581,54 @@ impl GuildState {
         let (audience, event, reply) = match after {
             AfterPersist::MessageCreated(m) => (
                 Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
-                Event { name: "MESSAGE_CREATE", data: message_event(&m, self.members.get(&m.author.id)) },
+                GuildEvent::MessageCreate { message: m.clone(), member: self.members.get(&m.author.id).cloned() },
                 Reply::Message(m),
             ),
             AfterPersist::MessageEdited(m) => (
                 Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
-                Event { name: "MESSAGE_UPDATE", data: message_event(&m, self.members.get(&m.author.id)) },
+                GuildEvent::MessageUpdate { message: m.clone(), member: self.members.get(&m.author.id).cloned() },
                 Reply::Message(m),
             ),
             AfterPersist::MessageDeleted { channel_id, message_id } => (
                 Audience::Channel { channel_id, intent: intents::GUILD_MESSAGES },
-                Event {
-                    name: "MESSAGE_DELETE",
-                    data: json!({ "id": message_id, "channel_id": channel_id, "guild_id": guild_id }),
-                },
+                GuildEvent::MessageDelete { id: message_id, channel_id, guild_id: Some(guild_id) },
                 Reply::Done,
             ),
             AfterPersist::Reaction { added, message, emoji, user_id } => {
-                let mut data = json!({
-                    "user_id": user_id,
-                    "channel_id": message.channel_id,
-                    "message_id": message.id,
-                    "guild_id": guild_id,
-                    "emoji": emoji,
-                });
-                if added {
-                    data["member"] = serde_json::to_value(self.members.get(&user_id)).expect("serializes");
-                    data["message_author_id"] = json!(message.author.id);
-                }
-                let name = if added { "MESSAGE_REACTION_ADD" } else { "MESSAGE_REACTION_REMOVE" };
+                let (channel_id, message_id) = (message.channel_id, message.id);
+                let event = if added {
+                    let member = self.members.get(&user_id).cloned();
+                    let message_author_id = message.author.id;
+                    GuildEvent::ReactionAdd {
+                        user_id,
+                        channel_id,
+                        message_id,
+                        guild_id,
+                        emoji,
+                        member,
+                        message_author_id,
+                    }
+                } else {
+                    GuildEvent::ReactionRemove { user_id, channel_id, message_id, guild_id, emoji }
+                };
                 let intent = intents::GUILD_MESSAGE_REACTIONS;
-                (Audience::Channel { channel_id: message.channel_id, intent }, Event { name, data }, Reply::Done)
+                (Audience::Channel { channel_id, intent }, event, Reply::Done)
             }
             AfterPersist::ChannelCreated(c) => {
                 self.channels.insert(c.id, c.clone());
-                (
-                    Audience::Guild { intent: intents::GUILDS },
-                    Event { name: "CHANNEL_CREATE", data: serde_json::to_value(&c).expect("serializes") },
-                    Reply::Channel(c),
-                )
+                (Audience::Guild { intent: intents::GUILDS }, GuildEvent::ChannelCreate(c.clone()), Reply::Channel(c))
             }
             AfterPersist::GuildUpdated(guild) => {
                 self.guild = guild.clone();
-                let data = serde_json::to_value(&guild).expect("serializes");
-                (Audience::Guild { intent: intents::GUILDS }, Event { name: "GUILD_UPDATE", data }, Reply::Guild(guild))
+                let event = GuildEvent::GuildUpdate(guild.clone());
+                (Audience::Guild { intent: intents::GUILDS }, event, Reply::Guild(guild))
             }
             AfterPersist::MemberAdded(member) => {
                 self.members_in_flight.remove(&member.user.id);
                 self.members.insert(member.user.id, member.clone());
-                let mut data = serde_json::to_value(&member).expect("serializes");
-                data["guild_id"] = json!(guild_id);
                 (
                     Audience::Guild { intent: intents::GUILD_MEMBERS },
-                    Event { name: "GUILD_MEMBER_ADD", data },
+                    GuildEvent::MemberAdd { guild_id, member: member.clone() },
                     Reply::Member(member),
                 )
             }
@@ -652,19 +643,19 @@ impl GuildState {
                 for session in gone {
                     fx.push(Effect::Dispatch {
                         audience: Audience::One(session),
-                        event: Event { name: "GUILD_DELETE", data: json!({ "id": guild_id }) },
+                        event: Box::new(GuildEvent::GuildDelete { id: guild_id }),
                     });
                     fx.push(Effect::ForgetSession(session));
                     self.remove_session(session);
                 }
                 (
                     Audience::Guild { intent: intents::GUILD_MEMBERS },
-                    Event { name: "GUILD_MEMBER_REMOVE", data: json!({ "guild_id": guild_id, "user": member.user }) },
+                    GuildEvent::MemberRemove { guild_id, user: member.user },
                     Reply::Done,
                 )
             }
         };
-        fx.push(Effect::Dispatch { audience, event });
+        fx.push(Effect::Dispatch { audience, event: Box::new(event) });
         fx.push(Effect::Reply { request, result: Ok(reply) });
     }
 
@@ -785,20 +776,15 @@ impl GuildState {
         Some(removed)
     }
 
-    fn presence_json(&self, user: UserId) -> Value {
-        json!({
-            "user": { "id": user },
-            "guild_id": self.guild.id,
-            "status": self.visible_status(user).unwrap_or("offline"),
-            "activities": [],
-            "client_status": {},
-        })
+    fn presence(&self, user: UserId) -> Presence {
+        let status = self.visible_status(user).unwrap_or("offline").to_owned();
+        Presence { user_id: user, guild_id: self.guild.id, status }
     }
 
     fn push_presence(&self, user: UserId, fx: &mut Vec<Effect>) {
         fx.push(Effect::Dispatch {
             audience: Audience::GuildExceptUser { user, intent: intents::GUILD_PRESENCES },
-            event: Event { name: "PRESENCE_UPDATE", data: self.presence_json(user) },
+            event: Box::new(GuildEvent::PresenceUpdate(self.presence(user))),
         });
     }
 
@@ -806,7 +792,7 @@ impl GuildState {
     /// and the online members with their presences. A large guild (over
     /// [`LARGE_THRESHOLD`] members) sends only the user's own member, as Discord does:
     /// the rest is requested on demand, so connecting costs the same in any guild.
-    pub fn guild_create(&self, user: UserId) -> Event {
+    pub fn guild_create(&self, user: UserId) -> GuildEvent {
         let large = self.members.len() > LARGE_THRESHOLD;
         let mut online: Vec<UserId> = if large {
             vec![user]
@@ -814,42 +800,17 @@ impl GuildState {
             self.user_sessions.keys().copied().filter(|u| self.visible_status(*u).is_some()).collect()
         };
         online.sort();
-        let members: Vec<&Member> = online.iter().filter_map(|u| self.members.get(u)).collect();
-        let presences: Vec<Value> =
-            if large { Vec::new() } else { online.iter().map(|u| self.presence_json(*u)).collect() };
-        Event {
-            name: "GUILD_CREATE",
-            data: json!({
-                "id": self.guild.id,
-                "name": self.guild.name,
-                "icon": self.guild.icon,
-                "owner_id": self.guild.owner_id,
-                "unavailable": false,
-                "member_count": self.members.len(),
-                "large": large,
-                "channels": self.channels.values().collect::<Vec<_>>(),
-                "members": members,
-                "presences": presences,
-                "roles": [],
-                "emojis": [],
-                "features": [],
-                "threads": [],
-            }),
-        }
+        let members = online.iter().filter_map(|u| self.members.get(u)).cloned().collect();
+        let presences = if large { Vec::new() } else { online.iter().map(|u| self.presence(*u)).collect() };
+        GuildEvent::GuildCreate(Box::new(GuildSnapshot {
+            guild: self.guild.clone(),
+            member_count: self.members.len(),
+            large,
+            channels: self.channels.values().cloned().collect(),
+            members,
+            presences,
+        }))
     }
-}
-
-/// MESSAGE_CREATE / MESSAGE_UPDATE payload: the message plus the author's `member`.
-pub fn message_event(m: &Message, member: Option<&Member>) -> Value {
-    let mut data = serde_json::to_value(m).expect("serializes");
-    if let Some(member) = member {
-        let mut mv = serde_json::to_value(member).expect("serializes");
-        if let Some(obj) = mv.as_object_mut() {
-            obj.remove("user");
-        }
-        data["member"] = mv;
-    }
-    data
 }
 
 #[cfg(test)]
@@ -857,6 +818,7 @@ mod tests {
     use super::*;
     use crate::model::User;
     use crate::snowflake::Snowflake;
+    use serde_json::json;
 
     const OWNER: UserId = Snowflake(1);
     const BOB: UserId = Snowflake(2);
@@ -888,10 +850,18 @@ mod tests {
         g.handle(Input::SessionConnect { session: SessionId(session), user, intents, status: "online".into() })
     }
 
-    fn dispatches(fx: &[Effect]) -> Vec<(&Audience, &Event)> {
+    /// A dispatch as a session receives it: Discord's name and payload.
+    struct Seen {
+        name: &'static str,
+        data: Value,
+    }
+
+    fn dispatches(fx: &[Effect]) -> Vec<(&Audience, Seen)> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::Dispatch { audience, event } => Some((audience, event)),
+                Effect::Dispatch { audience, event } => {
+                    Some((audience, Seen { name: event.name(), data: event.discord_data() }))
+                }
                 _ => None,
             })
             .collect()

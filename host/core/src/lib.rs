@@ -4,6 +4,7 @@
 //! an input too ([`clock`]).
 
 pub mod clock;
+pub mod event;
 pub mod gateway;
 pub mod guild;
 pub mod model;

@@ -9,14 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::event::GuildEvent;
 use guildhall_core::guild::{Command, GuildError, Reply};
 use guildhall_core::model::{
-    validate_content, Channel, Emoji, GuildId, Member, Message, PluginRecord, PluginTimer, User,
+    validate_content, Channel, ChannelId, Emoji, GuildId, Member, Message, MessageId, PluginRecord, PluginTimer, User,
+    UserId,
 };
 use guildhall_core::Snowflake;
 use guildhall_plugins::{
-    BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel, GuildEvent, GuildView,
-    HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
+    BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel,
+    GuildEvent as BotEvent, GuildView, HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
 };
 use guildhall_store::{DataService, HistoryQuery};
 use tokio::sync::mpsc;
@@ -40,12 +42,12 @@ pub const MAX_KV_TOTAL_BYTES: usize = 1 << 20;
 /// The guild actor's end of a running bot.
 pub struct BotRunner {
     pub plugin_id: Snowflake,
-    events: mpsc::Sender<GuildEvent>,
+    events: mpsc::Sender<BotEvent>,
 }
 
 impl BotRunner {
     /// Never waits: a bot that cannot keep up misses events rather than slowing its guild.
-    pub fn offer(&self, event: GuildEvent) {
+    pub fn offer(&self, event: BotEvent) {
         if self.events.try_send(event).is_err() {
             tracing::warn!(plugin = %self.plugin_id, "bot event queue full; event dropped");
         }
@@ -110,7 +112,7 @@ impl Timers {
     }
 }
 
-async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
+async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
     let (plugin_id, guild_id) = (spec.record.id, spec.record.guild_id);
     let pending = spec.data.store().timers(plugin_id, guild_id).await.unwrap_or_else(|e| {
         tracing::error!(plugin = %spec.record.name, guild = %guild_id, error = %e, "cannot load the bot's timers");
@@ -133,14 +135,14 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
     let mut idle = tokio::time::interval(Duration::from_secs(60));
     loop {
         let next_due = timers.lock().unwrap_or_else(|e| e.into_inner()).next_due();
-        let batch: Vec<GuildEvent> = tokio::select! {
+        let batch: Vec<BotEvent> = tokio::select! {
             event = events.recv() => match event {
                 Some(e) => vec![e],
                 None => return, // the guild reloaded its plugins or stopped
             },
             _ = sleep_until(next_due) => {
                 let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(SystemClock.unix_ms());
-                due.into_iter().map(|(id, payload)| GuildEvent::Timer(TimerFired { id, payload })).collect()
+                due.into_iter().map(|(id, payload)| BotEvent::Timer(TimerFired { id, payload })).collect()
             }
             _ = idle.tick() => {
                 if instance.is_some() && last_used.elapsed() > IDLE_AFTER {
@@ -152,7 +154,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<GuildEvent>) {
         for event in batch {
             last_used = Instant::now();
             let result = deliver(&spec, &host, &mut instance, &event).await;
-            if let GuildEvent::Timer(fired) = &event {
+            if let BotEvent::Timer(fired) = &event {
                 if let Err(e) = spec.data.store().delete_timer(plugin_id, guild_id, fired.id).await {
                     tracing::warn!(plugin = %spec.record.name, error = %e, "a fired timer stays stored; it may fire again");
                 }
@@ -188,7 +190,7 @@ async fn deliver(
     spec: &BotSpec,
     host: &Arc<GuildBotHost>,
     instance: &mut Option<BotInstance>,
-    event: &GuildEvent,
+    event: &BotEvent,
 ) -> Result<(), PluginError> {
     if instance.is_none() {
         let store = spec.data.store().clone();
@@ -260,36 +262,27 @@ pub fn to_bot_member(m: &Member) -> BotMember {
     }
 }
 
-/// The bot's view of a dispatch, if it is one bots receive.
-pub fn bot_event(name: &str, data: &serde_json::Value) -> Option<GuildEvent> {
-    match name {
-        "MESSAGE_CREATE" | "MESSAGE_UPDATE" => {
-            let m: Message = serde_json::from_value(data.clone()).ok()?;
-            let m = to_bot_message(&m);
-            Some(if name == "MESSAGE_CREATE" { GuildEvent::MessageCreate(m) } else { GuildEvent::MessageUpdate(m) })
+/// The bot's view of a guild event, if it is one bots receive.
+pub fn bot_event(event: &GuildEvent) -> Option<BotEvent> {
+    let reaction = |user_id: &UserId, channel_id: &ChannelId, message_id: &MessageId, emoji: &Emoji| BotReaction {
+        user_id: user_id.0,
+        channel_id: channel_id.0,
+        message_id: message_id.0,
+        emoji: emoji.name.clone(),
+    };
+    match event {
+        GuildEvent::MessageCreate { message, .. } => Some(BotEvent::MessageCreate(to_bot_message(message))),
+        GuildEvent::MessageUpdate { message, .. } => Some(BotEvent::MessageUpdate(to_bot_message(message))),
+        GuildEvent::MessageDelete { id, channel_id, .. } => {
+            Some(BotEvent::MessageDelete(MessageRef { id: id.0, channel_id: channel_id.0 }))
         }
-        "MESSAGE_DELETE" => Some(GuildEvent::MessageDelete(MessageRef {
-            id: data["id"].as_str()?.parse().ok()?,
-            channel_id: data["channel_id"].as_str()?.parse().ok()?,
-        })),
-        "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
-            let id = |key: &str| data[key].as_str().and_then(|s| s.parse::<u64>().ok());
-            let reaction = BotReaction {
-                user_id: id("user_id")?,
-                channel_id: id("channel_id")?,
-                message_id: id("message_id")?,
-                emoji: data["emoji"]["name"].as_str()?.to_owned(),
-            };
-            Some(if name == "MESSAGE_REACTION_ADD" {
-                GuildEvent::ReactionAdd(reaction)
-            } else {
-                GuildEvent::ReactionRemove(reaction)
-            })
+        GuildEvent::ReactionAdd { user_id, channel_id, message_id, emoji, .. } => {
+            Some(BotEvent::ReactionAdd(reaction(user_id, channel_id, message_id, emoji)))
         }
-        "GUILD_MEMBER_ADD" => {
-            let m: Member = serde_json::from_value(data.clone()).ok()?;
-            Some(GuildEvent::MemberJoin(to_bot_member(&m)))
+        GuildEvent::ReactionRemove { user_id, channel_id, message_id, emoji, .. } => {
+            Some(BotEvent::ReactionRemove(reaction(user_id, channel_id, message_id, emoji)))
         }
+        GuildEvent::MemberAdd { member, .. } => Some(BotEvent::MemberJoin(to_bot_member(member))),
         _ => None,
     }
 }
@@ -509,19 +502,23 @@ mod tests {
 
     #[test]
     fn dispatches_become_bot_events() {
-        let data = serde_json::json!({
-            "id": "5", "channel_id": "6", "guild_id": "7", "content": "hi",
-            "author": { "id": "8", "username": "bob", "bot": false },
-            "timestamp": "t", "member": { "joined_at": "x" }
-        });
-        let Some(GuildEvent::MessageCreate(m)) = bot_event("MESSAGE_CREATE", &data) else { panic!() };
+        let channel = Channel::text(Snowflake(6), Snowflake(7), "general");
+        let author = User::new(Snowflake(8), "bob", false);
+        let message = Message::new(Snowflake(5), &channel, author.clone(), "hi".into(), None);
+        let member = Some(Member::new(author.clone(), "x".into()));
+        let created = GuildEvent::MessageCreate { message, member };
+        let Some(BotEvent::MessageCreate(m)) = bot_event(&created) else { panic!() };
         assert_eq!((m.id, m.channel_id, m.guild_id, m.author.id, m.content.as_str()), (5, 6, 7, 8, "hi"));
-        let Some(GuildEvent::MessageDelete(r)) =
-            bot_event("MESSAGE_DELETE", &serde_json::json!({"id": "5", "channel_id": "6"}))
-        else {
-            panic!()
-        };
+        let deleted = GuildEvent::MessageDelete { id: Snowflake(5), channel_id: Snowflake(6), guild_id: None };
+        let Some(BotEvent::MessageDelete(r)) = bot_event(&deleted) else { panic!() };
         assert_eq!((r.id, r.channel_id), (5, 6));
-        assert!(bot_event("TYPING_START", &data).is_none());
+        let typing = GuildEvent::TypingStart {
+            channel_id: Snowflake(6),
+            guild_id: Some(Snowflake(7)),
+            user_id: author.id,
+            unix_s: 1,
+            member: None,
+        };
+        assert!(bot_event(&typing).is_none());
     }
 }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ids::Generator;
+use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
-    Audience, Command, Effect, Event, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, Reply, RequestId,
+    Audience, Command, Effect, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, Reply, RequestId,
     SessionId, WriteError,
 };
 use guildhall_core::model::{audit_action, AuditLogEntry};
@@ -239,11 +240,10 @@ impl GuildActor {
 
     /// Stores an audit entry (off the message path) and sends it to the owner's sessions.
     fn record_audit(&mut self, entry: AuditLogEntry) {
-        let data = serde_json::to_value(&entry).unwrap_or_default();
+        let event = GuildEvent::AuditLogEntryCreate(Box::new(entry.clone()));
         self.audit.append(entry);
-        let event = Event { name: "GUILD_AUDIT_LOG_ENTRY_CREATE", data };
         let owner = self.state.guild().owner_id;
-        self.run_effects(vec![Effect::Dispatch { audience: Audience::User(owner), event }]);
+        self.run_effects(vec![Effect::Dispatch { audience: Audience::User(owner), event: Box::new(event) }]);
     }
 
     fn start_batch(&mut self) -> (Vec<RequestId>, BatchFuture) {
@@ -316,11 +316,11 @@ impl GuildActor {
                     }
                 }
                 Effect::Dispatch { audience, event } => {
-                    if event.name == "MESSAGE_CREATE" {
+                    if matches!(*event, GuildEvent::MessageCreate { .. }) {
                         M::inc(&self.metrics.messages_created);
                     }
                     if !self.bots.is_empty() {
-                        if let Some(bot_event) = bot_event(event.name, &event.data) {
+                        if let Some(bot_event) = bot_event(&event) {
                             for bot in &self.bots {
                                 bot.offer(bot_event.clone());
                             }
@@ -330,7 +330,8 @@ impl GuildActor {
                     if targets.is_empty() {
                         continue;
                     }
-                    let prefix = DispatchPrefix::encode(event.name, &event.data);
+                    // Discord's JSON is made here, at the edge: once per event, for every target.
+                    let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
                     M::inc(&self.metrics.dispatches);
                     let mut delivered = 0u64;
                     let mut dropped: Vec<SessionId> = Vec::new();

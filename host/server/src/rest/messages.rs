@@ -5,8 +5,9 @@
 //! recipient, persists, and offers the dispatch to both users' sessions.
 
 use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::{intents, DispatchPrefix};
-use guildhall_core::guild::{message_event, Command, GuildWrite, Reply};
+use guildhall_core::guild::{Command, GuildWrite, Reply};
 use guildhall_core::model::{validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, MAX_CONTENT_CHARS};
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
@@ -53,8 +54,8 @@ async fn readable(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Chann
 }
 
 /// Offers a DM event to every session of every recipient that asked for `intent`.
-fn dm_dispatch(ctx: &Ctx, channel: &Channel, event: &str, data: &Value, intent: u64) {
-    let prefix = DispatchPrefix::encode(event, data);
+fn dm_dispatch(ctx: &Ctx, channel: &Channel, event: &GuildEvent, intent: u64) {
+    let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
     Metrics::inc(&ctx.app.metrics.dispatches);
     for recipient in &channel.recipients {
         for session in ctx.app.sessions.of_user(recipient.id) {
@@ -126,7 +127,8 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             message.mentions = mentioned_recipients(&channel, &message.content);
             ctx.app.data.apply(GuildWrite::PutMessage(message.clone())).await?;
             Metrics::inc(&ctx.app.metrics.messages_created);
-            dm_dispatch(ctx, &channel, "MESSAGE_CREATE", &message_event(&message, None), intents::DIRECT_MESSAGES);
+            let event = GuildEvent::MessageCreate { message: message.clone(), member: None };
+            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGES);
             ok(&message)
         }
     }
@@ -269,7 +271,8 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
             message.content = content;
             message.edited_timestamp = Some(now_iso());
             ctx.app.data.apply(GuildWrite::EditMessage(message.clone())).await.map_err(not_found_is_unknown_message)?;
-            dm_dispatch(ctx, &channel, "MESSAGE_UPDATE", &message_event(&message, None), intents::DIRECT_MESSAGES);
+            let event = GuildEvent::MessageUpdate { message: message.clone(), member: None };
+            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGES);
             ok(&message)
         }
     }
@@ -298,8 +301,8 @@ pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiR
             }
             let write = GuildWrite::DeleteMessage { channel_id, message_id: id };
             ctx.app.data.apply(write).await.map_err(not_found_is_unknown_message)?;
-            let data = json!({ "id": id, "channel_id": channel_id });
-            dm_dispatch(ctx, &channel, "MESSAGE_DELETE", &data, intents::DIRECT_MESSAGES);
+            let event = GuildEvent::MessageDelete { id, channel_id, guild_id: None };
+            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGES);
         }
     }
     no_content()
@@ -313,8 +316,8 @@ pub async fn typing(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             handle.call(Command::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
         }
         Access::Dm(channel) => {
-            let data = json!({ "channel_id": channel_id, "user_id": user.id, "timestamp": unix_s });
-            dm_dispatch(ctx, &channel, "TYPING_START", &data, intents::DIRECT_MESSAGE_TYPING);
+            let event = GuildEvent::TypingStart { channel_id, guild_id: None, user_id: user.id, unix_s, member: None };
+            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGE_TYPING);
         }
     }
     no_content()
