@@ -16,11 +16,12 @@ use guildhall_core::model::{
     UserId,
 };
 use guildhall_core::Snowflake;
+use guildhall_data::DataService;
 use guildhall_plugins::{
     BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel,
     GuildEvent as BotEvent, GuildView, HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
 };
-use guildhall_store::{DataService, HistoryQuery};
+use guildhall_store::HistoryQuery;
 use tokio::sync::mpsc;
 
 use crate::guild_ref::{CallError, GuildHandle, GuildMsg};

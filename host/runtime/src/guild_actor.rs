@@ -21,8 +21,9 @@ use guildhall_core::guild::{
     SessionId, WriteError,
 };
 use guildhall_core::model::{audit_action, AuditLogEntry};
+use guildhall_data::DataService;
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
-use guildhall_store::{DataService, StoreError};
+use guildhall_store::StoreError;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -368,7 +369,7 @@ mod tests {
     use guildhall_core::gateway::intents;
     use guildhall_core::model::{Channel, Guild, Member, User, UserId};
     use guildhall_core::Snowflake;
-    use guildhall_store::EmbeddedStore;
+    use guildhall_store_redb::EmbeddedStore;
 
     const GENERAL: Snowflake = Snowflake(100);
 

@@ -18,9 +18,8 @@ use guildhall_core::model::{
     Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
-use guildhall_store::embedded::token_key;
 use guildhall_store::{
-    audit_log_cutoff, count_reactions, IdBounds, Order, Result, Storage, StoreError, MAX_COUNTED_REACTIONS,
+    audit_log_cutoff, count_reactions, token_key, IdBounds, Order, Result, Storage, StoreError, MAX_COUNTED_REACTIONS,
 };
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;

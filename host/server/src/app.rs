@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use guildhall_core::model::UserId;
 use guildhall_core::snowflake::NextIdError;
 use guildhall_core::Snowflake;
+use guildhall_data::DataService;
 use guildhall_plugins::PluginEngine;
 use guildhall_runtime::Generator;
 use guildhall_scylla::{ScyllaConfig, ScyllaStore};
-use guildhall_store::{DataService, EmbeddedStore, Storage};
+use guildhall_store::Storage;
+use guildhall_store_redb::EmbeddedStore;
 use tokio::sync::watch;
 
 use crate::config::Config;

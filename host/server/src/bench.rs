@@ -13,7 +13,7 @@ use guildhall_core::gateway::intents;
 use guildhall_core::guild::{Command, GuildState, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
 use guildhall_runtime::Generator;
-use guildhall_store::EmbeddedStore;
+use guildhall_store_redb::EmbeddedStore;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -131,7 +131,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let metrics = Arc::new(Metrics::default());
     let ids = Arc::new(Generator::new(0, 2));
     let deps = GuildDeps {
-        data: guildhall_store::DataService::new(store.clone(), 1, true),
+        data: guildhall_data::DataService::new(store.clone(), 1, true),
         metrics: metrics.clone(),
         ids: ids.clone(),
         config: GuildConfig::default(),
@@ -433,7 +433,7 @@ async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Va
 
     let mut runs = serde_json::Map::new();
     for coalescing in [false, true] {
-        let data = guildhall_store::DataService::new(store.clone(), cores(), coalescing);
+        let data = guildhall_data::DataService::new(store.clone(), cores(), coalescing);
         burst(&data, &channel, concurrency).await?; // warm-up (caches, prepared paths)
         let requests_before = data.metrics.history.requests.load(Relaxed);
         let queries_before = data.metrics.history.db_queries.load(Relaxed);
@@ -473,7 +473,7 @@ async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Va
 
 /// `concurrency` identical reads started together; their latencies.
 async fn burst(
-    data: &Arc<guildhall_store::DataService>,
+    data: &Arc<guildhall_data::DataService>,
     channel: &Channel,
     concurrency: usize,
 ) -> Result<Vec<Duration>, String> {

@@ -1,7 +1,9 @@
 //! The storage seam of Guildhall.
 //!
 //! [`Storage`] is what the host needs from a database; every backend implements it and must
-//! pass [`conformance`]. Messages follow the seed's layout: partition `(channel_id, bucket)`
+//! pass the conformance suite (`conformance`, behind the `conformance` feature, for backends'
+//! tests). The backends are crates of their own: `guildhall-store-redb` (embedded) and
+//! `guildhall-scylla`; the coalescing data service is `guildhall-data`. Messages follow the seed's layout: partition `(channel_id, bucket)`
 //! where the bucket is the 10-day window of the message id's timestamp, clustered by
 //! `message_id` descending. Backends only answer per-partition queries
 //! ([`Storage::messages_in_bucket`]); [`history`] walks the buckets, once for all backends.
@@ -9,9 +11,8 @@
 //! Durability contract: a method that returns `Ok` for a write has made it durable (on the
 //! embedded backend, fsynced; on a CQL backend, acknowledged at the configured consistency).
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
-pub mod data;
-pub mod embedded;
 pub mod history;
 
 use async_trait::async_trait;
@@ -22,8 +23,6 @@ use guildhall_core::model::{
 };
 use guildhall_core::Snowflake;
 
-pub use data::DataService;
-pub use embedded::EmbeddedStore;
 pub use history::{history, HistoryQuery};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,4 +192,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Make everything acknowledged so far durable and stop accepting writes cleanly.
     async fn flush(&self) -> Result<()>;
+}
+
+/// How tokens are keyed in storage: their SHA-256 (hex), never the token itself.
+pub fn token_key(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,6 +1,6 @@
 //! The embedded (redb) backend against the storage conformance suite.
 
-use guildhall_store::EmbeddedStore;
+use guildhall_store_redb::EmbeddedStore;
 
 async fn open() -> EmbeddedStore {
     let dir = tempfile::tempdir().expect("temp dir").keep();

@@ -11,8 +11,9 @@ use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::*;
 use guildhall_core::snowflake::IdState;
-use guildhall_store::data::DataService;
-use guildhall_store::{EmbeddedStore, HistoryQuery, IdBounds, Order, Result, Storage, StoreError};
+use guildhall_data::DataService;
+use guildhall_store::{HistoryQuery, IdBounds, Order, Result, Storage, StoreError};
+use guildhall_store_redb::EmbeddedStore;
 use tokio::sync::Semaphore;
 
 struct Instrumented {

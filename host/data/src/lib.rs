@@ -24,7 +24,7 @@ use guildhall_core::model::{Channel, ChannelId, Message, MessageId};
 use guildhall_core::Snowflake;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{history, HistoryQuery, Result, Storage, StoreError};
+use guildhall_store::{history, HistoryQuery, Result, Storage, StoreError};
 
 /// Requests a worker may have queued before callers wait.
 const WORKER_MAILBOX: usize = 4096;

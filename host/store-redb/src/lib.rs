@@ -21,10 +21,9 @@ use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{audit_log_cutoff, IdBounds, Order, Result, Storage, StoreError};
+use guildhall_store::{audit_log_cutoff, token_key, IdBounds, Order, Result, Storage, StoreError};
 
 /// Most writes committed by one transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
@@ -99,11 +98,6 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-pub fn token_key(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl EmbeddedStore {
@@ -634,11 +628,11 @@ impl Storage for EmbeddedStore {
                 let row = row.map_err(unavailable)?;
                 let (_, _, emoji, user) = row.0.value();
                 rows.push((emoji.to_owned(), Snowflake(user)));
-                if rows.len() >= crate::MAX_COUNTED_REACTIONS {
+                if rows.len() >= guildhall_store::MAX_COUNTED_REACTIONS {
                     break;
                 }
             }
-            Ok(crate::count_reactions(rows, viewer))
+            Ok(guildhall_store::count_reactions(rows, viewer))
         })
         .await
     }
