@@ -21,9 +21,23 @@ use crate::model::{
 /// Above this many members a guild is "large": GUILD_CREATE carries no member list.
 pub const LARGE_THRESHOLD: usize = 250;
 
-/// A gateway session, as the runtime numbers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A gateway session: the node it lives on (top 16 bits) and its number there (the rest),
+/// so that an id names its session across a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SessionId(pub u64);
+
+impl SessionId {
+    const NODE_SHIFT: u32 = 48;
+
+    pub fn new(node: u16, number: u64) -> SessionId {
+        assert!(number < 1 << Self::NODE_SHIFT, "session numbers fit in 48 bits");
+        SessionId((u64::from(node) << Self::NODE_SHIFT) | number)
+    }
+    /// The node the session lives on.
+    pub fn node(self) -> u16 {
+        (self.0 >> Self::NODE_SHIFT) as u16
+    }
+}
 
 /// Correlates a command with its reply.
 pub type RequestId = u64;

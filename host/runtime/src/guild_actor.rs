@@ -17,15 +17,15 @@ use crate::ids::Generator;
 use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
-    Audience, Command, Effect, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, Reply, RequestId,
-    SessionId, WriteError,
+    Audience, Command, Effect, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId,
+    WriteError,
 };
 use guildhall_core::model::{audit_action, AuditLogEntry};
 use guildhall_data::DataService;
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
 use guildhall_store::StoreError;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::audit::{self, AuditLog};
 use crate::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
@@ -33,7 +33,8 @@ use crate::config::{GuildConfig, PluginsConfig};
 pub use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
 use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{load_component, Disabled, Judgement, Moderation};
-use crate::session::{Offer, SessionHandle};
+use crate::reply::{Replies, ReplyTo};
+use crate::session::{Offer, SessionHandle, SessionRef, SessionRouter};
 
 /// What every guild actor needs from the process.
 #[derive(Clone)]
@@ -49,6 +50,10 @@ pub struct GuildDeps {
     pub plugins: Option<Arc<PluginEngine>>,
     pub plugin_limits: PluginsConfig,
     pub audit: AuditLog,
+    /// This node's callers waiting for answers (the handles the directory gives out).
+    pub replies: Arc<Replies>,
+    /// How to deliver to a session that connects.
+    pub sessions: Arc<dyn SessionRouter>,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -56,7 +61,11 @@ type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>>
 struct GuildActor {
     state: GuildState,
     sessions: HashMap<SessionId, SessionHandle>,
-    replies: HashMap<RequestId, oneshot::Sender<Result<Reply, GuildError>>>,
+    /// Where each command in progress is answered.
+    reply_to: HashMap<RequestId, ReplyTo>,
+    replies: Arc<Replies>,
+    /// Resolves the sessions that connect to their handles (once, at connect).
+    router: Arc<dyn SessionRouter>,
     next_request: RequestId,
     /// Writes decided but not yet sent to storage, in decision order.
     queued: VecDeque<(RequestId, GuildWrite)>,
@@ -81,11 +90,13 @@ struct GuildActor {
 pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
     let id = state.guild().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
-    let handle = GuildHandle { id, tx: tx.clone() };
+    let handle = GuildHandle { id, tx: tx.clone(), replies: deps.replies.clone() };
     let actor = GuildActor {
         state,
         sessions: HashMap::new(),
-        replies: HashMap::new(),
+        reply_to: HashMap::new(),
+        replies: deps.replies,
+        router: deps.sessions,
         next_request: 1,
         queued: VecDeque::new(),
         data: deps.data,
@@ -262,25 +273,28 @@ impl GuildActor {
                 self.reload_plugins().await;
             }
             GuildMsg::Audit(entry) => self.record_audit(entry),
-            GuildMsg::Command { mut command, reply } => {
+            GuildMsg::Command { mut command, reply_to } => {
                 if let Command::CreateMessage { id, .. } = &mut command {
                     match self.ids.next_id() {
                         Ok(next) => *id = next,
                         Err(e) => {
-                            let _ = reply.send(Err(GuildError::Storage(format!("cannot generate ids: {e}"))));
-                            return;
+                            let result = Err(GuildError::Storage(format!("cannot generate ids: {e}")));
+                            return self.replies.deliver(reply_to, result);
                         }
                     }
                 }
                 let request = self.next_request;
                 self.next_request += 1;
-                self.replies.insert(request, reply);
+                self.reply_to.insert(request, reply_to);
                 let fx = self.state.handle(Input::Command { request, command });
                 self.run_effects(fx);
             }
             GuildMsg::Connect { session, status } => {
-                let (id, user, intents) = (session.id, session.user, session.intents);
-                self.sessions.insert(id, session);
+                let SessionRef { id, user, intents } = session;
+                let Some(handle) = self.router.route(id) else {
+                    return; // gone before it got here
+                };
+                self.sessions.insert(id, handle);
                 let fx = self.state.handle(Input::SessionConnect { session: id, user, intents, status });
                 if !self.state.has_session(id) {
                     self.sessions.remove(&id); // not a member (any more)
@@ -312,8 +326,8 @@ impl GuildActor {
                     }
                 }
                 Effect::Reply { request, result } => {
-                    if let Some(reply) = self.replies.remove(&request) {
-                        let _ = reply.send(result); // the caller may have given up; fine
+                    if let Some(to) = self.reply_to.remove(&request) {
+                        self.replies.deliver(to, result); // the caller may have given up; fine
                     }
                 }
                 Effect::Dispatch { audience, event } => {
@@ -365,8 +379,10 @@ impl GuildActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{SessionHandle, SessionMsg, SessionShared};
+    use crate::registry::SessionRegistry;
+    use crate::session::{SessionMsg, SessionShared};
     use guildhall_core::gateway::intents;
+    use guildhall_core::guild::Reply;
     use guildhall_core::model::{Channel, Guild, Member, User, UserId};
     use guildhall_core::Snowflake;
     use guildhall_store_redb::EmbeddedStore;
@@ -377,7 +393,8 @@ mod tests {
         User::new(Snowflake(id), format!("u{id}"), false)
     }
 
-    async fn guild_with(members: &[u64]) -> (GuildHandle, Arc<Metrics>, std::path::PathBuf) {
+    async fn guild_with(members: &[u64]) -> (GuildHandle, Arc<Metrics>, std::path::PathBuf, Arc<SessionRegistry>) {
+        let sessions = Arc::new(SessionRegistry::default());
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, Relaxed);
         let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}-{n}", std::process::id()));
@@ -397,14 +414,23 @@ mod tests {
             plugins: None,
             plugin_limits: Default::default(),
             audit,
+            replies: Replies::new(0),
+            sessions: sessions.clone(),
         };
-        (spawn_guild(state, deps), metrics, dir)
+        (spawn_guild(state, deps), metrics, dir, sessions)
     }
 
     fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
         let (tx, rx) = mpsc::channel(queue);
         let shared = Arc::new(SessionShared::default());
         (SessionHandle { id: SessionId(id), user, intents: intents::GUILD_MESSAGES | intents::GUILDS, tx, shared }, rx)
+    }
+
+    /// Registers the session where the guild's router finds it, then connects it by address.
+    async fn connect(guild: &GuildHandle, sessions: &SessionRegistry, session: SessionHandle) {
+        let address = session.address();
+        sessions.insert(format!("key-{}", address.id.0), session);
+        guild.send(GuildMsg::Connect { session: address, status: "online".into() }).await;
     }
 
     fn create(author: u64, content: String) -> Command {
@@ -424,12 +450,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_session_is_dropped_and_nobody_else_waits() {
-        let (guild, metrics, dir) = guild_with(&[1, 2]).await;
+        let (guild, metrics, dir, sessions) = guild_with(&[1, 2]).await;
         let (fast, mut fast_rx) = session(1, Snowflake(1), 64);
         let (slow, mut slow_rx) = session(2, Snowflake(2), 4);
         let slow_shared = slow.shared.clone();
-        guild.send(GuildMsg::Connect { session: fast, status: "online".into() }).await;
-        guild.send(GuildMsg::Connect { session: slow, status: "online".into() }).await;
+        connect(&guild, &sessions, fast).await;
+        connect(&guild, &sessions, slow).await;
         for i in 0..20 {
             let reply = guild.call(create(1, format!("m{i}")), Duration::from_secs(5)).await;
             assert!(matches!(reply, Ok(Reply::Message(_))), "the guild keeps answering: {reply:?}");
@@ -458,9 +484,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_creates_fan_out_in_id_order() {
-        let (guild, _, dir) = guild_with(&[1]).await;
+        let (guild, _, dir, sessions) = guild_with(&[1]).await;
         let (s, mut rx) = session(1, Snowflake(1), 1024);
-        guild.send(GuildMsg::Connect { session: s, status: "online".into() }).await;
+        connect(&guild, &sessions, s).await;
         let calls: Vec<_> = (0..100)
             .map(|i| {
                 let g = guild.clone();

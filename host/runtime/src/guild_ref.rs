@@ -1,17 +1,21 @@
 //! The address of a guild actor and what its mailbox carries.
 //!
 //! Whoever talks to a guild (REST, sessions, bots, the directory) holds a [`GuildHandle`]
-//! and sends [`GuildMsg`]s; the actor itself ([`guild_actor`](crate::guild_actor)) is
+//! and sends [`GuildMsg`]s, plain data (answers go to a [`ReplyTo`], sessions are
+//! [`SessionRef`]s); the actor itself ([`guild_actor`](crate::guild_actor)) is
 //! known only to the directory that starts it.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
 use guildhall_core::model::{AuditLogEntry, GuildId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::moderation::Disabled;
-use crate::session::SessionHandle;
+use crate::reply::{Replies, ReplyTo};
+use crate::session::SessionRef;
 
 pub enum GuildMsg {
     /// The guild's plugins changed (installed, updated, removed): reload them.
@@ -20,12 +24,13 @@ pub enum GuildMsg {
     PluginDisabled(Disabled),
     /// Record this in the audit log and send it to the owner (from the REST handlers).
     Audit(AuditLogEntry),
+    /// A command; its answer goes to `reply_to`.
     Command {
         command: Command,
-        reply: oneshot::Sender<Result<Reply, GuildError>>,
+        reply_to: ReplyTo,
     },
     Connect {
-        session: SessionHandle,
+        session: SessionRef,
         status: String,
     },
     Disconnect {
@@ -52,22 +57,24 @@ pub enum CallError {
 pub struct GuildHandle {
     pub id: GuildId,
     pub(crate) tx: mpsc::Sender<GuildMsg>,
+    /// Where this node's callers wait for their answers.
+    pub(crate) replies: Arc<Replies>,
 }
 
 impl GuildHandle {
     /// Sends a command and waits for its reply, both bounded by `timeout`.
     pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
-        let (reply, rx) = oneshot::channel();
+        let (reply_to, mut waiter) = self.replies.expect();
         let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.tx.send(GuildMsg::Command { command, reply })).await {
+        match tokio::time::timeout_at(deadline, self.tx.send(GuildMsg::Command { command, reply_to })).await {
             Err(_) => return Err(CallError::Busy),
             Ok(Err(_)) => return Err(CallError::Stopped),
             Ok(Ok(())) => {}
         }
-        match tokio::time::timeout_at(deadline, rx).await {
+        match tokio::time::timeout_at(deadline, waiter.answer()).await {
             Err(_) => Err(CallError::Busy),
-            Ok(Err(_)) => Err(CallError::Stopped),
-            Ok(Ok(result)) => Ok(result?),
+            Ok(None) => Err(CallError::Stopped),
+            Ok(Some(result)) => Ok(result?),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod metrics;
 pub mod moderation;
 pub mod registry;
+pub mod reply;
 pub mod session;
 
 pub use ids::Generator;

@@ -1,4 +1,5 @@
-//! Live sessions by session id (for RESUME) and by user (for DMs and guild joins).
+//! Live sessions by resume key (for RESUME), by id (the local [`SessionRouter`]) and by
+//! user (for DMs and guild joins).
 //! A lookup table, not an actor: entries are added when a session becomes ready and
 //! removed when it terminates.
 
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::UserId;
 
-use crate::session::SessionHandle;
+use crate::session::{SessionHandle, SessionRouter};
 
 #[derive(Default)]
 pub struct SessionRegistry {
@@ -17,6 +18,7 @@ pub struct SessionRegistry {
 
 #[derive(Default)]
 struct Inner {
+    by_id: HashMap<SessionId, SessionHandle>,
     by_key: HashMap<String, SessionHandle>,
     by_user: HashMap<UserId, Vec<SessionHandle>>,
 }
@@ -25,11 +27,13 @@ impl SessionRegistry {
     pub fn insert(&self, key: String, handle: SessionHandle) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.by_user.entry(handle.user).or_default().push(handle.clone());
+        inner.by_id.insert(handle.id, handle.clone());
         inner.by_key.insert(key, handle);
     }
 
     pub fn remove(&self, key: &str, id: SessionId) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.by_id.remove(&id);
         if let Some(h) = inner.by_key.remove(key) {
             if let Some(list) = inner.by_user.get_mut(&h.user) {
                 list.retain(|s| s.id != id);
@@ -54,5 +58,11 @@ impl SessionRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl SessionRouter for SessionRegistry {
+    fn route(&self, session: SessionId) -> Option<SessionHandle> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.get(&session).cloned()
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 /// What a session actor's mailbox carries. Dispatches are the bulk; the mailbox is the
@@ -44,6 +45,21 @@ impl SessionShared {
     }
 }
 
+/// A session as actors address it: plain data, valid on any node. How to deliver to it
+/// is the [`SessionRouter`]'s business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub id: SessionId,
+    pub user: UserId,
+    pub intents: u64,
+}
+
+/// Finds how to deliver to a session. In one process that is its handle; a cluster adds
+/// routes to other nodes (grouped per node for fan-out).
+pub trait SessionRouter: Send + Sync {
+    fn route(&self, session: SessionId) -> Option<SessionHandle>;
+}
+
 /// How others reach a session actor.
 #[derive(Clone)]
 pub struct SessionHandle {
@@ -65,6 +81,10 @@ pub enum Offer {
 }
 
 impl SessionHandle {
+    pub fn address(&self) -> SessionRef {
+        SessionRef { id: self.id, user: self.user, intents: self.intents }
+    }
+
     /// Never waits: a full queue means the session cannot keep up, and it is dropped
     /// rather than allowed to stall whoever is fanning out.
     pub fn offer(&self, prefix: &DispatchPrefix) -> Offer {

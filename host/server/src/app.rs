@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use guildhall_core::guild::SessionId;
 use guildhall_core::model::UserId;
 use guildhall_core::snowflake::NextIdError;
 use guildhall_core::Snowflake;
 use guildhall_data::DataService;
 use guildhall_plugins::PluginEngine;
+use guildhall_runtime::reply::{NodeId, Replies};
 use guildhall_runtime::Generator;
 use guildhall_scylla::{ScyllaConfig, ScyllaStore};
 use guildhall_store::Storage;
@@ -38,7 +40,9 @@ pub struct App {
     /// Makes audit log entries (the guild actors store them).
     pub audit: AuditLog,
     pub directory: Arc<dyn Directory>,
-    pub sessions: SessionRegistry,
+    pub sessions: Arc<SessionRegistry>,
+    /// This node's number in the cluster: its snowflake (datacenter, worker) pair.
+    pub node: NodeId,
     pub metrics: Arc<Metrics>,
     next_session: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -53,6 +57,8 @@ impl App {
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let data = DataService::new(store.clone(), workers, config.data.coalescing);
         let audit = AuditLog::spawn(store.clone(), ids.clone(), metrics.clone());
+        let node = NodeId::from(config.ids.datacenter) << 5 | NodeId::from(config.ids.worker);
+        let sessions = Arc::new(SessionRegistry::default());
         let deps = GuildDeps {
             data: data.clone(),
             metrics: metrics.clone(),
@@ -61,6 +67,8 @@ impl App {
             plugins: Some(plugins.clone()),
             plugin_limits: config.plugins.clone(),
             audit: audit.clone(),
+            replies: Replies::new(node),
+            sessions: sessions.clone(),
         };
         let directory = Arc::new(LocalDirectory::new(deps));
         Arc::new(App {
@@ -71,7 +79,8 @@ impl App {
             plugins,
             data,
             directory,
-            sessions: SessionRegistry::default(),
+            sessions,
+            node,
             metrics,
             next_session: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
@@ -83,8 +92,8 @@ impl App {
         self.ids.next_id()
     }
 
-    pub fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Relaxed)
+    pub fn next_session_id(&self) -> SessionId {
+        SessionId::new(self.node, self.next_session.fetch_add(1, Relaxed))
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

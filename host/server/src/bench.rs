@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, Notify};
 
 use guildhall_runtime::config::GuildConfig;
 use guildhall_runtime::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
+use guildhall_runtime::registry::SessionRegistry;
+use guildhall_runtime::reply::Replies;
 use guildhall_runtime::session::{SessionHandle, SessionMsg};
 use guildhall_runtime::Metrics;
 
@@ -130,6 +132,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let state = GuildState::new(guild, vec![channel.clone()], members);
     let metrics = Arc::new(Metrics::default());
     let ids = Arc::new(Generator::new(0, 2));
+    let registry = Arc::new(SessionRegistry::default());
     let deps = GuildDeps {
         data: guildhall_data::DataService::new(store.clone(), 1, true),
         metrics: metrics.clone(),
@@ -138,6 +141,8 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         plugins: None,
         plugin_limits: Default::default(),
         audit: guildhall_runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
+        replies: Replies::new(0),
+        sessions: registry.clone(),
     };
     let handle = spawn_guild(state, deps);
 
@@ -178,7 +183,9 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
                 all_done.notify_one();
             }
         });
-        handle.send(GuildMsg::Connect { session, status: "online".into() }).await;
+        let address = session.address();
+        registry.insert(format!("bench-{i}"), session);
+        handle.send(GuildMsg::Connect { session: address, status: "online".into() }).await;
     }
     tokio::time::timeout(Duration::from_secs(300), all_ready.notified())
         .await

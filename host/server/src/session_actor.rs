@@ -100,7 +100,7 @@ struct SessionActor {
 /// Runs a session for a freshly upgraded connection until it ends or is handed off.
 pub async fn run_session(app: Arc<App>, conn: Conn) {
     let (tx, mailbox) = mpsc::channel(app.config.gateway.session_queue);
-    let id = SessionId(app.next_session_id());
+    let id = app.next_session_id();
     let mut actor = SessionActor {
         state: Session::new(app.config.session_config()),
         shutdown: app.shutdown_signal(),
@@ -369,7 +369,7 @@ impl SessionActor {
         }
         match self.app.directory.locate(guild).await {
             Ok(handle) => {
-                let msg = GuildMsg::Connect { session: self.handle(user), status: self.status.clone() };
+                let msg = GuildMsg::Connect { session: self.handle(user).address(), status: self.status.clone() };
                 if handle.send(msg).await {
                     self.guilds.push(handle);
                 }
