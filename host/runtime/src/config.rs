@@ -12,11 +12,14 @@ pub struct GuildConfig {
     pub max_pending_writes: usize,
     /// Writes one storage batch carries.
     pub max_write_batch: usize,
+    /// A guild actor with no session, no bot and nothing in progress for this long stops
+    /// (its state is in storage; the next message starts it again). 0 keeps every actor.
+    pub idle_evict_ms: u64,
 }
 
 impl Default for GuildConfig {
     fn default() -> Self {
-        GuildConfig { mailbox: 4096, max_pending_writes: 8192, max_write_batch: 256 }
+        GuildConfig { mailbox: 4096, max_pending_writes: 8192, max_write_batch: 256, idle_evict_ms: 600_000 }
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::ids::Generator;
@@ -26,10 +26,12 @@ use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
 use guildhall_store::StoreError;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::audit::{self, AuditLog};
 use crate::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
 use crate::config::{GuildConfig, PluginsConfig};
+use crate::guild_ref::Locate;
 pub use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
 use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{load_component, Disabled, Judgement, Moderation};
@@ -54,6 +56,8 @@ pub struct GuildDeps {
     pub replies: Arc<Replies>,
     /// How to deliver to a session that connects.
     pub sessions: Arc<dyn SessionRouter>,
+    /// Where handles find the guild's current actor after this one stopped (the directory).
+    pub locator: Option<Weak<dyn Locate>>,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -85,12 +89,16 @@ struct GuildActor {
     bots: Vec<BotRunner>,
     /// This actor's own address, for the bots it starts (they act through it).
     handle: GuildHandle,
+    /// Evicted: the mailbox is closed and what was in it is being handled.
+    stopping: bool,
 }
 
-pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
+/// Starts a guild's actor. The task ends when the actor stopped (evicted when idle) and
+/// every write it accepted is stored and answered.
+pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> (GuildHandle, JoinHandle<()>) {
     let id = state.guild().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
-    let handle = GuildHandle { id, tx: tx.clone(), replies: deps.replies.clone() };
+    let handle = GuildHandle { id, tx: tx.clone(), replies: deps.replies.clone(), locator: deps.locator.clone() };
     let actor = GuildActor {
         state,
         sessions: HashMap::new(),
@@ -111,19 +119,27 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> GuildHandle {
         plugin_channels: Arc::new(Vec::new()),
         bots: Vec::new(),
         handle: handle.clone(),
+        stopping: false,
     };
     actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
-    tokio::spawn(actor.run(rx));
-    handle
+    let task = tokio::spawn(actor.run(rx));
+    (handle, task)
 }
 
 impl GuildActor {
     async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>) {
         self.reload_plugins().await;
         let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
+        let idle_limit = Duration::from_millis(self.config.idle_evict_ms);
+        let period = if idle_limit.is_zero() { Duration::from_secs(60) } else { idle_limit / 4 };
+        let mut housekeeping = tokio::time::interval(period.clamp(Duration::from_millis(10), Duration::from_secs(60)));
+        let mut last_active = std::time::Instant::now();
+        let mut mailbox_open = true;
         loop {
             self.moderate_pending().await;
+            if !mailbox_open && inflight.is_none() && self.queued.is_empty() && self.to_moderate.is_empty() {
+                break; // stopped, and everything it accepted is stored and answered
+            }
             if inflight.is_none() && !self.queued.is_empty() {
                 inflight = Some(self.start_batch());
             }
@@ -140,18 +156,39 @@ impl GuildActor {
                         self.run_effects(fx);
                     }
                 }
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.on_msg(msg).await,
-                    None => break,
+                msg = rx.recv(), if mailbox_open => match msg {
+                    Some(msg) => {
+                        last_active = std::time::Instant::now();
+                        self.on_msg(msg).await;
+                    }
+                    None => mailbox_open = false,
                 },
                 _ = housekeeping.tick() => {
                     if let Some(m) = &mut self.moderation {
                         m.hibernate_idle(std::time::Instant::now());
                     }
+                    let idle = !idle_limit.is_zero() && last_active.elapsed() >= idle_limit;
+                    if mailbox_open && idle && inflight.is_none() && self.is_idle() {
+                        // New sends fail from here on, and their handles go to the directory
+                        // for a fresh actor; what is already in the mailbox is still handled.
+                        rx.close();
+                        self.stopping = true;
+                        M::inc(&self.metrics.guilds_evicted);
+                    }
                 }
             }
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
+    }
+
+    /// Nothing depends on this actor staying up: no session, no bot (their timers fire only
+    /// while it runs), nothing waiting for storage or moderators, no caller waiting.
+    fn is_idle(&self) -> bool {
+        self.sessions.is_empty()
+            && self.bots.is_empty()
+            && self.queued.is_empty()
+            && self.to_moderate.is_empty()
+            && self.reply_to.is_empty()
     }
 
     async fn reload_plugins(&mut self) {
@@ -267,10 +304,21 @@ impl GuildActor {
 
     async fn on_msg(&mut self, msg: GuildMsg) {
         match msg {
+            // A stopping actor starts no plugins: its next incarnation loads them.
+            GuildMsg::PluginsChanged if self.stopping => {}
             GuildMsg::PluginsChanged => self.reload_plugins().await,
             GuildMsg::PluginDisabled(notice) => {
                 self.audit_plugin_disabled(notice);
-                self.reload_plugins().await;
+                if !self.stopping {
+                    self.reload_plugins().await;
+                }
+            }
+            GuildMsg::Connect { session, status } if self.stopping => {
+                // The session must live on in the next incarnation: sent from a task, the
+                // handle finds the mailbox closed and asks the directory, which starts the
+                // next actor once this one has finished.
+                let handle = self.handle.clone();
+                tokio::spawn(async move { handle.send(GuildMsg::Connect { session, status }).await });
             }
             GuildMsg::Audit(entry) => self.record_audit(entry),
             GuildMsg::Command { mut command, reply_to } => {
@@ -416,8 +464,9 @@ mod tests {
             audit,
             replies: Replies::new(0),
             sessions: sessions.clone(),
+            locator: None,
         };
-        (spawn_guild(state, deps), metrics, dir, sessions)
+        (spawn_guild(state, deps).0, metrics, dir, sessions)
     }
 
     fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {

@@ -7,10 +7,13 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
 
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
 use guildhall_core::model::{AuditLogEntry, GuildId};
+use guildhall_store::StoreError;
 use tokio::sync::mpsc;
 
 use crate::moderation::Disabled;
@@ -53,12 +56,30 @@ pub enum CallError {
     Stopped,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error("unknown guild")]
+    UnknownGuild,
+    #[error("{0}")]
+    Storage(#[from] StoreError),
+}
+
+/// Finds (or starts) the actor of a guild: what a [`GuildHandle`] asks when its actor has
+/// stopped (an idle guild is evicted; the next message starts it again from storage).
+#[async_trait]
+pub trait Locate: Send + Sync {
+    async fn locate(&self, guild: GuildId) -> Result<GuildHandle, LocateError>;
+}
+
 #[derive(Clone)]
 pub struct GuildHandle {
     pub id: GuildId,
     pub(crate) tx: mpsc::Sender<GuildMsg>,
     /// Where this node's callers wait for their answers.
     pub(crate) replies: Arc<Replies>,
+    /// Who to ask for the guild's current actor if this one stopped (weak: the directory
+    /// holds the handles).
+    pub(crate) locator: Option<Weak<dyn Locate>>,
 }
 
 impl GuildHandle {
@@ -66,10 +87,11 @@ impl GuildHandle {
     pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (reply_to, mut waiter) = self.replies.expect();
         let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.tx.send(GuildMsg::Command { command, reply_to })).await {
+        let msg = GuildMsg::Command { command, reply_to };
+        match tokio::time::timeout_at(deadline, self.send_or_relocate(msg)).await {
             Err(_) => return Err(CallError::Busy),
-            Ok(Err(_)) => return Err(CallError::Stopped),
-            Ok(Ok(())) => {}
+            Ok(false) => return Err(CallError::Stopped),
+            Ok(true) => {}
         }
         match tokio::time::timeout_at(deadline, waiter.answer()).await {
             Err(_) => Err(CallError::Busy),
@@ -80,15 +102,33 @@ impl GuildHandle {
 
     /// Session events: waits for room in the mailbox (sessions are not latency-critical here).
     pub async fn send(&self, msg: GuildMsg) -> bool {
-        self.tx.send(msg).await.is_ok()
+        self.send_or_relocate(msg).await
+    }
+
+    /// Delivers to this actor or, if it stopped (evicted when idle: its mailbox is closed,
+    /// so the message was not taken), to the guild's current one. False if there is none.
+    async fn send_or_relocate(&self, msg: GuildMsg) -> bool {
+        let msg = match self.tx.send(msg).await {
+            Ok(()) => return true,
+            Err(mpsc::error::SendError(msg)) => msg,
+        };
+        let Some(locator) = self.locator.as_ref().and_then(Weak::upgrade) else { return false };
+        match locator.locate(self.id).await {
+            Ok(current) => current.tx.send(msg).await.is_ok(),
+            Err(e) => {
+                tracing::warn!(guild = %self.id, error = %e, "guild actor stopped and could not be started again");
+                false
+            }
+        }
     }
 
     /// Tells the guild a session is gone, without waiting: if the mailbox is full the
     /// notice is delivered by a task rather than dropped (a stale entry would linger).
     pub fn disconnect(&self, session: SessionId) {
         if self.tx.try_send(GuildMsg::Disconnect { session }).is_err() {
-            let tx = self.tx.clone();
-            tokio::spawn(async move { tx.send(GuildMsg::Disconnect { session }).await });
+            // Full, or this actor stopped (the session may have been passed on to the next).
+            let handle = self.clone();
+            tokio::spawn(async move { handle.send(GuildMsg::Disconnect { session }).await });
         }
     }
 

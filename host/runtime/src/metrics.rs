@@ -8,6 +8,8 @@ pub struct Metrics {
     pub sessions_open: AtomicU64,
     pub connections_open: AtomicU64,
     pub guilds_loaded: AtomicU64,
+    /// Guild actors stopped because they were idle.
+    pub guilds_evicted: AtomicU64,
     /// Dispatches serialized (once each, whatever the number of recipients).
     pub dispatches: AtomicU64,
     /// Dispatches handed to a session's queue.
@@ -39,6 +41,7 @@ impl Metrics {
         line("sessions", "gauge", "Gateway sessions alive (connected or resumable).", &self.sessions_open);
         line("connections", "gauge", "Open gateway WebSocket connections.", &self.connections_open);
         line("guilds", "gauge", "Guild actors running.", &self.guilds_loaded);
+        line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &self.guilds_evicted);
         line("dispatches_total", "counter", "Dispatches serialized.", &self.dispatches);
         line("deliveries_total", "counter", "Dispatches queued to sessions.", &self.deliveries);
         line("drops_total", "counter", "Sessions dropped as too slow.", &self.slow_consumer_drops);

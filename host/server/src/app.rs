@@ -69,8 +69,9 @@ impl App {
             audit: audit.clone(),
             replies: Replies::new(node),
             sessions: sessions.clone(),
+            locator: None, // the directory gives its own
         };
-        let directory = Arc::new(LocalDirectory::new(deps));
+        let directory = LocalDirectory::new(deps);
         Arc::new(App {
             ids,
             audit,

@@ -143,8 +143,9 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         audit: guildhall_runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
         replies: Replies::new(0),
         sessions: registry.clone(),
+        locator: None,
     };
-    let handle = spawn_guild(state, deps);
+    let (handle, _task) = spawn_guild(state, deps);
 
     // Each session is a task that does what a session actor does per dispatch: take it
     // from the queue and splice in its sequence number (no socket).
