@@ -349,6 +349,10 @@ impl GuildState {
     pub fn has_session(&self, session: SessionId) -> bool {
         self.sessions.contains_key(&session)
     }
+    /// The status a connected session set (online, idle, dnd, invisible).
+    pub fn session_status(&self, session: SessionId) -> Option<&str> {
+        self.sessions.get(&session).map(|s| s.status.as_str())
+    }
     pub fn online_sessions(&self) -> usize {
         self.sessions.len()
     }

@@ -219,4 +219,44 @@ mod tests {
         until("the guild is evicted once nobody is connected", || f.metrics.guilds_evicted.load(Relaxed) == 1).await;
         let _ = std::fs::remove_dir_all(&f.dir);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handed_off_guild_restarts_from_storage_with_its_sessions() {
+        let f = fixture(0).await; // no eviction: only the hand-off stops it
+        let handle = Directory::locate(f.directory.as_ref(), GUILD).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let session = SessionHandle {
+            id: guildhall_core::guild::SessionId::new(0, 7),
+            user: OWNER,
+            intents: guildhall_core::gateway::intents::GUILDS | guildhall_core::gateway::intents::GUILD_MESSAGES,
+            tx,
+            shared: Arc::new(SessionShared::default()),
+        };
+        let address = session.address();
+        f.sessions.insert("key".into(), session);
+        assert!(handle.send(GuildMsg::Connect { session: address, status: "online".into() }).await);
+        let name = |msg: Option<crate::session::SessionMsg>| match msg {
+            Some(crate::session::SessionMsg::Dispatch(d)) => {
+                let v: serde_json::Value = serde_json::from_slice(&d.with_seq(1)).unwrap();
+                v["t"].as_str().unwrap_or_default().to_owned()
+            }
+            _ => "other".into(),
+        };
+        assert_eq!(name(rx.recv().await), "GUILD_CREATE");
+        let reply = handle.call(post("before".into()), Duration::from_secs(5)).await;
+        assert!(matches!(reply, Ok(Reply::Message(_))));
+        assert_eq!(name(rx.recv().await), "MESSAGE_CREATE");
+
+        assert!(handle.send(GuildMsg::HandOff).await);
+        // The next incarnation takes the session over: a fresh GUILD_CREATE, then messages.
+        assert_eq!(name(rx.recv().await), "GUILD_CREATE");
+        assert_eq!(f.metrics.guilds_loaded.load(Relaxed), 1, "one actor for the guild");
+        let reply = handle.call(post("after".into()), Duration::from_secs(5)).await;
+        assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
+        assert_eq!(name(rx.recv().await), "MESSAGE_CREATE");
+        let channel = Channel::text(GENERAL, GUILD, "general");
+        let history = f.data.history(&channel, HistoryQuery::Latest, 50).await.unwrap();
+        assert_eq!(history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["after", "before"]);
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
 }

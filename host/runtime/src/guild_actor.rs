@@ -157,6 +157,10 @@ impl GuildActor {
                     }
                 }
                 msg = rx.recv(), if mailbox_open => match msg {
+                    Some(GuildMsg::HandOff) => {
+                        rx.close();
+                        self.stopping = true;
+                    }
                     Some(msg) => {
                         last_active = std::time::Instant::now();
                         self.on_msg(msg).await;
@@ -177,6 +181,14 @@ impl GuildActor {
                     }
                 }
             }
+        }
+        // Handed off with sessions connected: they live on in the next incarnation. From
+        // tasks: the handle finds this mailbox closed and asks the directory, which starts
+        // the next actor once this task has ended.
+        for (id, session) in self.sessions.drain() {
+            let status = self.state.session_status(id).unwrap_or("online").to_owned();
+            let (handle, address) = (self.handle.clone(), session.address());
+            tokio::spawn(async move { handle.send(GuildMsg::Connect { session: address, status }).await });
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
     }
@@ -354,6 +366,7 @@ impl GuildActor {
                 let fx = self.state.handle(Input::SessionDisconnect { session });
                 self.run_effects(fx);
             }
+            GuildMsg::HandOff => debug_assert!(false, "the run loop takes hand-offs"),
             GuildMsg::Presence { session, status } => {
                 let fx = self.state.handle(Input::PresenceUpdate { session, status });
                 self.run_effects(fx);

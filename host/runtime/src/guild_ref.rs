@@ -39,6 +39,10 @@ pub enum GuildMsg {
     Disconnect {
         session: SessionId,
     },
+    /// Stop and hand off: handle what is already in the mailbox, store and answer all of
+    /// it, then end; the sessions still connected are passed on to the next incarnation
+    /// (started from storage, here or, in a cluster, on the guild's new owner).
+    HandOff,
     Presence {
         session: SessionId,
         status: String,
