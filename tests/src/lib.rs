@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
-use http_body_util::{BodyExt, Full};
+use guildhall_client::ApiClient;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -152,7 +152,8 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A minimal HTTP/1.1 client: one connection per request, JSON in and out.
+/// The tests' HTTP client (guildhall-client underneath): one connection per request, JSON
+/// in and out, panicking on transport errors.
 #[derive(Clone, Copy)]
 pub struct Http {
     pub addr: SocketAddr,
@@ -176,22 +177,10 @@ impl Http {
         content_type: &str,
         body: Vec<u8>,
     ) -> Answer {
-        let stream = TcpStream::connect(self.addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
-        tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("/api/v10{path}"))
-            .header("host", self.addr.to_string())
-            .header("content-type", content_type);
-        if let Some(t) = token {
-            req = req.header("authorization", t);
-        }
-        let resp =
-            sender.send_request(req.body(Full::new(Bytes::from(body))).expect("request")).await.expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");
+        let answer = client.request(method, path, token, content_type, Bytes::from(body)).await.expect("response");
+        let body = answer.json().expect("JSON body");
+        let status = answer.status;
         Answer { status, body }
     }
 

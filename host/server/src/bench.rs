@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use guildhall_client::{ApiClient, Method};
 use guildhall_core::gateway::intents;
 use guildhall_core::guild::{Command, GuildState, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
 use guildhall_runtime::Generator;
 use guildhall_store_redb::EmbeddedStore;
-use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
@@ -239,21 +238,12 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     }))
 }
 
-/// A keep-alive HTTP/1.1 connection to the server under test.
-struct Client {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    host: String,
-}
+/// A keep-alive connection to the server under test, answering `(status, JSON)`.
+struct Client(ApiClient);
 
 impl Client {
     async fn connect(addr: std::net::SocketAddr) -> Result<Client, String> {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok(Client { sender, host: addr.to_string() })
+        ApiClient::connect(&addr.to_string()).await.map(Client).map_err(|e| e.to_string())
     }
 
     async fn call(
@@ -263,20 +253,9 @@ impl Client {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
-        let mut req =
-            hyper::Request::builder().method(method).uri(format!("/api/v10{path}")).header("host", &self.host);
-        if let Some(t) = token {
-            req = req.header("authorization", t);
-        }
-        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
-        let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let value =
-            if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).map_err(|e| e.to_string())? };
-        Ok((status, value))
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let (status, value) = self.0.json(method, path, token, body.as_ref()).await.map_err(|e| e.to_string())?;
+        Ok((status.as_u16(), value))
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use guildhall_client::{ApiClient, Method};
 
 #[derive(clap::Subcommand)]
 pub enum PluginCmd {
@@ -170,20 +170,13 @@ async fn install(guild: &str, file: &Path, name: Option<String>, url: &str, toke
     let name =
         name.unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_default());
     let authority = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?.trim_end_matches('/');
-    let stream =
-        tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("connecting to {authority}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = hyper::Request::post(format!("/api/v10/guilds/{guild}/plugins?name={name}"))
-        .header("host", authority)
-        .header("authorization", token)
-        .header("content-type", "application/wasm")
-        .body(Full::new(Bytes::from(bytes)))
+    let mut client = ApiClient::connect(authority).await.map_err(|e| e.to_string())?;
+    let path = format!("/guilds/{guild}/plugins?name={name}");
+    let answer = client
+        .request(Method::POST, &path, Some(token), "application/wasm", Bytes::from(bytes))
+        .await
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let (status, body) = (answer.status, answer.body);
     println!("{}", String::from_utf8_lossy(&body));
     if status.is_success() {
         Ok(())
