@@ -19,13 +19,13 @@ use guildhall_core::Snowflake;
 use guildhall_data::DataService;
 use guildhall_plugins::{
     BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel,
-    GuildEvent as BotEvent, GuildView, HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
+    GuildEvent as BotEvent, HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
 };
 use guildhall_store::HistoryQuery;
 use tokio::sync::mpsc;
 
 use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
-use crate::moderation::{Disabled, FAULT_WINDOW, IDLE_AFTER, MAX_FAULTS};
+use crate::plugin_support::{disable, guild_view, Faults, IDLE_AFTER};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
@@ -131,7 +131,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
         kv_usage: tokio::sync::Mutex::new(None),
     });
     let mut instance: Option<BotInstance> = None;
-    let mut faults: VecDeque<Instant> = VecDeque::new();
+    let mut faults = Faults::default();
     let mut last_used = Instant::now();
     let mut idle = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -168,19 +168,9 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
             }
             tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, error = %e, "bot fault");
             instance = None;
-            let now = Instant::now();
-            faults.push_back(now);
-            while faults.front().is_some_and(|t| now.duration_since(*t) > FAULT_WINDOW) {
-                faults.pop_front();
-            }
-            if faults.len() >= MAX_FAULTS {
-                let mut record = spec.record.clone();
-                record.enabled = false;
-                if let Err(err) = spec.data.store().put_plugin(record.clone()).await {
-                    tracing::error!(plugin = %record.name, error = %err, "could not persist the disabling of a plugin");
-                }
-                let reason = format!("disabled after {MAX_FAULTS} faults in {} s; last: {e}", FAULT_WINDOW.as_secs());
-                spec.guild.send(GuildMsg::PluginDisabled(Disabled { record, reason })).await;
+            if faults.record(Instant::now()) {
+                let disabled = disable(&**spec.data.store(), spec.record.clone(), e).await;
+                spec.guild.send(GuildMsg::PluginDisabled(disabled)).await;
                 return;
             }
         }
@@ -194,20 +184,7 @@ async fn deliver(
     event: &BotEvent,
 ) -> Result<(), PluginError> {
     if instance.is_none() {
-        let store = spec.data.store().clone();
-        let guild_id = spec.record.guild_id;
-        let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
-            let store = store.clone();
-            Box::pin(async move {
-                let m = store.member(guild_id, Snowflake(user)).await.ok().flatten()?;
-                Some(guildhall_plugins::Member {
-                    user: guildhall_plugins::User { id: m.user.id.0, username: m.user.username, bot: m.user.bot },
-                    nick: m.nick,
-                    joined_at: m.joined_at,
-                })
-            })
-        });
-        let view = GuildView { guild_id: guild_id.0, channels: spec.channels.clone(), members };
+        let view = guild_view(spec.data.store().clone(), spec.record.guild_id, spec.channels.clone());
         let config = spec.record.config.to_string();
         let host: Arc<dyn BotHost> = host.clone();
         *instance = Some(

@@ -34,7 +34,8 @@ use crate::config::{GuildConfig, PluginsConfig};
 use crate::guild_ref::Locate;
 pub use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
 use crate::metrics::{Metrics, Metrics as M};
-use crate::moderation::{load_component, Disabled, Judgement, Moderation};
+use crate::moderation::{Disabled, Judgement, Moderation};
+use crate::plugin_support::load_component;
 use crate::reply::{Replies, ReplyTo};
 use crate::session::{Offer, SessionHandle, SessionRef, SessionRouter};
 

@@ -16,7 +16,7 @@ use guildhall_core::model::{AuditLogEntry, GuildId};
 use guildhall_store::StoreError;
 use tokio::sync::mpsc;
 
-use crate::moderation::Disabled;
+use crate::plugin_support::Disabled;
 use crate::reply::{Replies, ReplyTo};
 use crate::session::SessionRef;
 

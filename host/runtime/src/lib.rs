@@ -17,6 +17,7 @@ pub mod guild_ref;
 pub mod ids;
 pub mod metrics;
 pub mod moderation;
+pub mod plugin_support;
 pub mod registry;
 pub mod reply;
 pub mod session;

@@ -6,10 +6,9 @@
 //! that instance, and by default the message goes on as if that moderator had allowed it:
 //! the guild fails *open*, because a broken plugin must not silence a whole community. A
 //! guild that prefers the opposite sets `moderation_fail_closed` (PATCH /guilds/{id}). After
-//! [`MAX_FAULTS`] faults within [`FAULT_WINDOW`] the plugin is disabled for the guild,
+//! [`MAX_FAULTS`](crate::plugin_support::MAX_FAULTS) faults within a window the plugin is disabled for the guild,
 //! persistently, with an audit entry to the owner.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,31 +16,23 @@ use guildhall_core::guild::{ModerationCandidate, ModerationVerdict};
 use guildhall_core::model::{audit_action, GuildId, PluginRecord};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{
-    Candidate, Channel as PluginChannel, GuildView, LoadedPlugin, Member as PluginMember, ModeratorInstance,
-    PluginEngine, PluginKind, User as PluginUser, Verdict,
+    Candidate, Channel as PluginChannel, LoadedPlugin, ModeratorInstance, PluginEngine, PluginKind, User as PluginUser,
+    Verdict,
 };
 use guildhall_store::Storage;
 
+pub use crate::plugin_support::Disabled;
+use crate::plugin_support::{disable, guild_view, load_component, Faults, IDLE_AFTER};
+
 /// Time a moderator has to instantiate and accept its configuration.
 pub const INIT_DEADLINE: Duration = Duration::from_millis(50);
-pub const MAX_FAULTS: usize = 3;
-/// A moderator instance unused for this long is dropped (its pool slot and memory go
-/// back); the next message recreates it in microseconds.
-pub const IDLE_AFTER: Duration = Duration::from_secs(300);
-pub const FAULT_WINDOW: Duration = Duration::from_secs(600);
 
 struct Slot {
     record: PluginRecord,
     plugin: LoadedPlugin,
     instance: Option<ModeratorInstance>,
     last_used: Instant,
-    faults: VecDeque<Instant>,
-}
-
-/// A moderator that was switched off after repeated faults.
-pub struct Disabled {
-    pub record: PluginRecord,
-    pub reason: String,
+    faults: Faults,
 }
 
 /// A block or a flag, for the audit log.
@@ -86,7 +77,7 @@ impl Moderation {
         for record in records.iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
             match load_component(&engine, &*store, record).await {
                 Ok(plugin) => {
-                    let (last_used, faults) = (Instant::now(), VecDeque::new());
+                    let (last_used, faults) = (Instant::now(), Faults::default());
                     slots.push(Slot { record: record.clone(), plugin, instance: None, last_used, faults });
                 }
                 Err(e) => tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin"),
@@ -158,20 +149,9 @@ impl Moderation {
                     let slot = &mut self.slots[i];
                     tracing::warn!(guild = %self.guild_id, plugin = %slot.record.name, error = %e, "moderator fault");
                     slot.instance = None; // its memory may be inconsistent
-                    let now = Instant::now();
-                    slot.faults.push_back(now);
-                    while slot.faults.front().is_some_and(|t| now.duration_since(*t) > FAULT_WINDOW) {
-                        slot.faults.pop_front();
-                    }
-                    if slot.faults.len() >= MAX_FAULTS {
-                        let mut record = self.slots.remove(i).record;
-                        record.enabled = false;
-                        if let Err(e) = self.store.put_plugin(record.clone()).await {
-                            tracing::error!(plugin = %record.name, error = %e, "could not persist the disabling of a plugin");
-                        }
-                        let reason =
-                            format!("disabled after {MAX_FAULTS} faults in {} s; last: {e}", FAULT_WINDOW.as_secs());
-                        out.disabled.push(Disabled { record, reason });
+                    if slot.faults.record(Instant::now()) {
+                        let record = self.slots.remove(i).record;
+                        out.disabled.push(disable(&*self.store, record, e).await);
                         if fail_closed {
                             out.verdict = unavailable();
                             return out;
@@ -196,7 +176,7 @@ impl Moderation {
         channels: &Arc<Vec<PluginChannel>>,
     ) -> Result<Verdict, guildhall_plugins::PluginError> {
         if self.slots[i].instance.is_none() {
-            let view = self.view(channels.clone());
+            let view = guild_view(self.store.clone(), self.guild_id, channels.clone());
             let slot = &self.slots[i];
             let config = slot.record.config.to_string();
             let instance =
@@ -208,33 +188,4 @@ impl Moderation {
         let instance = self.slots[i].instance.as_mut().expect("just created");
         instance.moderate(candidate, self.deadline).await
     }
-
-    fn view(&self, channels: Arc<Vec<PluginChannel>>) -> GuildView {
-        let (store, guild) = (self.store.clone(), self.guild_id);
-        let members: guildhall_plugins::MemberLookup = Arc::new(move |user| {
-            let store = store.clone();
-            Box::pin(async move {
-                let member = store.member(guild, guildhall_core::Snowflake(user)).await.ok().flatten()?;
-                Some(PluginMember {
-                    user: PluginUser { id: member.user.id.0, username: member.user.username, bot: member.user.bot },
-                    nick: member.nick,
-                    joined_at: member.joined_at,
-                })
-            })
-        });
-        GuildView { guild_id: self.guild_id.0, channels, members }
-    }
-}
-
-pub(crate) async fn load_component(
-    engine: &PluginEngine,
-    store: &dyn Storage,
-    record: &PluginRecord,
-) -> Result<LoadedPlugin, String> {
-    let bytes = store
-        .component(&record.component_sha256)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("component {} is missing from storage", record.component_sha256))?;
-    engine.load(&bytes).map_err(|e| e.to_string())
 }
