@@ -362,13 +362,16 @@ impl GuildState {
         let with = |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;
         match audience {
             Audience::Guild { intent } => self.sessions.iter().filter(with(*intent)).map(|(id, _)| *id).collect(),
-            Audience::Channel { channel_id, intent } => self
-                .sessions
-                .iter()
-                .filter(with(*intent))
-                .filter(|(_, s)| self.can_view(s.user, *channel_id))
-                .map(|(id, _)| *id)
-                .collect(),
+            Audience::Channel { channel_id, intent } => {
+                // Every member views every channel of the guild (roles come later), and every
+                // online session is a member's (a leaving member's sessions are forgotten), so
+                // the channel is checked once rather than per session.
+                if !self.channels.contains_key(channel_id) {
+                    return Vec::new();
+                }
+                debug_assert!(self.sessions.values().all(|s| self.members.contains_key(&s.user)));
+                self.sessions.iter().filter(with(*intent)).map(|(id, _)| *id).collect()
+            }
             Audience::GuildExceptUser { user, intent } => {
                 self.sessions.iter().filter(with(*intent)).filter(|(_, s)| s.user != *user).map(|(id, _)| *id).collect()
             }
