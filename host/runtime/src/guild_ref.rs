@@ -112,18 +112,26 @@ impl GuildHandle {
     /// Delivers to this actor or, if it stopped (evicted when idle: its mailbox is closed,
     /// so the message was not taken), to the guild's current one. False if there is none.
     async fn send_or_relocate(&self, msg: GuildMsg) -> bool {
-        let msg = match self.tx.send(msg).await {
+        /// Successive incarnations tried (each can only have stopped if it sat idle).
+        const MAX_RELOCATIONS: usize = 3;
+        let mut msg = match self.tx.send(msg).await {
             Ok(()) => return true,
             Err(mpsc::error::SendError(msg)) => msg,
         };
         let Some(locator) = self.locator.as_ref().and_then(Weak::upgrade) else { return false };
-        match locator.locate(self.id).await {
-            Ok(current) => current.tx.send(msg).await.is_ok(),
-            Err(e) => {
-                tracing::warn!(guild = %self.id, error = %e, "guild actor stopped and could not be started again");
-                false
+        for _ in 0..MAX_RELOCATIONS {
+            match locator.locate(self.id).await {
+                Ok(current) => match current.tx.send(msg).await {
+                    Ok(()) => return true,
+                    Err(mpsc::error::SendError(back)) => msg = back,
+                },
+                Err(e) => {
+                    tracing::warn!(guild = %self.id, error = %e, "guild actor stopped and could not be started again");
+                    return false;
+                }
             }
         }
+        false
     }
 
     /// Tells the guild a session is gone, without waiting: if the mailbox is full the
