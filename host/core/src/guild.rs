@@ -42,7 +42,8 @@ impl SessionId {
 /// Correlates a command with its reply.
 pub type RequestId = u64;
 
-#[derive(Debug, Clone)]
+/// Plain data (serde): a command can be sent to a guild on another node.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// `id` is the new message's id; the runtime takes it at the moment the guild handles
     /// the command, so that id order and fan-out order agree.
@@ -205,7 +206,7 @@ pub enum WriteError {
     Unavailable(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum GuildError {
     #[error("Missing Access")]
     NotMember,
@@ -228,7 +229,7 @@ pub enum GuildError {
     Blocked(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Message(Message),
     Channel(Channel),

@@ -1,9 +1,10 @@
-//! Guildhall's pure core: ids, the data model, the gateway vocabulary, and the guild and
+//! Guildhall's pure core: ids, the data model, the gateway vocabulary, and the guild, DM and
 //! session state machines. Nothing here does IO or needs an async runtime: every actor is
 //! `handle(input) -> effects`, driven by the runtime in the `guildhall-runtime` crate. Time is
 //! an input too ([`clock`]).
 
 pub mod clock;
+pub mod dm;
 pub mod event;
 pub mod gateway;
 pub mod guild;

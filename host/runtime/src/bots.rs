@@ -24,7 +24,7 @@ use guildhall_plugins::{
 use guildhall_store::HistoryQuery;
 use tokio::sync::mpsc;
 
-use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
+use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::plugin_support::{disable, guild_view, Faults, IDLE_AFTER};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
@@ -60,7 +60,7 @@ pub struct BotSpec {
     pub plugin: LoadedPlugin,
     pub record: PluginRecord,
     pub bot_user: User,
-    pub guild: GuildHandle,
+    pub guild: GuildRef,
     pub data: Arc<DataService>,
     pub channels: Arc<Vec<PluginChannel>>,
     /// Time the bot has per event for its own computation (`plugins.bot_event_deadline_ms`).
@@ -206,7 +206,7 @@ struct GuildBotHost {
     guild_id: GuildId,
     plugin_id: Snowflake,
     bot_user: User,
-    guild: GuildHandle,
+    guild: GuildRef,
     data: Arc<DataService>,
     timers: Arc<Mutex<Timers>>,
     /// When the bot's recent messages were sent (the per-minute limit).

@@ -1,32 +1,35 @@
-//! The Directory seam: "where does guild X live, and how do I talk to it?"
+//! The Directory seam: "where does guild X (or DM channel X) live, and how do I talk to it?"
 //!
-//! [`LocalDirectory`] runs every guild in this process, starting a guild's actor on first
-//! use (loading its state from storage). Exactly one actor runs per guild: concurrent first
-//! lookups share one load, and an actor that stopped (evicted when idle) is replaced only
-//! after its task has finished, so the next one loads everything the last one stored. The
-//! cluster issue puts a consistent hash ring behind this trait.
+//! [`LocalDirectory`] runs every guild (or, made with [`LocalDirectory::dms`], every DM
+//! channel) in this process, starting an actor on first use (loading its state from
+//! storage). Exactly one actor runs per guild: concurrent first lookups share one load, and
+//! an actor that stopped (evicted when idle) is replaced only after its task has finished,
+//! so the next one loads everything the last one stored. The cluster issue puts a
+//! consistent hash ring behind this trait.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
+use guildhall_core::dm::DmState;
 use guildhall_core::guild::GuildState;
 use guildhall_core::model::GuildId;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
+use crate::dm_actor::spawn_dm;
 use crate::guild_actor::{spawn_guild, GuildDeps};
 pub use crate::guild_ref::LocateError;
-use crate::guild_ref::{GuildHandle, Locate};
+use crate::guild_ref::{GuildRef, Locate};
 
 #[async_trait]
 pub trait Directory: Send + Sync {
-    async fn locate(&self, guild: GuildId) -> Result<GuildHandle, LocateError>;
+    async fn locate(&self, guild: GuildId) -> Result<GuildRef, LocateError>;
 }
 
 /// A running actor: its address and its task (awaited before a successor starts).
 struct Running {
-    handle: GuildHandle,
+    handle: GuildRef,
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -38,19 +41,37 @@ struct Slot {
     previous: Option<Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>>,
 }
 
+/// What a directory's actors are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Actors {
+    Guilds,
+    /// DM channels, keyed by channel id.
+    Dms,
+}
+
 pub struct LocalDirectory {
     deps: GuildDeps,
+    actors: Actors,
     guilds: Mutex<HashMap<GuildId, Arc<Slot>>>,
 }
 
 impl LocalDirectory {
-    /// The directory gives its guild handles a way back to it (weakly), so that a handle
+    /// The directory of guilds. It gives its refs a way back to it (weakly), so that a ref
     /// whose actor stopped reaches the next one.
-    pub fn new(mut deps: GuildDeps) -> Arc<LocalDirectory> {
+    pub fn new(deps: GuildDeps) -> Arc<LocalDirectory> {
+        Self::with(deps, Actors::Guilds)
+    }
+
+    /// The directory of DM channels, keyed by channel id (the same rules as guilds).
+    pub fn dms(deps: GuildDeps) -> Arc<LocalDirectory> {
+        Self::with(deps, Actors::Dms)
+    }
+
+    fn with(mut deps: GuildDeps, actors: Actors) -> Arc<LocalDirectory> {
         Arc::new_cyclic(|me: &Weak<LocalDirectory>| {
             let locator: Weak<dyn Locate> = me.clone();
             deps.locator = Some(locator);
-            LocalDirectory { deps, guilds: Mutex::new(HashMap::new()) }
+            LocalDirectory { deps, actors, guilds: Mutex::new(HashMap::new()) }
         })
     }
 
@@ -61,18 +82,25 @@ impl LocalDirectory {
             }
         }
         let store = self.deps.data.store();
-        let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
-        let channels = store.guild_channels(id).await?;
-        let members = store.members(id, None, usize::MAX).await?;
-        let state = GuildState::new(guild, channels, members);
-        let (handle, task) = spawn_guild(state, self.deps.clone());
+        let (handle, task) = match self.actors {
+            Actors::Guilds => {
+                let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
+                let channels = store.guild_channels(id).await?;
+                let members = store.members(id, None, usize::MAX).await?;
+                spawn_guild(GuildState::new(guild, channels, members), self.deps.clone())
+            }
+            Actors::Dms => {
+                let channel = store.channel(id).await?.filter(|c| c.guild_id.is_none());
+                spawn_dm(DmState::new(channel.ok_or(LocateError::UnknownChannel)?), self.deps.clone())
+            }
+        };
         Ok(Running { handle, task: Arc::new(tokio::sync::Mutex::new(Some(task))) })
     }
 }
 
 #[async_trait]
 impl Directory for LocalDirectory {
-    async fn locate(&self, id: GuildId) -> Result<GuildHandle, LocateError> {
+    async fn locate(&self, id: GuildId) -> Result<GuildRef, LocateError> {
         let slot = {
             let mut guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
             let slot = guilds.entry(id).or_default();
@@ -83,7 +111,7 @@ impl Directory for LocalDirectory {
             slot.clone()
         };
         let result = slot.running.get_or_try_init(|| self.load(id, &slot)).await.map(|r| r.handle.clone());
-        if matches!(result, Err(LocateError::UnknownGuild)) {
+        if matches!(result, Err(LocateError::UnknownGuild | LocateError::UnknownChannel)) {
             // Do not keep an entry per unknown id someone asked about.
             let mut guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
             if guilds.get(&id).is_some_and(|s| s.running.get().is_none()) {
@@ -96,7 +124,7 @@ impl Directory for LocalDirectory {
 
 #[async_trait]
 impl Locate for LocalDirectory {
-    async fn locate(&self, guild: GuildId) -> Result<GuildHandle, LocateError> {
+    async fn locate(&self, guild: GuildId) -> Result<GuildRef, LocateError> {
         Directory::locate(self, guild).await
     }
 }
@@ -117,7 +145,7 @@ mod tests {
     use super::*;
     use crate::audit::AuditLog;
     use crate::config::GuildConfig;
-    use crate::guild_ref::GuildMsg;
+    use crate::guild_ref::{CallError, GuildMsg, GuildRef};
     use crate::registry::SessionRegistry;
     use crate::reply::Replies;
     use crate::session::{SessionHandle, SessionShared};
@@ -257,6 +285,125 @@ mod tests {
         let channel = Channel::text(GENERAL, GUILD, "general");
         let history = f.data.history(&channel, HistoryQuery::Latest, 50).await.unwrap();
         assert_eq!(history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["after", "before"]);
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    /// The wire between two nodes in this test: every message and answer crosses it as
+    /// bytes, so whatever reaches the other side is only what serde carried.
+    struct Wire(mpsc::UnboundedSender<Vec<u8>>);
+
+    #[async_trait]
+    impl crate::guild_ref::RemoteMailbox for Wire {
+        async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), GuildMsg> {
+            let bytes = serde_json::to_vec(&(guild, &msg)).unwrap();
+            self.0.send(bytes).map_err(|_| msg)
+        }
+        fn is_closed(&self) -> bool {
+            self.0.is_closed()
+        }
+    }
+
+    impl crate::reply::ReplyTransport for Wire {
+        fn send_reply(&self, to: crate::reply::ReplyTo, result: crate::reply::CommandResult) {
+            let _ = self.0.send(serde_json::to_vec(&(to, result)).unwrap());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_guild_on_another_node_is_called_with_plain_data() {
+        let f = fixture(0).await; // node 0 runs the guild
+        let caller_node = Replies::new(1);
+
+        // Node 0 takes serialized guild messages off the wire and hands them to its guild.
+        let (to_node0, mut node0_inbox) = mpsc::unbounded_channel::<Vec<u8>>();
+        let directory = f.directory.clone();
+        tokio::spawn(async move {
+            while let Some(bytes) = node0_inbox.recv().await {
+                let (guild, msg): (GuildId, GuildMsg) = serde_json::from_slice(&bytes).unwrap();
+                let local = Directory::locate(directory.as_ref(), guild).await.unwrap();
+                assert!(local.is_local());
+                local.send(msg).await;
+            }
+        });
+        // Node 0's answers for node 1 cross back the same way.
+        let (to_node1, mut node1_inbox) = mpsc::unbounded_channel::<Vec<u8>>();
+        assert!(f.directory.deps.replies.set_transport(Arc::new(Wire(to_node1))));
+        let answers = caller_node.clone();
+        tokio::spawn(async move {
+            while let Some(bytes) = node1_inbox.recv().await {
+                let (to, result): (crate::reply::ReplyTo, crate::reply::CommandResult) =
+                    serde_json::from_slice(&bytes).unwrap();
+                answers.deliver(to, result);
+            }
+        });
+
+        let remote = GuildRef::remote(GUILD, Arc::new(Wire(to_node0)), caller_node.clone(), None);
+        assert!(!remote.is_local());
+        let reply = remote.call(post("over the wire".into()), Duration::from_secs(5)).await.unwrap();
+        let Reply::Message(message) = reply else { panic!("{reply:?}") };
+        assert_eq!((message.content.as_str(), message.channel_id), ("over the wire", GENERAL));
+        // Errors are data too: a non-member is refused, and the refusal crosses back.
+        let stranger = Command::CreateMessage {
+            author: Snowflake(999),
+            channel_id: GENERAL,
+            id: Snowflake::default(),
+            content: "x".into(),
+            nonce: None,
+        };
+        let refused = remote.call(stranger, Duration::from_secs(5)).await;
+        assert!(matches!(refused, Err(CallError::Guild(guildhall_core::guild::GuildError::NotMember))), "{refused:?}");
+        assert_eq!(caller_node.waiting(), 0, "every answer found its caller");
+        let channel = Channel::text(GENERAL, GUILD, "general");
+        let history = f.data.history(&channel, HistoryQuery::Latest, 50).await.unwrap();
+        assert_eq!(history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["over the wire"]);
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dm_channel_is_an_actor_keyed_by_its_channel_and_evicted_when_idle() {
+        let f = fixture(40).await;
+        const BOB: Snowflake = Snowflake(2);
+        let store = f.data.store().clone();
+        let (alice, bob) = (User::new(OWNER, "owner", false), User::new(BOB, "bob", false));
+        let dm = store.get_or_create_dm(alice, bob, Snowflake(500)).await.unwrap();
+        let dms = LocalDirectory::dms(f.directory.deps.clone());
+        assert!(matches!(Directory::locate(dms.as_ref(), GENERAL).await, Err(LocateError::UnknownChannel)));
+
+        // Bob is connected (with the DM intent): what Alice writes reaches him.
+        let (tx, mut rx) = mpsc::channel(64);
+        let session = SessionHandle {
+            id: guildhall_core::guild::SessionId::new(0, 9),
+            user: BOB,
+            intents: guildhall_core::gateway::intents::DIRECT_MESSAGES,
+            tx,
+            shared: Arc::new(SessionShared::default()),
+        };
+        f.sessions.insert("bob".into(), session);
+        let actor = Directory::locate(dms.as_ref(), dm.id).await.unwrap();
+        let say = |author, content: &str| Command::CreateMessage {
+            author,
+            channel_id: dm.id,
+            id: Snowflake::default(),
+            content: content.into(),
+            nonce: None,
+        };
+        for round in 0..2 {
+            let reply = actor.call(say(OWNER, &format!("hi {round}")), Duration::from_secs(5)).await;
+            assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
+            let Some(crate::session::SessionMsg::Dispatch(d)) = rx.recv().await else { panic!("no dispatch") };
+            let v: serde_json::Value = serde_json::from_slice(&d.with_seq(1)).unwrap();
+            assert_eq!(
+                (v["t"].as_str(), v["d"]["content"].as_str()),
+                (Some("MESSAGE_CREATE"), Some(&*format!("hi {round}")))
+            );
+            // Idle for longer than the limit: the actor stops; the same ref reaches the next.
+            until("the DM actor is evicted", || f.metrics.dms_loaded.load(Relaxed) == 0).await;
+        }
+        assert!(f.metrics.dms_evicted.load(Relaxed) >= 2);
+        let stranger = actor.call(say(Snowflake(999), "let me in"), Duration::from_secs(5)).await;
+        assert!(matches!(stranger, Err(CallError::Guild(guildhall_core::guild::GuildError::NotMember))));
+        let history = f.data.history(&dm, HistoryQuery::Latest, 50).await.unwrap();
+        assert_eq!(history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["hi 1", "hi 0"]);
         let _ = std::fs::remove_dir_all(&f.dir);
     }
 }

@@ -32,7 +32,7 @@ use crate::audit::{self, AuditLog};
 use crate::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
 use crate::config::{GuildConfig, PluginsConfig};
 use crate::guild_ref::Locate;
-pub use crate::guild_ref::{CallError, GuildHandle, GuildMsg};
+pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{Disabled, Judgement, Moderation};
 use crate::plugin_support::load_component;
@@ -89,17 +89,17 @@ struct GuildActor {
     /// Running bot plugins; dropping one stops its task.
     bots: Vec<BotRunner>,
     /// This actor's own address, for the bots it starts (they act through it).
-    handle: GuildHandle,
+    handle: GuildRef,
     /// Evicted: the mailbox is closed and what was in it is being handled.
     stopping: bool,
 }
 
 /// Starts a guild's actor. The task ends when the actor stopped (evicted when idle) and
 /// every write it accepted is stored and answered.
-pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> (GuildHandle, JoinHandle<()>) {
+pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> (GuildRef, JoinHandle<()>) {
     let id = state.guild().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
-    let handle = GuildHandle { id, tx: tx.clone(), replies: deps.replies.clone(), locator: deps.locator.clone() };
+    let handle = GuildRef::local(id, tx.clone(), deps.replies.clone(), deps.locator.clone());
     let actor = GuildActor {
         state,
         sessions: HashMap::new(),
@@ -455,7 +455,7 @@ mod tests {
         User::new(Snowflake(id), format!("u{id}"), false)
     }
 
-    async fn guild_with(members: &[u64]) -> (GuildHandle, Arc<Metrics>, std::path::PathBuf, Arc<SessionRegistry>) {
+    async fn guild_with(members: &[u64]) -> (GuildRef, Arc<Metrics>, std::path::PathBuf, Arc<SessionRegistry>) {
         let sessions = Arc::new(SessionRegistry::default());
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, Relaxed);
@@ -490,7 +490,7 @@ mod tests {
     }
 
     /// Registers the session where the guild's router finds it, then connects it by address.
-    async fn connect(guild: &GuildHandle, sessions: &SessionRegistry, session: SessionHandle) {
+    async fn connect(guild: &GuildRef, sessions: &SessionRegistry, session: SessionHandle) {
         let address = session.address();
         sessions.insert(format!("key-{}", address.id.0), session);
         guild.send(GuildMsg::Connect { session: address, status: "online".into() }).await;

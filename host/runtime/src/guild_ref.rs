@@ -1,9 +1,11 @@
 //! The address of a guild actor and what its mailbox carries.
 //!
-//! Whoever talks to a guild (REST, sessions, bots, the directory) holds a [`GuildHandle`]
-//! and sends [`GuildMsg`]s, plain data (answers go to a [`ReplyTo`], sessions are
-//! [`SessionRef`]s); the actor itself ([`guild_actor`](crate::guild_actor)) is
-//! known only to the directory that starts it.
+//! Whoever talks to a guild (REST, sessions, bots, the directory) holds a [`GuildRef`] and
+//! sends [`GuildMsg`]s: plain data (serde; answers go to a [`ReplyTo`], sessions are
+//! [`SessionRef`]s), so a message can cross to another node unchanged. A `GuildRef` points
+//! at an actor in this process (its mailbox) or, in a cluster, at a [`RemoteMailbox`] the
+//! transport provides; callers cannot tell which. The actor itself
+//! ([`guild_actor`](crate::guild_actor)) is known only to the directory that starts it.
 
 use std::time::Duration;
 
@@ -14,12 +16,14 @@ use async_trait::async_trait;
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
 use guildhall_core::model::{AuditLogEntry, GuildId};
 use guildhall_store::StoreError;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::plugin_support::Disabled;
 use crate::reply::{Replies, ReplyTo};
 use crate::session::SessionRef;
 
+#[derive(Debug, Serialize, Deserialize)]
 pub enum GuildMsg {
     /// The guild's plugins changed (installed, updated, removed): reload them.
     PluginsChanged,
@@ -64,29 +68,86 @@ pub enum CallError {
 pub enum LocateError {
     #[error("unknown guild")]
     UnknownGuild,
+    /// No such DM channel (or the channel belongs to a guild).
+    #[error("unknown channel")]
+    UnknownChannel,
     #[error("{0}")]
     Storage(#[from] StoreError),
 }
 
-/// Finds (or starts) the actor of a guild: what a [`GuildHandle`] asks when its actor has
-/// stopped (an idle guild is evicted; the next message starts it again from storage).
+/// Finds (or starts) the actor of a guild: what a [`GuildRef`] asks when its actor has
+/// stopped (an idle guild is evicted, a guild moved to another node; the next message
+/// reaches the guild's current actor).
 #[async_trait]
 pub trait Locate: Send + Sync {
-    async fn locate(&self, guild: GuildId) -> Result<GuildHandle, LocateError>;
+    async fn locate(&self, guild: GuildId) -> Result<GuildRef, LocateError>;
+}
+
+/// The mailbox of a guild actor on another node: the cluster's transport implements it
+/// (serializing the [`GuildMsg`]); answers come back to this node's [`Replies`] through
+/// its [`ReplyTransport`](crate::reply::ReplyTransport).
+#[async_trait]
+pub trait RemoteMailbox: Send + Sync {
+    /// Delivers to the guild's actor there. The message comes back if that node no longer
+    /// runs the guild (it stopped or moved), so the caller can locate it again.
+    async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), GuildMsg>;
+    /// True once the remote actor is known to have stopped.
+    fn is_closed(&self) -> bool;
 }
 
 #[derive(Clone)]
-pub struct GuildHandle {
-    pub id: GuildId,
-    pub(crate) tx: mpsc::Sender<GuildMsg>,
-    /// Where this node's callers wait for their answers.
-    pub(crate) replies: Arc<Replies>,
-    /// Who to ask for the guild's current actor if this one stopped (weak: the directory
-    /// holds the handles).
-    pub(crate) locator: Option<Weak<dyn Locate>>,
+enum Mailbox {
+    /// An actor in this process.
+    Local(mpsc::Sender<GuildMsg>),
+    /// An actor on another node.
+    Remote(Arc<dyn RemoteMailbox>),
 }
 
-impl GuildHandle {
+/// The address of a guild's actor, wherever it runs.
+#[derive(Clone)]
+pub struct GuildRef {
+    pub id: GuildId,
+    mailbox: Mailbox,
+    /// Where this node's callers wait for their answers.
+    replies: Arc<Replies>,
+    /// Who to ask for the guild's current actor if this one stopped (weak: the directory
+    /// holds the refs).
+    locator: Option<Weak<dyn Locate>>,
+}
+
+impl GuildRef {
+    pub(crate) fn local(
+        id: GuildId,
+        tx: mpsc::Sender<GuildMsg>,
+        replies: Arc<Replies>,
+        locator: Option<Weak<dyn Locate>>,
+    ) -> GuildRef {
+        GuildRef { id, mailbox: Mailbox::Local(tx), replies, locator }
+    }
+
+    /// A guild whose actor runs on another node, reached through `mailbox`; answers arrive
+    /// at `replies` (this node's).
+    pub fn remote(
+        id: GuildId,
+        mailbox: Arc<dyn RemoteMailbox>,
+        replies: Arc<Replies>,
+        locator: Option<Weak<dyn Locate>>,
+    ) -> GuildRef {
+        GuildRef { id, mailbox: Mailbox::Remote(mailbox), replies, locator }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.mailbox, Mailbox::Local(_))
+    }
+
+    /// Hands the message to the mailbox; gives it back if the actor there has stopped.
+    async fn deliver(&self, msg: GuildMsg) -> Result<(), GuildMsg> {
+        match &self.mailbox {
+            Mailbox::Local(tx) => tx.send(msg).await.map_err(|mpsc::error::SendError(msg)| msg),
+            Mailbox::Remote(remote) => remote.send(self.id, msg).await,
+        }
+    }
+
     /// Sends a command and waits for its reply, both bounded by `timeout`.
     pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (reply_to, mut waiter) = self.replies.expect();
@@ -114,16 +175,16 @@ impl GuildHandle {
     async fn send_or_relocate(&self, msg: GuildMsg) -> bool {
         /// Successive incarnations tried (each can only have stopped if it sat idle).
         const MAX_RELOCATIONS: usize = 3;
-        let mut msg = match self.tx.send(msg).await {
+        let mut msg = match self.deliver(msg).await {
             Ok(()) => return true,
-            Err(mpsc::error::SendError(msg)) => msg,
+            Err(msg) => msg,
         };
         let Some(locator) = self.locator.as_ref().and_then(Weak::upgrade) else { return false };
         for _ in 0..MAX_RELOCATIONS {
             match locator.locate(self.id).await {
-                Ok(current) => match current.tx.send(msg).await {
+                Ok(current) => match current.deliver(msg).await {
                     Ok(()) => return true,
-                    Err(mpsc::error::SendError(back)) => msg = back,
+                    Err(back) => msg = back,
                 },
                 Err(e) => {
                     tracing::warn!(guild = %self.id, error = %e, "guild actor stopped and could not be started again");
@@ -137,7 +198,11 @@ impl GuildHandle {
     /// Tells the guild a session is gone, without waiting: if the mailbox is full the
     /// notice is delivered by a task rather than dropped (a stale entry would linger).
     pub fn disconnect(&self, session: SessionId) {
-        if self.tx.try_send(GuildMsg::Disconnect { session }).is_err() {
+        let queued = match &self.mailbox {
+            Mailbox::Local(tx) => tx.try_send(GuildMsg::Disconnect { session }).is_ok(),
+            Mailbox::Remote(_) => false, // a network send always waits: hand it to a task
+        };
+        if !queued {
             // Full, or this actor stopped (the session may have been passed on to the next).
             let handle = self.clone();
             tokio::spawn(async move { handle.send(GuildMsg::Disconnect { session }).await });
@@ -145,6 +210,9 @@ impl GuildHandle {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        match &self.mailbox {
+            Mailbox::Local(tx) => tx.is_closed(),
+            Mailbox::Remote(remote) => remote.is_closed(),
+        }
     }
 }

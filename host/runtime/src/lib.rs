@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bots;
 pub mod config;
 pub mod directory;
+pub mod dm_actor;
 pub mod guild_actor;
 pub mod guild_ref;
 pub mod ids;

@@ -10,6 +10,9 @@ pub struct Metrics {
     pub guilds_loaded: AtomicU64,
     /// Guild actors stopped because they were idle.
     pub guilds_evicted: AtomicU64,
+    pub dms_loaded: AtomicU64,
+    /// DM actors stopped because they were idle.
+    pub dms_evicted: AtomicU64,
     /// Dispatches serialized (once each, whatever the number of recipients).
     pub dispatches: AtomicU64,
     /// Dispatches handed to a session's queue.
@@ -42,6 +45,8 @@ impl Metrics {
         line("connections", "gauge", "Open gateway WebSocket connections.", &self.connections_open);
         line("guilds", "gauge", "Guild actors running.", &self.guilds_loaded);
         line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &self.guilds_evicted);
+        line("dm_channels", "gauge", "DM channel actors running.", &self.dms_loaded);
+        line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &self.dms_evicted);
         line("dispatches_total", "counter", "Dispatches serialized.", &self.dispatches);
         line("deliveries_total", "counter", "Dispatches queued to sessions.", &self.deliveries);
         line("drops_total", "counter", "Sessions dropped as too slow.", &self.slow_consumer_drops);

@@ -21,6 +21,7 @@ pub const FAULT_WINDOW: Duration = Duration::from_secs(600);
 pub const IDLE_AFTER: Duration = Duration::from_secs(300);
 
 /// A plugin that was switched off after repeated faults.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Disabled {
     pub record: PluginRecord,
     pub reason: String,

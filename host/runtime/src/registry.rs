@@ -44,14 +44,6 @@ impl SessionRegistry {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<SessionHandle> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
-    }
-
-    pub fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_user.get(&user).cloned().unwrap_or_default()
-    }
-
     pub fn len(&self) -> usize {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.len()
     }
@@ -64,5 +56,13 @@ impl SessionRegistry {
 impl SessionRouter for SessionRegistry {
     fn route(&self, session: SessionId) -> Option<SessionHandle> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.get(&session).cloned()
+    }
+
+    fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_user.get(&user).cloned().unwrap_or_default()
+    }
+
+    fn resumable(&self, key: &str) -> Option<SessionHandle> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
     }
 }

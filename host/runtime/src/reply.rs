@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use guildhall_core::guild::{GuildError, Reply};
 use serde::{Deserialize, Serialize};
@@ -25,16 +25,38 @@ pub struct ReplyTo {
 
 pub type CommandResult = Result<Reply, GuildError>;
 
+/// Carries answers to callers on other nodes (the cluster's transport implements it; the
+/// receiving node hands them to its own [`Replies::deliver`]).
+pub trait ReplyTransport: Send + Sync {
+    fn send_reply(&self, to: ReplyTo, result: CommandResult);
+}
+
 /// The callers of this node waiting for answers, by correlation id.
 pub struct Replies {
     node: NodeId,
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
+    /// How answers for other nodes' callers leave this one (none in a single process).
+    transport: OnceLock<Arc<dyn ReplyTransport>>,
 }
 
 impl Replies {
     pub fn new(node: NodeId) -> Arc<Replies> {
-        Arc::new(Replies { node, next: AtomicU64::new(1), waiting: Mutex::new(HashMap::new()) })
+        Arc::new(Replies {
+            node,
+            next: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            transport: OnceLock::new(),
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Set once, when the node joins a cluster. False if one was set already.
+    pub fn set_transport(&self, transport: Arc<dyn ReplyTransport>) -> bool {
+        self.transport.set(transport).is_ok()
     }
 
     /// A new address to answer to, and the waiter that receives the answer.
@@ -45,11 +67,16 @@ impl Replies {
         (ReplyTo { node: self.node, correlation }, Waiter { replies: self.clone(), correlation, rx })
     }
 
-    /// Hands an answer to its waiter. An answer nobody waits for any more (the caller gave
-    /// up) is dropped; so is one addressed to another node, which only a cluster transport
-    /// can deliver (there is none in a single process).
+    /// Hands an answer to its waiter, here or (through the transport) on the caller's node.
+    /// An answer nobody waits for any more (the caller gave up) is dropped.
     pub fn deliver(&self, to: ReplyTo, result: CommandResult) {
-        debug_assert_eq!(to.node, self.node, "a reply for another node reached this one");
+        if to.node != self.node {
+            match self.transport.get() {
+                Some(transport) => transport.send_reply(to, result),
+                None => debug_assert!(false, "a reply for node {} and no transport to carry it", to.node),
+            }
+            return;
+        }
         if let Some(waiter) = self.lock().remove(&to.correlation) {
             let _ = waiter.send(result);
         }

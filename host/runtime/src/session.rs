@@ -54,10 +54,15 @@ pub struct SessionRef {
     pub intents: u64,
 }
 
-/// Finds how to deliver to a session. In one process that is its handle; a cluster adds
-/// routes to other nodes (grouped per node for fan-out).
+/// Finds how to deliver to a session: by id (guilds resolve the sessions that connect),
+/// by user (DMs, guild joins) and by resume key (RESUME). In one process the answers are
+/// handles; a cluster adds routes to other nodes (grouped per node for fan-out).
 pub trait SessionRouter: Send + Sync {
     fn route(&self, session: SessionId) -> Option<SessionHandle>;
+    /// Every live session of the user.
+    fn of_user(&self, user: UserId) -> Vec<SessionHandle>;
+    /// The session a RESUME with this session id (the key handed out in READY) asks for.
+    fn resumable(&self, key: &str) -> Option<SessionHandle>;
 }
 
 /// How others reach a session actor.

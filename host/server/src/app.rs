@@ -23,6 +23,7 @@ use guildhall_runtime::audit::AuditLog;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::registry::SessionRegistry;
+use guildhall_runtime::session::SessionRouter;
 use guildhall_runtime::Metrics;
 
 /// IDENTIFYs allowed per user per day, as Discord's `session_start_limit`.
@@ -39,8 +40,14 @@ pub struct App {
     pub ids: Arc<Generator>,
     /// Makes audit log entries (the guild actors store them).
     pub audit: AuditLog,
+    /// Guild actors, by guild id.
     pub directory: Arc<dyn Directory>,
-    pub sessions: Arc<SessionRegistry>,
+    /// DM channel actors, by channel id.
+    pub dms: Arc<dyn Directory>,
+    /// How to reach any session (by id, user or resume key): what REST and RESUME use.
+    pub router: Arc<dyn SessionRouter>,
+    /// This node's own sessions: only the gateway edge adds and removes entries.
+    pub local_sessions: Arc<SessionRegistry>,
     /// This node's number in the cluster: its snowflake (datacenter, worker) pair.
     pub node: NodeId,
     pub metrics: Arc<Metrics>,
@@ -71,7 +78,8 @@ impl App {
             sessions: sessions.clone(),
             locator: None, // the directory gives its own
         };
-        let directory = LocalDirectory::new(deps);
+        let directory = LocalDirectory::new(deps.clone());
+        let dms = LocalDirectory::dms(deps);
         Arc::new(App {
             ids,
             audit,
@@ -80,7 +88,9 @@ impl App {
             plugins,
             data,
             directory,
-            sessions,
+            dms,
+            router: sessions.clone(),
+            local_sessions: sessions,
             node,
             metrics,
             next_session: AtomicU64::new(1),

@@ -69,7 +69,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
     drop(listener);
     // In-flight requests finish (bounded); sessions are closing on the same signal.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while (IN_FLIGHT.load(Relaxed) > 0 || !app.sessions.is_empty()) && tokio::time::Instant::now() < deadline {
+    while (IN_FLIGHT.load(Relaxed) > 0 || !app.local_sessions.is_empty()) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::io::{AsyncWrite, BufWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use guildhall_runtime::guild_ref::{GuildHandle, GuildMsg};
+use guildhall_runtime::guild_ref::{GuildMsg, GuildRef};
 use guildhall_runtime::session::{SessionHandle, SessionMsg, SessionShared};
 
 use crate::app::App;
@@ -90,7 +90,7 @@ struct SessionActor {
     user: Option<UserId>,
     intents: u64,
     status: String,
-    guilds: Vec<GuildHandle>,
+    guilds: Vec<GuildRef>,
     /// Frames were written since the last flush.
     dirty: bool,
     /// A non-dispatch message met while draining, handled next.
@@ -348,7 +348,7 @@ impl SessionActor {
         self.intents = intents;
         self.status = status.unwrap_or_else(|| "online".into());
         self.user = Some(user.id);
-        self.app.sessions.insert(key.clone(), self.handle(user.id));
+        self.app.local_sessions.insert(key.clone(), self.handle(user.id));
         self.key = Some(key);
         self.app.metrics.sessions_open.fetch_add(1, Relaxed);
         // GUILD_CREATEs arrive through the mailbox, so they follow READY on the wire.
@@ -385,7 +385,7 @@ impl SessionActor {
             Ok(None) => return Err(self.state.handle(Input::AuthenticationFailed)),
             Err(_) => return Err(vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }]),
         };
-        let Some(target) = self.app.sessions.get(session_id).filter(|t| t.user == user.id) else {
+        let Some(target) = self.app.router.resumable(session_id).filter(|t| t.user == user.id) else {
             return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
         };
         let Some(conn) = self.conn.take() else { return Ok(()) }; // the client is already gone
@@ -413,7 +413,7 @@ impl SessionActor {
     fn teardown(&mut self) {
         self.conn = None;
         if let Some(key) = self.key.take() {
-            self.app.sessions.remove(&key, self.id);
+            self.app.local_sessions.remove(&key, self.id);
             self.app.metrics.sessions_open.fetch_sub(1, Relaxed);
         }
         for guild in self.guilds.drain(..) {

@@ -10,7 +10,7 @@ use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{AuditLogEntry, Channel, ChannelId, GuildId, User, UserId};
 use guildhall_core::Snowflake;
-use guildhall_runtime::guild_ref::{GuildHandle, GuildMsg};
+use guildhall_runtime::guild_ref::{GuildMsg, GuildRef};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Response, StatusCode};
@@ -124,7 +124,7 @@ pub fn actor_timeout(ctx: &Ctx) -> Duration {
     Duration::from_millis(ctx.app.config.rest.actor_timeout_ms)
 }
 
-pub async fn guild_handle(ctx: &Ctx, id: GuildId) -> Result<GuildHandle, ApiError> {
+pub async fn guild_handle(ctx: &Ctx, id: GuildId) -> Result<GuildRef, ApiError> {
     Ok(ctx.app.directory.locate(id).await?)
 }
 

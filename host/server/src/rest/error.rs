@@ -114,6 +114,7 @@ impl From<LocateError> for ApiError {
     fn from(e: LocateError) -> ApiError {
         match e {
             LocateError::UnknownGuild => ApiError::not_found(code::UNKNOWN_GUILD, "Unknown Guild"),
+            LocateError::UnknownChannel => ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"),
             LocateError::Storage(s) => s.into(),
         }
     }

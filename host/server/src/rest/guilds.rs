@@ -52,7 +52,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
 }
 
 fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
-    for session in ctx.app.sessions.of_user(user.id) {
+    for session in ctx.app.router.of_user(user.id) {
         let _ = session.tx.try_send(SessionMsg::JoinGuild(guild));
     }
 }

@@ -1,74 +1,46 @@
 //! Messages (create, history, edit, delete), typing, and channel lookup.
 //!
-//! Guild channels go through their guild actor, which checks access, persists, fans out and
-//! only then answers. DM channels have no actor yet: the handler checks that the caller is a
-//! recipient, persists, and offers the dispatch to both users' sessions.
+//! Every channel goes through its actor, which checks access, persists, fans out and only
+//! then answers: a guild channel through its guild's actor, a DM channel through its own
+//! (found in the DM directory by channel id). The handlers load what the actors need
+//! (the stored message) and turn their answers into Discord's JSON.
 
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::event::GuildEvent;
-use guildhall_core::gateway::{intents, DispatchPrefix};
-use guildhall_core::guild::{Command, GuildWrite, Reply};
+use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, MAX_CONTENT_CHARS};
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::ctx::{actor_timeout, guild_handle, load_channel, no_content, now_iso, ok, unexpected, ApiResult, Ctx};
+use super::ctx::{
+    actor_timeout, guild_handle, load_channel, no_content, now_iso, ok, snowflake, unexpected, ApiResult, Ctx,
+};
 use super::error::{code, ApiError};
-use guildhall_runtime::guild_actor::GuildHandle;
-use guildhall_runtime::session::Offer;
-use guildhall_runtime::Metrics;
+use guildhall_runtime::guild_actor::GuildRef;
 
-enum Access {
-    Guild(GuildHandle, Channel),
-    Dm(Channel),
+/// A channel and the actor that decides about it.
+struct Access {
+    actor: GuildRef,
+    channel: Channel,
 }
 
-impl Access {
-    fn channel(&self) -> &Channel {
-        match self {
-            Access::Guild(_, c) | Access::Dm(c) => c,
-        }
-    }
-}
-
-/// The channel and how to reach it; DMs are checked here, guild channels by their actor.
+/// The channel and its actor: its guild's, or for a DM its own. A stranger to a DM is
+/// refused here already (the DM actor checks too), so strangers start no actors.
 async fn access(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Access, ApiError> {
     let channel = load_channel(ctx, channel_id).await?;
-    match channel.guild_id {
-        Some(guild) => Ok(Access::Guild(guild_handle(ctx, guild).await?, channel)),
-        None if channel.recipients.iter().any(|r| r.id == user.id) => Ok(Access::Dm(channel)),
-        None => Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access")),
-    }
+    let actor = match channel.guild_id {
+        Some(guild) => guild_handle(ctx, guild).await?,
+        None if channel.recipients.iter().any(|r| r.id == user.id) => ctx.app.dms.locate(channel_id).await?,
+        None => return Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access")),
+    };
+    Ok(Access { actor, channel })
 }
 
 async fn readable(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Channel, ApiError> {
-    match access(ctx, user, channel_id).await? {
-        Access::Guild(handle, channel) => {
-            handle.call(Command::CanRead { user: user.id, channel_id }, actor_timeout(ctx)).await?;
-            Ok(channel)
-        }
-        Access::Dm(channel) => Ok(channel),
-    }
-}
-
-/// Offers a DM event to every session of every recipient that asked for `intent`.
-fn dm_dispatch(ctx: &Ctx, channel: &Channel, event: &GuildEvent, intent: u64) {
-    let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
-    Metrics::inc(&ctx.app.metrics.dispatches);
-    for recipient in &channel.recipients {
-        for session in ctx.app.sessions.of_user(recipient.id) {
-            if session.intents & intent == 0 {
-                continue;
-            }
-            match session.offer(&prefix) {
-                Offer::Queued => Metrics::inc(&ctx.app.metrics.deliveries),
-                Offer::Overflowed => Metrics::inc(&ctx.app.metrics.slow_consumer_drops),
-                Offer::Gone => {}
-            }
-        }
-    }
+    let Access { actor, channel } = access(ctx, user, channel_id).await?;
+    actor.call(Command::CanRead { user: user.id, channel_id }, actor_timeout(ctx)).await?;
+    Ok(channel)
 }
 
 fn message_response(mut m: Message) -> Message {
@@ -112,31 +84,13 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             return Err(ApiError::invalid_form("nonce: must be a string of at most 25 characters or an integer"))
         }
     };
-    match access(ctx, &user, channel_id).await? {
-        Access::Guild(handle, _) => {
-            // The id is taken by the guild actor when it decides (id order = fan-out order).
-            let id = Snowflake::default();
-            let command = Command::CreateMessage { author: user.id, channel_id, id, content, nonce };
-            match handle.call(command, actor_timeout(ctx)).await? {
-                Reply::Message(m) => ok(&m),
-                other => Err(unexpected(other)),
-            }
-        }
-        Access::Dm(channel) => {
-            let mut message = Message::new(ctx.app.new_id()?, &channel, user, content, nonce);
-            message.mentions = mentioned_recipients(&channel, &message.content);
-            ctx.app.data.apply(GuildWrite::PutMessage(message.clone())).await?;
-            Metrics::inc(&ctx.app.metrics.messages_created);
-            let event = GuildEvent::MessageCreate { message: message.clone(), member: None };
-            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGES);
-            ok(&message)
-        }
+    let Access { actor, .. } = access(ctx, &user, channel_id).await?;
+    // The id is taken by the actor when it decides (id order = fan-out order).
+    let command = Command::CreateMessage { author: user.id, channel_id, id: Snowflake::default(), content, nonce };
+    match actor.call(command, actor_timeout(ctx)).await? {
+        Reply::Message(m) => ok(&m),
+        other => Err(unexpected(other)),
     }
-}
-
-fn mentioned_recipients(channel: &Channel, content: &str) -> Vec<User> {
-    let ids = guildhall_core::model::mentioned_user_ids(content);
-    channel.recipients.iter().filter(|r| ids.contains(&r.id)).cloned().collect()
 }
 
 /// GET /channels/{id}/messages?limit=1..100&before|after|around=id, newest first.
@@ -195,10 +149,10 @@ fn unknown_emoji() -> ApiError {
 pub async fn react(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &str, add: bool) -> ApiResult {
     let user = ctx.user().await?;
     let emoji = route_emoji(emoji)?;
-    let access = access(ctx, &user, channel_id).await?;
-    let Access::Guild(handle, channel) = access else {
+    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
+    if channel.guild_id.is_none() {
         return Err(ApiError::forbidden(code::DM_UNSUPPORTED, "Reactions are not available in DM channels yet"));
-    };
+    }
     let existing = Box::new(load_message(ctx, &channel, id).await?);
     // Adding twice or removing what is not there changes nothing and tells nobody.
     if ctx.app.store.has_reacted(channel_id, id, &emoji.name, user.id).await? == add {
@@ -209,7 +163,7 @@ pub async fn react(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &
     } else {
         Command::RemoveReaction { user: user.id, existing, emoji }
     };
-    handle.call(command, actor_timeout(ctx)).await?;
+    actor.call(command, actor_timeout(ctx)).await?;
     no_content()
 }
 
@@ -222,7 +176,7 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
         return Err(ApiError::invalid_form("limit: must be 1 to 100"));
     }
     let after = match ctx.query("after").filter(|a| !a.is_empty()) {
-        Some(a) => Some(super::snowflake(a)?),
+        Some(a) => Some(snowflake(a)?),
         None => None,
     };
     let channel = readable(ctx, &user, channel_id).await?;
@@ -247,78 +201,27 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
     let user = ctx.user().await?;
     let body: EditMessage = ctx.json().await?;
     let content = check_content(body.content.as_deref())?;
-    let access = access(ctx, &user, channel_id).await?;
-    let existing = load_message(ctx, access.channel(), id).await?;
-    match access {
-        Access::Guild(handle, _) => {
-            let command = Command::EditMessage {
-                user: user.id,
-                existing: Box::new(existing),
-                content,
-                edited_timestamp: now_iso(),
-            };
-            match handle.call(command, actor_timeout(ctx)).await? {
-                Reply::Message(m) => ok(&m),
-                other => Err(unexpected(other)),
-            }
-        }
-        Access::Dm(channel) => {
-            if existing.author.id != user.id {
-                return Err(ApiError::forbidden(code::NOT_AUTHOR, "Cannot edit a message authored by another user"));
-            }
-            let mut message = message_response(existing);
-            message.mentions = mentioned_recipients(&channel, &content);
-            message.content = content;
-            message.edited_timestamp = Some(now_iso());
-            ctx.app.data.apply(GuildWrite::EditMessage(message.clone())).await.map_err(not_found_is_unknown_message)?;
-            let event = GuildEvent::MessageUpdate { message: message.clone(), member: None };
-            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGES);
-            ok(&message)
-        }
-    }
-}
-
-fn not_found_is_unknown_message(e: guildhall_store::StoreError) -> ApiError {
-    match e {
-        guildhall_store::StoreError::NotFound => ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"),
-        other => other.into(),
+    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
+    let existing = Box::new(load_message(ctx, &channel, id).await?);
+    let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };
+    match actor.call(command, actor_timeout(ctx)).await? {
+        Reply::Message(m) => ok(&m),
+        other => Err(unexpected(other)),
     }
 }
 
 pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
-    let access = access(ctx, &user, channel_id).await?;
-    let existing = load_message(ctx, access.channel(), id).await?;
-    match access {
-        Access::Guild(handle, _) => {
-            handle
-                .call(Command::DeleteMessage { user: user.id, existing: Box::new(existing) }, actor_timeout(ctx))
-                .await?;
-        }
-        Access::Dm(channel) => {
-            if existing.author.id != user.id {
-                return Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions"));
-            }
-            let write = GuildWrite::DeleteMessage { channel_id, message_id: id };
-            ctx.app.data.apply(write).await.map_err(not_found_is_unknown_message)?;
-            let event = GuildEvent::MessageDelete { id, channel_id, guild_id: None };
-            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGES);
-        }
-    }
+    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
+    let existing = Box::new(load_message(ctx, &channel, id).await?);
+    actor.call(Command::DeleteMessage { user: user.id, existing }, actor_timeout(ctx)).await?;
     no_content()
 }
 
 pub async fn typing(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
     let unix_s = SystemClock.unix_ms() / 1000;
-    match access(ctx, &user, channel_id).await? {
-        Access::Guild(handle, _) => {
-            handle.call(Command::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
-        }
-        Access::Dm(channel) => {
-            let event = GuildEvent::TypingStart { channel_id, guild_id: None, user_id: user.id, unix_s, member: None };
-            dm_dispatch(ctx, &channel, &event, intents::DIRECT_MESSAGE_TYPING);
-        }
-    }
+    let Access { actor, .. } = access(ctx, &user, channel_id).await?;
+    actor.call(Command::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
     no_content()
 }

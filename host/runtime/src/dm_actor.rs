@@ -1,0 +1,154 @@
+//! The DM actor: one tokio task per active DM channel, driving a `DmState`, addressed like a
+//! guild (a [`GuildRef`] keyed by the channel id, found through the DM directory).
+//!
+//! DMs are two people talking, so writes are stored one at a time, in the order the actor
+//! decided them (that is also the order they are delivered and answered). Events go to
+//! every session of every recipient, found through the [`SessionRouter`] by user.
+//! An idle DM actor is evicted like a guild's; the next message starts it again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guildhall_core::dm::{DmEffect, DmState};
+use guildhall_core::event::GuildEvent;
+use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::guild::{Command, GuildError, Input, RequestId, WriteError};
+use guildhall_data::DataService;
+use guildhall_store::StoreError;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::guild_actor::GuildDeps;
+use crate::guild_ref::{GuildMsg, GuildRef};
+use crate::ids::Generator;
+use crate::metrics::{Metrics, Metrics as M};
+use crate::reply::{Replies, ReplyTo};
+use crate::session::{Offer, SessionRouter};
+
+struct DmActor {
+    state: DmState,
+    reply_to: HashMap<RequestId, ReplyTo>,
+    replies: Arc<Replies>,
+    router: Arc<dyn SessionRouter>,
+    data: Arc<DataService>,
+    metrics: Arc<Metrics>,
+    ids: Arc<Generator>,
+    next_request: RequestId,
+}
+
+/// Starts a DM channel's actor. The task ends when the actor stopped (evicted when idle or
+/// handed off) and every write it accepted is stored and answered.
+pub fn spawn_dm(state: DmState, deps: GuildDeps) -> (GuildRef, JoinHandle<()>) {
+    let id = state.channel().id;
+    let (tx, rx) = mpsc::channel(deps.config.mailbox);
+    let handle = GuildRef::local(id, tx, deps.replies.clone(), deps.locator.clone());
+    let actor = DmActor {
+        state,
+        reply_to: HashMap::new(),
+        replies: deps.replies,
+        router: deps.sessions,
+        data: deps.data,
+        metrics: deps.metrics,
+        ids: deps.ids,
+        next_request: 1,
+    };
+    actor.metrics.dms_loaded.fetch_add(1, Relaxed);
+    let idle_limit = Duration::from_millis(deps.config.idle_evict_ms);
+    (handle, tokio::spawn(actor.run(rx, idle_limit)))
+}
+
+impl DmActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>, idle_limit: Duration) {
+        loop {
+            // Every message is handled to the end (stored, delivered, answered) before the
+            // next, so an idle wait means nothing is in flight.
+            let msg = if idle_limit.is_zero() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(idle_limit, rx.recv()).await {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        // New sends fail from here on (their refs ask the directory for a
+                        // fresh actor); what is already in the mailbox is still handled.
+                        rx.close();
+                        M::inc(&self.metrics.dms_evicted);
+                        continue;
+                    }
+                }
+            };
+            match msg {
+                None => break,
+                Some(GuildMsg::HandOff) => rx.close(),
+                Some(GuildMsg::Command { command, reply_to }) => self.on_command(command, reply_to).await,
+                // Sessions, presences, plugins and audit entries belong to guilds.
+                Some(
+                    GuildMsg::Connect { .. }
+                    | GuildMsg::Disconnect { .. }
+                    | GuildMsg::Presence { .. }
+                    | GuildMsg::PluginsChanged
+                    | GuildMsg::PluginDisabled(_)
+                    | GuildMsg::Audit(_),
+                ) => {}
+            }
+        }
+        debug_assert!(self.reply_to.is_empty() && self.state.in_flight() == 0, "stopped with work in flight");
+        self.metrics.dms_loaded.fetch_sub(1, Relaxed);
+    }
+
+    async fn on_command(&mut self, mut command: Command, reply_to: ReplyTo) {
+        if let Command::CreateMessage { id, .. } = &mut command {
+            match self.ids.next_id() {
+                Ok(next) => *id = next,
+                Err(e) => {
+                    let result = Err(GuildError::Storage(format!("cannot generate ids: {e}")));
+                    return self.replies.deliver(reply_to, result);
+                }
+            }
+        }
+        let request = self.next_request;
+        self.next_request += 1;
+        self.reply_to.insert(request, reply_to);
+        let mut work: VecDeque<DmEffect> = self.state.handle(Input::Command { request, command }).into();
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                DmEffect::Persist { request, write } => {
+                    let result = self.data.apply(write).await.map_err(|e| match e {
+                        StoreError::NotFound => WriteError::NotFound,
+                        other => WriteError::Unavailable(other.to_string()),
+                    });
+                    work.extend(self.state.handle(Input::Persisted { request, result }));
+                }
+                DmEffect::Reply { request, result } => {
+                    if let Some(to) = self.reply_to.remove(&request) {
+                        self.replies.deliver(to, result); // the caller may have given up; fine
+                    }
+                }
+                DmEffect::Deliver { intent, event } => self.deliver(intent, &event),
+            }
+        }
+    }
+
+    /// Offers the event to every session of every recipient that asked for `intent`.
+    fn deliver(&self, intent: u64, event: &GuildEvent) {
+        if matches!(event, GuildEvent::MessageCreate { .. }) {
+            M::inc(&self.metrics.messages_created);
+        }
+        // Discord's JSON is made here, at the edge: once per event.
+        let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
+        M::inc(&self.metrics.dispatches);
+        for user in self.state.recipients() {
+            for session in self.router.of_user(user) {
+                if session.intents & intent == 0 {
+                    continue;
+                }
+                match session.offer(&prefix) {
+                    Offer::Queued => M::inc(&self.metrics.deliveries),
+                    Offer::Overflowed => M::inc(&self.metrics.slow_consumer_drops),
+                    Offer::Gone => {}
+                }
+            }
+        }
+    }
+}
