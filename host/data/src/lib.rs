@@ -3,7 +3,7 @@
 //!
 //! - Reads are routed by `channel_id` to one of N workers (a hash), so every request for a
 //!   hot channel meets in one place.
-//! - A worker keeps the queries in flight. A read identical to one in flight (same channel,
+//! - A worker keeps the queries in flight ([`coalesce`] holds its rules, sans-IO). A read identical to one in flight (same channel,
 //!   same query) joins it instead of querying again; the result, or the error, reaches
 //!   every waiter. Leader election is the worker's single-threaded loop: no races.
 //! - A waiter that goes away does not cancel the query for the others; when the last
@@ -25,6 +25,9 @@ use guildhall_core::Snowflake;
 use tokio::sync::{mpsc, oneshot};
 
 use guildhall_store::{history, HistoryQuery, Result, Storage, StoreError};
+
+pub mod coalesce;
+use coalesce::{Admit, Coalescer, FlightId};
 
 /// Requests a worker may have queued before callers wait.
 const WORKER_MAILBOX: usize = 4096;
@@ -66,7 +69,7 @@ enum WorkerMsg {
         waiter_id: u64,
     },
     Done {
-        flight: u64,
+        flight: FlightId,
         result: Box<Result<Answer>>,
     },
     /// Writes to this channel were acknowledged: in-flight reads stop taking new waiters.
@@ -103,52 +106,6 @@ pub struct DataMetrics {
     pub message: RouteMetrics,
 }
 
-impl DataMetrics {
-    /// Prometheus text for both routes.
-    pub fn render(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let counters = [
-            ("requests_total", "Reads asked of the data service."),
-            ("db_queries_total", "Queries sent to storage."),
-            ("coalesced_total", "Reads answered by joining a query in flight."),
-            ("errors_total", "Reads answered with an error."),
-        ];
-        for (name, help) in counters {
-            let _ = writeln!(out, "# HELP guildhall_data_{name} {help}\n# TYPE guildhall_data_{name} counter");
-            for (route, m) in [("history", &self.history), ("message", &self.message)] {
-                let v = match name {
-                    "requests_total" => &m.requests,
-                    "db_queries_total" => &m.db_queries,
-                    "coalesced_total" => &m.coalesced,
-                    _ => &m.errors,
-                };
-                let _ = writeln!(out, "guildhall_data_{name}{{route=\"{route}\"}} {}", v.load(Relaxed));
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP guildhall_data_latency_us Data service read latency.\n# TYPE guildhall_data_latency_us histogram"
-        );
-        for (route, m) in [("history", &self.history), ("message", &self.message)] {
-            let mut cumulative = 0;
-            for (i, b) in m.latency_us_log2.iter().enumerate() {
-                cumulative += b.load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"{}\"}} {cumulative}",
-                    1u64 << i
-                );
-            }
-            let _ = writeln!(out, "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}");
-            let _ =
-                writeln!(out, "guildhall_data_latency_us_sum{{route=\"{route}\"}} {}", m.latency_us_sum.load(Relaxed));
-            let _ = writeln!(out, "guildhall_data_latency_us_count{{route=\"{route}\"}} {cumulative}");
-        }
-        out
-    }
-}
-
 pub struct DataService {
     store: Arc<dyn Storage>,
     workers: Vec<mpsc::Sender<WorkerMsg>>,
@@ -177,9 +134,8 @@ impl DataService {
                 let worker = Worker {
                     store: store.clone(),
                     tx: tx.clone(),
-                    joinable: HashMap::new(),
-                    flights: HashMap::new(),
-                    next_flight: 1,
+                    coalescer: Coalescer::new(MAX_WAITERS),
+                    tasks: HashMap::new(),
                 };
                 tokio::spawn(worker.run(rx, metrics.clone()));
                 tx
@@ -310,19 +266,14 @@ async fn run_query(store: &dyn Storage, key: ReadKey, channel: &Channel) -> Resu
     }
 }
 
-struct Flight {
-    key: ReadKey,
-    waiters: Vec<(u64, Waiter)>,
-    task: tokio::task::AbortHandle,
-}
-
+/// The tokio driver of one worker's [`Coalescer`]: it runs the queries the coalescer starts
+/// and hands their answers to the waiters it names.
 struct Worker {
     store: Arc<dyn Storage>,
     tx: mpsc::Sender<WorkerMsg>,
-    /// The flight a new identical read may join.
-    joinable: HashMap<ReadKey, u64>,
-    flights: HashMap<u64, Flight>,
-    next_flight: u64,
+    coalescer: Coalescer<ReadKey, Waiter>,
+    /// The running query of each flight, to abort when nobody waits any more.
+    tasks: HashMap<FlightId, tokio::task::AbortHandle>,
 }
 
 impl Worker {
@@ -334,65 +285,42 @@ impl Worker {
                         ReadKind::History { .. } => &metrics.history,
                         ReadKind::Message(_) => &metrics.message,
                     };
-                    let joined = self.joinable.get(&key).and_then(|id| self.flights.get_mut(id));
-                    match joined {
-                        Some(flight) if flight.waiters.len() < MAX_WAITERS => {
-                            flight.waiters.push((waiter_id, waiter));
-                            route.coalesced.fetch_add(1, Relaxed);
+                    match self.coalescer.read(key, waiter_id, waiter) {
+                        Admit::Joined(_) => route.coalesced.fetch_add(1, Relaxed),
+                        Admit::Start(flight) => {
+                            self.start(flight, key, *channel);
+                            route.db_queries.fetch_add(1, Relaxed)
                         }
-                        _ => {
-                            route.db_queries.fetch_add(1, Relaxed);
-                            self.start(key, *channel, (waiter_id, waiter));
-                        }
-                    }
+                    };
                 }
                 WorkerMsg::Cancel { key, waiter_id } => {
-                    let found = self
-                        .flights
-                        .iter()
-                        .find(|(_, f)| f.key == key && f.waiters.iter().any(|(id, _)| *id == waiter_id))
-                        .map(|(id, _)| *id);
-                    if let Some(flight) = found {
-                        let f = self.flights.get_mut(&flight).expect("just found");
-                        f.waiters.retain(|(id, _)| *id != waiter_id);
-                        if f.waiters.is_empty() {
-                            // Nobody wants the answer any more.
-                            f.task.abort();
-                            let key = f.key;
-                            self.flights.remove(&flight);
-                            if self.joinable.get(&key) == Some(&flight) {
-                                self.joinable.remove(&key);
-                            }
+                    if let Some(flight) = self.coalescer.cancel(key, waiter_id) {
+                        if let Some(task) = self.tasks.remove(&flight) {
+                            task.abort(); // nobody wants the answer any more
                         }
                     }
                 }
                 WorkerMsg::Done { flight, result } => {
-                    let Some(f) = self.flights.remove(&flight) else { continue };
-                    if self.joinable.get(&f.key) == Some(&flight) {
-                        self.joinable.remove(&f.key);
-                    }
+                    self.tasks.remove(&flight);
                     let shared = Arc::new(*result);
-                    for (_, waiter) in f.waiters {
+                    for waiter in self.coalescer.done(flight) {
                         let _ = waiter.send(shared.clone());
                     }
                 }
                 WorkerMsg::Wrote { channel, ack } => {
-                    self.joinable.retain(|key, _| key.channel != channel);
+                    self.coalescer.wrote(|key| key.channel == channel);
                     let _ = ack.send(());
                 }
             }
         }
     }
 
-    fn start(&mut self, key: ReadKey, channel: Channel, first: (u64, Waiter)) {
-        let id = self.next_flight;
-        self.next_flight += 1;
+    fn start(&mut self, flight: FlightId, key: ReadKey, channel: Channel) {
         let (store, tx) = (self.store.clone(), self.tx.clone());
         let task = tokio::spawn(async move {
             let result = run_query(&*store, key, &channel).await;
-            let _ = tx.send(WorkerMsg::Done { flight: id, result: Box::new(result) }).await;
+            let _ = tx.send(WorkerMsg::Done { flight, result: Box::new(result) }).await;
         });
-        self.flights.insert(id, Flight { key, waiters: vec![first], task: task.abort_handle() });
-        self.joinable.insert(key, id);
+        self.tasks.insert(flight, task.abort_handle());
     }
 }

@@ -1,6 +1,5 @@
-//! Process-wide counters, exposed as Prometheus text at `GET /metrics`.
+//! Process-wide counters (the HTTP edge renders them as Prometheus text at `GET /metrics`).
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Default)]
@@ -30,31 +29,5 @@ pub struct Metrics {
 impl Metrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(1024);
-        let mut line = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP guildhall_{name} {help}\n# TYPE guildhall_{name} {kind}\nguildhall_{name} {}",
-                v.load(Relaxed)
-            );
-        };
-        line("sessions", "gauge", "Gateway sessions alive (connected or resumable).", &self.sessions_open);
-        line("connections", "gauge", "Open gateway WebSocket connections.", &self.connections_open);
-        line("guilds", "gauge", "Guild actors running.", &self.guilds_loaded);
-        line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &self.guilds_evicted);
-        line("dm_channels", "gauge", "DM channel actors running.", &self.dms_loaded);
-        line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &self.dms_evicted);
-        line("dispatches_total", "counter", "Dispatches serialized.", &self.dispatches);
-        line("deliveries_total", "counter", "Dispatches queued to sessions.", &self.deliveries);
-        line("drops_total", "counter", "Sessions dropped as too slow.", &self.slow_consumer_drops);
-        line("messages_created_total", "counter", "Messages created.", &self.messages_created);
-        line("http_requests_total", "counter", "HTTP requests served.", &self.http_requests);
-        line("http_client_errors_total", "counter", "HTTP 4xx answers.", &self.http_errors_4xx);
-        line("http_server_errors_total", "counter", "HTTP 5xx answers.", &self.http_errors_5xx);
-        line("audit_entries_lost_total", "counter", "Audit log entries not stored.", &self.audit_entries_lost);
-        out
     }
 }

@@ -103,7 +103,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
         "/healthz" => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
         "/metrics" => Response::builder()
             .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(app.metrics.render() + &app.data.metrics.render())))
+            .body(Full::new(Bytes::from(crate::prometheus::render(&app.metrics, &app.data.metrics))))
             .expect("valid response"),
         p if p == "/api/v10" || p.starts_with("/api/v10/") => {
             crate::rest::route(app.clone(), req, &p["/api/v10".len()..]).await

@@ -106,7 +106,11 @@ fn cores() -> usize {
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("guildhall-bench-{tag}-{}-{}", std::process::id(), crate::auth::random_hex(4)))
+    std::env::temp_dir().join(format!(
+        "guildhall-bench-{tag}-{}-{}",
+        std::process::id(),
+        guildhall_server::auth::random_hex(4)
+    ))
 }
 
 /// (p50, p99, max) in microseconds.
@@ -396,8 +400,9 @@ async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value
 /// Burst of identical history reads of one hot channel, with and without coalescing.
 async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Value, String> {
     let dir = temp_dir("coalesce");
-    let config = crate::config::Config { storage: storage.to_owned(), data_dir: dir.clone(), ..Default::default() };
-    let store = crate::app::open_storage(&config).await?;
+    let config =
+        guildhall_server::config::Config { storage: storage.to_owned(), data_dir: dir.clone(), ..Default::default() };
+    let store = guildhall_server::app::open_storage(&config).await?;
     let ids = Generator::new(0, 3);
     let next = || ids.next_id().expect("ids");
     let channel = Channel::text(next(), next(), "announcements");

@@ -1,0 +1,79 @@
+//! `guildhall`: the host binary, the top of the crate graph. `serve` runs the host (the
+//! `guildhall-server` crate); `plugin` scaffolds, builds and installs plugins; `bench` runs
+//! the benchmark scenarios. The tools talk to a host only through `guildhall-client`.
+
+mod bench;
+mod plugin_cli;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "guildhall", version, about = "A self-hostable, Discord-shaped realtime platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway and REST API.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the embedded store keeps its file (default ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// `embedded` (default) or `scylla://HOST:PORT[,HOST:PORT...]/KEYSPACE`.
+        #[arg(long)]
+        storage: Option<String>,
+        /// A TOML configuration file; GUILDHALL_* variables and flags override it.
+        #[arg(long, env = "GUILDHALL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Scaffold, build and install guild plugins.
+    Plugin {
+        #[command(subcommand)]
+        cmd: plugin_cli::PluginCmd,
+    },
+    /// Run a benchmark scenario and print its results.
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::Scenario,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("guildhall: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Serve { listen, data_dir, storage, config } => {
+                guildhall_server::serve(guildhall_server::ServeArgs { listen, data_dir, storage, config }).await
+            }
+            Cmd::Bench { scenario } => bench::run(scenario).await,
+            Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guildhall: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

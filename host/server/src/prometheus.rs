@@ -1,0 +1,76 @@
+//! `GET /metrics`: the runtime's and the data service's counters as Prometheus text. The
+//! counters are plain atomics where they are counted; only this edge knows the format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use guildhall_data::{DataMetrics, RouteMetrics};
+use guildhall_runtime::Metrics;
+
+pub fn render(runtime: &Metrics, data: &DataMetrics) -> String {
+    let mut out = String::with_capacity(8192);
+    render_runtime(&mut out, runtime);
+    render_data(&mut out, data);
+    out
+}
+
+fn render_runtime(out: &mut String, m: &Metrics) {
+    let mut line = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
+        let _ = writeln!(
+            out,
+            "# HELP guildhall_{name} {help}\n# TYPE guildhall_{name} {kind}\nguildhall_{name} {}",
+            v.load(Relaxed)
+        );
+    };
+    line("sessions", "gauge", "Gateway sessions alive (connected or resumable).", &m.sessions_open);
+    line("connections", "gauge", "Open gateway WebSocket connections.", &m.connections_open);
+    line("guilds", "gauge", "Guild actors running.", &m.guilds_loaded);
+    line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &m.guilds_evicted);
+    line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
+    line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
+    line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);
+    line("deliveries_total", "counter", "Dispatches queued to sessions.", &m.deliveries);
+    line("drops_total", "counter", "Sessions dropped as too slow.", &m.slow_consumer_drops);
+    line("messages_created_total", "counter", "Messages created.", &m.messages_created);
+    line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);
+    line("http_client_errors_total", "counter", "HTTP 4xx answers.", &m.http_errors_4xx);
+    line("http_server_errors_total", "counter", "HTTP 5xx answers.", &m.http_errors_5xx);
+    line("audit_entries_lost_total", "counter", "Audit log entries not stored.", &m.audit_entries_lost);
+}
+
+/// Picks one counter of a route.
+type RouteCounter = fn(&RouteMetrics) -> &AtomicU64;
+
+fn render_data(out: &mut String, data: &DataMetrics) {
+    let routes: [(&str, &RouteMetrics); 2] = [("history", &data.history), ("message", &data.message)];
+    let counters: [(&str, &str, RouteCounter); 4] = [
+        ("requests_total", "Reads asked of the data service.", |m| &m.requests),
+        ("db_queries_total", "Queries sent to storage.", |m| &m.db_queries),
+        ("coalesced_total", "Reads answered by joining a query in flight.", |m| &m.coalesced),
+        ("errors_total", "Reads answered with an error.", |m| &m.errors),
+    ];
+    for (name, help, counter) in counters {
+        let _ = writeln!(out, "# HELP guildhall_data_{name} {help}\n# TYPE guildhall_data_{name} counter");
+        for (route, m) in routes {
+            let _ = writeln!(out, "guildhall_data_{name}{{route=\"{route}\"}} {}", counter(m).load(Relaxed));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP guildhall_data_latency_us Data service read latency.\n# TYPE guildhall_data_latency_us histogram"
+    );
+    for (route, m) in routes {
+        let mut cumulative = 0;
+        for (i, bucket) in m.latency_us_log2.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"{}\"}} {cumulative}",
+                1u64 << i
+            );
+        }
+        let _ = writeln!(out, "guildhall_data_latency_us_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "guildhall_data_latency_us_sum{{route=\"{route}\"}} {}", m.latency_us_sum.load(Relaxed));
+        let _ = writeln!(out, "guildhall_data_latency_us_count{{route=\"{route}\"}} {cumulative}");
+    }
+}
