@@ -6,7 +6,7 @@
 //! messages share one commit), and dispatches are serialized once and offered to every
 //! target session without waiting (a full session queue drops that session, never the guild).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,8 +36,8 @@ pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{Disabled, Judgement, Moderation};
 use crate::plugin_support::load_component;
-use crate::reply::{Replies, ReplyTo};
-use crate::session::{Offer, SessionHandle, SessionRef, SessionRouter};
+use crate::reply::{NodeId, Replies, ReplyTo};
+use crate::session::{Offer, SessionRef, SessionRoute, SessionRouter};
 
 /// What every guild actor needs from the process.
 #[derive(Clone)]
@@ -65,7 +65,8 @@ type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>>
 
 struct GuildActor {
     state: GuildState,
-    sessions: HashMap<SessionId, SessionHandle>,
+    /// The connected sessions: their address and how to reach them.
+    sessions: HashMap<SessionId, (SessionRef, SessionRoute)>,
     /// Where each command in progress is answered.
     reply_to: HashMap<RequestId, ReplyTo>,
     replies: Arc<Replies>,
@@ -186,9 +187,9 @@ impl GuildActor {
         // Handed off with sessions connected: they live on in the next incarnation. From
         // tasks: the handle finds this mailbox closed and asks the directory, which starts
         // the next actor once this task has ended.
-        for (id, session) in self.sessions.drain() {
+        for (id, (address, _)) in self.sessions.drain() {
             let status = self.state.session_status(id).unwrap_or("online").to_owned();
-            let (handle, address) = (self.handle.clone(), session.address());
+            let handle = self.handle.clone();
             tokio::spawn(async move { handle.send(GuildMsg::Connect { session: address, status }).await });
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
@@ -352,10 +353,10 @@ impl GuildActor {
             }
             GuildMsg::Connect { session, status } => {
                 let SessionRef { id, user, intents } = session;
-                let Some(handle) = self.router.route(id) else {
+                let Some(route) = self.router.route(id) else {
                     return; // gone before it got here
                 };
-                self.sessions.insert(id, handle);
+                self.sessions.insert(id, (session, route));
                 let fx = self.state.handle(Input::SessionConnect { session: id, user, intents, status });
                 if !self.state.has_session(id) {
                     self.sessions.remove(&id); // not a member (any more)
@@ -412,16 +413,26 @@ impl GuildActor {
                     M::inc(&self.metrics.dispatches);
                     let mut delivered = 0u64;
                     let mut dropped: Vec<SessionId> = Vec::new();
+                    // Sessions on other nodes, grouped: one forward per node (no allocation
+                    // while every session is local).
+                    let mut remote: BTreeMap<NodeId, Vec<SessionId>> = BTreeMap::new();
                     for id in targets {
-                        let Some(handle) = self.sessions.get(&id) else { continue };
-                        match handle.offer(&prefix) {
-                            Offer::Queued => delivered += 1,
-                            Offer::Overflowed => {
-                                M::inc(&self.metrics.slow_consumer_drops);
-                                dropped.push(id);
-                            }
-                            Offer::Gone => dropped.push(id),
+                        match self.sessions.get(&id) {
+                            None => continue,
+                            Some((_, SessionRoute::Remote(node))) => remote.entry(*node).or_default().push(id),
+                            Some((_, SessionRoute::Local(handle))) => match handle.offer(&prefix) {
+                                Offer::Queued => delivered += 1,
+                                Offer::Overflowed => {
+                                    M::inc(&self.metrics.slow_consumer_drops);
+                                    dropped.push(id);
+                                }
+                                Offer::Gone => dropped.push(id),
+                            },
                         }
+                    }
+                    for (node, sessions) in &remote {
+                        self.router.forward(*node, sessions, &prefix);
+                        M::inc(&self.metrics.node_forwards);
                     }
                     self.metrics.deliveries.fetch_add(delivered, Relaxed);
                     for session in dropped {
@@ -442,7 +453,7 @@ impl GuildActor {
 mod tests {
     use super::*;
     use crate::registry::SessionRegistry;
-    use crate::session::{SessionMsg, SessionShared};
+    use crate::session::{SessionHandle, SessionMsg, SessionShared};
     use guildhall_core::gateway::intents;
     use guildhall_core::guild::Reply;
     use guildhall_core::model::{Channel, Guild, Member, User, UserId};
@@ -457,6 +468,14 @@ mod tests {
 
     async fn guild_with(members: &[u64]) -> (GuildRef, Arc<Metrics>, std::path::PathBuf, Arc<SessionRegistry>) {
         let sessions = Arc::new(SessionRegistry::default());
+        let (guild, metrics, dir) = guild_routed(members, sessions.clone()).await;
+        (guild, metrics, dir, sessions)
+    }
+
+    async fn guild_routed(
+        members: &[u64],
+        router: Arc<dyn SessionRouter>,
+    ) -> (GuildRef, Arc<Metrics>, std::path::PathBuf) {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, Relaxed);
         let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}-{n}", std::process::id()));
@@ -477,10 +496,10 @@ mod tests {
             plugin_limits: Default::default(),
             audit,
             replies: Replies::new(0),
-            sessions: sessions.clone(),
+            sessions: router,
             locator: None,
         };
-        (spawn_guild(state, deps).0, metrics, dir, sessions)
+        (spawn_guild(state, deps).0, metrics, dir)
     }
 
     fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
@@ -572,6 +591,78 @@ mod tests {
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "dispatch order is id order");
         acked.sort();
         assert_eq!(acked.iter().map(|id| id.0).collect::<Vec<_>>(), seen);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A node's view of a three-node cluster: its own sessions in a registry, sessions 101
+    /// and 102 on node 7, 103 on node 9; what it forwards is recorded.
+    struct ThreeNodes {
+        local: SessionRegistry,
+        forwarded: std::sync::Mutex<Vec<(NodeId, Vec<SessionId>, String)>>,
+    }
+
+    impl SessionRouter for ThreeNodes {
+        fn route(&self, session: SessionId) -> Option<SessionRoute> {
+            match session.0 {
+                101 | 102 => Some(SessionRoute::Remote(7)),
+                103 => Some(SessionRoute::Remote(9)),
+                _ => self.local.route(session),
+            }
+        }
+        fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
+            self.local.of_user(user)
+        }
+        fn resumable(&self, key: &str) -> Option<SessionHandle> {
+            self.local.resumable(key)
+        }
+        fn forward(&self, node: NodeId, sessions: &[SessionId], dispatch: &DispatchPrefix) {
+            let v: serde_json::Value = serde_json::from_slice(&dispatch.with_seq(1)).unwrap();
+            let name = v["t"].as_str().unwrap_or_default().to_owned();
+            self.forwarded.lock().unwrap().push((node, sessions.to_vec(), name));
+        }
+    }
+
+    #[tokio::test]
+    async fn remote_sessions_get_one_forward_per_node_and_event() {
+        let router = Arc::new(ThreeNodes { local: SessionRegistry::default(), forwarded: Default::default() });
+        let (guild, metrics, dir) = guild_routed(&[1, 2, 3], router.clone()).await;
+        let (here, mut here_rx) = session(1, Snowflake(1), 64);
+        connect(&guild, &router.local, here).await;
+        for (id, user) in [(101, 2), (102, 3), (103, 2)] {
+            let address = SessionRef {
+                id: SessionId(id),
+                user: Snowflake(user),
+                intents: intents::GUILD_MESSAGES | intents::GUILDS,
+            };
+            guild.send(GuildMsg::Connect { session: address, status: "online".into() }).await;
+        }
+        // A call is handled after everything sent before it: the connects are done.
+        guild.call(Command::Snapshot { user: Snowflake(1) }, Duration::from_secs(5)).await.unwrap();
+        let connected = std::mem::take(&mut *router.forwarded.lock().unwrap());
+        assert!(connected
+            .iter()
+            .any(|(node, ids, name)| (*node, ids.as_slice(), name.as_str())
+                == (9, &[SessionId(103)][..], "GUILD_CREATE")));
+        for i in 0..3 {
+            let reply = guild.call(create(1, format!("m{i}")), Duration::from_secs(5)).await;
+            assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
+        }
+        let forwarded = router.forwarded.lock().unwrap().clone();
+        let expected: Vec<(NodeId, Vec<SessionId>, String)> = (0..3)
+            .flat_map(|_| {
+                [
+                    (7, vec![SessionId(101), SessionId(102)], "MESSAGE_CREATE".to_owned()),
+                    (9, vec![SessionId(103)], "MESSAGE_CREATE".to_owned()),
+                ]
+            })
+            .collect();
+        assert_eq!(forwarded, expected, "one forward per node with recipients, per event; never one per session");
+        let mut local = 0;
+        while let Ok(msg) = here_rx.try_recv() {
+            local += usize::from(event(msg)["t"] == "MESSAGE_CREATE");
+        }
+        assert_eq!(local, 3, "the local session is offered directly");
+        assert_eq!(metrics.node_forwards.load(Relaxed), 6 + connected.len() as u64);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub dms_evicted: AtomicU64,
     /// Dispatches serialized (once each, whatever the number of recipients).
     pub dispatches: AtomicU64,
+    /// Dispatches forwarded to another node for its sessions (one per node and event).
+    pub node_forwards: AtomicU64,
     /// Dispatches handed to a session's queue.
     pub deliveries: AtomicU64,
     /// Sessions disconnected because their outbound queue overflowed.

@@ -9,7 +9,10 @@ use std::sync::Mutex;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::UserId;
 
-use crate::session::{SessionHandle, SessionRouter};
+use guildhall_core::gateway::DispatchPrefix;
+
+use crate::reply::NodeId;
+use crate::session::{SessionHandle, SessionRoute, SessionRouter};
 
 #[derive(Default)]
 pub struct SessionRegistry {
@@ -54,8 +57,8 @@ impl SessionRegistry {
 }
 
 impl SessionRouter for SessionRegistry {
-    fn route(&self, session: SessionId) -> Option<SessionHandle> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.get(&session).cloned()
+    fn route(&self, session: SessionId) -> Option<SessionRoute> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.get(&session).cloned().map(SessionRoute::Local)
     }
 
     fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
@@ -64,5 +67,10 @@ impl SessionRouter for SessionRegistry {
 
     fn resumable(&self, key: &str) -> Option<SessionHandle> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+    }
+
+    /// This table routes only to this node's sessions, so nothing is ever forwarded.
+    fn forward(&self, node: NodeId, sessions: &[SessionId], _: &DispatchPrefix) {
+        debug_assert!(false, "a local registry was asked to forward to node {node}: {sessions:?}");
     }
 }

@@ -10,6 +10,8 @@ use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
 use serde::{Deserialize, Serialize};
+
+use crate::reply::NodeId;
 use tokio::sync::{mpsc, Notify};
 
 /// What a session actor's mailbox carries. Dispatches are the bulk; the mailbox is the
@@ -54,15 +56,28 @@ pub struct SessionRef {
     pub intents: u64,
 }
 
+/// How a guild reaches one of its sessions, resolved once when the session connects.
+#[derive(Clone)]
+pub enum SessionRoute {
+    /// On this node: its mailbox.
+    Local(SessionHandle),
+    /// On another node: a guild groups its dispatches for that node's sessions and hands
+    /// them to [`SessionRouter::forward`], one message per node and event (Manifold).
+    Remote(NodeId),
+}
+
 /// Finds how to deliver to a session: by id (guilds resolve the sessions that connect),
 /// by user (DMs, guild joins) and by resume key (RESUME). In one process the answers are
-/// handles; a cluster adds routes to other nodes (grouped per node for fan-out).
+/// handles; a cluster adds routes to other nodes.
 pub trait SessionRouter: Send + Sync {
-    fn route(&self, session: SessionId) -> Option<SessionHandle>;
+    fn route(&self, session: SessionId) -> Option<SessionRoute>;
     /// Every live session of the user.
     fn of_user(&self, user: UserId) -> Vec<SessionHandle>;
     /// The session a RESUME with this session id (the key handed out in READY) asks for.
     fn resumable(&self, key: &str) -> Option<SessionHandle>;
+    /// Sends one dispatch to `sessions`, all on `node`, in one message; that node offers
+    /// it to each. Only called for sessions this router resolved as `Remote(node)`.
+    fn forward(&self, node: NodeId, sessions: &[SessionId], dispatch: &DispatchPrefix);
 }
 
 /// How others reach a session actor.

@@ -30,6 +30,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
     line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);
     line("deliveries_total", "counter", "Dispatches queued to sessions.", &m.deliveries);
+    line(
+        "node_forwards_total",
+        "counter",
+        "Dispatches forwarded to another node, one per node and event.",
+        &m.node_forwards,
+    );
     line("drops_total", "counter", "Sessions dropped as too slow.", &m.slow_consumer_drops);
     line("messages_created_total", "counter", "Messages created.", &m.messages_created);
     line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);
