@@ -1,0 +1,291 @@
+//! Who is in the cluster, kept in NATS JetStream, nothing home-made.
+//!
+//! Every live node holds one key in a KV bucket, named by its node id, whose value says how
+//! to reach it. The bucket's `max_age` is the lease: a key not rewritten within it is
+//! removed by the server. So:
+//! - **Node ids are leases.** A node takes its id with `create`, which succeeds only if
+//!   no live node holds the key; two hosts can never mint snowflakes with the same
+//!   (datacenter, worker) pair at once. `--node-id N` is checked the same way, and
+//!   without one a node takes the lowest free id.
+//! - **Heartbeats are compare-and-set renewals** (`update` at the revision the node last
+//!   wrote). If the key expired (the node stalled longer than the lease, or was cut off),
+//!   the renewal fails even if nobody took the id yet, and the node has lost its lease: it
+//!   must stop minting ids and stop acting for the cluster ([`Heartbeat::lost`]).
+//! - **The view is the bucket's keys.** Every node lists them each heartbeat and derives
+//!   the same [`Ring`] from the same set. A node that dies (kill -9) disappears when its
+//!   lease runs out; one that leaves deletes its key at once.
+//!
+//! Why KV with a TTL rather than heartbeat messages with timeouts: the lease and the id
+//! reservation are the same record, kept by the server, so there is no window where a
+//! node is "alive" to some and "dead" to others longer than one refresh, and a restarted
+//! node cannot take an id that a live node still holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use guildhall_runtime::reply::NodeId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::ring::Ring;
+
+/// Node ids are snowflake (datacenter, worker) pairs: 5 bits each.
+pub const MAX_NODES: u16 = 1 << 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node: NodeId,
+    /// Where its HTTP and gateway listen, as clients should be sent there.
+    pub advertise: String,
+    pub started_unix_ms: u64,
+    /// Leaving: it hands its guilds off and takes no new ones.
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// The KV bucket (default `guildhall_nodes`).
+    pub bucket: String,
+    /// How long a node stays a member without renewing (default 6 s; renewed every third).
+    pub lease: Duration,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig { bucket: "guildhall_nodes".into(), lease: Duration::from_secs(6) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("node id {node} is held by a live node ({holder})")]
+    NodeIdTaken { node: NodeId, holder: String },
+    #[error("node id {0} is out of range (0..{MAX_NODES})")]
+    NodeIdOutOfRange(NodeId),
+    #[error("all {MAX_NODES} node ids are taken")]
+    NoFreeNodeId,
+    #[error("this node's lease on id {0} ran out; it is no longer a member")]
+    LeaseLost(NodeId),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+fn nats(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Nats(e.to_string())
+}
+
+fn key(node: NodeId) -> String {
+    format!("node-{node}")
+}
+
+fn encode(info: &NodeInfo) -> Bytes {
+    Bytes::from(serde_json::to_vec(info).expect("NodeInfo serializes"))
+}
+
+/// Opens (creating it if needed) the membership bucket.
+pub async fn open_bucket(client: &async_nats::Client, config: &MembershipConfig) -> Result<kv::Store, ClusterError> {
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let bucket = kv::Config {
+        bucket: config.bucket.clone(),
+        description: "Guildhall nodes: one key per live node, kept alive by renewals".into(),
+        history: 1,
+        max_age: config.lease,
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        max_value_size: 4096,
+        ..Default::default()
+    };
+    jetstream.create_or_update_key_value(bucket).await.map_err(nats)
+}
+
+/// The live members, by node id (expired keys are gone; unreadable values are skipped and
+/// logged).
+pub async fn members(bucket: &kv::Store) -> Result<BTreeMap<NodeId, NodeInfo>, ClusterError> {
+    let keys: Vec<String> = bucket.keys().await.map_err(nats)?.try_collect().await.map_err(nats)?;
+    let mut members = BTreeMap::new();
+    for k in keys {
+        let Some(value) = bucket.get(k.clone()).await.map_err(nats)? else { continue }; // expired meanwhile
+        match serde_json::from_slice::<NodeInfo>(&value) {
+            Ok(info) if key(info.node) == k => {
+                members.insert(info.node, info);
+            }
+            _ => tracing::warn!(key = %k, "ignoring an unreadable membership entry"),
+        }
+    }
+    Ok(members)
+}
+
+/// This node's hold on its id and its membership.
+pub struct Lease {
+    bucket: kv::Store,
+    info: NodeInfo,
+    revision: u64,
+}
+
+impl Lease {
+    /// Takes `requested`, or the lowest free id, for `info` (whose `node` is filled in).
+    pub async fn acquire(
+        bucket: kv::Store,
+        requested: Option<NodeId>,
+        mut info: NodeInfo,
+    ) -> Result<Lease, ClusterError> {
+        if let Some(node) = requested {
+            if node >= MAX_NODES {
+                return Err(ClusterError::NodeIdOutOfRange(node));
+            }
+            info.node = node;
+            return match Self::try_create(&bucket, &info).await? {
+                Some(revision) => Ok(Lease { bucket, info, revision }),
+                None => {
+                    let holder = members(&bucket).await?.get(&node).map(|h| h.advertise.clone());
+                    Err(ClusterError::NodeIdTaken { node, holder: holder.unwrap_or_else(|| "unknown".into()) })
+                }
+            };
+        }
+        let taken = members(&bucket).await?;
+        for node in (0..MAX_NODES).filter(|n| !taken.contains_key(n)) {
+            info.node = node;
+            if let Some(revision) = Self::try_create(&bucket, &info).await? {
+                return Ok(Lease { bucket, info, revision });
+            } // taken meanwhile by another starting node: try the next
+        }
+        Err(ClusterError::NoFreeNodeId)
+    }
+
+    /// `Some(revision)` if the key was free and is now ours.
+    async fn try_create(bucket: &kv::Store, info: &NodeInfo) -> Result<Option<u64>, ClusterError> {
+        match bucket.create(key(info.node), encode(info)).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(nats(e)),
+        }
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.info.node
+    }
+
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// Rewrites the key at the revision last written: the heartbeat.
+    pub async fn renew(&mut self) -> Result<(), ClusterError> {
+        match self.bucket.update(key(self.info.node), encode(&self.info), self.revision).await {
+            Ok(revision) => {
+                self.revision = revision;
+                Ok(())
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(ClusterError::LeaseLost(self.info.node)),
+            Err(e) => Err(nats(e)),
+        }
+    }
+
+    /// Marks this node as leaving (others stop placing guilds on it).
+    pub async fn set_draining(&mut self) -> Result<(), ClusterError> {
+        self.info.draining = true;
+        self.renew().await
+    }
+
+    /// Leaves at once (the others see it gone on their next refresh).
+    pub async fn release(self) -> Result<(), ClusterError> {
+        let (bucket, node, revision) = (self.bucket, self.info.node, self.revision);
+        bucket.delete_expect_revision(key(node), Some(revision)).await.map_err(nats)
+    }
+}
+
+/// What a node knows of the cluster: the members and the ring they make.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct View {
+    pub members: BTreeMap<NodeId, NodeInfo>,
+    /// Made of the members that are not draining.
+    pub ring: Ring,
+}
+
+impl View {
+    pub fn new(members: BTreeMap<NodeId, NodeInfo>) -> View {
+        let ring = Ring::new(members.values().filter(|m| !m.draining).map(|m| m.node));
+        View { members, ring }
+    }
+}
+
+/// The renewal loop of a node: renews its lease and refreshes its view every third of the
+/// lease. Dropping it stops both (the lease then expires).
+pub struct Heartbeat {
+    view: watch::Receiver<Arc<View>>,
+    lost: watch::Receiver<bool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Lease>,
+}
+
+impl Heartbeat {
+    pub async fn start(mut lease: Lease, period: Duration) -> Result<Heartbeat, ClusterError> {
+        let first = View::new(members(&lease.bucket).await?);
+        let (view_tx, view) = watch::channel(Arc::new(first));
+        let (lost_tx, lost) = watch::channel(false);
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stopped => return lease,
+                }
+                match lease.renew().await {
+                    Ok(()) => {}
+                    Err(ClusterError::LeaseLost(node)) => {
+                        tracing::error!(node, "lease lost: this node is no longer a cluster member");
+                        lost_tx.send_replace(true);
+                        return lease;
+                    }
+                    // NATS away for a moment: try again next tick (the lease outlasts
+                    // two missed renewals).
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease; retrying"),
+                }
+                match members(&lease.bucket).await {
+                    Ok(members) => {
+                        view_tx.send_if_modified(|current| {
+                            if current.members == members {
+                                return false;
+                            }
+                            *current = Arc::new(View::new(members));
+                            true
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot list members; keeping the last view"),
+                }
+            }
+        });
+        Ok(Heartbeat { view, lost, stop: Some(stop), task })
+    }
+
+    /// The current view; `changed()` on a clone waits for the next.
+    pub fn view(&self) -> watch::Receiver<Arc<View>> {
+        self.view.clone()
+    }
+
+    /// Becomes true once the lease is lost (then it stays lost).
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and hands the lease back (to release it, or to let it expire).
+    pub async fn stop(mut self) -> Lease {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("the heartbeat task does not panic")
+    }
+}
+
+impl Drop for Heartbeat {
+    /// Dropped without `stop`: renewals end, and the lease runs out on its own.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
