@@ -25,7 +25,7 @@ use crate::guild_ref::{GuildMsg, GuildRef};
 use crate::ids::Generator;
 use crate::metrics::{Metrics, Metrics as M};
 use crate::reply::{Replies, ReplyTo};
-use crate::session::{Offer, SessionRouter};
+use crate::session::{SessionRouter, ToUser};
 
 struct DmActor {
     state: DmState,
@@ -138,17 +138,11 @@ impl DmActor {
         // Discord's JSON is made here, at the edge: once per event.
         let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
         M::inc(&self.metrics.dispatches);
+        let msg = ToUser::Dispatch { intent, dispatch: prefix };
         for user in self.state.recipients() {
-            for session in self.router.of_user(user) {
-                if session.intents & intent == 0 {
-                    continue;
-                }
-                match session.offer(&prefix) {
-                    Offer::Queued => M::inc(&self.metrics.deliveries),
-                    Offer::Overflowed => M::inc(&self.metrics.slow_consumer_drops),
-                    Offer::Gone => {}
-                }
-            }
+            let delivered = self.router.to_user(user, &msg);
+            self.metrics.deliveries.fetch_add(delivered.queued, Relaxed);
+            self.metrics.slow_consumer_drops.fetch_add(delivered.overflowed, Relaxed);
         }
     }
 }

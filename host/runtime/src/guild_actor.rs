@@ -431,7 +431,7 @@ impl GuildActor {
                         }
                     }
                     for (node, sessions) in &remote {
-                        self.router.forward(*node, sessions, &prefix);
+                        self.router.forward(*node, self.state.guild().id, sessions, &prefix);
                         M::inc(&self.metrics.node_forwards);
                     }
                     self.metrics.deliveries.fetch_add(delivered, Relaxed);
@@ -453,10 +453,10 @@ impl GuildActor {
 mod tests {
     use super::*;
     use crate::registry::SessionRegistry;
-    use crate::session::{SessionHandle, SessionMsg, SessionShared};
+    use crate::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
     use guildhall_core::gateway::intents;
     use guildhall_core::guild::Reply;
-    use guildhall_core::model::{Channel, Guild, Member, User, UserId};
+    use guildhall_core::model::{Channel, Guild, GuildId, Member, User, UserId};
     use guildhall_core::Snowflake;
     use guildhall_store_redb::EmbeddedStore;
 
@@ -609,13 +609,14 @@ mod tests {
                 _ => self.local.route(session),
             }
         }
-        fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
-            self.local.of_user(user)
+        fn to_user(&self, user: UserId, msg: &ToUser) -> Delivered {
+            self.local.to_user(user, msg)
         }
         fn resumable(&self, key: &str) -> Option<SessionHandle> {
             self.local.resumable(key)
         }
-        fn forward(&self, node: NodeId, sessions: &[SessionId], dispatch: &DispatchPrefix) {
+        fn forward(&self, node: NodeId, guild: GuildId, sessions: &[SessionId], dispatch: &DispatchPrefix) {
+            assert_eq!(guild, Snowflake(10));
             let v: serde_json::Value = serde_json::from_slice(&dispatch.with_seq(1)).unwrap();
             let name = v["t"].as_str().unwrap_or_default().to_owned();
             self.forwarded.lock().unwrap().push((node, sessions.to_vec(), name));

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use guildhall_core::guild::SessionId;
-use guildhall_core::model::UserId;
+use guildhall_core::model::{GuildId, UserId};
 
 use guildhall_core::gateway::DispatchPrefix;
 
 use crate::reply::NodeId;
-use crate::session::{SessionHandle, SessionRoute, SessionRouter};
+use crate::session::{Delivered, SessionHandle, SessionRoute, SessionRouter, ToUser};
 
 #[derive(Default)]
 pub struct SessionRegistry {
@@ -61,8 +61,13 @@ impl SessionRouter for SessionRegistry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.get(&session).cloned().map(SessionRoute::Local)
     }
 
-    fn of_user(&self, user: UserId) -> Vec<SessionHandle> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_user.get(&user).cloned().unwrap_or_default()
+    fn to_user(&self, user: UserId, msg: &ToUser) -> Delivered {
+        let sessions = self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_user.get(&user).cloned();
+        let mut delivered = Delivered::default();
+        for session in sessions.unwrap_or_default() {
+            session.take(msg, &mut delivered);
+        }
+        delivered
     }
 
     fn resumable(&self, key: &str) -> Option<SessionHandle> {
@@ -70,7 +75,7 @@ impl SessionRouter for SessionRegistry {
     }
 
     /// This table routes only to this node's sessions, so nothing is ever forwarded.
-    fn forward(&self, node: NodeId, sessions: &[SessionId], _: &DispatchPrefix) {
-        debug_assert!(false, "a local registry was asked to forward to node {node}: {sessions:?}");
+    fn forward(&self, node: NodeId, guild: GuildId, sessions: &[SessionId], _: &DispatchPrefix) {
+        debug_assert!(false, "a local registry was asked to forward {guild}'s dispatch to node {node}: {sessions:?}");
     }
 }

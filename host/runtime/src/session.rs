@@ -71,13 +71,55 @@ pub enum SessionRoute {
 /// handles; a cluster adds routes to other nodes.
 pub trait SessionRouter: Send + Sync {
     fn route(&self, session: SessionId) -> Option<SessionRoute>;
-    /// Every live session of the user.
-    fn of_user(&self, user: UserId) -> Vec<SessionHandle>;
+    /// Delivers to every live session of the user, wherever it is. Returns what this
+    /// node's sessions took (other nodes count their own).
+    fn to_user(&self, user: UserId, msg: &ToUser) -> Delivered;
     /// The session a RESUME with this session id (the key handed out in READY) asks for.
     fn resumable(&self, key: &str) -> Option<SessionHandle>;
-    /// Sends one dispatch to `sessions`, all on `node`, in one message; that node offers
-    /// it to each. Only called for sessions this router resolved as `Remote(node)`.
-    fn forward(&self, node: NodeId, sessions: &[SessionId], dispatch: &DispatchPrefix);
+    /// Sends one dispatch of `guild` to `sessions`, all on `node`, in one message; that
+    /// node offers it to each (and tells the guild about sessions that are gone or too
+    /// slow). Only called for sessions this router resolved as `Remote(node)`.
+    fn forward(&self, node: NodeId, guild: GuildId, sessions: &[SessionId], dispatch: &DispatchPrefix);
+}
+
+/// What can be sent to all of a user's sessions.
+#[derive(Debug, Clone)]
+pub enum ToUser {
+    /// A dispatch for the sessions that asked for `intent` (DMs).
+    Dispatch { intent: u64, dispatch: DispatchPrefix },
+    /// The user joined a guild: its sessions subscribe to it.
+    JoinGuild(GuildId),
+}
+
+/// How a delivery to local sessions went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub queued: u64,
+    /// Sessions dropped because their queue was full.
+    pub overflowed: u64,
+}
+
+impl SessionHandle {
+    /// Delivers `msg` to this session if it applies (a dispatch needs the intent).
+    pub fn take(&self, msg: &ToUser, delivered: &mut Delivered) {
+        match msg {
+            ToUser::Dispatch { intent, dispatch } => {
+                if self.intents & intent == 0 {
+                    return;
+                }
+                match self.offer(dispatch) {
+                    Offer::Queued => delivered.queued += 1,
+                    Offer::Overflowed => delivered.overflowed += 1,
+                    Offer::Gone => {}
+                }
+            }
+            ToUser::JoinGuild(guild) => {
+                if self.tx.try_send(SessionMsg::JoinGuild(*guild)).is_ok() {
+                    delivered.queued += 1;
+                }
+            }
+        }
+    }
 }
 
 /// How others reach a session actor.

@@ -14,7 +14,7 @@ use super::ctx::{
 };
 use super::error::{code, ApiError};
 use guildhall_runtime::audit::change;
-use guildhall_runtime::session::SessionMsg;
+use guildhall_runtime::session::ToUser;
 
 fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
     let mut v = json!({
@@ -52,9 +52,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
 }
 
 fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
-    for session in ctx.app.router.of_user(user.id) {
-        let _ = session.tx.try_send(SessionMsg::JoinGuild(guild));
-    }
+    ctx.app.router.to_user(user.id, &ToUser::JoinGuild(guild));
 }
 
 async fn snapshot(ctx: &Ctx, user: &User, id: GuildId) -> Result<(Guild, Vec<Channel>, usize), ApiError> {
