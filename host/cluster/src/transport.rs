@@ -1,0 +1,356 @@
+//! The runtime's seams, carried over the bus: guild and DM actors run on the node the ring
+//! gives them, and everyone else reaches them through [`ClusterDirectory`] refs; answers,
+//! forwarded dispatches and per-user deliveries travel on the node's subjects
+//! ([`crate::wire`]).
+//!
+//! Delivery to another node's actor is a request: the owner answers once the message is in
+//! the actor's mailbox, or says it does not own the actor (the sender then locates it
+//! again, with a fresher view). A request that times out is not retried: the message may
+//! have arrived, and a command must not run twice; its caller times out instead.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use guildhall_bus::{Bus, BusError};
+use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::guild::SessionId;
+use guildhall_core::model::{GuildId, UserId};
+use guildhall_runtime::directory::{Directory, LocalDirectory, LocateError};
+use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox};
+use guildhall_runtime::registry::SessionRegistry;
+use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
+use guildhall_runtime::session::{Delivered, Offer, SessionRoute, SessionRouter, ToUser};
+use guildhall_runtime::Metrics;
+use guildhall_store::StoreError;
+use tokio::sync::{mpsc, watch};
+
+use crate::membership::View;
+use crate::wire::{
+    decode, decode_framed, encode, encode_framed, Accepted, ActorKind, ActorRequest, ReplyDelivery, SessionsHeader,
+    Subjects, UserHeader, UserWire,
+};
+
+/// How long a node waits for another to take a message into an actor's mailbox (the actor
+/// may first have to be loaded from storage).
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Publishes queued for the bus before further ones are dropped (and logged).
+const OUTBOX: usize = 65_536;
+
+/// This node's end of the cluster: its id, the view of the ring, the bus, and the queue of
+/// what it publishes from code that cannot wait (replies, forwards).
+pub struct Transport {
+    me: NodeId,
+    subjects: Subjects,
+    bus: Arc<dyn Bus>,
+    view: watch::Receiver<Arc<View>>,
+    outbox: mpsc::Sender<(String, Bytes)>,
+    local_sessions: Arc<SessionRegistry>,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    pub fn new(
+        me: NodeId,
+        cluster: &str,
+        bus: Arc<dyn Bus>,
+        view: watch::Receiver<Arc<View>>,
+        local_sessions: Arc<SessionRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Transport> {
+        let (outbox, mut queue) = mpsc::channel::<(String, Bytes)>(OUTBOX);
+        let publisher = bus.clone();
+        tokio::spawn(async move {
+            while let Some((subject, payload)) = queue.recv().await {
+                if let Err(e) = publisher.publish(&subject, payload).await {
+                    tracing::warn!(%subject, error = %e, "cannot publish to the cluster");
+                }
+            }
+        });
+        Arc::new(Transport { me, subjects: Subjects::new(cluster), bus, view, outbox, local_sessions, metrics })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.me
+    }
+
+    /// The node the ring gives `id` to, by this node's current view.
+    pub fn owner(&self, id: GuildId) -> Option<NodeId> {
+        self.view.borrow().ring.owner(id.0)
+    }
+
+    fn post(&self, subject: String, payload: Bytes) {
+        if self.outbox.try_send((subject, payload)).is_err() {
+            tracing::error!("the cluster outbox is full; a message to another node was dropped");
+        }
+    }
+
+    /// Starts answering other nodes: actor requests for `guilds` and `dms`, replies for
+    /// `replies`, forwarded dispatches and user deliveries for this node's sessions.
+    pub async fn serve(
+        self: &Arc<Self>,
+        guilds: Arc<LocalDirectory>,
+        dms: Arc<LocalDirectory>,
+        replies: Arc<Replies>,
+        routing: Arc<ClusterDirectory>,
+    ) -> Result<(), BusError> {
+        let mut actor_requests = self.bus.subscribe(&self.subjects.actor(self.me)).await?;
+        let mut reply_inbox = self.bus.subscribe(&self.subjects.reply(self.me)).await?;
+        let mut session_inbox = self.bus.subscribe(&self.subjects.sessions(self.me)).await?;
+        let mut user_inbox = self.bus.subscribe(&self.subjects.all_users()).await?;
+        self.bus.flush().await?;
+
+        let me = self.clone();
+        tokio::spawn(async move {
+            // One at a time, so that what one sender sends an actor arrives in order.
+            while let Some(request) = actor_requests.next().await {
+                let Some(reply) = request.reply else { continue };
+                let answer = match decode::<ActorRequest>(&request.payload) {
+                    Ok(ActorRequest::Locate { kind, id }) => me.accept(kind, id, None, &guilds, &dms).await,
+                    Ok(ActorRequest::Deliver { kind, id, msg }) => me.accept(kind, id, Some(*msg), &guilds, &dms).await,
+                    Err(e) => Accepted::Failed(e.to_string()),
+                };
+                let _ = me.bus.publish(&reply, encode(&answer)).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(message) = reply_inbox.next().await {
+                match decode::<ReplyDelivery>(&message.payload) {
+                    Ok(ReplyDelivery { to, result }) => replies.deliver(to, result),
+                    Err(e) => tracing::warn!(error = %e, "dropping an unreadable reply"),
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(message) = session_inbox.next().await {
+                match decode_framed::<SessionsHeader>(&message.payload) {
+                    Ok((header, dispatch)) => me.offer_to_sessions(header, DispatchPrefix(dispatch), &routing),
+                    Err(e) => tracing::warn!(error = %e, "dropping an unreadable forwarded dispatch"),
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(message) = user_inbox.next().await {
+                match decode_framed::<UserHeader>(&message.payload) {
+                    Ok((header, _)) if header.origin == me.me => {} // delivered here already
+                    Ok((UserHeader { user, msg, .. }, raw)) => {
+                        let msg = match msg {
+                            UserWire::Dispatch { intent } => ToUser::Dispatch { intent, dispatch: DispatchPrefix(raw) },
+                            UserWire::JoinGuild(guild) => ToUser::JoinGuild(guild),
+                        };
+                        let delivered = me.local_sessions.to_user(user, &msg);
+                        me.count(delivered);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "dropping an unreadable user delivery"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn accept(
+        &self,
+        kind: ActorKind,
+        id: GuildId,
+        msg: Option<GuildMsg>,
+        guilds: &LocalDirectory,
+        dms: &LocalDirectory,
+    ) -> Accepted {
+        if self.owner(id) != Some(self.me) {
+            return Accepted::NotHere;
+        }
+        let directory = match kind {
+            ActorKind::Guild => guilds,
+            ActorKind::Dm => dms,
+        };
+        match Directory::locate(directory, id).await {
+            Ok(actor) => match msg {
+                None => Accepted::Yes,
+                Some(msg) => match actor.send(msg).await {
+                    true => Accepted::Yes,
+                    false => Accepted::Failed("the actor stopped".into()),
+                },
+            },
+            Err(LocateError::UnknownGuild | LocateError::UnknownChannel) => Accepted::Unknown,
+            Err(e) => Accepted::Failed(e.to_string()),
+        }
+    }
+
+    /// A guild on another node fanned out to some of this node's sessions.
+    fn offer_to_sessions(&self, header: SessionsHeader, dispatch: DispatchPrefix, routing: &Arc<ClusterDirectory>) {
+        let mut delivered = Delivered::default();
+        let mut gone = Vec::new();
+        for session in header.sessions {
+            let Some(SessionRoute::Local(handle)) = self.local_sessions.route(session) else {
+                gone.push(session);
+                continue;
+            };
+            match handle.offer(&dispatch) {
+                Offer::Queued => delivered.queued += 1,
+                Offer::Overflowed => {
+                    delivered.overflowed += 1;
+                    gone.push(session);
+                }
+                Offer::Gone => gone.push(session),
+            }
+        }
+        self.count(delivered);
+        if !gone.is_empty() {
+            // The guild must stop sending to them, as it would for its own sessions.
+            let routing = routing.clone();
+            tokio::spawn(async move {
+                if let Ok(guild) = Directory::locate(routing.as_ref(), header.guild).await {
+                    for session in gone {
+                        guild.disconnect(session);
+                    }
+                }
+            });
+        }
+    }
+
+    fn count(&self, delivered: Delivered) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.deliveries.fetch_add(delivered.queued, Relaxed);
+        self.metrics.slow_consumer_drops.fetch_add(delivered.overflowed, Relaxed);
+    }
+
+    async fn request(&self, node: NodeId, request: &ActorRequest) -> Result<Accepted, BusError> {
+        let answer = self.bus.request(&self.subjects.actor(node), encode(request), DELIVERY_TIMEOUT).await?;
+        decode(&answer).map_err(|e| BusError::Unavailable(e.to_string()))
+    }
+}
+
+impl ReplyTransport for Transport {
+    fn send_reply(&self, to: ReplyTo, result: CommandResult) {
+        self.post(self.subjects.reply(to.node), encode(&ReplyDelivery { to, result }));
+    }
+}
+
+/// Routes to sessions anywhere: this node's through its registry, others' by their node
+/// (a session id carries its node).
+pub struct ClusterRouter {
+    pub transport: Arc<Transport>,
+}
+
+impl SessionRouter for ClusterRouter {
+    fn route(&self, session: SessionId) -> Option<SessionRoute> {
+        if session.node() == self.transport.me {
+            self.transport.local_sessions.route(session)
+        } else {
+            Some(SessionRoute::Remote(session.node()))
+        }
+    }
+
+    fn to_user(&self, user: UserId, msg: &ToUser) -> Delivered {
+        let t = &self.transport;
+        let delivered = t.local_sessions.to_user(user, msg);
+        let (wire, raw) = match msg {
+            ToUser::Dispatch { intent, dispatch } => (UserWire::Dispatch { intent: *intent }, dispatch.0.clone()),
+            ToUser::JoinGuild(guild) => (UserWire::JoinGuild(*guild), Bytes::new()),
+        };
+        let header = UserHeader { origin: t.me, user, msg: wire };
+        t.post(t.subjects.user(user), encode_framed(&header, &raw));
+        delivered
+    }
+
+    fn resumable(&self, key: &str) -> Option<guildhall_runtime::session::SessionHandle> {
+        self.transport.local_sessions.resumable(key)
+    }
+
+    fn forward(&self, node: NodeId, guild: GuildId, sessions: &[SessionId], dispatch: &DispatchPrefix) {
+        let header = SessionsHeader { guild, sessions: sessions.to_vec() };
+        self.transport.post(self.transport.subjects.sessions(node), encode_framed(&header, &dispatch.0));
+    }
+}
+
+/// Where a guild (or DM channel) lives in the cluster: here, through the local directory,
+/// or on its owner, through a [`NodeMailbox`].
+pub struct ClusterDirectory {
+    kind: ActorKind,
+    local: Arc<LocalDirectory>,
+    transport: Arc<Transport>,
+    replies: Arc<Replies>,
+    me: Weak<ClusterDirectory>,
+}
+
+impl ClusterDirectory {
+    pub fn new(
+        kind: ActorKind,
+        local: Arc<LocalDirectory>,
+        transport: Arc<Transport>,
+        replies: Arc<Replies>,
+    ) -> Arc<ClusterDirectory> {
+        Arc::new_cyclic(|me| ClusterDirectory { kind, local, transport, replies, me: me.clone() })
+    }
+}
+
+#[async_trait]
+impl Directory for ClusterDirectory {
+    async fn locate(&self, id: GuildId) -> Result<GuildRef, LocateError> {
+        let unavailable = |why: String| LocateError::Storage(StoreError::Unavailable(why));
+        let owner = self.transport.owner(id).ok_or_else(|| unavailable("the cluster has no live node".into()))?;
+        if owner == self.transport.me {
+            return Directory::locate(self.local.as_ref(), id).await;
+        }
+        match self.transport.request(owner, &ActorRequest::Locate { kind: self.kind, id }).await {
+            Ok(Accepted::Yes) => {}
+            Ok(Accepted::Unknown) => {
+                return Err(match self.kind {
+                    ActorKind::Guild => LocateError::UnknownGuild,
+                    ActorKind::Dm => LocateError::UnknownChannel,
+                })
+            }
+            Ok(Accepted::NotHere) => return Err(unavailable(format!("node {owner} does not own {id} yet"))),
+            Ok(Accepted::Failed(why)) => return Err(unavailable(why)),
+            Err(e) => return Err(unavailable(format!("node {owner}: {e}"))),
+        }
+        let mailbox = Arc::new(NodeMailbox { node: owner, kind: self.kind, transport: self.transport.clone() });
+        let locator: Weak<dyn Locate> = self.me.clone();
+        Ok(GuildRef::remote(id, mailbox, self.replies.clone(), Some(locator)))
+    }
+}
+
+#[async_trait]
+impl Locate for ClusterDirectory {
+    async fn locate(&self, id: GuildId) -> Result<GuildRef, LocateError> {
+        Directory::locate(self, id).await
+    }
+}
+
+/// The mailbox of an actor on another node.
+pub struct NodeMailbox {
+    node: NodeId,
+    kind: ActorKind,
+    transport: Arc<Transport>,
+}
+
+#[async_trait]
+impl RemoteMailbox for NodeMailbox {
+    async fn send(&self, id: GuildId, msg: GuildMsg) -> Result<(), GuildMsg> {
+        let request = ActorRequest::Deliver { kind: self.kind, id, msg: Box::new(msg) };
+        let answer = self.transport.request(self.node, &request).await;
+        let ActorRequest::Deliver { msg, .. } = request else { unreachable!("built above") };
+        let msg = *msg;
+        match answer {
+            Ok(Accepted::Yes) => Ok(()),
+            // Not (or no longer) there: the ref locates the actor again.
+            Ok(Accepted::NotHere | Accepted::Unknown) | Err(BusError::NoResponders(_)) => Err(msg),
+            Ok(Accepted::Failed(why)) => {
+                tracing::warn!(node = self.node, %id, %why, "another node could not take a message");
+                Err(msg)
+            }
+            Err(e) => {
+                // It may have arrived: not sent again (see the module notes).
+                tracing::warn!(node = self.node, %id, error = %e, "delivery to another node unconfirmed");
+                Ok(())
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        false // another node's actor is found again when it answers NotHere
+    }
+}
