@@ -60,6 +60,53 @@ impl Server {
         Some(Server::start(&env).await)
     }
 
+    /// Starts `n` nodes of one cluster: one keyspace on the CQL node, one cluster name on
+    /// the NATS server, a short membership lease; returns once every node sees all `n`.
+    /// `None` if a service is missing and this run may skip (never in CI).
+    pub async fn start_cluster(n: usize, env: &[(&str, &str)]) -> Option<Vec<Server>> {
+        let node = cql_node()?;
+        let nats = nats_url()?;
+        let id = format!("gh_e2e_{}_{}", std::process::id(), unique());
+        let storage = format!("scylla://{node}/{id}");
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.extend([
+            ("GUILDHALL_STORAGE", storage.as_str()),
+            ("GUILDHALL_CLUSTER__NATS", nats.as_str()),
+            ("GUILDHALL_CLUSTER__NAME", id.as_str()),
+            ("GUILDHALL_CLUSTER__LEASE_MS", "1500"),
+        ]);
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Server::start(&env).await);
+        }
+        for node in &nodes {
+            node.wait_for_metric("guildhall_cluster_nodes", n as u64).await;
+        }
+        Some(nodes)
+    }
+
+    /// The current value of a gauge or counter of `/metrics` (0 if absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");
+        let text = client.metrics().await.expect("metrics");
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse().ok())).unwrap_or(0)
+    }
+
+    /// Polls `/metrics` until the gauge or counter `name` reads `value` (10 s at most).
+    pub async fn wait_for_metric(&self, name: &str, value: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");
+            let text = client.metrics().await.expect("metrics");
+            let current = text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned));
+            if current.as_deref() == Some(value.to_string().as_str()) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} stayed {current:?} on {}, not {value}", self.addr);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn start_on(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
         let mut cmd = Command::new(binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -143,6 +190,25 @@ pub fn cql_node() -> Option<String> {
         panic!("no CQL database at {node} (run deploy/dev/cassandra up)");
     }
     eprintln!("SKIPPED: no CQL database at {node} (run deploy/dev/cassandra up)");
+    None
+}
+
+/// The NATS server of the tests ($GUILDHALL_TEST_NATS, default nats://127.0.0.1:4222), or
+/// `None` to skip: never in CI or with GUILDHALL_REQUIRE_NATS, where its absence fails.
+pub fn nats_url() -> Option<String> {
+    let url = std::env::var("GUILDHALL_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let addr = url.trim_start_matches("nats://").split(',').next().unwrap_or_default().to_owned();
+    let reachable = addr
+        .parse::<SocketAddr>()
+        .ok()
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("GUILDHALL_REQUIRE_NATS").is_some() {
+        panic!("no NATS server at {url} (run deploy/dev/nats up)");
+    }
+    eprintln!("SKIPPED: no NATS server at {url} (run deploy/dev/nats up)");
     None
 }
 

@@ -33,6 +33,10 @@ enum Cmd {
         /// A TOML configuration file; GUILDHALL_* variables and flags override it.
         #[arg(long, env = "GUILDHALL_CONFIG")]
         config: Option<PathBuf>,
+        /// Run as one node of a cluster on this NATS server (`nats://HOST:PORT`); needs
+        /// `--storage scylla://...`.
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Scaffold, build and install guild plugins.
     Plugin {
@@ -62,8 +66,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Cmd::Serve { listen, data_dir, storage, config } => {
-                guildhall_server::serve(guildhall_server::ServeArgs { listen, data_dir, storage, config }).await
+            Cmd::Serve { listen, data_dir, storage, config, cluster } => {
+                guildhall_server::serve(guildhall_server::ServeArgs { listen, data_dir, storage, config, cluster })
+                    .await
             }
             Cmd::Bench { scenario } => bench::run(scenario).await,
             Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,

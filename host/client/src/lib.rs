@@ -79,6 +79,19 @@ impl ApiClient {
         Ok(Answer { status, body })
     }
 
+    /// `GET /metrics`: the host's Prometheus text.
+    pub async fn metrics(&mut self) -> Result<String, ClientError> {
+        let req = hyper::Request::builder()
+            .method(Method::GET)
+            .uri("/metrics")
+            .header("host", &self.authority)
+            .body(Full::new(Bytes::new()))?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// A JSON request (no body when `body` is `None`) and its JSON answer.
     pub async fn json(
         &mut self,

@@ -7,6 +7,8 @@ pub struct Metrics {
     pub sessions_open: AtomicU64,
     pub connections_open: AtomicU64,
     pub guilds_loaded: AtomicU64,
+    /// Live nodes in this node's view of the cluster (0 when running alone).
+    pub cluster_nodes: AtomicU64,
     /// Guild actors stopped because they were idle.
     pub guilds_evicted: AtomicU64,
     pub dms_loaded: AtomicU64,

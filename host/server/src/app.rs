@@ -19,6 +19,9 @@ use guildhall_store_redb::EmbeddedStore;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use guildhall_bus::Bus;
+use guildhall_cluster::wire::ActorKind;
+use guildhall_cluster::{ClusterDirectory, ClusterRouter, Transport, View};
 use guildhall_runtime::audit::AuditLog;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
@@ -57,15 +60,61 @@ pub struct App {
     session_starts: Mutex<HashMap<UserId, (u64, u32)>>,
 }
 
+/// How this node fits in.
+pub enum Topology {
+    /// Alone: every guild runs here; sessions are all local.
+    Single,
+    /// One node of a cluster: guilds run on their ring owner, reached over the bus.
+    Cluster(ClusterSetup),
+}
+
+/// What joining a cluster gave this node (see `serve`).
+pub struct ClusterSetup {
+    /// The id leased in the cluster's membership bucket: snowflake datacenter and worker.
+    pub node: NodeId,
+    pub name: String,
+    pub bus: Arc<dyn Bus>,
+    pub view: watch::Receiver<Arc<View>>,
+}
+
 impl App {
-    pub fn new(config: Config, store: Arc<dyn Storage>, plugins: Arc<PluginEngine>) -> Arc<App> {
+    /// Builds the node. In a cluster it also starts answering other nodes.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Storage>,
+        plugins: Arc<PluginEngine>,
+        topology: Topology,
+    ) -> Result<Arc<App>, String> {
         let metrics = Arc::new(Metrics::default());
-        let ids = Arc::new(Generator::new(config.ids.datacenter, config.ids.worker));
+        let node = match &topology {
+            Topology::Single => NodeId::from(config.ids.datacenter) << 5 | NodeId::from(config.ids.worker),
+            Topology::Cluster(setup) => setup.node,
+        };
+        // Snowflake ids carry the node: (datacenter, worker) = (node >> 5, node & 31).
+        let ids = Arc::new(Generator::new((node >> 5) as u8, (node & 31) as u8));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let data = DataService::new(store.clone(), workers, config.data.coalescing);
         let audit = AuditLog::spawn(store.clone(), ids.clone(), metrics.clone());
-        let node = NodeId::from(config.ids.datacenter) << 5 | NodeId::from(config.ids.worker);
-        let sessions = Arc::new(SessionRegistry::default());
+        let local_sessions = Arc::new(SessionRegistry::default());
+        let replies = Replies::new(node);
+        let transport = match &topology {
+            Topology::Single => None,
+            Topology::Cluster(setup) => Some(Transport::new(
+                node,
+                &setup.name,
+                setup.bus.clone(),
+                setup.view.clone(),
+                local_sessions.clone(),
+                metrics.clone(),
+            )),
+        };
+        let router: Arc<dyn SessionRouter> = match &transport {
+            None => local_sessions.clone(),
+            Some(transport) => {
+                replies.set_transport(transport.clone());
+                Arc::new(ClusterRouter { transport: transport.clone() })
+            }
+        };
         let deps = GuildDeps {
             data: data.clone(),
             metrics: metrics.clone(),
@@ -74,13 +123,26 @@ impl App {
             plugins: Some(plugins.clone()),
             plugin_limits: config.plugins.clone(),
             audit: audit.clone(),
-            replies: Replies::new(node),
-            sessions: sessions.clone(),
+            replies: replies.clone(),
+            sessions: router.clone(),
             locator: None, // the directory gives its own
         };
-        let directory = LocalDirectory::new(deps.clone());
-        let dms = LocalDirectory::dms(deps);
-        Arc::new(App {
+        let local_guilds = LocalDirectory::new(deps.clone());
+        let local_dms = LocalDirectory::dms(deps);
+        let (directory, dms): (Arc<dyn Directory>, Arc<dyn Directory>) = match &transport {
+            None => (local_guilds, local_dms),
+            Some(transport) => {
+                let guilds =
+                    ClusterDirectory::new(ActorKind::Guild, local_guilds.clone(), transport.clone(), replies.clone());
+                let dms = ClusterDirectory::new(ActorKind::Dm, local_dms.clone(), transport.clone(), replies.clone());
+                transport
+                    .serve(local_guilds, local_dms, replies, guilds.clone())
+                    .await
+                    .map_err(|e| format!("joining the cluster's subjects: {e}"))?;
+                (guilds, dms)
+            }
+        };
+        Ok(Arc::new(App {
             ids,
             audit,
             config,
@@ -89,14 +151,14 @@ impl App {
             data,
             directory,
             dms,
-            router: sessions.clone(),
-            local_sessions: sessions,
+            router,
+            local_sessions,
             node,
             metrics,
             next_session: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
             session_starts: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     pub fn new_id(&self) -> Result<Snowflake, NextIdError> {

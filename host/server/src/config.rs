@@ -21,6 +21,7 @@ pub struct Config {
     /// The gateway URL clients are told to use; derived from `listen` when empty.
     pub public_gateway_url: String,
     pub ids: IdsConfig,
+    pub cluster: ClusterConfig,
     pub gateway: GatewayConfig,
     pub rest: RestConfig,
     pub guild: GuildConfig,
@@ -40,6 +41,26 @@ pub struct DataConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig { workers: 0, coalescing: true }
+    }
+}
+
+/// Running as one node of a cluster (`--cluster nats://...`); empty `nats` runs alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma-separated; empty: a single node (no cluster).
+    pub nats: String,
+    /// Names the cluster: its subjects and buckets, so several can share a NATS server.
+    pub name: String,
+    /// This node's id (0..1024, its snowflake datacenter and worker); -1 takes a free one.
+    pub node_id: i32,
+    /// How long a node stays a member without renewing its lease.
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { nats: String::new(), name: "guildhall".into(), node_id: -1, lease_ms: 6_000 }
     }
 }
 
@@ -84,6 +105,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             public_gateway_url: String::new(),
             ids: IdsConfig::default(),
+            cluster: ClusterConfig::default(),
             gateway: GatewayConfig::default(),
             rest: RestConfig::default(),
             guild: GuildConfig::default(),
@@ -148,6 +170,26 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.ids.datacenter > 31 || self.ids.worker > 31 {
             return Err("ids.datacenter and ids.worker must be 0..=31".into());
+        }
+        let c = &self.cluster;
+        if !c.nats.is_empty() {
+            if !self.storage.starts_with("scylla://") {
+                return Err(format!(
+                    "a cluster needs shared storage: --cluster with --storage {:?} is refused; use scylla://HOST:PORT/KEYSPACE",
+                    self.storage
+                ));
+            }
+            if !(-1..1024).contains(&c.node_id) {
+                return Err("cluster.node_id must be -1 (take a free one) or 0..=1023".into());
+            }
+            if c.lease_ms < 500 {
+                return Err("cluster.lease_ms must be at least 500".into());
+            }
+            let name_ok =
+                !c.name.is_empty() && c.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok {
+                return Err("cluster.name must be letters, digits, '_' or '-'".into());
+            }
         }
         if self.gateway.heartbeat_interval_ms < 100 || self.gateway.session_queue == 0 || self.guild.mailbox == 0 {
             return Err("gateway.heartbeat_interval_ms >= 100, queues > 0".into());

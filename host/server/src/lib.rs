@@ -16,6 +16,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use guildhall_bus::NatsBus;
+use guildhall_cluster::membership::open_bucket;
+use guildhall_cluster::{Heartbeat, Lease, MembershipConfig, NodeInfo};
+
 /// What `guildhall serve` was given on the command line (each overrides the file).
 pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
@@ -23,12 +27,17 @@ pub struct ServeArgs {
     pub storage: Option<String>,
     /// A TOML configuration file.
     pub config: Option<PathBuf>,
+    /// NATS URL: run as one node of a cluster.
+    pub cluster: Option<String>,
 }
 
 /// Runs the host until SIGTERM or SIGINT, then drains and flushes storage.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    let ServeArgs { listen, data_dir, storage, config } = args;
+    let ServeArgs { listen, data_dir, storage, config, cluster } = args;
     let mut config = config::Config::load(config.as_deref())?;
+    if let Some(nats) = cluster {
+        config.cluster.nats = nats;
+    }
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -38,6 +47,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(storage) = storage {
         config.storage = storage;
     }
+    config.validate()?;
     let store = tokio::select! {
         store = app::open_storage(&config) => store?,
         _ = wait_for_signal() => return Err("interrupted while connecting to storage".into()),
@@ -54,8 +64,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let plugins =
         Arc::new(guildhall_plugins::PluginEngine::new(engine_config).map_err(|e| format!("plugin engine: {e}"))?);
-    let app = app::App::new(config, store, plugins);
-    tracing::info!(listen = %app.config.listen, storage = %app.config.storage, "guildhall ready");
+    let (topology, heartbeat) = if config.cluster.nats.is_empty() {
+        (app::Topology::Single, None)
+    } else {
+        let (setup, heartbeat) = join_cluster(&config).await?;
+        (app::Topology::Cluster(setup), Some(heartbeat))
+    };
+    let app = app::App::new(config, store, plugins, topology).await?;
+    tracing::info!(listen = %app.config.listen, storage = %app.config.storage, node = app.node, "guildhall ready");
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);
 
@@ -65,10 +81,58 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!("shutting down: closing sessions, finishing requests, flushing storage");
         signal_app.begin_shutdown();
     });
+    if let Some(heartbeat) = &heartbeat {
+        let (mut view, view_app) = (heartbeat.view(), app.clone());
+        tokio::spawn(async move {
+            loop {
+                let members = view.borrow_and_update().ring.len() as u64;
+                view_app.metrics.cluster_nodes.store(members, std::sync::atomic::Ordering::Relaxed);
+                if view.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        // A node that lost its lease may no longer mint ids or act for the cluster.
+        let (mut lost, lost_app) = (heartbeat.lost(), app.clone());
+        tokio::spawn(async move {
+            if lost.wait_for(|lost| *lost).await.is_ok() {
+                tracing::error!("this node lost its cluster membership; shutting down");
+                lost_app.begin_shutdown();
+            }
+        });
+    }
     server::serve(app.clone(), listener).await;
     app.store.flush().await.map_err(|e| format!("flushing storage: {e}"))?;
+    if let Some(heartbeat) = heartbeat {
+        if let Err(e) = heartbeat.stop().await.release().await {
+            tracing::warn!(error = %e, "could not leave the cluster; the lease runs out on its own");
+        }
+    }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Connects to NATS, takes a node id (the configured one, or a free one) and starts
+/// renewing it; the view of the cluster follows the membership bucket.
+async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Heartbeat), String> {
+    let c = &config.cluster;
+    let bus = NatsBus::connect(&c.nats, &format!("guildhall {}", config.listen)).await.map_err(|e| e.to_string())?;
+    let membership =
+        MembershipConfig { bucket: format!("{}_nodes", c.name), lease: std::time::Duration::from_millis(c.lease_ms) };
+    let bucket = open_bucket(bus.client(), &membership).await.map_err(|e| format!("membership bucket: {e}"))?;
+    let me = NodeInfo {
+        node: 0,
+        advertise: config.listen.to_string(),
+        started_unix_ms: guildhall_core::clock::Clock::unix_ms(&guildhall_core::clock::SystemClock),
+        draining: false,
+    };
+    let requested = u16::try_from(c.node_id).ok();
+    let lease = Lease::acquire(bucket, requested, me).await.map_err(|e| e.to_string())?;
+    let node = lease.node();
+    let heartbeat = Heartbeat::start(lease, membership.lease / 3).await.map_err(|e| e.to_string())?;
+    tracing::info!(node, nats = %c.nats, cluster = %c.name, "joined the cluster");
+    let setup = app::ClusterSetup { node, name: c.name.clone(), bus: Arc::new(bus), view: heartbeat.view() };
+    Ok((setup, heartbeat))
 }
 
 async fn wait_for_signal() {

@@ -25,6 +25,7 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("sessions", "gauge", "Gateway sessions alive (connected or resumable).", &m.sessions_open);
     line("connections", "gauge", "Open gateway WebSocket connections.", &m.connections_open);
     line("guilds", "gauge", "Guild actors running.", &m.guilds_loaded);
+    line("cluster_nodes", "gauge", "Live nodes in this node's view of the cluster.", &m.cluster_nodes);
     line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &m.guilds_evicted);
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);

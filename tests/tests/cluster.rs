@@ -1,0 +1,107 @@
+//! Three real `guildhall serve --cluster` processes on one Cassandra keyspace and one
+//! nats-server: clients spread over the nodes see one guild as if it were on one host.
+
+use std::time::Duration;
+
+use guildhall_e2e::{Server, ALL_INTENTS};
+use hyper::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guild_spread_over_three_nodes_behaves_as_one() {
+    let Some(nodes) = Server::start_cluster(3, &[]).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let (bob, _) = http[1].register("bob").await;
+    let (carol, carol_id) = http[2].register("carol").await;
+
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "Spread" })).await;
+    assert_eq!(guild.status, StatusCode::CREATED, "{}", guild.body);
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let channels = http[1].get(&format!("/guilds/{gid}/channels"), &alice).await;
+    assert_eq!(channels.status, StatusCode::OK, "any node serves any guild: {}", channels.body);
+    let cid = channels.body[0]["id"].as_str().unwrap().to_owned();
+    let invite = http[2].post(&format!("/channels/{cid}/invites"), &alice, json!({})).await;
+    let code = invite.body["code"].as_str().unwrap().to_owned();
+    for (h, token) in [(&http[1], &bob), (&http[2], &carol)] {
+        let joined = h.post(&format!("/invites/{code}"), token, json!({})).await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+    }
+
+    // Each user online on a different node.
+    let mut sessions = Vec::new();
+    for (node, token) in nodes.iter().zip([&alice, &bob, &carol]) {
+        let mut gw = node.gateway().await;
+        let ready = gw.identify(token, ALL_INTENTS).await; // and the GUILD_CREATE that follows
+        assert_eq!(ready["d"]["guilds"][0]["id"], gid.as_str());
+        sessions.push(gw);
+    }
+
+    // Thirty messages posted to all three nodes at once: every session gets all of them,
+    // in one and the same order.
+    let mut posts = Vec::new();
+    for i in 0..30 {
+        let (h, token) = (http[i % 3], [&alice, &bob, &carol][i % 3].clone());
+        let path = format!("/channels/{cid}/messages");
+        posts.push(tokio::spawn(async move {
+            let m = h.post(&path, &token, json!({ "content": format!("msg {i}") })).await;
+            assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+            m.body["id"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut acked = Vec::new();
+    for p in posts {
+        acked.push(p.await.unwrap());
+    }
+    let mut orders = Vec::new();
+    for gw in &mut sessions {
+        let mut seen = Vec::new();
+        while seen.len() < 30 {
+            let d = gw.next().await;
+            if d["t"] == "MESSAGE_CREATE" {
+                seen.push(d["d"]["id"].as_str().unwrap().to_owned());
+            }
+        }
+        orders.push(seen);
+    }
+    assert_eq!(orders[0], orders[1], "alice's and bob's sessions saw the same order");
+    assert_eq!(orders[0], orders[2], "alice's and carol's sessions saw the same order");
+    let mut by_id = orders[0].clone();
+    by_id.sort_by_key(|id| id.parse::<u64>().unwrap());
+    assert_eq!(by_id, orders[0], "that order is id order");
+    acked.sort_by_key(|id| id.parse::<u64>().unwrap());
+    assert_eq!(acked, orders[0], "every acknowledged message was delivered");
+    let history = http[2].get(&format!("/channels/{cid}/messages?limit=100"), &bob).await;
+    assert_eq!(history.body.as_array().unwrap().len(), 30);
+
+    // One node runs the guild; the others reached it over NATS, and its fan-out to their
+    // sessions went as one forward per node and event.
+    let mut running = Vec::new();
+    let mut forwards = 0;
+    for node in &nodes {
+        running.push(node.metric("guildhall_guilds").await);
+        forwards += node.metric("guildhall_node_forwards_total").await;
+    }
+    assert_eq!(running.iter().sum::<u64>(), 1, "exactly one node runs the guild: {running:?}");
+    assert!(forwards >= 60, "30 messages x 2 other nodes forwarded at least ({forwards})");
+    assert!(forwards <= 100, "per node and event, never per session ({forwards})");
+
+    // A DM between users on different nodes reaches both.
+    let dm = http[1].post("/users/@me/channels", &bob, json!({ "recipient_id": carol_id })).await;
+    assert_eq!(dm.status, StatusCode::OK, "{}", dm.body);
+    let dm_id = dm.body["id"].as_str().unwrap().to_owned();
+    let sent = http[1].post(&format!("/channels/{dm_id}/messages"), &bob, json!({ "content": "psst" })).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    for gw in sessions.iter_mut().skip(1) {
+        let d = gw.dispatch("MESSAGE_CREATE").await;
+        assert_eq!((d["d"]["channel_id"].as_str(), d["d"]["content"].as_str()), (Some(dm_id.as_str()), Some("psst")));
+    }
+    let answer = http[2].post(&format!("/channels/{dm_id}/messages"), &carol, json!({ "content": "hi bob" })).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    for gw in sessions.iter_mut().skip(1) {
+        let d = gw.dispatch("MESSAGE_CREATE").await;
+        assert_eq!(d["d"]["author"]["id"].as_str(), Some(carol_id.as_str()));
+    }
+    let alice_gets_something = tokio::time::timeout(Duration::from_millis(300), sessions[0].next()).await;
+    assert!(alice_gets_something.is_err(), "a DM reaches only its recipients: {alice_gets_something:?}");
+}
