@@ -85,6 +85,13 @@ impl Server {
         Some(nodes)
     }
 
+    /// Another server with this one's configuration (a new node of the same cluster), on
+    /// a fresh data directory.
+    pub async fn start_sibling(&self) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
+        Server::start_on(data_dir, self.env.clone()).await
+    }
+
     /// The current value of a gauge or counter of `/metrics` (0 if absent).
     pub async fn metric(&self, name: &str) -> u64 {
         let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");

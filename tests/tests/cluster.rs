@@ -105,3 +105,79 @@ async fn a_guild_spread_over_three_nodes_behaves_as_one() {
     let alice_gets_something = tokio::time::timeout(Duration::from_millis(300), sessions[0].next()).await;
     assert!(alice_gets_something.is_err(), "a DM reaches only its recipients: {alice_gets_something:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_its_share_of_guilds_and_their_sessions_follow() {
+    // Enough guilds that each of three nodes owns some (all on two: (2/3)^24, about 1e-4).
+    const GUILDS: usize = 24;
+    let Some(mut nodes) = Server::start_cluster(2, &[]).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let mut channels = Vec::new();
+    for i in 0..GUILDS {
+        let guild = http[0].post("/guilds", &alice, json!({ "name": format!("g{i}") })).await;
+        assert_eq!(guild.status, StatusCode::CREATED, "{}", guild.body);
+        let gid = guild.body["id"].as_str().unwrap().to_owned();
+        let listed = http[1].get(&format!("/guilds/{gid}/channels"), &alice).await;
+        channels.push(listed.body[0]["id"].as_str().unwrap().to_owned());
+    }
+    let mut gw = nodes[0].gateway().await;
+    gw.identify(&alice, ALL_INTENTS).await; // READY and a GUILD_CREATE per guild
+    let post_all = async |h: &guildhall_e2e::Http, round: &str| {
+        for (i, cid) in channels.iter().enumerate() {
+            let m = h
+                .post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": format!("{round} {i}") }))
+                .await;
+            assert_eq!(m.status, StatusCode::OK, "{round} {i}: {}", m.body);
+        }
+    };
+    let receive_all = async |gw: &mut guildhall_e2e::Gateway, round: &str| {
+        let mut got = std::collections::BTreeSet::new();
+        while got.len() < GUILDS {
+            let d = gw.next().await;
+            if d["t"] == "MESSAGE_CREATE" {
+                got.insert(d["d"]["content"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(got, (0..GUILDS).map(|i| format!("{round} {i}")).collect());
+    };
+    post_all(&http[1], "before").await;
+    receive_all(&mut gw, "before").await;
+    let running = |nodes: &[Server]| {
+        let nodes: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+        async move {
+            let mut counts = Vec::new();
+            for addr in nodes {
+                let mut client = guildhall_client::ApiClient::connect(&addr.to_string()).await.unwrap();
+                let text = client.metrics().await.unwrap();
+                counts.push(
+                    text.lines().find_map(|l| l.strip_prefix("guildhall_guilds ")).unwrap().parse::<u64>().unwrap(),
+                );
+            }
+            counts
+        }
+    };
+    assert_eq!(running(&nodes).await.iter().sum::<u64>(), GUILDS as u64, "each guild runs once");
+
+    // A third node joins: the ring gives it about a third of the guilds; their old owners
+    // hand them off and alice's session follows each guild to its new node.
+    nodes.push(nodes[0].start_sibling().await);
+    for node in &nodes {
+        node.wait_for_metric("guildhall_cluster_nodes", 3).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = running(&nodes).await;
+        if counts[2] > 0 && counts.iter().sum::<u64>() == GUILDS as u64 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "guilds per node stayed {counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = nodes[2].http();
+    post_all(&http, "after").await;
+    receive_all(&mut gw, "after").await;
+    let counts = running(&nodes).await;
+    assert_eq!(counts.iter().sum::<u64>(), GUILDS as u64, "still one actor per guild: {counts:?}");
+    assert!(counts.iter().all(|&c| c > 0), "every node runs some: {counts:?}");
+}

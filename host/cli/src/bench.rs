@@ -147,8 +147,9 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         replies: Replies::new(0),
         sessions: registry.clone(),
         locator: None,
+        ownership: None,
     };
-    let (handle, _task) = spawn_guild(state, deps);
+    let (handle, _task) = spawn_guild(state, deps, None);
 
     // Each session is a task that does what a session actor does per dispatch: take it
     // from the queue and splice in its sequence number (no socket).

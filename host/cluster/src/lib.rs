@@ -6,10 +6,12 @@
 //! refs to them, and fan-out to another node's sessions is one message per node and event.
 
 pub mod membership;
+pub mod ownership;
 pub mod ring;
 pub mod transport;
 pub mod wire;
 
 pub use membership::{ClusterError, Heartbeat, Lease, MembershipConfig, NodeInfo, View};
+pub use ownership::KvOwnership;
 pub use ring::Ring;
 pub use transport::{ClusterDirectory, ClusterRouter, Transport};

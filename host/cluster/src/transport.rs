@@ -17,7 +17,8 @@ use guildhall_bus::{Bus, BusError};
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
-use guildhall_runtime::directory::{Directory, LocalDirectory, LocateError};
+use guildhall_runtime::directory::{Actors, Directory, LocalDirectory, LocateError};
+use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox};
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
@@ -90,11 +91,11 @@ impl Transport {
     /// `replies`, forwarded dispatches and user deliveries for this node's sessions.
     pub async fn serve(
         self: &Arc<Self>,
-        guilds: Arc<LocalDirectory>,
-        dms: Arc<LocalDirectory>,
-        replies: Arc<Replies>,
         routing: Arc<ClusterDirectory>,
+        dm_routing: Arc<ClusterDirectory>,
+        replies: Arc<Replies>,
     ) -> Result<(), BusError> {
+        let (guilds, dms) = (routing.local().clone(), dm_routing.local().clone());
         let mut actor_requests = self.bus.subscribe(&self.subjects.actor(self.me)).await?;
         let mut reply_inbox = self.bus.subscribe(&self.subjects.reply(self.me)).await?;
         let mut session_inbox = self.bus.subscribe(&self.subjects.sessions(self.me)).await?;
@@ -277,13 +278,46 @@ pub struct ClusterDirectory {
 }
 
 impl ClusterDirectory {
+    /// Builds the directory and the local one under it, whose refs relocate through this
+    /// one (so a ref to an actor that moved away finds its new node).
     pub fn new(
         kind: ActorKind,
-        local: Arc<LocalDirectory>,
+        deps: GuildDeps,
         transport: Arc<Transport>,
         replies: Arc<Replies>,
     ) -> Arc<ClusterDirectory> {
-        Arc::new_cyclic(|me| ClusterDirectory { kind, local, transport, replies, me: me.clone() })
+        Arc::new_cyclic(|me: &Weak<ClusterDirectory>| {
+            let above: Weak<dyn Locate> = me.clone();
+            let actors = match kind {
+                ActorKind::Guild => Actors::Guilds,
+                ActorKind::Dm => Actors::Dms,
+            };
+            let local = LocalDirectory::under(actors, deps, above);
+            ClusterDirectory { kind, local, transport, replies, me: me.clone() }
+        })
+    }
+
+    /// The actors running on this node.
+    pub fn local(&self) -> &Arc<LocalDirectory> {
+        &self.local
+    }
+
+    /// Hands off every actor running here that the ring now gives to another node (it
+    /// stores and answers what it has, lets go of its ownership, and its sessions move to
+    /// the new owner). Returns how many it asked to go.
+    pub async fn rebalance(&self) -> usize {
+        let mut moved = 0;
+        for id in self.local.running() {
+            if self.transport.owner(id) == Some(self.transport.me) {
+                continue;
+            }
+            if let Ok(actor) = Directory::locate(self.local.as_ref(), id).await {
+                if actor.send(GuildMsg::HandOff).await {
+                    moved += 1;
+                }
+            }
+        }
+        moved
     }
 }
 

@@ -14,11 +14,12 @@ use async_trait::async_trait;
 use guildhall_core::dm::DmState;
 use guildhall_core::guild::GuildState;
 use guildhall_core::model::GuildId;
+use guildhall_store::StoreError;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use crate::dm_actor::spawn_dm;
-use crate::guild_actor::{spawn_guild, GuildDeps};
+use crate::guild_actor::{spawn_guild, Fence, GuildDeps};
 pub use crate::guild_ref::LocateError;
 use crate::guild_ref::{GuildRef, Locate};
 
@@ -42,8 +43,8 @@ struct Slot {
 }
 
 /// What a directory's actors are.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Actors {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actors {
     Guilds,
     /// DM channels, keyed by channel id.
     Dms,
@@ -59,20 +60,39 @@ impl LocalDirectory {
     /// The directory of guilds. It gives its refs a way back to it (weakly), so that a ref
     /// whose actor stopped reaches the next one.
     pub fn new(deps: GuildDeps) -> Arc<LocalDirectory> {
-        Self::with(deps, Actors::Guilds)
+        Self::with(deps, Actors::Guilds, None)
     }
 
     /// The directory of DM channels, keyed by channel id (the same rules as guilds).
     pub fn dms(deps: GuildDeps) -> Arc<LocalDirectory> {
-        Self::with(deps, Actors::Dms)
+        Self::with(deps, Actors::Dms, None)
     }
 
-    fn with(mut deps: GuildDeps, actors: Actors) -> Arc<LocalDirectory> {
+    /// The local part of a cluster's directory: its refs relocate through `above` (which
+    /// may find the actor on another node by then) rather than through this one.
+    pub fn under(actors: Actors, deps: GuildDeps, above: Weak<dyn Locate>) -> Arc<LocalDirectory> {
+        Self::with(deps, actors, Some(above))
+    }
+
+    fn with(mut deps: GuildDeps, actors: Actors, above: Option<Weak<dyn Locate>>) -> Arc<LocalDirectory> {
         Arc::new_cyclic(|me: &Weak<LocalDirectory>| {
-            let locator: Weak<dyn Locate> = me.clone();
+            let locator: Weak<dyn Locate> = match above {
+                Some(above) => above,
+                None => me.clone(),
+            };
             deps.locator = Some(locator);
             LocalDirectory { deps, actors, guilds: Mutex::new(HashMap::new()) }
         })
+    }
+
+    /// The ids whose actors are running now.
+    pub fn running(&self) -> Vec<GuildId> {
+        let guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
+        guilds
+            .iter()
+            .filter(|(_, slot)| slot.running.get().is_some_and(|r| !r.handle.is_closed()))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     async fn load(&self, id: GuildId, slot: &Slot) -> Result<Running, LocateError> {
@@ -82,16 +102,45 @@ impl LocalDirectory {
             }
         }
         let store = self.deps.data.store();
-        let (handle, task) = match self.actors {
-            Actors::Guilds => {
-                let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
-                let channels = store.guild_channels(id).await?;
-                let members = store.members(id, None, usize::MAX).await?;
-                spawn_guild(GuildState::new(guild, channels, members), self.deps.clone())
+        let kind = match self.actors {
+            Actors::Guilds => "guild",
+            Actors::Dms => "dm",
+        };
+        // In a cluster: take the actor before loading it (after its last owner stored
+        // everything and let go); the fence is checked before every write.
+        let fence = match &self.deps.ownership {
+            None => None,
+            Some(ownership) => {
+                let token =
+                    ownership.acquire(kind, id).await.map_err(|e| LocateError::Storage(StoreError::Unavailable(e)))?;
+                Some(Fence { ownership: ownership.clone(), token })
             }
-            Actors::Dms => {
-                let channel = store.channel(id).await?.filter(|c| c.guild_id.is_none());
-                spawn_dm(DmState::new(channel.ok_or(LocateError::UnknownChannel)?), self.deps.clone())
+        };
+        let loaded = async {
+            Ok(match self.actors {
+                Actors::Guilds => {
+                    let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
+                    let channels = store.guild_channels(id).await?;
+                    let members = store.members(id, None, usize::MAX).await?;
+                    spawn_guild(GuildState::new(guild, channels, members), self.deps.clone(), fence.clone())
+                }
+                Actors::Dms => {
+                    let channel = store.channel(id).await?.filter(|c| c.guild_id.is_none());
+                    spawn_dm(
+                        DmState::new(channel.ok_or(LocateError::UnknownChannel)?),
+                        self.deps.clone(),
+                        fence.clone(),
+                    )
+                }
+            })
+        };
+        let (handle, task) = match loaded.await {
+            Ok(started) => started,
+            Err(e) => {
+                if let Some(Fence { ownership, token }) = fence {
+                    ownership.release(token).await; // nothing started: give it back
+                }
+                return Err(e);
             }
         };
         Ok(Running { handle, task: Arc::new(tokio::sync::Mutex::new(Some(task))) })
@@ -186,6 +235,7 @@ mod tests {
             replies: Replies::new(0),
             sessions: sessions.clone(),
             locator: None,
+            ownership: None,
         };
         Fixture { directory: LocalDirectory::new(deps), metrics, sessions, data, dir }
     }

@@ -20,7 +20,7 @@ use guildhall_store::StoreError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::guild_actor::GuildDeps;
+use crate::guild_actor::{Fence, GuildDeps};
 use crate::guild_ref::{GuildMsg, GuildRef};
 use crate::ids::Generator;
 use crate::metrics::{Metrics, Metrics as M};
@@ -36,11 +36,12 @@ struct DmActor {
     metrics: Arc<Metrics>,
     ids: Arc<Generator>,
     next_request: RequestId,
+    fence: Option<Fence>,
 }
 
 /// Starts a DM channel's actor. The task ends when the actor stopped (evicted when idle or
 /// handed off) and every write it accepted is stored and answered.
-pub fn spawn_dm(state: DmState, deps: GuildDeps) -> (GuildRef, JoinHandle<()>) {
+pub fn spawn_dm(state: DmState, deps: GuildDeps, fence: Option<Fence>) -> (GuildRef, JoinHandle<()>) {
     let id = state.channel().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
     let handle = GuildRef::local(id, tx, deps.replies.clone(), deps.locator.clone());
@@ -53,6 +54,7 @@ pub fn spawn_dm(state: DmState, deps: GuildDeps) -> (GuildRef, JoinHandle<()>) {
         metrics: deps.metrics,
         ids: deps.ids,
         next_request: 1,
+        fence,
     };
     actor.metrics.dms_loaded.fetch_add(1, Relaxed);
     let idle_limit = Duration::from_millis(deps.config.idle_evict_ms);
@@ -94,6 +96,9 @@ impl DmActor {
             }
         }
         debug_assert!(self.reply_to.is_empty() && self.state.in_flight() == 0, "stopped with work in flight");
+        if let Some(Fence { ownership, token }) = self.fence.take() {
+            ownership.release(token).await;
+        }
         self.metrics.dms_loaded.fetch_sub(1, Relaxed);
     }
 
@@ -114,7 +119,11 @@ impl DmActor {
         while let Some(effect) = work.pop_front() {
             match effect {
                 DmEffect::Persist { request, write } => {
-                    let result = self.data.apply(write).await.map_err(|e| match e {
+                    let result = match &self.fence {
+                        Some(fence) => fence.apply(&self.data, vec![write]).await.pop().unwrap_or(Ok(())),
+                        None => self.data.apply(write).await,
+                    };
+                    let result = result.map_err(|e| match e {
                         StoreError::NotFound => WriteError::NotFound,
                         other => WriteError::Unavailable(other.to_string()),
                     });

@@ -35,6 +35,7 @@ use crate::guild_ref::Locate;
 pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{Disabled, Judgement, Moderation};
+use crate::ownership::{Ownership, OwnershipToken};
 use crate::plugin_support::load_component;
 use crate::reply::{NodeId, Replies, ReplyTo};
 use crate::session::{Offer, SessionRef, SessionRoute, SessionRouter};
@@ -59,6 +60,8 @@ pub struct GuildDeps {
     pub sessions: Arc<dyn SessionRouter>,
     /// Where handles find the guild's current actor after this one stopped (the directory).
     pub locator: Option<Weak<dyn Locate>>,
+    /// The fence that keeps a guild on one node (a cluster's); `None` on a single host.
+    pub ownership: Option<Arc<dyn Ownership>>,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -93,11 +96,32 @@ struct GuildActor {
     handle: GuildRef,
     /// Evicted: the mailbox is closed and what was in it is being handled.
     stopping: bool,
+    /// In a cluster: the fence and this actor's token (checked before every write batch,
+    /// given back when the actor has stopped).
+    fence: Option<Fence>,
+}
+
+/// An ownership token and the fence that issued it.
+#[derive(Clone)]
+pub struct Fence {
+    pub ownership: Arc<dyn Ownership>,
+    pub token: OwnershipToken,
+}
+
+impl Fence {
+    /// Applies `writes` only if this node still owns the actor; otherwise refuses them all.
+    pub async fn apply(&self, data: &DataService, writes: Vec<GuildWrite>) -> Vec<guildhall_store::Result<()>> {
+        if !self.ownership.still_owned(&self.token).await {
+            let refused = || Err(StoreError::Unavailable("this node no longer owns the actor".into()));
+            return writes.iter().map(|_| refused()).collect();
+        }
+        data.apply_batch(writes).await
+    }
 }
 
 /// Starts a guild's actor. The task ends when the actor stopped (evicted when idle) and
 /// every write it accepted is stored and answered.
-pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> (GuildRef, JoinHandle<()>) {
+pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> (GuildRef, JoinHandle<()>) {
     let id = state.guild().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
     let handle = GuildRef::local(id, tx.clone(), deps.replies.clone(), deps.locator.clone());
@@ -122,6 +146,7 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps) -> (GuildRef, JoinHandle<
         bots: Vec::new(),
         handle: handle.clone(),
         stopping: false,
+        fence,
     };
     actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
     let task = tokio::spawn(actor.run(rx));
@@ -191,6 +216,9 @@ impl GuildActor {
             let status = self.state.session_status(id).unwrap_or("online").to_owned();
             let handle = self.handle.clone();
             tokio::spawn(async move { handle.send(GuildMsg::Connect { session: address, status }).await });
+        }
+        if let Some(Fence { ownership, token }) = self.fence.take() {
+            ownership.release(token).await; // everything it accepted is stored and answered
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
     }
@@ -312,8 +340,14 @@ impl GuildActor {
     fn start_batch(&mut self) -> (Vec<RequestId>, BatchFuture) {
         let n = self.queued.len().min(self.config.max_write_batch);
         let (requests, writes): (Vec<_>, Vec<_>) = self.queued.drain(..n).unzip();
-        let data = self.data.clone();
-        (requests, Box::pin(async move { data.apply_batch(writes).await }))
+        let (data, fence) = (self.data.clone(), self.fence.clone());
+        let batch = async move {
+            match fence {
+                Some(fence) => fence.apply(&data, writes).await,
+                None => data.apply_batch(writes).await,
+            }
+        };
+        (requests, Box::pin(batch))
     }
 
     async fn on_msg(&mut self, msg: GuildMsg) {
@@ -498,8 +532,9 @@ mod tests {
             replies: Replies::new(0),
             sessions: router,
             locator: None,
+            ownership: None,
         };
-        (spawn_guild(state, deps).0, metrics, dir)
+        (spawn_guild(state, deps, None).0, metrics, dir)
     }
 
     fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
@@ -664,6 +699,69 @@ mod tests {
         }
         assert_eq!(local, 3, "the local session is offered directly");
         assert_eq!(metrics.node_forwards.load(Relaxed), 6 + connected.len() as u64);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A fence whose answer the test sets (the cluster's is tested against NATS in the
+    /// cluster crate; this checks what the actor does with the answer).
+    #[derive(Default)]
+    struct SwitchableFence {
+        taken_over: std::sync::atomic::AtomicBool,
+        released: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Ownership for SwitchableFence {
+        async fn acquire(&self, _: &'static str, id: GuildId) -> Result<OwnershipToken, String> {
+            Ok(OwnershipToken { key: format!("guild-{id}"), revision: 1 })
+        }
+        async fn still_owned(&self, _: &OwnershipToken) -> bool {
+            !self.taken_over.load(Relaxed)
+        }
+        async fn release(&self, _: OwnershipToken) {
+            self.released.store(true, Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fenced_off_actor_stores_nothing_and_lets_go_when_it_stops() {
+        let (guild, _, dir, sessions) = guild_with(&[1]).await;
+        drop(guild); // only the fenced actor below is used
+        let fence_state = Arc::new(SwitchableFence::default());
+        let data = DataService::new(Arc::new(EmbeddedStore::open(&dir.join("fenced")).unwrap()), 1, true);
+        let general = Channel::text(GENERAL, Snowflake(10), "general");
+        let members = vec![Member::new(user(1), "2026-01-01T00:00:00.000000+00:00".into())];
+        let state = GuildState::new(Guild::new(Snowflake(10), "g", Snowflake(1)), vec![general.clone()], members);
+        let metrics = Arc::new(Metrics::default());
+        let ids = Arc::new(Generator::new(0, 9));
+        let deps = GuildDeps {
+            data: data.clone(),
+            metrics: metrics.clone(),
+            ids: ids.clone(),
+            config: GuildConfig::default(),
+            plugins: None,
+            plugin_limits: Default::default(),
+            audit: AuditLog::spawn(data.store().clone(), ids, metrics),
+            replies: Replies::new(0),
+            sessions,
+            locator: None,
+            ownership: None,
+        };
+        let ownership: Arc<dyn Ownership> = fence_state.clone();
+        let token = ownership.acquire("guild", Snowflake(10)).await.unwrap();
+        let (guild, task) = spawn_guild(state, deps, Some(Fence { ownership, token }));
+
+        let kept = guild.call(create(1, "while owned".into()), Duration::from_secs(5)).await;
+        assert!(matches!(kept, Ok(Reply::Message(_))), "{kept:?}");
+        fence_state.taken_over.store(true, Relaxed); // another node took the guild over
+        let refused = guild.call(create(1, "after the take-over".into()), Duration::from_secs(5)).await;
+        assert!(matches!(refused, Err(CallError::Guild(GuildError::Storage(_)))), "{refused:?}");
+        let stored = data.history(&general, guildhall_store::HistoryQuery::Latest, 10).await.unwrap();
+        assert_eq!(stored.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["while owned"]);
+
+        assert!(guild.send(GuildMsg::HandOff).await);
+        task.await.unwrap();
+        assert!(fence_state.released.load(Relaxed), "a stopped actor gives its ownership back");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

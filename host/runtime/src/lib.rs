@@ -18,6 +18,7 @@ pub mod guild_ref;
 pub mod ids;
 pub mod metrics;
 pub mod moderation;
+pub mod ownership;
 pub mod plugin_support;
 pub mod registry;
 pub mod reply;

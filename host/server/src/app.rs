@@ -25,6 +25,7 @@ use guildhall_cluster::{ClusterDirectory, ClusterRouter, Transport, View};
 use guildhall_runtime::audit::AuditLog;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
+use guildhall_runtime::ownership::Ownership;
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::session::SessionRouter;
 use guildhall_runtime::Metrics;
@@ -75,6 +76,22 @@ pub struct ClusterSetup {
     pub name: String,
     pub bus: Arc<dyn Bus>,
     pub view: watch::Receiver<Arc<View>>,
+    /// The fence that keeps each guild on one node.
+    pub ownership: Arc<dyn Ownership>,
+}
+
+/// When the ring changes, actors this node no longer owns are handed off.
+fn spawn_rebalancer(mut view: watch::Receiver<Arc<View>>, directories: [Arc<ClusterDirectory>; 2]) {
+    tokio::spawn(async move {
+        while view.changed().await.is_ok() {
+            for directory in &directories {
+                let moved = directory.rebalance().await;
+                if moved > 0 {
+                    tracing::info!(moved, "handed actors off to their new owners");
+                }
+            }
+        }
+    });
 }
 
 impl App {
@@ -126,21 +143,23 @@ impl App {
             replies: replies.clone(),
             sessions: router.clone(),
             locator: None, // the directory gives its own
+            ownership: match &topology {
+                Topology::Single => None,
+                Topology::Cluster(setup) => Some(setup.ownership.clone()),
+            },
         };
-        let local_guilds = LocalDirectory::new(deps.clone());
-        let local_dms = LocalDirectory::dms(deps);
-        let (directory, dms): (Arc<dyn Directory>, Arc<dyn Directory>) = match &transport {
-            None => (local_guilds, local_dms),
-            Some(transport) => {
-                let guilds =
-                    ClusterDirectory::new(ActorKind::Guild, local_guilds.clone(), transport.clone(), replies.clone());
-                let dms = ClusterDirectory::new(ActorKind::Dm, local_dms.clone(), transport.clone(), replies.clone());
+        let (directory, dms): (Arc<dyn Directory>, Arc<dyn Directory>) = match (&transport, &topology) {
+            (Some(transport), Topology::Cluster(setup)) => {
+                let guilds = ClusterDirectory::new(ActorKind::Guild, deps.clone(), transport.clone(), replies.clone());
+                let dms = ClusterDirectory::new(ActorKind::Dm, deps, transport.clone(), replies.clone());
                 transport
-                    .serve(local_guilds, local_dms, replies, guilds.clone())
+                    .serve(guilds.clone(), dms.clone(), replies)
                     .await
                     .map_err(|e| format!("joining the cluster's subjects: {e}"))?;
+                spawn_rebalancer(setup.view.clone(), [guilds.clone(), dms.clone()]);
                 (guilds, dms)
             }
+            _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
         };
         Ok(Arc::new(App {
             ids,

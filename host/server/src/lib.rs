@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use guildhall_bus::NatsBus;
 use guildhall_cluster::membership::open_bucket;
-use guildhall_cluster::{Heartbeat, Lease, MembershipConfig, NodeInfo};
+use guildhall_cluster::ownership::open_ownership_bucket;
+use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo};
 
 /// What `guildhall serve` was given on the command line (each overrides the file).
 pub struct ServeArgs {
@@ -131,7 +132,11 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
     let node = lease.node();
     let heartbeat = Heartbeat::start(lease, membership.lease / 3).await.map_err(|e| e.to_string())?;
     tracing::info!(node, nats = %c.nats, cluster = %c.name, "joined the cluster");
-    let setup = app::ClusterSetup { node, name: c.name.clone(), bus: Arc::new(bus), view: heartbeat.view() };
+    let owners = open_ownership_bucket(bus.client(), &format!("{}_actors", c.name))
+        .await
+        .map_err(|e| format!("ownership bucket: {e}"))?;
+    let ownership = Arc::new(KvOwnership::new(owners, node, heartbeat.view()));
+    let setup = app::ClusterSetup { node, name: c.name.clone(), bus: Arc::new(bus), view: heartbeat.view(), ownership };
     Ok((setup, heartbeat))
 }
 

@@ -1,0 +1,131 @@
+//! The fence, in NATS JetStream KV: one key per running actor (`guild-{id}`, `dm-{id}`)
+//! names the node that runs it.
+//!
+//! - A node takes an actor with `create` (no key, or a deleted one). If another node holds
+//!   it and is still a live member, it is handing the actor off: wait for it to let go (it
+//!   deletes the key once its actor stopped). If the holder is no longer a member (its
+//!   node lease ran out: dead, or cut off), take over with a compare-and-set `update`.
+//! - Before each write batch the actor checks that the key still holds its revision. A
+//!   node presumed dead that wakes up finds the key taken over and its writes are refused
+//!   (it also finds its node lease lost and shuts down).
+//! - Giving back is a delete at the actor's revision, so it never removes a successor's.
+//!
+//! The check and the write are two steps, so a write racing a take-over in the moment
+//! between them can still land; the take-over itself waits for the node lease to run out
+//! (seconds), which is what makes that window matter only for a node that stalls exactly
+//! then. Storage-side fencing (an epoch checked by the database) would close it and is
+//! the next step if it ever matters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_trait::async_trait;
+use bytes::Bytes;
+use guildhall_core::model::GuildId;
+use guildhall_runtime::ownership::{Ownership, OwnershipToken};
+use guildhall_runtime::reply::NodeId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::membership::{ClusterError, View};
+
+/// How long a node waits for the previous owner to hand an actor over.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(4);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    node: NodeId,
+}
+
+/// Opens (creating it if needed) the ownership bucket of a cluster.
+pub async fn open_ownership_bucket(client: &async_nats::Client, bucket: &str) -> Result<kv::Store, ClusterError> {
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let config = kv::Config {
+        bucket: bucket.to_owned(),
+        description: "Guildhall actors: which node runs each guild and DM channel".into(),
+        history: 1,
+        max_value_size: 1024,
+        ..Default::default()
+    };
+    jetstream.create_or_update_key_value(config).await.map_err(|e| ClusterError::Nats(e.to_string()))
+}
+
+pub struct KvOwnership {
+    bucket: kv::Store,
+    me: NodeId,
+    view: watch::Receiver<Arc<View>>,
+}
+
+impl KvOwnership {
+    pub fn new(bucket: kv::Store, me: NodeId, view: watch::Receiver<Arc<View>>) -> KvOwnership {
+        KvOwnership { bucket, me, view }
+    }
+
+    fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&Holder { node: self.me }).expect("serializes"))
+    }
+
+    /// One attempt: `Ok(Some(token))` taken, `Ok(None)` held by a live node.
+    async fn try_take(&self, key: &str) -> Result<Option<OwnershipToken>, String> {
+        let entry = self.bucket.entry(key.to_owned()).await.map_err(|e| e.to_string())?;
+        let token = |revision| Some(OwnershipToken { key: key.to_owned(), revision });
+        match entry {
+            Some(e) if e.operation == Operation::Put => {
+                let holder: Option<Holder> = serde_json::from_slice(&e.value).ok();
+                let holder_live = holder.as_ref().is_some_and(|h| self.view.borrow().members.contains_key(&h.node));
+                let mine = holder.as_ref().is_some_and(|h| h.node == self.me);
+                if holder_live && !mine {
+                    return Ok(None); // being handed off: wait
+                }
+                // Ours from before (this node's last run), or its holder is gone.
+                match self.bucket.update(key, self.encode(), e.revision).await {
+                    Ok(revision) => Ok(token(revision)),
+                    Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+                    Err(err) => Err(err.to_string()),
+                }
+            }
+            _ => match self.bucket.create(key, self.encode()).await {
+                Ok(revision) => Ok(token(revision)),
+                Err(err) if err.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+                Err(err) => Err(err.to_string()),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Ownership for KvOwnership {
+    async fn acquire(&self, kind: &'static str, id: GuildId) -> Result<OwnershipToken, String> {
+        let key = format!("{kind}-{id}");
+        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+        loop {
+            if let Some(token) = self.try_take(&key).await? {
+                return Ok(token);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("{kind} {id} is still held by another node"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn still_owned(&self, token: &OwnershipToken) -> bool {
+        match self.bucket.entry(token.key.clone()).await {
+            Ok(Some(e)) => e.operation == Operation::Put && e.revision == token.revision,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(key = %token.key, error = %e, "cannot check ownership; refusing the write");
+                false
+            }
+        }
+    }
+
+    async fn release(&self, token: OwnershipToken) {
+        if let Err(e) = self.bucket.delete_expect_revision(&token.key, Some(token.revision)).await {
+            // Taken over meanwhile (then it is not ours to delete), or NATS is away (then
+            // the next owner takes over once this node's lease runs out).
+            tracing::debug!(key = %token.key, error = %e, "ownership not given back");
+        }
+    }
+}
