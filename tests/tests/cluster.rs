@@ -4,11 +4,16 @@
 use std::time::Duration;
 
 use guildhall_e2e::{Server, ALL_INTENTS};
+
+/// One cluster at a time: three nodes each are enough load for two cores (with Cassandra),
+/// and timings (fail-over, hand-off) are what these tests measure.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use hyper::StatusCode;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guild_spread_over_three_nodes_behaves_as_one() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let Some(nodes) = Server::start_cluster(3, &[]).await else { return };
     let http: Vec<_> = nodes.iter().map(Server::http).collect();
     let (alice, _) = http[0].register("alice").await;
@@ -110,6 +115,7 @@ async fn a_guild_spread_over_three_nodes_behaves_as_one() {
 async fn a_joining_node_takes_its_share_of_guilds_and_their_sessions_follow() {
     // Enough guilds that each of three nodes owns some (all on two: (2/3)^24, about 1e-4).
     const GUILDS: usize = 24;
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let Some(mut nodes) = Server::start_cluster(2, &[]).await else { return };
     let http: Vec<_> = nodes.iter().map(Server::http).collect();
     let (alice, _) = http[0].register("alice").await;
@@ -180,4 +186,94 @@ async fn a_joining_node_takes_its_share_of_guilds_and_their_sessions_follow() {
     let counts = running(&nodes).await;
     assert_eq!(counts.iter().sum::<u64>(), GUILDS as u64, "still one actor per guild: {counts:?}");
     assert!(counts.iter().all(|&c| c > 0), "every node runs some: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_guilds_node_loses_no_acknowledged_message_and_it_serves_again_within_5s() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let Some(mut nodes) = Server::start_cluster(3, &[]).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let (bob, _) = http[0].register("bob").await;
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "Doomed node" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let cid = http[0].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let invite = http[0].post(&format!("/channels/{cid}/invites"), &alice, json!({})).await;
+    let code = invite.body["code"].as_str().unwrap().to_owned();
+    assert_eq!(http[0].post(&format!("/invites/{code}"), &bob, json!({})).await.status, StatusCode::OK);
+    // Which node runs the guild? The one whose guild gauge is 1.
+    let mut owner = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if node.metric("guildhall_guilds").await == 1 {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("one node runs the guild");
+    let (poster, watcher) = ((owner + 1) % 3, (owner + 2) % 3);
+    let mut bob_gw = nodes[watcher].gateway().await;
+    bob_gw.identify(&bob, ALL_INTENTS).await;
+
+    // Steady streams of posts (three clients) through a node that survives; the guild's
+    // node is killed (SIGKILL) in the middle of them. A request that was in flight to the
+    // dead node waits out its timeout; the others see the guild serve again sooner.
+    let mut streams = Vec::new();
+    for client in 0..3 {
+        let (h, token, path) = (http[poster], alice.clone(), format!("/channels/{cid}/messages"));
+        streams.push(tokio::spawn(async move {
+            let mut acked: Vec<(String, std::time::Instant)> = Vec::new();
+            let mut failed = 0;
+            for i in 0..60 {
+                let m = h.post(&path, &token, json!({ "content": format!("c{client} m{i}") })).await;
+                if m.status == StatusCode::OK {
+                    acked.push((m.body["id"].as_str().unwrap().to_owned(), std::time::Instant::now()));
+                } else {
+                    failed += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (acked, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed_at = std::time::Instant::now();
+    drop(nodes.remove(owner)); // SIGKILL
+    let (mut acked, mut failed) = (Vec::new(), 0);
+    for stream in streams {
+        let (a, f) = stream.await.unwrap();
+        acked.extend(a);
+        failed += f;
+    }
+    acked.sort_by_key(|(_, at)| *at);
+    let before = acked.iter().filter(|(_, at)| *at < killed_at).count();
+    let first_after = acked.iter().find(|(_, at)| *at > killed_at).map(|(_, at)| *at - killed_at);
+    let outage = first_after.expect("the guild served again after its node died");
+    eprintln!("fail-over: {} acknowledged before the kill, {failed} refused, serving again after {outage:?}", before);
+    assert!(before > 0, "the kill happened mid-stream");
+    assert!(outage <= Duration::from_secs(5), "serving again took {outage:?}");
+
+    // Every acknowledged message is in history, once.
+    let survivor = nodes[0].http();
+    let mut stored = Vec::new();
+    let mut query = "limit=100".to_owned();
+    loop {
+        let page = survivor.get(&format!("/channels/{cid}/messages?{query}"), &bob).await;
+        let ids: Vec<String> =
+            page.body.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+        let Some(last) = ids.last().cloned() else { break };
+        stored.extend(ids);
+        query = format!("limit=100&before={last}");
+    }
+    for (id, _) in &acked {
+        assert_eq!(stored.iter().filter(|s| *s == id).count(), 1, "acknowledged message {id} stored once");
+    }
+
+    // Bob's session (on a surviving node) follows the guild to its new node.
+    let m = survivor.post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": "after" })).await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+    loop {
+        let d = bob_gw.next().await;
+        if d["t"] == "MESSAGE_CREATE" && d["d"]["content"] == "after" {
+            break;
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //! again, with a fresher view). A request that times out is not retried: the message may
 //! have arrived, and a command must not run twice; its caller times out instead.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox};
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
-use guildhall_runtime::session::{Delivered, Offer, SessionRoute, SessionRouter, ToUser};
+use guildhall_runtime::session::{Delivered, Offer, SessionRef, SessionRoute, SessionRouter, ToUser};
 use guildhall_runtime::Metrics;
 use guildhall_store::StoreError;
 use tokio::sync::{mpsc, watch};
@@ -49,6 +50,18 @@ pub struct Transport {
     outbox: mpsc::Sender<(String, Bytes)>,
     local_sessions: Arc<SessionRegistry>,
     metrics: Arc<Metrics>,
+    /// This node's sessions connected to guilds on other nodes, by guild: whom they were
+    /// connected through, to connect them again if that node dies.
+    remote_subscriptions: Mutex<HashMap<GuildId, RemoteSubscription>>,
+    /// The guild directory, for reconnecting sessions (set once `serve` starts).
+    guilds: OnceLock<Weak<ClusterDirectory>>,
+}
+
+/// Sessions of this node connected to one guild running on another node.
+struct RemoteSubscription {
+    owner: NodeId,
+    /// Each session's address and last status.
+    sessions: HashMap<SessionId, (SessionRef, String)>,
 }
 
 impl Transport {
@@ -69,7 +82,17 @@ impl Transport {
                 }
             }
         });
-        Arc::new(Transport { me, subjects: Subjects::new(cluster), bus, view, outbox, local_sessions, metrics })
+        Arc::new(Transport {
+            me,
+            subjects: Subjects::new(cluster),
+            bus,
+            view,
+            outbox,
+            local_sessions,
+            metrics,
+            remote_subscriptions: Mutex::new(HashMap::new()),
+            guilds: OnceLock::new(),
+        })
     }
 
     pub fn node(&self) -> NodeId {
@@ -96,6 +119,7 @@ impl Transport {
         replies: Arc<Replies>,
     ) -> Result<(), BusError> {
         let (guilds, dms) = (routing.local().clone(), dm_routing.local().clone());
+        let _ = self.guilds.set(Arc::downgrade(&routing));
         let mut actor_requests = self.bus.subscribe(&self.subjects.actor(self.me)).await?;
         let mut reply_inbox = self.bus.subscribe(&self.subjects.reply(self.me)).await?;
         let mut session_inbox = self.bus.subscribe(&self.subjects.sessions(self.me)).await?;
@@ -210,6 +234,66 @@ impl Transport {
                 }
             });
         }
+    }
+
+    /// Notes what this node's sessions tell guilds on `owner`, to reconnect them if
+    /// `owner` dies.
+    fn track(&self, owner: NodeId, guild: GuildId, msg: &GuildMsg) {
+        let mut subscriptions = self.remote_subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+        match msg {
+            GuildMsg::Connect { session, status } if session.id.node() == self.me => {
+                let entry = subscriptions
+                    .entry(guild)
+                    .or_insert_with(|| RemoteSubscription { owner, sessions: HashMap::new() });
+                entry.owner = owner;
+                entry.sessions.insert(session.id, (*session, status.clone()));
+            }
+            GuildMsg::Presence { session, status } => {
+                if let Some((_, s)) = subscriptions.get_mut(&guild).and_then(|e| e.sessions.get_mut(session)) {
+                    s.clone_from(status);
+                }
+            }
+            GuildMsg::Disconnect { session } => {
+                if let Some(entry) = subscriptions.get_mut(&guild) {
+                    entry.sessions.remove(session);
+                    if entry.sessions.is_empty() {
+                        subscriptions.remove(&guild);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// After the view changed: this node's sessions that were connected to guilds on a node
+    /// that is gone connect again, to each guild's new owner (they get GUILD_CREATE again,
+    /// as after a hand-off). Returns how many sessions it reconnected.
+    pub async fn reconnect_orphans(&self) -> usize {
+        let live: std::collections::BTreeSet<NodeId> = self.view.borrow().members.keys().copied().collect();
+        let orphaned: Vec<(GuildId, Vec<(SessionRef, String)>)> = {
+            let mut subscriptions = self.remote_subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+            let dead: Vec<GuildId> =
+                subscriptions.iter().filter(|(_, s)| !live.contains(&s.owner)).map(|(g, _)| *g).collect();
+            dead.into_iter()
+                .filter_map(|g| subscriptions.remove(&g).map(|s| (g, s.sessions.into_values().collect())))
+                .collect()
+        };
+        let Some(guilds) = self.guilds.get().and_then(Weak::upgrade) else { return 0 };
+        let mut reconnected = 0;
+        for (guild, sessions) in orphaned {
+            let Ok(actor) = Directory::locate(guilds.as_ref(), guild).await else {
+                tracing::warn!(%guild, "a guild whose node died cannot be located yet");
+                continue;
+            };
+            for (session, status) in sessions {
+                if self.local_sessions.route(session.id).is_some()
+                    && actor.send(GuildMsg::Connect { session, status }).await
+                {
+                    reconnected += 1;
+                }
+            }
+        }
+        reconnected
     }
 
     fn count(&self, delivered: Delivered) {
@@ -369,7 +453,12 @@ impl RemoteMailbox for NodeMailbox {
         let ActorRequest::Deliver { msg, .. } = request else { unreachable!("built above") };
         let msg = *msg;
         match answer {
-            Ok(Accepted::Yes) => Ok(()),
+            Ok(Accepted::Yes) => {
+                if self.kind == ActorKind::Guild {
+                    self.transport.track(self.node, id, &msg);
+                }
+                Ok(())
+            }
             // Not (or no longer) there: the ref locates the actor again.
             Ok(Accepted::NotHere | Accepted::Unknown) | Err(BusError::NoResponders(_)) => Err(msg),
             Ok(Accepted::Failed(why)) => {

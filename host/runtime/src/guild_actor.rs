@@ -153,6 +153,26 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
     (handle, task)
 }
 
+/// Connects a session to the guild's next incarnation, from a task: here once this actor
+/// has ended, or on another node once it took the guild over (which can take a few seconds
+/// while ownership passes). Retried until it lands, so that a session never silently stops
+/// hearing from a guild; a session that is gone meanwhile is ignored by the next actor.
+fn pass_on(guild: GuildRef, session: SessionRef, status: String) {
+    const ATTEMPTS: u32 = 40;
+    tokio::spawn(async move {
+        for attempt in 1..=ATTEMPTS {
+            let msg = GuildMsg::Connect { session, status: status.clone() };
+            if guild.send(msg).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if attempt == ATTEMPTS {
+                tracing::warn!(guild = %guild.id, session = session.id.0, "a session could not follow its guild");
+            }
+        }
+    });
+}
+
 impl GuildActor {
     async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>) {
         self.reload_plugins().await;
@@ -214,8 +234,7 @@ impl GuildActor {
         // the next actor once this task has ended.
         for (id, (address, _)) in self.sessions.drain() {
             let status = self.state.session_status(id).unwrap_or("online").to_owned();
-            let handle = self.handle.clone();
-            tokio::spawn(async move { handle.send(GuildMsg::Connect { session: address, status }).await });
+            pass_on(self.handle.clone(), address, status);
         }
         if let Some(Fence { ownership, token }) = self.fence.take() {
             ownership.release(token).await; // everything it accepted is stored and answered
@@ -365,8 +384,7 @@ impl GuildActor {
                 // The session must live on in the next incarnation: sent from a task, the
                 // handle finds the mailbox closed and asks the directory, which starts the
                 // next actor once this one has finished.
-                let handle = self.handle.clone();
-                tokio::spawn(async move { handle.send(GuildMsg::Connect { session, status }).await });
+                pass_on(self.handle.clone(), session, status);
             }
             GuildMsg::Audit(entry) => self.record_audit(entry),
             GuildMsg::Command { mut command, reply_to } => {

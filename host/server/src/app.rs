@@ -80,8 +80,13 @@ pub struct ClusterSetup {
     pub ownership: Arc<dyn Ownership>,
 }
 
-/// When the ring changes, actors this node no longer owns are handed off.
-fn spawn_rebalancer(mut view: watch::Receiver<Arc<View>>, directories: [Arc<ClusterDirectory>; 2]) {
+/// When the ring changes, actors this node no longer owns are handed off, and this node's
+/// sessions connected to guilds on a node that died connect to the guilds' new owners.
+fn spawn_rebalancer(
+    mut view: watch::Receiver<Arc<View>>,
+    transport: Arc<Transport>,
+    directories: [Arc<ClusterDirectory>; 2],
+) {
     tokio::spawn(async move {
         while view.changed().await.is_ok() {
             for directory in &directories {
@@ -89,6 +94,10 @@ fn spawn_rebalancer(mut view: watch::Receiver<Arc<View>>, directories: [Arc<Clus
                 if moved > 0 {
                     tracing::info!(moved, "handed actors off to their new owners");
                 }
+            }
+            let reconnected = transport.reconnect_orphans().await;
+            if reconnected > 0 {
+                tracing::info!(reconnected, "sessions reconnected to guilds whose node died");
             }
         }
     });
@@ -156,7 +165,7 @@ impl App {
                     .serve(guilds.clone(), dms.clone(), replies)
                     .await
                     .map_err(|e| format!("joining the cluster's subjects: {e}"))?;
-                spawn_rebalancer(setup.view.clone(), [guilds.clone(), dms.clone()]);
+                spawn_rebalancer(setup.view.clone(), transport.clone(), [guilds.clone(), dms.clone()]);
                 (guilds, dms)
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
