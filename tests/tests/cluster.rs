@@ -88,6 +88,49 @@ async fn a_guild_spread_over_three_nodes_behaves_as_one() {
         forwards += node.metric("guildhall_node_forwards_total").await;
     }
     assert_eq!(running.iter().sum::<u64>(), 1, "exactly one node runs the guild: {running:?}");
+
+    // Read-after-write across nodes: a message acknowledged by one node is in the history
+    // another node serves right after.
+    for i in 0..9 {
+        let path = format!("/channels/{cid}/messages");
+        let m = http[i % 3].post(&path, &alice, json!({ "content": format!("raw {i}") })).await;
+        assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+        let latest = http[(i + 1) % 3].get(&format!("{path}?limit=1"), &bob).await;
+        assert_eq!(latest.body[0]["id"], m.body["id"], "read on node {} after a write on node {}", (i + 1) % 3, i % 3);
+    }
+    for gw in &mut sessions {
+        let mut raw = 0;
+        while raw < 9 {
+            raw += usize::from(gw.next().await["t"] == "MESSAGE_CREATE");
+        }
+    }
+
+    // A hot channel read from all three nodes at once: every read goes to the one data
+    // service of the guild's node, which coalesces them.
+    let history = "guildhall_data_requests_total{route=\"history\"}";
+    let queries = "guildhall_data_db_queries_total{route=\"history\"}";
+    let mut before = Vec::new();
+    for node in &nodes {
+        before.push((node.metric(history).await, node.metric(queries).await));
+    }
+    let mut burst = Vec::new();
+    for i in 0..240 {
+        let (h, token, path) = (http[i % 3], bob.clone(), format!("/channels/{cid}/messages?limit=50"));
+        burst.push(tokio::spawn(async move { h.get(&path, &token).await.status }));
+    }
+    for b in burst {
+        assert_eq!(b.await.unwrap(), StatusCode::OK);
+    }
+    let (mut reads, mut db) = (Vec::new(), 0);
+    for (node, (requests0, queries0)) in nodes.iter().zip(before) {
+        reads.push(node.metric(history).await - requests0);
+        db += node.metric(queries).await - queries0;
+    }
+    let owner = running.iter().position(|&r| r == 1).unwrap();
+    assert_eq!(reads[owner], 240, "every read went to the guild's node: {reads:?}");
+    assert_eq!(reads.iter().sum::<u64>(), 240, "and nowhere else: {reads:?}");
+    eprintln!("240 concurrent history reads over 3 nodes: {db} storage queries");
+    assert!(db < 240, "identical reads in flight were coalesced ({db} queries)");
     assert!(forwards >= 60, "30 messages x 2 other nodes forwarded at least ({forwards})");
     assert!(forwards <= 100, "per node and event, never per session ({forwards})");
 

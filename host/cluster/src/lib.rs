@@ -14,4 +14,4 @@ pub mod wire;
 pub use membership::{ClusterError, Heartbeat, Lease, MembershipConfig, NodeInfo, View};
 pub use ownership::KvOwnership;
 pub use ring::Ring;
-pub use transport::{ClusterDirectory, ClusterRouter, Transport};
+pub use transport::{ClusterDirectory, ClusterReads, ClusterRouter, Transport};

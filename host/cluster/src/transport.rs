@@ -17,21 +17,24 @@ use bytes::Bytes;
 use guildhall_bus::{Bus, BusError};
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::SessionId;
-use guildhall_core::model::{GuildId, UserId};
+use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
+use guildhall_data::DataService;
 use guildhall_runtime::directory::{Actors, Directory, LocalDirectory, LocateError};
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox};
+use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
 use guildhall_runtime::session::{Delivered, Offer, SessionRef, SessionRoute, SessionRouter, ToUser};
 use guildhall_runtime::Metrics;
 use guildhall_store::StoreError;
+use guildhall_store::{HistoryQuery, Result as StoreResult};
 use tokio::sync::{mpsc, watch};
 
 use crate::membership::View;
 use crate::wire::{
-    decode, decode_framed, encode, encode_framed, Accepted, ActorKind, ActorRequest, ReplyDelivery, SessionsHeader,
-    Subjects, UserHeader, UserWire,
+    decode, decode_framed, encode, encode_framed, Accepted, ActorKind, ActorRequest, ReadAnswer, ReadRequest,
+    ReplyDelivery, SessionsHeader, Subjects, UserHeader, UserWire,
 };
 
 /// How long a node waits for another to take a message into an actor's mailbox (the actor
@@ -117,9 +120,26 @@ impl Transport {
         routing: Arc<ClusterDirectory>,
         dm_routing: Arc<ClusterDirectory>,
         replies: Arc<Replies>,
+        data: Arc<DataService>,
     ) -> Result<(), BusError> {
         let (guilds, dms) = (routing.local().clone(), dm_routing.local().clone());
         let _ = self.guilds.set(Arc::downgrade(&routing));
+        let mut read_requests = self.bus.subscribe(&self.subjects.read(self.me)).await?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Concurrently: identical reads in flight are what the data service coalesces.
+            while let Some(request) = read_requests.next().await {
+                let (me, data) = (me.clone(), data.clone());
+                tokio::spawn(async move {
+                    let Some(reply) = request.reply else { return };
+                    let answer = match decode::<ReadRequest>(&request.payload) {
+                        Ok(read) => me.answer_read(read, &data).await,
+                        Err(e) => ReadAnswer::Failed(e.to_string()),
+                    };
+                    let _ = me.bus.publish(&reply, encode(&answer)).await;
+                });
+            }
+        });
         let mut actor_requests = self.bus.subscribe(&self.subjects.actor(self.me)).await?;
         let mut reply_inbox = self.bus.subscribe(&self.subjects.reply(self.me)).await?;
         let mut session_inbox = self.bus.subscribe(&self.subjects.sessions(self.me)).await?;
@@ -233,6 +253,30 @@ impl Transport {
                     }
                 }
             });
+        }
+    }
+
+    /// The node that runs a channel's actor: its guild's, or for a DM its own.
+    fn channel_owner(&self, channel: &Channel) -> Option<NodeId> {
+        self.owner(channel.guild_id.unwrap_or(channel.id))
+    }
+
+    async fn answer_read(&self, read: ReadRequest, data: &DataService) -> ReadAnswer {
+        let channel = match &read {
+            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
+        };
+        if self.channel_owner(channel) != Some(self.me) {
+            return ReadAnswer::NotHere;
+        }
+        match read {
+            ReadRequest::History { channel, query, limit } => match data.history(&channel, query, limit).await {
+                Ok(messages) => ReadAnswer::Messages(messages.as_ref().clone()),
+                Err(e) => ReadAnswer::Failed(e.to_string()),
+            },
+            ReadRequest::Message { channel, id } => match data.message(&channel, id).await {
+                Ok(message) => ReadAnswer::Message(message.map(Box::new)),
+                Err(e) => ReadAnswer::Failed(e.to_string()),
+            },
         }
     }
 
@@ -475,5 +519,60 @@ impl RemoteMailbox for NodeMailbox {
 
     fn is_closed(&self) -> bool {
         false // another node's actor is found again when it answers NotHere
+    }
+}
+
+/// Message reads for a cluster: each goes to the node that runs the channel's actor (whose
+/// data service coalesces it with every other read of that channel and has seen its
+/// writes); this node's own channels are read here.
+pub struct ClusterReads {
+    pub transport: Arc<Transport>,
+    pub data: Arc<DataService>,
+}
+
+impl ClusterReads {
+    async fn ask(&self, read: ReadRequest) -> Result<ReadAnswer, StoreError> {
+        const ATTEMPTS: usize = 3;
+        let unavailable = |why: String| StoreError::Unavailable(why);
+        let channel = match &read {
+            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel.clone(),
+        };
+        for _ in 0..ATTEMPTS {
+            let owner = self.transport.channel_owner(&channel).ok_or_else(|| unavailable("no live node".into()))?;
+            if owner == self.transport.me {
+                return Ok(self.transport.answer_read(read, &self.data).await);
+            }
+            let subject = self.transport.subjects.read(owner);
+            match self.transport.bus.request(&subject, encode(&read), DELIVERY_TIMEOUT).await {
+                Ok(bytes) => match decode::<ReadAnswer>(&bytes) {
+                    Ok(ReadAnswer::NotHere) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => return Err(unavailable(e.to_string())),
+                },
+                Err(BusError::NoResponders(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(unavailable(format!("node {owner}: {e}"))),
+            }
+        }
+        Err(unavailable(format!("no node answers reads of channel {}", channel.id)))
+    }
+}
+
+#[async_trait]
+impl MessageReads for ClusterReads {
+    async fn history(&self, channel: &Channel, query: HistoryQuery, limit: usize) -> StoreResult<Arc<Vec<Message>>> {
+        let read = ReadRequest::History { channel: Box::new(channel.clone()), query, limit };
+        match self.ask(read).await? {
+            ReadAnswer::Messages(messages) => Ok(Arc::new(messages)),
+            ReadAnswer::Failed(why) => Err(StoreError::Unavailable(why)),
+            other => Err(StoreError::Corrupt(format!("a history read answered {other:?}"))),
+        }
+    }
+
+    async fn message(&self, channel: &Channel, id: MessageId) -> StoreResult<Option<Message>> {
+        match self.ask(ReadRequest::Message { channel: Box::new(channel.clone()), id }).await? {
+            ReadAnswer::Message(message) => Ok(message.map(|m| *m)),
+            ReadAnswer::Failed(why) => Err(StoreError::Unavailable(why)),
+            other => Err(StoreError::Corrupt(format!("a message read answered {other:?}"))),
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! Subjects (`{c}` is the cluster's name, so clusters can share a NATS server):
 //! - `{c}.node.{n}.actor`: requests to node `n` about an actor it should run: locate it
 //!   (does it exist? start it) or deliver a [`GuildMsg`] to it. Answered with [`Accepted`].
+//! - `{c}.node.{n}.read`: message reads of channels whose actor node `n` runs (its data
+//!   service coalesces them and sees that channel's writes).
 //! - `{c}.node.{n}.reply`: answers to commands whose callers live on node `n`.
 //! - `{c}.node.{n}.sessions`: one dispatch for several of node `n`'s sessions (the
 //!   Manifold step: one message per node and event).
@@ -14,9 +16,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use guildhall_core::guild::SessionId;
-use guildhall_core::model::{GuildId, UserId};
+use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_runtime::guild_ref::GuildMsg;
 use guildhall_runtime::reply::{CommandResult, NodeId, ReplyTo};
+use guildhall_store::HistoryQuery;
 use serde::{Deserialize, Serialize};
 
 pub const WIRE_VERSION: u16 = 1;
@@ -32,6 +35,9 @@ impl Subjects {
     }
     pub fn actor(&self, node: NodeId) -> String {
         format!("{}.node.{node}.actor", self.cluster)
+    }
+    pub fn read(&self, node: NodeId) -> String {
+        format!("{}.node.{node}.read", self.cluster)
     }
     pub fn reply(&self, node: NodeId) -> String {
         format!("{}.node.{node}.reply", self.cluster)
@@ -109,6 +115,21 @@ pub enum Accepted {
     /// No such guild or DM channel.
     Unknown,
     /// It could not be started (storage).
+    Failed(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReadRequest {
+    History { channel: Box<Channel>, query: HistoryQuery, limit: usize },
+    Message { channel: Box<Channel>, id: MessageId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReadAnswer {
+    Messages(Vec<Message>),
+    Message(Option<Box<Message>>),
+    /// This node does not run the channel's actor (views differ): read again.
+    NotHere,
     Failed(String),
 }
 

@@ -21,11 +21,12 @@ use tokio::sync::watch;
 use crate::config::Config;
 use guildhall_bus::Bus;
 use guildhall_cluster::wire::ActorKind;
-use guildhall_cluster::{ClusterDirectory, ClusterRouter, Transport, View};
+use guildhall_cluster::{ClusterDirectory, ClusterReads, ClusterRouter, Transport, View};
 use guildhall_runtime::audit::AuditLog;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::ownership::Ownership;
+use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::session::SessionRouter;
 use guildhall_runtime::Metrics;
@@ -39,6 +40,9 @@ pub struct App {
     pub store: Arc<dyn Storage>,
     /// Coalesced, channel-routed message reads; message writes that must invalidate them.
     pub data: Arc<DataService>,
+    /// Where REST reads messages: the data service here, or in a cluster the data service
+    /// of the node that runs the channel's actor.
+    pub reads: Arc<dyn MessageReads>,
     /// Compiles, validates and runs guild plugins.
     pub plugins: Arc<PluginEngine>,
     pub ids: Arc<Generator>,
@@ -162,7 +166,7 @@ impl App {
                 let guilds = ClusterDirectory::new(ActorKind::Guild, deps.clone(), transport.clone(), replies.clone());
                 let dms = ClusterDirectory::new(ActorKind::Dm, deps, transport.clone(), replies.clone());
                 transport
-                    .serve(guilds.clone(), dms.clone(), replies)
+                    .serve(guilds.clone(), dms.clone(), replies, data.clone())
                     .await
                     .map_err(|e| format!("joining the cluster's subjects: {e}"))?;
                 spawn_rebalancer(setup.view.clone(), transport.clone(), [guilds.clone(), dms.clone()]);
@@ -170,7 +174,12 @@ impl App {
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
         };
+        let reads: Arc<dyn MessageReads> = match &transport {
+            None => data.clone(),
+            Some(transport) => Arc::new(ClusterReads { transport: transport.clone(), data: data.clone() }),
+        };
         Ok(Arc::new(App {
+            reads,
             ids,
             audit,
             config,

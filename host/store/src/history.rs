@@ -10,7 +10,7 @@ use guildhall_core::Snowflake;
 
 use crate::{IdBounds, Order, Result, Storage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum HistoryQuery {
     Latest,
     Before(MessageId),

@@ -111,12 +111,12 @@ pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
         return Err(ApiError::invalid_form("only one of before, after and around may be given"));
     }
     let channel = readable(ctx, &user, channel_id).await?;
-    let messages = ctx.app.data.history(&channel, query, limit).await?;
+    let messages = ctx.app.reads.history(&channel, query, limit).await?;
     ok(&messages.iter().cloned().map(message_response).collect::<Vec<_>>())
 }
 
 async fn load_message(ctx: &Ctx, channel: &Channel, id: MessageId) -> Result<Message, ApiError> {
-    let found = ctx.app.data.message(channel, id).await?;
+    let found = ctx.app.reads.message(channel, id).await?;
     found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_MESSAGE, "Unknown Message"))
 }
 
