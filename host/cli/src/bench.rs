@@ -68,6 +68,31 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// Real `guildhall serve --cluster` nodes (one, then `nodes`) on a running nats-server
+    /// and CQL node: creates through every node, NATS messages per create, a hot-channel
+    /// read burst over the nodes, and fail-over after SIGKILL.
+    Cluster {
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// The NATS server's monitoring address (its /varz message counters).
+        #[arg(long, default_value = "127.0.0.1:8222")]
+        nats_monitor: String,
+        #[arg(long, default_value = "127.0.0.1:9042")]
+        cql: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 12)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3000)]
+        messages: usize,
+        /// Identical history reads at once, spread over the nodes.
+        #[arg(long, default_value_t = 300)]
+        burst: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// REST against a real `guildhall serve` child process on the embedded store:
     /// message-create throughput, then history read latency.
     Rest {
@@ -88,6 +113,19 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Rest { concurrency, messages, reads, json } => (rest(concurrency, messages, reads).await?, json),
         Scenario::Coalesce { storage, concurrency, rounds, json } => {
             (coalesce(&storage, concurrency, rounds).await?, json)
+        }
+        Scenario::Cluster { nats, nats_monitor, cql, nodes, concurrency, messages, burst, rounds, json } => {
+            let b = crate::bench_cluster::ClusterBench {
+                nats,
+                nats_monitor,
+                cql,
+                nodes,
+                concurrency,
+                messages,
+                burst,
+                rounds,
+            };
+            (crate::bench_cluster::run(b).await?, json)
         }
         Scenario::Plugins { component, calls, instances, config, json } => {
             (plugins(component, calls, instances, &config).await?, json)
@@ -114,7 +152,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// (p50, p99, max) in microseconds.
-fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+pub(crate) fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     if samples.is_empty() {
         return (0.0, 0.0, 0.0);
     }

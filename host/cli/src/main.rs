@@ -3,6 +3,7 @@
 //! the benchmark scenarios. The tools talk to a host only through `guildhall-client`.
 
 mod bench;
+mod bench_cluster;
 mod plugin_cli;
 
 use std::net::SocketAddr;

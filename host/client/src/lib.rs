@@ -81,9 +81,15 @@ impl ApiClient {
 
     /// `GET /metrics`: the host's Prometheus text.
     pub async fn metrics(&mut self) -> Result<String, ClientError> {
+        self.get_text("/metrics").await
+    }
+
+    /// `GET path` exactly as given (no `/api/v10`), the body as text: for `/metrics` and
+    /// other servers' monitoring endpoints.
+    pub async fn get_text(&mut self, path: &str) -> Result<String, ClientError> {
         let req = hyper::Request::builder()
             .method(Method::GET)
-            .uri("/metrics")
+            .uri(path)
             .header("host", &self.authority)
             .body(Full::new(Bytes::new()))?;
         self.sender.ready().await?;

@@ -1,0 +1,257 @@
+//! `guildhall bench cluster`: real `guildhall serve --cluster` child processes on a running
+//! nats-server (with JetStream; its monitoring port gives the message counts) and CQL node,
+//! one node and then `nodes` nodes, in one run:
+//! - message creates through every node at once (the guild runs on one of them, so most
+//!   creates cross a node): creates/s and latency, against the single node;
+//! - NATS messages and bytes per create (the server's own counters, /varz);
+//! - a hot-channel burst of identical history reads spread over the nodes: requests
+//!   against storage queries (the coalescing ratio, cluster-wide);
+//! - fail-over: the guild's node killed with SIGKILL, until a create succeeds again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use guildhall_client::{ApiClient, Method};
+use serde_json::{json, Value};
+
+/// What the scenario needs from outside.
+pub struct ClusterBench {
+    pub nats: String,
+    /// The NATS server's monitoring address (`HOST:PORT`), for its message counters.
+    pub nats_monitor: String,
+    pub cql: String,
+    pub nodes: usize,
+    pub concurrency: usize,
+    pub messages: usize,
+    pub burst: usize,
+    pub rounds: usize,
+}
+
+struct Node {
+    child: std::process::Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_node(name: &str, storage: &str, nats: &str) -> Result<Node, String> {
+    let dir = std::env::temp_dir().join(format!("guildhall-bench-{name}-{}", rand_suffix()));
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .args(["--storage", storage, "--cluster", nats])
+        .env("GUILDHALL_CLUSTER__NAME", name)
+        .env("GUILDHALL_CLUSTER__LEASE_MS", "1500")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting a node: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let addr = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        std::thread::spawn(move || for _ in lines {});
+        line.strip_prefix("guildhall listening on ").and_then(|a| a.parse().ok())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut node = Node { child, dir, addr: SocketAddr::from(([0, 0, 0, 0], 0)) };
+    node.addr = addr.ok_or("a node did not report its address")?; // (dropping `node` kills it)
+    Ok(node)
+}
+
+fn rand_suffix() -> String {
+    guildhall_server::auth::random_hex(4)
+}
+
+async fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
+    let mut client = ApiClient::connect(&addr.to_string()).await.map_err(|e| e.to_string())?;
+    let text = client.metrics().await.map_err(|e| e.to_string())?;
+    Ok(text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse().ok())).unwrap_or(0))
+}
+
+async fn sum_metric(nodes: &[Node], name: &str) -> Result<u64, String> {
+    let mut total = 0;
+    for node in nodes {
+        total += metric(node.addr, name).await?;
+    }
+    Ok(total)
+}
+
+/// (messages, bytes) the NATS server has received so far.
+async fn nats_in(monitor: &str) -> Result<(u64, u64), String> {
+    let mut client = ApiClient::connect(monitor).await.map_err(|e| format!("NATS monitoring at {monitor}: {e}"))?;
+    let varz: Value = serde_json::from_str(&client.get_text("/varz").await.map_err(|e| e.to_string())?)
+        .map_err(|e| format!("/varz: {e}"))?;
+    Ok((varz["in_msgs"].as_u64().unwrap_or(0), varz["in_bytes"].as_u64().unwrap_or(0)))
+}
+
+async fn call(
+    client: &mut ApiClient,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let (status, body) = client.json(method, path, token, body.as_ref()).await.map_err(|e| e.to_string())?;
+    Ok((status.as_u16(), body))
+}
+
+/// One layout of `n` nodes: its numbers.
+async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
+    let name = format!("ghbench_{}", rand_suffix());
+    let storage = format!("scylla://{}/{name}", b.cql);
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(start_node(&name, &storage, &b.nats).await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in &nodes {
+        while metric(node.addr, "guildhall_cluster_nodes").await? != n as u64 {
+            if Instant::now() > deadline {
+                return Err("the nodes did not see each other within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut setup = ApiClient::connect(&nodes[0].addr.to_string()).await.map_err(|e| e.to_string())?;
+    let (_, reg) = call(
+        &mut setup,
+        Method::POST,
+        "/auth/register",
+        None,
+        Some(json!({ "username": "bench", "password": "bench password" })),
+    )
+    .await?;
+    let token = reg["token"].as_str().ok_or("register failed")?.to_owned();
+    let (_, guild) = call(&mut setup, Method::POST, "/guilds", Some(&token), Some(json!({ "name": "bench" }))).await?;
+    let gid = guild["id"].as_str().ok_or("guild create failed")?.to_owned();
+    let (_, channels) = call(&mut setup, Method::GET, &format!("/guilds/{gid}/channels"), Some(&token), None).await?;
+    let cid = channels[0]["id"].as_str().ok_or("no channel")?.to_owned();
+    let create_path = format!("/channels/{cid}/messages");
+    // Warm up: the guild's actor starts on its node.
+    call(&mut setup, Method::POST, &create_path, Some(&token), Some(json!({ "content": "warm-up" }))).await?;
+
+    // Creates through every node at once.
+    let (nats_msgs0, nats_bytes0) = nats_in(&b.nats_monitor).await?;
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..b.concurrency {
+        let (addr, token, path, counter, total) =
+            (nodes[c % n].addr, token.clone(), create_path.clone(), counter.clone(), b.messages);
+        tasks.push(tokio::spawn(async move {
+            let mut client = ApiClient::connect(&addr.to_string()).await.map_err(|e| e.to_string())?;
+            let mut latencies = Vec::new();
+            while counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let t = Instant::now();
+                let body = json!({ "content": "benchmark message with a typical length of about sixty chars" });
+                let (status, answer) = call(&mut client, Method::POST, &path, Some(&token), Some(body)).await?;
+                if status != 200 {
+                    return Err(format!("create answered {status}: {answer}"));
+                }
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    let (nats_msgs1, nats_bytes1) = nats_in(&b.nats_monitor).await?;
+    let (p50, p99, _) = super::bench::percentiles_us(latencies);
+
+    // A hot channel: bursts of identical reads spread over the nodes.
+    let requests0 = sum_metric(&nodes, "guildhall_data_requests_total{route=\"history\"}").await?;
+    let queries0 = sum_metric(&nodes, "guildhall_data_db_queries_total{route=\"history\"}").await?;
+    for _ in 0..b.rounds {
+        let mut burst = Vec::new();
+        for r in 0..b.burst {
+            let (addr, token, path) = (nodes[r % n].addr, token.clone(), format!("{create_path}?limit=50"));
+            burst.push(tokio::spawn(async move {
+                let mut client = ApiClient::connect(&addr.to_string()).await.map_err(|e| e.to_string())?;
+                let (status, _) = call(&mut client, Method::GET, &path, Some(&token), None).await?;
+                if status != 200 {
+                    return Err(format!("history answered {status}"));
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for r in burst {
+            r.await.map_err(|e| e.to_string())??;
+        }
+    }
+    let requests = sum_metric(&nodes, "guildhall_data_requests_total{route=\"history\"}").await? - requests0;
+    let queries = sum_metric(&nodes, "guildhall_data_db_queries_total{route=\"history\"}").await? - queries0;
+
+    let mut report = json!({
+        "nodes": n,
+        "creates": b.messages,
+        "creates_per_sec": b.messages as f64 / create_secs,
+        "create_p50_us": p50,
+        "create_p99_us": p99,
+        "nats_msgs_per_create": (nats_msgs1 - nats_msgs0) as f64 / b.messages as f64,
+        "nats_bytes_per_create": (nats_bytes1 - nats_bytes0) as f64 / b.messages as f64,
+        "burst_reads": requests,
+        "burst_db_queries": queries,
+        "coalescing_ratio": requests as f64 / queries.max(1) as f64,
+    });
+
+    if n > 1 {
+        // Fail-over: kill the guild's node, then create through a survivor until it works.
+        let mut owner = None;
+        for (i, node) in nodes.iter().enumerate() {
+            if metric(node.addr, "guildhall_guilds").await? == 1 {
+                owner = Some(i);
+            }
+        }
+        let owner = owner.ok_or("no node runs the guild")?;
+        let survivor = nodes[(owner + 1) % n].addr;
+        let mut client = ApiClient::connect(&survivor.to_string()).await.map_err(|e| e.to_string())?;
+        let killed = Instant::now();
+        drop(nodes.remove(owner)); // SIGKILL
+        let failover = loop {
+            let body = json!({ "content": "after the kill" });
+            if let Ok((200, _)) = call(&mut client, Method::POST, &create_path, Some(&token), Some(body)).await {
+                break killed.elapsed();
+            }
+            if killed.elapsed() > Duration::from_secs(30) {
+                return Err("the guild did not serve again within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        report["failover_ms"] = json!(failover.as_secs_f64() * 1e3);
+    }
+    Ok(report)
+}
+
+pub async fn run(b: ClusterBench) -> Result<Value, String> {
+    if b.nodes < 2 {
+        return Err("--nodes must be at least 2 (it is compared with one node)".into());
+    }
+    let one = layout(&b, 1).await?;
+    let many = layout(&b, b.nodes).await?;
+    let ratio = |k: &str| many[k].as_f64().unwrap_or(0.0) / one[k].as_f64().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+    Ok(json!({
+        "scenario": "cluster",
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "note": "every node, the load generator, nats-server and the CQL node share the machine",
+        "concurrency": b.concurrency,
+        "one_node": one,
+        "cluster": many,
+        "creates_per_sec_cluster_over_one": ratio("creates_per_sec"),
+        "create_p50_cluster_over_one": ratio("create_p50_us"),
+    }))
+}
