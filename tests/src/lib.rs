@@ -186,37 +186,32 @@ impl Drop for Server {
 /// Without one, a test fails in CI (or with GUILDHALL_REQUIRE_CQL set) and skips elsewhere.
 pub fn cql_node() -> Option<String> {
     let node = std::env::var("GUILDHALL_TEST_CQL").unwrap_or_else(|_| "127.0.0.1:9042".into());
-    let reachable = node
-        .parse::<SocketAddr>()
-        .ok()
-        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    if reachable {
-        return Some(node);
-    }
-    if std::env::var_os("CI").is_some() || std::env::var_os("GUILDHALL_REQUIRE_CQL").is_some() {
-        panic!("no CQL database at {node} (run deploy/dev/cassandra up)");
-    }
-    eprintln!("SKIPPED: no CQL database at {node} (run deploy/dev/cassandra up)");
-    None
+    let answers = service_answers(&node, "a CQL database", "GUILDHALL_REQUIRE_CQL", "deploy/dev/cassandra up");
+    answers.then_some(node)
 }
 
 /// The NATS server of the tests ($GUILDHALL_TEST_NATS, default nats://127.0.0.1:4222), or
 /// `None` to skip: never in CI or with GUILDHALL_REQUIRE_NATS, where its absence fails.
 pub fn nats_url() -> Option<String> {
     let url = std::env::var("GUILDHALL_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let addr = url.trim_start_matches("nats://").split(',').next().unwrap_or_default().to_owned();
+    let first = url.trim_start_matches("nats://").split(',').next().unwrap_or_default().to_owned();
+    service_answers(&first, "a NATS server", "GUILDHALL_REQUIRE_NATS", "deploy/dev/nats up").then_some(url)
+}
+
+/// Whether a service answers at `addr`; if not, panics in CI (or when `require_var` is
+/// set) and otherwise says the test is skipped.
+fn service_answers(addr: &str, what: &str, require_var: &str, start: &str) -> bool {
     let reachable = addr
         .parse::<SocketAddr>()
         .ok()
-        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    if reachable {
-        return Some(url);
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        if std::env::var_os("CI").is_some() || std::env::var_os(require_var).is_some() {
+            panic!("no {what} at {addr} (run {start})");
+        }
+        eprintln!("SKIPPED: no {what} at {addr} (run {start})");
     }
-    if std::env::var_os("CI").is_some() || std::env::var_os("GUILDHALL_REQUIRE_NATS").is_some() {
-        panic!("no NATS server at {url} (run deploy/dev/nats up)");
-    }
-    eprintln!("SKIPPED: no NATS server at {url} (run deploy/dev/nats up)");
-    None
+    reachable
 }
 
 fn unique() -> u64 {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use guildhall_core::dm::{DmEffect, DmState};
 use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::DispatchPrefix;
-use guildhall_core::guild::{Command, GuildError, Input, RequestId, WriteError};
+use guildhall_core::guild::{Command, Input, RequestId, WriteError};
 use guildhall_data::DataService;
 use guildhall_store::StoreError;
 use tokio::sync::mpsc;
@@ -103,14 +103,8 @@ impl DmActor {
     }
 
     async fn on_command(&mut self, mut command: Command, reply_to: ReplyTo) {
-        if let Command::CreateMessage { id, .. } = &mut command {
-            match self.ids.next_id() {
-                Ok(next) => *id = next,
-                Err(e) => {
-                    let result = Err(GuildError::Storage(format!("cannot generate ids: {e}")));
-                    return self.replies.deliver(reply_to, result);
-                }
-            }
+        if let Err(e) = self.ids.stamp(&mut command) {
+            return self.replies.deliver(reply_to, Err(e));
         }
         let request = self.next_request;
         self.next_request += 1;

@@ -17,8 +17,7 @@ use crate::ids::Generator;
 use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
-    Audience, Command, Effect, GuildError, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId,
-    WriteError,
+    Audience, Effect, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId, WriteError,
 };
 use guildhall_core::model::{audit_action, AuditLogEntry};
 use guildhall_data::DataService;
@@ -388,14 +387,8 @@ impl GuildActor {
             }
             GuildMsg::Audit(entry) => self.record_audit(entry),
             GuildMsg::Command { mut command, reply_to } => {
-                if let Command::CreateMessage { id, .. } = &mut command {
-                    match self.ids.next_id() {
-                        Ok(next) => *id = next,
-                        Err(e) => {
-                            let result = Err(GuildError::Storage(format!("cannot generate ids: {e}")));
-                            return self.replies.deliver(reply_to, result);
-                        }
-                    }
+                if let Err(e) = self.ids.stamp(&mut command) {
+                    return self.replies.deliver(reply_to, Err(e));
                 }
                 let request = self.next_request;
                 self.next_request += 1;
@@ -507,7 +500,7 @@ mod tests {
     use crate::registry::SessionRegistry;
     use crate::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
     use guildhall_core::gateway::intents;
-    use guildhall_core::guild::Reply;
+    use guildhall_core::guild::{Command, GuildError, Reply};
     use guildhall_core::model::{Channel, Guild, GuildId, Member, User, UserId};
     use guildhall_core::Snowflake;
     use guildhall_store_redb::EmbeddedStore;

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::guild::{Command, GuildError};
 use guildhall_core::snowflake::{IdState, NextIdError};
 use guildhall_core::Snowflake;
 
@@ -24,6 +25,15 @@ impl Generator<SystemClock> {
 impl<C: Clock> Generator<C> {
     pub fn with_clock(datacenter: u8, worker: u8, clock: C, max_backwards_wait_ms: u64) -> Self {
         Generator { state: Mutex::new(IdState::new(datacenter, worker)), clock, max_backwards_wait_ms }
+    }
+
+    /// Gives a new message its id at the moment its actor decides (so that within an
+    /// actor id order is decision order); other commands are left as they are.
+    pub fn stamp(&self, command: &mut Command) -> Result<(), GuildError> {
+        if let Command::CreateMessage { id, .. } = command {
+            *id = self.next_id().map_err(|e| GuildError::Storage(format!("cannot generate ids: {e}")))?;
+        }
+        Ok(())
     }
 
     pub fn next_id(&self) -> Result<Snowflake, NextIdError> {
