@@ -42,6 +42,8 @@ use crate::wire::{
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Publishes queued for the bus before further ones are dropped (and logged).
 const OUTBOX: usize = 65_536;
+/// Reads from other nodes answered at once by this node's data service.
+const MAX_READS_IN_FLIGHT: usize = 4096;
 
 /// This node's end of the cluster: its id, the view of the ring, the bus, and the queue of
 /// what it publishes from code that cannot wait (replies, forwards).
@@ -126,11 +128,15 @@ impl Transport {
         let _ = self.guilds.set(Arc::downgrade(&routing));
         let mut read_requests = self.bus.subscribe(&self.subjects.read(self.me)).await?;
         let me = self.clone();
+        let reading = Arc::new(tokio::sync::Semaphore::new(MAX_READS_IN_FLIGHT));
         tokio::spawn(async move {
-            // Concurrently: identical reads in flight are what the data service coalesces.
+            // Concurrently (identical reads in flight are what the data service coalesces),
+            // up to a bound; beyond it the subscription waits and NATS buffers.
             while let Some(request) = read_requests.next().await {
+                let Ok(permit) = reading.clone().acquire_owned().await else { break };
                 let (me, data) = (me.clone(), data.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let Some(reply) = request.reply else { return };
                     let answer = match decode::<ReadRequest>(&request.payload) {
                         Ok(read) => me.answer_read(read, &data).await,
