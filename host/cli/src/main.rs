@@ -44,6 +44,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: plugin_cli::PluginCmd,
     },
+    /// Print the default configuration, or check a configuration file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Run a benchmark scenario and print its results.
     Bench {
         #[command(subcommand)]
@@ -72,6 +77,7 @@ fn main() -> std::process::ExitCode {
                     .await
             }
             Cmd::Bench { scenario } => bench::run(scenario).await,
+            Cmd::Config { cmd } => config(cmd),
             Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
         }
     });
@@ -82,4 +88,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Every key with its default value, as a configuration file (TOML).
+    Defaults,
+    /// Loads a file (and the GUILDHALL_* environment) as `serve` would and reports what
+    /// is wrong with it, if anything.
+    Check {
+        #[arg(long, env = "GUILDHALL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn config(cmd: ConfigCmd) -> Result<(), String> {
+    use guildhall_server::config::Config;
+    match cmd {
+        ConfigCmd::Defaults => {
+            let text = toml::to_string_pretty(&Config::default()).map_err(|e| e.to_string())?;
+            print!("{text}");
+        }
+        ConfigCmd::Check { config } => {
+            Config::load(config.as_deref())?;
+            println!("configuration is valid");
+        }
+    }
+    Ok(())
 }

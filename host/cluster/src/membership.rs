@@ -95,7 +95,8 @@ pub async fn open_bucket(client: &async_nats::Client, config: &MembershipConfig)
         description: "Guildhall nodes: one key per live node, kept alive by renewals".into(),
         history: 1,
         max_age: config.lease,
-        storage: async_nats::jetstream::stream::StorageType::Memory,
+        // On disk, so that a restarted NATS server still knows who holds which id.
+        storage: async_nats::jetstream::stream::StorageType::File,
         max_value_size: 4096,
         ..Default::default()
     };
