@@ -61,7 +61,8 @@ impl Server {
     }
 
     /// Starts `n` nodes of one cluster: one keyspace on the CQL node, one cluster name on
-    /// the NATS server, a short membership lease; returns once every node sees all `n`.
+    /// the NATS server, a short membership lease (unless `env` sets one); returns once
+    /// every node sees all `n`.
     /// `None` if a service is missing and this run may skip (never in CI).
     pub async fn start_cluster(n: usize, env: &[(&str, &str)]) -> Option<Vec<Server>> {
         let node = cql_node()?;
@@ -73,8 +74,10 @@ impl Server {
             ("GUILDHALL_STORAGE", storage.as_str()),
             ("GUILDHALL_CLUSTER__NATS", nats.as_str()),
             ("GUILDHALL_CLUSTER__NAME", id.as_str()),
-            ("GUILDHALL_CLUSTER__LEASE_MS", "1500"),
         ]);
+        if !env.iter().any(|(k, _)| *k == "GUILDHALL_CLUSTER__LEASE_MS") {
+            env.push(("GUILDHALL_CLUSTER__LEASE_MS", "1500")); // fail-over in seconds
+        }
         let mut nodes = Vec::new();
         for _ in 0..n {
             nodes.push(Server::start(&env).await);

@@ -320,3 +320,63 @@ async fn killing_the_guilds_node_loses_no_acknowledged_message_and_it_serves_aga
         }
     }
 }
+
+/// Stops or starts the shared development nats-server (deploy/dev/nats), keeping its data.
+fn nats(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dev/nats");
+    let status = std::process::Command::new(script).arg(action).status().expect("run deploy/dev/nats");
+    assert!(status.success(), "deploy/dev/nats {action} failed");
+}
+
+/// Fails today, kept as the reproduction for issue 9 ("NATS restarted mid-run"): right
+/// after a restart of the development nats-server (file store, restored as its log says),
+/// a node's renewal finds its membership key absent ("wrong last sequence: 0"), so the
+/// node loses its lease and shuts down. Run with `cargo test --test cluster -- --ignored`.
+#[ignore = "known failure: leases do not survive a nats-server restart yet (see the comment)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_loses_nothing_acknowledged_and_splits_no_node_off() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    // A lease longer than the restart: the nodes ride it out.
+    let Some(nodes) = Server::start_cluster(2, &[("GUILDHALL_CLUSTER__LEASE_MS", "8000")]).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "Through a restart" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let cid = http[1].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/channels/{cid}/messages");
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let m = http[i % 2].post(&path, &alice, json!({ "content": format!("before {i}") })).await;
+        assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+        acked.push(m.body["id"].as_str().unwrap().to_owned());
+    }
+
+    nats("down");
+    let during = http[1].post(&path, &alice, json!({ "content": "during" })).await;
+    if during.status == StatusCode::OK {
+        acked.push(during.body["id"].as_str().unwrap().to_owned()); // the guild may be local
+    }
+    nats("up");
+
+    // Both nodes come back to the cluster and serve through either node again.
+    for node in &nodes {
+        node.wait_for_metric("guildhall_cluster_nodes", 2).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    for (i, h) in http.iter().enumerate() {
+        loop {
+            let m = h.post(&path, &alice, json!({ "content": format!("after {i}") })).await;
+            if m.status == StatusCode::OK {
+                acked.push(m.body["id"].as_str().unwrap().to_owned());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "node {i} does not serve again: {}", m.body);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let history = http[0].get(&format!("{path}?limit=100"), &alice).await;
+    let stored: Vec<&str> = history.body.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for id in &acked {
+        assert!(stored.contains(&id.as_str()), "acknowledged message {id} is in history");
+    }
+}

@@ -45,6 +45,10 @@ pub struct NodeInfo {
     pub started_unix_ms: u64,
     /// Leaving: it hands its guilds off and takes no new ones.
     pub draining: bool,
+    /// Random per acquisition: tells this lease's own writes from anyone else's (a renewal
+    /// whose answer was lost may still have been applied).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +138,7 @@ impl Lease {
         requested: Option<NodeId>,
         mut info: NodeInfo,
     ) -> Result<Lease, ClusterError> {
+        info.incarnation = rand::random();
         if let Some(node) = requested {
             if node >= MAX_NODES {
                 return Err(ClusterError::NodeIdOutOfRange(node));
@@ -176,14 +181,33 @@ impl Lease {
 
     /// Rewrites the key at the revision last written: the heartbeat.
     pub async fn renew(&mut self) -> Result<(), ClusterError> {
-        match self.bucket.update(key(self.info.node), encode(&self.info), self.revision).await {
-            Ok(revision) => {
-                self.revision = revision;
-                Ok(())
+        for _ in 0..2 {
+            match self.bucket.update(key(self.info.node), encode(&self.info), self.revision).await {
+                Ok(revision) => {
+                    self.revision = revision;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    // Someone else's write, or our own renewal whose answer was lost (NATS
+                    // went away in between): only the latter keeps the lease.
+                    match self.own_revision().await? {
+                        Some(revision) => self.revision = revision,
+                        None => return Err(ClusterError::LeaseLost(self.info.node)),
+                    }
+                }
+                Err(e) => return Err(nats(e)),
             }
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(ClusterError::LeaseLost(self.info.node)),
-            Err(e) => Err(nats(e)),
         }
+        Err(ClusterError::LeaseLost(self.info.node))
+    }
+
+    /// The key's current revision if it still holds this lease's own value.
+    async fn own_revision(&self) -> Result<Option<u64>, ClusterError> {
+        let entry = self.bucket.entry(key(self.info.node)).await.map_err(nats)?;
+        Ok(entry.filter(|e| e.operation == kv::Operation::Put).and_then(|e| {
+            let held: NodeInfo = serde_json::from_slice(&e.value).ok()?;
+            (held.incarnation == self.info.incarnation).then_some(e.revision)
+        }))
     }
 
     /// Marks this node as leaving (others stop placing guilds on it).

@@ -34,7 +34,7 @@ fn config(test: &str, lease: Duration) -> MembershipConfig {
 }
 
 fn info(advertise: &str) -> NodeInfo {
-    NodeInfo { node: 0, advertise: advertise.into(), started_unix_ms: 0, draining: false }
+    NodeInfo { node: 0, advertise: advertise.into(), started_unix_ms: 0, draining: false, incarnation: 0 }
 }
 
 async fn until<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {

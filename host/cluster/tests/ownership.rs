@@ -30,7 +30,9 @@ async fn client() -> Option<async_nats::Client> {
 fn view(live: &[u16]) -> (watch::Sender<Arc<View>>, watch::Receiver<Arc<View>>) {
     let members: BTreeMap<u16, NodeInfo> = live
         .iter()
-        .map(|&node| (node, NodeInfo { node, advertise: String::new(), started_unix_ms: 0, draining: false }))
+        .map(|&node| {
+            (node, NodeInfo { node, advertise: String::new(), started_unix_ms: 0, draining: false, incarnation: 0 })
+        })
         .collect();
     watch::channel(Arc::new(View::new(members)))
 }

@@ -126,6 +126,7 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
         advertise: config.listen.to_string(),
         started_unix_ms: guildhall_core::clock::Clock::unix_ms(&guildhall_core::clock::SystemClock),
         draining: false,
+        incarnation: 0, // drawn by `Lease::acquire`
     };
     let requested = u16::try_from(c.node_id).ok();
     let lease = Lease::acquire(bucket, requested, me).await.map_err(|e| e.to_string())?;
