@@ -317,8 +317,11 @@ impl Transport {
 
     /// After the view changed: this node's sessions that were connected to guilds on a node
     /// that is gone connect again, to each guild's new owner (they get GUILD_CREATE again,
-    /// as after a hand-off). Returns how many sessions it reconnected.
-    pub async fn reconnect_orphans(&self) -> usize {
+    /// as after a hand-off). The new owner may need a few seconds to take the guild over
+    /// (its view must drop the dead node first), so each guild is retried from a task until
+    /// it can be located. Returns how many guilds it is reconnecting.
+    pub fn reconnect_orphans(&self) -> usize {
+        const ATTEMPTS: u32 = 40;
         let live: std::collections::BTreeSet<NodeId> = self.view.borrow().members.keys().copied().collect();
         let orphaned: Vec<(GuildId, Vec<(SessionRef, String)>)> = {
             let mut subscriptions = self.remote_subscriptions.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,21 +332,27 @@ impl Transport {
                 .collect()
         };
         let Some(guilds) = self.guilds.get().and_then(Weak::upgrade) else { return 0 };
-        let mut reconnected = 0;
+        let count = orphaned.len();
         for (guild, sessions) in orphaned {
-            let Ok(actor) = Directory::locate(guilds.as_ref(), guild).await else {
-                tracing::warn!(%guild, "a guild whose node died cannot be located yet");
-                continue;
-            };
-            for (session, status) in sessions {
-                if self.local_sessions.route(session.id).is_some()
-                    && actor.send(GuildMsg::Connect { session, status }).await
-                {
-                    reconnected += 1;
+            let (guilds, local_sessions) = (guilds.clone(), self.local_sessions.clone());
+            tokio::spawn(async move {
+                for attempt in 1..=ATTEMPTS {
+                    if let Ok(actor) = Directory::locate(guilds.as_ref(), guild).await {
+                        for (session, status) in sessions {
+                            if local_sessions.route(session.id).is_some() {
+                                actor.send(GuildMsg::Connect { session, status }).await;
+                            }
+                        }
+                        return;
+                    }
+                    if attempt == ATTEMPTS {
+                        tracing::warn!(%guild, "sessions could not follow a guild whose node died");
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-            }
+            });
         }
-        reconnected
+        count
     }
 
     fn count(&self, delivered: Delivered) {

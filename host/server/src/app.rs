@@ -99,9 +99,9 @@ fn spawn_rebalancer(
                     tracing::info!(moved, "handed actors off to their new owners");
                 }
             }
-            let reconnected = transport.reconnect_orphans().await;
-            if reconnected > 0 {
-                tracing::info!(reconnected, "sessions reconnected to guilds whose node died");
+            let guilds = transport.reconnect_orphans();
+            if guilds > 0 {
+                tracing::info!(guilds, "reconnecting sessions to guilds whose node died");
             }
         }
     });
