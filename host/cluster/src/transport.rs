@@ -5,8 +5,9 @@
 //!
 //! Delivery to another node's actor is a request: the owner answers once the message is in
 //! the actor's mailbox, or says it does not own the actor (the sender then locates it
-//! again, with a fresher view). A request that times out is not retried: the message may
-//! have arrived, and a command must not run twice; its caller times out instead.
+//! again, with a fresher view). A request that times out, or whose node leaves the view
+//! while it is in flight, is not retried: the message may have arrived, and a command
+//! must not run twice; its caller fails at once instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -21,7 +22,7 @@ use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_data::DataService;
 use guildhall_runtime::directory::{Actors, Directory, LocalDirectory, LocateError};
 use guildhall_runtime::guild_actor::GuildDeps;
-use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox};
+use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox, Undelivered};
 use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
@@ -506,11 +507,19 @@ pub struct NodeMailbox {
 
 #[async_trait]
 impl RemoteMailbox for NodeMailbox {
-    async fn send(&self, id: GuildId, msg: GuildMsg) -> Result<(), GuildMsg> {
+    async fn send(&self, id: GuildId, msg: GuildMsg) -> Result<(), Undelivered> {
         let request = ActorRequest::Deliver { kind: self.kind, id, msg: Box::new(msg) };
-        let answer = self.transport.request(self.node, &request).await;
+        // A node that dies with the request in flight never answers: give up as soon as
+        // it leaves the view rather than after the whole timeout.
+        let mut view = self.transport.view.clone();
+        let node = self.node;
+        let answer = tokio::select! {
+            answer = self.transport.request(node, &request) => answer,
+            _ = view.wait_for(|v| !v.members.contains_key(&node)) => {
+                return Err(Undelivered::Unknown);
+            }
+        };
         let ActorRequest::Deliver { msg, .. } = request else { unreachable!("built above") };
-        let msg = *msg;
         match answer {
             Ok(Accepted::Yes) => {
                 if self.kind == ActorKind::Guild {
@@ -519,15 +528,17 @@ impl RemoteMailbox for NodeMailbox {
                 Ok(())
             }
             // Not (or no longer) there: the ref locates the actor again.
-            Ok(Accepted::NotHere | Accepted::Unknown) | Err(BusError::NoResponders(_)) => Err(msg),
+            Ok(Accepted::NotHere | Accepted::Unknown) | Err(BusError::NoResponders(_)) => {
+                Err(Undelivered::Relocate(msg))
+            }
             Ok(Accepted::Failed(why)) => {
                 tracing::warn!(node = self.node, %id, %why, "another node could not take a message");
-                Err(msg)
+                Err(Undelivered::Relocate(msg))
             }
             Err(e) => {
                 // It may have arrived: not sent again (see the module notes).
                 tracing::warn!(node = self.node, %id, error = %e, "delivery to another node unconfirmed");
-                Ok(())
+                Err(Undelivered::Unknown)
             }
         }
     }

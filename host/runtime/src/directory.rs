@@ -344,9 +344,9 @@ mod tests {
 
     #[async_trait]
     impl crate::guild_ref::RemoteMailbox for Wire {
-        async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), GuildMsg> {
+        async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), crate::guild_ref::Undelivered> {
             let bytes = serde_json::to_vec(&(guild, &msg)).unwrap();
-            self.0.send(bytes).map_err(|_| msg)
+            self.0.send(bytes).map_err(|_| crate::guild_ref::Undelivered::Relocate(Box::new(msg)))
         }
         fn is_closed(&self) -> bool {
             self.0.is_closed()

@@ -88,11 +88,20 @@ pub trait Locate: Send + Sync {
 /// its [`ReplyTransport`](crate::reply::ReplyTransport).
 #[async_trait]
 pub trait RemoteMailbox: Send + Sync {
-    /// Delivers to the guild's actor there. The message comes back if that node no longer
-    /// runs the guild (it stopped or moved), so the caller can locate it again.
-    async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), GuildMsg>;
+    /// Delivers to the guild's actor there.
+    async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), Undelivered>;
     /// True once the remote actor is known to have stopped.
     fn is_closed(&self) -> bool;
+}
+
+/// Why a mailbox did not take a message.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// The actor is not there (it stopped or moved): locate it again and send it there.
+    Relocate(Box<GuildMsg>),
+    /// It may have arrived or not (the node died, or did not answer in time). It is not
+    /// sent again, so that a command never runs twice; the caller fails at once.
+    Unknown,
 }
 
 #[derive(Clone)]
@@ -141,9 +150,11 @@ impl GuildRef {
     }
 
     /// Hands the message to the mailbox; gives it back if the actor there has stopped.
-    async fn deliver(&self, msg: GuildMsg) -> Result<(), GuildMsg> {
+    async fn deliver(&self, msg: GuildMsg) -> Result<(), Undelivered> {
         match &self.mailbox {
-            Mailbox::Local(tx) => tx.send(msg).await.map_err(|mpsc::error::SendError(msg)| msg),
+            Mailbox::Local(tx) => {
+                tx.send(msg).await.map_err(|mpsc::error::SendError(msg)| Undelivered::Relocate(Box::new(msg)))
+            }
             Mailbox::Remote(remote) => remote.send(self.id, msg).await,
         }
     }
@@ -177,14 +188,16 @@ impl GuildRef {
         const MAX_RELOCATIONS: usize = 3;
         let mut msg = match self.deliver(msg).await {
             Ok(()) => return true,
-            Err(msg) => msg,
+            Err(Undelivered::Relocate(msg)) => *msg,
+            Err(Undelivered::Unknown) => return false,
         };
         let Some(locator) = self.locator.as_ref().and_then(Weak::upgrade) else { return false };
         for _ in 0..MAX_RELOCATIONS {
             match locator.locate(self.id).await {
                 Ok(current) => match current.deliver(msg).await {
                     Ok(()) => return true,
-                    Err(back) => msg = back,
+                    Err(Undelivered::Relocate(back)) => msg = *back,
+                    Err(Undelivered::Unknown) => return false,
                 },
                 Err(e) => {
                     tracing::warn!(guild = %self.id, error = %e, "guild actor stopped and could not be started again");
