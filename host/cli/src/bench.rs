@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_client::{ApiClient, Method};
+
+use crate::stats::percentiles_us;
 use guildhall_core::gateway::intents;
 use guildhall_core::guild::{Command, GuildState, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
@@ -149,16 +151,6 @@ fn temp_dir(tag: &str) -> PathBuf {
         std::process::id(),
         guildhall_server::auth::random_hex(4)
     ))
-}
-
-/// (p50, p99, max) in microseconds.
-pub(crate) fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
-    if samples.is_empty() {
-        return (0.0, 0.0, 0.0);
-    }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
-    (at(0.50), at(0.99), at(1.0))
 }
 
 async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value, String> {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use guildhall_client::{ApiClient, Method};
 use serde_json::{json, Value};
 
+use crate::stats::percentiles_us;
+
 /// What the scenario needs from outside.
 pub struct ClusterBench {
     pub nats: String,
@@ -171,7 +173,7 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
     }
     let create_secs = started.elapsed().as_secs_f64();
     let (nats_msgs1, nats_bytes1) = nats_in(&b.nats_monitor).await?;
-    let (p50, p99, _) = super::bench::percentiles_us(latencies);
+    let (p50, p99, _) = percentiles_us(latencies);
 
     // A hot channel: bursts of identical reads spread over the nodes.
     let requests0 = sum_metric(&nodes, "guildhall_data_requests_total{route=\"history\"}").await?;

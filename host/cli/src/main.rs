@@ -5,6 +5,7 @@
 mod bench;
 mod bench_cluster;
 mod plugin_cli;
+mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,13 @@
+//! What the benchmark scenarios share: latency percentiles.
+
+use std::time::Duration;
+
+/// (p50, p99, max) in microseconds; zeros when there are no samples.
+pub fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99), at(1.0))
+}
