@@ -158,8 +158,13 @@ impl Server {
 
     /// SIGTERM and wait for exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
+        self.terminate_within(Duration::from_secs(10))
+    }
+
+    /// SIGTERM and wait up to `limit` for exit; returns whether it exited successfully.
+    pub fn terminate_within(&mut self, limit: Duration) -> bool {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..200 {
+        for _ in 0..limit.as_millis().div_ceil(50) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.success();
             }

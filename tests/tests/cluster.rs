@@ -377,3 +377,154 @@ async fn a_nats_restart_loses_nothing_acknowledged_and_splits_no_node_off() {
         assert!(stored.contains(&id.as_str()), "acknowledged message {id} is in history");
     }
 }
+
+/// What one client saw of the drain: the MESSAGE_CREATE ids in order, and whether its
+/// session was moved (op 7, then RESUMED on another node).
+struct Seen {
+    messages: Vec<String>,
+    resumed: bool,
+}
+
+/// Reads until the message `end`; on op 7 reconnects to `elsewhere` and RESUMEs there.
+async fn follow(mut gw: guildhall_e2e::Gateway, token: String, elsewhere: std::net::SocketAddr, end: &str) -> Seen {
+    use guildhall_e2e::{Gateway, Incoming};
+    let mut seen = Seen { messages: Vec::new(), resumed: false };
+    let mut session_id = None;
+    loop {
+        match gw.next_within(30).await {
+            Incoming::Json(v) if v["op"] == 0 => {
+                let s = v["s"].as_u64().expect("dispatch has s");
+                assert_eq!(s, gw.last_seq + 1, "consecutive sequence, across the move too: {v}");
+                gw.last_seq = s;
+                match v["t"].as_str() {
+                    Some("READY") => session_id = v["d"]["session_id"].as_str().map(str::to_owned),
+                    Some("RESUMED") => seen.resumed = true,
+                    Some("MESSAGE_CREATE") if v["d"]["content"] == end => return seen,
+                    Some("MESSAGE_CREATE") => seen.messages.push(v["d"]["id"].as_str().unwrap().to_owned()),
+                    _ => {}
+                }
+            }
+            Incoming::Json(v) if v["op"] == 7 => {
+                assert!(!seen.resumed, "told to reconnect once");
+                let close = gw.expect_close().await;
+                assert_ne!(close, Some(1000), "a close clients resume after");
+                let last_seq = gw.last_seq;
+                gw = Gateway::connect(elsewhere, "/gateway?v=10&encoding=json").await;
+                gw.last_seq = last_seq;
+                let hello = gw.next().await;
+                assert_eq!(hello["op"], 10);
+                let session_id = session_id.clone().expect("READY came first");
+                gw.send(json!({ "op": 6, "d": { "token": token, "session_id": session_id, "seq": last_seq } })).await;
+            }
+            Incoming::Json(v) => assert!(v["op"] == 11 || v["op"] == 10, "unexpected {v}"),
+            Incoming::Close(code) => panic!("closed with {code:?} without op 7"),
+        }
+    }
+}
+
+/// SIGTERM on the node that runs the guild, under a steady stream of posts through the
+/// other two: the guild moves with its sessions, the node's own clients get op 7 and
+/// RESUME on the other nodes, and no client misses or repeats a MESSAGE_CREATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_off_and_its_clients_resume_elsewhere_missing_nothing() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let Some(mut nodes) = Server::start_cluster(3, &[]).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let (bob, _) = http[1].register("bob").await;
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "Moving day" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let cid = http[0].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let invite = http[0].post(&format!("/channels/{cid}/invites"), &alice, json!({})).await;
+    let code = invite.body["code"].as_str().unwrap().to_owned();
+    assert_eq!(http[1].post(&format!("/invites/{code}"), &bob, json!({})).await.status, StatusCode::OK);
+    let mut owner = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if node.metric("guildhall_guilds").await == 1 {
+            owner = Some(i);
+        }
+    }
+    let leaving = owner.expect("one node runs the guild");
+    let stays = [(leaving + 1) % 3, (leaving + 2) % 3];
+
+    // Alice and bob on every node; the leaving node's two clients resume one on each of
+    // the others.
+    let mut clients = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for (n, token) in [&alice, &bob].into_iter().enumerate() {
+            let mut gw = node.gateway().await;
+            let hello = gw.next().await;
+            assert_eq!(hello["op"], 10);
+            gw.send(json!({ "op": 2, "d": { "token": token, "intents": ALL_INTENTS, "properties": { "os": "linux", "browser": "e2e", "device": "e2e" } } }))
+                .await;
+            let elsewhere = nodes[stays[n]].addr;
+            let token = token.clone();
+            clients.push((i, tokio::spawn(async move { follow(gw, token, elsewhere, "END").await })));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // everyone READY and connected
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for k in 0..6 {
+        let via = stays[k % 2];
+        let (h, token, path, stop) = (http[via], alice.clone(), format!("/channels/{cid}/messages"), stop.clone());
+        streams.push(tokio::spawn(async move {
+            let (mut acked, mut refused) = (Vec::new(), 0);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let m = h.post(&path, &token, json!({ "content": format!("s{k} m{i}") })).await;
+                match m.status {
+                    StatusCode::OK => acked.push(m.body["id"].as_str().unwrap().to_owned()),
+                    _ => refused += 1,
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acked, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut node = nodes.remove(leaving);
+    let started = std::time::Instant::now();
+    let exited = tokio::task::spawn_blocking(move || node.terminate_within(Duration::from_secs(40))).await.unwrap();
+    let drain_took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for stream in streams {
+        let (a, r) = stream.await.unwrap();
+        acked.extend(a);
+        refused += r;
+    }
+    assert!(exited, "the drained node exited cleanly");
+    let http = nodes[0].http();
+    let end = http.post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": "END" })).await;
+    assert_eq!(end.status, StatusCode::OK, "{}", end.body);
+
+    let mut orders = Vec::new();
+    for (i, client) in clients {
+        let seen = client.await.unwrap();
+        assert_eq!(seen.resumed, i == leaving, "only the leaving node's clients moved (client on node {i})");
+        let mut unique = seen.messages.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.messages.len(), "no MESSAGE_CREATE twice (client on node {i})");
+        for id in &acked {
+            assert!(seen.messages.contains(id), "client on node {i} missed acknowledged message {id}");
+        }
+        orders.push(seen.messages);
+    }
+    for order in &orders[1..] {
+        assert_eq!(order, &orders[0], "every client saw the same messages in the same order");
+    }
+    let mut moved_in = 0;
+    for node in &nodes {
+        moved_in += node.metric("guildhall_sessions_moved_in_total").await;
+    }
+    assert_eq!(moved_in, 2, "both sessions of the drained node were taken over");
+    eprintln!(
+        "drain: {} messages acknowledged during it ({refused} refused), node exited after {drain_took:?}",
+        acked.len()
+    );
+}

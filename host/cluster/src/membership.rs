@@ -238,11 +238,23 @@ impl View {
     }
 }
 
+/// Marks a node as leaving at once (not at its next renewal): the others' views, at their
+/// next refresh, and then its own place no actor on it any more.
+#[derive(Clone)]
+pub struct Drainer(Arc<watch::Sender<bool>>);
+
+impl Drainer {
+    pub fn drain(&self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// The renewal loop of a node: renews its lease and refreshes its view every third of the
 /// lease. Dropping it stops both (the lease then expires).
 pub struct Heartbeat {
     view: watch::Receiver<Arc<View>>,
     lost: watch::Receiver<bool>,
+    drain: Arc<watch::Sender<bool>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Lease>,
 }
@@ -253,15 +265,25 @@ impl Heartbeat {
         let (view_tx, view) = watch::channel(Arc::new(first));
         let (lost_tx, lost) = watch::channel(false);
         let (stop, mut stopped) = oneshot::channel();
+        let (drain, mut draining) = watch::channel(false);
+        let drain = Arc::new(drain);
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
+                let renewed = tokio::select! {
+                    _ = tick.tick() => lease.renew().await,
+                    Ok(()) = draining.changed(), if !lease.info.draining => {
+                        let marked = lease.set_draining().await;
+                        // The others see it at their next refresh, within a period; this
+                        // node's own view changes after that, so that all hand actors to
+                        // the same new owners at about the same time.
+                        tokio::time::sleep(period + Duration::from_millis(200)).await;
+                        marked
+                    }
                     _ = &mut stopped => return lease,
-                }
-                match lease.renew().await {
+                };
+                match renewed {
                     Ok(()) => {}
                     Err(ClusterError::LeaseLost(node)) => {
                         tracing::error!(node, "lease lost: this node is no longer a cluster member");
@@ -286,7 +308,12 @@ impl Heartbeat {
                 }
             }
         });
-        Ok(Heartbeat { view, lost, stop: Some(stop), task })
+        Ok(Heartbeat { view, lost, drain, stop: Some(stop), task })
+    }
+
+    /// What marks this node as leaving (see [`Drainer`]).
+    pub fn drainer(&self) -> Drainer {
+        Drainer(self.drain.clone())
     }
 
     /// The current view; `changed()` on a clone waits for the next.

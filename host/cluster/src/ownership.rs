@@ -23,7 +23,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKin
 use async_trait::async_trait;
 use bytes::Bytes;
 use guildhall_core::model::GuildId;
-use guildhall_runtime::ownership::{Ownership, OwnershipToken};
+use guildhall_runtime::ownership::{Ownership, OwnershipToken, PassedOn};
 use guildhall_runtime::reply::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -33,9 +33,24 @@ use crate::membership::{ClusterError, View};
 /// How long a node waits for the previous owner to hand an actor over.
 pub const HANDOVER_WAIT: Duration = Duration::from_secs(4);
 
+/// The most a hand-over carries in the key (the rest of the sessions go by message).
+pub const MAX_HANDOVER_BYTES: usize = 192 * 1024;
+/// Sessions handed over longer ago than this are not inherited any more: nobody took the
+/// actor for so long that those sessions have reconnected or gone.
+const HANDOVER_FRESH_MS: u64 = 60_000;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Holder {
     node: NodeId,
+    /// Set when the holder stopped the actor and handed it over (then it is free to take).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released_unix_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sessions: Vec<PassedOn>,
+}
+
+fn unix_ms() -> u64 {
+    guildhall_core::clock::Clock::unix_ms(&guildhall_core::clock::SystemClock)
 }
 
 /// Opens (creating it if needed) the ownership bucket of a cluster.
@@ -45,7 +60,7 @@ pub async fn open_ownership_bucket(client: &async_nats::Client, bucket: &str) ->
         bucket: bucket.to_owned(),
         description: "Guildhall actors: which node runs each guild and DM channel".into(),
         history: 1,
-        max_value_size: 1024,
+        max_value_size: (MAX_HANDOVER_BYTES + 1024) as i32,
         ..Default::default()
     };
     jetstream.create_or_update_key_value(config).await.map_err(|e| ClusterError::Nats(e.to_string()))
@@ -63,30 +78,36 @@ impl KvOwnership {
     }
 
     fn encode(&self) -> Bytes {
-        Bytes::from(serde_json::to_vec(&Holder { node: self.me }).expect("serializes"))
+        let holder = Holder { node: self.me, released_unix_ms: None, sessions: Vec::new() };
+        Bytes::from(serde_json::to_vec(&holder).expect("serializes"))
     }
 
     /// One attempt: `Ok(Some(token))` taken, `Ok(None)` held by a live node.
     async fn try_take(&self, key: &str) -> Result<Option<OwnershipToken>, String> {
         let entry = self.bucket.entry(key.to_owned()).await.map_err(|e| e.to_string())?;
-        let token = |revision| Some(OwnershipToken { key: key.to_owned(), revision });
+        let token = |revision, inherited| Some(OwnershipToken { key: key.to_owned(), revision, inherited });
         match entry {
             Some(e) if e.operation == Operation::Put => {
                 let holder: Option<Holder> = serde_json::from_slice(&e.value).ok();
                 let holder_live = holder.as_ref().is_some_and(|h| self.view.borrow().members.contains_key(&h.node));
                 let mine = holder.as_ref().is_some_and(|h| h.node == self.me);
-                if holder_live && !mine {
+                let released = holder.as_ref().and_then(|h| h.released_unix_ms);
+                if holder_live && !mine && released.is_none() {
                     return Ok(None); // being handed off: wait
                 }
-                // Ours from before (this node's last run), or its holder is gone.
+                // Handed over, ours from before (this node's last run), or its holder is gone.
+                let inherited = match (holder, released) {
+                    (Some(h), Some(at)) if unix_ms().saturating_sub(at) < HANDOVER_FRESH_MS => h.sessions,
+                    _ => Vec::new(),
+                };
                 match self.bucket.update(key, self.encode(), e.revision).await {
-                    Ok(revision) => Ok(token(revision)),
+                    Ok(revision) => Ok(token(revision, inherited)),
                     Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
                     Err(err) => Err(err.to_string()),
                 }
             }
             _ => match self.bucket.create(key, self.encode()).await {
-                Ok(revision) => Ok(token(revision)),
+                Ok(revision) => Ok(token(revision, Vec::new())),
                 Err(err) if err.kind() == CreateErrorKind::AlreadyExists => Ok(None),
                 Err(err) => Err(err.to_string()),
             },
@@ -117,6 +138,36 @@ impl Ownership for KvOwnership {
             Err(e) => {
                 tracing::warn!(key = %token.key, error = %e, "cannot check ownership; refusing the write");
                 false
+            }
+        }
+    }
+
+    /// Writes the sessions into the key at the actor's revision, marked released: the next
+    /// owner takes it at once and connects them first. What does not fit is returned.
+    async fn hand_over(&self, token: OwnershipToken, mut sessions: Vec<PassedOn>) -> Vec<PassedOn> {
+        if sessions.is_empty() {
+            self.release(token).await;
+            return sessions;
+        }
+        let mut carried = Vec::new();
+        let mut bytes = 0;
+        while let Some(next) = sessions.pop() {
+            let size = serde_json::to_vec(&next).map(|v| v.len() + 1).unwrap_or(usize::MAX);
+            if bytes + size > MAX_HANDOVER_BYTES {
+                sessions.push(next);
+                break;
+            }
+            bytes += size;
+            carried.push(next);
+        }
+        let holder = Holder { node: self.me, released_unix_ms: Some(unix_ms()), sessions: carried };
+        let value = Bytes::from(serde_json::to_vec(&holder).expect("serializes"));
+        match self.bucket.update(&token.key, value, token.revision).await {
+            Ok(_) => sessions,
+            Err(e) => {
+                tracing::debug!(key = %token.key, error = %e, "ownership not handed over");
+                sessions.extend(holder.sessions);
+                sessions
             }
         }
     }

@@ -26,16 +26,18 @@ use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox, Un
 use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
-use guildhall_runtime::session::{Delivered, Offer, SessionRef, SessionRoute, SessionRouter, ToUser};
+use guildhall_runtime::session::{
+    Delivered, MovedSession, Offer, SessionMover, SessionMsg, SessionRef, SessionRoute, SessionRouter, ToUser,
+};
 use guildhall_runtime::Metrics;
 use guildhall_store::StoreError;
 use guildhall_store::{HistoryQuery, Result as StoreResult};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::membership::View;
 use crate::wire::{
-    decode, decode_framed, encode, encode_framed, Accepted, ActorKind, ActorRequest, ReadAnswer, ReadRequest,
-    ReplyDelivery, SessionsHeader, Subjects, UserHeader, UserWire,
+    decode, decode_framed, decode_handover, encode, encode_framed, encode_handover, Accepted, ActorKind, ActorRequest,
+    FindSession, ReadAnswer, ReadRequest, ReplyDelivery, SessionsHeader, Subjects, TakeSession, UserHeader, UserWire,
 };
 
 /// How long a node waits for another to take a message into an actor's mailbox (the actor
@@ -45,6 +47,15 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const OUTBOX: usize = 65_536;
 /// Reads from other nodes answered at once by this node's data service.
 const MAX_READS_IN_FLIGHT: usize = 4096;
+/// How long a RESUME waits for the node that has its session to say so.
+const FIND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a session's old node may take to hand it over (its guilds' markers included).
+const TAKE_TIMEOUT: Duration = Duration::from_secs(6);
+/// The session's own part of that: the guilds' markers must arrive within it.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The replay buffer a handed-over session carries at most (NATS' default payload limit
+/// is 1 MiB).
+const MAX_HANDOVER_REPLAY: usize = 900 * 1024;
 
 /// This node's end of the cluster: its id, the view of the ring, the bus, and the queue of
 /// what it publishes from code that cannot wait (replies, forwards).
@@ -151,7 +162,40 @@ impl Transport {
         let mut reply_inbox = self.bus.subscribe(&self.subjects.reply(self.me)).await?;
         let mut session_inbox = self.bus.subscribe(&self.subjects.sessions(self.me)).await?;
         let mut user_inbox = self.bus.subscribe(&self.subjects.all_users()).await?;
+        let mut resume_requests = self.bus.subscribe(&self.subjects.resume()).await?;
+        let mut take_requests = self.bus.subscribe(&self.subjects.take(self.me)).await?;
         self.bus.flush().await?;
+
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(request) = resume_requests.next().await {
+                let (Some(reply), Ok(find)) = (request.reply, decode::<FindSession>(&request.payload)) else {
+                    continue;
+                };
+                let Some(session) = me.local_sessions.resumable(&find.key).filter(|s| s.user == find.user) else {
+                    continue; // not here: another node answers
+                };
+                let _ = me.bus.publish(&reply, encode(&session.address())).await;
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(request) = take_requests.next().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let Some(reply) = request.reply else { return };
+                    let answer = match decode::<TakeSession>(&request.payload) {
+                        Ok(take) => me.hand_over(take).await,
+                        Err(_) => None,
+                    };
+                    let answer = match answer {
+                        Some(moved) => encode_handover(&moved, MAX_HANDOVER_REPLAY),
+                        None => encode(&"refused"),
+                    };
+                    let _ = me.bus.publish(&reply, answer).await;
+                });
+            }
+        });
 
         let me = self.clone();
         tokio::spawn(async move {
@@ -233,6 +277,15 @@ impl Transport {
 
     /// A guild on another node fanned out to some of this node's sessions.
     fn offer_to_sessions(&self, header: SessionsHeader, dispatch: DispatchPrefix, routing: &Arc<ClusterDirectory>) {
+        if header.moved {
+            for session in header.sessions {
+                if let Some(SessionRoute::Local(handle)) = self.local_sessions.route(session) {
+                    let _ = handle.tx.try_send(SessionMsg::Moved(header.guild));
+                    // full: it waits out its deadline
+                }
+            }
+            return;
+        }
         let mut delivered = Delivered::default();
         let mut gone = Vec::new();
         for session in header.sessions {
@@ -261,6 +314,19 @@ impl Transport {
                 }
             });
         }
+    }
+
+    /// Another node takes one of this node's sessions over: the session tells its guilds
+    /// and answers with its state once they all confirmed.
+    async fn hand_over(&self, take: TakeSession) -> Option<MovedSession> {
+        let Some(SessionRoute::Local(handle)) = self.local_sessions.route(take.from.id) else { return None };
+        if handle.user != take.from.user || take.to.id.node() == self.me {
+            return None;
+        }
+        let (reply, answer) = oneshot::channel();
+        let msg = SessionMsg::MoveOut { to: take.to, reply };
+        handle.tx.send_timeout(msg, Duration::from_secs(1)).await.ok()?;
+        tokio::time::timeout(HAND_OVER_TIMEOUT, answer).await.ok()?.ok()?
     }
 
     /// The node that runs a channel's actor: its guild's, or for a DM its own.
@@ -304,7 +370,7 @@ impl Transport {
                     s.clone_from(status);
                 }
             }
-            GuildMsg::Disconnect { session } => {
+            GuildMsg::Disconnect { session } | GuildMsg::Move { from: session, .. } => {
                 if let Some(entry) = subscriptions.get_mut(&guild) {
                     entry.sessions.remove(session);
                     if entry.sessions.is_empty() {
@@ -406,8 +472,46 @@ impl SessionRouter for ClusterRouter {
     }
 
     fn forward(&self, node: NodeId, guild: GuildId, sessions: &[SessionId], dispatch: &DispatchPrefix) {
-        let header = SessionsHeader { guild, sessions: sessions.to_vec() };
+        let header = SessionsHeader { guild, sessions: sessions.to_vec(), moved: false };
         self.transport.post(self.transport.subjects.sessions(node), encode_framed(&header, &dispatch.0));
+    }
+
+    /// On the subject the forwards take, so the marker arrives after them.
+    fn moved(&self, node: NodeId, guild: GuildId, session: SessionId) {
+        let header = SessionsHeader { guild, sessions: vec![session], moved: true };
+        self.transport.post(self.transport.subjects.sessions(node), encode_framed(&header, &[]));
+    }
+}
+
+/// Finds sessions on other nodes for a RESUME and takes them over ([`SessionMover`]).
+pub struct ClusterMover {
+    pub transport: Arc<Transport>,
+}
+
+#[async_trait]
+impl SessionMover for ClusterMover {
+    async fn find(&self, key: &str, user: UserId) -> Option<SessionRef> {
+        let t = &self.transport;
+        let ask = encode(&FindSession { key: key.to_owned(), user });
+        // Only the node that has it answers; nobody answering in time means nobody has it.
+        let answer = t.bus.request(&t.subjects.resume(), ask, FIND_TIMEOUT).await.ok()?;
+        let found: SessionRef = decode(&answer).ok()?;
+        (found.user == user && found.id.node() != t.me).then_some(found)
+    }
+
+    async fn take(&self, from: SessionRef, to: SessionRef) -> Option<MovedSession> {
+        let t = &self.transport;
+        let ask = encode(&TakeSession { from, to });
+        let answer = t.bus.request(&t.subjects.take(from.id.node()), ask, TAKE_TIMEOUT).await.ok()?;
+        let moved = decode_handover(&answer).ok()?;
+        // `to` is now connected to those guilds: reconnect it if their node dies.
+        for guild in &moved.guilds {
+            if let Some(owner) = t.owner(*guild).filter(|owner| *owner != t.me) {
+                let connect = GuildMsg::Connect { session: to, status: moved.status.clone() };
+                t.track(owner, *guild, &connect);
+            }
+        }
+        Some(moved)
     }
 }
 

@@ -9,16 +9,23 @@
 //! - `{c}.node.{n}.sessions`: one dispatch for several of node `n`'s sessions (the
 //!   Manifold step: one message per node and event).
 //! - `{c}.user.{u}`: something for all of user `u`'s sessions, wherever they are.
+//! - `{c}.resume`: which node has the session with this resume key? (Every node listens;
+//!   only the one that has it answers.)
+//! - `{c}.node.{n}.take`: hand session `from` of node `n` over to a session on the asking
+//!   node (a RESUME reached that node); answered with the session's state.
 //!
 //! Bodies are JSON in an envelope carrying [`WIRE_VERSION`]; a node refuses versions it
 //! does not know. The session fan-out carries the dispatch as raw bytes after a small JSON
 //! header, so the Discord JSON made once by the guild is not escaped into another string.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
+use guildhall_core::session::Handover;
 use guildhall_runtime::guild_ref::GuildMsg;
 use guildhall_runtime::reply::{CommandResult, NodeId, ReplyTo};
+use guildhall_runtime::session::{MovedSession, SessionRef};
 use guildhall_store::HistoryQuery;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +54,12 @@ impl Subjects {
     }
     pub fn user(&self, user: UserId) -> String {
         format!("{}.user.{user}", self.cluster)
+    }
+    pub fn resume(&self) -> String {
+        format!("{}.resume", self.cluster)
+    }
+    pub fn take(&self, node: NodeId) -> String {
+        format!("{}.node.{node}.take", self.cluster)
     }
     pub fn all_users(&self) -> String {
         format!("{}.user.*", self.cluster)
@@ -153,11 +166,79 @@ pub struct UserHeader {
     pub msg: UserWire,
 }
 
-/// For some of a node's sessions: the dispatch follows the header.
+/// For some of a node's sessions: the dispatch follows the header. With `moved`, there is
+/// no dispatch: the guild tells these sessions that it routes them elsewhere now.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SessionsHeader {
     pub guild: GuildId,
     pub sessions: Vec<SessionId>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moved: bool,
+}
+
+/// Which node has the session a RESUME names?
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindSession {
+    pub key: String,
+    pub user: UserId,
+}
+
+/// Hand session `from` over to `to`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TakeSession {
+    pub from: SessionRef,
+    pub to: SessionRef,
+}
+
+/// A session handed over; its replay buffer follows the header, the dispatches one after
+/// the other (`replay` gives each one's sequence number and length).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HandoverHeader {
+    pub user: UserId,
+    pub key: String,
+    pub seq: u64,
+    pub status: String,
+    pub guilds: Vec<GuildId>,
+    pub replay: Vec<(u64, u32)>,
+}
+
+/// Encodes a handed-over session, keeping at most `max_bytes` of its replay buffer (the
+/// newest dispatches; a client that needs older ones gets op 9, as when a buffer is full).
+pub fn encode_handover(moved: &MovedSession, max_bytes: usize) -> Bytes {
+    let mut kept = 0;
+    let mut start = moved.handover.replay.len();
+    while start > 0 && kept + moved.handover.replay[start - 1].1.len() <= max_bytes {
+        start -= 1;
+        kept += moved.handover.replay[start].1.len();
+    }
+    let frames = &moved.handover.replay[start..];
+    let header = HandoverHeader {
+        user: moved.handover.user_id,
+        key: moved.handover.session_id.clone(),
+        seq: moved.handover.seq,
+        status: moved.status.clone(),
+        guilds: moved.guilds.clone(),
+        replay: frames.iter().map(|(seq, p)| (*seq, p.len() as u32)).collect(),
+    };
+    let mut raw = BytesMut::with_capacity(kept);
+    for (_, prefix) in frames {
+        raw.put_slice(&prefix.0);
+    }
+    encode_framed(&header, &raw)
+}
+
+pub fn decode_handover(bytes: &Bytes) -> Result<MovedSession, WireError> {
+    let (header, raw): (HandoverHeader, Bytes) = decode_framed(bytes)?;
+    let mut replay = Vec::with_capacity(header.replay.len());
+    let mut at = 0usize;
+    for (seq, len) in header.replay {
+        let end = at.checked_add(len as usize).filter(|end| *end <= raw.len());
+        let end = end.ok_or_else(|| WireError::Malformed("replay longer than its frame".into()))?;
+        replay.push((seq, DispatchPrefix(raw.slice(at..end))));
+        at = end;
+    }
+    let handover = Handover { user_id: header.user, session_id: header.key, seq: header.seq, replay };
+    Ok(MovedSession { handover, status: header.status, guilds: header.guilds })
 }
 
 /// A JSON header (length-prefixed) and raw bytes after it.
@@ -203,7 +284,7 @@ mod tests {
 
     #[test]
     fn framed_messages_carry_raw_bytes_unescaped() {
-        let header = SessionsHeader { guild: Snowflake(7), sessions: vec![SessionId(1), SessionId(2)] };
+        let header = SessionsHeader { guild: Snowflake(7), sessions: vec![SessionId(1), SessionId(2)], moved: false };
         let dispatch = br#"{"op":0,"t":"MESSAGE_CREATE","d":{"content":"\"hi\""},"s":"#;
         let frame = encode_framed(&header, dispatch);
         let (back, raw): (SessionsHeader, Bytes) = decode_framed(&frame).unwrap();
@@ -211,5 +292,28 @@ mod tests {
         assert_eq!(raw.as_ref(), dispatch);
         assert!(decode_framed::<SessionsHeader>(&Bytes::from_static(&[0, 0, 0, 99, b'{'])).is_err());
         assert!(decode_framed::<SessionsHeader>(&Bytes::from_static(&[0])).is_err());
+    }
+
+    #[test]
+    fn a_handed_over_session_keeps_its_newest_dispatches_within_the_bound() {
+        let prefix = |n: u64| DispatchPrefix::encode("MESSAGE_CREATE", &serde_json::json!({ "n": n }));
+        let handover = Handover {
+            user_id: Snowflake(5),
+            session_id: "k".into(),
+            seq: 12,
+            replay: (10..=12).map(|s| (s, prefix(s))).collect(),
+        };
+        let moved = MovedSession { handover, status: "idle".into(), guilds: vec![Snowflake(3)] };
+        let back = decode_handover(&encode_handover(&moved, 1 << 20)).unwrap();
+        assert_eq!((back.handover.seq, back.status.as_str(), back.guilds.clone()), (12, "idle", vec![Snowflake(3)]));
+        let seqs: Vec<u64> = back.handover.replay.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![10, 11, 12]);
+        assert_eq!(back.handover.replay[1].1 .0, prefix(11).0, "bytes as they were");
+        let one = prefix(12).len();
+        let cut = decode_handover(&encode_handover(&moved, one * 2)).unwrap();
+        assert_eq!(cut.handover.replay.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![11, 12], "the newest");
+        let mut lying = encode_handover(&moved, 1 << 20).to_vec();
+        lying.truncate(lying.len() - 3);
+        assert!(decode_handover(&Bytes::from(lying)).is_err(), "a replay longer than the frame is refused");
     }
 }

@@ -74,6 +74,7 @@ impl DmState {
             // and DMs are not moderated by guild plugins.
             Input::SessionConnect { .. }
             | Input::SessionDisconnect { .. }
+            | Input::SessionMoved { .. }
             | Input::PresenceUpdate { .. }
             | Input::SetModeration { .. }
             | Input::Moderated { .. } => {}

@@ -138,6 +138,12 @@ pub enum Input {
     SessionDisconnect {
         session: SessionId,
     },
+    /// A session moved to another node under a new id (a RESUME there took it over): the
+    /// same session for everyone else, so no GUILD_CREATE and no presence change.
+    SessionMoved {
+        from: SessionId,
+        to: SessionId,
+    },
     PresenceUpdate {
         session: SessionId,
         status: String,
@@ -425,6 +431,14 @@ impl GuildState {
                     let was_visible = s.status != "invisible" && s.status != "offline";
                     if was_visible && self.visible_status(s.user).is_none() {
                         self.push_presence(s.user, &mut fx);
+                    }
+                }
+            }
+            Input::SessionMoved { from, to } => {
+                if let Some(online) = self.remove_session(from) {
+                    let user = online.user;
+                    if self.sessions.insert(to, online).is_none() {
+                        self.user_sessions.entry(user).or_default().push(to);
                     }
                 }
             }
@@ -922,6 +936,23 @@ mod tests {
         // Closing one of two sessions: still online, no presence change.
         assert!(dispatches(&g.handle(Input::SessionDisconnect { session: SessionId(3) })).is_empty());
         let fx = g.handle(Input::SessionDisconnect { session: SessionId(2) });
+        assert_eq!(dispatches(&fx)[0].1.data["status"], "offline");
+    }
+
+    #[test]
+    fn a_moved_session_keeps_its_place_without_announcements() {
+        let mut g = guild();
+        connect(&mut g, 1, OWNER, ALL);
+        connect(&mut g, 2, BOB, ALL);
+        g.handle(Input::PresenceUpdate { session: SessionId(2), status: "dnd".into() });
+        let fx = g.handle(Input::SessionMoved { from: SessionId(2), to: SessionId(7) });
+        assert!(fx.is_empty(), "no GUILD_CREATE, no presence: nothing changed for anyone");
+        assert!(!g.has_session(SessionId(2)) && g.has_session(SessionId(7)));
+        assert_eq!(g.session_status(SessionId(7)), Some("dnd"));
+        assert!(g.handle(Input::SessionMoved { from: SessionId(9), to: SessionId(8) }).is_empty());
+        assert!(!g.has_session(SessionId(8)), "an unknown session does not appear");
+        // The moved session is bob's only one: leaving announces him offline.
+        let fx = g.handle(Input::SessionDisconnect { session: SessionId(7) });
         assert_eq!(dispatches(&fx)[0].1.data["status"], "offline");
     }
 

@@ -111,6 +111,12 @@ pub enum Input<'a> {
     Overflowed,
     /// The host is shutting down.
     Shutdown,
+    /// This node is leaving the cluster: op 7 RECONNECT, then close the connection; the
+    /// session stays resumable (from another node, which takes it over with
+    /// [`Session::hand_over`] and [`Session::adopt`]).
+    Drain {
+        now_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +145,16 @@ pub enum Effect {
     },
     /// Leave every guild, drop the registry entry, stop the actor.
     Terminate,
+}
+
+/// What a session hands to another node that takes it over: everything a RESUME needs.
+/// The replay holds the shared serializations with this session's sequence numbers.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    pub user_id: UserId,
+    pub session_id: String,
+    pub seq: u64,
+    pub replay: Vec<(u64, DispatchPrefix)>,
 }
 
 /// What the old session answers when a new connection asks to resume it.
@@ -288,9 +304,55 @@ impl Session {
                 }
             }
             Input::Overflowed => self.close(close::SLOW_CONSUMER, "outbound queue overflow", false, &mut fx),
+            // A detached session ends too: nothing here can resume it any more.
+            Input::Shutdown if matches!(self.phase, Phase::Detached { .. }) => self.terminate(&mut fx),
             Input::Shutdown => self.close(close::GOING_AWAY, "server shutting down", false, &mut fx),
+            Input::Drain { now_ms } => {
+                if self.phase == Phase::Ready {
+                    fx.push(Effect::Send(control_frame(op::RECONNECT, &Value::Null)));
+                    // Not 1000/1001: clients keep the session and RESUME elsewhere.
+                    self.close(close::UNKNOWN_ERROR, "reconnect: this node is leaving", true, &mut fx);
+                    self.phase = Phase::Detached { since_ms: now_ms };
+                } else if !matches!(self.phase, Phase::Detached { .. }) {
+                    self.close(close::GOING_AWAY, "server shutting down", false, &mut fx);
+                }
+            }
         }
         fx
+    }
+
+    /// Gives the session away to another node: its identity, sequence and replay buffer.
+    /// Only a live (ready or detached) session can be handed over; it is over here after.
+    pub fn hand_over(&mut self) -> Option<Handover> {
+        if !matches!(self.phase, Phase::Ready | Phase::Detached { .. }) {
+            return None;
+        }
+        let handover = Handover {
+            user_id: self.user_id?,
+            session_id: self.session_id.clone()?,
+            seq: self.seq,
+            replay: std::mem::take(&mut self.replay).into(),
+        };
+        self.replay_bytes = 0;
+        self.phase = Phase::Terminated;
+        Some(handover)
+    }
+
+    /// A session taken over from another node, detached until a connection resumes it
+    /// (with [`Session::resume`]); its sequence numbers continue where they were.
+    pub fn adopt(cfg: SessionConfig, handover: Handover, now_ms: u64) -> Session {
+        let mut session = Session::new(cfg);
+        session.phase = Phase::Detached { since_ms: now_ms };
+        session.user_id = Some(handover.user_id);
+        session.session_id = Some(handover.session_id);
+        session.seq = handover.seq;
+        session.last_heartbeat_ms = now_ms;
+        for (seq, prefix) in handover.replay {
+            debug_assert!(seq <= handover.seq, "a replayed dispatch is not newer than the session");
+            session.replay_bytes += prefix.len();
+            session.replay.push_back((seq, prefix));
+        }
+        session
     }
 
     /// A new connection offers itself to this session (see [`ResumeOutcome`]).
@@ -596,6 +658,42 @@ mod tests {
         assert_eq!(frames[2]["d"]["n"], 4);
         assert_eq!(frames[3]["t"], "RESUMED");
         assert_eq!(s.phase(), Phase::Ready);
+    }
+
+    #[test]
+    fn a_drained_session_reconnects_and_resumes_on_another_node_where_it_left_off() {
+        let mut s = ready_session();
+        s.handle(Input::Dispatch(&DispatchPrefix::encode("MESSAGE_CREATE", &json!({"n": 0}))));
+        let fx = s.handle(Input::Drain { now_ms: 50 });
+        assert_eq!(sent(&fx)[0]["op"], 7, "op 7 RECONNECT first");
+        assert_eq!(close_code(&fx), Some(close::UNKNOWN_ERROR), "a close code clients resume after");
+        assert!(!fx.contains(&Effect::Terminate));
+        assert_eq!(s.phase(), Phase::Detached { since_ms: 50 });
+        // Buffered while the client reconnects elsewhere.
+        assert!(s.handle(Input::Dispatch(&DispatchPrefix::encode("MESSAGE_CREATE", &json!({"n": 1})))).is_empty());
+        let handover = s.hand_over().expect("a live session can be handed over");
+        assert_eq!(s.phase(), Phase::Terminated);
+        assert!(s.hand_over().is_none(), "only once");
+        assert_eq!((handover.seq, handover.replay.len()), (3, 3));
+
+        let mut moved = Session::adopt(cfg(), handover, 1_000);
+        assert!(moved.handle(Input::Dispatch(&DispatchPrefix::encode("MESSAGE_CREATE", &json!({"n": 2})))).is_empty());
+        assert_eq!(moved.resume(Snowflake(2), 2, 1_100), ResumeOutcome::Rejected { invalid_seq: false });
+        let ResumeOutcome::Accepted(fx) = moved.resume(Snowflake(1), 2, 1_100) else { panic!("resumes") };
+        let frames = sent(&fx);
+        let seqs: Vec<u64> = frames.iter().map(|f| f["s"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, vec![3, 4, 5], "what it missed on both nodes, then RESUMED");
+        assert_eq!((frames[0]["d"]["n"].clone(), frames[1]["d"]["n"].clone()), (json!(1), json!(2)));
+        assert_eq!(frames[2]["t"], "RESUMED");
+    }
+
+    #[test]
+    fn an_adopted_session_expires_like_any_detached_one() {
+        let mut s = ready_session();
+        let moved = Session::adopt(cfg(), s.hand_over().unwrap(), 500);
+        assert_eq!(moved.next_deadline_ms(), Some(500 + cfg().resume_window_ms));
+        let mut fresh = Session::new(cfg());
+        assert!(fresh.hand_over().is_none(), "nothing to hand over before READY");
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl DmActor {
                 Some(
                     GuildMsg::Connect { .. }
                     | GuildMsg::Disconnect { .. }
+                    | GuildMsg::Move { .. }
                     | GuildMsg::Presence { .. }
                     | GuildMsg::PluginsChanged
                     | GuildMsg::PluginDisabled(_)

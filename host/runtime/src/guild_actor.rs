@@ -34,10 +34,10 @@ use crate::guild_ref::Locate;
 pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{Disabled, Judgement, Moderation};
-use crate::ownership::{Ownership, OwnershipToken};
+use crate::ownership::{Ownership, OwnershipToken, PassedOn};
 use crate::plugin_support::load_component;
 use crate::reply::{NodeId, Replies, ReplyTo};
-use crate::session::{Offer, SessionRef, SessionRoute, SessionRouter};
+use crate::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
 
 /// What every guild actor needs from the process.
 #[derive(Clone)]
@@ -152,28 +152,36 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
     (handle, task)
 }
 
-/// Connects a session to the guild's next incarnation, from a task: here once this actor
+/// Sends a message to the guild's next incarnation, from a task: here once this actor
 /// has ended, or on another node once it took the guild over (which can take a few seconds
 /// while ownership passes). Retried until it lands, so that a session never silently stops
 /// hearing from a guild; a session that is gone meanwhile is ignored by the next actor.
-fn pass_on(guild: GuildRef, session: SessionRef, status: String) {
+fn pass_on(guild: GuildRef, msg: impl Fn() -> GuildMsg + Send + 'static) {
     const ATTEMPTS: u32 = 40;
     tokio::spawn(async move {
         for attempt in 1..=ATTEMPTS {
-            let msg = GuildMsg::Connect { session, status: status.clone() };
-            if guild.send(msg).await {
+            if guild.send(msg()).await {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
             if attempt == ATTEMPTS {
-                tracing::warn!(guild = %guild.id, session = session.id.0, "a session could not follow its guild");
+                tracing::warn!(guild = %guild.id, "a session could not follow its guild");
             }
         }
     });
 }
 
+fn connect_msg(session: SessionRef, status: String) -> impl Fn() -> GuildMsg + Send + 'static {
+    move || GuildMsg::Connect { session, status: status.clone() }
+}
+
 impl GuildActor {
     async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>) {
+        // Sessions handed over with the guild come first: they miss nothing it decides.
+        let inherited = self.fence.as_mut().map(|f| std::mem::take(&mut f.token.inherited)).unwrap_or_default();
+        for PassedOn { session, status } in inherited {
+            self.connect_session(session, status);
+        }
         self.reload_plugins().await;
         let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
         let idle_limit = Duration::from_millis(self.config.idle_evict_ms);
@@ -231,12 +239,22 @@ impl GuildActor {
         // Handed off with sessions connected: they live on in the next incarnation. From
         // tasks: the handle finds this mailbox closed and asks the directory, which starts
         // the next actor once this task has ended.
-        for (id, (address, _)) in self.sessions.drain() {
+        let mut connected: Vec<PassedOn> = Vec::with_capacity(self.sessions.len());
+        for (id, (session, _)) in self.sessions.drain() {
             let status = self.state.session_status(id).unwrap_or("online").to_owned();
-            pass_on(self.handle.clone(), address, status);
+            connected.push(PassedOn { session, status });
         }
         if let Some(Fence { ownership, token }) = self.fence.take() {
-            ownership.release(token).await; // everything it accepted is stored and answered
+            // Everything it accepted is stored and answered; the sessions go with the
+            // ownership, so the next owner connects them before it takes any command.
+            let handed_over = connected.len();
+            connected = ownership.hand_over(token, connected).await;
+            if connected.len() < handed_over {
+                self.handle.start_successor(); // its inherited sessions hear from it again
+            }
+        }
+        for PassedOn { session, status } in connected {
+            pass_on(self.handle.clone(), connect_msg(session, status));
         }
         self.metrics.guilds_loaded.fetch_sub(1, Relaxed);
     }
@@ -383,8 +401,12 @@ impl GuildActor {
                 // The session must live on in the next incarnation: sent from a task, the
                 // handle finds the mailbox closed and asks the directory, which starts the
                 // next actor once this one has finished.
-                pass_on(self.handle.clone(), session, status);
+                pass_on(self.handle.clone(), connect_msg(session, status));
             }
+            GuildMsg::Move { from, to, status } if self.stopping => {
+                pass_on(self.handle.clone(), move || GuildMsg::Move { from, to, status: status.clone() });
+            }
+            GuildMsg::Move { from, to, status } => self.move_session(from, to, status),
             GuildMsg::Audit(entry) => self.record_audit(entry),
             GuildMsg::Command { mut command, reply_to } => {
                 if let Err(e) = self.ids.stamp(&mut command) {
@@ -396,18 +418,7 @@ impl GuildActor {
                 let fx = self.state.handle(Input::Command { request, command });
                 self.run_effects(fx);
             }
-            GuildMsg::Connect { session, status } => {
-                let SessionRef { id, user, intents } = session;
-                let Some(route) = self.router.route(id) else {
-                    return; // gone before it got here
-                };
-                self.sessions.insert(id, (session, route));
-                let fx = self.state.handle(Input::SessionConnect { session: id, user, intents, status });
-                if !self.state.has_session(id) {
-                    self.sessions.remove(&id); // not a member (any more)
-                }
-                self.run_effects(fx);
-            }
+            GuildMsg::Connect { session, status } => self.connect_session(session, status),
             GuildMsg::Disconnect { session } => {
                 self.sessions.remove(&session);
                 let fx = self.state.handle(Input::SessionDisconnect { session });
@@ -416,6 +427,48 @@ impl GuildActor {
             GuildMsg::HandOff => debug_assert!(false, "the run loop takes hand-offs"),
             GuildMsg::Presence { session, status } => {
                 let fx = self.state.handle(Input::PresenceUpdate { session, status });
+                self.run_effects(fx);
+            }
+        }
+    }
+
+    fn connect_session(&mut self, session: SessionRef, status: String) {
+        let SessionRef { id, user, intents } = session;
+        let Some(route) = self.router.route(id) else {
+            return; // gone before it got here
+        };
+        self.sessions.insert(id, (session, route));
+        let fx = self.state.handle(Input::SessionConnect { session: id, user, intents, status });
+        if !self.state.has_session(id) {
+            self.sessions.remove(&id); // not a member (any more)
+        }
+        self.run_effects(fx);
+    }
+
+    /// A session moved to another node (see [`GuildMsg::Move`]).
+    fn move_session(&mut self, from: SessionId, to: SessionRef, status: String) {
+        let guild = self.state.guild().id;
+        let old = self.sessions.remove(&from).map(|(_, route)| route);
+        // The marker follows everything sent to `from` so far, on the same path.
+        match old.clone().or_else(|| self.router.route(from)) {
+            Some(SessionRoute::Local(handle)) => {
+                let _ = handle.tx.try_send(SessionMsg::Moved(guild)); // full: it waits out its deadline
+            }
+            Some(SessionRoute::Remote(node)) => self.router.moved(node, guild, from),
+            None => {}
+        }
+        if old.is_none() || !self.state.has_session(from) {
+            // Not connected here (it was still being passed on): connect it afresh.
+            return self.connect_session(to, status);
+        }
+        match self.router.route(to.id) {
+            Some(route) => {
+                self.sessions.insert(to.id, (to, route));
+                let fx = self.state.handle(Input::SessionMoved { from, to: to.id });
+                self.run_effects(fx);
+            }
+            None => {
+                let fx = self.state.handle(Input::SessionDisconnect { session: from });
                 self.run_effects(fx);
             }
         }
@@ -667,6 +720,47 @@ mod tests {
             let name = v["t"].as_str().unwrap_or_default().to_owned();
             self.forwarded.lock().unwrap().push((node, sessions.to_vec(), name));
         }
+        fn moved(&self, node: NodeId, guild: GuildId, session: SessionId) {
+            assert_eq!(guild, Snowflake(10));
+            self.forwarded.lock().unwrap().push((node, vec![session], "MOVED".into()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_moved_session_gets_a_marker_after_its_last_dispatch_and_nothing_twice() {
+        let router = Arc::new(ThreeNodes { local: SessionRegistry::default(), forwarded: Default::default() });
+        let (guild, _, dir) = guild_routed(&[1, 2], router.clone()).await;
+        let intents = intents::GUILD_MESSAGES | intents::GUILDS;
+        let remote = SessionRef { id: SessionId(101), user: Snowflake(2), intents };
+        guild.send(GuildMsg::Connect { session: remote, status: "idle".into() }).await;
+        let post = |n: &str| guild.call(create(1, n.to_owned()), Duration::from_secs(5));
+        assert!(post("before").await.is_ok());
+
+        // Node 7's session 101 resumes here as session 5.
+        let (here, mut here_rx) = session(5, Snowflake(2), 64);
+        router.local.insert_route(here.clone());
+        guild.send(GuildMsg::Move { from: SessionId(101), to: here.address(), status: "idle".into() }).await;
+        assert!(post("after").await.is_ok());
+        let forwarded: Vec<(NodeId, String)> =
+            router.forwarded.lock().unwrap().iter().map(|(node, _, name)| (*node, name.clone())).collect();
+        assert_eq!(
+            forwarded,
+            [(7, "GUILD_CREATE"), (7, "MESSAGE_CREATE"), (7, "MOVED")].map(|(n, s)| (n, s.to_owned())),
+            "the old node hears up to the marker, then nothing"
+        );
+        let got: Vec<serde_json::Value> = std::iter::from_fn(|| here_rx.try_recv().ok()).map(event).collect();
+        assert_eq!(got.len(), 1, "no GUILD_CREATE, no presence: only what came after the move: {got:?}");
+        assert_eq!(got[0]["d"]["content"], "after");
+
+        // And back to another node: the local session gets its marker after its dispatches.
+        let away = SessionRef { id: SessionId(102), user: Snowflake(2), intents };
+        guild.send(GuildMsg::Move { from: SessionId(5), to: away, status: "idle".into() }).await;
+        assert!(post("later").await.is_ok());
+        assert!(matches!(here_rx.try_recv(), Ok(SessionMsg::Moved(g)) if g == Snowflake(10)));
+        assert!(here_rx.try_recv().is_err(), "nothing after the marker");
+        let last = router.forwarded.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last, (7, vec![SessionId(102)], "MESSAGE_CREATE".to_owned()));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
@@ -724,7 +818,7 @@ mod tests {
     #[async_trait::async_trait]
     impl Ownership for SwitchableFence {
         async fn acquire(&self, _: &'static str, id: GuildId) -> Result<OwnershipToken, String> {
-            Ok(OwnershipToken { key: format!("guild-{id}"), revision: 1 })
+            Ok(OwnershipToken { key: format!("guild-{id}"), revision: 1, inherited: Vec::new() })
         }
         async fn still_owned(&self, _: &OwnershipToken) -> bool {
             !self.taken_over.load(Relaxed)

@@ -43,6 +43,16 @@ pub enum GuildMsg {
     Disconnect {
         session: SessionId,
     },
+    /// Session `from` moved to another node and is `to` there (a RESUME there took it
+    /// over): route to `to` from now on, and send `from` a [`SessionMsg::Moved`] marker
+    /// after the last dispatch it gets, so that the move loses and repeats nothing.
+    ///
+    /// [`SessionMsg::Moved`]: crate::session::SessionMsg::Moved
+    Move {
+        from: SessionId,
+        to: SessionRef,
+        status: String,
+    },
     /// Stop and hand off: handle what is already in the mailbox, store and answer all of
     /// it, then end; the sessions still connected are passed on to the next incarnation
     /// (started from storage, here or, in a cluster, on the guild's new owner).
@@ -206,6 +216,25 @@ impl GuildRef {
             }
         }
         false
+    }
+
+    /// Starts the guild's next actor (here or on its new owner) without sending it
+    /// anything: after a hand-off, so that the sessions it inherits hear from it again.
+    /// From a task, retried while the new owner's view catches up.
+    pub fn start_successor(&self) {
+        const ATTEMPTS: u32 = 40;
+        let Some(locator) = self.locator.clone() else { return };
+        let id = self.id;
+        tokio::spawn(async move {
+            for _ in 0..ATTEMPTS {
+                let Some(locator) = locator.upgrade() else { return };
+                if locator.locate(id).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            tracing::warn!(guild = %id, "the guild's next actor could not be started");
+        });
     }
 
     /// Tells the guild a session is gone, without waiting: if the mailbox is full the

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub node_forwards: AtomicU64,
     /// Dispatches handed to a session's queue.
     pub deliveries: AtomicU64,
+    /// Sessions taken over from another node by a RESUME here.
+    pub sessions_moved_in: AtomicU64,
     /// Sessions disconnected because their outbound queue overflowed.
     pub slow_consumer_drops: AtomicU64,
     pub messages_created: AtomicU64,

@@ -7,12 +7,25 @@
 
 use async_trait::async_trait;
 use guildhall_core::model::GuildId;
+use serde::{Deserialize, Serialize};
+
+use crate::session::SessionRef;
 
 /// Proof of ownership of one actor, as the fence issued it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnershipToken {
     pub key: String,
     pub revision: u64,
+    /// Sessions the previous owner handed over with the actor ([`Ownership::hand_over`]):
+    /// the new actor connects them before it handles anything, so that they miss nothing.
+    pub inherited: Vec<PassedOn>,
+}
+
+/// A session connected to an actor that moves, with its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassedOn {
+    pub session: SessionRef,
+    pub status: String,
 }
 
 #[async_trait]
@@ -25,4 +38,10 @@ pub trait Ownership: Send + Sync {
     async fn still_owned(&self, token: &OwnershipToken) -> bool;
     /// Gives the actor up (only if `token` is still current).
     async fn release(&self, token: OwnershipToken);
+    /// Gives the actor up together with its sessions, which its next owner inherits.
+    /// Returns the sessions it could not carry: the caller passes those on by message.
+    async fn hand_over(&self, token: OwnershipToken, sessions: Vec<PassedOn>) -> Vec<PassedOn> {
+        self.release(token).await;
+        sessions
+    }
 }

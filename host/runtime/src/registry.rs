@@ -29,26 +29,45 @@ struct Inner {
 impl SessionRegistry {
     pub fn insert(&self, key: String, handle: SessionHandle) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.by_user.entry(handle.user).or_default().push(handle.clone());
+        let sessions = inner.by_user.entry(handle.user).or_default();
+        sessions.retain(|s| s.id != handle.id);
+        sessions.push(handle.clone());
         inner.by_id.insert(handle.id, handle.clone());
         inner.by_key.insert(key, handle);
     }
 
+    /// Routes to a session by id only: one taking another over from another node, which
+    /// is not resumable here, and not a user's session for DMs, until it has the state.
+    pub fn insert_route(&self, handle: SessionHandle) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.by_id.insert(handle.id, handle);
+    }
+
+    /// Stops RESUMEs from finding the session (it is being taken over elsewhere).
+    pub fn forget_key(&self, key: &str, id: SessionId) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.by_key.get(key).is_some_and(|h| h.id == id) {
+            inner.by_key.remove(key);
+        }
+    }
+
     pub fn remove(&self, key: &str, id: SessionId) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.by_id.remove(&id);
-        if let Some(h) = inner.by_key.remove(key) {
-            if let Some(list) = inner.by_user.get_mut(&h.user) {
-                list.retain(|s| s.id != id);
-                if list.is_empty() {
-                    inner.by_user.remove(&h.user);
-                }
+        let Some(handle) = inner.by_id.remove(&id) else { return };
+        if inner.by_key.get(key).is_some_and(|h| h.id == id) {
+            inner.by_key.remove(key);
+        }
+        if let Some(list) = inner.by_user.get_mut(&handle.user) {
+            list.retain(|s| s.id != id);
+            if list.is_empty() {
+                inner.by_user.remove(&handle.user);
             }
         }
     }
 
+    /// Sessions on this node (resumable here or not).
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.len()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,6 +91,10 @@ impl SessionRouter for SessionRegistry {
 
     fn resumable(&self, key: &str) -> Option<SessionHandle> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+    }
+
+    fn moved(&self, node: NodeId, guild: GuildId, session: SessionId) {
+        debug_assert!(false, "a local registry was asked to tell {session:?} on node {node} about {guild}");
     }
 
     /// This table routes only to this node's sessions, so nothing is ever forwarded.

@@ -12,7 +12,8 @@ use guildhall_core::model::{GuildId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::reply::NodeId;
-use tokio::sync::{mpsc, Notify};
+use guildhall_core::session::Handover;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// What a session actor's mailbox carries. Dispatches are the bulk; the mailbox is the
 /// session's bounded outbound queue.
@@ -23,6 +24,36 @@ pub enum SessionMsg {
     /// A new connection wants to resume this session. What it carries (the connection
     /// itself) belongs to the gateway edge, which alone knows its type; actors only pass it on.
     Resume(Box<dyn Any + Send>),
+    /// A RESUME on another node takes this session over as `to`: tell the guilds to route
+    /// there, wait for their [`SessionMsg::Moved`] markers, then answer with the session
+    /// (none if it cannot be handed over).
+    MoveOut {
+        to: SessionRef,
+        reply: oneshot::Sender<Option<MovedSession>>,
+    },
+    /// The guild routes this session's dispatches elsewhere now: nothing more comes from it.
+    Moved(GuildId),
+}
+
+/// A session as it leaves its node: its protocol state (sequence, replay buffer) and what
+/// its actor knew (status, guilds).
+#[derive(Debug, Clone)]
+pub struct MovedSession {
+    pub handover: Handover,
+    pub status: String,
+    pub guilds: Vec<GuildId>,
+}
+
+/// Moves sessions between nodes: a RESUME that reaches a node where the session is not
+/// finds it elsewhere and takes it over. Only a cluster has one.
+#[async_trait::async_trait]
+pub trait SessionMover: Send + Sync {
+    /// The live session with this resume key, on whichever node has it, if it is `user`'s.
+    async fn find(&self, key: &str, user: UserId) -> Option<SessionRef>;
+    /// Takes session `from` over as `to` (a session of this node, which routes to it by
+    /// id): `from`'s guilds route to `to` from now on, and the answer is `from`'s state
+    /// once nothing more reaches it.
+    async fn take(&self, from: SessionRef, to: SessionRef) -> Option<MovedSession>;
 }
 
 /// State shared between a session actor and those who hold its handle: the overflow flag
@@ -80,6 +111,9 @@ pub trait SessionRouter: Send + Sync {
     /// node offers it to each (and tells the guild about sessions that are gone or too
     /// slow). Only called for sessions this router resolved as `Remote(node)`.
     fn forward(&self, node: NodeId, guild: GuildId, sessions: &[SessionId], dispatch: &DispatchPrefix);
+    /// Tells `session` on `node` that `guild` sends it nothing more ([`SessionMsg::Moved`]),
+    /// in order after the dispatches forwarded to it before.
+    fn moved(&self, node: NodeId, guild: GuildId, session: SessionId);
 }
 
 /// What can be sent to all of a user's sessions.

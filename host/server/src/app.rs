@@ -21,14 +21,14 @@ use tokio::sync::watch;
 use crate::config::Config;
 use guildhall_bus::Bus;
 use guildhall_cluster::wire::ActorKind;
-use guildhall_cluster::{ClusterDirectory, ClusterReads, ClusterRouter, Transport, View};
+use guildhall_cluster::{ClusterDirectory, ClusterMover, ClusterReads, ClusterRouter, Transport, View};
 use guildhall_runtime::audit::AuditLog;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::ownership::Ownership;
 use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
-use guildhall_runtime::session::SessionRouter;
+use guildhall_runtime::session::{SessionMover, SessionRouter};
 use guildhall_runtime::Metrics;
 
 /// IDENTIFYs allowed per user per day, as Discord's `session_start_limit`.
@@ -56,11 +56,17 @@ pub struct App {
     pub router: Arc<dyn SessionRouter>,
     /// This node's own sessions: only the gateway edge adds and removes entries.
     pub local_sessions: Arc<SessionRegistry>,
+    /// In a cluster: finds a RESUME's session on another node and takes it over.
+    pub mover: Option<Arc<dyn SessionMover>>,
+    /// In a cluster: this node's guild and DM directories (to see what still runs here).
+    cluster_directories: Vec<Arc<ClusterDirectory>>,
     /// This node's number in the cluster: its snowflake (datacenter, worker) pair.
     pub node: NodeId,
     pub metrics: Arc<Metrics>,
     next_session: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Set when this node leaves the cluster: sessions get op 7 and resume elsewhere.
+    drain: watch::Sender<bool>,
     /// Per user: (window start in monotonic ms, IDENTIFYs in the window).
     session_starts: Mutex<HashMap<UserId, (u64, u32)>>,
 }
@@ -161,6 +167,7 @@ impl App {
                 Topology::Cluster(setup) => Some(setup.ownership.clone()),
             },
         };
+        let mut cluster_directories = Vec::new();
         let (directory, dms): (Arc<dyn Directory>, Arc<dyn Directory>) = match (&transport, &topology) {
             (Some(transport), Topology::Cluster(setup)) => {
                 let guilds = ClusterDirectory::new(ActorKind::Guild, deps.clone(), transport.clone(), replies.clone());
@@ -170,6 +177,7 @@ impl App {
                     .await
                     .map_err(|e| format!("joining the cluster's subjects: {e}"))?;
                 spawn_rebalancer(setup.view.clone(), transport.clone(), [guilds.clone(), dms.clone()]);
+                cluster_directories = vec![guilds.clone(), dms.clone()];
                 (guilds, dms)
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
@@ -193,7 +201,10 @@ impl App {
             node,
             metrics,
             next_session: AtomicU64::new(1),
+            mover: transport.map(|transport| Arc::new(ClusterMover { transport }) as Arc<dyn SessionMover>),
+            cluster_directories,
             shutdown: watch::channel(false).0,
+            drain: watch::channel(false).0,
             session_starts: Mutex::new(HashMap::new()),
         }))
     }
@@ -212,6 +223,21 @@ impl App {
 
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Becomes true when this node starts leaving the cluster.
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
+    /// Tells every session to reconnect (op 7); they resume on other nodes.
+    pub fn begin_drain(&self) {
+        self.drain.send_replace(true);
+    }
+
+    /// Guild and DM actors running on this node (a cluster's; a single host says 0).
+    pub fn cluster_actors_here(&self) -> usize {
+        self.cluster_directories.iter().map(|d| d.local().running().len()).sum()
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -56,11 +56,14 @@ pub struct ClusterConfig {
     pub node_id: i32,
     /// How long a node stays a member without renewing its lease.
     pub lease_ms: u64,
+    /// On SIGTERM, how long a node waits for its sessions to resume on other nodes (after
+    /// handing its guilds off) before it stops; orchestrators' grace periods must be longer.
+    pub drain_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { nats: String::new(), name: "guildhall".into(), node_id: -1, lease_ms: 6_000 }
+        ClusterConfig { nats: String::new(), name: "guildhall".into(), node_id: -1, lease_ms: 6_000, drain_ms: 15_000 }
     }
 }
 

@@ -76,9 +76,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);
 
-    let signal_app = app.clone();
+    let (signal_app, drainer) = (app.clone(), heartbeat.as_ref().map(Heartbeat::drainer));
     tokio::spawn(async move {
         wait_for_signal().await;
+        if let Some(drainer) = drainer {
+            // A second signal cuts the drain short.
+            tokio::select! {
+                _ = drain(&signal_app, drainer) => {}
+                _ = wait_for_signal() => tracing::warn!("second signal: stopping without waiting for sessions"),
+            }
+        }
         tracing::info!("shutting down: closing sessions, finishing requests, flushing storage");
         signal_app.begin_shutdown();
     });
@@ -111,6 +118,28 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Leaves the cluster gracefully: marked as draining, this node's guilds and DM channels
+/// move to their new owners (with their sessions); then its own sessions get op 7 and
+/// resume on other nodes, which take them over with their replay buffers.
+async fn drain(app: &app::App, drainer: guildhall_cluster::Drainer) {
+    const HAND_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+    let poll = std::time::Duration::from_millis(100);
+    tracing::info!("draining: handing guilds off to the other nodes");
+    drainer.drain();
+    let deadline = tokio::time::Instant::now() + HAND_OFF_WAIT;
+    while app.cluster_actors_here() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(poll).await;
+    }
+    let sessions = app.local_sessions.len();
+    tracing::info!(actors_left = app.cluster_actors_here(), sessions, "draining: sending sessions to the other nodes");
+    app.begin_drain();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(app.config.cluster.drain_ms);
+    while !app.local_sessions.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(poll).await;
+    }
+    tracing::info!(sessions_left = app.local_sessions.len(), "drained");
 }
 
 /// Connects to NATS, takes a node id (the configured one, or a free one) and starts

@@ -37,6 +37,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         "Dispatches forwarded to another node, one per node and event.",
         &m.node_forwards,
     );
+    line(
+        "sessions_moved_in_total",
+        "counter",
+        "Sessions taken over from another node by a RESUME here.",
+        &m.sessions_moved_in,
+    );
     line("drops_total", "counter", "Sessions dropped as too slow.", &m.slow_consumer_drops);
     line("messages_created_total", "counter", "Messages created.", &m.messages_created);
     line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);

@@ -7,7 +7,7 @@
 //! connection drops, the actor lives on, detached and buffering, until the resume window
 //! ends; a RESUME on a new connection hands that connection to this actor.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use tokio::io::{AsyncWrite, BufWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef};
-use guildhall_runtime::session::{SessionHandle, SessionMsg, SessionShared};
+use guildhall_runtime::session::{MovedSession, SessionHandle, SessionMsg, SessionRef, SessionShared};
 
 use crate::app::App;
 
@@ -95,12 +95,36 @@ struct SessionActor {
     dirty: bool,
     /// A non-dispatch message met while draining, handled next.
     held: Option<SessionMsg>,
+    /// Set when this node leaves the cluster (op 7 to the client).
+    drain: watch::Receiver<bool>,
+    /// Being taken over by a session on another node (see [`SessionMsg::MoveOut`]).
+    moving: Option<MovingOut>,
+}
+
+/// A session on its way to another node: it waits for each guild's marker.
+struct MovingOut {
+    waiting: HashSet<GuildId>,
+    reply: oneshot::Sender<Option<MovedSession>>,
+    deadline: tokio::time::Instant,
+}
+
+/// How long a session being moved waits for its guilds' markers before it hands itself
+/// over anyway (a guild that has not answered by then may lose it a dispatch).
+const MOVE_MARKER_WAIT: Duration = Duration::from_secs(3);
+
+/// How a RESUME went for the connection that asked.
+enum Resumed {
+    /// Another session actor here took the connection; this one ends.
+    HandedOff,
+    /// Go on with these effects (a refusal, or a session taken over from another node).
+    Continue(Vec<Effect>),
 }
 
 /// Runs a session for a freshly upgraded connection until it ends or is handed off.
 pub async fn run_session(app: Arc<App>, conn: Conn) {
     let (tx, mailbox) = mpsc::channel(app.config.gateway.session_queue);
     let id = app.next_session_id();
+    let app_drain = app.drain_signal();
     let mut actor = SessionActor {
         state: Session::new(app.config.session_config()),
         shutdown: app.shutdown_signal(),
@@ -117,6 +141,8 @@ pub async fn run_session(app: Arc<App>, conn: Conn) {
         guilds: Vec::new(),
         dirty: false,
         held: None,
+        drain: app_drain,
+        moving: None,
     };
     let fx = actor.state.handle(Input::Opened { now_ms: now_ms() });
     if let Flow::HandedOff = actor.apply(fx).await {
@@ -152,12 +178,24 @@ impl SessionActor {
             }
             let deadline =
                 self.state.next_deadline_ms().map(|ms| tokio::time::Instant::from_std(SystemClock::instant_at(ms)));
+            let move_deadline = self.moving.as_ref().map(|m| m.deadline);
             let fx = tokio::select! {
                 biased;
                 _ = self.shared.notified() => {
                     if self.shared.is_overflowed() { self.state.handle(Input::Overflowed) } else { Vec::new() }
                 }
                 _ = self.shutdown.changed() => self.state.handle(Input::Shutdown),
+                _ = self.drain.changed() => {
+                    if *self.drain.borrow_and_update() && self.moving.is_none() {
+                        self.state.handle(Input::Drain { now_ms: now_ms() })
+                    } else {
+                        Vec::new()
+                    }
+                }
+                _ = sleep_until_opt(move_deadline) => {
+                    self.finish_move();
+                    Vec::new()
+                }
                 inbound = recv_inbound(&mut self.conn) => self.on_inbound(inbound).await,
                 msg = self.mailbox.recv() => {
                     let Some(msg) = msg else { return };
@@ -221,11 +259,64 @@ impl SessionActor {
                 };
                 self.take_over(*req)
             }
+            SessionMsg::MoveOut { to, reply } => self.move_out(to, reply).await,
+            SessionMsg::Moved(guild) => {
+                if let Some(moving) = &mut self.moving {
+                    moving.waiting.remove(&guild);
+                    if moving.waiting.is_empty() {
+                        self.finish_move();
+                    }
+                }
+                Vec::new()
+            }
         }
+    }
+
+    /// A RESUME on another node takes this session over as `to`: the guilds route there
+    /// from their next dispatch on and each sends this session a marker after its last
+    /// one; once all came, the state goes to the new node (see `finish_move`).
+    async fn move_out(&mut self, to: SessionRef, reply: oneshot::Sender<Option<MovedSession>>) -> Vec<Effect> {
+        let live = matches!(self.state.phase(), Phase::Ready | Phase::Detached { .. });
+        let Some(key) = self.key.clone().filter(|_| live && self.moving.is_none()) else {
+            let _ = reply.send(None);
+            return Vec::new();
+        };
+        // Not resumable here any more; an old connection still attached hears op 7.
+        self.app.local_sessions.forget_key(&key, self.id);
+        let fx = self.state.handle(Input::Drain { now_ms: now_ms() });
+        for guild in &self.guilds {
+            guild.send(GuildMsg::Move { from: self.id, to, status: self.status.clone() }).await;
+        }
+        let waiting = self.guilds.iter().map(|g| g.id).collect::<HashSet<_>>();
+        let deadline = tokio::time::Instant::now() + MOVE_MARKER_WAIT;
+        let empty = waiting.is_empty();
+        self.moving = Some(MovingOut { waiting, reply, deadline });
+        if empty {
+            self.finish_move();
+        }
+        fx
+    }
+
+    /// Hands the state to the session that took this one over; this actor then ends
+    /// without leaving its guilds (they route to the new session now).
+    fn finish_move(&mut self) {
+        let Some(moving) = self.moving.take() else { return };
+        if !moving.waiting.is_empty() {
+            tracing::warn!(session = self.id.0, guilds = moving.waiting.len(), "moved before every guild confirmed");
+        }
+        let guilds = self.guilds.drain(..).map(|g| g.id).collect();
+        let moved =
+            self.state.hand_over().map(|handover| MovedSession { handover, status: self.status.clone(), guilds });
+        let _ = moving.reply.send(moved);
+        debug_assert_eq!(self.state.phase(), Phase::Terminated, "a session handed over is over here");
     }
 
     /// A RESUME on a new connection: this session takes the connection if the state agrees.
     fn take_over(&mut self, req: ResumeRequest) -> Vec<Effect> {
+        if self.moving.is_some() {
+            let _ = req.reply.send(Err((req.conn, false)));
+            return Vec::new();
+        }
         match self.state.resume(req.user, req.seq, now_ms()) {
             ResumeOutcome::Accepted(fx) => {
                 // A still-attached old connection (a zombie the client gave up on) is dropped.
@@ -266,8 +357,8 @@ impl SessionActor {
                     work.extend(self.identify(&token, intents, status).await);
                 }
                 Effect::Resume { token, session_id, seq } => match self.resume(&token, &session_id, seq).await {
-                    Ok(()) => return Flow::HandedOff,
-                    Err(fx) => work.extend(fx),
+                    Resumed::HandedOff => return Flow::HandedOff,
+                    Resumed::Continue(fx) => work.extend(fx),
                 },
                 Effect::PresenceUpdate { status } => {
                     self.status = status.clone();
@@ -378,17 +469,22 @@ impl SessionActor {
         }
     }
 
-    /// Offers this connection to the session being resumed. Ok: it was taken.
-    async fn resume(&mut self, token: &str, session_id: &str, seq: u64) -> Result<(), Vec<Effect>> {
+    /// Offers this connection to the session being resumed, here or on another node.
+    async fn resume(&mut self, token: &str, session_id: &str, seq: u64) -> Resumed {
         let user = match crate::auth::user_for_token(&self.app, token).await {
             Ok(Some(user)) => user,
-            Ok(None) => return Err(self.state.handle(Input::AuthenticationFailed)),
-            Err(_) => return Err(vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }]),
+            Ok(None) => return Resumed::Continue(self.state.handle(Input::AuthenticationFailed)),
+            Err(_) => {
+                return Resumed::Continue(vec![Effect::Close {
+                    code: close::UNKNOWN_ERROR,
+                    reason: "storage unavailable",
+                }])
+            }
         };
         let Some(target) = self.app.router.resumable(session_id).filter(|t| t.user == user.id) else {
-            return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
+            return Resumed::Continue(self.resume_from_another_node(user.id, session_id, seq).await);
         };
-        let Some(conn) = self.conn.take() else { return Ok(()) }; // the client is already gone
+        let Some(conn) = self.conn.take() else { return Resumed::HandedOff }; // the client is already gone
         let (reply, answer) = oneshot::channel();
         let request = ResumeRequest { user: user.id, seq, conn, reply };
         if let Err(e) = target.tx.send_timeout(SessionMsg::Resume(Box::new(request)), Duration::from_secs(5)).await {
@@ -397,16 +493,64 @@ impl SessionActor {
                     self.conn = Some(request.conn);
                 }
             }
-            return Err(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
+            return Resumed::Continue(self.state.handle(Input::ResumeRejected { invalid_seq: false }));
         }
         match answer.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Resumed::HandedOff,
             Ok(Err((conn, invalid_seq))) => {
                 self.conn = Some(conn);
-                Err(self.state.handle(Input::ResumeRejected { invalid_seq }))
+                Resumed::Continue(self.state.handle(Input::ResumeRejected { invalid_seq }))
             }
             // The target ended while holding the connection; it is gone with it.
-            Err(_) => Ok(()),
+            Err(_) => Resumed::HandedOff,
+        }
+    }
+
+    /// The session is not here: in a cluster, find it on another node and become it (this
+    /// actor takes over its sequence, replay buffer, guilds and status).
+    async fn resume_from_another_node(&mut self, user: UserId, key: &str, seq: u64) -> Vec<Effect> {
+        let Some(mover) = self.app.mover.clone() else {
+            return self.state.handle(Input::ResumeRejected { invalid_seq: false });
+        };
+        let Some(from) = mover.find(key, user).await else {
+            return self.state.handle(Input::ResumeRejected { invalid_seq: false });
+        };
+        // Routed to by id from now on, so the guilds can switch to this actor; resumable
+        // here and reached for DMs only once it has the state.
+        self.intents = from.intents;
+        self.app.local_sessions.insert_route(self.handle(user));
+        let Some(moved) = mover.take(from, self.handle(user).address()).await else {
+            self.app.local_sessions.remove(key, self.id);
+            return self.state.handle(Input::ResumeRejected { invalid_seq: false });
+        };
+        let now = now_ms();
+        self.state = Session::adopt(self.app.config.session_config(), moved.handover, now);
+        self.status = moved.status;
+        self.user = Some(user);
+        let key = self.state.session_id().unwrap_or(key).to_owned();
+        self.app.local_sessions.insert(key.clone(), self.handle(user));
+        self.key = Some(key);
+        self.app.metrics.sessions_open.fetch_add(1, Relaxed);
+        self.app.metrics.sessions_moved_in.fetch_add(1, Relaxed);
+        for guild in moved.guilds {
+            match self.app.directory.locate(guild).await {
+                Ok(handle) => self.guilds.push(handle),
+                Err(e) => tracing::warn!(%guild, error = %e, "a moved session could not reach its guild"),
+            }
+        }
+        match self.state.resume(user, seq, now) {
+            ResumeOutcome::Accepted(fx) => fx,
+            // The session is here now, detached; this connection cannot have it.
+            ResumeOutcome::Rejected { invalid_seq: true } => {
+                vec![Effect::Close { code: close::INVALID_SEQ, reason: "invalid seq" }]
+            }
+            ResumeOutcome::Rejected { invalid_seq: false } => vec![
+                Effect::Send(guildhall_core::gateway::control_frame(
+                    guildhall_core::gateway::op::INVALID_SESSION,
+                    &false,
+                )),
+                Effect::Close { code: close::UNKNOWN_ERROR, reason: "session no longer resumable" },
+            ],
         }
     }
 
