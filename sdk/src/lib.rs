@@ -95,11 +95,11 @@ pub mod moderation {
 pub mod bot {
     pub use crate::bot_world::guildhall::plugin::clock::now_ms;
     pub use crate::bot_world::guildhall::plugin::log::{log, Level};
-    use crate::bot_world::guildhall::plugin::messages;
     pub use crate::bot_world::guildhall::plugin::types::{
-        Channel, GuildEvent, HostError, Member, Message, MessageRef, Reaction, TimerFired, User,
+        Channel, GuildEvent, HostError, Member, Message, MessageRef, Published, Reaction, TimerFired, User,
     };
     pub use crate::bot_world::guildhall::plugin::{guild, kv, text, timers};
+    use crate::bot_world::guildhall::plugin::{messages, pubsub};
 
     /// A bot: receives the guild's events one at a time.
     pub trait Bot: Sized + 'static {
@@ -137,6 +137,14 @@ pub mod bot {
     /// Takes the bot's reaction back.
     pub fn unreact(channel_id: u64, message_id: u64, emoji: &str) -> Result<(), HostError> {
         messages::unreact(channel_id, message_id, emoji)
+    }
+
+    /// Publishes on `subject` in the bot's namespace: the plugins of its guild subscribed to
+    /// `BOTNAME.subject` receive it as `GuildEvent::Published` (`shared.…` subjects reach
+    /// every guild, if the host operator granted them). Subscriptions are set in the
+    /// plugin's configuration: `{"subscribe": ["other-plugin.>"]}`.
+    pub fn publish(subject: &str, payload: &[u8]) -> Result<(), HostError> {
+        pubsub::publish(subject, payload)
     }
 
     /// Sets a one-shot timer; it comes back as `GuildEvent::Timer` with this payload.

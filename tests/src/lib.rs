@@ -190,6 +190,16 @@ impl Drop for Server {
     }
 }
 
+/// A plugin component built from source for wasm32-wasip2 (the test command builds them),
+/// e.g. `component("probe_bot")`.
+pub fn component(name: &str) -> Vec<u8> {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target directory");
+    let path = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (deploy/dev/test does)", path.display()))
+}
+
 /// The CQL node for tests ($GUILDHALL_TEST_CQL, default 127.0.0.1:9042), if one answers.
 /// Without one, a test fails in CI (or with GUILDHALL_REQUIRE_CQL set) and skips elsewhere.
 pub fn cql_node() -> Option<String> {
@@ -243,6 +253,12 @@ pub struct Answer {
 impl Http {
     pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> Answer {
         self.raw_with_type(method, path, token, "application/json", body).await
+    }
+
+    /// Installs a plugin component in a guild (`POST /guilds/{guild}/plugins?name=NAME`).
+    pub async fn install_plugin(&self, guild: &str, token: &str, name: &str, component: Vec<u8>) -> Answer {
+        let path = format!("/guilds/{guild}/plugins?name={name}");
+        self.raw_with_type(Method::POST, &path, Some(token), "application/wasm", component).await
     }
 
     pub async fn raw_with_type(

@@ -528,3 +528,67 @@ async fn a_drained_node_hands_off_and_its_clients_resume_elsewhere_missing_nothi
         acked.len()
     );
 }
+
+/// Plugins of guilds on different nodes share only what the operator granted, over NATS:
+/// a subject under `shared.alerts` published in one guild reaches a plugin subscribed to
+/// it in a guild on the other node; the publisher's private subjects do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_plugin_subjects_cross_nodes_over_nats_and_private_ones_do_not() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let env = [("GUILDHALL_PLUGINS__SHARED_SUBJECTS", r#"["alerts.>"]"#)];
+    let Some(nodes) = Server::start_cluster(2, &env).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    // One guild on each node: create guilds until both nodes run one.
+    let mut on_node: [Option<(String, String)>; 2] = [None, None];
+    for i in 0..40 {
+        if on_node.iter().all(Option::is_some) {
+            break;
+        }
+        let before = [nodes[0].metric("guildhall_guilds").await, nodes[1].metric("guildhall_guilds").await];
+        let guild = http[0].post("/guilds", &alice, json!({ "name": format!("g{i}") })).await;
+        let gid = guild.body["id"].as_str().unwrap().to_owned();
+        let cid =
+            http[0].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+        for (n, node) in nodes.iter().enumerate() {
+            if node.metric("guildhall_guilds").await > before[n] && on_node[n].is_none() {
+                on_node[n] = Some((gid.clone(), cid.clone()));
+            }
+        }
+    }
+    let [Some((guild_a, channel_a)), Some((guild_b, channel_b))] = on_node else { panic!("guilds on both nodes") };
+    let alpha = http[0].install_plugin(&guild_a, &alice, "alpha", guildhall_e2e::component("probe_bot")).await;
+    assert_eq!(alpha.status, StatusCode::CREATED, "{}", alpha.body);
+    let beta = http[1].install_plugin(&guild_b, &alice, "beta", guildhall_e2e::component("probe_bot")).await;
+    assert_eq!(beta.status, StatusCode::CREATED, "{}", beta.body);
+    let path = format!("/guilds/{guild_b}/plugins/{}", beta.body["id"].as_str().unwrap());
+    let config = json!({ "config": { "subscribe": ["shared.alerts.>", "alpha.>"] } });
+    let r = http[1].call(hyper::Method::PATCH, &path, Some(&alice), Some(config)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let mut gw = nodes[1].gateway().await;
+    gw.identify(&alice, ALL_INTENTS).await;
+    let say = |channel: &str, content: &str| {
+        let (h, path, token, content) =
+            (http[0], format!("/channels/{channel}/messages"), alice.clone(), content.to_owned());
+        async move { assert_eq!(h.post(&path, &token, json!({ "content": content })).await.status, StatusCode::OK) }
+    };
+    say(&channel_a, "probe publish news secret").await;
+    say(&channel_a, "probe publish shared.alerts.fire boom").await;
+    let mut seen = Vec::new();
+    loop {
+        let m = gw.dispatch("MESSAGE_CREATE").await;
+        let content = m["d"]["content"].as_str().unwrap_or_default().to_owned();
+        if content.starts_with("heard") {
+            assert_eq!(m["d"]["channel_id"].as_str(), Some(channel_b.as_str()), "beta reports in guild B: {m}");
+        }
+        seen.push(content);
+        if seen.last().is_some_and(|c| c == "heard shared.alerts.fire: boom") {
+            break;
+        }
+    }
+    assert!(
+        !seen.iter().any(|c| c.contains("secret") && c.starts_with("heard")),
+        "a private subject crossed: {seen:?}"
+    );
+}

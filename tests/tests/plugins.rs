@@ -2,30 +2,14 @@
 //! message path (block, rewrite), configuration, persistence across a restart, bad
 //! uploads, and a hostile plugin being disabled while its guild and others keep working.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use guildhall_e2e::{Gateway, Http, Server, ALL_INTENTS};
+use guildhall_e2e::{component, Gateway, Http, Server, ALL_INTENTS};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-fn component(name: &str) -> Vec<u8> {
-    let exe = std::env::current_exe().unwrap();
-    let path: PathBuf = exe.ancestors().nth(3).unwrap().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (deploy/dev/test does)", path.display()))
-}
-
 async fn upload(http: &Http, guild: &str, token: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let a = http
-        .raw_with_type(
-            Method::POST,
-            &format!("/guilds/{guild}/plugins?name={name}"),
-            Some(token),
-            "application/wasm",
-            bytes,
-        )
-        .await;
+    let a = http.install_plugin(guild, token, name, bytes).await;
     (a.status, a.body)
 }
 
@@ -648,4 +632,82 @@ async fn the_plugin_cli_scaffolds_builds_and_installs() {
     let body: Value = serde_json::from_str(installed.trim()).unwrap();
     assert_eq!((body["name"].as_str(), body["kind"].as_str()), (Some("cli-bot"), Some("bot")));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// MESSAGE_CREATE contents a session sees until one equals `last` (which is included).
+async fn contents_until(gw: &mut Gateway, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let m = gw.dispatch("MESSAGE_CREATE").await;
+        let content = m["d"]["content"].as_str().unwrap_or_default().to_owned();
+        let done = content == last;
+        seen.push(content);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Two probe bots per guild, `alpha` and `beta`, beta subscribed to what alpha publishes.
+/// Returns the plugin paths of the two betas.
+async fn install_alpha_and_beta(http: &Http, guilds: [(&str, &str); 2]) -> Vec<String> {
+    let mut betas = Vec::new();
+    for (guild, owner) in guilds {
+        for name in ["alpha", "beta"] {
+            let (status, plugin) = upload(http, guild, owner, name, component("probe_bot")).await;
+            assert_eq!(status, StatusCode::CREATED, "{plugin}");
+            if name == "beta" {
+                let path = format!("/guilds/{guild}/plugins/{}", plugin["id"].as_str().unwrap());
+                let subscribe = json!({ "config": { "subscribe": ["alpha.>"] } });
+                let r = http.call(Method::PATCH, &path, Some(owner), Some(subscribe)).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                betas.push(path);
+            }
+        }
+    }
+    betas
+}
+
+/// Plugins talk over pub/sub inside their guild: what `alpha` publishes reaches `beta` of
+/// the same guild (subscribed to `alpha.>`), never the `beta` of another guild, which
+/// hears only its own guild's `alpha`. Subjects cannot leave the namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_publish_and_subscribe_within_their_guild_only() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let (carol, elsewhere) = another_guild(&http).await;
+    let other = http.get(&format!("/channels/{elsewhere}"), &carol).await.body["guild_id"].as_str().unwrap().to_owned();
+    let betas = install_alpha_and_beta(&http, [(&w.guild, &w.alice), (&other, &carol)]).await;
+
+    // Subscriptions are checked when configured: 400, and nothing changes.
+    for bad in [json!(["shared.alerts.>"]), json!(["alpha.>.x"]), json!("alpha.>"), json!(["a b"])] {
+        let r =
+            http.call(Method::PATCH, &betas[0], Some(&w.alice), Some(json!({ "config": { "subscribe": bad } }))).await;
+        assert_eq!((r.status, r.body["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(50035)), "{bad}: {}", r.body);
+    }
+    let plugins = http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body;
+    let beta = plugins.as_array().unwrap().iter().find(|p| p["name"] == "beta").unwrap();
+    assert_eq!(beta["config"]["subscribe"], json!(["alpha.>"]), "the refused changes left the config alone");
+
+    let mut carol_gw = w.server.gateway().await;
+    carol_gw.identify(&carol, ALL_INTENTS).await;
+    let in_a = format!("/channels/{}/messages", w.channel);
+    let in_b = format!("/channels/{elsewhere}/messages");
+    let said = http.post(&in_a, &w.bob, json!({ "content": "probe publish news hello from A" })).await;
+    assert_eq!(said.status, StatusCode::OK);
+    let seen_in_a = contents_until(&mut w.bob_gw, "heard alpha.news: hello from A").await;
+    assert!(!seen_in_a.iter().any(|c| c.starts_with("heard beta")), "alpha subscribes to nothing: {seen_in_a:?}");
+
+    // Guild B's own alpha is heard by guild B's beta; guild A's never was.
+    let said = http.post(&in_b, &carol, json!({ "content": "probe publish news hello from B" })).await;
+    assert_eq!(said.status, StatusCode::OK);
+    let seen_in_b = contents_until(&mut carol_gw, "heard alpha.news: hello from B").await;
+    assert!(!seen_in_b.iter().any(|c| c.contains("from A")), "guild A's message leaked into guild B: {seen_in_b:?}");
+
+    // Shared subjects need the operator's grant; wildcards and dots cannot escape.
+    http.post(&in_a, &w.bob, json!({ "content": "probe publish shared.alerts.fire boom" })).await;
+    let replies = contents_until(&mut w.bob_gw, "publish: denied").await;
+    assert!(!replies.iter().any(|c| c.starts_with("heard")), "{replies:?}");
+    http.post(&in_a, &w.bob, json!({ "content": "probe publish news.* x" })).await;
+    contents_until(&mut w.bob_gw, "publish: invalid").await;
 }

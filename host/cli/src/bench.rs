@@ -178,6 +178,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         sessions: registry.clone(),
         locator: None,
         ownership: None,
+        plugin_bus: None,
     };
     let (handle, _task) = spawn_guild(state, deps, None);
 

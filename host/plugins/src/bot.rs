@@ -19,10 +19,10 @@ mod bindings {
 }
 
 use crate::interfaces::guildhall::plugin::types;
-use bindings::guildhall::plugin::{kv, messages, timers};
+use bindings::guildhall::plugin::{kv, messages, pubsub, timers};
 pub use types::{
-    GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, Reaction as BotReaction, TimerFired,
-    User as BotUser,
+    GuildEvent, HostError, Member as BotMember, Message as BotMessage, MessageRef, Published, Reaction as BotReaction,
+    TimerFired, User as BotUser,
 };
 
 type Pre = bindings::BotPre<PluginState>;
@@ -99,13 +99,20 @@ impl timers::Host for PluginState {
     }
 }
 
+impl pubsub::Host for PluginState {
+    async fn publish(&mut self, subject: String, payload: Vec<u8>) -> Result<(), HostError> {
+        let bot = self.bot()?;
+        self.off_the_clock(async move { bot.publish(subject, payload).await }).await
+    }
+}
+
 pub(crate) fn entry(sandbox: &Sandbox) -> wasmtime::Result<Box<dyn WorldEntry>> {
     let mut linker = linker_with_wasi(sandbox)?;
     bindings::Bot::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     let info = WorldInfo {
         kind: PluginKind::Bot,
         export: "guildhall:plugin/events@0.1.0",
-        imports: &["types", "log", "clock", "guild", "text", "messages", "kv", "timers"],
+        imports: &["types", "log", "clock", "guild", "text", "messages", "kv", "timers", "pubsub"],
     };
     Ok(Box::new(LinkedWorld { info, linker, pre: Pre::new }))
 }

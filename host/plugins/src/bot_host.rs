@@ -18,4 +18,6 @@ pub trait BotHost: Send + Sync + 'static {
     /// Timers outlive the instance: the host keeps them (and may persist them).
     async fn set_timer(&self, delay_ms: u64, payload: String) -> Result<u64, HostError>;
     async fn cancel_timer(&self, id: u64);
+    /// Publishes on a subject of the bot's namespace (see the WIT `pubsub` interface).
+    async fn publish(&self, subject: String, payload: Vec<u8>) -> Result<(), HostError>;
 }

@@ -29,7 +29,8 @@ mod text;
 mod world;
 
 pub use bot::{
-    BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, GuildEvent, HostError, MessageRef, TimerFired,
+    BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, GuildEvent, HostError, MessageRef, Published,
+    TimerFired,
 };
 pub use engine::{pagemap_scan_available, EngineConfig, Sandbox};
 pub use loader::PluginEngine;

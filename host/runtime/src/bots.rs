@@ -19,13 +19,14 @@ use guildhall_core::Snowflake;
 use guildhall_data::DataService;
 use guildhall_plugins::{
     BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, Channel as PluginChannel,
-    GuildEvent as BotEvent, HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, TimerFired,
+    GuildEvent as BotEvent, HostError, LoadedPlugin, MessageRef, PluginEngine, PluginError, Published, TimerFired,
 };
 use guildhall_store::HistoryQuery;
 use tokio::sync::mpsc;
 
 use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::plugin_support::{disable, guild_view, Faults, IDLE_AFTER};
+use crate::pubsub::{PluginBus, PublishError, Publisher, Scope};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
@@ -65,6 +66,8 @@ pub struct BotSpec {
     pub channels: Arc<Vec<PluginChannel>>,
     /// Time the bot has per event for its own computation (`plugins.bot_event_deadline_ms`).
     pub event_deadline: Duration,
+    /// Where it publishes and subscribes (`None`: no pub/sub here).
+    pub plugin_bus: Option<Arc<PluginBus>>,
 }
 
 pub fn spawn_bot(spec: BotSpec) -> BotRunner {
@@ -120,7 +123,13 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
         Vec::new()
     });
     let timers = Arc::new(Mutex::new(Timers::load(pending)));
+    let scope = Scope { guild: guild_id, plugin: spec.record.name.clone() };
+    let mut published = match &spec.plugin_bus {
+        Some(bus) => subscribe(bus, &scope, &spec.record).await,
+        None => mpsc::channel(1).1,
+    };
     let host = Arc::new(GuildBotHost {
+        publisher: spec.plugin_bus.clone().map(|bus| Publisher::new(bus, scope)),
         guild_id: spec.record.guild_id,
         plugin_id: spec.record.id,
         bot_user: spec.bot_user.clone(),
@@ -141,6 +150,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
                 Some(e) => vec![e],
                 None => return, // the guild reloaded its plugins or stopped
             },
+            Some(message) = published.recv() => vec![message],
             _ = sleep_until(next_due) => {
                 let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(SystemClock.unix_ms());
                 due.into_iter().map(|(id, payload)| BotEvent::Timer(TimerFired { id, payload })).collect()
@@ -177,6 +187,40 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
     }
 }
 
+/// The bot's subscriptions (from its configuration), as one queue of `published` events
+/// (bounded: a bot that cannot keep up misses messages, as a slow NATS subscriber does).
+async fn subscribe(bus: &Arc<PluginBus>, scope: &Scope, record: &PluginRecord) -> mpsc::Receiver<BotEvent> {
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let subscriptions = match bus.subscriptions(scope, &record.config) {
+        Ok(patterns) => bus.subscribe(&patterns).await,
+        Err(e) => Err(e),
+    };
+    let subscriptions = subscriptions.unwrap_or_else(|e| {
+        tracing::warn!(plugin = %record.name, guild = %record.guild_id, error = %e, "bot subscriptions refused");
+        Vec::new()
+    });
+    for mut subscription in subscriptions {
+        let (tx, bus, scope) = (tx.clone(), bus.clone(), scope.clone());
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = tx.closed() => return, // the runner ended: unsubscribe
+                    message = subscription.next() => match message {
+                        Some(m) => m,
+                        None => return,
+                    },
+                };
+                let Some(subject) = bus.relative(&scope, &message.subject) else { continue };
+                let event = BotEvent::Published(Published { subject, payload: message.payload.to_vec() });
+                if tx.try_send(event).is_err() {
+                    tracing::debug!(plugin = %scope.plugin, "bot's pub/sub queue full; message dropped");
+                }
+            }
+        });
+    }
+    rx
+}
+
 async fn deliver(
     spec: &BotSpec,
     host: &Arc<GuildBotHost>,
@@ -203,6 +247,8 @@ async fn sleep_until(unix_ms: Option<u64>) {
 
 /// What a bot may do in its guild.
 struct GuildBotHost {
+    /// Its pub/sub end (its namespace and rate limit).
+    publisher: Option<Publisher>,
     guild_id: GuildId,
     plugin_id: Snowflake,
     bot_user: User,
@@ -446,6 +492,18 @@ impl BotHost for GuildBotHost {
             return Err(unavailable(e));
         }
         Ok(id)
+    }
+
+    async fn publish(&self, subject: String, payload: Vec<u8>) -> Result<(), HostError> {
+        let Some(publisher) = &self.publisher else {
+            return Err(HostError::Unavailable("pub/sub is not enabled on this host".into()));
+        };
+        publisher.publish(&subject, payload).await.map_err(|e| match e {
+            PublishError::Invalid(m) => HostError::Invalid(m),
+            PublishError::Denied(m) => HostError::Denied(m),
+            PublishError::Limited(m) => HostError::Limited(m),
+            PublishError::Unavailable(m) => HostError::Unavailable(m),
+        })
     }
 
     async fn cancel_timer(&self, id: u64) {

@@ -37,6 +37,10 @@ pub struct PluginsConfig {
     pub max_component_bytes: usize,
     /// Live instances the pool holds (each reserves address space and memory mappings).
     pub pool_instances: u32,
+    /// Pub/sub subjects every plugin of every guild may publish and subscribe to, as
+    /// patterns (`alerts.>`); plugins name them `shared.alerts...`. Empty: nothing crosses
+    /// guilds.
+    pub shared_subjects: Vec<String>,
 }
 
 impl Default for PluginsConfig {
@@ -47,6 +51,7 @@ impl Default for PluginsConfig {
             max_memory_mib: 16,
             max_component_bytes: 8 << 20,
             pool_instances: 2_000,
+            shared_subjects: Vec::new(),
         }
     }
 }

@@ -236,6 +236,7 @@ mod tests {
             sessions: sessions.clone(),
             locator: None,
             ownership: None,
+            plugin_bus: None,
         };
         Fixture { directory: LocalDirectory::new(deps), metrics, sessions, data, dir }
     }

@@ -36,6 +36,7 @@ use crate::metrics::{Metrics, Metrics as M};
 use crate::moderation::{Disabled, Judgement, Moderation};
 use crate::ownership::{Ownership, OwnershipToken, PassedOn};
 use crate::plugin_support::load_component;
+use crate::pubsub::PluginBus;
 use crate::reply::{NodeId, Replies, ReplyTo};
 use crate::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
 
@@ -61,6 +62,8 @@ pub struct GuildDeps {
     pub locator: Option<Weak<dyn Locate>>,
     /// The fence that keeps a guild on one node (a cluster's); `None` on a single host.
     pub ownership: Option<Arc<dyn Ownership>>,
+    /// Where bots publish and subscribe (`None`: no pub/sub).
+    pub plugin_bus: Option<Arc<PluginBus>>,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -83,6 +86,7 @@ struct GuildActor {
     config: GuildConfig,
     plugins: Option<Arc<PluginEngine>>,
     plugin_limits: PluginsConfig,
+    plugin_bus: Option<Arc<PluginBus>>,
     audit: AuditLog,
     moderation: Option<Moderation>,
     /// Messages waiting for the moderators, in order.
@@ -138,6 +142,7 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
         config: deps.config,
         plugins: deps.plugins,
         plugin_limits: deps.plugin_limits,
+        plugin_bus: deps.plugin_bus,
         audit: deps.audit,
         moderation: None,
         to_moderate: VecDeque::new(),
@@ -301,6 +306,7 @@ impl GuildActor {
                         data: self.data.clone(),
                         channels: channels.clone(),
                         event_deadline: Duration::from_millis(self.plugin_limits.bot_event_deadline_ms),
+                        plugin_bus: self.plugin_bus.clone(),
                     };
                     self.bots.push(spawn_bot(spec));
                 }
@@ -597,6 +603,7 @@ mod tests {
             sessions: router,
             locator: None,
             ownership: None,
+            plugin_bus: None,
         };
         (spawn_guild(state, deps, None).0, metrics, dir)
     }
@@ -851,6 +858,7 @@ mod tests {
             sessions,
             locator: None,
             ownership: None,
+            plugin_bus: None,
         };
         let ownership: Arc<dyn Ownership> = fence_state.clone();
         let token = ownership.acquire("guild", Snowflake(10)).await.unwrap();

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod ownership;
 pub mod plugin_support;
+pub mod pubsub;
 pub mod reads;
 pub mod registry;
 pub mod reply;

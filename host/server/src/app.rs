@@ -19,13 +19,14 @@ use guildhall_store_redb::EmbeddedStore;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use guildhall_bus::Bus;
+use guildhall_bus::{Bus, LocalBus};
 use guildhall_cluster::wire::ActorKind;
 use guildhall_cluster::{ClusterDirectory, ClusterMover, ClusterReads, ClusterRouter, Transport, View};
 use guildhall_runtime::audit::AuditLog;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::ownership::Ownership;
+use guildhall_runtime::pubsub::PluginBus;
 use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::session::{SessionMover, SessionRouter};
@@ -56,6 +57,8 @@ pub struct App {
     pub router: Arc<dyn SessionRouter>,
     /// This node's own sessions: only the gateway edge adds and removes entries.
     pub local_sessions: Arc<SessionRegistry>,
+    /// Where plugins publish and subscribe (checks their subscriptions at configuration).
+    pub plugin_bus: Arc<PluginBus>,
     /// In a cluster: finds a RESUME's session on another node and takes it over.
     pub mover: Option<Arc<dyn SessionMover>>,
     /// In a cluster: this node's guild and DM directories (to see what still runs here).
@@ -151,6 +154,12 @@ impl App {
                 Arc::new(ClusterRouter { transport: transport.clone() })
             }
         };
+        // Plugins' pub/sub: in process alone, on the cluster's NATS otherwise.
+        let (bus, cluster_name): (Arc<dyn Bus>, &str) = match &topology {
+            Topology::Single => (Arc::new(LocalBus::new()), &config.cluster.name),
+            Topology::Cluster(setup) => (setup.bus.clone(), &setup.name),
+        };
+        let plugin_bus = Arc::new(PluginBus::new(bus, cluster_name, &config.plugins.shared_subjects)?);
         let deps = GuildDeps {
             data: data.clone(),
             metrics: metrics.clone(),
@@ -166,6 +175,7 @@ impl App {
                 Topology::Single => None,
                 Topology::Cluster(setup) => Some(setup.ownership.clone()),
             },
+            plugin_bus: Some(plugin_bus.clone()),
         };
         let mut cluster_directories = Vec::new();
         let (directory, dms): (Arc<dyn Directory>, Arc<dyn Directory>) = match (&transport, &topology) {
@@ -201,6 +211,7 @@ impl App {
             node,
             metrics,
             next_session: AtomicU64::new(1),
+            plugin_bus,
             mover: transport.map(|transport| Arc::new(ClusterMover { transport }) as Arc<dyn SessionMover>),
             cluster_directories,
             shutdown: watch::channel(false).0,

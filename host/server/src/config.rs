@@ -206,6 +206,7 @@ impl Config {
         if !(1..=4096).contains(&p.max_memory_mib) || p.pool_instances == 0 || p.max_component_bytes == 0 {
             return Err("plugins.max_memory_mib must be 1..=4096; pool_instances and max_component_bytes > 0".into());
         }
+        guildhall_runtime::pubsub::check_grants(&p.shared_subjects)?;
         Ok(())
     }
 
@@ -237,10 +238,16 @@ fn is_known(defaults: &toml::Value, path: &[String]) -> bool {
     }
 }
 
-/// An environment value as TOML: integers and booleans typed, anything else a string.
+/// An environment value as TOML: integers, booleans and arrays (`["a.>", "b"]`) typed,
+/// anything else a string.
 fn parse_scalar(value: &str) -> toml::Value {
     if let Ok(i) = value.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    if value.starts_with('[') {
+        if let Some(array) = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")) {
+            return array;
+        }
     }
     match value {
         "true" => toml::Value::Boolean(true),
@@ -279,6 +286,22 @@ mod tests {
         assert_eq!(c.gateway.heartbeat_interval_ms, 500);
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.gateway.max_frame_bytes, 4096, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn lists_come_from_the_environment_as_toml_arrays() {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let key = ["plugins".to_owned(), "shared_subjects".to_owned()];
+        assert!(is_known(&defaults, &key));
+        let mut t = toml::Table::new();
+        set_path(&mut t, &key, parse_scalar(r#"["alerts.>", "scores.*"]"#)).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.plugins.shared_subjects, ["alerts.>", "scores.*"]);
+        assert!(c.validate().is_ok());
+        assert_eq!(parse_scalar("[not toml"), toml::Value::String("[not toml".into()), "a string after all");
+        let mut bad = Config::default();
+        bad.plugins.shared_subjects = vec!["alerts.>.x".into()];
+        assert!(bad.validate().unwrap_err().contains("plugins.shared_subjects"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::ctx::{
 use super::error::{code, ApiError};
 use guildhall_runtime::audit::change;
 use guildhall_runtime::guild_actor::GuildMsg;
+use guildhall_runtime::pubsub::Scope;
 
 const MAX_NAME_CHARS: usize = 32;
 
@@ -121,7 +122,8 @@ struct Update {
 }
 
 /// PATCH /guilds/{id}/plugins/{plugin_id} {enabled?, config?}. A moderator's new
-/// configuration is tried (instantiate and `init`) before it is accepted.
+/// configuration is tried (instantiate and `init`) before it is accepted; a bot's pub/sub
+/// subscriptions (`subscribe`) are checked.
 pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
     let owner = require_owner(ctx, guild_id).await?;
     let body: Update = ctx.json().await?;
@@ -133,6 +135,13 @@ pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
         }
         if record.kind == PluginKind::Moderator.as_str() {
             try_config(ctx, &record, &config).await?;
+        }
+        if record.kind == PluginKind::Bot.as_str() {
+            let scope = Scope { guild: guild_id, plugin: record.name.clone() };
+            ctx.app
+                .plugin_bus
+                .subscriptions(&scope, &config)
+                .map_err(|e| ApiError::invalid_form(format!("config: {e}")))?;
         }
         record.config = config;
     }
