@@ -4,20 +4,17 @@
 
 pub mod flows;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
+use fastwebsockets::{Frame, OpCode, Payload};
+use guildhall_client::gateway::{connect_gateway, GatewaySocket};
 use guildhall_client::ApiClient;
-use hyper::upgrade::Upgraded;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 
 pub const ALL_INTENTS: u64 = (1 << 26) - 1;
 
@@ -304,20 +301,9 @@ impl Http {
     }
 }
 
-struct SpawnExecutor;
-impl<F> hyper::rt::Executor<F> for SpawnExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(fut);
-    }
-}
-
 /// A WebSocket gateway client.
 pub struct Gateway {
-    ws: FragmentCollector<TokioIo<Upgraded>>,
+    ws: GatewaySocket,
     /// The last dispatch sequence number seen; every dispatch must be exactly one more.
     pub last_seq: u64,
 }
@@ -331,19 +317,8 @@ pub enum Incoming {
 
 impl Gateway {
     pub async fn connect(addr: SocketAddr, path_and_query: &str) -> Gateway {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let req = Request::builder()
-            .method("GET")
-            .uri(path_and_query)
-            .header("host", addr.to_string())
-            .header("upgrade", "websocket")
-            .header("connection", "upgrade")
-            .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
-            .header("sec-websocket-version", "13")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .expect("request");
-        let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, req, stream).await.expect("ws handshake");
-        Gateway { ws: FragmentCollector::new(ws), last_seq: 0 }
+        let ws = connect_gateway(&addr.to_string(), path_and_query).await.expect("ws handshake");
+        Gateway { ws, last_seq: 0 }
     }
 
     pub async fn send(&mut self, v: Value) {

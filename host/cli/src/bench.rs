@@ -72,7 +72,8 @@ pub enum Scenario {
     },
     /// Real `guildhall serve --cluster` nodes (one, then `nodes`) on a running nats-server
     /// and CQL node: creates through every node, NATS messages per create, a hot-channel
-    /// read burst over the nodes, and fail-over after SIGKILL.
+    /// read burst over the nodes, fan-out to WebSocket sessions on every node, and
+    /// fail-over after SIGKILL.
     Cluster {
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
         nats: String,
@@ -92,6 +93,12 @@ pub enum Scenario {
         burst: usize,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Gateway sessions (WebSockets) spread over the nodes for the fan-out stage.
+        #[arg(long, default_value_t = 300)]
+        sessions: usize,
+        /// Messages posted for the fan-out stage (each delivered to every session).
+        #[arg(long, default_value_t = 200)]
+        fanout_messages: usize,
         #[arg(long)]
         json: bool,
     },
@@ -116,7 +123,19 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Coalesce { storage, concurrency, rounds, json } => {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
-        Scenario::Cluster { nats, nats_monitor, cql, nodes, concurrency, messages, burst, rounds, json } => {
+        Scenario::Cluster {
+            nats,
+            nats_monitor,
+            cql,
+            nodes,
+            concurrency,
+            messages,
+            burst,
+            rounds,
+            sessions,
+            fanout_messages,
+            json,
+        } => {
             let b = crate::bench_cluster::ClusterBench {
                 nats,
                 nats_monitor,
@@ -126,6 +145,8 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
                 messages,
                 burst,
                 rounds,
+                sessions,
+                fanout_messages,
             };
             (crate::bench_cluster::run(b).await?, json)
         }

@@ -6,12 +6,17 @@
 //! - NATS messages and bytes per create (the server's own counters, /varz);
 //! - a hot-channel burst of identical history reads spread over the nodes: requests
 //!   against storage queries (the coalescing ratio, cluster-wide);
+//! - fan-out: WebSocket sessions spread over the nodes, messages posted on the guild's
+//!   node: deliveries per second, NATS messages and bytes per event (the server's counters,
+//!   less what the idle cluster sends: lease renewals and view refreshes), forwards per
+//!   event (the nodes' own counter);
 //! - fail-over: the guild's node killed with SIGKILL, until a create succeeds again.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use guildhall_client::gateway::{connect_gateway, next_text, send_json, GatewaySocket};
 use guildhall_client::{ApiClient, Method};
 use serde_json::{json, Value};
 
@@ -28,6 +33,8 @@ pub struct ClusterBench {
     pub messages: usize,
     pub burst: usize,
     pub rounds: usize,
+    pub sessions: usize,
+    pub fanout_messages: usize,
 }
 
 struct Node {
@@ -211,15 +218,18 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
         "coalescing_ratio": requests as f64 / queries.max(1) as f64,
     });
 
+    let mut owner = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if metric(node.addr, "guildhall_guilds").await? == 1 {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.ok_or("no node runs the guild")?;
+    let fanout = fanout(b, &nodes, owner, &token, &create_path).await?;
+    report["fanout"] = fanout;
+
     if n > 1 {
         // Fail-over: kill the guild's node, then create through a survivor until it works.
-        let mut owner = None;
-        for (i, node) in nodes.iter().enumerate() {
-            if metric(node.addr, "guildhall_guilds").await? == 1 {
-                owner = Some(i);
-            }
-        }
-        let owner = owner.ok_or("no node runs the guild")?;
         let survivor = nodes[(owner + 1) % n].addr;
         let mut client = ApiClient::connect(&survivor.to_string()).await.map_err(|e| e.to_string())?;
         let killed = Instant::now();
@@ -239,6 +249,97 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
     Ok(report)
 }
 
+/// Opens a gateway session and waits for its guild (READY, then GUILD_CREATE).
+async fn open_session(addr: SocketAddr, token: &str) -> Result<GatewaySocket, String> {
+    let mut ws = connect_gateway(&addr.to_string(), "/gateway?v=10&encoding=json").await.map_err(|e| e.to_string())?;
+    next_text(&mut ws).await.map_err(|e| e.to_string())?.ok_or("closed before HELLO")?;
+    let intents = 1 | 1 << 9; // GUILDS, GUILD_MESSAGES
+    let identify = json!({ "op": 2, "d": { "token": token, "intents": intents, "properties": { "os": "linux", "browser": "bench", "device": "bench" } } });
+    send_json(&mut ws, &identify).await.map_err(|e| e.to_string())?;
+    loop {
+        let frame = next_text(&mut ws).await.map_err(|e| e.to_string())?.ok_or("closed before GUILD_CREATE")?;
+        if contains(&frame, b"\"t\":\"GUILD_CREATE\"") {
+            return Ok(ws);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Fan-out to `sessions` WebSockets spread over the nodes; messages posted on the guild's
+/// node, so what crosses NATS is the fan-out (and the cluster's idle chatter, measured
+/// before and subtracted).
+async fn fanout(b: &ClusterBench, nodes: &[Node], owner: usize, token: &str, path: &str) -> Result<Value, String> {
+    let mut sessions = Vec::with_capacity(b.sessions);
+    for s in 0..b.sessions {
+        sessions.push(open_session(nodes[s % nodes.len()].addr, token).await?);
+    }
+    let idle = Duration::from_secs(1);
+    let (idle0, idle_bytes0) = nats_in(&b.nats_monitor).await?;
+    tokio::time::sleep(idle).await;
+    let (idle1, idle_bytes1) = nats_in(&b.nats_monitor).await?;
+    let idle_msgs_per_sec = (idle1 - idle0) as f64 / idle.as_secs_f64();
+    let idle_bytes_per_sec = (idle_bytes1 - idle_bytes0) as f64 / idle.as_secs_f64();
+
+    let expected = b.fanout_messages;
+    let mut readers = Vec::with_capacity(sessions.len());
+    for mut ws in sessions {
+        readers.push(tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < expected {
+                let frame = next_text(&mut ws).await.map_err(|e| e.to_string())?.ok_or("a session was closed")?;
+                seen += usize::from(contains(&frame, b"\"t\":\"MESSAGE_CREATE\""));
+            }
+            Ok::<_, String>(Instant::now())
+        }));
+    }
+    let forwards0 = sum_metric(nodes, "guildhall_node_forwards_total").await?;
+    let (msgs0, bytes0) = nats_in(&b.nats_monitor).await?;
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut posters = Vec::new();
+    for _ in 0..4 {
+        let (addr, token, path, next) = (nodes[owner].addr, token.to_owned(), path.to_owned(), next.clone());
+        posters.push(tokio::spawn(async move {
+            let mut client = ApiClient::connect(&addr.to_string()).await.map_err(|e| e.to_string())?;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < expected {
+                let body = json!({ "content": "fan-out message of a typical length, about sixty characters" });
+                let (status, answer) = call(&mut client, Method::POST, &path, Some(&token), Some(body)).await?;
+                if status != 200 {
+                    return Err(format!("create answered {status}: {answer}"));
+                }
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for p in posters {
+        p.await.map_err(|e| e.to_string())??;
+    }
+    let mut last = started;
+    for r in readers {
+        last = last.max(r.await.map_err(|e| e.to_string())??);
+    }
+    let secs = (last - started).as_secs_f64();
+    let (msgs1, bytes1) = nats_in(&b.nats_monitor).await?;
+    let forwards = sum_metric(nodes, "guildhall_node_forwards_total").await? - forwards0;
+    let events = expected as f64;
+    let nats_msgs = (msgs1 - msgs0) as f64;
+    let nats_bytes = (bytes1 - bytes0) as f64;
+    Ok(json!({
+        "sessions": b.sessions,
+        "messages": expected,
+        "deliveries_per_sec": (b.sessions * expected) as f64 / secs,
+        "seconds": secs,
+        "node_forwards_per_event": forwards as f64 / events,
+        "nats_msgs_per_event": ((nats_msgs - idle_msgs_per_sec * secs) / events).max(0.0),
+        "nats_bytes_per_event": ((nats_bytes - idle_bytes_per_sec * secs) / events).max(0.0),
+        "nats_msgs_per_event_raw": nats_msgs / events,
+        "nats_idle_msgs_per_sec": idle_msgs_per_sec,
+    }))
+}
+
 pub async fn run(b: ClusterBench) -> Result<Value, String> {
     if b.nodes < 2 {
         return Err("--nodes must be at least 2 (it is compared with one node)".into());
@@ -255,5 +356,7 @@ pub async fn run(b: ClusterBench) -> Result<Value, String> {
         "cluster": many,
         "creates_per_sec_cluster_over_one": ratio("creates_per_sec"),
         "create_p50_cluster_over_one": ratio("create_p50_us"),
+        "fanout_deliveries_per_sec_cluster_over_one": many["fanout"]["deliveries_per_sec"].as_f64().unwrap_or(0.0)
+            / one["fanout"]["deliveries_per_sec"].as_f64().unwrap_or(1.0).max(f64::MIN_POSITIVE),
     }))
 }

@@ -1,6 +1,9 @@
 //! The HTTP client the CLI, the benchmarks and the end-to-end tests share: one keep-alive
 //! HTTP/1.1 connection to a Guildhall host, requests under `/api/v10`, JSON in and out.
 //! (hyper's own connection API; no pool: each user holds the connections it needs.)
+//! `gateway` opens WebSockets to the gateway.
+
+pub mod gateway;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +23,8 @@ pub enum ClientError {
     Request(#[from] hyper::http::Error),
     #[error("the body is not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
 }
 
 /// An answer: the status and the body.
