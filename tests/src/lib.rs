@@ -75,6 +75,7 @@ impl Server {
         if !env.iter().any(|(k, _)| *k == "GUILDHALL_CLUSTER__LEASE_MS") {
             env.push(("GUILDHALL_CLUSTER__LEASE_MS", "1500")); // fail-over in seconds
         }
+        env.push(("GUILDHALL_CLUSTER__AUDIT_ACTORS", "true")); // for `audit_ownership`
         let mut nodes = Vec::new();
         for _ in 0..n {
             nodes.push(Server::start(&env).await);
@@ -153,6 +154,12 @@ impl Server {
         Server::start_on(dir, env).await
     }
 
+    /// SIGKILL, keeping the data directory (until the server is dropped).
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
     /// SIGTERM and wait for exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
         self.terminate_within(Duration::from_secs(10))
@@ -185,6 +192,74 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Milliseconds since the Unix epoch (the nodes' audit trails use the same clock).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as u64
+}
+
+/// Checks the nodes' actor ownership audit trails (`cluster.audit_actors`, in each node's
+/// data directory): for every actor, each ownership was given back before the next one was
+/// taken, so no guild ever ran on two nodes at once. A node that was killed gives nothing
+/// back: `died` says when, and the next owner must have taken over after that. Returns how
+/// many ownerships it checked.
+pub fn audit_ownership(nodes: &[&Server], died: &[(&Server, u64)]) -> usize {
+    let trail = |s: &Server| s.data_dir.join("actor-ownership.log");
+    let mut trails: Vec<(PathBuf, Option<u64>)> = nodes.iter().map(|s| (trail(s), None)).collect();
+    trails.extend(died.iter().map(|(s, at)| (trail(s), Some(*at))));
+    check_ownership_trails(&trails)
+}
+
+/// [`audit_ownership`] on trail files: each with the time its node died, if it did.
+pub fn check_ownership_trails(trails: &[(PathBuf, Option<u64>)]) -> usize {
+    struct Stretch {
+        node: String,
+        acquired: u64,
+        released: Option<u64>,
+    }
+    let mut by_key: std::collections::BTreeMap<String, Vec<Stretch>> = Default::default();
+    let mut death: std::collections::HashMap<String, u64> = Default::default();
+    for (path, died) in trails {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!(f.len(), 5, "{}: malformed line {line:?}", path.display());
+            let (key, node, at) = (f[1].to_owned(), f[2].to_owned(), f[4].parse::<u64>().expect("unix ms"));
+            if let Some(at) = died {
+                death.insert(node.clone(), *at);
+            }
+            let stretches = by_key.entry(key.clone()).or_default();
+            match f[0] {
+                "acquire" => stretches.push(Stretch { node, acquired: at, released: None }),
+                "release" => {
+                    let open = stretches.iter_mut().rev().find(|s| s.node == node && s.released.is_none());
+                    open.unwrap_or_else(|| panic!("{key}: released by {node} without acquiring")).released = Some(at);
+                }
+                other => panic!("{}: unknown record {other:?}", path.display()),
+            }
+        }
+    }
+    let mut checked = 0;
+    for (key, mut stretches) in by_key {
+        stretches.sort_by_key(|s| s.acquired);
+        for pair in stretches.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            let ended = before.released.or_else(|| death.get(&before.node).copied());
+            let ended = ended.unwrap_or_else(|| {
+                panic!("{key}: node {} still held it when node {} took it", before.node, after.node)
+            });
+            assert!(
+                ended <= after.acquired,
+                "{key}: node {} held it until {ended}, node {} took it at {}",
+                before.node,
+                after.node,
+                after.acquired
+            );
+        }
+        checked += stretches.len();
+    }
+    checked
 }
 
 /// A plugin component built from source for wasm32-wasip2 (the test command builds them),
@@ -222,9 +297,9 @@ fn service_answers(addr: &str, what: &str, require_var: &str, start: &str) -> bo
         .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
     if !reachable {
         if std::env::var_os("CI").is_some() || std::env::var_os(require_var).is_some() {
-            panic!("no {what} at {addr} (run {start})");
+            panic!("nothing answers at {addr}: {what} is needed (run {start})");
         }
-        eprintln!("SKIPPED: no {what} at {addr} (run {start})");
+        eprintln!("SKIPPED: nothing answers at {addr}: {what} is needed (run {start})");
     }
     reachable
 }
@@ -402,5 +477,51 @@ impl Gateway {
             self.dispatch("GUILD_CREATE").await;
         }
         ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trails(files: &[(&str, Option<u64>)]) -> Vec<(PathBuf, Option<u64>)> {
+        let dir = std::env::temp_dir().join(format!("guildhall-audit-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        files
+            .iter()
+            .enumerate()
+            .map(|(i, (text, died))| {
+                let path = dir.join(format!("{i}.log"));
+                std::fs::write(&path, text).unwrap();
+                (path, *died)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_actor_handed_from_node_to_node_passes_the_audit() {
+        let a = "acquire guild-1 1 5 100\nrelease guild-1 1 5 200\n";
+        let b = "acquire guild-1 2 6 200\nacquire guild-2 2 1 50\n";
+        assert_eq!(check_ownership_trails(&trails(&[(a, None), (b, None)])), 3);
+        // A node that died held it until its death.
+        let dead = "acquire guild-1 1 5 100\n";
+        let b = "acquire guild-1 2 6 900\n";
+        assert_eq!(check_ownership_trails(&trails(&[(dead, Some(800)), (b, None)])), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "held it until 250")]
+    fn an_actor_taken_before_it_was_given_back_fails_the_audit() {
+        let a = "acquire guild-1 1 5 100\nrelease guild-1 1 5 250\n";
+        let b = "acquire guild-1 2 6 200\n";
+        check_ownership_trails(&trails(&[(a, None), (b, None)]));
+    }
+
+    #[test]
+    #[should_panic(expected = "still held it")]
+    fn an_actor_taken_from_a_live_holder_fails_the_audit() {
+        let a = "acquire guild-1 1 5 100\n";
+        let b = "acquire guild-1 2 6 200\n";
+        check_ownership_trails(&trails(&[(a, None), (b, None)]));
     }
 }

@@ -229,6 +229,9 @@ async fn a_joining_node_takes_its_share_of_guilds_and_their_sessions_follow() {
     let counts = running(&nodes).await;
     assert_eq!(counts.iter().sum::<u64>(), GUILDS as u64, "still one actor per guild: {counts:?}");
     assert!(counts.iter().all(|&c| c > 0), "every node runs some: {counts:?}");
+    // The audit trail: every guild that moved was given back before its new node took it.
+    let checked = guildhall_e2e::audit_ownership(&nodes.iter().collect::<Vec<_>>(), &[]);
+    assert!(checked > GUILDS, "the moves are in the trail ({checked} ownerships for {GUILDS} guilds)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,6 +258,22 @@ async fn killing_the_guilds_node_loses_no_acknowledged_message_and_it_serves_aga
     let (poster, watcher) = ((owner + 1) % 3, (owner + 2) % 3);
     let mut bob_gw = nodes[watcher].gateway().await;
     bob_gw.identify(&bob, ALL_INTENTS).await;
+    // Alice is connected to the node that will die: she collects what she sees until then.
+    let mut alice_gw = nodes[owner].gateway().await;
+    let ready = alice_gw.identify(&alice, ALL_INTENTS).await;
+    let alice_session = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    let alice_sees = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            match alice_gw.next_within(30).await {
+                guildhall_e2e::Incoming::Json(v) if v["t"] == "MESSAGE_CREATE" => {
+                    seen.push(v["d"]["id"].as_str().unwrap().to_owned())
+                }
+                guildhall_e2e::Incoming::Json(_) => {}
+                guildhall_e2e::Incoming::Close(_) => return (seen, alice_gw.last_seq),
+            }
+        }
+    });
 
     // Steady streams of posts (three clients) through a node that survives; the guild's
     // node is killed (SIGKILL) in the middle of them. A request that was in flight to the
@@ -279,7 +298,9 @@ async fn killing_the_guilds_node_loses_no_acknowledged_message_and_it_serves_aga
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     let killed_at = std::time::Instant::now();
-    drop(nodes.remove(owner)); // SIGKILL
+    let mut dead = nodes.remove(owner);
+    dead.kill9();
+    let died_unix_ms = guildhall_e2e::unix_ms();
     let (mut acked, mut failed) = (Vec::new(), 0);
     for stream in streams {
         let (a, f) = stream.await.unwrap();
@@ -309,6 +330,26 @@ async fn killing_the_guilds_node_loses_no_acknowledged_message_and_it_serves_aga
     for (id, _) in &acked {
         assert_eq!(stored.iter().filter(|s| *s == id).count(), 1, "acknowledged message {id} stored once");
     }
+
+    // Alice reconnects to a survivor: her session died with its node (op 9, not resumable),
+    // she identifies again and finds everything she missed in the history.
+    let (alice_seen, alice_seq) = alice_sees.await.unwrap();
+    let mut again = nodes[0].gateway().await;
+    assert_eq!(again.next().await["op"], 10);
+    again.send(json!({ "op": 6, "d": { "token": alice, "session_id": alice_session, "seq": alice_seq } })).await;
+    let invalid = again.next().await;
+    assert_eq!((invalid["op"].as_u64(), invalid["d"].as_bool()), (Some(9), Some(false)), "{invalid}");
+    let mut again = nodes[0].gateway().await;
+    again.identify(&alice, ALL_INTENTS).await;
+    let missed: Vec<&String> = acked.iter().map(|(id, _)| id).filter(|id| !alice_seen.contains(id)).collect();
+    assert!(!missed.is_empty(), "alice missed the messages after her node died");
+    for id in &missed {
+        assert!(stored.contains(id), "what alice missed ({id}) is in the history she reads after reconnecting");
+    }
+
+    // The audit trail: the guild's new node took it only after the old one died.
+    let checked = guildhall_e2e::audit_ownership(&nodes.iter().collect::<Vec<_>>(), &[(&dead, died_unix_ms)]);
+    assert!(checked >= 2, "the take-over is in the audit trail ({checked})");
 
     // Bob's session (on a surviving node) follows the guild to its new node.
     let m = survivor.post(&format!("/channels/{cid}/messages"), &alice, json!({ "content": "after" })).await;
@@ -487,7 +528,8 @@ async fn a_drained_node_hands_off_and_its_clients_resume_elsewhere_missing_nothi
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut node = nodes.remove(leaving);
     let started = std::time::Instant::now();
-    let exited = tokio::task::spawn_blocking(move || node.terminate_within(Duration::from_secs(40))).await.unwrap();
+    let (exited, left) =
+        tokio::task::spawn_blocking(move || (node.terminate_within(Duration::from_secs(40)), node)).await.unwrap();
     let drain_took = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -523,6 +565,10 @@ async fn a_drained_node_hands_off_and_its_clients_resume_elsewhere_missing_nothi
         moved_in += node.metric("guildhall_sessions_moved_in_total").await;
     }
     assert_eq!(moved_in, 2, "both sessions of the drained node were taken over");
+    let mut all: Vec<&Server> = nodes.iter().collect();
+    all.push(&left);
+    let checked = guildhall_e2e::audit_ownership(&all, &[]);
+    assert!(checked >= 2, "the guild's hand-off is in the audit trail ({checked})");
     eprintln!(
         "drain: {} messages acknowledged during it ({refused} refused), node exited after {drain_took:?}",
         acked.len()

@@ -70,11 +70,32 @@ pub struct KvOwnership {
     bucket: kv::Store,
     me: NodeId,
     view: watch::Receiver<Arc<View>>,
+    /// Where each ownership taken and given back is appended, if anywhere (an audit trail:
+    /// `acquire|release KEY NODE REVISION UNIX_MS` per line).
+    audit: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 impl KvOwnership {
     pub fn new(bucket: kv::Store, me: NodeId, view: watch::Receiver<Arc<View>>) -> KvOwnership {
-        KvOwnership { bucket, me, view }
+        KvOwnership { bucket, me, view, audit: None }
+    }
+
+    /// Appends every ownership taken and given back to `path` (`cluster.audit_actors`).
+    pub fn with_audit(mut self, path: &std::path::Path) -> std::io::Result<KvOwnership> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        self.audit = Some(std::sync::Mutex::new(file));
+        Ok(self)
+    }
+
+    fn record(&self, what: &str, token: &OwnershipToken) {
+        use std::io::Write;
+        if let Some(file) = &self.audit {
+            let line = format!("{what} {} {} {} {}\n", token.key, self.me, token.revision, unix_ms());
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = file.write_all(line.as_bytes()) {
+                tracing::warn!(error = %e, "cannot write the ownership audit trail");
+            }
+        }
     }
 
     fn encode(&self) -> Bytes {
@@ -122,6 +143,7 @@ impl Ownership for KvOwnership {
         let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
         loop {
             if let Some(token) = self.try_take(&key).await? {
+                self.record("acquire", &token);
                 return Ok(token);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -160,6 +182,7 @@ impl Ownership for KvOwnership {
             bytes += size;
             carried.push(next);
         }
+        self.record("release", &token);
         let holder = Holder { node: self.me, released_unix_ms: Some(unix_ms()), sessions: carried };
         let value = Bytes::from(serde_json::to_vec(&holder).expect("serializes"));
         match self.bucket.update(&token.key, value, token.revision).await {
@@ -173,6 +196,7 @@ impl Ownership for KvOwnership {
     }
 
     async fn release(&self, token: OwnershipToken) {
+        self.record("release", &token);
         if let Err(e) = self.bucket.delete_expect_revision(&token.key, Some(token.revision)).await {
             // Taken over meanwhile (then it is not ours to delete), or NATS is away (then
             // the next owner takes over once this node's lease runs out).

@@ -59,11 +59,21 @@ pub struct ClusterConfig {
     /// On SIGTERM, how long a node waits for its sessions to resume on other nodes (after
     /// handing its guilds off) before it stops; orchestrators' grace periods must be longer.
     pub drain_ms: u64,
+    /// Append every actor ownership this node takes and gives back to
+    /// `{data_dir}/actor-ownership.log` (an audit trail: one guild never on two nodes).
+    pub audit_actors: bool,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { nats: String::new(), name: "guildhall".into(), node_id: -1, lease_ms: 6_000, drain_ms: 15_000 }
+        ClusterConfig {
+            nats: String::new(),
+            name: "guildhall".into(),
+            node_id: -1,
+            lease_ms: 6_000,
+            drain_ms: 15_000,
+            audit_actors: false,
+        }
     }
 }
 

@@ -165,7 +165,13 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
     let owners = open_ownership_bucket(bus.client(), &format!("{}_actors", c.name))
         .await
         .map_err(|e| format!("ownership bucket: {e}"))?;
-    let ownership = Arc::new(KvOwnership::new(owners, node, heartbeat.view()));
+    let mut ownership = KvOwnership::new(owners, node, heartbeat.view());
+    if c.audit_actors {
+        let path = config.data_dir.join("actor-ownership.log");
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+        ownership = ownership.with_audit(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let ownership = Arc::new(ownership);
     let setup = app::ClusterSetup { node, name: c.name.clone(), bus: Arc::new(bus), view: heartbeat.view(), ownership };
     Ok((setup, heartbeat))
 }
