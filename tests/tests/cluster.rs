@@ -111,7 +111,8 @@ async fn a_guild_spread_over_three_nodes_behaves_as_one() {
     let queries = "guildhall_data_db_queries_total{route=\"history\"}";
     let mut before = Vec::new();
     for node in &nodes {
-        before.push((node.metric(history).await, node.metric(queries).await));
+        let joined = node.metric("guildhall_cluster_reads_joined_total").await;
+        before.push((node.metric(history).await, node.metric(queries).await, joined));
     }
     let mut burst = Vec::new();
     for i in 0..240 {
@@ -121,15 +122,20 @@ async fn a_guild_spread_over_three_nodes_behaves_as_one() {
     for b in burst {
         assert_eq!(b.await.unwrap(), StatusCode::OK);
     }
-    let (mut reads, mut db) = (Vec::new(), 0);
-    for (node, (requests0, queries0)) in nodes.iter().zip(before) {
+    let (mut reads, mut db, mut joined) = (Vec::new(), 0, 0);
+    for (node, (requests0, queries0, joined0)) in nodes.iter().zip(before) {
         reads.push(node.metric(history).await - requests0);
         db += node.metric(queries).await - queries0;
+        joined += node.metric("guildhall_cluster_reads_joined_total").await - joined0;
     }
     let owner = running.iter().position(|&r| r == 1).unwrap();
-    assert_eq!(reads[owner], 240, "every read went to the guild's node: {reads:?}");
-    assert_eq!(reads.iter().sum::<u64>(), 240, "and nowhere else: {reads:?}");
-    eprintln!("240 concurrent history reads over 3 nodes: {db} storage queries");
+    assert_eq!(reads.iter().sum::<u64>(), reads[owner], "only the guild's node reads storage: {reads:?}");
+    assert_eq!(
+        reads[owner] + joined,
+        240,
+        "every read went to the guild's node, or shared an identical one's answer from there: {reads:?}, {joined} joined"
+    );
+    eprintln!("240 concurrent history reads over 3 nodes: {db} storage queries, {joined} shared on their node");
     assert!(db < 240, "identical reads in flight were coalesced ({db} queries)");
     assert!(forwards >= 60, "30 messages x 2 other nodes forwarded at least ({forwards})");
     assert!(forwards <= 100, "per node and event, never per session ({forwards})");
@@ -637,4 +643,51 @@ async fn shared_plugin_subjects_cross_nodes_over_nats_and_private_ones_do_not() 
         !seen.iter().any(|c| c.contains("secret") && c.starts_with("heard")),
         "a private subject crossed: {seen:?}"
     );
+}
+
+/// Reads of one channel on a node that does not run it share one request to the channel's
+/// node while it is in flight; a read that starts after a write was acknowledged still
+/// sees that write, even in the middle of a storm of identical reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_reads_on_other_nodes_still_see_every_acknowledged_write() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let Some(nodes) = Server::start_cluster(2, &[]).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "Hot channel" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let cid = http[0].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let owner = if nodes[0].metric("guildhall_guilds").await == 1 { 0 } else { 1 };
+    let (writer, reader) = (http[owner], http[1 - owner]);
+    let path = format!("/channels/{cid}/messages");
+    for i in 0..50 {
+        let m = writer.post(&path, &alice, json!({ "content": format!("history {i} {}", "x".repeat(200)) })).await;
+        assert_eq!(m.status, StatusCode::OK);
+    }
+
+    // A storm of identical reads (full pages, so each query takes a while) on the node
+    // without the guild.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut storm = Vec::new();
+    for _ in 0..8 {
+        let (h, token, path, stop) = (reader, alice.clone(), format!("{path}?limit=100"), stop.clone());
+        storm.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(h.get(&path, &token).await.status, StatusCode::OK);
+            }
+        }));
+    }
+    for i in 0..40 {
+        let m = writer.post(&path, &alice, json!({ "content": format!("write {i}") })).await;
+        assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+        let latest = reader.get(&format!("{path}?limit=100"), &alice).await;
+        assert_eq!(latest.body[0]["id"], m.body["id"], "write {i}: a read after its acknowledgement saw it");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in storm {
+        s.await.unwrap();
+    }
+    let joined = nodes[1 - owner].metric("guildhall_cluster_reads_joined_total").await;
+    eprintln!("reads shared on the reading node: {joined}");
+    assert!(joined > 0, "the storm's reads were shared");
 }

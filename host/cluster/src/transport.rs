@@ -37,7 +37,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::membership::View;
 use crate::wire::{
     decode, decode_framed, decode_handover, encode, encode_framed, encode_handover, Accepted, ActorKind, ActorRequest,
-    FindSession, ReadAnswer, ReadRequest, ReplyDelivery, SessionsHeader, Subjects, TakeSession, UserHeader, UserWire,
+    FindSession, ReadAnswer, ReadReply, ReadRequest, ReplyDelivery, SessionsHeader, Subjects, TakeSession, UserHeader,
+    UserWire,
 };
 
 /// How long a node waits for another to take a message into an actor's mailbox (the actor
@@ -152,7 +153,7 @@ impl Transport {
                     let Some(reply) = request.reply else { return };
                     let answer = match decode::<ReadRequest>(&request.payload) {
                         Ok(read) => me.answer_read(read, &data).await,
-                        Err(e) => ReadAnswer::Failed(e.to_string()),
+                        Err(e) => ReadReply { answer: ReadAnswer::Failed(e.to_string()), shareable: false },
                     };
                     let _ = me.bus.publish(&reply, encode(&answer)).await;
                 });
@@ -334,14 +335,15 @@ impl Transport {
         self.owner(channel.guild_id.unwrap_or(channel.id))
     }
 
-    async fn answer_read(&self, read: ReadRequest, data: &DataService) -> ReadAnswer {
+    async fn answer_read(&self, read: ReadRequest, data: &DataService) -> ReadReply {
         let channel = match &read {
             ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
         };
         if self.channel_owner(channel) != Some(self.me) {
-            return ReadAnswer::NotHere;
+            return ReadReply { answer: ReadAnswer::NotHere, shareable: false };
         }
-        match read {
+        let (channel_id, mark) = (channel.id, data.write_mark());
+        let answer = match read {
             ReadRequest::History { channel, query, limit } => match data.history(&channel, query, limit).await {
                 Ok(messages) => ReadAnswer::Messages(messages.as_ref().clone()),
                 Err(e) => ReadAnswer::Failed(e.to_string()),
@@ -350,7 +352,10 @@ impl Transport {
                 Ok(message) => ReadAnswer::Message(message.map(Box::new)),
                 Err(e) => ReadAnswer::Failed(e.to_string()),
             },
-        }
+        };
+        let shareable =
+            matches!(answer, ReadAnswer::Messages(_) | ReadAnswer::Message(_)) && !data.written_since(channel_id, mark);
+        ReadReply { answer, shareable }
     }
 
     /// Notes what this node's sessions tell guilds on `owner`, to reconnect them if
@@ -658,10 +663,108 @@ impl RemoteMailbox for NodeMailbox {
 pub struct ClusterReads {
     pub transport: Arc<Transport>,
     pub data: Arc<DataService>,
+    /// Identical reads this node forwards, while one is in flight: the others wait for its
+    /// answer instead of crossing the bus too (the owner's data service coalesces across
+    /// nodes; this keeps a burst to one request per node).
+    in_flight: Mutex<HashMap<ReadKey, Vec<Joiner>>>,
+}
+
+/// A read waiting for an identical one's answer (`None`: read on your own).
+type Joiner = oneshot::Sender<Option<Arc<ReadAnswer>>>;
+
+/// What makes two reads identical.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ReadKey {
+    History(guildhall_core::model::ChannelId, HistoryQuery, usize),
+    Message(guildhall_core::model::ChannelId, MessageId),
+}
+
+/// Reads joined to one in flight, at most (beyond, a read goes on its own).
+const MAX_JOINED: usize = 100_000;
+
+/// Ends a forwarded read's sharing: its joiners get the answer, or `None` (read again),
+/// also when the read is dropped halfway.
+struct Flight<'a> {
+    reads: &'a ClusterReads,
+    key: Option<ReadKey>,
+}
+
+impl Flight<'_> {
+    fn land(mut self, shared: Option<Arc<ReadAnswer>>) {
+        if let Some(key) = self.key.take() {
+            let joined = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            for waiter in joined.unwrap_or_default() {
+                let _ = waiter.send(shared.clone());
+            }
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let joined = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            for waiter in joined.unwrap_or_default() {
+                let _ = waiter.send(None);
+            }
+        }
+    }
 }
 
 impl ClusterReads {
-    async fn ask(&self, read: ReadRequest) -> Result<ReadAnswer, StoreError> {
+    pub fn new(transport: Arc<Transport>, data: Arc<DataService>) -> ClusterReads {
+        ClusterReads { transport, data, in_flight: Mutex::new(HashMap::new()) }
+    }
+
+    /// Reads through the channel's node, sharing one request among identical reads here.
+    async fn read(&self, read: ReadRequest) -> Result<Arc<ReadAnswer>, StoreError> {
+        let channel = match &read {
+            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
+        };
+        if self.transport.channel_owner(channel) == Some(self.transport.me) {
+            // Here: the local data service coalesces.
+            return Ok(Arc::new(self.ask(read).await?.answer));
+        }
+        let key = match &read {
+            ReadRequest::History { channel, query, limit } => ReadKey::History(channel.id, *query, *limit),
+            ReadRequest::Message { channel, id } => ReadKey::Message(channel.id, *id),
+        };
+        let joined = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match in_flight.get_mut(&key) {
+                Some(waiters) if waiters.len() < MAX_JOINED => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                Some(_) => None,
+                None => {
+                    in_flight.insert(key.clone(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(answer) = joined {
+            if let Ok(Some(shared)) = answer.await {
+                self.transport.metrics.reads_joined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(shared);
+            }
+            // A write landed meanwhile (or the read failed): this read goes on its own.
+            return Ok(Arc::new(self.ask(read).await?.answer));
+        }
+        let flight = Flight { reads: self, key: Some(key) };
+        let reply = self.ask(read).await;
+        match reply {
+            Ok(ReadReply { answer, shareable }) => {
+                let answer = Arc::new(answer);
+                flight.land(shareable.then(|| answer.clone()));
+                Ok(answer)
+            }
+            Err(e) => Err(e), // the flight's drop sends its joiners off on their own
+        }
+    }
+
+    async fn ask(&self, read: ReadRequest) -> Result<ReadReply, StoreError> {
         const ATTEMPTS: usize = 3;
         let unavailable = |why: String| StoreError::Unavailable(why);
         let channel = match &read {
@@ -674,9 +777,11 @@ impl ClusterReads {
             }
             let subject = self.transport.subjects.read(owner);
             match self.transport.bus.request(&subject, encode(&read), DELIVERY_TIMEOUT).await {
-                Ok(bytes) => match decode::<ReadAnswer>(&bytes) {
-                    Ok(ReadAnswer::NotHere) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    Ok(answer) => return Ok(answer),
+                Ok(bytes) => match decode::<ReadReply>(&bytes) {
+                    Ok(ReadReply { answer: ReadAnswer::NotHere, .. }) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Ok(reply) => return Ok(reply),
                     Err(e) => return Err(unavailable(e.to_string())),
                 },
                 Err(BusError::NoResponders(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -691,18 +796,107 @@ impl ClusterReads {
 impl MessageReads for ClusterReads {
     async fn history(&self, channel: &Channel, query: HistoryQuery, limit: usize) -> StoreResult<Arc<Vec<Message>>> {
         let read = ReadRequest::History { channel: Box::new(channel.clone()), query, limit };
-        match self.ask(read).await? {
-            ReadAnswer::Messages(messages) => Ok(Arc::new(messages)),
-            ReadAnswer::Failed(why) => Err(StoreError::Unavailable(why)),
+        match &*self.read(read).await? {
+            ReadAnswer::Messages(messages) => Ok(Arc::new(messages.clone())),
+            ReadAnswer::Failed(why) => Err(StoreError::Unavailable(why.clone())),
             other => Err(StoreError::Corrupt(format!("a history read answered {other:?}"))),
         }
     }
 
     async fn message(&self, channel: &Channel, id: MessageId) -> StoreResult<Option<Message>> {
-        match self.ask(ReadRequest::Message { channel: Box::new(channel.clone()), id }).await? {
-            ReadAnswer::Message(message) => Ok(message.map(|m| *m)),
-            ReadAnswer::Failed(why) => Err(StoreError::Unavailable(why)),
+        match &*self.read(ReadRequest::Message { channel: Box::new(channel.clone()), id }).await? {
+            ReadAnswer::Message(message) => Ok(message.as_deref().cloned()),
+            ReadAnswer::Failed(why) => Err(StoreError::Unavailable(why.clone())),
             other => Err(StoreError::Corrupt(format!("a message read answered {other:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::NodeInfo;
+    use guildhall_bus::LocalBus;
+    use guildhall_core::model::User;
+    use guildhall_core::Snowflake;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    /// Node 1's `ClusterReads` in a two-node view, on an in-process bus; node 2 is played
+    /// by the test, answering the read requests itself. Returns a channel of a guild that
+    /// the ring gives to node 2.
+    fn reading_node() -> (ClusterReads, Arc<dyn Bus>, Channel, PathBuf) {
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+        let members: BTreeMap<NodeId, NodeInfo> = [1, 2]
+            .map(|node| {
+                let info =
+                    NodeInfo { node, advertise: String::new(), started_unix_ms: 0, draining: false, incarnation: 0 };
+                (node, info)
+            })
+            .into();
+        let (_, view) = watch::channel(Arc::new(View::new(members)));
+        let metrics = Arc::new(Metrics::default());
+        let transport = Transport::new(1, "t", bus.clone(), view, Arc::default(), metrics);
+        let guild = (1..).map(Snowflake).find(|g| transport.owner(*g) == Some(2)).expect("some guild on node 2");
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("guildhall-reads-test-{}-{n}", std::process::id()));
+        let store = guildhall_store_redb::EmbeddedStore::open(&dir).expect("store");
+        let reads = ClusterReads::new(transport, DataService::new(Arc::new(store), 1, true));
+        (reads, bus, Channel::text(Snowflake(777), guild, "hot"), dir)
+    }
+
+    fn page(channel: &Channel, id: u64) -> ReadReply {
+        let message = Message::new(Snowflake(id), channel, User::new(Snowflake(5), "u", false), "m".into(), None);
+        ReadReply { answer: ReadAnswer::Messages(vec![message]), shareable: false }
+    }
+
+    /// Two identical reads on node 1: the second joins the first's request. Whether it
+    /// gets the first's answer is the channel's node's call (`shareable`).
+    async fn two_reads(shareable: bool) -> (u64, u64, usize) {
+        let (reads, bus, channel, dir) = reading_node();
+        let reads = Arc::new(reads);
+        let mut node2 = bus.subscribe("t.node.2.read").await.unwrap();
+        let read = |reads: Arc<ClusterReads>, channel: Channel| {
+            tokio::spawn(async move {
+                let page = reads.history(&channel, HistoryQuery::Latest, 50).await.unwrap();
+                page[0].id.0
+            })
+        };
+        let first = read(reads.clone(), channel.clone());
+        let request = node2.next().await.unwrap(); // the first read is in flight, held here
+        let second = read(reads.clone(), channel.clone());
+        while reads.in_flight.lock().unwrap().get(&ReadKey::History(channel.id, HistoryQuery::Latest, 50)).map(Vec::len)
+            != Some(1)
+        {
+            tokio::task::yield_now().await; // until the second has joined
+        }
+        let reply = ReadReply { shareable, ..page(&channel, 100) };
+        bus.publish(&request.reply.unwrap(), encode(&reply)).await.unwrap();
+        let first = first.await.unwrap();
+        let mut asked = 1;
+        let second = if shareable {
+            second.await.unwrap()
+        } else {
+            // The second read asks again, and gets what storage has now.
+            let again = node2.next().await.unwrap();
+            asked += 1;
+            bus.publish(&again.reply.unwrap(), encode(&page(&channel, 200))).await.unwrap();
+            second.await.unwrap()
+        };
+        let _ = std::fs::remove_dir_all(dir);
+        (first, second, asked)
+    }
+
+    #[tokio::test]
+    async fn identical_reads_share_one_request_when_no_write_came_between() {
+        assert_eq!(two_reads(true).await, (100, 100, 1));
+    }
+
+    #[tokio::test]
+    async fn a_read_that_joined_before_a_write_was_acknowledged_reads_again() {
+        // Node 2 saw a write acknowledged while the first read was in flight: the second
+        // read may have started after that acknowledgement, so it does not take the answer.
+        assert_eq!(two_reads(false).await, (100, 200, 2));
     }
 }

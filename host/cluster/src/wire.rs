@@ -137,6 +137,17 @@ pub enum ReadRequest {
     Message { channel: Box<Channel>, id: MessageId },
 }
 
+/// A read's answer, and whether the asking node may share it among identical reads that
+/// joined while it was in flight: only if no write to the channel was acknowledged
+/// between the read's arrival and its answer (else a joiner may have started after that
+/// write, and must read again).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub answer: ReadAnswer,
+    #[serde(default)]
+    pub shareable: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ReadAnswer {
     Messages(Vec<Message>),

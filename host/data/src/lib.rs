@@ -112,6 +112,40 @@ pub struct DataService {
     coalescing: bool,
     next_waiter: AtomicU64,
     pub metrics: Arc<DataMetrics>,
+    /// Which acknowledged writes each channel had last (see [`DataService::write_mark`]).
+    writes: std::sync::Mutex<WriteMarks>,
+}
+
+/// A sequence number per acknowledged write, and each channel's last one; channels
+/// whose last write is old are forgotten (a mark older than `floor` answers "written").
+#[derive(Default)]
+struct WriteMarks {
+    seq: u64,
+    floor: u64,
+    last: HashMap<ChannelId, u64>,
+}
+
+/// Channels remembered before the oldest are forgotten.
+const WRITE_MARKS: usize = 65_536;
+
+impl WriteMarks {
+    fn wrote(&mut self, channel: ChannelId) {
+        self.seq += 1;
+        self.last.insert(channel, self.seq);
+        if self.last.len() > WRITE_MARKS {
+            // Keep the newer half; anything marked before the new floor counts as written.
+            self.floor = self.seq - (WRITE_MARKS / 2) as u64;
+            let floor = self.floor;
+            self.last.retain(|_, seq| *seq > floor);
+        }
+    }
+
+    fn written_since(&self, channel: ChannelId, mark: u64) -> bool {
+        match self.last.get(&channel) {
+            Some(seq) => *seq > mark,
+            None => mark < self.floor,
+        }
+    }
 }
 
 fn now_bucket() -> u32 {
@@ -141,7 +175,20 @@ impl DataService {
                 tx
             })
             .collect();
-        Arc::new(DataService { store, workers, coalescing, next_waiter: AtomicU64::new(1), metrics })
+        let writes = std::sync::Mutex::new(WriteMarks::default());
+        Arc::new(DataService { store, workers, coalescing, next_waiter: AtomicU64::new(1), metrics, writes })
+    }
+
+    /// A mark to ask later whether a channel had a write acknowledged since
+    /// ([`DataService::written_since`]): how another node that shares one answer among
+    /// several reads knows that none of them started after a write the answer may miss.
+    pub fn write_mark(&self) -> u64 {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).seq
+    }
+
+    /// Was a write to `channel` acknowledged (or about to be) since `mark`?
+    pub fn written_since(&self, channel: ChannelId, mark: u64) -> bool {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).written_since(channel, mark)
     }
 
     pub fn store(&self) -> &Arc<dyn Storage> {
@@ -220,6 +267,8 @@ impl DataService {
     /// Invalidates joinable reads of `channel` (even if the write failed: it may have
     /// been applied without an acknowledgement).
     async fn wrote(&self, channel: ChannelId) {
+        // Before the acknowledgement, like the invalidation below.
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).wrote(channel);
         if !self.coalescing {
             return;
         }
@@ -322,5 +371,27 @@ impl Worker {
             let _ = tx.send(WorkerMsg::Done { flight, result: Box::new(result) }).await;
         });
         self.tasks.insert(flight, task.abort_handle());
+    }
+}
+
+#[cfg(test)]
+mod write_mark_tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_tells_whether_a_channel_was_written_since() {
+        let mut marks = WriteMarks::default();
+        let (a, b) = (Snowflake(1), Snowflake(2));
+        let mark = marks.seq;
+        marks.wrote(a);
+        assert!(marks.written_since(a, mark));
+        assert!(!marks.written_since(b, mark), "another channel's write does not count");
+        assert!(!marks.written_since(a, marks.seq));
+        for i in 0..(WRITE_MARKS as u64 + 10) {
+            marks.wrote(Snowflake(100 + i));
+        }
+        assert!(marks.last.len() <= WRITE_MARKS, "bounded");
+        assert!(marks.written_since(b, mark), "a mark older than what is remembered counts as written");
+        assert!(!marks.written_since(b, marks.seq), "a recent mark is still exact");
     }
 }

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub node_forwards: AtomicU64,
     /// Dispatches handed to a session's queue.
     pub deliveries: AtomicU64,
+    /// Message reads answered by sharing another read's answer from the channel's node
+    /// (identical reads in flight from this node: one request crosses the bus).
+    pub reads_joined: AtomicU64,
     /// Sessions taken over from another node by a RESUME here.
     pub sessions_moved_in: AtomicU64,
     /// Sessions disconnected because their outbound queue overflowed.

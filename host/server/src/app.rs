@@ -194,7 +194,7 @@ impl App {
         };
         let reads: Arc<dyn MessageReads> = match &transport {
             None => data.clone(),
-            Some(transport) => Arc::new(ClusterReads { transport: transport.clone(), data: data.clone() }),
+            Some(transport) => Arc::new(ClusterReads::new(transport.clone(), data.clone())),
         };
         Ok(Arc::new(App {
             reads,

@@ -38,6 +38,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         &m.node_forwards,
     );
     line(
+        "cluster_reads_joined_total",
+        "counter",
+        "Reads answered with an identical read's answer from the channel's node.",
+        &m.reads_joined,
+    );
+    line(
         "sessions_moved_in_total",
         "counter",
         "Sessions taken over from another node by a RESUME here.",
