@@ -75,30 +75,8 @@ pub enum Scenario {
     /// read burst over the nodes, fan-out to WebSocket sessions on every node, and
     /// fail-over after SIGKILL.
     Cluster {
-        #[arg(long, default_value = "nats://127.0.0.1:4222")]
-        nats: String,
-        /// The NATS server's monitoring address (its /varz message counters).
-        #[arg(long, default_value = "127.0.0.1:8222")]
-        nats_monitor: String,
-        #[arg(long, default_value = "127.0.0.1:9042")]
-        cql: String,
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        #[arg(long, default_value_t = 12)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 3000)]
-        messages: usize,
-        /// Identical history reads at once, spread over the nodes.
-        #[arg(long, default_value_t = 300)]
-        burst: usize,
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// Gateway sessions (WebSockets) spread over the nodes for the fan-out stage.
-        #[arg(long, default_value_t = 300)]
-        sessions: usize,
-        /// Messages posted for the fan-out stage (each delivered to every session).
-        #[arg(long, default_value_t = 200)]
-        fanout_messages: usize,
+        #[command(flatten)]
+        bench: crate::bench_cluster::ClusterBench,
         #[arg(long)]
         json: bool,
     },
@@ -123,33 +101,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Coalesce { storage, concurrency, rounds, json } => {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
-        Scenario::Cluster {
-            nats,
-            nats_monitor,
-            cql,
-            nodes,
-            concurrency,
-            messages,
-            burst,
-            rounds,
-            sessions,
-            fanout_messages,
-            json,
-        } => {
-            let b = crate::bench_cluster::ClusterBench {
-                nats,
-                nats_monitor,
-                cql,
-                nodes,
-                concurrency,
-                messages,
-                burst,
-                rounds,
-                sessions,
-                fanout_messages,
-            };
-            (crate::bench_cluster::run(b).await?, json)
-        }
+        Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
         Scenario::Plugins { component, calls, instances, config, json } => {
             (plugins(component, calls, instances, &config).await?, json)
         }

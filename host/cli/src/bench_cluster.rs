@@ -22,18 +22,32 @@ use serde_json::{json, Value};
 
 use crate::stats::percentiles_us;
 
-/// What the scenario needs from outside.
+/// What the scenario needs from outside, and its size.
+#[derive(clap::Args, Debug)]
 pub struct ClusterBench {
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
-    /// The NATS server's monitoring address (`HOST:PORT`), for its message counters.
+    /// The NATS server's monitoring address (its /varz message counters).
+    #[arg(long, default_value = "127.0.0.1:8222")]
     pub nats_monitor: String,
+    #[arg(long, default_value = "127.0.0.1:9042")]
     pub cql: String,
+    #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    #[arg(long, default_value_t = 12)]
     pub concurrency: usize,
+    #[arg(long, default_value_t = 3000)]
     pub messages: usize,
+    /// Identical history reads at once, spread over the nodes.
+    #[arg(long, default_value_t = 300)]
     pub burst: usize,
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Gateway sessions (WebSockets) spread over the nodes for the fan-out stage.
+    #[arg(long, default_value_t = 300)]
     pub sessions: usize,
+    /// Messages posted for the fan-out stage (each delivered to every session).
+    #[arg(long, default_value_t = 200)]
     pub fanout_messages: usize,
 }
 
@@ -185,6 +199,7 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
     // A hot channel: bursts of identical reads spread over the nodes.
     let requests0 = sum_metric(&nodes, "guildhall_data_requests_total{route=\"history\"}").await?;
     let queries0 = sum_metric(&nodes, "guildhall_data_db_queries_total{route=\"history\"}").await?;
+    let joined0 = sum_metric(&nodes, "guildhall_cluster_reads_joined_total").await?;
     for _ in 0..b.rounds {
         let mut burst = Vec::new();
         for r in 0..b.burst {
@@ -202,8 +217,10 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
             r.await.map_err(|e| e.to_string())??;
         }
     }
-    let requests = sum_metric(&nodes, "guildhall_data_requests_total{route=\"history\"}").await? - requests0;
+    let requests = (b.burst * b.rounds) as u64;
+    let at_data_services = sum_metric(&nodes, "guildhall_data_requests_total{route=\"history\"}").await? - requests0;
     let queries = sum_metric(&nodes, "guildhall_data_db_queries_total{route=\"history\"}").await? - queries0;
+    let joined = sum_metric(&nodes, "guildhall_cluster_reads_joined_total").await? - joined0;
 
     let mut report = json!({
         "nodes": n,
@@ -214,6 +231,8 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
         "nats_msgs_per_create": (nats_msgs1 - nats_msgs0) as f64 / b.messages as f64,
         "nats_bytes_per_create": (nats_bytes1 - nats_bytes0) as f64 / b.messages as f64,
         "burst_reads": requests,
+        "burst_reads_at_data_services": at_data_services,
+        "burst_reads_joined_on_their_node": joined,
         "burst_db_queries": queries,
         "coalescing_ratio": requests as f64 / queries.max(1) as f64,
     });

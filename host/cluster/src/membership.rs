@@ -254,6 +254,7 @@ impl Drainer {
 pub struct Heartbeat {
     view: watch::Receiver<Arc<View>>,
     lost: watch::Receiver<bool>,
+    rejoined: watch::Receiver<u64>,
     drain: Arc<watch::Sender<bool>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Lease>,
@@ -264,6 +265,7 @@ impl Heartbeat {
         let first = View::new(members(&lease.bucket).await?);
         let (view_tx, view) = watch::channel(Arc::new(first));
         let (lost_tx, lost) = watch::channel(false);
+        let (rejoined_tx, rejoined) = watch::channel(0u64);
         let (stop, mut stopped) = oneshot::channel();
         let (drain, mut draining) = watch::channel(false);
         let drain = Arc::new(drain);
@@ -286,9 +288,22 @@ impl Heartbeat {
                 match renewed {
                     Ok(()) => {}
                     Err(ClusterError::LeaseLost(node)) => {
-                        tracing::error!(node, "lease lost: this node is no longer a cluster member");
-                        lost_tx.send_replace(true);
-                        return lease;
+                        // Its key ran out (NATS was away longer than the lease, or this node
+                        // stalled). The same id may be taken again if nobody else took it:
+                        // the node then hands its actors off and carries on.
+                        match Lease::acquire(lease.bucket.clone(), Some(node), lease.info.clone()).await {
+                            Ok(fresh) => {
+                                tracing::warn!(node, "lease lost and taken again; this node's actors start afresh");
+                                lease = fresh;
+                                rejoined_tx.send_modify(|n| *n += 1);
+                            }
+                            Err(ClusterError::NodeIdTaken { holder, .. }) => {
+                                tracing::error!(node, %holder, "lease lost and the id taken: no longer a cluster member");
+                                lost_tx.send_replace(true);
+                                return lease;
+                            }
+                            Err(e) => tracing::warn!(node, error = %e, "lease lost; taking it again failed; retrying"),
+                        }
                     }
                     // NATS away for a moment: try again next tick (the lease outlasts
                     // two missed renewals).
@@ -308,7 +323,7 @@ impl Heartbeat {
                 }
             }
         });
-        Ok(Heartbeat { view, lost, drain, stop: Some(stop), task })
+        Ok(Heartbeat { view, lost, rejoined, drain, stop: Some(stop), task })
     }
 
     /// What marks this node as leaving (see [`Drainer`]).
@@ -321,9 +336,16 @@ impl Heartbeat {
         self.view.clone()
     }
 
-    /// Becomes true once the lease is lost (then it stays lost).
+    /// Becomes true once the lease is lost for good: its id taken by another node (then it
+    /// stays lost).
     pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
+    }
+
+    /// Counts the times the lease ran out and this node took its id again: each time, what
+    /// it ran may have been taken over meanwhile, so its actors must start afresh.
+    pub fn rejoined(&self) -> watch::Receiver<u64> {
+        self.rejoined.clone()
     }
 
     /// Stops renewing and hands the lease back (to release it, or to let it expire).

@@ -559,9 +559,20 @@ impl ClusterDirectory {
     /// stores and answers what it has, lets go of its ownership, and its sessions move to
     /// the new owner). Returns how many it asked to go.
     pub async fn rebalance(&self) -> usize {
+        self.hand_off(false).await
+    }
+
+    /// Hands off every actor running here (to start afresh: after this node's lease ran
+    /// out, someone may have taken them over). The next use starts each again, here or
+    /// on its owner, from storage.
+    pub async fn restart_all(&self) -> usize {
+        self.hand_off(true).await
+    }
+
+    async fn hand_off(&self, all: bool) -> usize {
         let mut moved = 0;
         for id in self.local.running() {
-            if self.transport.owner(id) == Some(self.transport.me) {
+            if !all && self.transport.owner(id) == Some(self.transport.me) {
                 continue;
             }
             if let Ok(actor) = Directory::locate(self.local.as_ref(), id).await {

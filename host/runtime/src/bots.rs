@@ -4,7 +4,7 @@
 //! limits: messages per minute, key-value bytes and keys, pending timers, time per event.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use guildhall_store::HistoryQuery;
 use tokio::sync::mpsc;
 
 use crate::guild_ref::{CallError, GuildMsg, GuildRef};
-use crate::plugin_support::{disable, guild_view, Faults, IDLE_AFTER};
+use crate::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER};
 use crate::pubsub::{PluginBus, PublishError, Publisher, Scope};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
@@ -136,7 +136,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
         guild: spec.guild.clone(),
         data: spec.data.clone(),
         timers: timers.clone(),
-        sent: Mutex::new(VecDeque::new()),
+        sent: PerMinute::new(MESSAGES_PER_MINUTE),
         kv_usage: tokio::sync::Mutex::new(None),
     });
     let mut instance: Option<BotInstance> = None;
@@ -256,7 +256,7 @@ struct GuildBotHost {
     data: Arc<DataService>,
     timers: Arc<Mutex<Timers>>,
     /// When the bot's recent messages were sent (the per-minute limit).
-    sent: Mutex<VecDeque<Instant>>,
+    sent: PerMinute,
     /// (keys, bytes) in the bot's key-value store, loaded on first use.
     kv_usage: tokio::sync::Mutex<Option<(usize, usize)>>,
 }
@@ -345,15 +345,9 @@ impl GuildBotHost {
     }
 
     fn take_send_budget(&self) -> Result<(), HostError> {
-        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
-            sent.pop_front();
-        }
-        if sent.len() >= MESSAGES_PER_MINUTE {
+        if !self.sent.take() {
             return Err(HostError::Limited(format!("{MESSAGES_PER_MINUTE} messages per minute")));
         }
-        sent.push_back(now);
         Ok(())
     }
 }

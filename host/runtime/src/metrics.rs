@@ -9,6 +9,8 @@ pub struct Metrics {
     pub guilds_loaded: AtomicU64,
     /// Live nodes in this node's view of the cluster (0 when running alone).
     pub cluster_nodes: AtomicU64,
+    /// Times this node's cluster lease ran out and it took its id again.
+    pub cluster_rejoins: AtomicU64,
     /// Guild actors stopped because they were idle.
     pub guilds_evicted: AtomicU64,
     pub dms_loaded: AtomicU64,

@@ -84,6 +84,32 @@ pub async fn load_component(
     engine.load(&bytes).map_err(|e| e.to_string())
 }
 
+/// At most `limit` events in any sliding minute (a plugin's messages, its publishes).
+pub struct PerMinute {
+    limit: usize,
+    recent: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl PerMinute {
+    pub fn new(limit: usize) -> PerMinute {
+        PerMinute { limit, recent: std::sync::Mutex::new(std::collections::VecDeque::new()) }
+    }
+
+    /// Counts one more now, if the last minute leaves room for it.
+    pub fn take(&self) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        while recent.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60)) {
+            recent.pop_front();
+        }
+        if recent.len() >= self.limit {
+            return false;
+        }
+        recent.push_back(now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

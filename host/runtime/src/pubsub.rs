@@ -13,14 +13,14 @@
 //! Received messages carry the subject as the plugin would subscribe to it
 //! (`quiz.scores.top`, `shared.alerts.x`).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use guildhall_bus::subject::matches;
 use guildhall_bus::{Bus, Subscription};
 use guildhall_core::model::GuildId;
+
+use crate::plugin_support::PerMinute;
 
 /// Tokens in a plugin's subject, its length, the payload, and the plugin's subscriptions.
 pub const MAX_TOKENS: usize = 8;
@@ -177,12 +177,12 @@ pub enum PublishError {
 pub struct Publisher {
     pub bus: Arc<PluginBus>,
     pub scope: Scope,
-    recent: Mutex<VecDeque<Instant>>,
+    recent: PerMinute,
 }
 
 impl Publisher {
     pub fn new(bus: Arc<PluginBus>, scope: Scope) -> Publisher {
-        Publisher { bus, scope, recent: Mutex::new(VecDeque::new()) }
+        Publisher { bus, scope, recent: PerMinute::new(PUBLISHES_PER_MINUTE) }
     }
 
     pub async fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), PublishError> {
@@ -196,16 +196,8 @@ impl Publisher {
                 PublishError::Invalid(e)
             }
         })?;
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            while recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
-                recent.pop_front();
-            }
-            if recent.len() >= PUBLISHES_PER_MINUTE {
-                return Err(PublishError::Limited(format!("{PUBLISHES_PER_MINUTE} publishes a minute")));
-            }
-            recent.push_back(now);
+        if !self.recent.take() {
+            return Err(PublishError::Limited(format!("{PUBLISHES_PER_MINUTE} publishes a minute")));
         }
         self.bus.bus.publish(&target, Bytes::from(payload)).await.map_err(|e| PublishError::Unavailable(e.to_string()))
     }

@@ -246,6 +246,15 @@ impl App {
         self.drain.send_replace(true);
     }
 
+    /// After this node's lease ran out and it took its id again: its actors start afresh.
+    pub async fn restart_cluster_actors(&self) -> usize {
+        let mut restarted = 0;
+        for directory in &self.cluster_directories {
+            restarted += directory.restart_all().await;
+        }
+        restarted
+    }
+
     /// Guild and DM actors running on this node (a cluster's; a single host says 0).
     pub fn cluster_actors_here(&self) -> usize {
         self.cluster_directories.iter().map(|d| d.local().running().len()).sum()

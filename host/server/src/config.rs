@@ -54,7 +54,9 @@ pub struct ClusterConfig {
     pub name: String,
     /// This node's id (0..1024, its snowflake datacenter and worker); -1 takes a free one.
     pub node_id: i32,
-    /// How long a node stays a member without renewing its lease.
+    /// How long a node stays a member without renewing its lease: about the fail-over
+    /// time when a node dies. A NATS outage longer than this costs the nodes their
+    /// leases; they take their ids again when it is back and restart their actors.
     pub lease_ms: u64,
     /// On SIGTERM, how long a node waits for its sessions to resume on other nodes (after
     /// handing its guilds off) before it stops; orchestrators' grace periods must be longer.
@@ -70,7 +72,7 @@ impl Default for ClusterConfig {
             nats: String::new(),
             name: "guildhall".into(),
             node_id: -1,
-            lease_ms: 6_000,
+            lease_ms: 3_000,
             drain_ms: 15_000,
             audit_actors: false,
         }

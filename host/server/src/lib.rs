@@ -100,7 +100,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 }
             }
         });
-        // A node that lost its lease may no longer mint ids or act for the cluster.
+        // A node whose lease ran out and that took its id again (NATS was away longer than
+        // the lease): what it ran may have been taken over meanwhile, so it starts afresh.
+        let (mut rejoined, rejoined_app) = (heartbeat.rejoined(), app.clone());
+        tokio::spawn(async move {
+            while rejoined.changed().await.is_ok() {
+                rejoined_app.metrics.cluster_rejoins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let restarted = rejoined_app.restart_cluster_actors().await;
+                tracing::warn!(restarted, "rejoined the cluster; actors handed off to start afresh");
+            }
+        });
+        // A node that lost its lease for good may no longer mint ids or act for the cluster.
         let (mut lost, lost_app) = (heartbeat.lost(), app.clone());
         tokio::spawn(async move {
             if lost.wait_for(|lost| *lost).await.is_ok() {

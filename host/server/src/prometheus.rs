@@ -26,6 +26,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("connections", "gauge", "Open gateway WebSocket connections.", &m.connections_open);
     line("guilds", "gauge", "Guild actors running.", &m.guilds_loaded);
     line("cluster_nodes", "gauge", "Live nodes in this node's view of the cluster.", &m.cluster_nodes);
+    line(
+        "cluster_rejoins_total",
+        "counter",
+        "Times this node's lease ran out and it took its id again.",
+        &m.cluster_rejoins,
+    );
     line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &m.guilds_evicted);
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
