@@ -125,16 +125,36 @@ async fn a_dead_node_leaves_the_view_within_its_lease_and_cannot_come_back_silen
 }
 
 #[tokio::test]
-async fn a_node_whose_lease_ran_out_is_told_so() {
+async fn a_node_whose_lease_ran_out_takes_its_id_again_unless_another_node_has() {
     let Some(nats) = client("membership-lost").await else { return };
     let lease_time = Duration::from_millis(1200);
     let bucket = open_bucket(&nats, &config("lost", lease_time)).await.unwrap();
+
+    // Renewing far too slowly: the key expires between two renewals; the next renewal
+    // finds it gone, and the node takes the same id again (nobody else wanted it).
     let lease = Lease::acquire(bucket.clone(), None, info("a")).await.unwrap();
-    // Renewing far too slowly: the key expires between two renewals.
+    let a = lease.node();
     let heartbeat = Heartbeat::start(lease, lease_time * 2).await.unwrap();
+    let mut rejoined = heartbeat.rejoined();
+    tokio::time::timeout(Duration::from_secs(10), rejoined.wait_for(|n| *n >= 1)).await.unwrap().unwrap();
+    assert!(!*heartbeat.lost().borrow(), "not lost: it took its id again");
+    assert_eq!(members(&bucket).await.unwrap().get(&a).map(|m| m.advertise.as_str()), Some("a"));
+    drop(heartbeat);
+
+    // This time another node takes the id while it is free: the stalled node is out.
+    let lease = Lease::acquire(bucket.clone(), None, info("b")).await.unwrap();
+    let b = lease.node();
+    let heartbeat = Heartbeat::start(lease, lease_time * 4).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while members(&bucket).await.unwrap().contains_key(&b) {
+        assert!(std::time::Instant::now() < deadline, "the stalled lease never ran out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let intruder = Lease::acquire(bucket.clone(), Some(b), info("intruder")).await.unwrap();
+    let _intruder = Heartbeat::start(intruder, lease_time / 3).await.unwrap(); // and keeps it
     let mut lost = heartbeat.lost();
     tokio::time::timeout(Duration::from_secs(10), lost.wait_for(|lost| *lost)).await.unwrap().unwrap();
-    assert!(members(&bucket).await.unwrap().is_empty());
+    assert_eq!(*heartbeat.rejoined().borrow(), 0, "it did not come back under a taken id");
 }
 
 #[tokio::test]
