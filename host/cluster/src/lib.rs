@@ -11,7 +11,7 @@ pub mod ring;
 pub mod transport;
 pub mod wire;
 
-pub use membership::{ClusterError, Drainer, Heartbeat, Lease, MembershipConfig, NodeInfo, View};
+pub use membership::{ClusterError, Drainer, Heartbeat, Lease, LeaseClock, MembershipConfig, NodeInfo, View};
 pub use ownership::KvOwnership;
 pub use ring::Ring;
 pub use transport::{ClusterDirectory, ClusterMover, ClusterReads, ClusterRouter, Transport};

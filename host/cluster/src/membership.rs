@@ -238,6 +238,37 @@ impl View {
     }
 }
 
+/// Until when this node's lease surely holds, by this process's monotonic clock: the send
+/// time of the last renewal that succeeded, plus the lease, less a tenth of it. Nobody can
+/// take this node's actors over before its lease ran out (a take-over waits for the
+/// holder to leave the view), so a write checked against this needs no round trip.
+#[derive(Clone, Default)]
+pub struct LeaseClock(Arc<std::sync::atomic::AtomicU64>);
+
+fn monotonic_ms() -> u64 {
+    guildhall_core::clock::Clock::monotonic_ms(&guildhall_core::clock::SystemClock)
+}
+
+impl LeaseClock {
+    /// A clock that holds for `for_` from now (tests and tools; nodes get theirs from
+    /// their heartbeat).
+    pub fn holding_for(for_: Duration) -> LeaseClock {
+        let clock = LeaseClock::default();
+        clock.renewed(monotonic_ms(), for_ + for_ / 9);
+        clock
+    }
+
+    pub fn holds(&self) -> bool {
+        monotonic_ms() < self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A renewal sent at `sent_ms` succeeded.
+    fn renewed(&self, sent_ms: u64, lease: Duration) {
+        let until = sent_ms + (lease - lease / 10).as_millis() as u64;
+        self.0.fetch_max(until, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Marks a node as leaving at once (not at its next renewal): the others' views, at their
 /// next refresh, and then its own place no actor on it any more.
 #[derive(Clone)]
@@ -252,6 +283,7 @@ impl Drainer {
 /// The renewal loop of a node: renews its lease and refreshes its view every third of the
 /// lease. Dropping it stops both (the lease then expires).
 pub struct Heartbeat {
+    clock: LeaseClock,
     view: watch::Receiver<Arc<View>>,
     lost: watch::Receiver<bool>,
     rejoined: watch::Receiver<u64>,
@@ -263,6 +295,11 @@ pub struct Heartbeat {
 impl Heartbeat {
     pub async fn start(mut lease: Lease, period: Duration) -> Result<Heartbeat, ClusterError> {
         let first = View::new(members(&lease.bucket).await?);
+        let lease_len = lease.bucket.status().await.map_err(nats)?.max_age();
+        // Valid from the first renewal on (the first tick is now), never from the creation,
+        // whose send time this loop does not know.
+        let clock = LeaseClock::default();
+        let renewals = clock.clone();
         let (view_tx, view) = watch::channel(Arc::new(first));
         let (lost_tx, lost) = watch::channel(false);
         let (rejoined_tx, rejoined) = watch::channel(0u64);
@@ -274,9 +311,20 @@ impl Heartbeat {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let renewed = tokio::select! {
-                    _ = tick.tick() => lease.renew().await,
+                    _ = tick.tick() => {
+                        let sent = monotonic_ms();
+                        let renewed = lease.renew().await;
+                        if renewed.is_ok() {
+                            renewals.renewed(sent, lease_len);
+                        }
+                        renewed
+                    }
                     Ok(()) = draining.changed(), if !lease.info.draining => {
+                        let sent = monotonic_ms();
                         let marked = lease.set_draining().await;
+                        if marked.is_ok() {
+                            renewals.renewed(sent, lease_len);
+                        }
                         // The others see it at their next refresh, within a period; this
                         // node's own view changes after that, so that all hand actors to
                         // the same new owners at about the same time.
@@ -291,8 +339,10 @@ impl Heartbeat {
                         // Its key ran out (NATS was away longer than the lease, or this node
                         // stalled). The same id may be taken again if nobody else took it:
                         // the node then hands its actors off and carries on.
+                        let sent = monotonic_ms();
                         match Lease::acquire(lease.bucket.clone(), Some(node), lease.info.clone()).await {
                             Ok(fresh) => {
+                                renewals.renewed(sent, lease_len);
                                 tracing::warn!(node, "lease lost and taken again; this node's actors start afresh");
                                 lease = fresh;
                                 rejoined_tx.send_modify(|n| *n += 1);
@@ -323,12 +373,17 @@ impl Heartbeat {
                 }
             }
         });
-        Ok(Heartbeat { view, lost, rejoined, drain, stop: Some(stop), task })
+        Ok(Heartbeat { clock, view, lost, rejoined, drain, stop: Some(stop), task })
     }
 
     /// What marks this node as leaving (see [`Drainer`]).
     pub fn drainer(&self) -> Drainer {
         Drainer(self.drain.clone())
+    }
+
+    /// Until when this node's lease surely holds (see [`LeaseClock`]).
+    pub fn lease_clock(&self) -> LeaseClock {
+        self.clock.clone()
     }
 
     /// The current view; `changed()` on a clone waits for the next.

@@ -28,7 +28,7 @@ use guildhall_runtime::reply::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::membership::{ClusterError, View};
+use crate::membership::{ClusterError, LeaseClock, View};
 
 /// How long a node waits for the previous owner to hand an actor over.
 pub const HANDOVER_WAIT: Duration = Duration::from_secs(4);
@@ -73,11 +73,28 @@ pub struct KvOwnership {
     /// Where each ownership taken and given back is appended, if anywhere (an audit trail:
     /// `acquire|release KEY NODE REVISION UNIX_MS` per line).
     audit: Option<std::sync::Mutex<std::fs::File>>,
+    /// With this node's lease clock, a write needs no round trip while the lease holds;
+    /// the key is still read now and then (`backstop`), and whenever the clock lapsed.
+    lease: Option<(LeaseClock, Duration)>,
+    /// When each key held here was last read and found ours.
+    checked: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
 impl KvOwnership {
     pub fn new(bucket: kv::Store, me: NodeId, view: watch::Receiver<Arc<View>>) -> KvOwnership {
-        KvOwnership { bucket, me, view, audit: None }
+        KvOwnership { bucket, me, view, audit: None, lease: None, checked: Default::default() }
+    }
+
+    /// Answers `still_owned` from this node's lease while it holds, reading the key itself
+    /// only every `backstop` (and whenever the lease lapsed). Sound because nobody takes
+    /// an actor over from a node whose lease has not run out.
+    pub fn with_lease(mut self, clock: LeaseClock, backstop: Duration) -> KvOwnership {
+        self.lease = Some((clock, backstop));
+        self
+    }
+
+    fn forget_check(&self, key: &str) {
+        self.checked.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     /// Appends every ownership taken and given back to `path` (`cluster.audit_actors`).
@@ -154,14 +171,28 @@ impl Ownership for KvOwnership {
     }
 
     async fn still_owned(&self, token: &OwnershipToken) -> bool {
-        match self.bucket.entry(token.key.clone()).await {
+        if let Some((clock, backstop)) = &self.lease {
+            if !clock.holds() {
+                return false; // this node may be presumed dead: its actors may be taken over
+            }
+            let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner()).get(&token.key).copied();
+            if checked.is_some_and(|at| at.elapsed() < *backstop) {
+                return true;
+            }
+        }
+        let owned = match self.bucket.entry(token.key.clone()).await {
             Ok(Some(e)) => e.operation == Operation::Put && e.revision == token.revision,
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(key = %token.key, error = %e, "cannot check ownership; refusing the write");
                 false
             }
+        };
+        if owned && self.lease.is_some() {
+            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            checked.insert(token.key.clone(), tokio::time::Instant::now());
         }
+        owned
     }
 
     /// Writes the sessions into the key at the actor's revision, marked released: the next
@@ -183,6 +214,7 @@ impl Ownership for KvOwnership {
             carried.push(next);
         }
         self.record("release", &token);
+        self.forget_check(&token.key);
         let holder = Holder { node: self.me, released_unix_ms: Some(unix_ms()), sessions: carried };
         let value = Bytes::from(serde_json::to_vec(&holder).expect("serializes"));
         match self.bucket.update(&token.key, value, token.revision).await {
@@ -197,6 +229,7 @@ impl Ownership for KvOwnership {
 
     async fn release(&self, token: OwnershipToken) {
         self.record("release", &token);
+        self.forget_check(&token.key);
         if let Err(e) = self.bucket.delete_expect_revision(&token.key, Some(token.revision)).await {
             // Taken over meanwhile (then it is not ours to delete), or NATS is away (then
             // the next owner takes over once this node's lease runs out).

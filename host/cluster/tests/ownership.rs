@@ -72,3 +72,33 @@ async fn a_stale_owner_is_fenced_off_and_cannot_undo_its_successor() {
     assert!(node1.still_owned(&token1).await);
     node1.release(token1).await;
 }
+
+/// With the node's lease clock, the fence answers from the lease (no round trip) while it
+/// holds and the key was read recently; it reads the key again after the backstop, and
+/// refuses everything once the lease lapsed. (Here the key is taken over behind the
+/// node's back, which a real node's lease rules out: that makes the shortcut visible.)
+#[tokio::test]
+async fn a_lease_clock_spares_the_round_trip_until_the_backstop_or_the_lease_runs_out() {
+    let Some(nats) = client().await else { return };
+    let bucket = open_ownership_bucket(&nats, &format!("gh_test_{}_lease_owners", std::process::id())).await.unwrap();
+    let (_v1, view1) = view(&[1, 2]);
+    let clock = guildhall_cluster::LeaseClock::holding_for(std::time::Duration::from_millis(1500));
+    let backstop = std::time::Duration::from_millis(300);
+    let node1 = KvOwnership::new(bucket.clone(), 1, view1).with_lease(clock, backstop);
+    let token = node1.acquire("guild", Snowflake(7)).await.unwrap();
+    assert!(node1.still_owned(&token).await, "read from the key");
+    let (_v2, view2) = view(&[2]);
+    let node2 = KvOwnership::new(bucket.clone(), 2, view2);
+    let _taken = node2.acquire("guild", Snowflake(7)).await.unwrap();
+    assert!(node1.still_owned(&token).await, "answered from the lease and the recent read");
+    tokio::time::sleep(backstop).await;
+    assert!(!node1.still_owned(&token).await, "after the backstop the key is read again");
+
+    let lapsing = guildhall_cluster::LeaseClock::holding_for(std::time::Duration::from_millis(200));
+    let (_v3, view3) = view(&[3]);
+    let node3 = KvOwnership::new(bucket.clone(), 3, view3).with_lease(lapsing, std::time::Duration::from_secs(60));
+    let token = node3.acquire("guild", Snowflake(8)).await.unwrap();
+    assert!(node3.still_owned(&token).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!node3.still_owned(&token).await, "a lapsed lease owns nothing, key or not");
+}

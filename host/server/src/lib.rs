@@ -175,7 +175,10 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
     let owners = open_ownership_bucket(bus.client(), &format!("{}_actors", c.name))
         .await
         .map_err(|e| format!("ownership bucket: {e}"))?;
-    let mut ownership = KvOwnership::new(owners, node, heartbeat.view());
+    // Writes are fenced by this node's lease (no round trip while it holds), with the
+    // actor's key read every third of a lease as a backstop.
+    let mut ownership =
+        KvOwnership::new(owners, node, heartbeat.view()).with_lease(heartbeat.lease_clock(), membership.lease / 3);
     if c.audit_actors {
         let path = config.data_dir.join("actor-ownership.log");
         std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
