@@ -890,7 +890,10 @@ mod tests {
             second.await.unwrap()
         } else {
             // The second read asks again, and gets what storage has now.
-            let again = node2.next().await.unwrap();
+            let again = tokio::time::timeout(Duration::from_secs(5), node2.next())
+                .await
+                .expect("the read that joined did not ask again")
+                .unwrap();
             asked += 1;
             bus.publish(&again.reply.unwrap(), encode(&page(&channel, 200))).await.unwrap();
             second.await.unwrap()
