@@ -715,3 +715,102 @@ async fn shared_reads_on_other_nodes_still_see_every_acknowledged_write() {
     eprintln!("reads shared on the reading node: {joined}");
     assert!(joined > 0, "the storm's reads were shared");
 }
+
+/// With `plugins.bot_placement = "spread"` a bot runs on the ring owner of its plugin id,
+/// here the other node than its guild's: it gets the guild's events over NATS and acts
+/// and reads through the guild's node as if it ran beside it. Disabling it ends the runner
+/// there; when the runner's node dies, the guild places the bot again and it answers
+/// within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_on_another_node_acts_as_if_beside_its_guild_and_follows_the_view() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let env = [("GUILDHALL_PLUGINS__BOT_PLACEMENT", "spread")];
+    let Some(mut nodes) = Server::start_cluster(2, &env).await else { return };
+    let http: Vec<_> = nodes.iter().map(Server::http).collect();
+    let (alice, _) = http[0].register("alice").await;
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "Bots apart" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let cid = http[0].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let owner = if nodes[0].metric("guildhall_guilds").await == 1 { 0 } else { 1 };
+    let runner = 1 - owner;
+    assert_eq!(nodes[owner].metric("guildhall_guilds").await, 1, "one node runs the guild");
+
+    // Install the probe until an install lands on the other node (its plugin id decides);
+    // one that lands beside the guild is removed again.
+    let mut remote = None;
+    for i in 0..16 {
+        let installed =
+            http[0].install_plugin(&gid, &alice, &format!("probe{i}"), guildhall_e2e::component("probe_bot")).await;
+        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+        let pid = installed.body["id"].as_str().unwrap().to_owned();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while nodes[runner].metric("guildhall_bots_hosted").await == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if nodes[runner].metric("guildhall_bots_hosted").await == 1 {
+            remote = Some(pid);
+            break;
+        }
+        let r = http[0].call(hyper::Method::DELETE, &format!("/guilds/{gid}/plugins/{pid}"), Some(&alice), None).await;
+        assert!(r.status.is_success(), "{}", r.body);
+    }
+    let pid = remote.expect("an install placed on the other node (1 in 2 each)");
+    assert_eq!(nodes[owner].metric("guildhall_bots_hosted").await, 0);
+
+    let mut gw = nodes[owner].gateway().await;
+    gw.identify(&alice, ALL_INTENTS).await;
+    let say = |content: String| {
+        let (h, path, token) = (http[owner], format!("/channels/{cid}/messages"), alice.clone());
+        async move {
+            let m = h.post(&path, &token, json!({ "content": content })).await;
+            assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+        }
+    };
+    // It acts through the guild (its message is fanned out like anyone's) and reads the
+    // channel through the channel's node (its own message is the newest).
+    say(format!("probe send {cid}")).await;
+    assert_eq!(bot_reply(&mut gw, "send:").await, "send: ok");
+    say(format!("probe recent {cid}")).await;
+    let recent = bot_reply(&mut gw, "recent:").await;
+    assert!(recent.starts_with("recent: ok ") && recent.ends_with(&format!("probe recent {cid}")), "{recent}");
+
+    // Disabled: the guild stops it, and the runner on the other node ends.
+    let path = format!("/guilds/{gid}/plugins/{pid}");
+    let off = http[0].call(hyper::Method::PATCH, &path, Some(&alice), Some(json!({ "enabled": false }))).await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while nodes[runner].metric("guildhall_bots_hosted").await != 0 {
+        assert!(std::time::Instant::now() < deadline, "the remote runner did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on = http[0].call(hyper::Method::PATCH, &path, Some(&alice), Some(json!({ "enabled": true }))).await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while nodes[runner].metric("guildhall_bots_hosted").await != 1 {
+        assert!(std::time::Instant::now() < deadline, "the remote runner did not start again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The runner's node dies: the guild's node places the bot again (on itself, the only
+    // node left) and it answers again within seconds.
+    nodes[runner].kill9();
+    let killed = std::time::Instant::now();
+    let mut answered = false;
+    while !answered && killed.elapsed() < Duration::from_secs(15) {
+        say(format!("probe send {cid}")).await;
+        let next = tokio::time::timeout(Duration::from_secs(1), bot_reply(&mut gw, "send:")).await;
+        answered = next.is_ok_and(|r| r == "send: ok");
+    }
+    assert!(answered, "the bot did not answer again within 15 s of its node's death");
+    eprintln!("bot answered again {:?} after its node was killed", killed.elapsed());
+}
+
+/// The next message a bot posts that starts with `prefix`.
+async fn bot_reply(gw: &mut guildhall_e2e::Gateway, prefix: &str) -> String {
+    loop {
+        let m = gw.dispatch("MESSAGE_CREATE").await;
+        if m["d"]["author"]["bot"] == true && m["d"]["content"].as_str().unwrap_or("").starts_with(prefix) {
+            return m["d"]["content"].as_str().unwrap().to_owned();
+        }
+    }
+}

@@ -152,6 +152,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         locator: None,
         ownership: None,
         plugin_bus: None,
+        bot_placement: None,
     };
     let (handle, _task) = spawn_guild(state, deps, None);
 

@@ -5,12 +5,14 @@
 //! the bus ([`transport`], [`wire`]): actors run on their ring owner, callers anywhere hold
 //! refs to them, and fan-out to another node's sessions is one message per node and event.
 
+pub mod bots;
 pub mod membership;
 pub mod ownership;
 pub mod ring;
 pub mod transport;
 pub mod wire;
 
+pub use bots::{serve_hosted_bots, SpreadBots};
 pub use membership::{ClusterError, Drainer, Heartbeat, Lease, LeaseClock, MembershipConfig, NodeInfo, View};
 pub use ownership::KvOwnership;
 pub use ring::Ring;

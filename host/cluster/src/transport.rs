@@ -122,7 +122,16 @@ impl Transport {
         self.view.borrow().ring.owner(id.0)
     }
 
-    fn post(&self, subject: String, payload: Bytes) {
+    pub(crate) fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub(crate) fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Publishes without waiting, in order (the outbox; a full one drops and logs).
+    pub(crate) fn post(&self, subject: String, payload: Bytes) {
         if self.outbox.try_send((subject, payload)).is_err() {
             tracing::error!("the cluster outbox is full; a message to another node was dropped");
         }
@@ -567,6 +576,16 @@ impl ClusterDirectory {
     /// on its owner, from storage.
     pub async fn restart_all(&self) -> usize {
         self.hand_off(true).await
+    }
+
+    /// Asks every guild actor staying here to start again, where the ring now puts them,
+    /// the bots it runs on other nodes (a runner's node may have left or joined).
+    pub async fn place_bots(&self) {
+        for id in self.local.running() {
+            if let Ok(actor) = Directory::locate(self.local.as_ref(), id).await {
+                actor.send(GuildMsg::PlaceBots).await;
+            }
+        }
     }
 
     async fn hand_off(&self, all: bool) -> usize {

@@ -11,6 +11,8 @@
 //! - `{c}.user.{u}`: something for all of user `u`'s sessions, wherever they are.
 //! - `{c}.resume`: which node has the session with this resume key? (Every node listens;
 //!   only the one that has it answers.)
+//! - `{c}.node.{n}.bots`: starts, events and stops of the bots node `n` runs for guilds
+//!   on other nodes (`plugins.bot_placement = "spread"`; [`BotWire`]).
 //! - `{c}.node.{n}.take`: hand session `from` of node `n` over to a session on the asking
 //!   node (a RESUME reached that node); answered with the session's state.
 //!
@@ -24,6 +26,8 @@ use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_core::session::Handover;
 use guildhall_runtime::guild_ref::GuildMsg;
+#[cfg(doc)]
+use guildhall_runtime::remote_bots::BotWire;
 use guildhall_runtime::reply::{CommandResult, NodeId, ReplyTo};
 use guildhall_runtime::session::{MovedSession, SessionRef};
 use guildhall_store::HistoryQuery;
@@ -60,6 +64,9 @@ impl Subjects {
     }
     pub fn take(&self, node: NodeId) -> String {
         format!("{}.node.{node}.take", self.cluster)
+    }
+    pub fn bots(&self, node: NodeId) -> String {
+        format!("{}.node.{node}.bots", self.cluster)
     }
     pub fn all_users(&self) -> String {
         format!("{}.user.*", self.cluster)

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER};
 use crate::pubsub::{PluginBus, PublishError, Publisher, Scope};
+use crate::reads::MessageReads;
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
@@ -63,6 +64,9 @@ pub struct BotSpec {
     pub bot_user: User,
     pub guild: GuildRef,
     pub data: Arc<DataService>,
+    /// Where it reads messages: its guild's data service beside the guild, the cluster's
+    /// channel-routed reads on another node.
+    pub reads: Arc<dyn MessageReads>,
     pub channels: Arc<Vec<PluginChannel>>,
     /// Time the bot has per event for its own computation (`plugins.bot_event_deadline_ms`).
     pub event_deadline: Duration,
@@ -71,9 +75,22 @@ pub struct BotSpec {
 }
 
 pub fn spawn_bot(spec: BotSpec) -> BotRunner {
-    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let plugin_id = spec.record.id;
-    tokio::spawn(run(spec, rx));
+    spawn_loading(plugin_id, async move { Some(spec) })
+}
+
+/// Starts a runner whose bot is still being loaded: events offered meanwhile wait in its
+/// queue. The runner ends at once if `load` gives nothing.
+pub fn spawn_loading(
+    plugin_id: Snowflake,
+    load: impl std::future::Future<Output = Option<BotSpec>> + Send + 'static,
+) -> BotRunner {
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(async move {
+        if let Some(spec) = load.await {
+            run(spec, rx).await
+        }
+    });
     BotRunner { plugin_id, events: tx }
 }
 
@@ -135,6 +152,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
         bot_user: spec.bot_user.clone(),
         guild: spec.guild.clone(),
         data: spec.data.clone(),
+        reads: spec.reads.clone(),
         timers: timers.clone(),
         sent: PerMinute::new(MESSAGES_PER_MINUTE),
         kv_usage: tokio::sync::Mutex::new(None),
@@ -254,6 +272,7 @@ struct GuildBotHost {
     bot_user: User,
     guild: GuildRef,
     data: Arc<DataService>,
+    reads: Arc<dyn MessageReads>,
     timers: Arc<Mutex<Timers>>,
     /// When the bot's recent messages were sent (the per-minute limit).
     sent: PerMinute,
@@ -325,7 +344,7 @@ impl GuildBotHost {
     /// A message of one of this guild's channels.
     async fn own_message(&self, channel_id: u64, message_id: u64) -> Result<Message, HostError> {
         let channel = self.own_channel(channel_id).await?;
-        let message = self.data.message(&channel, Snowflake(message_id)).await.map_err(unavailable)?;
+        let message = self.reads.message(&channel, Snowflake(message_id)).await.map_err(unavailable)?;
         message.ok_or(HostError::NotFound)
     }
 
@@ -391,7 +410,7 @@ impl BotHost for GuildBotHost {
     async fn recent(&self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
         let channel = self.own_channel(channel_id).await?;
         let messages = self
-            .data
+            .reads
             .history(&channel, HistoryQuery::Latest, limit.clamp(1, 100) as usize)
             .await
             .map_err(unavailable)?;

@@ -41,6 +41,18 @@ pub struct PluginsConfig {
     /// patterns (`alerts.>`); plugins name them `shared.alerts...`. Empty: nothing crosses
     /// guilds.
     pub shared_subjects: Vec<String>,
+    /// Where a cluster runs a guild's bots: `guild` (beside the guild, on its node) or
+    /// `spread` (each on the ring owner of its plugin id, receiving the guild's events
+    /// over the bus). A single host runs them beside their guild either way.
+    pub bot_placement: BotPlacementMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BotPlacementMode {
+    #[default]
+    Guild,
+    Spread,
 }
 
 impl Default for PluginsConfig {
@@ -52,6 +64,7 @@ impl Default for PluginsConfig {
             max_component_bytes: 8 << 20,
             pool_instances: 2_000,
             shared_subjects: Vec::new(),
+            bot_placement: BotPlacementMode::Guild,
         }
     }
 }

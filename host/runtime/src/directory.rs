@@ -237,6 +237,7 @@ mod tests {
             locator: None,
             ownership: None,
             plugin_bus: None,
+            bot_placement: None,
         };
         Fixture { directory: LocalDirectory::new(deps), metrics, sessions, data, dir }
     }

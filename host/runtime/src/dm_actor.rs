@@ -91,6 +91,7 @@ impl DmActor {
                     | GuildMsg::Move { .. }
                     | GuildMsg::Presence { .. }
                     | GuildMsg::PluginsChanged
+                    | GuildMsg::PlaceBots
                     | GuildMsg::PluginDisabled(_)
                     | GuildMsg::Audit(_),
                 ) => {}

@@ -19,7 +19,8 @@ use guildhall_core::gateway::DispatchPrefix;
 use guildhall_core::guild::{
     Audience, Effect, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId, WriteError,
 };
-use guildhall_core::model::{audit_action, AuditLogEntry};
+use guildhall_core::model::{audit_action, AuditLogEntry, PluginRecord};
+use guildhall_core::Snowflake;
 use guildhall_data::DataService;
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
 use guildhall_store::StoreError;
@@ -28,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::audit::{self, AuditLog};
-use crate::bots::{bot_event, spawn_bot, BotRunner, BotSpec};
+use crate::bots::{spawn_bot, BotSpec};
 use crate::config::{GuildConfig, PluginsConfig};
 use crate::guild_ref::Locate;
 pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
@@ -37,6 +38,7 @@ use crate::moderation::{Disabled, Judgement, Moderation};
 use crate::ownership::{Ownership, OwnershipToken, PassedOn};
 use crate::plugin_support::load_component;
 use crate::pubsub::PluginBus;
+use crate::remote_bots::{BotPlacement, PlacedBot, RemoteBot};
 use crate::reply::{NodeId, Replies, ReplyTo};
 use crate::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
 
@@ -64,6 +66,9 @@ pub struct GuildDeps {
     pub ownership: Option<Arc<dyn Ownership>>,
     /// Where bots publish and subscribe (`None`: no pub/sub).
     pub plugin_bus: Option<Arc<PluginBus>>,
+    /// Where bots run (a cluster's, with `plugins.bot_placement = "spread"`); `None`: beside
+    /// their guild.
+    pub bot_placement: Option<Arc<dyn BotPlacement>>,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
@@ -87,14 +92,15 @@ struct GuildActor {
     plugins: Option<Arc<PluginEngine>>,
     plugin_limits: PluginsConfig,
     plugin_bus: Option<Arc<PluginBus>>,
+    bot_placement: Option<Arc<dyn BotPlacement>>,
     audit: AuditLog,
     moderation: Option<Moderation>,
     /// Messages waiting for the moderators, in order.
     to_moderate: VecDeque<(RequestId, ModerationCandidate)>,
     /// The channels as plugins see them, rebuilt when the channel count changes.
     plugin_channels: Arc<Vec<PluginChannel>>,
-    /// Running bot plugins; dropping one stops its task.
-    bots: Vec<BotRunner>,
+    /// Running bot plugins, here or on other nodes; dropping one stops it.
+    bots: Vec<PlacedBot>,
     /// This actor's own address, for the bots it starts (they act through it).
     handle: GuildRef,
     /// Evicted: the mailbox is closed and what was in it is being handled.
@@ -143,6 +149,7 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
         plugins: deps.plugins,
         plugin_limits: deps.plugin_limits,
         plugin_bus: deps.plugin_bus,
+        bot_placement: deps.bot_placement,
         audit: deps.audit,
         moderation: None,
         to_moderate: VecDeque::new(),
@@ -290,13 +297,25 @@ impl GuildActor {
         let fx = self.state.handle(Input::SetModeration { enabled });
         self.run_effects(fx);
 
-        self.bots.clear(); // their tasks end when their queues close
+        self.start_bots(&engine, records).await;
+    }
+
+    /// (Re)starts the guild's enabled bots, each where the placement puts it.
+    async fn start_bots(&mut self, engine: &Arc<PluginEngine>, records: Vec<PluginRecord>) {
+        self.bots.clear(); // their runners end when their queues close (or get a Stop)
+        let store = self.data.store().clone();
         let channels = Arc::new(self.plugin_channel_list());
         for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Bot.as_str()) {
-            let loaded = load_component(&engine, &*store, &record).await;
-            let bot_user = store.user(record.id).await.ok().flatten().map(|r| r.user);
-            match (loaded, bot_user) {
-                (Ok(plugin), Some(bot_user)) => {
+            let Some(bot_user) = store.user(record.id).await.ok().flatten().map(|r| r.user) else {
+                tracing::error!(plugin = %record.name, "bot user missing");
+                continue;
+            };
+            if let Some((node, placement)) = self.bot_node(record.id) {
+                self.bots.push(PlacedBot::There(RemoteBot::start(node, placement, record, bot_user, &channels)));
+                continue;
+            }
+            match load_component(engine, &*store, &record).await {
+                Ok(plugin) => {
                     let spec = BotSpec {
                         engine: engine.clone(),
                         plugin,
@@ -304,15 +323,33 @@ impl GuildActor {
                         bot_user,
                         guild: self.handle.clone(),
                         data: self.data.clone(),
+                        reads: self.data.clone(),
                         channels: channels.clone(),
                         event_deadline: Duration::from_millis(self.plugin_limits.bot_event_deadline_ms),
                         plugin_bus: self.plugin_bus.clone(),
                     };
-                    self.bots.push(spawn_bot(spec));
+                    self.bots.push(PlacedBot::Here(spawn_bot(spec)));
                 }
-                (Err(e), _) => tracing::error!(plugin = %record.name, error = %e, "cannot load bot"),
-                (_, None) => tracing::error!(plugin = %record.name, "bot user missing"),
+                Err(e) => tracing::error!(plugin = %record.name, error = %e, "cannot load bot"),
             }
+        }
+    }
+
+    /// The other node that should run this bot, if any.
+    fn bot_node(&self, plugin: Snowflake) -> Option<(NodeId, Arc<dyn BotPlacement>)> {
+        let placement = self.bot_placement.as_ref()?;
+        let node = placement.node_for(plugin).filter(|n| *n != placement.me())?;
+        Some((node, placement.clone()))
+    }
+
+    /// The cluster's view changed: bots whose node is no longer where the placement puts
+    /// them start again there.
+    async fn place_bots(&mut self) {
+        let misplaced = self.bots.iter().any(|bot| self.bot_node(bot.plugin_id()).map(|(n, _)| n) != bot.node());
+        let Some(engine) = self.plugins.clone().filter(|_| misplaced) else { return };
+        match self.data.store().guild_plugins(self.state.guild().id).await {
+            Ok(records) => self.start_bots(&engine, records).await,
+            Err(e) => tracing::error!(error = %e, "cannot list plugins to place the bots anew"),
         }
     }
 
@@ -397,6 +434,8 @@ impl GuildActor {
             // A stopping actor starts no plugins: its next incarnation loads them.
             GuildMsg::PluginsChanged if self.stopping => {}
             GuildMsg::PluginsChanged => self.reload_plugins().await,
+            GuildMsg::PlaceBots if self.stopping => {}
+            GuildMsg::PlaceBots => self.place_bots().await,
             GuildMsg::PluginDisabled(notice) => {
                 self.audit_plugin_disabled(notice);
                 if !self.stopping {
@@ -501,12 +540,8 @@ impl GuildActor {
                     if matches!(*event, GuildEvent::MessageCreate { .. }) {
                         M::inc(&self.metrics.messages_created);
                     }
-                    if !self.bots.is_empty() {
-                        if let Some(bot_event) = bot_event(&event) {
-                            for bot in &self.bots {
-                                bot.offer(bot_event.clone());
-                            }
-                        }
+                    for bot in &self.bots {
+                        bot.offer(&event);
                     }
                     let targets = self.state.audience(&audience);
                     if targets.is_empty() {
@@ -604,6 +639,7 @@ mod tests {
             locator: None,
             ownership: None,
             plugin_bus: None,
+            bot_placement: None,
         };
         (spawn_guild(state, deps, None).0, metrics, dir)
     }
@@ -859,6 +895,7 @@ mod tests {
             locator: None,
             ownership: None,
             plugin_bus: None,
+            bot_placement: None,
         };
         let ownership: Arc<dyn Ownership> = fence_state.clone();
         let token = ownership.acquire("guild", Snowflake(10)).await.unwrap();

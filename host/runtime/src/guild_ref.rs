@@ -27,6 +27,9 @@ use crate::session::SessionRef;
 pub enum GuildMsg {
     /// The guild's plugins changed (installed, updated, removed): reload them.
     PluginsChanged,
+    /// The cluster's view changed: start again, where they now belong, the bots that run
+    /// elsewhere (see `plugins.bot_placement`).
+    PlaceBots,
     /// A bot disabled itself after repeated faults: tell the owner, reload.
     PluginDisabled(Disabled),
     /// Record this in the audit log and send it to the owner (from the REST handlers).

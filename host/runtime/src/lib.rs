@@ -23,6 +23,7 @@ pub mod plugin_support;
 pub mod pubsub;
 pub mod reads;
 pub mod registry;
+pub mod remote_bots;
 pub mod reply;
 pub mod session;
 

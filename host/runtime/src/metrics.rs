@@ -27,6 +27,9 @@ pub struct Metrics {
     pub reads_joined: AtomicU64,
     /// Sessions taken over from another node by a RESUME here.
     pub sessions_moved_in: AtomicU64,
+    /// Bots this node runs for guilds on other nodes, and how many such runners started.
+    pub bots_hosted: AtomicU64,
+    pub bots_hosted_started: AtomicU64,
     /// Sessions disconnected because their outbound queue overflowed.
     pub slow_consumer_drops: AtomicU64,
     pub messages_created: AtomicU64,

@@ -21,14 +21,18 @@ use tokio::sync::watch;
 use crate::config::Config;
 use guildhall_bus::{Bus, LocalBus};
 use guildhall_cluster::wire::ActorKind;
-use guildhall_cluster::{ClusterDirectory, ClusterMover, ClusterReads, ClusterRouter, Transport, View};
+use guildhall_cluster::{
+    serve_hosted_bots, ClusterDirectory, ClusterMover, ClusterReads, ClusterRouter, SpreadBots, Transport, View,
+};
 use guildhall_runtime::audit::AuditLog;
+use guildhall_runtime::config::BotPlacementMode;
 use guildhall_runtime::directory::{Directory, LocalDirectory};
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::ownership::Ownership;
 use guildhall_runtime::pubsub::PluginBus;
 use guildhall_runtime::reads::MessageReads;
 use guildhall_runtime::registry::SessionRegistry;
+use guildhall_runtime::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
 use guildhall_runtime::session::{SessionMover, SessionRouter};
 use guildhall_runtime::Metrics;
 
@@ -95,13 +99,22 @@ pub struct ClusterSetup {
 
 /// When the ring changes, actors this node no longer owns are handed off, and this node's
 /// sessions connected to guilds on a node that died connect to the guilds' new owners.
+/// Bots follow: the guilds staying here place theirs anew, and the bots this node runs
+/// for a node that left end (their guilds start them again where they restart).
 fn spawn_rebalancer(
     mut view: watch::Receiver<Arc<View>>,
     transport: Arc<Transport>,
     directories: [Arc<ClusterDirectory>; 2],
+    hosted_bots: Arc<HostedBots>,
 ) {
     tokio::spawn(async move {
         while view.changed().await.is_ok() {
+            let members = view.borrow_and_update().members.clone();
+            let ended = hosted_bots.keep_origins(|node| members.contains_key(&node));
+            if ended > 0 {
+                tracing::info!(ended, "ended the bots of guilds whose node left");
+            }
+            directories[0].place_bots().await;
             for directory in &directories {
                 let moved = directory.rebalance().await;
                 if moved > 0 {
@@ -176,25 +189,41 @@ impl App {
                 Topology::Cluster(setup) => Some(setup.ownership.clone()),
             },
             plugin_bus: Some(plugin_bus.clone()),
+            bot_placement: match &transport {
+                Some(transport) if config.plugins.bot_placement == BotPlacementMode::Spread => {
+                    Some(SpreadBots::new(transport.clone()) as Arc<dyn BotPlacement>)
+                }
+                _ => None,
+            },
+        };
+        let reads: Arc<dyn MessageReads> = match &transport {
+            None => data.clone(),
+            Some(transport) => Arc::new(ClusterReads::new(transport.clone(), data.clone())),
         };
         let mut cluster_directories = Vec::new();
         let (directory, dms): (Arc<dyn Directory>, Arc<dyn Directory>) = match (&transport, &topology) {
             (Some(transport), Topology::Cluster(setup)) => {
                 let guilds = ClusterDirectory::new(ActorKind::Guild, deps.clone(), transport.clone(), replies.clone());
                 let dms = ClusterDirectory::new(ActorKind::Dm, deps, transport.clone(), replies.clone());
-                transport
-                    .serve(guilds.clone(), dms.clone(), replies, data.clone())
-                    .await
-                    .map_err(|e| format!("joining the cluster's subjects: {e}"))?;
-                spawn_rebalancer(setup.view.clone(), transport.clone(), [guilds.clone(), dms.clone()]);
+                let joining = |e| format!("joining the cluster's subjects: {e}");
+                transport.serve(guilds.clone(), dms.clone(), replies, data.clone()).await.map_err(joining)?;
+                // Every node runs bots for others' guilds if asked, whatever its own placement.
+                let hosted_bots = HostedBots::new(HostedBotsDeps {
+                    engine: plugins.clone(),
+                    data: data.clone(),
+                    reads: reads.clone(),
+                    guilds: guilds.clone(),
+                    plugin_bus: Some(plugin_bus.clone()),
+                    limits: config.plugins.clone(),
+                    metrics: metrics.clone(),
+                });
+                serve_hosted_bots(transport, hosted_bots.clone()).await.map_err(joining)?;
+                let directories = [guilds.clone(), dms.clone()];
+                spawn_rebalancer(setup.view.clone(), transport.clone(), directories, hosted_bots);
                 cluster_directories = vec![guilds.clone(), dms.clone()];
                 (guilds, dms)
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
-        };
-        let reads: Arc<dyn MessageReads> = match &transport {
-            None => data.clone(),
-            Some(transport) => Arc::new(ClusterReads::new(transport.clone(), data.clone())),
         };
         Ok(Arc::new(App {
             reads,

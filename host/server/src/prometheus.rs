@@ -55,6 +55,13 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         "Sessions taken over from another node by a RESUME here.",
         &m.sessions_moved_in,
     );
+    line("bots_hosted", "gauge", "Bots running here for guilds on other nodes.", &m.bots_hosted);
+    line(
+        "bots_hosted_started_total",
+        "counter",
+        "Runners started here for bots of guilds on other nodes.",
+        &m.bots_hosted_started,
+    );
     line("drops_total", "counter", "Sessions dropped as too slow.", &m.slow_consumer_drops);
     line("messages_created_total", "counter", "Messages created.", &m.messages_created);
     line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);
