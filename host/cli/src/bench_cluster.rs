@@ -10,6 +10,9 @@
 //!   node: deliveries per second, NATS messages and bytes per event (the server's counters,
 //!   less what the idle cluster sends: lease renewals and view refreshes), forwards per
 //!   event (the nodes' own counter);
+//! - bots on other nodes (`plugins.bot_placement = "spread"`): `!ping` to `pong` through
+//!   a gateway session, for bots that landed beside their guild and bots that landed on
+//!   another node, in the same cluster, and NATS messages per ping of each;
 //! - fail-over: the guild's node killed with SIGKILL, until a create succeeds again.
 
 use std::net::SocketAddr;
@@ -49,6 +52,13 @@ pub struct ClusterBench {
     /// Messages posted for the fan-out stage (each delivered to every session).
     #[arg(long, default_value_t = 200)]
     pub fanout_messages: usize,
+    /// The bot for the remote-bot stage (answers `!ping` with `pong`; default: the
+    /// `commands` plugin cargo built next to this binary).
+    #[arg(long)]
+    pub bot_component: Option<PathBuf>,
+    /// `!ping`s per bot in that stage (a bot sends at most 30 messages a minute).
+    #[arg(long, default_value_t = 25)]
+    pub pings: usize,
 }
 
 struct Node {
@@ -74,6 +84,7 @@ async fn start_node(name: &str, storage: &str, nats: &str) -> Result<Node, Strin
         .args(["--storage", storage, "--cluster", nats])
         .env("GUILDHALL_CLUSTER__NAME", name)
         .env("GUILDHALL_CLUSTER__LEASE_MS", "1500")
+        .env("GUILDHALL_PLUGINS__BOT_PLACEMENT", "spread")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -248,6 +259,7 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
     report["fanout"] = fanout;
 
     if n > 1 {
+        report["bots"] = bots(b, &nodes, &token).await?;
         // Fail-over: kill the guild's node, then create through a survivor until it works.
         let survivor = nodes[(owner + 1) % n].addr;
         let mut client = ApiClient::connect(&survivor.to_string()).await.map_err(|e| e.to_string())?;
@@ -357,6 +369,130 @@ async fn fanout(b: &ClusterBench, nodes: &[Node], owner: usize, token: &str, pat
         "nats_msgs_per_event_raw": nats_msgs / events,
         "nats_idle_msgs_per_sec": idle_msgs_per_sec,
     }))
+}
+
+/// Bots beside their guild and bots on another node, in one cluster (spread placement
+/// puts each on the ring owner of its plugin id, so guilds get both kinds): `!ping` to
+/// `pong` as a client sees it, one at a time, through node 0.
+async fn bots(b: &ClusterBench, nodes: &[Node], token: &str) -> Result<Value, String> {
+    let path = match &b.bot_component {
+        Some(p) => p.clone(),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let target = exe.ancestors().nth(2).ok_or("cannot find the target directory")?.to_path_buf();
+            target.join("wasm32-wasip2/release/commands.wasm")
+        }
+    };
+    let component = std::fs::read(&path).map_err(|e| {
+        format!("{}: {e} (build it: cargo build --release --target wasm32-wasip2 -p commands)", path.display())
+    })?;
+    let mut client = ApiClient::connect(&nodes[0].addr.to_string()).await.map_err(|e| e.to_string())?;
+    // Guilds with one bot each, until there are 4 of each kind.
+    let (mut beside, mut apart): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for g in 0..40 {
+        if beside.len() >= 4 && apart.len() >= 4 {
+            break;
+        }
+        let (_, guild) =
+            call(&mut client, Method::POST, "/guilds", Some(token), Some(json!({ "name": format!("bots{g}") })))
+                .await?;
+        let gid = guild["id"].as_str().ok_or("guild create failed")?.to_owned();
+        let (_, channels) =
+            call(&mut client, Method::GET, &format!("/guilds/{gid}/channels"), Some(token), None).await?;
+        let cid = channels[0]["id"].as_str().ok_or("no channel")?.to_owned();
+        let hosted0 = sum_metric(nodes, "guildhall_bots_hosted").await?;
+        let install = format!("/guilds/{gid}/plugins?name=commands");
+        let answer = client
+            .request(Method::POST, &install, Some(token), "application/wasm", component.clone().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status.as_u16() != 201 {
+            return Err(format!("installing the bot answered {}", answer.status));
+        }
+        // A bot placed elsewhere shows in that node's gauge once its start arrived.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut remote = false;
+        while !remote && Instant::now() < deadline {
+            remote = sum_metric(nodes, "guildhall_bots_hosted").await? > hosted0;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        match remote {
+            true if apart.len() < 4 => apart.push(cid),
+            false if beside.len() < 4 => beside.push(cid),
+            _ => {}
+        }
+    }
+    if beside.is_empty() || apart.is_empty() {
+        return Err("40 guilds gave no bot of one kind".into());
+    }
+    let mut ws = open_session(nodes[0].addr, token).await?;
+    let pings = b.pings.min(28); // 30 messages a minute per bot, the warm-up one included
+    let (idle0, _) = nats_in(&b.nats_monitor).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_per_sec = (nats_in(&b.nats_monitor).await?.0 - idle0) as f64;
+    let kinds = [("beside", beside), ("apart", apart)];
+    let mut report = json!({});
+    for (kind, channels) in kinds {
+        let (p50, p99, count, msgs, secs) = ping_bots(b, &mut ws, &mut client, token, &channels, pings).await?;
+        report[kind] = json!({
+            "bots": channels.len(),
+            "pings": count,
+            "ping_p50_us": p50,
+            "ping_p99_us": p99,
+            "nats_msgs_per_ping": ((msgs - idle_per_sec * secs) / (count + channels.len()) as f64).max(0.0),
+        });
+    }
+    let ratio =
+        |k: &str| report["apart"][k].as_f64().unwrap_or(0.0) / report["beside"][k].as_f64().unwrap_or(1.0).max(1.0);
+    let (p50, p99) = (ratio("ping_p50_us"), ratio("ping_p99_us"));
+    report["p50_apart_over_beside"] = json!(p50);
+    report["p99_apart_over_beside"] = json!(p99);
+    Ok(report)
+}
+
+/// `pings` rounds of `!ping` in each channel, one at a time, after a warm-up round:
+/// (p50 µs, p99 µs, pings measured, NATS messages meanwhile, seconds).
+async fn ping_bots(
+    b: &ClusterBench,
+    ws: &mut GatewaySocket,
+    client: &mut ApiClient,
+    token: &str,
+    channels: &[String],
+    pings: usize,
+) -> Result<(f64, f64, usize, f64, f64), String> {
+    let mut latencies = Vec::new();
+    let (msgs0, _) = nats_in(&b.nats_monitor).await?;
+    let started = Instant::now();
+    for round in 0..=pings {
+        for cid in channels {
+            let t = Instant::now();
+            let body = json!({ "content": "!ping" });
+            let (status, _) =
+                call(client, Method::POST, &format!("/channels/{cid}/messages"), Some(token), Some(body)).await?;
+            if status != 200 {
+                return Err(format!("!ping answered {status}"));
+            }
+            let pong = format!("\"channel_id\":\"{cid}\"");
+            loop {
+                let frame = tokio::time::timeout(Duration::from_secs(10), next_text(ws))
+                    .await
+                    .map_err(|_| "no pong within 10 s".to_owned())?
+                    .map_err(|e| e.to_string())?
+                    .ok_or("the session closed")?;
+                if contains(&frame, b"\"content\":\"pong\"") && contains(&frame, pong.as_bytes()) {
+                    break;
+                }
+            }
+            if round > 0 {
+                latencies.push(t.elapsed()); // round 0 warms the bots' instances up
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (msgs1, _) = nats_in(&b.nats_monitor).await?;
+    let count = latencies.len();
+    let (p50, p99, _) = percentiles_us(latencies);
+    Ok((p50, p99, count, (msgs1 - msgs0) as f64, secs))
 }
 
 pub async fn run(b: ClusterBench) -> Result<Value, String> {

@@ -5,9 +5,15 @@
 //!
 //! Invariants (asserted in debug builds): every flight has at least one waiter; `joinable`
 //! points only at flights that exist, and at most one per key.
+//!
+//! [`Recent`] keeps a finished query's answer joinable a moment longer (the linger), under
+//! the same rule as a flight: only while no write to its channel was acknowledged since the
+//! query started. A burst of identical reads that arrives spread over more time than one
+//! query takes then still costs one query.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::time::{Duration, Instant};
 
 /// A query in progress.
 pub type FlightId = u64;
@@ -74,11 +80,13 @@ impl<K: Copy + Eq + Hash, W> Coalescer<K, W> {
     }
 
     /// The query of `flight` finished: the waiters to give its answer to (none if it was
-    /// cancelled meanwhile).
-    pub fn done(&mut self, flight: FlightId) -> Vec<W> {
+    /// cancelled meanwhile), and its key if no write invalidated it while it ran (so its
+    /// answer may linger, see [`Recent`]).
+    pub fn done(&mut self, flight: FlightId) -> (Vec<W>, Option<K>) {
+        let fresh = self.flights.get(&flight).filter(|f| self.joinable.get(&f.key) == Some(&flight)).map(|f| f.key);
         match self.forget(flight) {
-            Some(f) => f.waiters.into_iter().map(|(_, w)| w).collect(),
-            None => Vec::new(),
+            Some(f) => (f.waiters.into_iter().map(|(_, w)| w).collect(), fresh),
+            None => (Vec::new(), None),
         }
     }
 
@@ -111,6 +119,52 @@ impl<K: Copy + Eq + Hash, W> Coalescer<K, W> {
     }
 }
 
+/// Answers of finished queries that new identical reads may still take, for `linger`
+/// after the query finished, until a write to their channel is acknowledged. At most
+/// `capacity` answers (expired ones are swept first; beyond it answers are not kept).
+pub struct Recent<K, A> {
+    linger: Duration,
+    capacity: usize,
+    answers: HashMap<K, (Instant, A)>,
+}
+
+impl<K: Copy + Eq + Hash, A: Clone> Recent<K, A> {
+    pub fn new(linger: Duration, capacity: usize) -> Self {
+        Recent { linger, capacity, answers: HashMap::new() }
+    }
+
+    /// The answer a read of `key` arriving at `now` may take.
+    pub fn get(&mut self, key: &K, now: Instant) -> Option<A> {
+        match self.answers.get(key) {
+            Some((until, answer)) if now < *until => Some(answer.clone()),
+            Some(_) => {
+                self.answers.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// A fresh answer (see [`Coalescer::done`]) of a query that finished at `now`.
+    pub fn keep(&mut self, key: K, answer: A, now: Instant) {
+        if self.linger.is_zero() {
+            return;
+        }
+        if self.answers.len() >= self.capacity {
+            self.answers.retain(|_, (until, _)| now < *until);
+            if self.answers.len() >= self.capacity {
+                return;
+            }
+        }
+        self.answers.insert(key, (now + self.linger, answer));
+    }
+
+    /// Writes matching `affected` were acknowledged: their answers go.
+    pub fn wrote(&mut self, mut affected: impl FnMut(&K) -> bool) {
+        self.answers.retain(|key, _| !affected(key));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +178,7 @@ mod tests {
         assert_eq!(c.read((1, 0), 2, "b"), Admit::Joined(1));
         assert_eq!(c.read((1, 1), 3, "other query"), Admit::Start(2));
         assert_eq!(c.read((2, 0), 4, "other channel"), Admit::Start(3));
-        assert_eq!(c.done(1), ["a", "b"]);
+        assert_eq!(c.done(1), (vec!["a", "b"], Some((1, 0))));
         assert_eq!(c.read((1, 0), 5, "after"), Admit::Start(4), "a finished query takes no one");
         assert_eq!(c.in_flight(), 3);
     }
@@ -136,8 +190,8 @@ mod tests {
         c.read((1, 0), 2, "b");
         assert_eq!(c.read((1, 0), 3, "c"), Admit::Start(2));
         assert_eq!(c.read((1, 0), 4, "d"), Admit::Joined(2), "new readers join the newest query");
-        assert_eq!(c.done(1), ["a", "b"]);
-        assert_eq!(c.done(2), ["c", "d"]);
+        assert_eq!(c.done(1).0, ["a", "b"]);
+        assert_eq!(c.done(2).0, ["c", "d"]);
     }
 
     #[test]
@@ -148,7 +202,7 @@ mod tests {
         assert_eq!(c.cancel((1, 0), 1), None, "b still waits");
         assert_eq!(c.cancel((1, 0), 9), None, "unknown waiters change nothing");
         assert_eq!(c.cancel((1, 0), 2), Some(1));
-        assert_eq!(c.done(1), Vec::<&str>::new(), "a late answer finds nobody");
+        assert_eq!(c.done(1), (Vec::<&str>::new(), None), "a late answer finds nobody");
         assert_eq!(c.read((1, 0), 3, "c"), Admit::Start(2));
     }
 
@@ -161,7 +215,31 @@ mod tests {
         assert_eq!(c.read((1, 0), 3, "after the write"), Admit::Start(3));
         assert_eq!(c.read((2, 0), 4, "unaffected"), Admit::Joined(2));
         // The old query still answers its own waiter, and does not unlink the new one.
-        assert_eq!(c.done(1), ["before the write"]);
+        assert_eq!(c.done(1), (vec!["before the write"], None), "invalidated: its answer may not linger");
         assert_eq!(c.read((1, 0), 5, "joins the new one"), Admit::Joined(3));
+    }
+
+    #[test]
+    fn a_fresh_answer_lingers_until_its_time_is_up_or_its_channel_is_written() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut recent: Recent<(u64, u8), &str> = Recent::new(ms(20), 2);
+        recent.keep((1, 0), "page", t0);
+        assert_eq!(recent.get(&(1, 0), t0 + ms(19)), Some("page"));
+        assert_eq!(recent.get(&(1, 1), t0), None, "another query");
+        assert_eq!(recent.get(&(1, 0), t0 + ms(20)), None, "expired");
+        recent.keep((1, 0), "page", t0);
+        recent.keep((2, 0), "other", t0);
+        recent.wrote(|&(channel, _)| channel == 1);
+        assert_eq!(recent.get(&(1, 0), t0), None, "a write to the channel ends it");
+        assert_eq!(recent.get(&(2, 0), t0), Some("other"));
+        recent.keep((3, 0), "a", t0);
+        recent.keep((4, 0), "full", t0);
+        assert_eq!(recent.get(&(4, 0), t0), None, "beyond the capacity nothing is kept");
+        recent.keep((4, 0), "swept", t0 + ms(30));
+        assert_eq!(recent.get(&(4, 0), t0 + ms(30)), Some("swept"), "expired answers make room");
+        let mut off: Recent<(u64, u8), &str> = Recent::new(Duration::ZERO, 2);
+        off.keep((1, 0), "page", t0);
+        assert_eq!(off.get(&(1, 0), t0), None, "no linger: nothing kept");
     }
 }

@@ -12,11 +12,15 @@
 //!   acknowledged them and *before* returning, tells the channel's worker to stop letting
 //!   new reads join queries that are already in flight. A read that starts after a write
 //!   was acknowledged therefore always runs a query that starts after the write.
+//! - Linger: a finished query's answer stays joinable for `linger` (a few ms) unless a
+//!   write to its channel was acknowledged since the query started: the same rule, so
+//!   read-after-write holds the same, and a hot channel's burst that arrives spread over
+//!   more than one query's time still costs one query.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
@@ -27,12 +31,14 @@ use tokio::sync::{mpsc, oneshot};
 use guildhall_store::{history, HistoryQuery, Result, Storage, StoreError};
 
 pub mod coalesce;
-use coalesce::{Admit, Coalescer, FlightId};
+use coalesce::{Admit, Coalescer, FlightId, Recent};
 
 /// Requests a worker may have queued before callers wait.
 const WORKER_MAILBOX: usize = 4096;
 /// Waiters one query may collect; beyond it a new query starts (bounds one result's fan-out).
 const MAX_WAITERS: usize = 100_000;
+/// Lingering answers one worker keeps at most.
+const MAX_LINGERING: usize = 4096;
 
 /// A read's answer, shared by every waiter of the same query.
 type Shared<T> = Arc<Result<T>>;
@@ -159,8 +165,18 @@ fn worker_of(channel: ChannelId, n: usize) -> usize {
 
 impl DataService {
     /// `workers` routing workers (the core count is a good default). With `coalescing`
-    /// off every read is its own query (for comparison and benchmarks).
+    /// off every read is its own query (for comparison and benchmarks). No linger.
     pub fn new(store: Arc<dyn Storage>, workers: usize, coalescing: bool) -> Arc<DataService> {
+        DataService::with_linger(store, workers, coalescing, Duration::ZERO)
+    }
+
+    /// The same, finished queries' answers lingering for `linger` (see the module's doc).
+    pub fn with_linger(
+        store: Arc<dyn Storage>,
+        workers: usize,
+        coalescing: bool,
+        linger: Duration,
+    ) -> Arc<DataService> {
         let metrics = Arc::new(DataMetrics::default());
         let workers = (0..workers.max(1))
             .map(|_| {
@@ -169,6 +185,7 @@ impl DataService {
                     store: store.clone(),
                     tx: tx.clone(),
                     coalescer: Coalescer::new(MAX_WAITERS),
+                    recent: Recent::new(linger, MAX_LINGERING),
                     tasks: HashMap::new(),
                 };
                 tokio::spawn(worker.run(rx, metrics.clone()));
@@ -302,6 +319,8 @@ fn written_channel(w: &GuildWrite) -> Option<ChannelId> {
     match w {
         GuildWrite::PutMessage(m) | GuildWrite::EditMessage(m) => Some(m.channel_id),
         GuildWrite::DeleteMessage { channel_id, .. } => Some(*channel_id),
+        // A single message read counts its reactions.
+        GuildWrite::AddReaction { channel_id, .. } | GuildWrite::RemoveReaction { channel_id, .. } => Some(*channel_id),
         _ => None,
     }
 }
@@ -321,6 +340,7 @@ struct Worker {
     store: Arc<dyn Storage>,
     tx: mpsc::Sender<WorkerMsg>,
     coalescer: Coalescer<ReadKey, Waiter>,
+    recent: Recent<ReadKey, Shared<Answer>>,
     /// The running query of each flight, to abort when nobody waits any more.
     tasks: HashMap<FlightId, tokio::task::AbortHandle>,
 }
@@ -334,6 +354,11 @@ impl Worker {
                         ReadKind::History { .. } => &metrics.history,
                         ReadKind::Message(_) => &metrics.message,
                     };
+                    if let Some(answer) = self.recent.get(&key, Instant::now()) {
+                        let _ = waiter.send(answer);
+                        route.coalesced.fetch_add(1, Relaxed);
+                        continue;
+                    }
                     match self.coalescer.read(key, waiter_id, waiter) {
                         Admit::Joined(_) => route.coalesced.fetch_add(1, Relaxed),
                         Admit::Start(flight) => {
@@ -352,12 +377,17 @@ impl Worker {
                 WorkerMsg::Done { flight, result } => {
                     self.tasks.remove(&flight);
                     let shared = Arc::new(*result);
-                    for waiter in self.coalescer.done(flight) {
+                    let (waiters, fresh) = self.coalescer.done(flight);
+                    for waiter in waiters {
                         let _ = waiter.send(shared.clone());
+                    }
+                    if let (Some(key), true) = (fresh, shared.is_ok()) {
+                        self.recent.keep(key, shared, Instant::now());
                     }
                 }
                 WorkerMsg::Wrote { channel, ack } => {
                     self.coalescer.wrote(|key| key.channel == channel);
+                    self.recent.wrote(|key| key.channel == channel);
                     let _ = ack.send(());
                 }
             }

@@ -205,8 +205,12 @@ struct Fixture {
 }
 
 async fn fixture(messages: usize) -> Fixture {
+    fixture_lingering(messages, Duration::ZERO).await
+}
+
+async fn fixture_lingering(messages: usize, linger: Duration) -> Fixture {
     let store = Instrumented::new();
-    let data = DataService::new(store.clone(), 2, true);
+    let data = DataService::with_linger(store.clone(), 2, true, linger);
     let ids = Ids(std::sync::Mutex::new(IdState::new(0, 3)));
     let channel = Channel::text(ids.next_id().unwrap(), ids.next_id().unwrap(), "hot");
     let author = User::new(ids.next_id().unwrap(), "author", false);
@@ -329,7 +333,33 @@ async fn a_query_nobody_waits_for_is_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_after_an_acknowledged_write_sees_it() {
-    let f = Arc::new(fixture(10).await);
+    read_after_write(fixture(10).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_an_acknowledged_write_sees_it_with_lingering_answers() {
+    read_after_write(fixture_lingering(10, Duration::from_millis(50)).await).await;
+}
+
+/// A finished query's answer serves identical reads that come later (within the linger),
+/// until a write to the channel is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_answer_lingers_until_the_channel_is_written() {
+    let f = fixture_lingering(10, Duration::from_secs(30)).await;
+    let queries = || f.data.metrics.history.db_queries.load(SeqCst);
+    assert_eq!(f.latest().await.unwrap()[0].content, "m9");
+    assert_eq!(f.latest().await.unwrap()[0].content, "m9");
+    assert_eq!(f.latest().await.unwrap()[0].content, "m9");
+    assert_eq!(queries(), 1, "one after the other, within the linger: one query");
+    f.write("new").await;
+    assert_eq!(f.latest().await.unwrap()[0].content, "new", "the write ended the lingering answer");
+    assert_eq!(queries(), 2);
+    let other = f.data.history(&f.channel, HistoryQuery::Latest, 10).await.unwrap();
+    assert_eq!((other.len(), queries()), (10, 3), "another query of the channel is its own");
+}
+
+async fn read_after_write(f: Fixture) {
+    let f = Arc::new(f);
     // Slow queries and a crowd of identical readers keep a query in flight almost always,
     // which is when a stale coalesced answer could be handed out.
     f.store.delay_ms.store(3, SeqCst);

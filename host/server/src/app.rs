@@ -145,7 +145,8 @@ impl App {
         // Snowflake ids carry the node: (datacenter, worker) = (node >> 5, node & 31).
         let ids = Arc::new(Generator::new((node >> 5) as u8, (node & 31) as u8));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
-        let data = DataService::new(store.clone(), workers, config.data.coalescing);
+        let linger = std::time::Duration::from_millis(config.data.linger_ms);
+        let data = DataService::with_linger(store.clone(), workers, config.data.coalescing, linger);
         let audit = AuditLog::spawn(store.clone(), ids.clone(), metrics.clone());
         let local_sessions = Arc::new(SessionRegistry::default());
         let replies = Replies::new(node);

@@ -36,11 +36,14 @@ pub struct DataConfig {
     pub workers: usize,
     /// Coalesce identical reads in flight (off only to measure what it saves).
     pub coalescing: bool,
+    /// How long a finished read's answer may still be shared by identical reads, while no
+    /// write to its channel was acknowledged since it started (0: only reads in flight).
+    pub linger_ms: u64,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { workers: 0, coalescing: true }
+        DataConfig { workers: 0, coalescing: true, linger_ms: 20 }
     }
 }
 
@@ -208,6 +211,9 @@ impl Config {
         }
         if self.gateway.heartbeat_interval_ms < 100 || self.gateway.session_queue == 0 || self.guild.mailbox == 0 {
             return Err("gateway.heartbeat_interval_ms >= 100, queues > 0".into());
+        }
+        if self.data.linger_ms > 1000 {
+            return Err("data.linger_ms must be at most 1000".into());
         }
         let p = &self.plugins;
         if !(1..=1000).contains(&p.moderation_deadline_ms) || !(1..=10_000).contains(&p.bot_event_deadline_ms) {
