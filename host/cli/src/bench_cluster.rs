@@ -56,6 +56,9 @@ pub struct ClusterBench {
     /// `commands` plugin cargo built next to this binary).
     #[arg(long)]
     pub bot_component: Option<PathBuf>,
+    /// The nodes' `data.linger_ms` (0 to see the coalescing of reads in flight alone).
+    #[arg(long, default_value_t = 50)]
+    pub linger_ms: u64,
     /// `!ping`s per bot in that stage (a bot sends at most 30 messages a minute).
     #[arg(long, default_value_t = 25)]
     pub pings: usize,
@@ -75,13 +78,14 @@ impl Drop for Node {
     }
 }
 
-async fn start_node(name: &str, storage: &str, nats: &str) -> Result<Node, String> {
+async fn start_node(name: &str, storage: &str, b: &ClusterBench) -> Result<Node, String> {
     let dir = std::env::temp_dir().join(format!("guildhall-bench-{name}-{}", rand_suffix()));
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = std::process::Command::new(exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
-        .args(["--storage", storage, "--cluster", nats])
+        .args(["--storage", storage, "--cluster", &b.nats])
+        .env("GUILDHALL_DATA__LINGER_MS", b.linger_ms.to_string())
         .env("GUILDHALL_CLUSTER__NAME", name)
         .env("GUILDHALL_CLUSTER__LEASE_MS", "1500")
         .env("GUILDHALL_PLUGINS__BOT_PLACEMENT", "spread")
@@ -147,7 +151,7 @@ async fn layout(b: &ClusterBench, n: usize) -> Result<Value, String> {
     let storage = format!("scylla://{}/{name}", b.cql);
     let mut nodes = Vec::new();
     for _ in 0..n {
-        nodes.push(start_node(&name, &storage, &b.nats).await?);
+        nodes.push(start_node(&name, &storage, b).await?);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for node in &nodes {
@@ -507,6 +511,7 @@ pub async fn run(b: ClusterBench) -> Result<Value, String> {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "note": "every node, the load generator, nats-server and the CQL node share the machine",
         "concurrency": b.concurrency,
+        "linger_ms": b.linger_ms,
         "one_node": one,
         "cluster": many,
         "creates_per_sec_cluster_over_one": ratio("creates_per_sec"),

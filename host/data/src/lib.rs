@@ -37,8 +37,8 @@ use coalesce::{Admit, Coalescer, FlightId, Recent};
 const WORKER_MAILBOX: usize = 4096;
 /// Waiters one query may collect; beyond it a new query starts (bounds one result's fan-out).
 const MAX_WAITERS: usize = 100_000;
-/// Lingering answers one worker keeps at most.
-const MAX_LINGERING: usize = 4096;
+/// Lingering answers one worker keeps at most (a page is up to 100 messages).
+const MAX_LINGERING: usize = 256;
 
 /// A read's answer, shared by every waiter of the same query.
 type Shared<T> = Arc<Result<T>>;

@@ -39,6 +39,12 @@ pub struct RunnerId {
     pub seq: u64,
 }
 
+/// Does a start of `new` replace the runner `current`? Only if it is not older (a start
+/// that arrives late, after its guild replaced it, changes nothing).
+fn supersedes(new: RunnerId, current: Option<RunnerId>) -> bool {
+    current.is_none_or(|current| new.seq >= current.seq)
+}
+
 /// What a guild's node sends the node that runs one of its bots.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum BotWire {
@@ -175,6 +181,9 @@ pub struct HostedBots {
     running: Mutex<Runners>,
 }
 
+/// Times a hosted bot's runner tries to reach its guild (500 ms apart) before it gives up.
+const LOCATE_ATTEMPTS: u32 = 20;
+
 /// The most bots one node runs for other nodes' guilds (a Start beyond it is refused and
 /// logged: the bot stays off until it is placed again).
 pub const MAX_HOSTED_BOTS: usize = 10_000;
@@ -198,7 +207,7 @@ impl HostedBots {
                     tracing::error!(plugin = %record.name, guild = %record.guild_id, "too many hosted bots; not started");
                     return;
                 }
-                if running.get(&key).is_some_and(|(current, _)| current.seq > runner.seq) {
+                if !supersedes(runner, running.get(&key).map(|(current, _)| *current)) {
                     return; // a late start of a runner its guild (here or on its new node) replaced
                 }
                 Metrics::inc(&self.deps.metrics.bots_hosted_started);
@@ -250,11 +259,20 @@ impl HostedBots {
                 .await
                 .map_err(|e| tracing::error!(plugin = %record.name, error = %e, "cannot load hosted bot"))
                 .ok()?;
-            let guild = guilds
-                .locate(record.guild_id)
-                .await
-                .map_err(|e| tracing::error!(plugin = %record.name, error = %e, "hosted bot: cannot reach its guild"))
-                .ok()?;
+            // Views differ for a moment after a node joins or dies: the guild's node may not
+            // answer yet. Try for a while; the bot stays off only if it never does.
+            let mut attempt = 0;
+            let guild = loop {
+                match guilds.locate(record.guild_id).await {
+                    Ok(guild) => break guild,
+                    Err(e) if attempt >= LOCATE_ATTEMPTS => {
+                        tracing::error!(plugin = %record.name, error = %e, "hosted bot: cannot reach its guild");
+                        return None;
+                    }
+                    Err(_) => attempt += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
             let channels = channels.into_iter().map(|(id, name)| PluginChannel { id, name }).collect();
             Some(BotSpec {
                 engine,
@@ -269,5 +287,19 @@ impl HostedBots {
                 plugin_bus,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_start_that_is_not_older_replaces_a_runner() {
+        let runner = |origin, seq| RunnerId { origin, seq };
+        assert!(supersedes(runner(1, 5), None));
+        assert!(supersedes(runner(1, 6), Some(runner(1, 5))), "the guild restarted it");
+        assert!(supersedes(runner(2, 7), Some(runner(1, 5))), "the guild moved to node 2 and started it there");
+        assert!(!supersedes(runner(1, 5), Some(runner(2, 7))), "the old node's start arrived late");
     }
 }

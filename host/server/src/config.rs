@@ -43,7 +43,7 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { workers: 0, coalescing: true, linger_ms: 20 }
+        DataConfig { workers: 0, coalescing: true, linger_ms: 50 }
     }
 }
 
