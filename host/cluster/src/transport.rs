@@ -693,14 +693,24 @@ impl RemoteMailbox for NodeMailbox {
 pub struct ClusterReads {
     pub transport: Arc<Transport>,
     pub data: Arc<DataService>,
-    /// Identical reads this node forwards, while one is in flight: the others wait for its
-    /// answer instead of crossing the bus too (the owner's data service coalesces across
-    /// nodes; this keeps a burst to one request per node).
+    /// Per read forwarded from here and in flight: the identical reads that began since it
+    /// was sent. They cannot take its answer (it may predate a write acknowledged before
+    /// they began); when it lands, they share the next request, led by the first of them.
+    /// A burst costs one request per round trip and node, whatever its size.
     in_flight: Mutex<HashMap<ReadKey, Vec<Joiner>>>,
 }
 
-/// A read waiting for an identical one's answer (`None`: read on your own).
-type Joiner = oneshot::Sender<Option<Arc<ReadAnswer>>>;
+/// What a read waiting for an identical one learns.
+enum Turn {
+    /// Its answer, asked for after it began.
+    Answer(Arc<ReadAnswer>),
+    /// Ask now, for yourself and these reads that wait with you.
+    Lead(Vec<Joiner>),
+    /// Ask on your own.
+    Alone,
+}
+
+type Joiner = oneshot::Sender<Turn>;
 
 /// What makes two reads identical.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -709,33 +719,49 @@ enum ReadKey {
     Message(guildhall_core::model::ChannelId, MessageId),
 }
 
-/// Reads joined to one in flight, at most (beyond, a read goes on its own).
+/// Reads waiting for one request, at most (beyond, a read goes on its own).
 const MAX_JOINED: usize = 100_000;
 
-/// Ends a forwarded read's sharing: its joiners get the answer, or `None` (read again),
-/// also when the read is dropped halfway.
+/// A forwarded read in flight and the reads that began before it was sent (its
+/// followers). Landing gives them the answer if it may be shared, and hands the next
+/// request to the reads that began meanwhile; dropped halfway, it sends them all off on
+/// their own.
 struct Flight<'a> {
     reads: &'a ClusterReads,
     key: Option<ReadKey>,
+    followers: Vec<Joiner>,
 }
 
 impl Flight<'_> {
     fn land(mut self, shared: Option<Arc<ReadAnswer>>) {
-        if let Some(key) = self.key.take() {
-            let joined = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-            for waiter in joined.unwrap_or_default() {
-                let _ = waiter.send(shared.clone());
+        for follower in std::mem::take(&mut self.followers) {
+            let _ = follower.send(shared.clone().map_or(Turn::Alone, Turn::Answer));
+        }
+        let Some(key) = self.key.take() else { return };
+        let mut in_flight = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(waiting) = in_flight.get_mut(&key) else { return };
+        let mut rest = std::mem::take(waiting);
+        while !rest.is_empty() {
+            let leader = rest.remove(0);
+            match leader.send(Turn::Lead(rest)) {
+                Ok(()) => return,                     // the entry stays: it collects the reads that begin meanwhile
+                Err(Turn::Lead(back)) => rest = back, // that read was dropped: the next leads
+                Err(_) => unreachable!("a send gives back what it was given"),
             }
         }
+        in_flight.remove(&key);
     }
 }
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
+        for follower in std::mem::take(&mut self.followers) {
+            let _ = follower.send(Turn::Alone);
+        }
         if let Some(key) = self.key.take() {
-            let joined = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-            for waiter in joined.unwrap_or_default() {
-                let _ = waiter.send(None);
+            let waiting = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            for waiter in waiting.unwrap_or_default() {
+                let _ = waiter.send(Turn::Alone);
             }
         }
     }
@@ -746,7 +772,7 @@ impl ClusterReads {
         ClusterReads { transport, data, in_flight: Mutex::new(HashMap::new()) }
     }
 
-    /// Reads through the channel's node, sharing one request among identical reads here.
+    /// Reads through the channel's node, sharing requests among identical reads here.
     async fn read(&self, read: ReadRequest) -> Result<Arc<ReadAnswer>, StoreError> {
         let channel = match &read {
             ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
@@ -759,39 +785,45 @@ impl ClusterReads {
             ReadRequest::History { channel, query, limit } => ReadKey::History(channel.id, *query, *limit),
             ReadRequest::Message { channel, id } => ReadKey::Message(channel.id, *id),
         };
-        let joined = {
+        enum Role {
+            Lead,
+            Wait(oneshot::Receiver<Turn>),
+            Alone,
+        }
+        let role = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             match in_flight.get_mut(&key) {
-                Some(waiters) if waiters.len() < MAX_JOINED => {
+                Some(waiting) if waiting.len() < MAX_JOINED => {
                     let (tx, rx) = oneshot::channel();
-                    waiters.push(tx);
-                    Some(rx)
+                    waiting.push(tx);
+                    Role::Wait(rx)
                 }
-                Some(_) => None,
+                Some(_) => Role::Alone,
                 None => {
                     in_flight.insert(key.clone(), Vec::new());
-                    None
+                    Role::Lead
                 }
             }
         };
-        if let Some(answer) = joined {
-            if let Ok(Some(shared)) = answer.await {
-                self.transport.metrics.reads_joined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(shared);
-            }
-            // A write landed meanwhile (or the read failed): this read goes on its own.
-            return Ok(Arc::new(self.ask(read).await?.answer));
-        }
-        let flight = Flight { reads: self, key: Some(key) };
-        let reply = self.ask(read).await;
-        match reply {
-            Ok(ReadReply { answer, shareable }) => {
-                let answer = Arc::new(answer);
-                flight.land(shareable.then(|| answer.clone()));
-                Ok(answer)
-            }
-            Err(e) => Err(e), // the flight's drop sends its joiners off on their own
-        }
+        let followers = match role {
+            Role::Lead => Vec::new(),
+            Role::Alone => return Ok(Arc::new(self.ask(read).await?.answer)),
+            Role::Wait(turn) => match turn.await {
+                Ok(Turn::Answer(shared)) => {
+                    self.transport.metrics.reads_joined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(shared);
+                }
+                Ok(Turn::Lead(followers)) => followers,
+                // A write landed meanwhile, or the read failed: this read goes on its own.
+                Ok(Turn::Alone) | Err(_) => return Ok(Arc::new(self.ask(read).await?.answer)),
+            },
+        };
+        // Every follower began before this request is sent.
+        let flight = Flight { reads: self, key: Some(key), followers };
+        let ReadReply { answer, shareable } = self.ask(read).await?; // (an error drops the flight)
+        let answer = Arc::new(answer);
+        flight.land(shareable.then(|| answer.clone()));
+        Ok(answer)
     }
 
     async fn ask(&self, read: ReadRequest) -> Result<ReadReply, StoreError> {
@@ -881,9 +913,11 @@ mod tests {
         ReadReply { answer: ReadAnswer::Messages(vec![message]), shareable: false }
     }
 
-    /// Two identical reads on node 1: the second joins the first's request. Whether it
-    /// gets the first's answer is the channel's node's call (`shareable`).
-    async fn two_reads(shareable: bool) -> (u64, u64, usize) {
+    /// Three identical reads on node 1: the second and third begin while the first is in
+    /// flight, so the first's answer is not theirs (a write may have been acknowledged
+    /// before they began, and after the channel's node answered); they share the next
+    /// request, if the channel's node says its answer may be shared (`shareable`).
+    async fn three_reads(shareable: bool) -> ([u64; 3], usize) {
         let (reads, bus, channel, dir) = reading_node();
         let reads = Arc::new(reads);
         let mut node2 = bus.subscribe("t.node.2.read").await.unwrap();
@@ -893,43 +927,43 @@ mod tests {
                 page[0].id.0
             })
         };
-        let first = read(reads.clone(), channel.clone());
-        let request = node2.next().await.unwrap(); // the first read is in flight, held here
-        let second = read(reads.clone(), channel.clone());
-        while reads.in_flight.lock().unwrap().get(&ReadKey::History(channel.id, HistoryQuery::Latest, 50)).map(Vec::len)
-            != Some(1)
-        {
-            tokio::task::yield_now().await; // until the second has joined
+        async fn next_request(node2: &mut guildhall_bus::Subscription) -> guildhall_bus::Message {
+            tokio::time::timeout(Duration::from_secs(5), node2.next()).await.expect("a request").unwrap()
         }
-        let reply = ReadReply { shareable, ..page(&channel, 100) };
-        bus.publish(&request.reply.unwrap(), encode(&reply)).await.unwrap();
+        let first = read(reads.clone(), channel.clone());
+        let request = next_request(&mut node2).await; // the first read is in flight, held here
+        let (second, third) = (read(reads.clone(), channel.clone()), read(reads.clone(), channel.clone()));
+        let key = ReadKey::History(channel.id, HistoryQuery::Latest, 50);
+        while reads.in_flight.lock().unwrap().get(&key).map(Vec::len) != Some(2) {
+            tokio::task::yield_now().await; // until both wait
+        }
+        let answer = |id| ReadReply { shareable, ..page(&channel, id) };
+        bus.publish(&request.reply.unwrap(), encode(&answer(100))).await.unwrap();
         let first = first.await.unwrap();
-        let mut asked = 1;
-        let second = if shareable {
-            second.await.unwrap()
-        } else {
-            // The second read asks again, and gets what storage has now.
-            let again = tokio::time::timeout(Duration::from_secs(5), node2.next())
-                .await
-                .expect("the read that joined did not ask again")
-                .unwrap();
+        let request = next_request(&mut node2).await; // the second asks, for the third too
+        bus.publish(&request.reply.unwrap(), encode(&answer(200))).await.unwrap();
+        let second = second.await.unwrap();
+        let mut asked = 2;
+        if !shareable {
+            let request = next_request(&mut node2).await; // the third asks on its own
             asked += 1;
-            bus.publish(&again.reply.unwrap(), encode(&page(&channel, 200))).await.unwrap();
-            second.await.unwrap()
-        };
+            bus.publish(&request.reply.unwrap(), encode(&answer(300))).await.unwrap();
+        }
+        let third = third.await.unwrap();
         let _ = std::fs::remove_dir_all(dir);
-        (first, second, asked)
+        assert!(reads.in_flight.lock().unwrap().is_empty(), "nothing left in flight");
+        ([first, second, third], asked)
     }
 
     #[tokio::test]
-    async fn identical_reads_share_one_request_when_no_write_came_between() {
-        assert_eq!(two_reads(true).await, (100, 100, 1));
+    async fn reads_that_began_during_a_request_share_the_next_one() {
+        assert_eq!(three_reads(true).await, ([100, 200, 200], 2));
     }
 
     #[tokio::test]
-    async fn a_read_that_joined_before_a_write_was_acknowledged_reads_again() {
-        // Node 2 saw a write acknowledged while the first read was in flight: the second
-        // read may have started after that acknowledgement, so it does not take the answer.
-        assert_eq!(two_reads(false).await, (100, 200, 2));
+    async fn a_read_whose_answer_may_predate_a_write_is_not_shared() {
+        // Node 2 saw a write acknowledged while the second read was in flight: the third
+        // read may have begun after that acknowledgement, so it asks again.
+        assert_eq!(three_reads(false).await, ([100, 200, 300], 3));
     }
 }
