@@ -9,6 +9,7 @@ pub mod event;
 pub mod gateway;
 pub mod guild;
 pub mod model;
+pub mod permissions;
 pub mod session;
 pub mod snowflake;
 
