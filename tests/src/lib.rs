@@ -348,6 +348,14 @@ impl Http {
         Answer { status, body }
     }
 
+    /// `GET uri` exactly as given (not under `/api/v10`).
+    pub async fn get_at(&self, uri: &str, token: Option<&str>) -> Answer {
+        let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");
+        let answer =
+            client.request_at(Method::GET, uri, token, "application/json", Bytes::new()).await.expect("response");
+        Answer { status: answer.status, body: answer.json().expect("JSON body") }
+    }
+
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
         let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
         self.raw(method, path, token, bytes).await

@@ -150,8 +150,8 @@ async fn gateway_closes_with_discord_codes() {
     assert_eq!(gw.expect_close().await, Some(4002), "undecodable frame");
 
     let mut gw = hello(&server).await;
-    gw.send_binary(b"{}".to_vec()).await;
-    assert_eq!(gw.expect_close().await, Some(4002), "binary frame with encoding=json");
+    gw.send_binary(vec![0xff, 0xfe, b'{']).await;
+    assert_eq!(gw.expect_close().await, Some(4002), "binary frame that is not UTF-8 JSON");
 
     let mut gw = hello(&server).await;
     gw.send(json!({ "op": 42, "d": null })).await;
@@ -184,7 +184,7 @@ async fn gateway_closes_with_discord_codes() {
     }
     assert_eq!(gw.expect_close().await, Some(4008), "more than 120 frames a minute");
 
-    let mut gw = Gateway::connect(server.addr, "/gateway?v=9&encoding=json").await;
+    let mut gw = Gateway::connect(server.addr, "/gateway?v=8&encoding=json").await;
     assert_eq!(gw.expect_close().await, Some(4012), "unsupported API version");
     let mut gw = Gateway::connect(server.addr, "/gateway?v=10&encoding=etf").await;
     assert_eq!(gw.expect_close().await, Some(4002), "unsupported encoding");

@@ -68,9 +68,21 @@ impl ApiClient {
         content_type: &str,
         body: Bytes,
     ) -> Result<Answer, ClientError> {
+        self.request_at(method, &format!("/api/v10{path}"), token, content_type, body).await
+    }
+
+    /// The same at `uri` exactly as given (another API version, a path outside the API).
+    pub async fn request_at(
+        &mut self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
         let mut req = hyper::Request::builder()
             .method(method)
-            .uri(format!("/api/v10{path}"))
+            .uri(uri)
             .header("host", &self.authority)
             .header("content-type", content_type);
         if let Some(t) = token {

@@ -249,9 +249,12 @@ impl Session {
                 )));
             }
             Input::ClientText { payload, now_ms } => self.on_client_frame(payload, now_ms, &mut fx),
-            Input::ClientBinary { .. } => {
-                self.close(close::DECODE_ERROR, "binary frames are not supported with encoding=json", false, &mut fx)
-            }
+            Input::ClientBinary { .. } => self.close(
+                close::DECODE_ERROR,
+                "a binary frame must hold UTF-8 JSON with encoding=json",
+                false,
+                &mut fx,
+            ),
             Input::ClientMalformed { reason } => self.close(close::DECODE_ERROR, reason, false, &mut fx),
             Input::Tick { now_ms } => match self.phase {
                 Phase::Detached { since_ms } if now_ms >= since_ms + self.cfg.resume_window_ms => {

@@ -1,4 +1,5 @@
-//! The WebSocket edge of the gateway: `GET /gateway?v=10&encoding=json`.
+//! The WebSocket edge of the gateway: `GET /gateway?v=10&encoding=json`, or `/` (where
+//! `GET /gateway/bot` points, as Discord's own URL has no path).
 //!
 //! Upgrades the HTTP connection, splits the socket, starts the reader task (frames in,
 //! reassembled and size-checked, as [`Inbound`] events) and hands the write half to a new
@@ -29,7 +30,9 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
     let query = req.uri().query().unwrap_or("");
     let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
     // Problems with the query are reported the way Discord does: with a close code.
-    let refusal = if param("v").is_some_and(|v| v != "10") {
+    // Version 9 is accepted beside 10 (several libraries still default to it); the shapes
+    // served are the same.
+    let refusal = if param("v").is_some_and(|v| v != "10" && v != "9") {
         Some((close::INVALID_API_VERSION, "invalid API version"))
     } else if param("encoding").is_some_and(|e| e != "json") {
         Some((close::DECODE_ERROR, "only encoding=json is supported"))
@@ -89,13 +92,13 @@ async fn read_loop<S: AsyncRead + Unpin>(mut read: WebSocketRead<S>, tx: mpsc::S
             ) => Inbound::Invalid,
             Err(_) => Inbound::Closed { code: None },
             Ok(frame) => match frame.opcode {
-                OpCode::Text | OpCode::Binary if frame.fin && partial.is_none() => {
-                    if frame.opcode == OpCode::Text {
-                        Inbound::Text(Bytes::copy_from_slice(&frame.payload))
-                    } else {
-                        Inbound::Binary
-                    }
-                }
+                // With encoding=json a binary frame may carry the JSON too, as on Discord
+                // (some libraries send every frame as binary); text frames are UTF-8 already.
+                OpCode::Text if frame.fin && partial.is_none() => Inbound::Text(Bytes::copy_from_slice(&frame.payload)),
+                OpCode::Binary if frame.fin && partial.is_none() => match std::str::from_utf8(&frame.payload) {
+                    Ok(_) => Inbound::Text(Bytes::copy_from_slice(&frame.payload)),
+                    Err(_) => Inbound::Binary,
+                },
                 OpCode::Text | OpCode::Binary if partial.is_none() => {
                     partial = Some((frame.opcode, frame.payload.to_vec()));
                     continue;
@@ -111,7 +114,7 @@ async fn read_loop<S: AsyncRead + Unpin>(mut read: WebSocketRead<S>, tx: mpsc::S
                             continue;
                         }
                         match (opcode, std::str::from_utf8(&buf).is_ok()) {
-                            (OpCode::Text, true) => Inbound::Text(Bytes::from(buf)),
+                            (_, true) => Inbound::Text(Bytes::from(buf)),
                             (OpCode::Text, false) => Inbound::Invalid,
                             _ => Inbound::Binary,
                         }

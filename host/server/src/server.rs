@@ -93,9 +93,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
         return ApiError::unavailable("server is shutting down").into_response();
     }
     match path.as_str() {
-        "/gateway" | "/gateway/" => {
+        "/gateway" | "/gateway/" | "/" => {
             if fastwebsockets::upgrade::is_upgrade_request(&req) {
                 crate::gateway::upgrade(app.clone(), req).unwrap_or_else(ApiError::into_response)
+            } else if path == "/" {
+                ApiError::not_found(code::GENERAL, "404: Not Found").into_response()
             } else {
                 ApiError::bad_request(code::GENERAL, "this is the gateway: connect with a WebSocket").into_response()
             }
@@ -107,6 +109,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
             .expect("valid response"),
         p if p == "/api/v10" || p.starts_with("/api/v10/") => {
             crate::rest::route(app.clone(), req, &p["/api/v10".len()..]).await
+        }
+        // Version 9 is served the same (several libraries still default to it).
+        p if p == "/api/v9" || p.starts_with("/api/v9/") => {
+            crate::rest::route(app.clone(), req, &p["/api/v9".len()..]).await
         }
         _ => ApiError::not_found(code::GENERAL, "404: Not Found").into_response(),
     }

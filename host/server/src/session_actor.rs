@@ -399,7 +399,7 @@ impl SessionActor {
     }
 
     async fn identify(&mut self, token: &str, intents: u64, status: Option<String>) -> Vec<Effect> {
-        let user = match crate::auth::user_for_token(&self.app, token).await {
+        let user = match crate::auth::user_for_token(&self.app, gateway_token(token)).await {
             Ok(Some(user)) => user,
             Ok(None) => return self.state.handle(Input::AuthenticationFailed),
             Err(e) => {
@@ -471,7 +471,7 @@ impl SessionActor {
 
     /// Offers this connection to the session being resumed, here or on another node.
     async fn resume(&mut self, token: &str, session_id: &str, seq: u64) -> Resumed {
-        let user = match crate::auth::user_for_token(&self.app, token).await {
+        let user = match crate::auth::user_for_token(&self.app, gateway_token(token)).await {
             Ok(Some(user)) => user,
             Ok(None) => return Resumed::Continue(self.state.handle(Input::AuthenticationFailed)),
             Err(_) => {
@@ -576,4 +576,9 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 /// The session clock: the process's monotonic milliseconds (see `guildhall_core::clock`).
 fn now_ms() -> u64 {
     SystemClock.monotonic_ms()
+}
+
+/// The token of an IDENTIFY or RESUME: Discord takes it with or without the `Bot ` prefix.
+fn gateway_token(token: &str) -> &str {
+    token.strip_prefix("Bot ").unwrap_or(token).trim()
 }

@@ -1,0 +1,44 @@
+//! What Discord libraries do without saying so, on the wire (issue 10's first steps; the
+//! libraries themselves come next): the gateway where `GET /gateway/bot` points (Discord's
+//! URL has no path, so libraries connect to `/?v=10&encoding=json`), API and gateway
+//! version 9 beside 10, IDENTIFY tokens with the `Bot ` prefix, JSON in binary frames.
+
+use guildhall_e2e::{Gateway, Server, ALL_INTENTS};
+use hyper::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_connects_where_gateway_bot_points_with_discords_conventions() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (token, alice) = http.register("alice").await;
+
+    // REST under /api/v9 as under /api/v10, with `Authorization: Bot <token>`.
+    let me = http.get("/users/@me", &format!("Bot {token}")).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    let v9 = http.get_at("/api/v9/users/@me", Some(&format!("Bot {token}"))).await;
+    assert_eq!((v9.status, &v9.body["id"]), (StatusCode::OK, &me.body["id"]), "GET /api/v9/users/@me");
+
+    // The gateway at the URL /gateway/bot gives, without a path.
+    let gateway = http.get("/gateway/bot", &token).await;
+    let url = gateway.body["url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("ws://{}", server.addr), "Discord's shape: no path");
+    let mut gw = Gateway::connect(server.addr, "/?v=10&encoding=json").await;
+    assert_eq!(gw.next().await["op"], 10, "HELLO at /");
+    // IDENTIFY in a binary frame, the token with the `Bot ` prefix.
+    let identify = json!({ "op": 2, "d": { "token": format!("Bot {token}"), "intents": ALL_INTENTS, "properties": { "os": "linux", "browser": "lib", "device": "lib" } } });
+    gw.send_binary(serde_json::to_vec(&identify).unwrap()).await;
+    let ready = gw.next().await;
+    assert_eq!(ready["t"], "READY", "{ready}");
+    assert_eq!(ready["d"]["user"]["id"], json!(alice.to_string()));
+
+    // Version 9 of the gateway is served the same.
+    let mut gw = Gateway::connect(server.addr, "/gateway?v=9&encoding=json").await;
+    gw.identify(&token, ALL_INTENTS).await;
+    gw.send(json!({ "op": 1, "d": null })).await;
+    assert_eq!(gw.next().await["op"], 11, "heartbeat ACK on v9");
+
+    // A plain GET of / is no gateway and no API.
+    let root = http.get_at("/", None).await;
+    assert_eq!((root.status, root.body["code"].as_u64()), (StatusCode::NOT_FOUND, Some(0)));
+}
