@@ -582,8 +582,12 @@ impl ClusterDirectory {
     /// the bots it runs on other nodes (a runner's node may have left or joined).
     pub async fn place_bots(&self) {
         for id in self.local.running() {
-            if let Ok(actor) = Directory::locate(self.local.as_ref(), id).await {
-                actor.send(GuildMsg::PlaceBots).await;
+            match Directory::locate(self.local.as_ref(), id).await {
+                // Not to one that stopped meanwhile: sending would start its successor.
+                Ok(actor) if !actor.is_closed() => {
+                    actor.send(GuildMsg::PlaceBots).await;
+                }
+                _ => {}
             }
         }
     }

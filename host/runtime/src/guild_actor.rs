@@ -117,11 +117,14 @@ pub struct Fence {
     pub token: OwnershipToken,
 }
 
+/// Why a fence refuses a write.
+pub const FENCED_OFF: &str = "this node no longer owns the actor";
+
 impl Fence {
     /// Applies `writes` only if this node still owns the actor; otherwise refuses them all.
     pub async fn apply(&self, data: &DataService, writes: Vec<GuildWrite>) -> Vec<guildhall_store::Result<()>> {
         if !self.ownership.still_owned(&self.token).await {
-            let refused = || Err(StoreError::Unavailable("this node no longer owns the actor".into()));
+            let refused = || Err(StoreError::Unavailable(FENCED_OFF.into()));
             return writes.iter().map(|_| refused()).collect();
         }
         data.apply_batch(writes).await
@@ -213,6 +216,15 @@ impl GuildActor {
                 biased;
                 results = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
                     let (requests, _) = inflight.take().expect("guarded");
+                    let fenced_off = results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(m)) if m == FENCED_OFF));
+                    if fenced_off && mailbox_open && !self.stopping {
+                        // Another node may run the guild now, or this node's lease lapsed:
+                        // stop (answering what is queued) rather than refuse every write from
+                        // here on; the next use starts an actor that takes ownership afresh.
+                        tracing::warn!(guild = %self.state.guild().id, "fenced off: the actor stops");
+                        rx.close();
+                        self.stopping = true;
+                    }
                     for (request, result) in requests.into_iter().zip(results) {
                         let result = result.map_err(|e| match e {
                             StoreError::NotFound => WriteError::NotFound,
@@ -909,8 +921,9 @@ mod tests {
         let stored = data.history(&general, guildhall_store::HistoryQuery::Latest, 10).await.unwrap();
         assert_eq!(stored.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["while owned"]);
 
-        assert!(guild.send(GuildMsg::HandOff).await);
-        task.await.unwrap();
+        // Fenced off, it stops on its own (the next use starts an actor that takes the
+        // ownership afresh) and gives back what it held.
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("a fenced-off actor stops").unwrap();
         assert!(fence_state.released.load(Relaxed), "a stopped actor gives its ownership back");
         let _ = std::fs::remove_dir_all(dir);
     }

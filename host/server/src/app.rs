@@ -106,6 +106,7 @@ fn spawn_rebalancer(
     transport: Arc<Transport>,
     directories: [Arc<ClusterDirectory>; 2],
     hosted_bots: Arc<HostedBots>,
+    place_bots: bool,
 ) {
     tokio::spawn(async move {
         while view.changed().await.is_ok() {
@@ -114,7 +115,9 @@ fn spawn_rebalancer(
             if ended > 0 {
                 tracing::info!(ended, "ended the bots of guilds whose node left");
             }
-            directories[0].place_bots().await;
+            if place_bots {
+                directories[0].place_bots().await;
+            }
             for directory in &directories {
                 let moved = directory.rebalance().await;
                 if moved > 0 {
@@ -220,7 +223,8 @@ impl App {
                 });
                 serve_hosted_bots(transport, hosted_bots.clone()).await.map_err(joining)?;
                 let directories = [guilds.clone(), dms.clone()];
-                spawn_rebalancer(setup.view.clone(), transport.clone(), directories, hosted_bots);
+                let spread = config.plugins.bot_placement == BotPlacementMode::Spread;
+                spawn_rebalancer(setup.view.clone(), transport.clone(), directories, hosted_bots, spread);
                 cluster_directories = vec![guilds.clone(), dms.clone()];
                 (guilds, dms)
             }
