@@ -1,7 +1,8 @@
 //! What Discord libraries do without saying so, on the wire (issue 10's first steps; the
 //! libraries themselves come next): the gateway where `GET /gateway/bot` points (Discord's
 //! URL has no path, so libraries connect to `/?v=10&encoding=json`), API and gateway
-//! version 9 beside 10, IDENTIFY tokens with the `Bot ` prefix, JSON in binary frames.
+//! version 9 beside 10, IDENTIFY tokens with the `Bot ` prefix, JSON in binary frames,
+//! tokens in Discord's shape.
 
 use guildhall_e2e::{Gateway, Server, ALL_INTENTS};
 use hyper::StatusCode;
@@ -13,6 +14,8 @@ async fn a_library_connects_where_gateway_bot_points_with_discords_conventions()
     let http = server.http();
     let (token, alice) = http.register("alice").await;
 
+    // A token shaped like Discord's: three dot-separated parts.
+    assert_eq!(token.split('.').count(), 3, "{token}");
     // REST under /api/v9 as under /api/v10, with `Authorization: Bot <token>`.
     let me = http.get("/users/@me", &format!("Bot {token}")).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);

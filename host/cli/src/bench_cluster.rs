@@ -379,17 +379,7 @@ async fn fanout(b: &ClusterBench, nodes: &[Node], owner: usize, token: &str, pat
 /// puts each on the ring owner of its plugin id, so guilds get both kinds): `!ping` to
 /// `pong` as a client sees it, one at a time, through node 0.
 async fn bots(b: &ClusterBench, nodes: &[Node], token: &str) -> Result<Value, String> {
-    let path = match &b.bot_component {
-        Some(p) => p.clone(),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let target = exe.ancestors().nth(2).ok_or("cannot find the target directory")?.to_path_buf();
-            target.join("wasm32-wasip2/release/commands.wasm")
-        }
-    };
-    let component = std::fs::read(&path).map_err(|e| {
-        format!("{}: {e} (build it: cargo build --release --target wasm32-wasip2 -p commands)", path.display())
-    })?;
+    let component = crate::bench::read_component(b.bot_component.clone(), "commands")?;
     let mut client = ApiClient::connect(&nodes[0].addr.to_string()).await.map_err(|e| e.to_string())?;
     // Guilds with one bot each, until there are 4 of each kind.
     let (mut beside, mut apart): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());

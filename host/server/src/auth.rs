@@ -1,6 +1,7 @@
 //! Passwords (argon2id), opaque bearer tokens, and the `Authorization` header.
 
 use guildhall_core::model::User;
+use guildhall_core::Snowflake;
 use guildhall_store::StoreError;
 use hyper::HeaderMap;
 use rand::RngCore;
@@ -13,9 +14,16 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A new opaque token: 256 random bits. Storage keeps only its SHA-256.
-pub fn new_token() -> String {
-    random_hex(32)
+/// A new token shaped like Discord's (some libraries read the user id out of it): the
+/// user id in base64, then 6 and 27 random bytes in URL-safe base64, dot-separated (264
+/// random bits). Storage keeps only its SHA-256.
+pub fn new_token(user: Snowflake) -> String {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let mut random = [0u8; 33];
+    rand::thread_rng().fill_bytes(&mut random);
+    let id = STANDARD_NO_PAD.encode(user.to_string());
+    format!("{id}.{}.{}", URL_SAFE_NO_PAD.encode(&random[..6]), URL_SAFE_NO_PAD.encode(&random[6..]))
 }
 
 /// Hashes on the blocking pool: argon2 is deliberately slow (tens of ms).
@@ -68,6 +76,21 @@ mod tests {
             h.insert(hyper::header::AUTHORIZATION, value.parse().unwrap());
             assert_eq!(bearer(&h), want, "{value}");
         }
+    }
+
+    #[test]
+    fn tokens_are_shaped_like_discords_and_carry_the_user_id() {
+        use base64::Engine;
+        let token = new_token(Snowflake(1_234_567_890_123_456_789));
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3, "{token}");
+        let id = base64::engine::general_purpose::STANDARD_NO_PAD.decode(parts[0]).unwrap();
+        assert_eq!(id, b"1234567890123456789");
+        assert_eq!((parts[1].len(), parts[2].len()), (8, 36), "6 and 27 bytes");
+        assert_ne!(token, new_token(Snowflake(1_234_567_890_123_456_789)), "random");
+        let mut h = HeaderMap::new();
+        h.insert(hyper::header::AUTHORIZATION, format!("Bot {token}").parse().unwrap());
+        assert_eq!(bearer(&h), Some(token.as_str()));
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ fn validate_username(name: &str) -> Result<(), ApiError> {
 }
 
 async fn issue_token(ctx: &Ctx, user: &User) -> Result<String, ApiError> {
-    let token = crate::auth::new_token();
+    let token = crate::auth::new_token(user.id);
     ctx.app.store.put_token(&token, user.id).await?;
     Ok(token)
 }
