@@ -543,28 +543,12 @@ async fn recreate_times(
     Ok(times)
 }
 
-/// The component at `path`, or else the `crate_name` plugin cargo built for wasm32-wasip2
-/// next to this binary (`target/wasm32-wasip2/release/`).
-pub fn read_component(path: Option<PathBuf>, crate_name: &str) -> Result<Vec<u8>, String> {
-    let path = match path {
-        Some(p) => p,
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let target = exe.ancestors().nth(2).ok_or("cannot find the target directory")?.to_path_buf();
-            target.join(format!("wasm32-wasip2/release/{}.wasm", crate_name.replace('-', "_")))
-        }
-    };
-    std::fs::read(&path).map_err(|e| {
-        format!("{}: {e} (build it: cargo build --release --target wasm32-wasip2 -p {crate_name})", path.display())
-    })
-}
-
 async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize, config: &str) -> Result<Value, String> {
     use guildhall_plugins::{
         Candidate, Channel as PluginChannel, EngineConfig, GuildView, ModeratorInstance, PluginEngine,
         User as PluginUser,
     };
-    let bytes = read_component(component, "automod")?;
+    let bytes = crate::components::read_component(component, "automod")?;
     let cache_dir = temp_dir("plugin-cache");
     let engine_config =
         EngineConfig { cache_dir: cache_dir.clone(), pool_instances: instances as u32 + 16, ..EngineConfig::default() };

@@ -379,7 +379,7 @@ async fn fanout(b: &ClusterBench, nodes: &[Node], owner: usize, token: &str, pat
 /// puts each on the ring owner of its plugin id, so guilds get both kinds): `!ping` to
 /// `pong` as a client sees it, one at a time, through node 0.
 async fn bots(b: &ClusterBench, nodes: &[Node], token: &str) -> Result<Value, String> {
-    let component = crate::bench::read_component(b.bot_component.clone(), "commands")?;
+    let component = crate::components::read_component(b.bot_component.clone(), "commands")?;
     let mut client = ApiClient::connect(&nodes[0].addr.to_string()).await.map_err(|e| e.to_string())?;
     // Guilds with one bot each, until there are 4 of each kind.
     let (mut beside, mut apart): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_cluster;
+mod components;
 mod plugin_cli;
 mod stats;
 
