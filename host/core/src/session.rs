@@ -422,8 +422,11 @@ impl Session {
                 if intent_bits & !intents::ALL_KNOWN != 0 {
                     return self.close(close::INVALID_INTENTS, "invalid intents", false, fx);
                 }
+                // An empty status is as if none was given (libraries send one; Discord
+                // takes it as online).
                 let status = match d.get("presence").and_then(|p| p.get("status")) {
                     None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if s.is_empty() => None,
                     Some(s) => match s.as_str().filter(|s| VALID_STATUSES.contains(s)) {
                         Some(s) => Some(s.to_owned()),
                         None => return self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
@@ -580,6 +583,23 @@ mod tests {
         drop(s);
         let s = ready_session();
         assert_eq!(s.phase(), Phase::Ready);
+    }
+
+    #[test]
+    fn identify_presence_status_may_be_empty_but_not_unknown() {
+        let with_status = |status: Value| {
+            let mut s = Session::new(cfg());
+            s.handle(Input::Opened { now_ms: 0 });
+            let mut frame = identify();
+            frame["d"]["presence"] = json!({ "status": status, "since": 0, "activities": [], "afk": false });
+            text(&mut s, frame, 1)
+        };
+        let authenticate = |status: Option<&str>| {
+            vec![Effect::Authenticate { token: "t".into(), intents: 513, status: status.map(str::to_owned) }]
+        };
+        assert_eq!(with_status(json!("")), authenticate(None), "empty: as if none");
+        assert_eq!(with_status(json!("idle")), authenticate(Some("idle")));
+        assert_eq!(close_code(&with_status(json!("sleepy"))), Some(close::DECODE_ERROR));
     }
 
     #[test]
