@@ -34,6 +34,23 @@ async fn a_library_connects_where_gateway_bot_points_with_discords_conventions()
     let ready = gw.next().await;
     assert_eq!(ready["t"], "READY", "{ready}");
     assert_eq!(ready["d"]["user"]["id"], json!(alice.to_string()));
+    // Fields Discord always sends, with its defaults: the user as they see themselves, in
+    // READY and at /users/@me, and as others see them (a message's author).
+    for own in [&ready["d"]["user"], &me.body] {
+        for (field, value) in [("mfa_enabled", json!(false)), ("flags", json!(0)), ("public_flags", json!(0))] {
+            assert_eq!(own[field], value, "{field} in {own}");
+        }
+        assert!(
+            own["locale"].is_string() && own.get("banner").is_some() && own.get("primary_guild").is_some(),
+            "{own}"
+        );
+    }
+    let guild = http.post("/guilds", &token, json!({ "name": "fields" })).await;
+    let channels = http.get(&format!("/guilds/{}/channels", guild.body["id"].as_str().unwrap()), &token).await;
+    let cid = channels.body[0]["id"].as_str().unwrap();
+    let message = http.post(&format!("/channels/{cid}/messages"), &token, json!({ "content": "hi" })).await;
+    let author = &message.body["author"];
+    assert_eq!((&author["public_flags"], author.get("mfa_enabled")), (&json!(0), None), "public view: {author}");
 
     // Version 9 of the gateway is served the same.
     let mut gw = Gateway::connect(server.addr, "/gateway?v=9&encoding=json").await;

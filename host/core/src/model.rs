@@ -32,6 +32,18 @@ pub struct User {
     pub avatar: Option<String>,
     #[serde(default)]
     pub bot: bool,
+    /// Discord's account flags and profile fields: none set here yet, present as Discord
+    /// always sends them (libraries read them without checking).
+    #[serde(default)]
+    pub public_flags: u64,
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default)]
+    pub banner: Option<String>,
+    #[serde(default)]
+    pub accent_color: Option<u32>,
+    #[serde(default)]
+    pub primary_guild: Option<serde_json::Value>,
 }
 
 fn zero_discriminator() -> String {
@@ -47,7 +59,24 @@ impl User {
             global_name: None,
             avatar: None,
             bot,
+            public_flags: 0,
+            flags: 0,
+            banner: None,
+            accent_color: None,
+            primary_guild: None,
         }
+    }
+
+    /// The user as they see themselves (READY's `user`, `GET /users/@me`): Discord's
+    /// private fields too, with the values a new account has.
+    pub fn as_self(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a user serializes");
+        v["mfa_enabled"] = false.into();
+        v["locale"] = "en-US".into();
+        v["verified"] = true.into();
+        v["email"] = serde_json::Value::Null;
+        v["premium_type"] = 0.into();
+        v
     }
 }
 

@@ -421,7 +421,7 @@ impl SessionActor {
         let key = crate::auth::random_hex(16);
         let ready = json!({
             "v": 10,
-            "user": user,
+            "user": user.as_self(),
             "guilds": guild_ids.iter().map(|id| json!({ "id": id, "unavailable": true })).collect::<Vec<_>>(),
             "session_id": key,
             "resume_gateway_url": self.app.config.gateway_url(),

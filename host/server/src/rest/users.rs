@@ -70,7 +70,7 @@ pub async fn login(ctx: &mut Ctx) -> ApiResult {
 }
 
 pub async fn me(ctx: &mut Ctx) -> ApiResult {
-    ok(&ctx.user().await?)
+    ok(&ctx.user().await?.as_self())
 }
 
 /// GET /users/@me/guilds: partial guild objects.
