@@ -68,7 +68,7 @@ impl DmState {
     pub fn handle(&mut self, input: Input) -> Vec<DmEffect> {
         let mut fx = Vec::new();
         match input {
-            Input::Command { request, command } => self.on_command(request, command, &mut fx),
+            Input::Command { request, command } => self.on_command(request, *command, &mut fx),
             Input::Persisted { request, result } => self.on_persisted(request, result, &mut fx),
             // Sessions are not attached to a DM (its events go to the recipients' sessions),
             // and DMs are not moderated by guild plugins.
@@ -206,7 +206,7 @@ mod tests {
     }
 
     fn cmd(request: RequestId, command: Command) -> Input {
-        Input::Command { request, command }
+        Input::Command { request, command: Box::new(command) }
     }
 
     fn create(request: RequestId, author: UserId, content: &str) -> Input {

@@ -112,7 +112,8 @@ pub enum Command {
 pub enum Input {
     Command {
         request: RequestId,
-        command: Command,
+        /// Boxed: commands carry whole messages and users, the other inputs are small.
+        command: Box<Command>,
     },
     /// The outcome of an `Effect::Persist`, reported in order.
     Persisted {
@@ -406,7 +407,7 @@ impl GuildState {
     pub fn handle(&mut self, input: Input) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
-            Input::Command { request, command } => self.on_command(request, command, &mut fx),
+            Input::Command { request, command } => self.on_command(request, *command, &mut fx),
             Input::Persisted { request, result } => self.on_persisted(request, result, &mut fx),
             Input::SetModeration { enabled } => self.moderated = enabled,
             Input::Moderated { request, verdict } => self.on_moderated(request, verdict, &mut fx),
@@ -879,7 +880,7 @@ mod tests {
     }
 
     fn cmd(request: RequestId, command: Command) -> Input {
-        Input::Command { request, command }
+        Input::Command { request, command: Box::new(command) }
     }
 
     fn connect(g: &mut GuildState, session: u64, user: UserId, intents: u64) -> Vec<Effect> {

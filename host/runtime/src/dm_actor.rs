@@ -111,7 +111,8 @@ impl DmActor {
         let request = self.next_request;
         self.next_request += 1;
         self.reply_to.insert(request, reply_to);
-        let mut work: VecDeque<DmEffect> = self.state.handle(Input::Command { request, command }).into();
+        let mut work: VecDeque<DmEffect> =
+            self.state.handle(Input::Command { request, command: Box::new(command) }).into();
         while let Some(effect) = work.pop_front() {
             match effect {
                 DmEffect::Persist { request, write } => {
