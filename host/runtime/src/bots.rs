@@ -51,9 +51,22 @@ pub struct BotRunner {
 impl BotRunner {
     /// Never waits: a bot that cannot keep up misses events rather than slowing its guild.
     pub fn offer(&self, event: BotEvent) {
-        if self.events.try_send(event).is_err() {
-            tracing::warn!(plugin = %self.plugin_id, "bot event queue full; event dropped");
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(plugin = %self.plugin_id, "bot event queue full; event dropped")
+            }
+            // It ended (refused its configuration, disabled, or could not load): its guild
+            // learns of it and reloads or stops it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!(plugin = %self.plugin_id, "bot ended; event dropped")
+            }
         }
+    }
+
+    /// The runner's task has ended.
+    pub fn has_ended(&self) -> bool {
+        self.events.is_closed()
     }
 }
 

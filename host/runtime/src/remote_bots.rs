@@ -215,6 +215,11 @@ impl HostedBots {
                 running.insert(key, (runner, bot)); // a runner it replaces ends with its queue
             }
             BotWire::Event { runner, guild, plugin, event } => match running.get(&(guild, plugin)) {
+                Some((current, bot)) if *current == runner && bot.has_ended() => {
+                    // It could not load, or ended: forget it (its guild starts it again
+                    // when it reloads or places its bots).
+                    running.remove(&(guild, plugin));
+                }
                 Some((current, bot)) if *current == runner => {
                     if let Some(e) = bot_event(&event) {
                         bot.offer(e)
