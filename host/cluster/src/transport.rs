@@ -750,7 +750,7 @@ impl Flight<'_> {
             match leader.send(Turn::Lead(rest)) {
                 Ok(()) => return,                     // the entry stays: it collects the reads that begin meanwhile
                 Err(Turn::Lead(back)) => rest = back, // that read was dropped: the next leads
-                Err(_) => unreachable!("a send gives back what it was given"),
+                Err(_) => break,                      // (a send gives back what it was given: never)
             }
         }
         in_flight.remove(&key);

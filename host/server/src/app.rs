@@ -177,6 +177,7 @@ impl App {
             Topology::Cluster(setup) => (setup.bus.clone(), &setup.name),
         };
         let plugin_bus = Arc::new(PluginBus::new(bus, cluster_name, &config.plugins.shared_subjects)?);
+        let spread_bots = config.plugins.bot_placement == BotPlacementMode::Spread;
         let deps = GuildDeps {
             data: data.clone(),
             metrics: metrics.clone(),
@@ -194,9 +195,7 @@ impl App {
             },
             plugin_bus: Some(plugin_bus.clone()),
             bot_placement: match &transport {
-                Some(transport) if config.plugins.bot_placement == BotPlacementMode::Spread => {
-                    Some(SpreadBots::new(transport.clone()) as Arc<dyn BotPlacement>)
-                }
+                Some(transport) if spread_bots => Some(SpreadBots::new(transport.clone()) as Arc<dyn BotPlacement>),
                 _ => None,
             },
         };
@@ -223,8 +222,7 @@ impl App {
                 });
                 serve_hosted_bots(transport, hosted_bots.clone()).await.map_err(joining)?;
                 let directories = [guilds.clone(), dms.clone()];
-                let spread = config.plugins.bot_placement == BotPlacementMode::Spread;
-                spawn_rebalancer(setup.view.clone(), transport.clone(), directories, hosted_bots, spread);
+                spawn_rebalancer(setup.view.clone(), transport.clone(), directories, hosted_bots, spread_bots);
                 cluster_directories = vec![guilds.clone(), dms.clone()];
                 (guilds, dms)
             }
