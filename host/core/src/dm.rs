@@ -14,6 +14,17 @@ use crate::event::GuildEvent;
 use crate::gateway::intents;
 use crate::guild::{Command, GuildError, GuildWrite, Input, Reply, RequestId, WriteError};
 use crate::model::{mentioned_user_ids, Channel, Message, User, UserId};
+use crate::permissions::Permissions;
+
+/// What a recipient may do in a DM (Discord's implicit DM permissions).
+pub const DM_PERMISSIONS: Permissions = Permissions(
+    Permissions::VIEW_CHANNEL.0
+        | Permissions::SEND_MESSAGES.0
+        | Permissions::READ_MESSAGE_HISTORY.0
+        | Permissions::EMBED_LINKS.0
+        | Permissions::ATTACH_FILES.0
+        | Permissions::ADD_REACTIONS.0,
+);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DmEffect {
@@ -145,11 +156,19 @@ impl DmState {
                 fx.push(DmEffect::Deliver { intent: intents::DIRECT_MESSAGE_TYPING, event: Box::new(event) });
                 fx.push(DmEffect::Reply { request, result: Ok(Reply::Done) });
             }
-            Command::CanRead { user, .. } => {
-                let result = self.recipient(user).map(|_| Reply::Done);
+            Command::Permissions { user, .. } => {
+                let result = self.recipient(user).map(|_| Reply::Permissions(DM_PERMISSIONS));
                 fx.push(DmEffect::Reply { request, result });
             }
             Command::Snapshot { .. }
+            | Command::CreateRole { .. }
+            | Command::UpdateRole { .. }
+            | Command::DeleteRole { .. }
+            | Command::UpdateMember { .. }
+            | Command::UpdateChannel { .. }
+            | Command::Kick { .. }
+            | Command::Ban { .. }
+            | Command::Unban { .. }
             | Command::UpdateGuild { .. }
             | Command::CreateChannel { .. }
             | Command::AddMember { .. }
@@ -263,9 +282,12 @@ mod tests {
             s.handle(create(1, EVE, "let me in")),
             [DmEffect::Reply { request: 1, result: Err(GuildError::NotMember) }]
         );
-        let read = |user| cmd(2, Command::CanRead { user, channel_id: DM });
+        let read = |user| cmd(2, Command::Permissions { user, channel_id: Some(DM) });
         assert_eq!(s.handle(read(EVE)), [DmEffect::Reply { request: 2, result: Err(GuildError::NotMember) }]);
-        assert_eq!(s.handle(read(BOB)), [DmEffect::Reply { request: 2, result: Ok(Reply::Done) }]);
+        assert_eq!(
+            s.handle(read(BOB)),
+            [DmEffect::Reply { request: 2, result: Ok(Reply::Permissions(DM_PERMISSIONS)) }]
+        );
 
         let message = stored(&s.handle(create(3, ALICE, "mine")));
         s.handle(Input::Persisted { request: 3, result: Ok(()) });

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::model::{
-    AuditLogEntry, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, User, UserId,
+    AuditLogEntry, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, Role, User, UserId,
 };
+use crate::Snowflake;
 
 /// The version of the serialized form of [`GuildEvent`] (not of Discord's JSON, which is
 /// Discord's). Bump it on any change a reader of the old form would misread.
-pub const EVENT_SCHEMA_VERSION: u16 = 1;
+pub const EVENT_SCHEMA_VERSION: u16 = 2;
 
 /// A [`GuildEvent`] as a bus or a stream carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,9 @@ pub struct Presence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuildSnapshot {
     pub guild: Guild,
+    /// When the connecting user joined.
+    #[serde(default)]
+    pub joined_at: Option<String>,
     pub member_count: usize,
     /// Over the large threshold: `members` holds only the connecting user, and no presences.
     pub large: bool,
@@ -92,6 +96,7 @@ pub enum GuildEvent {
         member: Option<Member>,
     },
     ChannelCreate(Channel),
+    ChannelUpdate(Channel),
     GuildCreate(Box<GuildSnapshot>),
     GuildUpdate(Guild),
     /// The guild is gone for the receiving session (it left the guild).
@@ -103,6 +108,31 @@ pub enum GuildEvent {
         member: Member,
     },
     MemberRemove {
+        guild_id: GuildId,
+        user: User,
+    },
+    /// Roles or nickname changed.
+    MemberUpdate {
+        guild_id: GuildId,
+        member: Member,
+    },
+    RoleCreate {
+        guild_id: GuildId,
+        role: Role,
+    },
+    RoleUpdate {
+        guild_id: GuildId,
+        role: Role,
+    },
+    RoleDelete {
+        guild_id: GuildId,
+        role_id: Snowflake,
+    },
+    BanAdd {
+        guild_id: GuildId,
+        user: User,
+    },
+    BanRemove {
         guild_id: GuildId,
         user: User,
     },
@@ -121,11 +151,18 @@ impl GuildEvent {
             GuildEvent::ReactionRemove { .. } => "MESSAGE_REACTION_REMOVE",
             GuildEvent::TypingStart { .. } => "TYPING_START",
             GuildEvent::ChannelCreate(_) => "CHANNEL_CREATE",
+            GuildEvent::ChannelUpdate(_) => "CHANNEL_UPDATE",
             GuildEvent::GuildCreate(_) => "GUILD_CREATE",
             GuildEvent::GuildUpdate(_) => "GUILD_UPDATE",
             GuildEvent::GuildDelete { .. } => "GUILD_DELETE",
             GuildEvent::MemberAdd { .. } => "GUILD_MEMBER_ADD",
             GuildEvent::MemberRemove { .. } => "GUILD_MEMBER_REMOVE",
+            GuildEvent::MemberUpdate { .. } => "GUILD_MEMBER_UPDATE",
+            GuildEvent::RoleCreate { .. } => "GUILD_ROLE_CREATE",
+            GuildEvent::RoleUpdate { .. } => "GUILD_ROLE_UPDATE",
+            GuildEvent::RoleDelete { .. } => "GUILD_ROLE_DELETE",
+            GuildEvent::BanAdd { .. } => "GUILD_BAN_ADD",
+            GuildEvent::BanRemove { .. } => "GUILD_BAN_REMOVE",
             GuildEvent::PresenceUpdate(_) => "PRESENCE_UPDATE",
             GuildEvent::AuditLogEntryCreate(_) => "GUILD_AUDIT_LOG_ENTRY_CREATE",
         }
@@ -169,27 +206,25 @@ impl GuildEvent {
                 }),
                 None => json!({ "channel_id": channel_id, "user_id": user_id, "timestamp": unix_s }),
             },
-            GuildEvent::ChannelCreate(channel) => value(channel),
+            GuildEvent::ChannelCreate(channel) | GuildEvent::ChannelUpdate(channel) => value(channel),
             GuildEvent::GuildCreate(snapshot) => {
                 let s = snapshot.as_ref();
-                json!({
-                    "id": s.guild.id,
-                    "name": s.guild.name,
-                    "icon": s.guild.icon,
-                    "owner_id": s.guild.owner_id,
-                    "unavailable": false,
-                    "member_count": s.member_count,
-                    "large": s.large,
-                    "channels": s.channels,
-                    "members": s.members,
-                    "presences": s.presences.iter().map(presence_json).collect::<Vec<_>>(),
-                    "roles": [],
-                    "emojis": [],
-                    "features": [],
-                    "threads": [],
-                })
+                let mut data = s.guild.discord_json();
+                data["unavailable"] = json!(false);
+                data["joined_at"] = json!(s.joined_at);
+                data["member_count"] = json!(s.member_count);
+                data["large"] = json!(s.large);
+                data["channels"] = json!(s.channels);
+                data["members"] = json!(s.members);
+                data["presences"] = json!(s.presences.iter().map(presence_json).collect::<Vec<_>>());
+                for empty in
+                    ["threads", "voice_states", "stage_instances", "guild_scheduled_events", "soundboard_sounds"]
+                {
+                    data[empty] = json!([]);
+                }
+                data
             }
-            GuildEvent::GuildUpdate(guild) => value(guild),
+            GuildEvent::GuildUpdate(guild) => guild.discord_json(),
             GuildEvent::GuildDelete { id } => json!({ "id": id }),
             GuildEvent::MemberAdd { guild_id, member } => {
                 let mut data = value(member);
@@ -197,6 +232,18 @@ impl GuildEvent {
                 data
             }
             GuildEvent::MemberRemove { guild_id, user } => json!({ "guild_id": guild_id, "user": user }),
+            GuildEvent::MemberUpdate { guild_id, member } => {
+                let mut data = value(member);
+                data["guild_id"] = json!(guild_id);
+                data
+            }
+            GuildEvent::RoleCreate { guild_id, role } | GuildEvent::RoleUpdate { guild_id, role } => {
+                json!({ "guild_id": guild_id, "role": role })
+            }
+            GuildEvent::RoleDelete { guild_id, role_id } => json!({ "guild_id": guild_id, "role_id": role_id }),
+            GuildEvent::BanAdd { guild_id, user } | GuildEvent::BanRemove { guild_id, user } => {
+                json!({ "guild_id": guild_id, "user": user })
+            }
             GuildEvent::PresenceUpdate(presence) => presence_json(presence),
             GuildEvent::AuditLogEntryCreate(entry) => value(entry.as_ref()),
         }

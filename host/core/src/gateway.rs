@@ -45,6 +45,8 @@ pub mod close {
 pub mod intents {
     pub const GUILDS: u64 = 1 << 0;
     pub const GUILD_MEMBERS: u64 = 1 << 1;
+    /// Bans (Discord's GUILD_MODERATION, once GUILD_BANS).
+    pub const GUILD_MODERATION: u64 = 1 << 2;
     pub const GUILD_PRESENCES: u64 = 1 << 8;
     pub const GUILD_MESSAGES: u64 = 1 << 9;
     pub const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;

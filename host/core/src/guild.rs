@@ -7,16 +7,23 @@
 //! report persist results in the order it received the `Persist` effects, so that fan-out
 //! order equals id order within the guild.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod roles;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
 
 use crate::event::{GuildEvent, GuildSnapshot, Presence};
 use crate::gateway::intents;
 use crate::model::{
-    mentioned_user_ids, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, UserId,
+    mentioned_user_ids, Ban, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, Role, User, UserId,
     CHANNEL_GUILD_TEXT,
 };
+use crate::permissions::{Overwrite, PermissionCache, Permissions, RoleGrant};
+use crate::Snowflake;
+
+/// Commands that wait while another write to the same object is in flight, at most.
+pub const MAX_DEFERRED_COMMANDS: usize = 1024;
 
 /// Above this many members a guild is "large": GUILD_CREATE carries no member list.
 pub const LARGE_THRESHOLD: usize = 250;
@@ -91,7 +98,7 @@ pub enum Command {
         channel_id: ChannelId,
         unix_s: u64,
     },
-    /// Owner only: change the name and settings.
+    /// MANAGE_GUILD: change the name and settings.
     UpdateGuild {
         user: UserId,
         name: Option<String>,
@@ -101,11 +108,121 @@ pub enum Command {
     Snapshot {
         user: UserId,
     },
-    /// May `user` read this channel's history? Replies `Done` or the reason not.
-    CanRead {
+    /// What `user` may do in the guild, or in one of its channels: replies `Permissions`,
+    /// or the reason they have none there (not a member; an unknown channel; a channel
+    /// they cannot view).
+    Permissions {
+        user: UserId,
+        channel_id: Option<ChannelId>,
+    },
+    /// MANAGE_ROLES: a new role (the runtime gives its id), placed just above @everyone.
+    /// A role with `tags` is a managed one (a bot's).
+    CreateRole {
+        user: UserId,
+        role: Role,
+    },
+    UpdateRole {
+        user: UserId,
+        role_id: Snowflake,
+        patch: RolePatch,
+    },
+    DeleteRole {
+        user: UserId,
+        role_id: Snowflake,
+    },
+    /// Roles (MANAGE_ROLES, roles below one's own) or nickname of a member.
+    UpdateMember {
+        user: UserId,
+        target: UserId,
+        change: MemberChange,
+    },
+    /// Name, topic (MANAGE_CHANNELS) or permission overwrites (MANAGE_ROLES) of a channel.
+    UpdateChannel {
         user: UserId,
         channel_id: ChannelId,
+        change: ChannelChange,
     },
+    /// KICK_MEMBERS, from above.
+    Kick {
+        user: UserId,
+        target: UserId,
+    },
+    /// BAN_MEMBERS, from above: `target` need not be a member; a member is removed.
+    Ban {
+        user: UserId,
+        target: User,
+        reason: Option<String>,
+    },
+    Unban {
+        user: UserId,
+        target: UserId,
+    },
+}
+
+impl Command {
+    /// The object this command writes, if only one write to it may be in flight at a time
+    /// (a second waits for the first, so that it starts from the stored state).
+    fn object(&self) -> Option<Object> {
+        match self {
+            Command::UpdateGuild { .. }
+            | Command::CreateRole { .. }
+            | Command::UpdateRole { .. }
+            | Command::DeleteRole { .. } => Some(Object::Guild),
+            Command::UpdateChannel { channel_id, .. } => Some(Object::Channel(*channel_id)),
+            Command::UpdateMember { target, .. } | Command::Kick { target, .. } | Command::Unban { target, .. } => {
+                Some(Object::Member(*target))
+            }
+            Command::Ban { target, .. } => Some(Object::Member(target.id)),
+            _ => None,
+        }
+    }
+}
+
+/// Changes to a role (PATCH /guilds/{id}/roles/{role}); `None` keeps the field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RolePatch {
+    pub name: Option<String>,
+    pub permissions: Option<Permissions>,
+    pub color: Option<u32>,
+    pub hoist: Option<bool>,
+    pub mentionable: Option<bool>,
+    pub position: Option<i32>,
+}
+
+/// A change to a member's roles or nickname.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MemberChange {
+    AddRole(Snowflake),
+    RemoveRole(Snowflake),
+    /// PATCH /guilds/{id}/members/{user}: `None` keeps the field; `Some(None)` clears the nick.
+    Set {
+        roles: Option<Vec<Snowflake>>,
+        nick: Option<Option<String>>,
+    },
+}
+
+/// A change to a guild channel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChannelChange {
+    /// PATCH /channels/{id}: `None` keeps the field; `topic: Some(None)` clears it.
+    Edit {
+        name: Option<String>,
+        topic: Option<Option<String>>,
+        nsfw: Option<bool>,
+        permission_overwrites: Option<Vec<Overwrite>>,
+    },
+    /// PUT /channels/{id}/permissions/{overwrite}
+    PutOverwrite(Overwrite),
+    /// DELETE /channels/{id}/permissions/{overwrite}
+    DeleteOverwrite(Snowflake),
+}
+
+/// What a command writes, for the one-write-in-flight rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Object {
+    Guild,
+    Channel(ChannelId),
+    Member(UserId),
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +279,8 @@ pub enum GuildWrite {
         message_id: MessageId,
     },
     CreateChannel(Channel),
+    /// Overwrites a channel (its name, topic, permission overwrites).
+    UpdateChannel(Channel),
     UpdateGuild(Guild),
     /// Idempotent: a user reacts with an emoji at most once.
     AddReaction {
@@ -181,6 +300,20 @@ pub enum GuildWrite {
         member: Member,
     },
     RemoveMember {
+        guild_id: GuildId,
+        user_id: UserId,
+    },
+    /// Overwrites a member (roles, nickname).
+    UpdateMember {
+        guild_id: GuildId,
+        member: Member,
+    },
+    /// Records the ban and removes the membership, if any, together.
+    Ban {
+        guild_id: GuildId,
+        ban: Ban,
+    },
+    Unban {
         guild_id: GuildId,
         user_id: UserId,
     },
@@ -229,6 +362,24 @@ pub enum GuildError {
     AlreadyMember,
     #[error("the guild owner cannot leave the guild")]
     OwnerCannotLeave,
+    #[error("Unknown Role")]
+    UnknownRole,
+    #[error("Unknown Member")]
+    UnknownMember,
+    #[error("Unknown Ban")]
+    UnknownBan,
+    /// @everyone or a managed role, where neither may be used.
+    #[error("Invalid Role")]
+    InvalidRole,
+    #[error("Maximum number of guild roles reached (250)")]
+    TooManyRoles,
+    #[error("Maximum number of permission overwrites reached (100)")]
+    TooManyOverwrites,
+    #[error("The user is banned from this guild.")]
+    Banned,
+    /// Too many writes are waiting for this guild; try again.
+    #[error("the guild is busy")]
+    Busy,
     #[error("storage unavailable: {0}")]
     Storage(String),
     /// Moderation refused the message; the reason is for its author.
@@ -243,6 +394,8 @@ pub enum Reply {
     Guild(Guild),
     Member(Member),
     Snapshot { guild: Guild, channels: Vec<Channel>, member_count: usize },
+    Role(Role),
+    Permissions(Permissions),
     Done,
 }
 
@@ -304,12 +457,29 @@ struct OnlineSession {
 enum AfterPersist {
     MessageCreated(Message),
     MessageEdited(Message),
-    MessageDeleted { channel_id: ChannelId, message_id: MessageId },
-    Reaction { added: bool, message: Box<Message>, emoji: Emoji, user_id: UserId },
+    MessageDeleted {
+        channel_id: ChannelId,
+        message_id: MessageId,
+    },
+    Reaction {
+        added: bool,
+        message: Box<Message>,
+        emoji: Emoji,
+        user_id: UserId,
+    },
     ChannelCreated(Channel),
-    GuildUpdated(Guild),
+    ChannelUpdated(Channel),
+    /// Roles or settings: the stored guild, what to tell the guild and the caller.
+    GuildChanged {
+        guild: Box<Guild>,
+        event: Box<GuildEvent>,
+        reply: Box<Reply>,
+    },
     MemberAdded(Member),
+    MemberUpdated(Member),
     MemberRemoved(UserId),
+    Banned(Ban),
+    Unbanned(User),
 }
 
 pub struct GuildState {
@@ -319,8 +489,15 @@ pub struct GuildState {
     sessions: BTreeMap<SessionId, OnlineSession>,
     /// Each online user's sessions (an index over `sessions`, for presence).
     user_sessions: HashMap<UserId, Vec<SessionId>>,
-    /// Members whose add/remove is persisted but not yet acknowledged.
-    members_in_flight: HashSet<UserId>,
+    /// The roles as the permission computation sees them (kept with `guild.roles`).
+    grants: Vec<RoleGrant>,
+    cache: PermissionCache,
+    bans: HashMap<UserId, Ban>,
+    /// Objects with a write in flight, and which request holds each.
+    in_flight: HashSet<Object>,
+    locks: HashMap<RequestId, Object>,
+    /// Commands waiting for their object's write to finish, in arrival order.
+    deferred: VecDeque<(RequestId, Command)>,
     pending: HashMap<RequestId, AfterPersist>,
     moderated: bool,
     /// Messages waiting for the moderators' verdict (and whether each is an edit).
@@ -328,18 +505,41 @@ pub struct GuildState {
 }
 
 impl GuildState {
+    /// A guild stored before roles existed gets Discord's default @everyone role; members'
+    /// roles are kept sorted (they key the permission cache) and rid of deleted roles.
     pub fn new(guild: Guild, channels: Vec<Channel>, members: Vec<Member>) -> GuildState {
+        let guild = guild.with_everyone();
+        let members = members
+            .into_iter()
+            .map(|mut m| {
+                m.roles.retain(|r| *r != guild.id && guild.role(*r).is_some());
+                m.roles.sort();
+                m.roles.dedup();
+                (m.user.id, m)
+            })
+            .collect();
         GuildState {
+            grants: guild.roles.iter().map(Role::grant).collect(),
             guild,
             channels: channels.into_iter().map(|c| (c.id, c)).collect(),
-            members: members.into_iter().map(|m| (m.user.id, m)).collect(),
+            members,
             sessions: BTreeMap::new(),
             user_sessions: HashMap::new(),
-            members_in_flight: HashSet::new(),
+            cache: PermissionCache::default(),
+            bans: HashMap::new(),
+            in_flight: HashSet::new(),
+            locks: HashMap::new(),
+            deferred: VecDeque::new(),
             pending: HashMap::new(),
             moderated: false,
             awaiting_verdict: HashMap::new(),
         }
+    }
+
+    /// The guild's bans, as stored.
+    pub fn with_bans(mut self, bans: Vec<Ban>) -> GuildState {
+        self.bans = bans.into_iter().map(|b| (b.user.id, b)).collect();
+        self
     }
 
     pub fn guild(&self) -> &Guild {
@@ -371,14 +571,18 @@ impl GuildState {
         match audience {
             Audience::Guild { intent } => self.sessions.iter().filter(with(*intent)).map(|(id, _)| *id).collect(),
             Audience::Channel { channel_id, intent } => {
-                // Every member views every channel of the guild (roles come later), and every
-                // online session is a member's (a leaving member's sessions are forgotten), so
-                // the channel is checked once rather than per session.
+                // Only sessions that can view the channel; permissions are cached per role
+                // set, so this is a lookup per session, not a computation.
                 if !self.channels.contains_key(channel_id) {
                     return Vec::new();
                 }
                 debug_assert!(self.sessions.values().all(|s| self.members.contains_key(&s.user)));
-                self.sessions.iter().filter(with(*intent)).map(|(id, _)| *id).collect()
+                self.sessions
+                    .iter()
+                    .filter(with(*intent))
+                    .filter(|(_, s)| self.channel_permissions(s.user, *channel_id).contains(Permissions::VIEW_CHANNEL))
+                    .map(|(id, _)| *id)
+                    .collect()
             }
             Audience::GuildExceptUser { user, intent } => {
                 self.sessions.iter().filter(with(*intent)).filter(|(_, s)| s.user != *user).map(|(id, _)| *id).collect()
@@ -388,16 +592,10 @@ impl GuildState {
         }
     }
 
-    /// Every member sees every text channel of the guild (roles and overwrites come later).
-    pub fn can_view(&self, user: UserId, channel_id: ChannelId) -> bool {
-        self.members.contains_key(&user) && self.channels.contains_key(&channel_id)
-    }
-
+    /// May `user` send to the channel (view it and SEND_MESSAGES, a text channel)?
     pub fn can_send(&self, user: UserId, channel_id: ChannelId) -> Result<&Channel, GuildError> {
-        if !self.members.contains_key(&user) {
-            return Err(GuildError::NotMember);
-        }
-        let channel = self.channels.get(&channel_id).ok_or(GuildError::UnknownChannel)?;
+        self.require_in(user, channel_id, Permissions::SEND_MESSAGES)?;
+        let channel = &self.channels[&channel_id];
         if channel.kind != CHANNEL_GUILD_TEXT {
             return Err(GuildError::MissingPermissions);
         }
@@ -461,6 +659,15 @@ impl GuildState {
 
     fn on_command(&mut self, request: RequestId, command: Command, fx: &mut Vec<Effect>) {
         let reply_err = |fx: &mut Vec<Effect>, e| fx.push(Effect::Reply { request, result: Err(e) });
+        if let Some(object) = command.object() {
+            if self.in_flight.contains(&object) {
+                if self.deferred.len() >= MAX_DEFERRED_COMMANDS {
+                    return reply_err(fx, GuildError::Busy);
+                }
+                self.deferred.push_back((request, command));
+                return;
+            }
+        }
         match command {
             Command::CreateMessage { author, channel_id, id, content, nonce } => {
                 let channel = match self.can_send(author, channel_id) {
@@ -469,6 +676,8 @@ impl GuildState {
                 };
                 let mut message = Message::new(id, &channel, self.members[&author].user.clone(), content, nonce);
                 message.mentions = self.resolve_mentions(&message.content);
+                message.mention_everyone = (message.content.contains("@everyone") || message.content.contains("@here"))
+                    && self.channel_permissions(author, channel_id).contains(Permissions::MENTION_EVERYONE);
                 self.moderate_then_persist(request, message, false, fx);
             }
             Command::EditMessage { user, existing, content, edited_timestamp } => {
@@ -483,7 +692,14 @@ impl GuildState {
                 self.moderate_then_persist(request, message, true, fx);
             }
             Command::DeleteMessage { user, existing } => {
-                if let Err(e) = self.check_own_message(user, &existing) {
+                // The author, or whoever manages the channel's messages.
+                let allowed = match self.check_own_message(user, &existing) {
+                    Err(GuildError::NotAuthor) => {
+                        self.require_in(user, existing.channel_id, Permissions::MANAGE_MESSAGES)
+                    }
+                    other => other,
+                };
+                if let Err(e) = allowed {
                     return reply_err(fx, e);
                 }
                 let (channel_id, message_id) = (existing.channel_id, existing.id);
@@ -497,12 +713,8 @@ impl GuildState {
             Command::AddReaction { user, existing, emoji } => self.react(request, user, *existing, emoji, true, fx),
             Command::RemoveReaction { user, existing, emoji } => self.react(request, user, *existing, emoji, false, fx),
             Command::CreateChannel { user, mut channel } => {
-                if !self.members.contains_key(&user) {
-                    return reply_err(fx, GuildError::NotMember);
-                }
-                // Owner only until roles exist (Discord: MANAGE_CHANNELS).
-                if user != self.guild.owner_id {
-                    return reply_err(fx, GuildError::MissingPermissions);
+                if let Err(e) = self.require(user, Permissions::MANAGE_CHANNELS) {
+                    return reply_err(fx, e);
                 }
                 channel.guild_id = Some(self.guild.id);
                 channel.position = self.channels.len() as u32;
@@ -513,25 +725,28 @@ impl GuildState {
                     fx,
                 );
             }
-            Command::AddMember { member } => {
+            Command::AddMember { mut member } => {
                 let user = member.user.id;
-                if self.members.contains_key(&user) || self.members_in_flight.contains(&user) {
+                if self.members.contains_key(&user) || self.in_flight.contains(&Object::Member(user)) {
                     return reply_err(fx, GuildError::AlreadyMember);
                 }
-                self.members_in_flight.insert(user);
+                if self.bans.contains_key(&user) {
+                    return reply_err(fx, GuildError::Banned);
+                }
+                member.roles.retain(|r| self.guild.role(*r).is_some_and(|role| role.id != self.guild.id));
+                member.roles.sort();
                 let write = GuildWrite::AddMember { guild_id: self.guild.id, member: member.clone() };
-                self.persist(request, write, AfterPersist::MemberAdded(member), fx);
+                self.persist_locked(request, Object::Member(user), write, AfterPersist::MemberAdded(member), fx);
             }
             Command::RemoveMember { user } => {
-                if !self.members.contains_key(&user) || self.members_in_flight.contains(&user) {
+                if !self.members.contains_key(&user) || self.in_flight.contains(&Object::Member(user)) {
                     return reply_err(fx, GuildError::NotMember);
                 }
                 if user == self.guild.owner_id {
                     return reply_err(fx, GuildError::OwnerCannotLeave);
                 }
-                self.members_in_flight.insert(user);
                 let write = GuildWrite::RemoveMember { guild_id: self.guild.id, user_id: user };
-                self.persist(request, write, AfterPersist::MemberRemoved(user), fx);
+                self.persist_locked(request, Object::Member(user), write, AfterPersist::MemberRemoved(user), fx);
             }
             Command::Typing { user, channel_id, unix_s } => {
                 if let Err(e) = self.can_send(user, channel_id) {
@@ -551,15 +766,8 @@ impl GuildState {
                 fx.push(Effect::Reply { request, result: Ok(Reply::Done) });
             }
             Command::UpdateGuild { user, name, moderation_fail_closed } => {
-                if user != self.guild.owner_id {
-                    return reply_err(
-                        fx,
-                        if self.members.contains_key(&user) {
-                            GuildError::MissingPermissions
-                        } else {
-                            GuildError::NotMember
-                        },
-                    );
+                if let Err(e) = self.require(user, Permissions::MANAGE_GUILD) {
+                    return reply_err(fx, e);
                 }
                 let mut guild = self.guild.clone();
                 if let Some(name) = name {
@@ -568,17 +776,21 @@ impl GuildState {
                 if let Some(closed) = moderation_fail_closed {
                     guild.moderation_fail_closed = closed;
                 }
-                self.persist(request, GuildWrite::UpdateGuild(guild.clone()), AfterPersist::GuildUpdated(guild), fx);
+                let event = GuildEvent::GuildUpdate(guild.clone());
+                self.persist_guild(request, guild.clone(), event, Reply::Guild(guild), fx);
             }
-            Command::CanRead { user, channel_id } => {
-                let result = if !self.members.contains_key(&user) {
-                    Err(GuildError::NotMember)
-                } else if !self.channels.contains_key(&channel_id) {
-                    Err(GuildError::UnknownChannel)
-                } else {
-                    Ok(Reply::Done)
-                };
-                fx.push(Effect::Reply { request, result });
+            command @ (Command::Permissions { .. }
+            | Command::CreateRole { .. }
+            | Command::UpdateRole { .. }
+            | Command::DeleteRole { .. }
+            | Command::UpdateMember { .. }
+            | Command::UpdateChannel { .. }
+            | Command::Kick { .. }
+            | Command::Ban { .. }
+            | Command::Unban { .. }) => {
+                if let Err(e) = self.on_access_command(request, command, fx) {
+                    reply_err(fx, e);
+                }
             }
             Command::Snapshot { user } => {
                 if !self.members.contains_key(&user) {
@@ -596,17 +808,27 @@ impl GuildState {
         }
     }
 
+    /// A write finished: apply it (or report its failure), free its object, and give the
+    /// commands that waited for that object their turn, in order.
     fn on_persisted(&mut self, request: RequestId, result: Result<(), WriteError>, fx: &mut Vec<Effect>) {
+        let freed = self.locks.remove(&request);
+        if let Some(object) = freed {
+            let was_held = self.in_flight.remove(&object);
+            debug_assert!(was_held, "a lock names an object in flight");
+        }
+        self.apply_persisted(request, result, fx);
+        if freed.is_some() && !self.deferred.is_empty() {
+            for (request, command) in std::mem::take(&mut self.deferred) {
+                self.on_command(request, command, fx);
+            }
+        }
+    }
+
+    fn apply_persisted(&mut self, request: RequestId, result: Result<(), WriteError>, fx: &mut Vec<Effect>) {
         let Some(after) = self.pending.remove(&request) else {
             return;
         };
         if let Err(e) = result {
-            if let AfterPersist::MemberAdded(Member { user, .. }) = &after {
-                self.members_in_flight.remove(&user.id);
-            }
-            if let AfterPersist::MemberRemoved(user) = &after {
-                self.members_in_flight.remove(user);
-            }
             let err = match e {
                 WriteError::NotFound => GuildError::UnknownMessage,
                 WriteError::Unavailable(m) => GuildError::Storage(m),
@@ -655,13 +877,15 @@ impl GuildState {
                 self.channels.insert(c.id, c.clone());
                 (Audience::Guild { intent: intents::GUILDS }, GuildEvent::ChannelCreate(c.clone()), Reply::Channel(c))
             }
-            AfterPersist::GuildUpdated(guild) => {
-                self.guild = guild.clone();
-                let event = GuildEvent::GuildUpdate(guild.clone());
-                (Audience::Guild { intent: intents::GUILDS }, event, Reply::Guild(guild))
+            AfterPersist::ChannelUpdated(c) => {
+                self.set_channel(c.clone());
+                (Audience::Guild { intent: intents::GUILDS }, GuildEvent::ChannelUpdate(c.clone()), Reply::Channel(c))
+            }
+            AfterPersist::GuildChanged { guild, event, reply } => {
+                self.set_guild(*guild);
+                (Audience::Guild { intent: intents::GUILDS }, *event, *reply)
             }
             AfterPersist::MemberAdded(member) => {
-                self.members_in_flight.remove(&member.user.id);
                 self.members.insert(member.user.id, member.clone());
                 (
                     Audience::Guild { intent: intents::GUILD_MEMBERS },
@@ -669,25 +893,44 @@ impl GuildState {
                     Reply::Member(member),
                 )
             }
+            AfterPersist::MemberUpdated(member) => {
+                self.members.insert(member.user.id, member.clone());
+                (
+                    Audience::Guild { intent: intents::GUILD_MEMBERS },
+                    GuildEvent::MemberUpdate { guild_id, member: member.clone() },
+                    Reply::Member(member),
+                )
+            }
             AfterPersist::MemberRemoved(user_id) => {
-                self.members_in_flight.remove(&user_id);
-                let Some(member) = self.members.remove(&user_id) else {
-                    return;
+                let Some(member) = self.drop_member(user_id, fx) else {
+                    return fx.push(Effect::Reply { request, result: Ok(Reply::Done) });
                 };
-                // The leaver's sessions get GUILD_DELETE and stop hearing from the guild.
-                let gone: Vec<SessionId> =
-                    self.sessions.iter().filter(|(_, s)| s.user == user_id).map(|(id, _)| *id).collect();
-                for session in gone {
-                    fx.push(Effect::Dispatch {
-                        audience: Audience::One(session),
-                        event: Box::new(GuildEvent::GuildDelete { id: guild_id }),
-                    });
-                    fx.push(Effect::ForgetSession(session));
-                    self.remove_session(session);
-                }
                 (
                     Audience::Guild { intent: intents::GUILD_MEMBERS },
                     GuildEvent::MemberRemove { guild_id, user: member.user },
+                    Reply::Done,
+                )
+            }
+            AfterPersist::Banned(ban) => {
+                if let Some(member) = self.drop_member(ban.user.id, fx) {
+                    fx.push(Effect::Dispatch {
+                        audience: Audience::Guild { intent: intents::GUILD_MEMBERS },
+                        event: Box::new(GuildEvent::MemberRemove { guild_id, user: member.user }),
+                    });
+                }
+                let user = ban.user.clone();
+                self.add_ban(ban);
+                (
+                    Audience::Guild { intent: intents::GUILD_MODERATION },
+                    GuildEvent::BanAdd { guild_id, user },
+                    Reply::Done,
+                )
+            }
+            AfterPersist::Unbanned(user) => {
+                self.remove_ban(user.id);
+                (
+                    Audience::Guild { intent: intents::GUILD_MODERATION },
+                    GuildEvent::BanRemove { guild_id, user },
                     Reply::Done,
                 )
             }
@@ -745,8 +988,38 @@ impl GuildState {
         fx.push(Effect::Persist { request, write });
     }
 
-    /// Any member who can view the channel may react (Discord: ADD_REACTIONS and
-    /// READ_MESSAGE_HISTORY, which every member has until roles exist).
+    /// Persists a write to `object`, which has no other write in flight until this one ends.
+    fn persist_locked(
+        &mut self,
+        request: RequestId,
+        object: Object,
+        write: GuildWrite,
+        after: AfterPersist,
+        fx: &mut Vec<Effect>,
+    ) {
+        let free = self.in_flight.insert(object);
+        assert!(free, "one write per object in flight: {object:?}");
+        self.locks.insert(request, object);
+        self.persist(request, write, after, fx);
+    }
+
+    /// Takes a member out (left, kicked or banned): their sessions get GUILD_DELETE and
+    /// stop hearing from the guild.
+    fn drop_member(&mut self, user_id: UserId, fx: &mut Vec<Effect>) -> Option<Member> {
+        let member = self.members.remove(&user_id)?;
+        let gone: Vec<SessionId> = self.user_sessions.get(&user_id).cloned().unwrap_or_default();
+        for session in gone {
+            fx.push(Effect::Dispatch {
+                audience: Audience::One(session),
+                event: Box::new(GuildEvent::GuildDelete { id: self.guild.id }),
+            });
+            fx.push(Effect::ForgetSession(session));
+            self.remove_session(session);
+        }
+        Some(member)
+    }
+
+    /// Reacting needs the channel's history (READ_MESSAGE_HISTORY) and, to add, ADD_REACTIONS.
     fn react(
         &mut self,
         request: RequestId,
@@ -756,11 +1029,13 @@ impl GuildState {
         added: bool,
         fx: &mut Vec<Effect>,
     ) {
-        if !self.members.contains_key(&user_id) {
-            return fx.push(Effect::Reply { request, result: Err(GuildError::NotMember) });
-        }
-        if !self.can_view(user_id, message.channel_id) {
-            return fx.push(Effect::Reply { request, result: Err(GuildError::UnknownChannel) });
+        let need = if added {
+            Permissions::READ_MESSAGE_HISTORY | Permissions::ADD_REACTIONS
+        } else {
+            Permissions::READ_MESSAGE_HISTORY
+        };
+        if let Err(e) = self.require_in(user_id, message.channel_id, need) {
+            return fx.push(Effect::Reply { request, result: Err(e) });
         }
         let (channel_id, message_id, e) = (message.channel_id, message.id, emoji.clone());
         let write = if added {
@@ -773,12 +1048,7 @@ impl GuildState {
     }
 
     fn check_own_message(&self, user: UserId, existing: &Message) -> Result<(), GuildError> {
-        if !self.members.contains_key(&user) {
-            return Err(GuildError::NotMember);
-        }
-        if !self.channels.contains_key(&existing.channel_id) {
-            return Err(GuildError::UnknownChannel);
-        }
+        self.in_channel(user, existing.channel_id)?;
         if existing.author.id != user {
             return Err(GuildError::NotAuthor);
         }
@@ -841,6 +1111,7 @@ impl GuildState {
         let presences = if large { Vec::new() } else { online.iter().map(|u| self.presence(*u)).collect() };
         GuildEvent::GuildCreate(Box::new(GuildSnapshot {
             guild: self.guild.clone(),
+            joined_at: self.members.get(&user).map(|m| m.joined_at.clone()),
             member_count: self.members.len(),
             large,
             channels: self.channels.values().cloned().collect(),
@@ -1035,9 +1306,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_author_edits_or_deletes() {
+    fn only_the_author_edits_and_the_author_or_a_message_manager_deletes() {
         let mut g = guild();
         let channel = text_channel(GENERAL);
+        let owners = Message::new(Snowflake(499), &channel, User::new(OWNER, "owner", false), "o".into(), None);
+        let fx = g.handle(cmd(9, Command::DeleteMessage { user: BOB, existing: Box::new(owners.clone()) }));
+        assert_eq!(reply(&fx), &Err(GuildError::MissingPermissions), "bob has no MANAGE_MESSAGES");
         let msg = Message::new(Snowflake(500), &channel, User::new(BOB, "bob", false), "x".into(), None);
         let fx = g.handle(cmd(
             1,
@@ -1049,8 +1323,9 @@ mod tests {
             },
         ));
         assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
-        let fx = g.handle(cmd(2, Command::DeleteMessage { user: OWNER, existing: Box::new(msg.clone()) }));
-        assert_eq!(reply(&fx), &Err(GuildError::NotAuthor));
+        let fx = g.handle(cmd(2, Command::DeleteMessage { user: OWNER, existing: Box::new(owners) }));
+        assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::DeleteMessage { .. }, .. }), "the owner manages");
+        g.handle(Input::Persisted { request: 2, result: Ok(()) });
         let fx = g.handle(cmd(
             3,
             Command::EditMessage {
@@ -1138,7 +1413,7 @@ mod tests {
     }
 
     #[test]
-    fn channel_create_is_owner_only_and_visible_after_persist() {
+    fn channel_create_needs_manage_channels_and_is_visible_after_persist() {
         let mut g = guild();
         connect(&mut g, 1, BOB, ALL);
         let mut c = text_channel(Snowflake(101));
@@ -1148,10 +1423,11 @@ mod tests {
             &Err(GuildError::MissingPermissions)
         );
         g.handle(cmd(2, Command::CreateChannel { user: OWNER, channel: c }));
-        assert!(!g.can_view(BOB, Snowflake(101)), "not before the write is acknowledged");
+        let view = Permissions::VIEW_CHANNEL;
+        assert!(!g.channel_permissions(BOB, Snowflake(101)).contains(view), "not before the write is acknowledged");
         let fx = g.handle(Input::Persisted { request: 2, result: Ok(()) });
         assert_eq!(dispatches(&fx)[0].1.name, "CHANNEL_CREATE");
-        assert!(g.can_view(BOB, Snowflake(101)));
+        assert!(g.channel_permissions(BOB, Snowflake(101)).contains(view));
         assert_eq!(g.audience(dispatches(&fx)[0].0), vec![SessionId(1)]);
     }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::permissions::{Overwrite, Permissions};
 use crate::snowflake::Snowflake;
 
 pub type UserId = Snowflake;
@@ -18,6 +19,10 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
 pub const MAX_USERNAME_CHARS: usize = 32;
 pub const MIN_USERNAME_CHARS: usize = 2;
+/// Most roles a guild may have (Discord's limit), @everyone included.
+pub const MAX_ROLES: usize = 250;
+/// Most permission overwrites on one channel (Discord's limit).
+pub const MAX_OVERWRITES: usize = 100;
 
 /// A user as others see it (Discord's user object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,12 +104,147 @@ pub struct Guild {
     /// `true` refuses it. Guildhall's own setting, not Discord's.
     #[serde(default)]
     pub moderation_fail_closed: bool,
+    /// Every role, @everyone (whose id is the guild's) first. Guilds stored before roles
+    /// existed have none here; [`Guild::with_everyone`] gives them Discord's default one.
+    #[serde(default)]
+    pub roles: Vec<Role>,
 }
 
 impl Guild {
     pub fn new(id: GuildId, name: impl Into<String>, owner_id: UserId) -> Guild {
-        Guild { id, name: name.into(), owner_id, icon: None, moderation_fail_closed: false }
+        Guild { id, name: name.into(), owner_id, icon: None, moderation_fail_closed: false, roles: Vec::new() }
+            .with_everyone()
     }
+
+    /// The guild with an @everyone role (Discord's defaults) if it has none.
+    pub fn with_everyone(mut self) -> Guild {
+        if !self.roles.iter().any(|r| r.id == self.id) {
+            self.roles.insert(0, Role::everyone(self.id));
+        }
+        self
+    }
+
+    /// Discord's guild object: the stored fields and every field Discord always sends, with
+    /// the values a guild that uses none of those features has.
+    pub fn discord_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "icon": self.icon,
+            "icon_hash": self.icon,
+            "splash": null,
+            "discovery_splash": null,
+            "banner": null,
+            "description": null,
+            "owner_id": self.owner_id,
+            "region": "deprecated",
+            "afk_channel_id": null,
+            "afk_timeout": 300,
+            "widget_enabled": false,
+            "widget_channel_id": null,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": self.roles,
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": null,
+            "system_channel_id": null,
+            "system_channel_flags": 0,
+            "rules_channel_id": null,
+            "public_updates_channel_id": null,
+            "safety_alerts_channel_id": null,
+            "max_presences": null,
+            "max_members": 500000,
+            "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "vanity_url_code": null,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "premium_progress_bar_enabled": false,
+            "preferred_locale": "en-US",
+            "nsfw": false,
+            "nsfw_level": 0,
+            "incidents_data": null,
+            "moderation_fail_closed": self.moderation_fail_closed,
+        })
+    }
+
+    pub fn role(&self, id: Snowflake) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id == id)
+    }
+}
+
+/// A guild role (Discord's role object). The @everyone role's id is the guild's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: Snowflake,
+    pub name: String,
+    #[serde(default)]
+    pub color: u32,
+    #[serde(default)]
+    pub hoist: bool,
+    #[serde(default)]
+    pub icon: Option<String>,
+    #[serde(default)]
+    pub unicode_emoji: Option<String>,
+    /// Higher is more powerful; @everyone is 0.
+    pub position: i32,
+    pub permissions: Permissions,
+    /// Managed by an integration (a bot's own role): nobody assigns or deletes it.
+    #[serde(default)]
+    pub managed: bool,
+    #[serde(default)]
+    pub mentionable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<RoleTags>,
+    #[serde(default)]
+    pub flags: u64,
+}
+
+/// What a managed role belongs to (Discord's role tags): a bot's role names the bot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleTags {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_id: Option<UserId>,
+}
+
+impl Role {
+    pub fn everyone(guild: GuildId) -> Role {
+        Role::new(guild, "@everyone", 0, Permissions::EVERYONE_DEFAULT)
+    }
+
+    pub fn new(id: Snowflake, name: impl Into<String>, position: i32, permissions: Permissions) -> Role {
+        Role {
+            id,
+            name: name.into(),
+            color: 0,
+            hoist: false,
+            icon: None,
+            unicode_emoji: None,
+            position,
+            permissions,
+            managed: false,
+            mentionable: false,
+            tags: None,
+            flags: 0,
+        }
+    }
+
+    /// The role as the permission computation sees it.
+    pub fn grant(&self) -> crate::permissions::RoleGrant {
+        crate::permissions::RoleGrant { id: self.id, position: self.position, permissions: self.permissions }
+    }
+}
+
+/// A ban: the user may not rejoin until it is lifted (Discord's ban object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    pub user: User,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Discord channel types used here.
@@ -122,8 +262,20 @@ pub struct Channel {
     pub name: Option<String>,
     #[serde(default)]
     pub position: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub topic: Option<String>,
+    /// Guild channels: who may do what here beyond their roles, applied in Discord's order.
+    #[serde(default)]
+    pub permission_overwrites: Vec<Overwrite>,
+    #[serde(default)]
+    pub nsfw: bool,
+    #[serde(default)]
+    pub parent_id: Option<ChannelId>,
+    /// Slow mode, in seconds (not enforced yet: always 0).
+    #[serde(default)]
+    pub rate_limit_per_user: u32,
+    #[serde(default)]
+    pub flags: u64,
     /// DM channels only: both users.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<User>,
@@ -139,13 +291,18 @@ impl Channel {
             name: Some(name.into()),
             position: 0,
             topic: None,
+            permission_overwrites: Vec::new(),
+            nsfw: false,
+            parent_id: None,
+            rate_limit_per_user: 0,
+            flags: 0,
             recipients: vec![],
         }
     }
 
     /// The DM channel between two users.
     pub fn dm(id: ChannelId, a: User, b: User) -> Channel {
-        Channel { id, kind: CHANNEL_DM, guild_id: None, name: None, position: 0, topic: None, recipients: vec![a, b] }
+        Channel { kind: CHANNEL_DM, guild_id: None, name: None, recipients: vec![a, b], ..Channel::text(id, id, "") }
     }
 
     pub fn is_dm(&self) -> bool {
@@ -267,6 +424,15 @@ pub const AUDIT_LOG_RETENTION_DAYS: u64 = 45;
 /// Audit log action types, numbered as Discord's (plugins are Discord's integrations).
 pub mod audit_action {
     pub const GUILD_UPDATE: u16 = 1;
+    pub const CHANNEL_UPDATE: u16 = 11;
+    pub const MEMBER_KICK: u16 = 20;
+    pub const MEMBER_BAN_ADD: u16 = 22;
+    pub const MEMBER_BAN_REMOVE: u16 = 23;
+    pub const MEMBER_UPDATE: u16 = 24;
+    pub const MEMBER_ROLE_UPDATE: u16 = 25;
+    pub const ROLE_CREATE: u16 = 30;
+    pub const ROLE_UPDATE: u16 = 31;
+    pub const ROLE_DELETE: u16 = 32;
     pub const INTEGRATION_CREATE: u16 = 80;
     pub const INTEGRATION_UPDATE: u16 = 81;
     pub const INTEGRATION_DELETE: u16 = 82;

@@ -264,6 +264,43 @@ pub fn may_grant(actor: Permissions, wanted: Permissions) -> bool {
     actor.contains(Permissions::ADMINISTRATOR) || actor.contains(wanted)
 }
 
+/// A member's roles, sorted: whom a channel's permissions are the same for.
+type RoleSet = Box<[Snowflake]>;
+
+/// Channel permissions per role set, for one guild. Channel permissions depend on the
+/// member's role set, not on the member (unless the channel has an overwrite for that
+/// member, or they own the guild), so whoever keeps a guild caches them per (channel, role
+/// set) and drops the cache when a role or an overwrite changes.
+#[derive(Debug, Default)]
+pub struct PermissionCache {
+    by_channel:
+        std::cell::RefCell<std::collections::HashMap<Snowflake, std::collections::HashMap<RoleSet, Permissions>>>,
+}
+
+impl PermissionCache {
+    /// The permissions of `roles` (sorted) in `channel`, computed by `compute` on a miss.
+    pub fn get_or_compute(
+        &self,
+        channel: Snowflake,
+        roles: &[Snowflake],
+        compute: impl FnOnce() -> Permissions,
+    ) -> Permissions {
+        debug_assert!(roles.is_sorted(), "a role set is sorted: it is the cache key");
+        let mut cache = self.by_channel.borrow_mut();
+        let per_set = cache.entry(channel).or_default();
+        if let Some(p) = per_set.get(roles) {
+            return *p;
+        }
+        let p = compute();
+        per_set.insert(roles.into(), p);
+        p
+    }
+
+    pub fn clear(&self) {
+        self.by_channel.borrow_mut().clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,9 @@ impl Storage for Instrumented {
     async fn apply_batch(&self, w: Vec<GuildWrite>) -> Vec<Result<()>> {
         self.inner.apply_batch(w).await
     }
+    async fn bans(&self, g: GuildId, a: Option<UserId>, l: usize) -> Result<Vec<Ban>> {
+        self.inner.bans(g, a, l).await
+    }
     async fn create_invite(&self, i: Invite) -> Result<()> {
         self.inner.create_invite(i).await
     }

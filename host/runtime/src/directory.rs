@@ -122,7 +122,9 @@ impl LocalDirectory {
                     let guild = store.guild(id).await?.ok_or(LocateError::UnknownGuild)?;
                     let channels = store.guild_channels(id).await?;
                     let members = store.members(id, None, usize::MAX).await?;
-                    spawn_guild(GuildState::new(guild, channels, members), self.deps.clone(), fence.clone())
+                    let bans = store.bans(id, None, usize::MAX).await?;
+                    let state = GuildState::new(guild, channels, members).with_bans(bans);
+                    spawn_guild(state, self.deps.clone(), fence.clone())
                 }
                 Actors::Dms => {
                     let channel = store.channel(id).await?.filter(|c| c.guild_id.is_none());

@@ -14,8 +14,8 @@ use futures_util::TryStreamExt;
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
-    Reaction, User, UserId, UserRecord,
+    AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
+    PluginTimer, Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use guildhall_store::{
@@ -71,6 +71,9 @@ struct Statements {
     delete_member: PreparedStatement,
     delete_user_guild: PreparedStatement,
     members_after: PreparedStatement,
+    insert_ban: PreparedStatement,
+    delete_ban: PreparedStatement,
+    bans_after: PreparedStatement,
     member: PreparedStatement,
     user_guilds: PreparedStatement,
     insert_invite: PreparedStatement,
@@ -227,11 +230,11 @@ impl ScyllaStore {
                 let values = (big(*channel_id), big(*message_id), emoji.name.as_str(), big(*user_id));
                 self.exec(&st.remove_reaction, values).await?;
             }
-            GuildWrite::CreateChannel(c) => self.put_channel(c).await?,
+            GuildWrite::CreateChannel(c) | GuildWrite::UpdateChannel(c) => self.put_channel(c).await?,
             GuildWrite::UpdateGuild(g) => {
                 self.exec(&st.insert_guild, (big(g.id), encode(g))).await?;
             }
-            GuildWrite::AddMember { guild_id, member } => {
+            GuildWrite::AddMember { guild_id, member } | GuildWrite::UpdateMember { guild_id, member } => {
                 let mut batch = Batch::new(BatchType::Logged);
                 batch.append_statement(st.insert_member.clone());
                 batch.append_statement(st.insert_user_guild.clone());
@@ -244,6 +247,17 @@ impl ScyllaStore {
                 batch.append_statement(st.delete_user_guild.clone());
                 let (g, u) = (big(*guild_id), big(*user_id));
                 self.session.batch(&batch, ((g, u), (u, g))).await.map_err(unavailable)?;
+            }
+            GuildWrite::Ban { guild_id, ban } => {
+                let mut batch = Batch::new(BatchType::Logged);
+                batch.append_statement(st.insert_ban.clone());
+                batch.append_statement(st.delete_member.clone());
+                batch.append_statement(st.delete_user_guild.clone());
+                let (g, u) = (big(*guild_id), big(ban.user.id));
+                self.session.batch(&batch, ((g, u, encode(ban)), (g, u), (u, g))).await.map_err(unavailable)?;
+            }
+            GuildWrite::Unban { guild_id, user_id } => {
+                self.exec(&st.delete_ban, (big(*guild_id), big(*user_id))).await?;
             }
         }
         Ok(())
@@ -334,6 +348,9 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         delete_member: prepare("DELETE FROM {ks}.members WHERE guild_id = ? AND user_id = ?".into()).await?,
         delete_user_guild: prepare("DELETE FROM {ks}.guilds_by_user WHERE user_id = ? AND guild_id = ?".into()).await?,
         members_after: prepare("SELECT body FROM {ks}.members WHERE guild_id = ? AND user_id > ? LIMIT ?".into()).await?,
+        insert_ban: prepare("INSERT INTO {ks}.bans (guild_id, user_id, body) VALUES (?, ?, ?)".into()).await?,
+        delete_ban: prepare("DELETE FROM {ks}.bans WHERE guild_id = ? AND user_id = ?".into()).await?,
+        bans_after: prepare("SELECT body FROM {ks}.bans WHERE guild_id = ? AND user_id > ? LIMIT ?".into()).await?,
         member: prepare("SELECT body FROM {ks}.members WHERE guild_id = ? AND user_id = ?".into()).await?,
         user_guilds: prepare("SELECT guild_id FROM {ks}.guilds_by_user WHERE user_id = ?".into()).await?,
         insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?)".into()).await?,
@@ -495,6 +512,14 @@ impl Storage for ScyllaStore {
     async fn members(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Member>> {
         let after = after.map(big).unwrap_or(-1);
         self.bodies(&self.st.members_after, (big(guild), after, limit_i32(limit))).await
+    }
+
+    async fn bans(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Ban>> {
+        if limit == 0 {
+            return Ok(Vec::new()); // CQL refuses LIMIT 0
+        }
+        let after = after.map(big).unwrap_or(-1);
+        self.bodies(&self.st.bans_after, (big(guild), after, limit_i32(limit))).await
     }
 
     async fn member(&self, guild: GuildId, user: UserId) -> Result<Option<Member>> {

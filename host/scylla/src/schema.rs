@@ -73,4 +73,10 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
     &["CREATE TABLE IF NOT EXISTS {ks}.reactions (
             channel_id bigint, message_id bigint, emoji text, user_id bigint,
             PRIMARY KEY ((channel_id, message_id), emoji, user_id))"],
+), (
+    6,
+    "bans",
+    // One partition per guild, in user id order (listed by pages; loaded by the guild actor).
+    &["CREATE TABLE IF NOT EXISTS {ks}.bans (
+            guild_id bigint, user_id bigint, body text, PRIMARY KEY (guild_id, user_id))"],
 )];

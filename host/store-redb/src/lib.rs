@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    AuditLogEntry, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord, PluginTimer,
-    Reaction, User, UserId, UserRecord,
+    AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
+    PluginTimer, Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
@@ -50,6 +50,8 @@ const PLUGIN_TIMERS: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::
 const REACTIONS: TableDefinition<(u64, u64, &str, u64), ()> = TableDefinition::new("reactions");
 /// Audit logs: (guild, entry id) -> AuditLogEntry.
 const AUDIT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit_log");
+/// (guild, user) -> the ban.
+const BANS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("bans");
 /// Component bytes by SHA-256 (shared by every guild that installs the same component).
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// The seed's messages table: key (channel_id, bucket, message_id).
@@ -125,6 +127,7 @@ impl EmbeddedStore {
             tx.open_table(PLUGIN_KV).map_err(unavailable)?;
             tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
             tx.open_table(AUDIT_LOG).map_err(unavailable)?;
+            tx.open_table(BANS).map_err(unavailable)?;
             tx.open_table(REACTIONS).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
@@ -339,6 +342,12 @@ fn put_member(tx: &WriteTransaction, guild: GuildId, m: &Member) -> Result<()> {
     Ok(())
 }
 
+fn remove_member(tx: &WriteTransaction, guild: GuildId, user: UserId) -> Result<()> {
+    tx.open_table(MEMBERS).map_err(unavailable)?.remove((guild.0, user.0)).map_err(unavailable)?;
+    tx.open_table(USER_GUILDS).map_err(unavailable)?.remove((user.0, guild.0)).map_err(unavailable)?;
+    Ok(())
+}
+
 fn message_key(channel: ChannelId, id: MessageId) -> (u64, u32, u64) {
     (channel.0, id.bucket(), id.0)
 }
@@ -376,14 +385,21 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
             let key = (channel_id.0, message_id.0, emoji.name.as_str(), user_id.0);
             tx.open_table(REACTIONS).map_err(unavailable)?.remove(key).map_err(unavailable)?;
         }
-        GuildWrite::CreateChannel(c) => put_channel(tx, c)?,
+        GuildWrite::CreateChannel(c) | GuildWrite::UpdateChannel(c) => put_channel(tx, c)?,
         GuildWrite::UpdateGuild(g) => {
             tx.open_table(GUILDS).map_err(unavailable)?.insert(g.id.0, encode(g).as_slice()).map_err(unavailable)?;
         }
-        GuildWrite::AddMember { guild_id, member } => put_member(tx, *guild_id, member)?,
-        GuildWrite::RemoveMember { guild_id, user_id } => {
-            tx.open_table(MEMBERS).map_err(unavailable)?.remove((guild_id.0, user_id.0)).map_err(unavailable)?;
-            tx.open_table(USER_GUILDS).map_err(unavailable)?.remove((user_id.0, guild_id.0)).map_err(unavailable)?;
+        GuildWrite::AddMember { guild_id, member } | GuildWrite::UpdateMember { guild_id, member } => {
+            put_member(tx, *guild_id, member)?
+        }
+        GuildWrite::RemoveMember { guild_id, user_id } => remove_member(tx, *guild_id, *user_id)?,
+        GuildWrite::Ban { guild_id, ban } => {
+            remove_member(tx, *guild_id, ban.user.id)?;
+            let key = (guild_id.0, ban.user.id.0);
+            tx.open_table(BANS).map_err(unavailable)?.insert(key, encode(ban).as_slice()).map_err(unavailable)?;
+        }
+        GuildWrite::Unban { guild_id, user_id } => {
+            tx.open_table(BANS).map_err(unavailable)?.remove((guild_id.0, user_id.0)).map_err(unavailable)?;
         }
     }
     Ok(())
@@ -671,6 +687,19 @@ impl Storage for EmbeddedStore {
                 return Ok(out);
             }
             for row in t.range((guild.0, cutoff)..(guild.0, before)).map_err(unavailable)?.rev().take(limit) {
+                out.push(decode(row.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn bans(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Ban>> {
+        let start = after.map_or(0, |a| a.0.saturating_add(1));
+        self.read(move |tx| {
+            let t = tx.open_table(BANS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t.range((guild.0, start)..=(guild.0, u64::MAX)).map_err(unavailable)?.take(limit) {
                 out.push(decode(row.map_err(unavailable)?.1.value())?);
             }
             Ok(out)

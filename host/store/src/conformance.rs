@@ -442,6 +442,59 @@ pub async fn audit_log(store: &dyn Storage) {
     assert_eq!(store.audit_log(other_guild, None, 100).await.unwrap().len(), 1, "per guild");
 }
 
+pub async fn roles_overwrites_and_bans(store: &dyn Storage) {
+    use guildhall_core::model::{Ban, Role};
+    use guildhall_core::permissions::{Overwrite, OverwriteKind, Permissions};
+    let owner = user("owner");
+    let gid = fresh_id();
+    let mut guild = Guild::new(gid, "g", owner.id);
+    let role = Role::new(fresh_id(), "mods", 1, Permissions::MANAGE_MESSAGES);
+    guild.roles.push(role.clone());
+    let mut general = text_channel(fresh_id(), gid, "general");
+    store.create_guild(guild.clone(), member(&owner), vec![general.clone()]).await.unwrap();
+    assert_eq!(store.guild(gid).await.unwrap().unwrap().roles, guild.roles, "roles live with the guild");
+
+    general.permission_overwrites.push(Overwrite {
+        id: gid,
+        kind: OverwriteKind::Role,
+        allow: Permissions::NONE,
+        deny: Permissions::SEND_MESSAGES,
+    });
+    store.apply(GuildWrite::UpdateChannel(general.clone())).await.unwrap();
+    assert_eq!(store.channel(general.id).await.unwrap(), Some(general.clone()));
+    assert_eq!(store.guild_channels(gid).await.unwrap(), vec![general]);
+
+    let users: Vec<User> = (0..3).map(|i| user(&format!("b{i}"))).collect();
+    for u in &users {
+        store.apply(GuildWrite::AddMember { guild_id: gid, member: member(u) }).await.unwrap();
+    }
+    let mut promoted = member(&users[0]);
+    promoted.roles = vec![role.id];
+    promoted.nick = Some("boss".into());
+    store.apply(GuildWrite::UpdateMember { guild_id: gid, member: promoted.clone() }).await.unwrap();
+    assert_eq!(store.member(gid, users[0].id).await.unwrap(), Some(promoted));
+
+    // A ban removes the membership with it; a non-member can be banned too.
+    store.apply(GuildWrite::RemoveMember { guild_id: gid, user_id: users[2].id }).await.unwrap();
+    for (u, reason) in [(&users[1], Some("spam".to_owned())), (&users[2], None)] {
+        let ban = Ban { user: u.clone(), reason };
+        store.apply(GuildWrite::Ban { guild_id: gid, ban }).await.unwrap();
+    }
+    assert!(store.member(gid, users[1].id).await.unwrap().is_none());
+    assert!(store.user_guilds(users[1].id).await.unwrap().is_empty());
+    let mut banned: Vec<Snowflake> = vec![users[1].id, users[2].id];
+    banned.sort();
+    let page1 = store.bans(gid, None, 1).await.unwrap();
+    let page2 = store.bans(gid, Some(page1[0].user.id), 10).await.unwrap();
+    let got: Vec<Snowflake> = page1.iter().chain(&page2).map(|b| b.user.id).collect();
+    assert_eq!(got, banned, "in user id order, paged by after");
+    let spam = page1.iter().chain(&page2).find(|b| b.user.id == users[1].id).unwrap();
+    assert_eq!(spam.reason.as_deref(), Some("spam"));
+    store.apply(GuildWrite::Unban { guild_id: gid, user_id: users[1].id }).await.unwrap();
+    assert_eq!(store.bans(gid, None, 10).await.unwrap().len(), 1);
+    assert!(store.bans(fresh_id(), None, 10).await.unwrap().is_empty());
+}
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async expression
 /// yielding `Option<S>` for some `S: Storage`; `None` means the backend decided not to run
 /// (it must only do so where a missing service is allowed to skip, never in CI).
@@ -450,7 +503,8 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             users_and_tokens, guilds_channels_members, invites, dm_channels,
-            history_across_buckets, edit_and_delete, reactions, plugins, plugin_kv, plugin_timers, audit_log);
+            history_across_buckets, edit_and_delete, reactions, plugins, plugin_kv, plugin_timers, audit_log,
+            roles_overwrites_and_bans);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

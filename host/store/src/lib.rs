@@ -18,7 +18,7 @@ pub mod history;
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
-    AuditLogEntry, Channel, ChannelId, Emoji, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
+    AuditLogEntry, Ban, Channel, ChannelId, Emoji, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
     PluginTimer, Reaction, User, UserId, UserRecord,
 };
 use guildhall_core::Snowflake;
@@ -116,6 +116,9 @@ pub trait Storage: Send + Sync + 'static {
         }
         out
     }
+
+    /// A guild's bans in user id order, users after `after`, at most `limit`.
+    async fn bans(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Ban>>;
 
     async fn create_invite(&self, invite: Invite) -> Result<()>;
     async fn invite(&self, code: &str) -> Result<Option<Invite>>;

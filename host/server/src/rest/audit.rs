@@ -6,8 +6,9 @@ use guildhall_core::model::{AuditLogEntry, GuildId};
 use guildhall_core::Snowflake;
 use serde_json::json;
 
-use super::ctx::{ok, require_owner, ApiResult, Ctx};
+use super::ctx::{ok, require_permission, ApiResult, Ctx};
 use super::error::ApiError;
+use guildhall_core::permissions::Permissions;
 
 const MAX_LIMIT: usize = 100;
 /// Entries read looking for matches of a filter before answering with what was found
@@ -15,7 +16,7 @@ const MAX_LIMIT: usize = 100;
 const MAX_SCANNED: usize = 5_000;
 
 pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
-    require_owner(ctx, guild_id).await?;
+    require_permission(ctx, guild_id, Permissions::VIEW_AUDIT_LOG).await?;
     let param = |name: &str| ctx.query(name).filter(|v| !v.is_empty());
     let before = param("before").map(|v| v.parse::<Snowflake>()).transpose();
     let before = before.map_err(|_| ApiError::invalid_form("before: Value is not snowflake."))?;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{AuditLogEntry, Channel, ChannelId, GuildId, User, UserId};
+use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef};
 use http_body_util::{BodyExt, Full, Limited};
@@ -56,16 +57,16 @@ impl Ctx {
     /// 400 (50035) if the wrong shape.
     pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
         let bytes = self.body_bytes().await?;
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_none() {
-            return Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON."));
+        parse_json(&bytes)
+    }
+
+    /// Like [`Ctx::json`], but an empty body is `T::default()` (routes whose body is optional).
+    pub async fn json_or_default<T: DeserializeOwned + Default>(&mut self) -> Result<T, ApiError> {
+        let bytes = self.body_bytes().await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
         }
-        match serde_json::from_slice::<T>(&bytes) {
-            Ok(v) if first == Some(&b'{') => Ok(v),
-            Ok(_) => Err(ApiError::invalid_form("expected a JSON object")),
-            Err(e) if e.is_data() => Err(ApiError::invalid_form(e.to_string())),
-            Err(_) => Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON.")),
-        }
+        parse_json(&bytes)
     }
 
     /// The raw body, bounded by `rest.max_body_bytes` (413 beyond it).
@@ -93,6 +94,20 @@ impl Ctx {
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
             Err(e) => Err(ApiError::bad_request(code::GENERAL, format!("could not read body: {e}"))),
         }
+    }
+}
+
+/// A JSON object body as `T`: 400 (50109) if not JSON, 400 (50035) if the wrong shape.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
+        return Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON."));
+    }
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(v) if first == Some(&b'{') => Ok(v),
+        Ok(_) => Err(ApiError::invalid_form("expected a JSON object")),
+        Err(e) if e.is_data() => Err(ApiError::invalid_form(e.to_string())),
+        Err(_) => Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON.")),
     }
 }
 
@@ -139,15 +154,38 @@ pub async fn load_channel(ctx: &Ctx, channel_id: ChannelId) -> Result<Channel, A
     channel.ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))
 }
 
-/// The caller must own the guild; returns the caller.
-pub async fn require_owner(ctx: &Ctx, guild_id: GuildId) -> Result<UserId, ApiError> {
-    let user = ctx.user().await?;
+/// What `user` may do in the guild (403 Missing Access if not a member).
+pub async fn guild_permissions(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<Permissions, ApiError> {
     let handle = guild_handle(ctx, guild_id).await?;
-    match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
-        Reply::Snapshot { guild, .. } if guild.owner_id == user.id => Ok(user.id),
-        Reply::Snapshot { .. } => {
-            Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "only the guild owner may do this"))
-        }
+    match handle.call(Command::Permissions { user, channel_id: None }, actor_timeout(ctx)).await? {
+        Reply::Permissions(p) => Ok(p),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The caller, if they have `need` in the guild (403 Missing Permissions otherwise).
+pub async fn require_permission(ctx: &Ctx, guild_id: GuildId, need: Permissions) -> Result<UserId, ApiError> {
+    let user = ctx.user().await?;
+    if guild_permissions(ctx, user.id, guild_id).await?.contains(need) {
+        Ok(user.id)
+    } else {
+        Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions"))
+    }
+}
+
+/// Ok if `user` has `need` in the channel (403 Missing Access if they cannot view it,
+/// Missing Permissions if they lack `need`).
+pub async fn require_in_channel(
+    ctx: &Ctx,
+    user: UserId,
+    guild_id: GuildId,
+    channel_id: ChannelId,
+    need: Permissions,
+) -> Result<(), ApiError> {
+    let handle = guild_handle(ctx, guild_id).await?;
+    match handle.call(Command::Permissions { user, channel_id: Some(channel_id) }, actor_timeout(ctx)).await? {
+        Reply::Permissions(p) if p.contains(need) => Ok(()),
+        Reply::Permissions(_) => Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions")),
         other => Err(unexpected(other)),
     }
 }

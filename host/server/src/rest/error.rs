@@ -15,7 +15,13 @@ pub mod code {
     pub const UNKNOWN_CHANNEL: u32 = 10003;
     pub const UNKNOWN_GUILD: u32 = 10004;
     pub const UNKNOWN_INVITE: u32 = 10006;
+    pub const UNKNOWN_MEMBER: u32 = 10007;
     pub const UNKNOWN_MESSAGE: u32 = 10008;
+    pub const UNKNOWN_ROLE: u32 = 10011;
+    pub const UNKNOWN_BAN: u32 = 10026;
+    pub const MAX_ROLES: u32 = 30005;
+    pub const BANNED: u32 = 40007;
+    pub const INVALID_ROLE: u32 = 50028;
     pub const UNKNOWN_USER: u32 = 10013;
     pub const UNKNOWN_EMOJI: u32 = 10014;
     pub const REQUEST_TOO_LARGE: u32 = 40005;
@@ -94,6 +100,14 @@ impl From<GuildError> for ApiError {
             GuildError::MissingPermissions => ApiError::forbidden(code::MISSING_PERMISSIONS, message),
             GuildError::AlreadyMember => ApiError::bad_request(code::GENERAL, message),
             GuildError::OwnerCannotLeave => ApiError::bad_request(code::OWNER_CANNOT_LEAVE, message),
+            GuildError::UnknownRole => ApiError::not_found(code::UNKNOWN_ROLE, message),
+            GuildError::UnknownMember => ApiError::not_found(code::UNKNOWN_MEMBER, message),
+            GuildError::UnknownBan => ApiError::not_found(code::UNKNOWN_BAN, message),
+            GuildError::InvalidRole => ApiError::bad_request(code::INVALID_ROLE, message),
+            GuildError::TooManyRoles => ApiError::bad_request(code::MAX_ROLES, message),
+            GuildError::TooManyOverwrites => ApiError::invalid_form(format!("permission_overwrites: {message}")),
+            GuildError::Banned => ApiError::forbidden(code::BANNED, message),
+            GuildError::Busy => ApiError::unavailable(message),
             GuildError::Storage(m) => ApiError::unavailable(format!("storage unavailable: {m}")),
             GuildError::Blocked(reason) => ApiError::bad_request(code::AUTOMOD_BLOCKED, reason),
         }

@@ -9,24 +9,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, created, guild_handle, load_channel, no_content, now_iso, ok, record_audit, unexpected, ApiResult,
-    Ctx,
+    actor_timeout, created, guild_handle, load_channel, no_content, now_iso, ok, record_audit, require_in_channel,
+    unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
+use guildhall_core::permissions::Permissions;
 use guildhall_runtime::audit::change;
 use guildhall_runtime::session::ToUser;
 
 fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
-    let mut v = json!({
-        "id": guild.id,
-        "name": guild.name,
-        "icon": guild.icon,
-        "owner_id": guild.owner_id,
-        "moderation_fail_closed": guild.moderation_fail_closed,
-        "roles": [],
-        "emojis": [],
-        "features": [],
-    });
+    let mut v = guild.discord_json();
     if let Some(n) = member_count {
         v["approximate_member_count"] = json!(n);
     }
@@ -188,8 +180,7 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
     let Some(guild_id) = channel.guild_id else {
         return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
     };
-    let handle = guild_handle(ctx, guild_id).await?;
-    handle.call(Command::CanRead { user: user.id, channel_id }, actor_timeout(ctx)).await?;
+    require_in_channel(ctx, user.id, guild_id, channel_id, Permissions::CREATE_INSTANT_INVITE).await?;
     let invite =
         Invite { code: crate::auth::random_hex(5), guild_id, channel_id, inviter_id: user.id, created_at: now_iso() };
     ctx.app.store.create_invite(invite.clone()).await?;

@@ -8,6 +8,7 @@
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, MAX_CONTENT_CHARS};
+use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
 use serde::Deserialize;
@@ -37,10 +38,24 @@ async fn access(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Access,
     Ok(Access { actor, channel })
 }
 
+/// The channel, its actor, and what `user` may do there: 403 Missing Access if they
+/// cannot view it (the actor decides).
+async fn permitted(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<(Access, Permissions), ApiError> {
+    let access = access(ctx, user, channel_id).await?;
+    let ask = Command::Permissions { user: user.id, channel_id: Some(channel_id) };
+    match access.actor.call(ask, actor_timeout(ctx)).await? {
+        Reply::Permissions(p) => Ok((access, p)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The channel, if `user` may read its history (403 Missing Access / Missing Permissions).
 async fn readable(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Channel, ApiError> {
-    let Access { actor, channel } = access(ctx, user, channel_id).await?;
-    actor.call(Command::CanRead { user: user.id, channel_id }, actor_timeout(ctx)).await?;
-    Ok(channel)
+    let (access, permissions) = permitted(ctx, user, channel_id).await?;
+    if !permissions.contains(Permissions::READ_MESSAGE_HISTORY) {
+        return Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions"));
+    }
+    Ok(access.channel)
 }
 
 fn message_response(mut m: Message) -> Message {
@@ -50,7 +65,7 @@ fn message_response(mut m: Message) -> Message {
 
 pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
-    ok(&readable(ctx, &user, channel_id).await?)
+    ok(&permitted(ctx, &user, channel_id).await?.0.channel)
 }
 
 #[derive(Deserialize)]
@@ -110,7 +125,10 @@ pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     if given.next().is_some() {
         return Err(ApiError::invalid_form("only one of before, after and around may be given"));
     }
-    let channel = readable(ctx, &user, channel_id).await?;
+    let (Access { channel, .. }, permissions) = permitted(ctx, &user, channel_id).await?;
+    if !permissions.contains(Permissions::READ_MESSAGE_HISTORY) {
+        return ok(&[] as &[Message]); // Discord: no history, no messages (not an error)
+    }
     let messages = ctx.app.reads.history(&channel, query, limit).await?;
     ok(&messages.iter().cloned().map(message_response).collect::<Vec<_>>())
 }
@@ -149,7 +167,7 @@ fn unknown_emoji() -> ApiError {
 pub async fn react(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &str, add: bool) -> ApiResult {
     let user = ctx.user().await?;
     let emoji = route_emoji(emoji)?;
-    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
+    let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     if channel.guild_id.is_none() {
         return Err(ApiError::forbidden(code::DM_UNSUPPORTED, "Reactions are not available in DM channels yet"));
     }
@@ -201,7 +219,7 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
     let user = ctx.user().await?;
     let body: EditMessage = ctx.json().await?;
     let content = check_content(body.content.as_deref())?;
-    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
+    let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
     let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };
     match actor.call(command, actor_timeout(ctx)).await? {
@@ -212,7 +230,7 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
 
 pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
-    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
+    let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
     actor.call(Command::DeleteMessage { user: user.id, existing }, actor_timeout(ctx)).await?;
     no_content()

@@ -11,6 +11,7 @@ pub mod guilds;
 pub mod messages;
 pub mod plugins;
 pub mod response;
+pub mod roles;
 pub mod users;
 
 use std::sync::Arc;
@@ -48,6 +49,25 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::GET, ["guilds", guild, "channels"]) => guilds::channels(ctx, snowflake(guild)?).await,
         (&M::POST, ["guilds", guild, "channels"]) => guilds::create_channel(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "members"]) => guilds::members(ctx, snowflake(guild)?).await,
+        (&M::GET, ["guilds", guild, "members", user]) => roles::member(ctx, snowflake(guild)?, user).await,
+        (&M::PATCH, ["guilds", guild, "members", user]) => roles::update_member(ctx, snowflake(guild)?, user).await,
+        (&M::DELETE, ["guilds", guild, "members", user]) => roles::kick(ctx, snowflake(guild)?, snowflake(user)?).await,
+        (&M::PUT, ["guilds", guild, "members", user, "roles", role]) => {
+            roles::member_role(ctx, snowflake(guild)?, snowflake(user)?, snowflake(role)?, true).await
+        }
+        (&M::DELETE, ["guilds", guild, "members", user, "roles", role]) => {
+            roles::member_role(ctx, snowflake(guild)?, snowflake(user)?, snowflake(role)?, false).await
+        }
+        (&M::GET, ["guilds", guild, "roles"]) => roles::list(ctx, snowflake(guild)?).await,
+        (&M::POST, ["guilds", guild, "roles"]) => roles::create(ctx, snowflake(guild)?).await,
+        (&M::PATCH, ["guilds", guild, "roles", role]) => roles::update(ctx, snowflake(guild)?, snowflake(role)?).await,
+        (&M::DELETE, ["guilds", guild, "roles", role]) => roles::delete(ctx, snowflake(guild)?, snowflake(role)?).await,
+        (&M::GET, ["guilds", guild, "bans"]) => roles::bans(ctx, snowflake(guild)?).await,
+        (&M::GET, ["guilds", guild, "bans", user]) => roles::ban(ctx, snowflake(guild)?, snowflake(user)?).await,
+        (&M::PUT, ["guilds", guild, "bans", user]) => roles::put_ban(ctx, snowflake(guild)?, snowflake(user)?).await,
+        (&M::DELETE, ["guilds", guild, "bans", user]) => {
+            roles::remove_ban(ctx, snowflake(guild)?, snowflake(user)?).await
+        }
         (&M::POST, ["guilds", guild, "plugins"]) => plugins::install(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "audit-logs"]) => audit::list(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "plugins"]) => plugins::list(ctx, snowflake(guild)?).await,
@@ -58,6 +78,13 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
             plugins::remove(ctx, snowflake(guild)?, snowflake(plugin)?).await
         }
         (&M::GET, ["channels", channel]) => messages::get_channel(ctx, snowflake(channel)?).await,
+        (&M::PATCH, ["channels", channel]) => roles::update_channel(ctx, snowflake(channel)?).await,
+        (&M::PUT, ["channels", channel, "permissions", id]) => {
+            roles::put_overwrite(ctx, snowflake(channel)?, snowflake(id)?).await
+        }
+        (&M::DELETE, ["channels", channel, "permissions", id]) => {
+            roles::delete_overwrite(ctx, snowflake(channel)?, snowflake(id)?).await
+        }
         (&M::POST, ["channels", channel, "invites"]) => guilds::create_invite(ctx, snowflake(channel)?).await,
         (&M::GET, ["invites", code]) => guilds::get_invite(ctx, code).await,
         (&M::POST, ["invites", code]) => guilds::accept_invite(ctx, code).await,
@@ -100,8 +127,10 @@ fn is_known_path(path: &[&str]) -> bool {
             | ["users", "@me", "guilds", _]
             | ["guilds"]
             | ["guilds", _]
-            | ["guilds", _, "channels" | "members" | "plugins" | "audit-logs"]
-            | ["guilds", _, "plugins", _]
+            | ["guilds", _, "channels" | "members" | "plugins" | "audit-logs" | "roles" | "bans"]
+            | ["guilds", _, "plugins" | "members" | "roles" | "bans", _]
+            | ["guilds", _, "members", _, "roles", _]
+            | ["channels", _, "permissions", _]
             | ["channels", _]
             | ["channels", _, "invites" | "messages" | "typing"]
             | ["channels", _, "messages", _]

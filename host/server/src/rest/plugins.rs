@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, created, guild_handle, no_content, now_iso, ok, record_audit, require_owner, ApiResult, Ctx,
+    actor_timeout, created, guild_handle, no_content, now_iso, ok, record_audit, require_permission, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
+use guildhall_core::permissions::Permissions;
 use guildhall_runtime::audit::change;
 use guildhall_runtime::guild_actor::GuildMsg;
 use guildhall_runtime::pubsub::Scope;
@@ -51,7 +52,7 @@ fn plugin_error(e: PluginError) -> ApiError {
 /// POST /guilds/{id}/plugins?name=NAME with the component as the body
 /// (`Content-Type: application/wasm`).
 pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
-    let owner = require_owner(ctx, guild_id).await?;
+    let owner = require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
     let name = ctx.query("name").unwrap_or("").to_owned();
     let valid_name = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
@@ -104,7 +105,7 @@ async fn add_bot_user(ctx: &Ctx, record: &PluginRecord) -> Result<(), ApiError> 
 }
 
 pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
-    require_owner(ctx, guild_id).await?;
+    require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
     let plugins = ctx.app.store.guild_plugins(guild_id).await?;
     ok(&plugins.iter().map(plugin_json).collect::<Vec<_>>())
 }
@@ -125,7 +126,7 @@ struct Update {
 /// configuration is tried (instantiate and `init`) before it is accepted; a bot's pub/sub
 /// subscriptions (`subscribe`) are checked.
 pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
-    let owner = require_owner(ctx, guild_id).await?;
+    let owner = require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
     let body: Update = ctx.json().await?;
     let mut record = find(ctx, guild_id, plugin_id).await?;
     let old = record.clone();
@@ -190,7 +191,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
 }
 
 pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
-    let owner = require_owner(ctx, guild_id).await?;
+    let owner = require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
     let record = find(ctx, guild_id, plugin_id).await?;
     if record.kind == PluginKind::Bot.as_str() {
         // The bot user leaves the guild (GUILD_MEMBER_REMOVE); its messages stay.
