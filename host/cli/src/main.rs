@@ -2,6 +2,7 @@
 //! `guildhall-server` crate); `plugin` scaffolds, builds and installs plugins; `bench` runs
 //! the benchmark scenarios. The tools talk to a host only through `guildhall-client`.
 
+mod app_cli;
 mod bench;
 mod bench_cluster;
 mod components;
@@ -40,6 +41,11 @@ enum Cmd {
         /// `--storage scylla://...`.
         #[arg(long)]
         cluster: Option<String>,
+    },
+    /// Bot applications for Discord libraries: create one, add its bot to a guild.
+    App {
+        #[command(subcommand)]
+        cmd: app_cli::AppCmd,
     },
     /// Scaffold, build and install guild plugins.
     Plugin {
@@ -81,6 +87,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Bench { scenario } => bench::run(scenario).await,
             Cmd::Config { cmd } => config(cmd),
             Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
+            Cmd::App { cmd } => app_cli::run(cmd).await,
         }
     });
     match result {

@@ -141,6 +141,18 @@ pub enum GuildEvent {
 }
 
 impl GuildEvent {
+    /// The event as a bot without the MESSAGE_CONTENT intent sees it: a message's content,
+    /// embeds and attachments emptied (Discord's rule); other events as they are.
+    pub fn without_content(&self) -> GuildEvent {
+        let mut event = self.clone();
+        if let GuildEvent::MessageCreate { message, .. } | GuildEvent::MessageUpdate { message, .. } = &mut event {
+            message.content = String::new();
+            message.embeds.clear();
+            message.attachments.clear();
+        }
+        event
+    }
+
     /// Discord's dispatch name (`t`).
     pub fn name(&self) -> &'static str {
         match self {

@@ -36,6 +36,8 @@ pub mod close {
     pub const SESSION_TIMED_OUT: u16 = 4009;
     pub const INVALID_API_VERSION: u16 = 4012;
     pub const INVALID_INTENTS: u16 = 4013;
+    /// A privileged intent the application has not turned on.
+    pub const DISALLOWED_INTENTS: u16 = 4014;
     /// Guildhall's use of 4000 for a session whose outbound queue overflowed (it could
     /// not keep up with its guilds). The session is invalidated: RESUME answers op 9.
     pub const SLOW_CONSUMER: u16 = UNKNOWN_ERROR;

@@ -565,6 +565,17 @@ impl GuildState {
         self.sessions.len()
     }
 
+    /// Whether a session reads a message's content: a bot's session needs the MESSAGE_CONTENT
+    /// intent unless the bot wrote the message or is mentioned in it (Discord's rule).
+    pub fn reads_content(&self, session: SessionId, message: &Message) -> bool {
+        let Some(s) = self.sessions.get(&session) else { return false };
+        let is_bot = self.members.get(&s.user).is_some_and(|m| m.user.bot);
+        !is_bot
+            || s.intents & intents::MESSAGE_CONTENT != 0
+            || message.author.id == s.user
+            || message.mentions.iter().any(|u| u.id == s.user)
+    }
+
     /// The sessions an audience resolves to, in session order.
     pub fn audience(&self, audience: &Audience) -> Vec<SessionId> {
         let with = |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;

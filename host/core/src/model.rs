@@ -89,8 +89,86 @@ impl User {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {
     pub user: User,
-    /// Argon2id PHC string.
+    /// Argon2id PHC string; empty for a bot, which has no password (only tokens).
     pub password_hash: String,
+    /// A bot user's application (whose id is the bot's).
+    #[serde(default)]
+    pub application: Option<Application>,
+}
+
+impl UserRecord {
+    pub fn person(user: User, password_hash: String) -> UserRecord {
+        UserRecord { user, password_hash, application: None }
+    }
+}
+
+/// Application flags, as Discord numbers them: the privileged gateway intents an
+/// application has turned on.
+pub mod application_flags {
+    pub const GATEWAY_PRESENCE: u64 = 1 << 12;
+    pub const GATEWAY_GUILD_MEMBERS: u64 = 1 << 14;
+    pub const GATEWAY_MESSAGE_CONTENT: u64 = 1 << 18;
+    /// The flags an owner may set.
+    pub const SETTABLE: u64 = GATEWAY_PRESENCE | GATEWAY_GUILD_MEMBERS | GATEWAY_MESSAGE_CONTENT;
+}
+
+/// A bot application (Discord's application object): its id is its bot user's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    pub id: Snowflake,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub owner_id: UserId,
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default = "yes")]
+    pub bot_public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Application {
+    /// The privileged intents among `intents` this application has not turned on.
+    pub fn disallowed_intents(&self, intents: u64) -> u64 {
+        use crate::gateway::intents as i;
+        use application_flags as f;
+        [
+            (i::GUILD_PRESENCES, f::GATEWAY_PRESENCE),
+            (i::GUILD_MEMBERS, f::GATEWAY_GUILD_MEMBERS),
+            (i::MESSAGE_CONTENT, f::GATEWAY_MESSAGE_CONTENT),
+        ]
+        .into_iter()
+        .filter(|(intent, flag)| intents & intent != 0 && self.flags & flag == 0)
+        .fold(0, |acc, (intent, _)| acc | intent)
+    }
+
+    /// Discord's application object, with its bot user and owner.
+    pub fn discord_json(&self, bot: &User, owner: Option<&User>) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "icon": null,
+            "description": self.description,
+            "summary": "",
+            "type": null,
+            "bot_public": self.bot_public,
+            "bot_require_code_grant": false,
+            "verify_key": "",
+            "flags": self.flags,
+            "owner": owner,
+            "team": null,
+            "bot": bot,
+            "rpc_origins": [],
+            "tags": [],
+            "redirect_uris": [],
+            "interactions_endpoint_url": null,
+            "approximate_guild_count": 0,
+            "hook": true,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

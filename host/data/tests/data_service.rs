@@ -110,6 +110,9 @@ impl Storage for Instrumented {
     async fn apply_batch(&self, w: Vec<GuildWrite>) -> Vec<Result<()>> {
         self.inner.apply_batch(w).await
     }
+    async fn update_user(&self, r: UserRecord) -> Result<()> {
+        self.inner.update_user(r).await
+    }
     async fn bans(&self, g: GuildId, a: Option<UserId>, l: usize) -> Result<Vec<Ban>> {
         self.inner.bans(g, a, l).await
     }

@@ -531,6 +531,35 @@ impl GuildActor {
         }
     }
 
+    /// Offers one serialized dispatch to sessions; returns those that are gone or too slow.
+    /// Sessions on other nodes are grouped: one forward per node (no allocation while every
+    /// session is local).
+    fn deliver(&mut self, targets: Vec<SessionId>, prefix: &DispatchPrefix) -> Vec<SessionId> {
+        let mut delivered = 0u64;
+        let mut dropped: Vec<SessionId> = Vec::new();
+        let mut remote: BTreeMap<NodeId, Vec<SessionId>> = BTreeMap::new();
+        for id in targets {
+            match self.sessions.get(&id) {
+                None => continue,
+                Some((_, SessionRoute::Remote(node))) => remote.entry(*node).or_default().push(id),
+                Some((_, SessionRoute::Local(handle))) => match handle.offer(prefix) {
+                    Offer::Queued => delivered += 1,
+                    Offer::Overflowed => {
+                        M::inc(&self.metrics.slow_consumer_drops);
+                        dropped.push(id);
+                    }
+                    Offer::Gone => dropped.push(id),
+                },
+            }
+        }
+        for (node, sessions) in &remote {
+            self.router.forward(*node, self.state.guild().id, sessions, prefix);
+            M::inc(&self.metrics.node_forwards);
+        }
+        self.metrics.deliveries.fetch_add(delivered, Relaxed);
+        dropped
+    }
+
     fn run_effects(&mut self, fx: Vec<Effect>) {
         let mut work: VecDeque<Effect> = fx.into();
         while let Some(effect) = work.pop_front() {
@@ -555,37 +584,32 @@ impl GuildActor {
                     for bot in &self.bots {
                         bot.offer(&event);
                     }
-                    let targets = self.state.audience(&audience);
+                    let mut targets = self.state.audience(&audience);
                     if targets.is_empty() {
                         continue;
                     }
-                    // Discord's JSON is made here, at the edge: once per event, for every target.
-                    let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
-                    M::inc(&self.metrics.dispatches);
-                    let mut delivered = 0u64;
-                    let mut dropped: Vec<SessionId> = Vec::new();
-                    // Sessions on other nodes, grouped: one forward per node (no allocation
-                    // while every session is local).
-                    let mut remote: BTreeMap<NodeId, Vec<SessionId>> = BTreeMap::new();
-                    for id in targets {
-                        match self.sessions.get(&id) {
-                            None => continue,
-                            Some((_, SessionRoute::Remote(node))) => remote.entry(*node).or_default().push(id),
-                            Some((_, SessionRoute::Local(handle))) => match handle.offer(&prefix) {
-                                Offer::Queued => delivered += 1,
-                                Offer::Overflowed => {
-                                    M::inc(&self.metrics.slow_consumer_drops);
-                                    dropped.push(id);
-                                }
-                                Offer::Gone => dropped.push(id),
-                            },
+                    // Bot sessions without the MESSAGE_CONTENT intent get messages without
+                    // their content (Discord's rule): a second form, serialized once too.
+                    let blind = match &*event {
+                        GuildEvent::MessageCreate { message, .. } | GuildEvent::MessageUpdate { message, .. } => {
+                            let (full, blind) =
+                                targets.into_iter().partition(|s| self.state.reads_content(*s, message));
+                            targets = full;
+                            blind
                         }
+                        _ => Vec::new(),
+                    };
+                    // Discord's JSON is made here, at the edge: once per event and form.
+                    M::inc(&self.metrics.dispatches);
+                    let mut dropped = Vec::new();
+                    if !targets.is_empty() {
+                        let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
+                        dropped.extend(self.deliver(targets, &prefix));
                     }
-                    for (node, sessions) in &remote {
-                        self.router.forward(*node, self.state.guild().id, sessions, &prefix);
-                        M::inc(&self.metrics.node_forwards);
+                    if !blind.is_empty() {
+                        let prefix = DispatchPrefix::encode(event.name(), &event.without_content().discord_data());
+                        dropped.extend(self.deliver(blind, &prefix));
                     }
-                    self.metrics.deliveries.fetch_add(delivered, Relaxed);
                     for session in dropped {
                         self.sessions.remove(&session);
                         work.extend(self.state.handle(Input::SessionDisconnect { session }));

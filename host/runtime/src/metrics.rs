@@ -32,6 +32,10 @@ pub struct Metrics {
     pub bots_hosted_started: AtomicU64,
     /// Sessions disconnected because their outbound queue overflowed.
     pub slow_consumer_drops: AtomicU64,
+    /// zlib-stream connections: bytes before and after compression, and the time spent.
+    pub zlib_bytes_in: AtomicU64,
+    pub zlib_bytes_out: AtomicU64,
+    pub zlib_compress_ns: AtomicU64,
     pub messages_created: AtomicU64,
     pub http_requests: AtomicU64,
     pub http_errors_4xx: AtomicU64,

@@ -448,6 +448,14 @@ impl Storage for ScyllaStore {
         Ok(())
     }
 
+    async fn update_user(&self, record: UserRecord) -> Result<()> {
+        let Some(old) = self.user(record.user.id).await? else { return Err(StoreError::NotFound) };
+        if !old.user.username.eq_ignore_ascii_case(&record.user.username) {
+            return Err(StoreError::Conflict("a username does not change here".into()));
+        }
+        self.exec(&self.st.insert_user, (big(record.user.id), encode(&record))).await.map(|_| ())
+    }
+
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>> {
         let result = self.exec(&self.st.user, (big(id),)).await?;
         let rows = result.into_rows_result().map_err(unavailable)?;

@@ -1,6 +1,6 @@
 //! Passwords (argon2id), opaque bearer tokens, and the `Authorization` header.
 
-use guildhall_core::model::User;
+use guildhall_core::model::{User, UserRecord};
 use guildhall_core::Snowflake;
 use guildhall_store::StoreError;
 use hyper::HeaderMap;
@@ -59,8 +59,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn user_for_token(app: &App, token: &str) -> Result<Option<User>, StoreError> {
+    Ok(record_for_token(app, token).await?.map(|r| r.user))
+}
+
+/// The whole record of the token's user (a bot's application too).
+pub async fn record_for_token(app: &App, token: &str) -> Result<Option<UserRecord>, StoreError> {
     let Some(id) = app.store.token_user(token).await? else { return Ok(None) };
-    Ok(app.store.user(id).await?.map(|r| r.user))
+    app.store.user(id).await
 }
 
 #[cfg(test)]

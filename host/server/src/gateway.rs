@@ -4,6 +4,7 @@
 //! Upgrades the HTTP connection, splits the socket, starts the reader task (frames in,
 //! reassembled and size-checked, as [`Inbound`] events) and hands the write half to a new
 //! session actor. Everything the protocol decides happens in the session state machine.
+//! `compress=zlib-stream` gives the connection its own compression stream.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,11 +37,12 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
         Some((close::INVALID_API_VERSION, "invalid API version"))
     } else if param("encoding").is_some_and(|e| e != "json") {
         Some((close::DECODE_ERROR, "only encoding=json is supported"))
-    } else if param("compress").is_some() {
-        Some((close::DECODE_ERROR, "compression is not supported"))
+    } else if param("compress").is_some_and(|c| c != "zlib-stream") {
+        Some((close::DECODE_ERROR, "compress: only zlib-stream is supported"))
     } else {
         None
     };
+    let zlib_stream = param("compress") == Some("zlib-stream");
     let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req)
         .map_err(|e| ApiError::bad_request(0, format!("WebSocket upgrade failed: {e}")))?;
     tokio::spawn(async move {
@@ -57,7 +59,8 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
         writer.set_writev(false); // frames are copied into the BufWriter: one syscall per batch
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let reader = tokio::spawn(read_loop(read, tx, app.config.gateway.max_frame_bytes)).abort_handle();
-        let mut conn = Conn { writer, inbound, reader, app: app.clone() };
+        let zlib = zlib_stream.then(crate::compress::ZlibStream::new);
+        let mut conn = Conn { writer, zlib, inbound, reader, app: app.clone() };
         if let Some((code, reason)) = refusal {
             let _ = conn.writer.write_frame(Frame::close(code, reason.as_bytes())).await;
             let _ = conn.writer.flush().await;

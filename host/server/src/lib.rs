@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod compress;
 pub mod config;
 mod gateway;
 mod prometheus;

@@ -63,6 +63,9 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         &m.bots_hosted_started,
     );
     line("drops_total", "counter", "Sessions dropped as too slow.", &m.slow_consumer_drops);
+    line("zlib_bytes_in_total", "counter", "Bytes given to zlib-stream compression.", &m.zlib_bytes_in);
+    line("zlib_bytes_out_total", "counter", "Bytes zlib-stream compression sent.", &m.zlib_bytes_out);
+    line("zlib_compress_nanoseconds_total", "counter", "Time spent compressing for zlib-stream.", &m.zlib_compress_ns);
     line("messages_created_total", "counter", "Messages created.", &m.messages_created);
     line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);
     line("http_client_errors_total", "counter", "HTTP 4xx answers.", &m.http_errors_4xx);

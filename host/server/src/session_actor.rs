@@ -49,6 +49,8 @@ pub enum Inbound {
 /// One client connection: its writer and the channel its reader task feeds.
 pub struct Conn {
     pub writer: Writer,
+    /// `compress=zlib-stream`: this connection's compression stream.
+    pub zlib: Option<crate::compress::ZlibStream>,
     pub inbound: mpsc::Receiver<Inbound>,
     pub reader: tokio::task::AbortHandle,
     pub app: Arc<App>,
@@ -376,10 +378,20 @@ impl SessionActor {
     async fn write(&mut self, frame: &Bytes) -> bool {
         let Some(c) = &mut self.conn else { return true }; // detached: buffered in the state
         let timeout = Duration::from_millis(self.app.config.gateway.write_timeout_ms);
-        let ok = matches!(
-            tokio::time::timeout(timeout, c.writer.write_frame(Frame::text(Payload::Borrowed(frame)))).await,
-            Ok(Ok(()))
-        );
+        let Conn { writer, zlib, .. } = c;
+        let frame = match zlib {
+            None => Frame::text(Payload::Borrowed(frame)),
+            Some(zlib) => {
+                let started = std::time::Instant::now();
+                let compressed = zlib.compress(frame);
+                let m = &self.app.metrics;
+                m.zlib_compress_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+                m.zlib_bytes_in.fetch_add(frame.len() as u64, Relaxed);
+                m.zlib_bytes_out.fetch_add(compressed.len() as u64, Relaxed);
+                Frame::binary(Payload::Borrowed(compressed))
+            }
+        };
+        let ok = matches!(tokio::time::timeout(timeout, writer.write_frame(frame)).await, Ok(Ok(())));
         self.dirty |= ok;
         ok
     }
@@ -399,14 +411,19 @@ impl SessionActor {
     }
 
     async fn identify(&mut self, token: &str, intents: u64, status: Option<String>) -> Vec<Effect> {
-        let user = match crate::auth::user_for_token(&self.app, gateway_token(token)).await {
-            Ok(Some(user)) => user,
+        let record = match crate::auth::record_for_token(&self.app, gateway_token(token)).await {
+            Ok(Some(record)) => record,
             Ok(None) => return self.state.handle(Input::AuthenticationFailed),
             Err(e) => {
                 tracing::warn!(error = %e, "identify: storage unavailable");
                 return vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }];
             }
         };
+        if crate::rest::applications::disallowed_intents(&record, intents) != 0 {
+            return vec![Effect::Close { code: close::DISALLOWED_INTENTS, reason: "Disallowed intent(s)." }];
+        }
+        let (application_id, application_flags) = crate::rest::applications::application_of(&record);
+        let user = record.user;
         if !self.app.take_session_start(user.id, now_ms()) {
             return vec![Effect::Close { code: close::RATE_LIMITED, reason: "daily session start limit reached" }];
         }
@@ -429,7 +446,7 @@ impl SessionActor {
             "relationships": [],
             "presences": [],
             "shard": [0, 1],
-            "application": { "id": user.id, "flags": 0 },
+            "application": { "id": application_id, "flags": application_flags },
         });
         let fx = self.state.handle(Input::Authenticated {
             user_id: user.id,

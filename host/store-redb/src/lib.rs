@@ -59,6 +59,7 @@ const MESSAGES: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("
 
 enum Write {
     CreateUser(UserRecord),
+    UpdateUser(UserRecord),
     PutToken(String, UserId),
     CreateGuild(Guild, Member, Vec<Channel>),
     Apply(GuildWrite),
@@ -217,6 +218,17 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 .map_err(unavailable)?
                 .insert(record.user.id.0, encode(record).as_slice())
                 .map_err(unavailable)?;
+        }
+        Write::UpdateUser(record) => {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let old: UserRecord = match users.get(record.user.id.0).map_err(unavailable)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NotFound),
+            };
+            if !old.user.username.eq_ignore_ascii_case(&record.user.username) {
+                return Err(StoreError::Conflict("a username does not change here".into()));
+            }
+            users.insert(record.user.id.0, encode(record).as_slice()).map_err(unavailable)?;
         }
         Write::PutToken(token, user) => {
             tx.open_table(TOKENS)
@@ -421,6 +433,10 @@ fn get_json<K: redb::Key + 'static, T: DeserializeOwned>(
 impl Storage for EmbeddedStore {
     async fn create_user(&self, record: UserRecord) -> Result<()> {
         self.write(Write::CreateUser(record)).await.map(|_| ())
+    }
+
+    async fn update_user(&self, record: UserRecord) -> Result<()> {
+        self.write(Write::UpdateUser(record)).await.map(|_| ())
     }
 
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>> {

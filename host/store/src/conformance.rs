@@ -62,7 +62,7 @@ fn current_bucket() -> u32 {
 
 pub async fn users_and_tokens(store: &dyn Storage) {
     let u = user("Alice");
-    let record = UserRecord { user: u.clone(), password_hash: "$argon2id$fake".into() };
+    let record = UserRecord::person(u.clone(), "$argon2id$fake".into());
     store.create_user(record.clone()).await.unwrap();
     assert_eq!(store.user(u.id).await.unwrap().unwrap().user, u);
     let by_name = store.user_by_username(&u.username.to_uppercase()).await.unwrap();
@@ -73,6 +73,25 @@ pub async fn users_and_tokens(store: &dyn Storage) {
     assert!(matches!(store.create_user(clash.clone()).await, Err(StoreError::Conflict(_))));
     assert!(store.user(clash.user.id).await.unwrap().is_none(), "a refused user is not half-written");
     assert!(store.user(fresh_id()).await.unwrap().is_none());
+
+    // A record is updated in place (a bot's application), its username fixed.
+    let mut updated = record.clone();
+    updated.application = Some(guildhall_core::model::Application {
+        id: u.id,
+        name: "app".into(),
+        description: String::new(),
+        owner_id: fresh_id(),
+        flags: 1 << 18,
+        bot_public: true,
+    });
+    store.update_user(updated.clone()).await.unwrap();
+    assert_eq!(store.user(u.id).await.unwrap().unwrap().application, updated.application);
+    let mut renamed = updated.clone();
+    renamed.user.username = format!("{}x", u.username);
+    assert!(matches!(store.update_user(renamed).await, Err(StoreError::Conflict(_))));
+    let mut unknown = updated;
+    unknown.user.id = fresh_id();
+    assert!(matches!(store.update_user(unknown).await, Err(StoreError::NotFound)));
 
     let token = format!("tok-{}", fresh_id());
     assert_eq!(store.token_user(&token).await.unwrap(), None);

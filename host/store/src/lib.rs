@@ -87,6 +87,8 @@ pub fn audit_log_cutoff(now_unix_ms: u64) -> Snowflake {
 pub trait Storage: Send + Sync + 'static {
     /// `Conflict` if the username (case-insensitively) is taken.
     async fn create_user(&self, record: UserRecord) -> Result<()>;
+    /// Overwrites an existing user's record (its username stays: `Conflict` if it differs).
+    async fn update_user(&self, record: UserRecord) -> Result<()>;
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>>;
     /// Tokens are stored by their SHA-256, never in the clear.

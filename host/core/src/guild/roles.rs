@@ -125,7 +125,9 @@ impl GuildState {
                 fx.push(super::Effect::Reply { request, result: Ok(Reply::Permissions(permissions)) });
             }
             Command::CreateRole { user, mut role } => {
-                self.require(user, Permissions::MANAGE_ROLES)?;
+                // A bot's managed role comes with adding the bot, which MANAGE_GUILD allows.
+                let need = if role.tags.is_some() { Permissions::MANAGE_GUILD } else { Permissions::MANAGE_ROLES };
+                self.require(user, need)?;
                 if !may_grant(self.guild_permissions(user), role.permissions) {
                     return Err(GuildError::MissingPermissions);
                 }

@@ -15,6 +15,7 @@ pub mod code {
     pub const UNKNOWN_CHANNEL: u32 = 10003;
     pub const UNKNOWN_GUILD: u32 = 10004;
     pub const UNKNOWN_INVITE: u32 = 10006;
+    pub const UNKNOWN_APPLICATION: u32 = 10002;
     pub const UNKNOWN_MEMBER: u32 = 10007;
     pub const UNKNOWN_MESSAGE: u32 = 10008;
     pub const UNKNOWN_ROLE: u32 = 10011;

@@ -43,7 +43,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     created(&guild_json(&guild, Some(1)))
 }
 
-fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
+pub(super) fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
     ctx.app.router.to_user(user.id, &ToUser::JoinGuild(guild));
 }
 

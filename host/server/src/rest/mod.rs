@@ -4,6 +4,7 @@
 //! [`messages`]. Handlers validate everything before changing anything: a bad request gets
 //! a 4xx `{code, message}` and writes nothing.
 
+pub mod applications;
 pub mod audit;
 pub mod ctx;
 pub mod error;
@@ -40,6 +41,11 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::POST, ["auth", "register"]) => users::register(ctx).await,
         (&M::POST, ["auth", "login"]) => users::login(ctx).await,
         (&M::GET, ["users", "@me"]) => users::me(ctx).await,
+        (&M::POST, ["applications"]) => applications::create(ctx).await,
+        (&M::GET, ["applications", "@me"] | ["oauth2", "applications", "@me"]) => applications::me(ctx).await,
+        (&M::PATCH, ["applications", "@me"]) => applications::update(ctx, None).await,
+        (&M::PATCH, ["applications", id]) => applications::update(ctx, Some(snowflake(id)?)).await,
+        (&M::POST, ["oauth2", "authorize"]) => applications::authorize(ctx).await,
         (&M::GET, ["users", "@me", "guilds"]) => users::my_guilds(ctx).await,
         (&M::DELETE, ["users", "@me", "guilds", guild]) => guilds::leave(ctx, snowflake(guild)?).await,
         (&M::POST, ["users", "@me", "channels"]) => users::open_dm(ctx).await,
@@ -122,6 +128,10 @@ fn is_known_path(path: &[&str]) -> bool {
     matches!(
         path,
         ["auth", "register" | "login"]
+            | ["applications"]
+            | ["applications", _]
+            | ["oauth2", "applications", "@me"]
+            | ["oauth2", "authorize"]
             | ["users", "@me"]
             | ["users", "@me", "guilds" | "channels"]
             | ["users", "@me", "guilds", _]

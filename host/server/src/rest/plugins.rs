@@ -97,7 +97,7 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
 async fn add_bot_user(ctx: &Ctx, record: &PluginRecord) -> Result<(), ApiError> {
     let user = User::new(record.id, format!("{}-{}", record.name, record.id.0 % 1_000_000), true);
     // "!" is not a valid password hash: nothing verifies against it.
-    ctx.app.store.create_user(UserRecord { user: user.clone(), password_hash: "!".into() }).await?;
+    ctx.app.store.create_user(UserRecord::person(user.clone(), "!".into())).await?;
     let member = Member::new(user, now_iso());
     let handle = guild_handle(ctx, record.guild_id).await?;
     handle.call(Command::AddMember { member }, actor_timeout(ctx)).await?;

@@ -17,7 +17,7 @@ struct Credentials {
     password: String,
 }
 
-fn validate_username(name: &str) -> Result<(), ApiError> {
+pub(super) fn validate_username(name: &str) -> Result<(), ApiError> {
     let n = name.chars().count();
     let allowed = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
     if !(MIN_USERNAME_CHARS..=MAX_USERNAME_CHARS).contains(&n) || !allowed {
@@ -49,7 +49,7 @@ pub async fn register(ctx: &mut Ctx) -> ApiResult {
     let password_hash = crate::auth::hash_password(creds.password).await.map_err(ApiError::unavailable)?;
     let user = User::new(ctx.app.new_id()?, creds.username, false);
     // The store re-checks uniqueness atomically: two racing registrations cannot both win.
-    ctx.app.store.create_user(UserRecord { user: user.clone(), password_hash }).await?;
+    ctx.app.store.create_user(UserRecord::person(user.clone(), password_hash)).await?;
     let token = issue_token(ctx, &user).await?;
     created(&json!({ "token": token, "user": user }))
 }
