@@ -199,6 +199,9 @@ impl GuildEvent {
                     "emoji": emoji,
                     "member": member,
                     "message_author_id": message_author_id,
+                    "type": 0,
+                    "burst": false,
+                    "burst_colors": [],
                 })
             }
             GuildEvent::ReactionRemove { user_id, channel_id, message_id, guild_id, emoji } => json!({
@@ -207,6 +210,8 @@ impl GuildEvent {
                 "message_id": message_id,
                 "guild_id": guild_id,
                 "emoji": emoji,
+                "type": 0,
+                "burst": false,
             }),
             GuildEvent::TypingStart { channel_id, guild_id, user_id, unix_s, member } => match guild_id {
                 Some(guild_id) => json!({

@@ -404,11 +404,38 @@ pub struct Member {
     pub deaf: bool,
     #[serde(default)]
     pub mute: bool,
+    /// Discord's member flags and per-guild profile: none used here yet, present with the
+    /// values Discord sends for a member without them (libraries index them directly).
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default)]
+    pub pending: bool,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub banner: Option<String>,
+    #[serde(default)]
+    pub premium_since: Option<String>,
+    #[serde(default)]
+    pub communication_disabled_until: Option<String>,
 }
 
 impl Member {
     pub fn new(user: User, joined_at: String) -> Member {
-        Member { user, nick: None, roles: Vec::new(), joined_at, deaf: false, mute: false }
+        Member {
+            user,
+            nick: None,
+            roles: Vec::new(),
+            joined_at,
+            deaf: false,
+            mute: false,
+            flags: 0,
+            pending: false,
+            avatar: None,
+            banner: None,
+            premium_since: None,
+            communication_disabled_until: None,
+        }
     }
 }
 

@@ -119,6 +119,46 @@ pub enum Input<'a> {
     },
 }
 
+/// Op 8 (Request Guild Members), as Discord defines it: members of one guild whose
+/// username starts with `query` (up to `limit`; an empty query with limit 0 is every
+/// member), or the members with these ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRequest {
+    pub guild_id: crate::Snowflake,
+    pub query: Option<String>,
+    pub limit: usize,
+    pub user_ids: Vec<crate::Snowflake>,
+    pub presences: bool,
+    pub nonce: Option<String>,
+}
+
+impl MemberRequest {
+    /// Most user ids one request may name (Discord's limit).
+    pub const MAX_USER_IDS: usize = 100;
+
+    fn parse(d: &Value) -> Option<MemberRequest> {
+        // Ids as strings, or as numbers (discord.py sends integers).
+        let id = |v: &Value| match v {
+            Value::String(s) => s.parse().ok(),
+            Value::Number(n) => n.as_u64().map(crate::Snowflake),
+            _ => None,
+        };
+        let guild_id = id(&d["guild_id"])?;
+        let user_ids: Vec<crate::Snowflake> = match &d["user_ids"] {
+            Value::Null => Vec::new(),
+            Value::Array(ids) => ids.iter().map(id).collect::<Option<_>>()?,
+            one => vec![id(one)?],
+        };
+        let query = d["query"].as_str().map(str::to_owned);
+        if user_ids.len() > Self::MAX_USER_IDS || (query.is_none() && user_ids.is_empty()) {
+            return None;
+        }
+        let nonce = d["nonce"].as_str().filter(|n| n.len() <= 32).map(str::to_owned);
+        let limit = d["limit"].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as usize;
+        Some(MemberRequest { guild_id, query, limit, user_ids, presences: d["presences"] == true, nonce })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Write this text frame to the client.
@@ -143,6 +183,8 @@ pub enum Effect {
     PresenceUpdate {
         status: String,
     },
+    /// Op 8: send the guild's members that match as GUILD_MEMBERS_CHUNK dispatches.
+    RequestMembers(MemberRequest),
     /// Leave every guild, drop the registry entry, stop the actor.
     Terminate,
 }
@@ -382,7 +424,7 @@ impl Session {
         self.last_heartbeat_ms = now_ms;
         self.window_start_ms = now_ms;
         self.window_count = 0;
-        let resumed = DispatchPrefix::encode("RESUMED", &Value::Null);
+        let resumed = DispatchPrefix::encode("RESUMED", &serde_json::json!({}));
         self.push_dispatch(&resumed, &mut fx);
         ResumeOutcome::Accepted(fx)
     }
@@ -455,9 +497,13 @@ impl Session {
                 Some(status) => fx.push(Effect::PresenceUpdate { status: status.to_owned() }),
                 None => self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
             },
-            // Known opcodes that this host does not implement (no voice, no member chunking
-            // yet): accepted and ignored, as Discord ignores what an intent does not cover.
-            op::VOICE_STATE_UPDATE | op::REQUEST_GUILD_MEMBERS => {}
+            op::REQUEST_GUILD_MEMBERS => match MemberRequest::parse(&frame.d) {
+                Some(request) => fx.push(Effect::RequestMembers(request)),
+                None => self.close(close::DECODE_ERROR, "invalid request guild members payload", false, fx),
+            },
+            // Voice is not served: accepted and ignored, as Discord ignores what an intent
+            // does not cover.
+            op::VOICE_STATE_UPDATE => {}
             _ if !authed && self.phase != Phase::Authenticating => {
                 // Discord answers anything but a heartbeat before IDENTIFY with 4003, but an
                 // opcode that does not exist at all is still 4001.
@@ -559,6 +605,23 @@ mod tests {
 
     fn identify() -> Value {
         json!({"op": 2, "d": {"token": "t", "properties": {"os": "linux"}, "intents": 513}})
+    }
+
+    #[test]
+    fn member_requests_take_ids_as_strings_or_numbers_and_need_a_query_or_ids() {
+        let parse = |d: Value| MemberRequest::parse(&d);
+        let all = parse(json!({ "guild_id": 10, "query": "", "limit": 0, "presences": true, "nonce": "n" })).unwrap();
+        assert_eq!((all.guild_id.0, all.query.as_deref(), all.limit, all.presences), (10, Some(""), 0, true));
+        assert_eq!(all.nonce.as_deref(), Some("n"));
+        let some = parse(json!({ "guild_id": "10", "user_ids": ["1", 2] })).unwrap();
+        assert_eq!(some.user_ids, vec![crate::Snowflake(1), crate::Snowflake(2)]);
+        assert_eq!(parse(json!({ "guild_id": "10", "user_ids": "3" })).unwrap().user_ids, vec![crate::Snowflake(3)]);
+        assert!(parse(json!({ "guild_id": "10" })).is_none(), "neither a query nor ids");
+        assert!(parse(json!({ "guild_id": "x", "query": "" })).is_none());
+        assert!(
+            parse(json!({ "guild_id": "10", "user_ids": (0..101).collect::<Vec<_>>() })).is_none(),
+            "at most 100 ids"
+        );
     }
 
     fn ready_session() -> Session {
@@ -679,7 +742,7 @@ mod tests {
         assert_eq!(seqs, vec![4, 5, 6, 7], "the three missed dispatches, then RESUMED");
         assert_eq!(frames[0]["d"]["n"], 2);
         assert_eq!(frames[2]["d"]["n"], 4);
-        assert_eq!(frames[3]["t"], "RESUMED");
+        assert_eq!((&frames[3]["t"], &frames[3]["d"]), (&json!("RESUMED"), &json!({})), "libraries write into d");
         assert_eq!(s.phase(), Phase::Ready);
     }
 

@@ -83,7 +83,7 @@ impl DmActor {
             match msg {
                 None => break,
                 Some(GuildMsg::HandOff) => rx.close(),
-                Some(GuildMsg::Command { command, reply_to }) => self.on_command(command, reply_to).await,
+                Some(GuildMsg::Command { command, reply_to }) => self.on_command(*command, reply_to).await,
                 // Sessions, presences, plugins and audit entries belong to guilds.
                 Some(
                     GuildMsg::Connect { .. }

@@ -472,7 +472,7 @@ impl GuildActor {
                 let request = self.next_request;
                 self.next_request += 1;
                 self.reply_to.insert(request, reply_to);
-                let fx = self.state.handle(Input::Command { request, command: Box::new(command) });
+                let fx = self.state.handle(Input::Command { request, command });
                 self.run_effects(fx);
             }
             GuildMsg::Connect { session, status } => self.connect_session(session, status),

@@ -34,9 +34,10 @@ pub enum GuildMsg {
     PluginDisabled(Disabled),
     /// Record this in the audit log and send it to the owner (from the REST handlers).
     Audit(AuditLogEntry),
-    /// A command; its answer goes to `reply_to`.
+    /// A command; its answer goes to `reply_to`. Boxed: commands carry whole messages,
+    /// roles and users, the other messages are small.
     Command {
-        command: Command,
+        command: Box<Command>,
         reply_to: ReplyTo,
     },
     Connect {
@@ -176,7 +177,7 @@ impl GuildRef {
     pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (reply_to, mut waiter) = self.replies.expect();
         let deadline = tokio::time::Instant::now() + timeout;
-        let msg = GuildMsg::Command { command, reply_to };
+        let msg = GuildMsg::Command { command: Box::new(command), reply_to };
         match tokio::time::timeout_at(deadline, self.send_or_relocate(msg)).await {
             Err(_) => return Err(CallError::Busy),
             Ok(false) => return Err(CallError::Stopped),

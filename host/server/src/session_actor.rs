@@ -15,10 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::gateway::{close, DispatchPrefix};
+use guildhall_core::gateway::{close, intents, DispatchPrefix};
 use guildhall_core::guild::SessionId;
-use guildhall_core::model::{GuildId, UserId};
-use guildhall_core::session::{Effect, Input, Phase, ResumeOutcome, Session};
+use guildhall_core::model::{GuildId, Member, UserId};
+use guildhall_core::session::{Effect, Input, MemberRequest, Phase, ResumeOutcome, Session};
 use serde_json::json;
 use tokio::io::{AsyncWrite, BufWriter};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -368,6 +368,7 @@ impl SessionActor {
                         g.send(GuildMsg::Presence { session: self.id, status: status.clone() }).await;
                     }
                 }
+                Effect::RequestMembers(request) => work.extend(self.request_members(request).await),
                 Effect::Terminate => {} // the run loop sees Phase::Terminated
             }
         }
@@ -462,6 +463,88 @@ impl SessionActor {
         // GUILD_CREATEs arrive through the mailbox, so they follow READY on the wire.
         for guild in guild_ids {
             self.subscribe(guild).await;
+        }
+        fx
+    }
+
+    /// Op 8: the guild's matching members as GUILD_MEMBERS_CHUNK dispatches (at most 1000
+    /// members each). Every member needs the GUILD_MEMBERS intent (4014 without it); a
+    /// query is a case-insensitive prefix of the username or nickname, at most 100 found.
+    /// A guild the session is not in gets nothing, as on Discord.
+    async fn request_members(&mut self, request: MemberRequest) -> Vec<Effect> {
+        const CHUNK: usize = 1000;
+        /// Most members one request returns (a request walks the member list from storage).
+        const MAX_MEMBERS: usize = 100_000;
+        let guild_id = request.guild_id;
+        if !self.guilds.iter().any(|g| g.id == guild_id) {
+            return Vec::new();
+        }
+        let query = request.query.as_deref().map(str::to_lowercase);
+        let everyone = request.user_ids.is_empty() && query.as_deref() == Some("") && request.limit == 0;
+        if everyone && self.intents & intents::GUILD_MEMBERS == 0 {
+            return vec![Effect::Close {
+                code: close::DISALLOWED_INTENTS,
+                reason: "GUILD_MEMBERS is needed for every member",
+            }];
+        }
+        let store = &self.app.store;
+        let (mut found, mut not_found) = (Vec::new(), Vec::new());
+        let result: Result<(), guildhall_store::StoreError> = async {
+            if !request.user_ids.is_empty() {
+                for id in &request.user_ids {
+                    match store.member(guild_id, *id).await? {
+                        Some(m) => found.push(m),
+                        None => not_found.push(*id),
+                    }
+                }
+                return Ok(());
+            }
+            let query = query.unwrap_or_default();
+            let limit = if everyone { MAX_MEMBERS } else { request.limit.clamp(1, 100) };
+            let mut after = None;
+            loop {
+                let page = store.members(guild_id, after, CHUNK).await?;
+                let last = page.last().map(|m| m.user.id);
+                let matches = |m: &Member| {
+                    m.user.username.to_lowercase().starts_with(&query)
+                        || m.nick.as_ref().is_some_and(|n| n.to_lowercase().starts_with(&query))
+                };
+                found.extend(page.into_iter().filter(matches).take(limit - found.len()));
+                match last {
+                    Some(id) if found.len() < limit => after = Some(id),
+                    _ => return Ok(()),
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "request guild members: storage unavailable");
+            return Vec::new();
+        }
+        let chunk_count = found.len().div_ceil(CHUNK).max(1);
+        let mut fx = Vec::new();
+        let mut chunks: Vec<&[Member]> = found.chunks(CHUNK).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for (index, members) in chunks.into_iter().enumerate() {
+            let mut data = json!({
+                "guild_id": guild_id,
+                "members": members,
+                "chunk_index": index,
+                "chunk_count": chunk_count,
+            });
+            if index == 0 && !not_found.is_empty() {
+                data["not_found"] = json!(not_found);
+            }
+            if request.presences {
+                data["presences"] = json!([]);
+            }
+            if let Some(nonce) = &request.nonce {
+                data["nonce"] = json!(nonce);
+            }
+            let prefix = DispatchPrefix::encode("GUILD_MEMBERS_CHUNK", &data);
+            fx.extend(self.state.handle(Input::Dispatch(&prefix)));
         }
         fx
     }
