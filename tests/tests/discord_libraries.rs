@@ -126,3 +126,17 @@ async fn a_discord_py_bot_works_unmodified_but_for_where_discord_is() {
     let world = world(&server, "pybot").await;
     run(libs.join("py/bin/python"), &[scenario("discordpy_bot.py")], &world).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_js_bot_works_unmodified_but_for_where_discord_is() {
+    let Some(libs) = libraries() else { return };
+    let js = libs.join("js");
+    assert!(js.join("node_modules/discord.js").exists(), "discord.js is not installed: run deploy/dev/discord-libs");
+    // ES modules resolve packages from where the script is: run it beside node_modules.
+    let script = js.join(format!("discordjs_bot_{}.mjs", std::process::id()));
+    std::fs::copy(scenario("discordjs_bot.mjs"), &script).expect("copy the scenario next to node_modules");
+    let server = Server::start(&[]).await;
+    let world = world(&server, "jsbot").await;
+    run(PathBuf::from("node"), &[script.clone()], &world).await;
+    let _ = std::fs::remove_file(script);
+}

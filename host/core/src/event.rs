@@ -283,9 +283,13 @@ fn presence_json(p: &Presence) -> Value {
     })
 }
 
-/// MESSAGE_CREATE / MESSAGE_UPDATE payload: the message plus the author's `member`.
+/// MESSAGE_CREATE / MESSAGE_UPDATE payload: the message plus the author's `member` and the
+/// channel's type (`channel_type`, as Discord sends it: discord.js needs it to know a DM it
+/// has not cached). Guild messages are in text channels, the only guild channels here.
 pub fn message_event(m: &Message, member: Option<&Member>) -> Value {
     let mut data = serde_json::to_value(m).expect("serializes");
+    let channel_type = if m.guild_id.is_some() { crate::model::CHANNEL_GUILD_TEXT } else { crate::model::CHANNEL_DM };
+    data["channel_type"] = json!(channel_type);
     if let Some(member) = member {
         let mut mv = serde_json::to_value(member).expect("serializes");
         if let Some(obj) = mv.as_object_mut() {
