@@ -137,6 +137,6 @@ async fn a_discord_js_bot_works_unmodified_but_for_where_discord_is() {
     std::fs::copy(scenario("discordjs_bot.mjs"), &script).expect("copy the scenario next to node_modules");
     let server = Server::start(&[]).await;
     let world = world(&server, "jsbot").await;
-    run(PathBuf::from("node"), &[script.clone()], &world).await;
+    run(PathBuf::from("node"), std::slice::from_ref(&script), &world).await;
     let _ = std::fs::remove_file(script);
 }
