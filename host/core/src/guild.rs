@@ -508,7 +508,7 @@ impl GuildState {
     /// A guild stored before roles existed gets Discord's default @everyone role; members'
     /// roles are kept sorted (they key the permission cache) and rid of deleted roles.
     pub fn new(guild: Guild, channels: Vec<Channel>, members: Vec<Member>) -> GuildState {
-        let guild = guild.with_everyone();
+        let guild = guild.normalized();
         let members = members
             .into_iter()
             .map(|mut m| {

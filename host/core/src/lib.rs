@@ -3,6 +3,9 @@
 //! `handle(input) -> effects`, driven by the runtime in the `guildhall-runtime` crate. Time is
 //! an input too ([`clock`]).
 
+// Discord's guild object is one `json!` of ~45 fields, past the default macro recursion limit.
+#![recursion_limit = "256"]
+
 pub mod clock;
 pub mod dm;
 pub mod event;

@@ -158,7 +158,13 @@ impl Application {
             "bot_require_code_grant": false,
             "verify_key": "",
             "flags": self.flags,
+            "flags_new": self.flags.to_string(),
             "owner": owner,
+            "role_connections_verification_url": null,
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot"],
             "team": null,
             "bot": bot,
             "rpc_origins": [],
@@ -183,7 +189,7 @@ pub struct Guild {
     #[serde(default)]
     pub moderation_fail_closed: bool,
     /// Every role, @everyone (whose id is the guild's) first. Guilds stored before roles
-    /// existed have none here; [`Guild::with_everyone`] gives them Discord's default one.
+    /// existed have none here; [`Guild::normalized`] gives them Discord's default one.
     #[serde(default)]
     pub roles: Vec<Role>,
 }
@@ -191,13 +197,17 @@ pub struct Guild {
 impl Guild {
     pub fn new(id: GuildId, name: impl Into<String>, owner_id: UserId) -> Guild {
         Guild { id, name: name.into(), owner_id, icon: None, moderation_fail_closed: false, roles: Vec::new() }
-            .with_everyone()
+            .normalized()
     }
 
-    /// The guild with an @everyone role (Discord's defaults) if it has none.
-    pub fn with_everyone(mut self) -> Guild {
+    /// The guild as stored by any version: an @everyone role (Discord's defaults) if it has
+    /// none, and roles' `colors` agreeing with their `color`.
+    pub fn normalized(mut self) -> Guild {
         if !self.roles.iter().any(|r| r.id == self.id) {
             self.roles.insert(0, Role::everyone(self.id));
+        }
+        for role in self.roles.iter_mut().filter(|r| r.colors.primary_color != r.color) {
+            role.set_color(role.color);
         }
         self
     }
@@ -246,6 +256,7 @@ impl Guild {
             "nsfw": false,
             "nsfw_level": 0,
             "incidents_data": null,
+            "home_header": null,
             "moderation_fail_closed": self.moderation_fail_closed,
         })
     }
@@ -262,6 +273,9 @@ pub struct Role {
     pub name: String,
     #[serde(default)]
     pub color: u32,
+    /// Discord's newer form of the color (gradients are not offered: only the primary).
+    #[serde(default)]
+    pub colors: RoleColors,
     #[serde(default)]
     pub hoist: bool,
     #[serde(default)]
@@ -282,6 +296,13 @@ pub struct Role {
     pub flags: u64,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleColors {
+    pub primary_color: u32,
+    pub secondary_color: Option<u32>,
+    pub tertiary_color: Option<u32>,
+}
+
 /// What a managed role belongs to (Discord's role tags): a bot's role names the bot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleTags {
@@ -299,6 +320,7 @@ impl Role {
             id,
             name: name.into(),
             color: 0,
+            colors: RoleColors::default(),
             hoist: false,
             icon: None,
             unicode_emoji: None,
@@ -309,6 +331,11 @@ impl Role {
             tags: None,
             flags: 0,
         }
+    }
+
+    pub fn set_color(&mut self, color: u32) {
+        self.color = color;
+        self.colors = RoleColors { primary_color: color, secondary_color: None, tertiary_color: None };
     }
 
     /// The role as the permission computation sees it.
@@ -594,6 +621,11 @@ pub struct Message {
     pub pinned: bool,
     #[serde(rename = "type", default)]
     pub kind: u8,
+    /// Discord's message flags (none set here yet) and message components (none yet).
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default)]
+    pub components: Vec<Value>,
     /// Echoed back to the sender so a client can match its optimistic message; never stored
     /// beyond the message itself. Discord accepts a string or an integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -618,6 +650,8 @@ impl Message {
             embeds: Vec::new(),
             pinned: false,
             kind: MESSAGE_DEFAULT,
+            flags: 0,
+            components: Vec::new(),
             nonce,
         }
     }

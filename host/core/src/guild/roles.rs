@@ -160,7 +160,7 @@ impl GuildState {
                     updated.name = name;
                 }
                 if let Some(color) = patch.color {
-                    updated.color = color;
+                    updated.set_color(color);
                 }
                 if let Some(hoist) = patch.hoist {
                     updated.hoist = hoist;

@@ -43,5 +43,15 @@ pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
             break;
         }
     }
-    ok(&json!({ "audit_log_entries": found }))
+    // Discord's audit log object: the other lists are of what this host does not have.
+    ok(&json!({
+        "audit_log_entries": found,
+        "users": [],
+        "integrations": [],
+        "webhooks": [],
+        "threads": [],
+        "guild_scheduled_events": [],
+        "auto_moderation_rules": [],
+        "application_commands": [],
+    }))
 }

@@ -159,10 +159,33 @@ async fn invite_json(ctx: &Ctx, invite: &Invite) -> Result<Value, ApiError> {
     let guild = ctx.app.store.guild(invite.guild_id).await?;
     let channel = ctx.app.store.channel(invite.channel_id).await?;
     let inviter = ctx.app.store.user(invite.inviter_id).await?.map(|r| r.user);
+    let guild = guild.map(|g| {
+        let full = g.discord_json();
+        let mut partial = json!({});
+        for field in [
+            "id",
+            "name",
+            "icon",
+            "splash",
+            "banner",
+            "description",
+            "features",
+            "verification_level",
+            "vanity_url_code",
+            "nsfw_level",
+            "nsfw",
+            "premium_subscription_count",
+        ] {
+            partial[field] = full[field].clone();
+        }
+        partial
+    });
     Ok(json!({
         "type": 0,
         "code": invite.code,
-        "guild": guild.map(|g| json!({ "id": g.id, "name": g.name, "icon": g.icon })),
+        "guild_id": invite.guild_id,
+        "guild": guild,
+        "expires_at": null,
         "channel": channel.map(|c| json!({ "id": c.id, "name": c.name, "type": c.kind })),
         "inviter": inviter,
         "created_at": invite.created_at,

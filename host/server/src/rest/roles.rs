@@ -83,7 +83,7 @@ pub async fn create(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
         1,
         body.permissions.unwrap_or(Permissions::NONE).known(),
     );
-    role.color = body.color.unwrap_or(0);
+    role.set_color(body.color.unwrap_or(0));
     role.hoist = body.hoist.unwrap_or(false);
     role.mentionable = body.mentionable.unwrap_or(false);
     match call(ctx, guild, Command::CreateRole { user: user.id, role }).await? {

@@ -79,7 +79,16 @@ pub async fn my_guilds(ctx: &mut Ctx) -> ApiResult {
     let mut out = Vec::new();
     for id in ctx.app.store.user_guilds(user.id).await? {
         if let Some(g) = ctx.app.store.guild(id).await? {
-            out.push(json!({ "id": g.id, "name": g.name, "icon": g.icon, "owner": g.owner_id == user.id }));
+            let permissions = super::ctx::guild_permissions(ctx, user.id, id).await.unwrap_or_default();
+            out.push(json!({
+                "id": g.id,
+                "name": g.name,
+                "icon": g.icon,
+                "banner": null,
+                "owner": g.owner_id == user.id,
+                "permissions": permissions,
+                "features": [],
+            }));
         }
     }
     ok(&out)
