@@ -161,7 +161,6 @@ async fn responses_have_the_shapes_of_discords_openapi_description() {
     let http = server.http();
     let mut out = Vec::new();
     let call = |method: Method, path: String, template: &str, token: &str, body: Option<Value>| {
-        let http = http;
         let token = token.to_owned();
         let template = template.to_owned();
         async move {
