@@ -62,3 +62,59 @@ async fn a_library_connects_where_gateway_bot_points_with_discords_conventions()
     let root = http.get_at("/", None).await;
     assert_eq!((root.status, root.body["code"].as_u64()), (StatusCode::NOT_FOUND, Some(0)));
 }
+
+/// Privileged intents are application flags, as on Discord: a bot asking for one its
+/// application has not turned on is closed with 4014; without MESSAGE_CONTENT it receives
+/// messages without their content, unless it is mentioned (people are not affected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_without_message_content_gets_empty_content_unless_mentioned() {
+    const GUILDS: u64 = 1;
+    const GUILD_MESSAGES: u64 = 1 << 9;
+    const MESSAGE_CONTENT: u64 = 1 << 15;
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (owner, _) = http.register("content_owner").await;
+    let guild = http.post("/guilds", &owner, json!({ "name": "content" })).await.body;
+    let gid = guild["id"].as_str().unwrap();
+    let channels = http.get(&format!("/guilds/{gid}/channels"), &owner).await.body;
+    let cid = channels[0]["id"].as_str().unwrap();
+    let app = http.post("/applications", &owner, json!({ "name": "blindbot" })).await;
+    assert_eq!(app.status, StatusCode::CREATED, "{}", app.body);
+    let (bot_id, bot_token) = (app.body["id"].as_str().unwrap(), app.body["token"].as_str().unwrap());
+    let authorize = json!({ "guild_id": gid, "permissions": "3072" });
+    let added = http.post(&format!("/oauth2/authorize?client_id={bot_id}&scope=bot"), &owner, authorize).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+
+    // Asking for MESSAGE_CONTENT without the flag: 4014.
+    let mut refused = Gateway::connect(server.addr, "/?v=10&encoding=json").await;
+    assert_eq!(refused.next().await["op"], 10);
+    let identify = json!({ "op": 2, "d": { "token": bot_token, "intents": GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT, "properties": {} } });
+    refused.send(identify).await;
+    assert_eq!(refused.expect_close().await, Some(4014));
+
+    let mut bot = Gateway::connect(server.addr, "/?v=10&encoding=json").await;
+    let ready = bot.identify(bot_token, GUILDS | GUILD_MESSAGES).await;
+    assert_eq!(ready["d"]["application"]["id"], json!(bot_id), "READY names the application");
+    let mut person = server.gateway().await;
+    person.identify(&owner, GUILDS | GUILD_MESSAGES).await;
+    for content in ["secret words".to_owned(), format!("hey <@{bot_id}>")] {
+        let sent = http.post(&format!("/channels/{cid}/messages"), &owner, json!({ "content": content })).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+        let seen_by_bot = bot.dispatch("MESSAGE_CREATE").await;
+        let seen_by_person = person.dispatch("MESSAGE_CREATE").await;
+        assert_eq!(seen_by_person["d"]["content"], json!(content), "people read everything");
+        let expected = if content.contains(bot_id) { content.clone() } else { String::new() };
+        assert_eq!(seen_by_bot["d"]["content"], json!(expected), "{content}");
+        assert_eq!(seen_by_bot["d"]["id"], seen_by_person["d"]["id"]);
+    }
+
+    // With the flag turned on (by the bot, PATCH /applications/@me), a new session reads all.
+    let flags = json!({ "flags": 1u64 << 18 }); // GATEWAY_MESSAGE_CONTENT
+    let patched =
+        http.call(hyper::Method::PATCH, "/applications/@me", Some(&format!("Bot {bot_token}")), Some(flags)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let mut reading = Gateway::connect(server.addr, "/?v=10&encoding=json").await;
+    reading.identify(bot_token, GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT).await;
+    http.post(&format!("/channels/{cid}/messages"), &owner, json!({ "content": "now you see it" })).await;
+    assert_eq!(reading.dispatch("MESSAGE_CREATE").await["d"]["content"], "now you see it");
+}

@@ -488,6 +488,33 @@ mod tests {
     }
 
     #[test]
+    fn bots_without_message_content_read_only_their_own_messages_and_mentions() {
+        use crate::event::GuildEvent;
+        use crate::model::Message;
+        let mut g = guild();
+        let without = intents::ALL_KNOWN & !intents::MESSAGE_CONTENT;
+        for (session, user, intents) in [(1, BOT, without), (2, BOT, intents::ALL_KNOWN), (3, BOB, without)] {
+            let status = "online".into();
+            g.handle(Input::SessionConnect { session: SessionId(session), user, intents, status });
+        }
+        let general = g.channels[&GENERAL].clone();
+        let bobs = Message::new(Snowflake(900), &general, g.members[&BOB].user.clone(), "hello".into(), None);
+        assert!(!g.reads_content(SessionId(1), &bobs), "a bot without the intent");
+        assert!(g.reads_content(SessionId(2), &bobs), "a bot with it");
+        assert!(g.reads_content(SessionId(3), &bobs), "people read everything");
+        let mut mention = bobs.clone();
+        mention.mentions = vec![g.members[&BOT].user.clone()];
+        assert!(g.reads_content(SessionId(1), &mention), "a bot reads what mentions it");
+        let own = Message::new(Snowflake(901), &general, g.members[&BOT].user.clone(), "mine".into(), None);
+        assert!(g.reads_content(SessionId(1), &own), "and its own messages");
+        let blind = GuildEvent::MessageCreate { message: bobs, member: None }.without_content();
+        assert_eq!(
+            (blind.discord_data()["content"].as_str(), blind.discord_data()["id"].as_str()),
+            (Some(""), Some("900"))
+        );
+    }
+
+    #[test]
     fn a_hidden_channel_reaches_only_those_who_view_it_and_refuses_the_rest() {
         let mut g = guild();
         connect_all(&mut g);
