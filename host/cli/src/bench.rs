@@ -80,6 +80,14 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// `compress=zlib-stream` against plain JSON on a real `guildhall serve` child: bytes
+    /// on the wire and server CPU per delivery, in the same run.
+    Compression {
+        #[command(flatten)]
+        bench: crate::bench_compression::CompressionBench,
+        #[arg(long)]
+        json: bool,
+    },
     /// REST against a real `guildhall serve` child process on the embedded store:
     /// message-create throughput, then history read latency.
     Rest {
@@ -94,6 +102,8 @@ pub enum Scenario {
     },
 }
 
+use crate::serve_child::temp_dir;
+
 pub async fn run(scenario: Scenario) -> Result<(), String> {
     let (report, as_json) = match scenario {
         Scenario::Fanout { sessions, messages, queue, json } => (fanout(sessions, messages, queue).await?, json),
@@ -102,6 +112,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
         Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
+        Scenario::Compression { bench, json } => (crate::bench_compression::run(bench).await?, json),
         Scenario::Plugins { component, calls, instances, config, json } => {
             (plugins(component, calls, instances, &config).await?, json)
         }
@@ -116,14 +127,6 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "guildhall-bench-{tag}-{}-{}",
-        std::process::id(),
-        guildhall_server::auth::random_hex(4)
-    ))
 }
 
 async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value, String> {
@@ -269,38 +272,9 @@ impl Client {
     }
 }
 
-/// Kills the server child process when the scenario ends, however it ends.
-struct ChildGuard(std::process::Child, PathBuf);
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
 async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value, String> {
-    let dir = temp_dir("rest");
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = std::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("starting the server: {e}"))?;
-    let stdout = child.stdout.take().expect("piped");
-    let _guard = ChildGuard(child, dir);
-    let addr: std::net::SocketAddr = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-        std::thread::spawn(move || for _ in lines {});
-        line.strip_prefix("guildhall listening on ").and_then(|a| a.parse().ok())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .ok_or("the server did not report its address")?;
+    let server = crate::serve_child::ServeChild::start("rest").await?;
+    let addr = server.addr;
 
     let mut setup = Client::connect(addr).await?;
     let (_, reg) = setup

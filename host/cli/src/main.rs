@@ -5,8 +5,10 @@
 mod app_cli;
 mod bench;
 mod bench_cluster;
+mod bench_compression;
 mod components;
 mod plugin_cli;
+mod serve_child;
 mod stats;
 
 use std::net::SocketAddr;

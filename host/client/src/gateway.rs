@@ -54,6 +54,20 @@ pub async fn send_json(ws: &mut GatewaySocket, value: &serde_json::Value) -> Res
     ws.write_frame(Frame::text(Payload::Owned(bytes))).await.map_err(|e| ClientError::WebSocket(e.to_string()))
 }
 
+/// The next data frame: whether it is binary (a `compress=zlib-stream` connection's), and
+/// its bytes; `None` once the server closed the connection.
+pub async fn next_frame(ws: &mut GatewaySocket) -> Result<Option<(bool, Vec<u8>)>, ClientError> {
+    loop {
+        let frame = ws.read_frame().await.map_err(|e| ClientError::WebSocket(e.to_string()))?;
+        match frame.opcode {
+            OpCode::Text => return Ok(Some((false, frame.payload.to_vec()))),
+            OpCode::Binary => return Ok(Some((true, frame.payload.to_vec()))),
+            OpCode::Close => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
 /// The next text frame's bytes; `None` once the server closed the connection.
 pub async fn next_text(ws: &mut GatewaySocket) -> Result<Option<Vec<u8>>, ClientError> {
     loop {

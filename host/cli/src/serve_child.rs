@@ -1,0 +1,69 @@
+//! A `guildhall serve` child process for the benchmarks that drive a real server over
+//! sockets: started on an ephemeral port with a temporary embedded store, killed and
+//! cleaned up when dropped, however the scenario ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A fresh temporary directory name for a benchmark's data (named after `tag`).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "guildhall-bench-{tag}-{}-{}",
+        std::process::id(),
+        guildhall_server::auth::random_hex(4)
+    ))
+}
+
+pub struct ServeChild {
+    child: std::process::Child,
+    dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl ServeChild {
+    /// Starts this binary's `serve` on 127.0.0.1:0 with a fresh temporary data directory
+    /// (named after `tag`).
+    pub async fn start(tag: &str) -> Result<ServeChild, String> {
+        let dir = temp_dir(tag);
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting the server: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut guard = ServeChild { child, dir, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
+        guard.addr = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+            std::thread::spawn(move || for _ in lines {});
+            line.strip_prefix("guildhall listening on ").and_then(|a| a.parse().ok())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the server did not report its address")?;
+        Ok(guard)
+    }
+
+    /// CPU time the server process has used so far (user + system), from /proc (Linux).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may contain spaces) start after ") ".
+        let rest = stat.rsplit_once(") ")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+        const TICKS_PER_SECOND: f64 = 100.0; // sysconf(_SC_CLK_TCK) on Linux
+        Some((utime + stime) / TICKS_PER_SECOND)
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
