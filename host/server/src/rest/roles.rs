@@ -86,9 +86,15 @@ pub async fn create(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     role.set_color(body.color.unwrap_or(0));
     role.hoist = body.hoist.unwrap_or(false);
     role.mentionable = body.mentionable.unwrap_or(false);
-    match call(ctx, guild, Command::CreateRole { user: user.id, role }).await? {
+    let reply = call(ctx, guild, Command::CreateRole { user: user.id, role }).await?;
+    answer_role(ctx, guild, user.id, reply, audit_action::ROLE_CREATE).await
+}
+
+/// The role a role command answered with, recorded in the audit log as `action`.
+async fn answer_role(ctx: &Ctx, guild: GuildId, user: UserId, reply: Reply, action: u16) -> ApiResult {
+    match reply {
         Reply::Role(role) => {
-            audit(ctx, guild, user.id, role.id, audit_action::ROLE_CREATE).await?;
+            audit(ctx, guild, user, role.id, action).await?;
             ok(&role)
         }
         other => Err(unexpected(other)),
@@ -108,13 +114,8 @@ pub async fn update(ctx: &mut Ctx, guild: GuildId, role_id: Snowflake) -> ApiRes
         mentionable: body.mentionable,
         position: body.position,
     };
-    match call(ctx, guild, Command::UpdateRole { user: user.id, role_id, patch }).await? {
-        Reply::Role(role) => {
-            audit(ctx, guild, user.id, role.id, audit_action::ROLE_UPDATE).await?;
-            ok(&role)
-        }
-        other => Err(unexpected(other)),
-    }
+    let reply = call(ctx, guild, Command::UpdateRole { user: user.id, role_id, patch }).await?;
+    answer_role(ctx, guild, user.id, reply, audit_action::ROLE_UPDATE).await
 }
 
 /// DELETE /guilds/{id}/roles/{role}
