@@ -576,6 +576,17 @@ impl GuildState {
             || message.mentions.iter().any(|u| u.id == s.user)
     }
 
+    /// Whether a member who is not a gateway session (a plugin bot) hears a dispatch for
+    /// `audience`: a channel's events only if they may view it.
+    pub fn hears(&self, user: UserId, audience: &Audience) -> bool {
+        match audience {
+            Audience::Channel { channel_id, .. } => {
+                self.channel_permissions(user, *channel_id).contains(Permissions::VIEW_CHANNEL)
+            }
+            _ => true,
+        }
+    }
+
     /// The sessions an audience resolves to, in session order.
     pub fn audience(&self, audience: &Audience) -> Vec<SessionId> {
         let with = |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;

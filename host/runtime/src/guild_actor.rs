@@ -581,8 +581,12 @@ impl GuildActor {
                     if matches!(*event, GuildEvent::MessageCreate { .. }) {
                         M::inc(&self.metrics.messages_created);
                     }
+                    // A plugin bot is a member too (its user id is its plugin id): it hears
+                    // a channel only if it may view it.
                     for bot in &self.bots {
-                        bot.offer(&event);
+                        if self.state.hears(bot.plugin_id(), &audience) {
+                            bot.offer(&event);
+                        }
                     }
                     let mut targets = self.state.audience(&audience);
                     if targets.is_empty() {

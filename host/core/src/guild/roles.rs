@@ -520,6 +520,9 @@ mod tests {
         connect_all(&mut g);
         assert_eq!(viewers(&g, STAFF), vec![SessionId(1), SessionId(2)], "the owner and the moderator");
         assert_eq!(viewers(&g, GENERAL).len(), 4);
+        let secret = Audience::Channel { channel_id: STAFF, intent: intents::GUILD_MESSAGES };
+        assert!(!g.hears(BOT, &secret) && g.hears(MOD, &secret), "plugin bots are held to the same rule");
+        assert!(g.hears(BOT, &Audience::Guild { intent: intents::GUILDS }));
         let ask = |g: &mut GuildState, user| {
             reply(&g.handle(cmd(1, Command::Permissions { user, channel_id: Some(STAFF) }))).cloned()
         };
