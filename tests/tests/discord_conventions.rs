@@ -108,6 +108,11 @@ async fn a_bot_without_message_content_gets_empty_content_unless_mentioned() {
         assert_eq!(seen_by_bot["d"]["id"], seen_by_person["d"]["id"]);
     }
 
+    // REST reads follow the same rule: the person's message empty, the mention whole.
+    let history = http.get(&format!("/channels/{cid}/messages?limit=2"), &format!("Bot {bot_token}")).await;
+    let contents: Vec<&str> = history.body.as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, [format!("hey <@{bot_id}>").as_str(), ""], "newest first");
+
     // With the flag turned on (by the bot, PATCH /applications/@me), a new session reads all.
     let flags = json!({ "flags": 1u64 << 18 }); // GATEWAY_MESSAGE_CONTENT
     let patched =
@@ -117,4 +122,6 @@ async fn a_bot_without_message_content_gets_empty_content_unless_mentioned() {
     reading.identify(bot_token, GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT).await;
     http.post(&format!("/channels/{cid}/messages"), &owner, json!({ "content": "now you see it" })).await;
     assert_eq!(reading.dispatch("MESSAGE_CREATE").await["d"]["content"], "now you see it");
+    let history = http.get(&format!("/channels/{cid}/messages?limit=3"), &format!("Bot {bot_token}")).await;
+    assert_eq!(history.body[2]["content"], "secret words", "and REST too");
 }

@@ -146,9 +146,7 @@ impl GuildEvent {
     pub fn without_content(&self) -> GuildEvent {
         let mut event = self.clone();
         if let GuildEvent::MessageCreate { message, .. } | GuildEvent::MessageUpdate { message, .. } = &mut event {
-            message.content = String::new();
-            message.embeds.clear();
-            message.attachments.clear();
+            message.without_content();
         }
         event
     }

@@ -570,10 +570,7 @@ impl GuildState {
     pub fn reads_content(&self, session: SessionId, message: &Message) -> bool {
         let Some(s) = self.sessions.get(&session) else { return false };
         let is_bot = self.members.get(&s.user).is_some_and(|m| m.user.bot);
-        !is_bot
-            || s.intents & intents::MESSAGE_CONTENT != 0
-            || message.author.id == s.user
-            || message.mentions.iter().any(|u| u.id == s.user)
+        !is_bot || s.intents & intents::MESSAGE_CONTENT != 0 || message.shown_to_bots_without_content(s.user)
     }
 
     /// Whether a member who is not a gateway session (a plugin bot) hears a dispatch for

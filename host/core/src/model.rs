@@ -131,6 +131,10 @@ fn yes() -> bool {
 }
 
 impl Application {
+    pub fn reads_message_content(&self) -> bool {
+        self.flags & application_flags::GATEWAY_MESSAGE_CONTENT != 0
+    }
+
     /// The privileged intents among `intents` this application has not turned on.
     pub fn disallowed_intents(&self, intents: u64) -> u64 {
         use crate::gateway::intents as i;
@@ -654,6 +658,23 @@ impl Message {
             components: Vec::new(),
             nonce,
         }
+    }
+}
+
+impl Message {
+    /// Whether a bot without the MESSAGE_CONTENT intent still reads this message's content
+    /// (Discord's rule): its own messages, those that mention it, and DMs.
+    pub fn shown_to_bots_without_content(&self, bot: UserId) -> bool {
+        self.guild_id.is_none() || self.author.id == bot || self.mentions.iter().any(|u| u.id == bot)
+    }
+
+    /// The message as a bot without MESSAGE_CONTENT sees it: content, embeds, attachments
+    /// and components emptied.
+    pub fn without_content(&mut self) {
+        self.content.clear();
+        self.embeds.clear();
+        self.attachments.clear();
+        self.components.clear();
     }
 }
 

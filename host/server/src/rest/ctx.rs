@@ -39,6 +39,12 @@ impl Ctx {
         crate::auth::user_for_token(&self.app, token).await?.ok_or_else(ApiError::unauthorized)
     }
 
+    /// The caller's whole record (a bot's application too), or 401.
+    pub async fn caller(&self) -> Result<guildhall_core::model::UserRecord, ApiError> {
+        let token = crate::auth::bearer(&self.headers).ok_or_else(ApiError::unauthorized)?;
+        crate::auth::record_for_token(&self.app, token).await?.ok_or_else(ApiError::unauthorized)
+    }
+
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
     }

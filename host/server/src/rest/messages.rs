@@ -7,7 +7,9 @@
 
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, Reply};
-use guildhall_core::model::{validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, MAX_CONTENT_CHARS};
+use guildhall_core::model::{
+    validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, UserId, MAX_CONTENT_CHARS,
+};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
@@ -58,9 +60,22 @@ async fn readable(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Chann
     Ok(access.channel)
 }
 
-fn message_response(mut m: Message) -> Message {
+/// A stored message as a read returns it. `blind` is a bot whose application lacks the
+/// MESSAGE_CONTENT flag: it reads only its own messages, mentions and DMs, as on Discord.
+fn message_response(mut m: Message, blind: Option<UserId>) -> Message {
     m.nonce = None; // Discord echoes the nonce only to the create call and its dispatch
+    if blind.is_some_and(|bot| !m.shown_to_bots_without_content(bot)) {
+        m.without_content();
+    }
     m
+}
+
+/// The caller and, if it is a bot without the MESSAGE_CONTENT flag, its id (see
+/// [`message_response`]).
+async fn reader(ctx: &Ctx) -> Result<(User, Option<UserId>), ApiError> {
+    let record = ctx.caller().await?;
+    let blind = record.application.as_ref().filter(|a| !a.reads_message_content()).map(|a| a.id);
+    Ok((record.user, blind))
 }
 
 pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
@@ -110,7 +125,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
 
 /// GET /channels/{id}/messages?limit=1..100&before|after|around=id, newest first.
 pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
-    let user = ctx.user().await?;
+    let (user, blind) = reader(ctx).await?;
     let limit: usize = ctx.query_parse("limit")?.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid_form("limit: must be between 1 and 100"));
@@ -130,7 +145,7 @@ pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
         return ok(&[] as &[Message]); // Discord: no history, no messages (not an error)
     }
     let messages = ctx.app.reads.history(&channel, query, limit).await?;
-    ok(&messages.iter().cloned().map(message_response).collect::<Vec<_>>())
+    ok(&messages.iter().map(|m| message_response(m.clone(), blind)).collect::<Vec<_>>())
 }
 
 async fn load_message(ctx: &Ctx, channel: &Channel, id: MessageId) -> Result<Message, ApiError> {
@@ -141,9 +156,9 @@ async fn load_message(ctx: &Ctx, channel: &Channel, id: MessageId) -> Result<Mes
 /// One message, with its reactions (counted for this message only; history leaves them
 /// out, see ARCHITECTURE.md).
 pub async fn get(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
-    let user = ctx.user().await?;
+    let (user, blind) = reader(ctx).await?;
     let channel = readable(ctx, &user, channel_id).await?;
-    let message = message_response(load_message(ctx, &channel, id).await?);
+    let message = message_response(load_message(ctx, &channel, id).await?, blind);
     let reactions = ctx.app.store.reactions(channel_id, id, user.id).await?;
     let mut body = serde_json::to_value(&message).map_err(|e| ApiError::unavailable(e.to_string()))?;
     if !reactions.is_empty() {
