@@ -218,3 +218,26 @@ async fn zombie_connections_are_closed_with_4009() {
         assert_eq!(live.next().await["op"], 11);
     }
 }
+
+/// A connection that never IDENTIFYs cannot hold a gateway slot by heartbeating alone: it
+/// is closed with 4003 once `gateway.identify_timeout_ms` passes (issue 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_identifies_is_closed_with_4003() {
+    let server = Server::start(&[("GUILDHALL_GATEWAY__IDENTIFY_TIMEOUT_MS", "1500")]).await;
+    let mut gw = server.gateway().await;
+    assert_eq!(gw.next().await["op"], 10, "HELLO");
+    let started = std::time::Instant::now();
+    // Heartbeats until shortly before the deadline are answered, and do not extend it. (None
+    // is sent near the deadline: data arriving after the server closed would reset the
+    // connection and lose the close frame.)
+    while started.elapsed() < std::time::Duration::from_millis(1000) {
+        gw.send(json!({ "op": 1, "d": null })).await;
+        assert_eq!(gw.next().await["op"], 11, "heartbeat ACK");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(gw.expect_close().await, Some(4003));
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(1400), "not before the deadline: {waited:?}");
+    assert!(waited < std::time::Duration::from_secs(4), "at the deadline: {waited:?}");
+    server.wait_for_metric("guildhall_connections", 0).await; // the slot is free again
+}

@@ -26,6 +26,10 @@ pub struct SessionConfig {
     pub rate_limit_window_ms: u64,
     /// How long a session whose connection dropped can still be resumed.
     pub resume_window_ms: u64,
+    /// How long a connection may stay open without IDENTIFY or RESUME (heartbeats do not
+    /// count): after it, close 4003. Without it, connections without an account could hold
+    /// the gateway's slots forever.
+    pub identify_timeout_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -37,6 +41,7 @@ impl Default for SessionConfig {
             rate_limit_events: 120,
             rate_limit_window_ms: 60_000,
             resume_window_ms: 120_000,
+            identify_timeout_ms: 20_000,
         }
     }
 }
@@ -223,6 +228,8 @@ pub struct Session {
     replay: VecDeque<(u64, DispatchPrefix)>,
     replay_bytes: usize,
     last_heartbeat_ms: u64,
+    /// When the connection opened (the IDENTIFY deadline counts from here).
+    opened_ms: u64,
     window_start_ms: u64,
     window_count: u32,
 }
@@ -245,6 +252,7 @@ impl Session {
             replay: VecDeque::new(),
             replay_bytes: 0,
             last_heartbeat_ms: 0,
+            opened_ms: 0,
             window_start_ms: 0,
             window_count: 0,
         }
@@ -268,9 +276,11 @@ impl Session {
     /// When the runtime should next `Tick` this session.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         match self.phase {
-            Phase::AwaitingIdentify | Phase::Authenticating | Phase::Ready => {
-                Some(self.last_heartbeat_ms + self.cfg.zombie_after_ms())
-            }
+            Phase::AwaitingIdentify => Some(
+                (self.last_heartbeat_ms + self.cfg.zombie_after_ms())
+                    .min(self.opened_ms + self.cfg.identify_timeout_ms),
+            ),
+            Phase::Authenticating | Phase::Ready => Some(self.last_heartbeat_ms + self.cfg.zombie_after_ms()),
             Phase::Detached { since_ms } => Some(since_ms + self.cfg.resume_window_ms),
             Phase::Terminated => None,
         }
@@ -284,6 +294,7 @@ impl Session {
         match input {
             Input::Opened { now_ms } => {
                 self.last_heartbeat_ms = now_ms;
+                self.opened_ms = now_ms;
                 self.window_start_ms = now_ms;
                 fx.push(Effect::Send(control_frame(
                     op::HELLO,
@@ -301,6 +312,9 @@ impl Session {
             Input::Tick { now_ms } => match self.phase {
                 Phase::Detached { since_ms } if now_ms >= since_ms + self.cfg.resume_window_ms => {
                     self.terminate(&mut fx);
+                }
+                Phase::AwaitingIdentify if now_ms >= self.opened_ms + self.cfg.identify_timeout_ms => {
+                    self.close(close::NOT_AUTHENTICATED, "no IDENTIFY in time", false, &mut fx);
                 }
                 Phase::AwaitingIdentify | Phase::Authenticating | Phase::Ready
                     if now_ms >= self.last_heartbeat_ms + self.cfg.zombie_after_ms() =>
@@ -579,6 +593,35 @@ mod tests {
             rate_limit_events: 10,
             rate_limit_window_ms: 60_000,
             resume_window_ms: 10_000,
+            identify_timeout_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn a_connection_that_never_identifies_is_closed_however_it_heartbeats() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Opened { now_ms: 0 });
+        for now_ms in (500..5_000).step_by(500) {
+            assert_eq!(
+                close_code(&text(&mut s, json!({ "op": 1, "d": null }), now_ms)),
+                None,
+                "heartbeats are answered"
+            );
+            assert!(s.handle(Input::Tick { now_ms }).is_empty(), "not yet at {now_ms}");
+        }
+        assert_eq!(s.next_deadline_ms(), Some(5_000), "the IDENTIFY deadline comes before the zombie one");
+        let fx = s.handle(Input::Tick { now_ms: 5_000 });
+        assert_eq!(close_code(&fx), Some(close::NOT_AUTHENTICATED));
+        assert_ne!(s.phase(), Phase::AwaitingIdentify);
+
+        // Once identified, the deadline no longer applies.
+        let mut s = Session::new(cfg());
+        s.handle(Input::Opened { now_ms: 0 });
+        text(&mut s, json!({ "op": 2, "d": { "token": "t", "intents": 1, "properties": {} } }), 100);
+        assert_eq!(s.phase(), Phase::Authenticating);
+        for now_ms in (500..=6_000).step_by(500) {
+            text(&mut s, json!({ "op": 1, "d": null }), now_ms);
+            assert!(s.handle(Input::Tick { now_ms }).is_empty(), "heartbeating past the deadline at {now_ms}");
         }
     }
 

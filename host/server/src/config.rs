@@ -104,6 +104,8 @@ pub struct GatewayConfig {
     pub rate_limit_window_ms: u64,
     /// A write to a client that takes longer than this ends the connection.
     pub write_timeout_ms: u64,
+    /// A connection without IDENTIFY or RESUME this long is closed (4003).
+    pub identify_timeout_ms: u64,
     pub max_connections: usize,
 }
 
@@ -145,6 +147,7 @@ impl Default for GatewayConfig {
             rate_limit_events: 120,
             rate_limit_window_ms: 60_000,
             write_timeout_ms: 10_000,
+            identify_timeout_ms: 20_000,
             max_connections: 15_000,
         }
     }
@@ -245,6 +248,7 @@ impl Config {
             rate_limit_events: g.rate_limit_events,
             rate_limit_window_ms: g.rate_limit_window_ms,
             resume_window_ms: g.resume_window_ms,
+            identify_timeout_ms: g.identify_timeout_ms,
         }
     }
 }
