@@ -278,6 +278,10 @@ pub struct PermissionCache {
 }
 
 impl PermissionCache {
+    /// Role sets cached per channel, at most: a guild whose members hold many different
+    /// role combinations computes the rest each time rather than growing without bound.
+    pub const MAX_ROLE_SETS_PER_CHANNEL: usize = 1024;
+
     /// The permissions of `roles` (sorted) in `channel`, computed by `compute` on a miss.
     pub fn get_or_compute(
         &self,
@@ -292,8 +296,15 @@ impl PermissionCache {
             return *p;
         }
         let p = compute();
-        per_set.insert(roles.into(), p);
+        if per_set.len() < Self::MAX_ROLE_SETS_PER_CHANNEL {
+            per_set.insert(roles.into(), p);
+        }
         p
+    }
+
+    /// Role sets cached for `channel`.
+    pub fn cached(&self, channel: Snowflake) -> usize {
+        self.by_channel.borrow().get(&channel).map_or(0, |m| m.len())
     }
 
     pub fn clear(&self) {
@@ -304,6 +315,34 @@ impl PermissionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_answers_per_role_set_and_stays_bounded() {
+        let cache = PermissionCache::default();
+        let computed = std::cell::Cell::new(0);
+        let compute = || {
+            computed.set(computed.get() + 1);
+            Permissions::VIEW_CHANNEL
+        };
+        let channel = Snowflake(1);
+        for _ in 0..3 {
+            assert_eq!(
+                cache.get_or_compute(channel, &[Snowflake(7), Snowflake(9)], compute),
+                Permissions::VIEW_CHANNEL
+            );
+        }
+        assert_eq!(computed.get(), 1, "one computation per role set");
+        let many = PermissionCache::MAX_ROLE_SETS_PER_CHANNEL as u64 + 100;
+        for set in 0..many {
+            cache.get_or_compute(channel, &[Snowflake(set)], compute);
+        }
+        assert_eq!(cache.cached(channel), PermissionCache::MAX_ROLE_SETS_PER_CHANNEL);
+        let before = computed.get();
+        cache.get_or_compute(channel, &[Snowflake(many - 1)], compute);
+        assert_eq!(computed.get(), before + 1, "beyond the bound: computed, not cached");
+        cache.clear();
+        assert_eq!(cache.cached(channel), 0);
+    }
 
     const GUILD: Snowflake = Snowflake(100);
     const OWNER: Snowflake = Snowflake(1);
