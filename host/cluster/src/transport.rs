@@ -571,6 +571,25 @@ impl ClusterDirectory {
         self.hand_off(false).await
     }
 
+    /// Like [`rebalance`](Self::rebalance), but only actors the ring gives to another live
+    /// node (not those it gives to nobody, as while this node cannot see the cluster): the
+    /// periodic check between view changes.
+    pub async fn rebalance_to_owners(&self) -> usize {
+        let mut moved = 0;
+        for id in self.local.running() {
+            match self.transport.owner(id) {
+                Some(owner) if owner != self.transport.me => {}
+                _ => continue,
+            }
+            if let Ok(actor) = Directory::locate(self.local.as_ref(), id).await {
+                if !actor.is_closed() && actor.send(GuildMsg::HandOff).await {
+                    moved += 1;
+                }
+            }
+        }
+        moved
+    }
+
     /// Hands off every actor running here (to start afresh: after this node's lease ran
     /// out, someone may have taken them over). The next use starts each again, here or
     /// on its owner, from storage.

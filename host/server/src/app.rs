@@ -97,10 +97,17 @@ pub struct ClusterSetup {
     pub ownership: Arc<dyn Ownership>,
 }
 
+/// Between view changes, how often actors running here that the ring gives to another node
+/// are looked for: one can start after the view changed (a request that reached this node
+/// while it thought itself alone, e.g. as NATS came back) and would otherwise hold its
+/// ownership, and keep the ring's owner from starting it, for as long as it runs.
+const REBALANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// When the ring changes, actors this node no longer owns are handed off, and this node's
 /// sessions connected to guilds on a node that died connect to the guilds' new owners.
 /// Bots follow: the guilds staying here place theirs anew, and the bots this node runs
-/// for a node that left end (their guilds start them again where they restart).
+/// for a node that left end (their guilds start them again where they restart). Actors
+/// that started here after the last change are handed off by a periodic check.
 fn spawn_rebalancer(
     mut view: watch::Receiver<Arc<View>>,
     transport: Arc<Transport>,
@@ -109,7 +116,25 @@ fn spawn_rebalancer(
     place_bots: bool,
 ) {
     tokio::spawn(async move {
-        while view.changed().await.is_ok() {
+        let mut every = tokio::time::interval(REBALANCE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = every.tick() => {
+                    for directory in &directories {
+                        let moved = directory.rebalance_to_owners().await;
+                        if moved > 0 {
+                            tracing::info!(moved, "handed off actors that started here after the ring moved them");
+                        }
+                    }
+                    continue;
+                }
+            }
             let members = view.borrow_and_update().members.clone();
             let ended = hosted_bots.keep_origins(|node| members.contains_key(&node));
             if ended > 0 {
