@@ -247,10 +247,18 @@ struct ChannelBody {
     permission_overwrites: Option<Vec<OverwriteBody>>,
 }
 
-/// An overwrite as clients send it: `allow` and `deny` may be left out.
+/// An overwrite as clients send it in a channel's list: its id and its bits.
 #[derive(Deserialize)]
 struct OverwriteBody {
     id: Snowflake,
+    #[serde(flatten)]
+    bits: OverwriteBits,
+}
+
+/// An overwrite's type and bits (PUT /channels/{id}/permissions/{id} takes only these):
+/// `allow` and `deny` may be left out.
+#[derive(Deserialize)]
+struct OverwriteBits {
     #[serde(rename = "type")]
     kind: OverwriteKind,
     #[serde(default)]
@@ -259,10 +267,10 @@ struct OverwriteBody {
     deny: Option<Permissions>,
 }
 
-impl OverwriteBody {
-    fn into_overwrite(self) -> Overwrite {
+impl OverwriteBits {
+    fn into_overwrite(self, id: Snowflake) -> Overwrite {
         let bits = |p: Option<Permissions>| p.unwrap_or(Permissions::NONE).known();
-        Overwrite { id: self.id, kind: self.kind, allow: bits(self.allow), deny: bits(self.deny) }
+        Overwrite { id, kind: self.kind, allow: bits(self.allow), deny: bits(self.deny) }
     }
 }
 
@@ -289,7 +297,7 @@ pub async fn update_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
         return Err(ApiError::invalid_form("topic: Must be 1024 or fewer in length."));
     }
     let permission_overwrites =
-        body.permission_overwrites.map(|list| list.into_iter().map(OverwriteBody::into_overwrite).collect());
+        body.permission_overwrites.map(|list| list.into_iter().map(|o| o.bits.into_overwrite(o.id)).collect());
     let change = ChannelChange::Edit { name: body.name, topic: body.topic, nsfw: body.nsfw, permission_overwrites };
     match change_channel(ctx, channel_id, change).await? {
         Reply::Channel(channel) => ok(&channel),
@@ -297,20 +305,9 @@ pub async fn update_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     }
 }
 
-#[derive(Deserialize)]
-struct PutOverwriteBody {
-    #[serde(rename = "type")]
-    kind: OverwriteKind,
-    #[serde(default)]
-    allow: Option<Permissions>,
-    #[serde(default)]
-    deny: Option<Permissions>,
-}
-
 /// PUT /channels/{id}/permissions/{overwrite} {type, allow?, deny?}
 pub async fn put_overwrite(ctx: &mut Ctx, channel_id: ChannelId, id: Snowflake) -> ApiResult {
-    let body: PutOverwriteBody = ctx.json().await?;
-    let overwrite = OverwriteBody { id, kind: body.kind, allow: body.allow, deny: body.deny }.into_overwrite();
+    let overwrite = ctx.json::<OverwriteBits>().await?.into_overwrite(id);
     change_channel(ctx, channel_id, ChannelChange::PutOverwrite(overwrite)).await?;
     no_content()
 }
