@@ -76,6 +76,8 @@ pub struct App {
     drain: watch::Sender<bool>,
     /// Per user: (window start in monotonic ms, IDENTIFYs in the window).
     session_starts: Mutex<HashMap<UserId, (u64, u32)>>,
+    /// Argon2 work for register and login, bounded (`rest.password_hashes_*`).
+    pub passwords: crate::passwords::Passwords,
 }
 
 /// How this node fits in.
@@ -253,6 +255,8 @@ impl App {
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
         };
+        let (config_hashes_running, config_hashes_waiting) =
+            (config.rest.password_hashes_running, config.rest.password_hashes_waiting);
         Ok(Arc::new(App {
             reads,
             ids,
@@ -274,6 +278,13 @@ impl App {
             shutdown: watch::channel(false).0,
             drain: watch::channel(false).0,
             session_starts: Mutex::new(HashMap::new()),
+            passwords: crate::passwords::Passwords::new(
+                match config_hashes_running {
+                    0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                    n => n,
+                },
+                config_hashes_waiting,
+            ),
         }))
     }
 

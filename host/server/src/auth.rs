@@ -1,4 +1,4 @@
-//! Passwords (argon2id), opaque bearer tokens, and the `Authorization` header.
+//! Opaque bearer tokens and the `Authorization` header (passwords: [`crate::passwords`]).
 
 use guildhall_core::model::{User, UserRecord};
 use guildhall_core::Snowflake;
@@ -24,31 +24,6 @@ pub fn new_token(user: Snowflake) -> String {
     rand::thread_rng().fill_bytes(&mut random);
     let id = STANDARD_NO_PAD.encode(user.to_string());
     format!("{id}.{}.{}", URL_SAFE_NO_PAD.encode(&random[..6]), URL_SAFE_NO_PAD.encode(&random[6..]))
-}
-
-/// Hashes on the blocking pool: argon2 is deliberately slow (tens of ms).
-pub async fn hash_password(password: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-}
-
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash)
-            .map(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// The token in `Authorization`: bare, `Bot <token>` or `Bearer <token>`.
@@ -96,13 +71,5 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(hyper::header::AUTHORIZATION, format!("Bot {token}").parse().unwrap());
         assert_eq!(bearer(&h), Some(token.as_str()));
-    }
-
-    #[tokio::test]
-    async fn password_round_trip() {
-        let hash = hash_password("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), hash.clone()).await);
-        assert!(!verify_password("wrong horse".into(), hash).await);
     }
 }

@@ -115,6 +115,10 @@ pub struct RestConfig {
     pub max_body_bytes: usize,
     /// How long a request waits for a guild actor before answering 503.
     pub actor_timeout_ms: u64,
+    /// Argon2 password hashes (register, login) running at once; 0 means one per core.
+    pub password_hashes_running: usize,
+    /// Password hashes waiting for a turn; beyond, 503 at once.
+    pub password_hashes_waiting: usize,
 }
 
 impl Default for Config {
@@ -155,7 +159,12 @@ impl Default for GatewayConfig {
 
 impl Default for RestConfig {
     fn default() -> Self {
-        RestConfig { max_body_bytes: 64 * 1024, actor_timeout_ms: 5_000 }
+        RestConfig {
+            max_body_bytes: 64 * 1024,
+            actor_timeout_ms: 5_000,
+            password_hashes_running: 0,
+            password_hashes_waiting: 64,
+        }
     }
 }
 

@@ -34,6 +34,11 @@ async fn issue_token(ctx: &Ctx, user: &User) -> Result<String, ApiError> {
     Ok(token)
 }
 
+/// Too many password hashes running or waiting: 503, try again.
+fn busy(_: crate::passwords::Busy) -> ApiError {
+    ApiError::unavailable("too many logins and registrations at once; try again")
+}
+
 pub async fn register(ctx: &mut Ctx) -> ApiResult {
     let creds: Credentials = ctx.json().await?;
     validate_username(&creds.username)?;
@@ -46,7 +51,7 @@ pub async fn register(ctx: &mut Ctx) -> ApiResult {
     if ctx.app.store.user_by_username(&creds.username).await?.is_some() {
         return Err(ApiError::invalid_form("username: Username is already taken"));
     }
-    let password_hash = crate::auth::hash_password(creds.password).await.map_err(ApiError::unavailable)?;
+    let password_hash = ctx.app.passwords.hash(creds.password).await.map_err(busy)?.map_err(ApiError::unavailable)?;
     let user = User::new(ctx.app.new_id()?, creds.username, false);
     // The store re-checks uniqueness atomically: two racing registrations cannot both win.
     ctx.app.store.create_user(UserRecord::person(user.clone(), password_hash)).await?;
@@ -59,10 +64,10 @@ pub async fn login(ctx: &mut Ctx) -> ApiResult {
     let invalid = || ApiError::invalid_form("login: Login or password is invalid.");
     let Some(record) = ctx.app.store.user_by_username(&creds.username).await? else {
         // Spend the same time as a real check, so the answer does not reveal who exists.
-        let _ = crate::auth::hash_password(creds.password).await;
+        ctx.app.passwords.hash(creds.password).await.map_err(busy)?.map_err(ApiError::unavailable)?;
         return Err(invalid());
     };
-    if !crate::auth::verify_password(creds.password, record.password_hash).await {
+    if !ctx.app.passwords.verify(creds.password, record.password_hash).await.map_err(busy)? {
         return Err(invalid());
     }
     let token = issue_token(ctx, &record.user).await?;
