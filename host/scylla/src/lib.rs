@@ -353,7 +353,8 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         bans_after: prepare("SELECT body FROM {ks}.bans WHERE guild_id = ? AND user_id > ? LIMIT ?".into()).await?,
         member: prepare("SELECT body FROM {ks}.members WHERE guild_id = ? AND user_id = ?".into()).await?,
         user_guilds: prepare("SELECT guild_id FROM {ks}.guilds_by_user WHERE user_id = ?".into()).await?,
-        insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?)".into()).await?,
+        // A lightweight transaction: a colliding code never replaces another invite.
+        insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?) IF NOT EXISTS".into()).await?,
         invite: prepare("SELECT body FROM {ks}.invites WHERE code = ?".into()).await?,
         claim_dm_pair: prepare("INSERT INTO {ks}.dm_pairs (low, high, channel_id) VALUES (?, ?, ?) IF NOT EXISTS".into()).await?,
         insert_user_dm: prepare("INSERT INTO {ks}.dms_by_user (user_id, channel_id) VALUES (?, ?)".into()).await?,
@@ -568,7 +569,10 @@ impl Storage for ScyllaStore {
     }
 
     async fn create_invite(&self, invite: Invite) -> Result<()> {
-        self.exec(&self.st.insert_invite, (&invite.code, encode(&invite))).await.map(|_| ())
+        if self.lwt(&self.st.insert_invite, (&invite.code, encode(&invite))).await?.is_some() {
+            return Err(StoreError::Conflict("an invite has this code".into()));
+        }
+        Ok(())
     }
 
     async fn invite(&self, code: &str) -> Result<Option<Invite>> {

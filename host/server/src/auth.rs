@@ -8,6 +8,14 @@ use rand::RngCore;
 
 use crate::app::App;
 
+/// `len` characters of a-z, A-Z and 0-9, uniformly (invite codes).
+pub fn random_code(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())])).collect()
+}
+
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
@@ -46,6 +54,14 @@ pub async fn record_for_token(app: &App, token: &str) -> Result<Option<UserRecor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_use_the_62_characters_and_differ() {
+        let code = random_code(10);
+        assert_eq!(code.len(), 10);
+        assert!(code.chars().all(|c| c.is_ascii_alphanumeric()), "{code}");
+        assert_ne!(code, random_code(10));
+    }
 
     #[test]
     fn authorization_forms() {

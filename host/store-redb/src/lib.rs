@@ -258,10 +258,11 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             return Ok(Written::Batch(results));
         }
         Write::CreateInvite(invite) => {
-            tx.open_table(INVITES)
-                .map_err(unavailable)?
-                .insert(invite.code.as_str(), encode(invite).as_slice())
-                .map_err(unavailable)?;
+            let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
+            if invites.get(invite.code.as_str()).map_err(unavailable)?.is_some() {
+                return Err(StoreError::Conflict("an invite has this code".into()));
+            }
+            invites.insert(invite.code.as_str(), encode(invite).as_slice()).map_err(unavailable)?;
         }
         Write::GetOrCreateDm(a, b, new_id) => {
             let pair = (a.id.0.min(b.id.0), a.id.0.max(b.id.0));

@@ -156,6 +156,10 @@ pub async fn invites(store: &dyn Storage) {
     };
     assert!(store.invite(&code).await.unwrap().is_none());
     store.create_invite(invite.clone()).await.unwrap();
+    assert_eq!(store.invite(&code).await.unwrap(), Some(invite.clone()));
+    // The same code for another guild: refused, and the first invite stays.
+    let clash = Invite { guild_id: fresh_id(), channel_id: fresh_id(), ..invite.clone() };
+    assert!(matches!(store.create_invite(clash).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.invite(&code).await.unwrap(), Some(invite));
 }
 

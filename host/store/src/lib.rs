@@ -122,6 +122,8 @@ pub trait Storage: Send + Sync + 'static {
     /// A guild's bans in user id order, users after `after`, at most `limit`.
     async fn bans(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Ban>>;
 
+    /// Creates the invite if its code is free: `Conflict` (and nothing written) if another
+    /// invite has it, so a colliding code never replaces another guild's invite.
     async fn create_invite(&self, invite: Invite) -> Result<()>;
     async fn invite(&self, code: &str) -> Result<Option<Invite>>;
 

@@ -204,11 +204,22 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
         return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
     };
     require_in_channel(ctx, user.id, guild_id, channel_id, Permissions::CREATE_INSTANT_INVITE).await?;
-    let invite =
-        Invite { code: crate::auth::random_hex(5), guild_id, channel_id, inviter_id: user.id, created_at: now_iso() };
-    ctx.app.store.create_invite(invite.clone()).await?;
-    ok(&invite_json(ctx, &invite).await?)
+    // Codes of 10 characters from 62 (about 59 bits, as Discord's); a collision, refused by
+    // the store, draws again.
+    for _ in 0..3 {
+        let code = crate::auth::random_code(INVITE_CODE_CHARS);
+        let invite = Invite { code, guild_id, channel_id, inviter_id: user.id, created_at: now_iso() };
+        match ctx.app.store.create_invite(invite.clone()).await {
+            Ok(()) => return ok(&invite_json(ctx, &invite).await?),
+            Err(guildhall_store::StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable("could not draw a free invite code; try again"))
 }
+
+/// Characters of an invite code.
+const INVITE_CODE_CHARS: usize = 10;
 
 async fn load_invite(ctx: &Ctx, code_: &str) -> Result<Invite, ApiError> {
     if code_.is_empty() || code_.len() > 64 {
