@@ -85,6 +85,13 @@ async fn a_bot_without_message_content_gets_empty_content_unless_mentioned() {
     let added = http.post(&format!("/oauth2/authorize?client_id={bot_id}&scope=bot"), &owner, authorize).await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.body);
 
+    // The guild list carries each guild's permissions: the owner has all of them; the bot
+    // @everyone's and its role's (VIEW_CHANNEL and SEND_MESSAGES are already @everyone's).
+    let listed = http.get("/users/@me/guilds", &owner).await.body;
+    assert_eq!(listed[0]["permissions"], json!(((1u64 << 51) - 1).to_string()), "{listed}");
+    let as_bot = http.get("/users/@me/guilds", &format!("Bot {bot_token}")).await.body;
+    assert_eq!(as_bot[0]["permissions"], json!("633698869828673"), "@everyone's defaults: {as_bot}");
+
     // Asking for MESSAGE_CONTENT without the flag: 4014.
     let mut refused = Gateway::connect(server.addr, "/?v=10&encoding=json").await;
     assert_eq!(refused.next().await["op"], 10);

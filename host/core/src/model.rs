@@ -265,6 +265,13 @@ impl Guild {
         })
     }
 
+    /// What `member` may do in the guild as a whole (before any channel's overwrites).
+    pub fn member_permissions(&self, member: &Member) -> Permissions {
+        let grants: Vec<_> = self.roles.iter().map(Role::grant).collect();
+        let roles = crate::permissions::GuildRoles { guild: self.id, owner: self.owner_id, roles: &grants };
+        roles.base(crate::permissions::Subject { user: member.user.id, roles: &member.roles })
+    }
+
     pub fn role(&self, id: Snowflake) -> Option<&Role> {
         self.roles.iter().find(|r| r.id == id)
     }

@@ -78,13 +78,16 @@ pub async fn me(ctx: &mut Ctx) -> ApiResult {
     ok(&ctx.user().await?.as_self())
 }
 
-/// GET /users/@me/guilds: partial guild objects.
+/// GET /users/@me/guilds: partial guild objects, with the caller's permissions computed from
+/// what is stored (no guild actor is asked, or started, for a listing).
 pub async fn my_guilds(ctx: &mut Ctx) -> ApiResult {
     let user = ctx.user().await?;
     let mut out = Vec::new();
     for id in ctx.app.store.user_guilds(user.id).await? {
-        if let Some(g) = ctx.app.store.guild(id).await? {
-            let permissions = super::ctx::guild_permissions(ctx, user.id, id).await.unwrap_or_default();
+        let (guild, member) = tokio::try_join!(ctx.app.store.guild(id), ctx.app.store.member(id, user.id))?;
+        if let (Some(g), Some(member)) = (guild, member) {
+            let g = g.normalized();
+            let permissions = g.member_permissions(&member);
             out.push(json!({
                 "id": g.id,
                 "name": g.name,
