@@ -40,9 +40,15 @@ pub struct Server {
 
 impl Server {
     /// Starts a server on a fresh data directory; `env` sets GUILDHALL_* configuration.
+    /// Rate limits are off unless `env` sets one of `rate_limits.*`: the suite drives
+    /// servers from one address far faster than a client may (the rate-limit tests turn
+    /// them on).
     pub async fn start(env: &[(&str, &str)]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !env.iter().any(|(k, _)| k.starts_with("GUILDHALL_RATE_LIMITS__")) {
+            env.push(("GUILDHALL_RATE_LIMITS__ENABLED".into(), "false".into()));
+        }
         Server::start_on(data_dir, env).await
     }
 
@@ -319,7 +325,15 @@ pub struct Http {
 
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Value,
+}
+
+impl Answer {
+    /// A header's value as text (`None` if absent).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Http {
@@ -344,8 +358,7 @@ impl Http {
         let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");
         let answer = client.request(method, path, token, content_type, Bytes::from(body)).await.expect("response");
         let body = answer.json().expect("JSON body");
-        let status = answer.status;
-        Answer { status, body }
+        Answer { status: answer.status, headers: answer.headers, body }
     }
 
     /// `GET uri` exactly as given (not under `/api/v10`).
@@ -353,7 +366,7 @@ impl Http {
         let mut client = ApiClient::connect(&self.addr.to_string()).await.expect("connect");
         let answer =
             client.request_at(Method::GET, uri, token, "application/json", Bytes::new()).await.expect("response");
-        Answer { status: answer.status, body: answer.json().expect("JSON body") }
+        Answer { body: answer.json().expect("JSON body"), status: answer.status, headers: answer.headers }
     }
 
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {

@@ -89,7 +89,8 @@ pub enum Scenario {
         json: bool,
     },
     /// REST against a real `guildhall serve` child process on the embedded store:
-    /// message-create throughput, then history read latency.
+    /// message-create throughput, then history read latency; with rate limits off and
+    /// on (never reached), to show what their bookkeeping costs.
     Rest {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
@@ -97,6 +98,10 @@ pub enum Scenario {
         messages: usize,
         #[arg(long, default_value_t = 5_000)]
         reads: usize,
+        /// Runs of each configuration, alternating (rate limits off, then on), each on a
+        /// fresh server.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -107,7 +112,9 @@ use crate::serve_child::temp_dir;
 pub async fn run(scenario: Scenario) -> Result<(), String> {
     let (report, as_json) = match scenario {
         Scenario::Fanout { sessions, messages, queue, json } => (fanout(sessions, messages, queue).await?, json),
-        Scenario::Rest { concurrency, messages, reads, json } => (rest(concurrency, messages, reads).await?, json),
+        Scenario::Rest { concurrency, messages, reads, rounds, json } => {
+            (rest(concurrency, messages, reads, rounds).await?, json)
+        }
         Scenario::Coalesce { storage, concurrency, rounds, json } => {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
@@ -272,8 +279,47 @@ impl Client {
     }
 }
 
-async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value, String> {
-    let server = crate::serve_child::ServeChild::start("rest").await?;
+/// Rate limits on, with every limit far above what one run sends: all of the bookkeeping
+/// (the caller's windows, the headers) and no refusal.
+const LIMITS_NEVER_REACHED: &[(&str, &str)] = &[
+    ("GUILDHALL_RATE_LIMITS__ENABLED", "true"),
+    ("GUILDHALL_RATE_LIMITS__GLOBAL", "1000000000/1s"),
+    ("GUILDHALL_RATE_LIMITS__PER_IP", "1000000000/1s"),
+    ("GUILDHALL_RATE_LIMITS__MESSAGE_CREATE", "1000000000/1s"),
+    ("GUILDHALL_RATE_LIMITS__MESSAGE_READS", "1000000000/1s"),
+];
+
+/// Message creates, then history reads, over keep-alive connections: `rounds` runs with
+/// rate limits off and as many with them on (never reached), alternating, so the cost of
+/// the rate-limit bookkeeping shows as the ratio of the two.
+async fn rest(concurrency: usize, messages: usize, reads: usize, rounds: usize) -> Result<Value, String> {
+    let mut runs = Vec::new();
+    let (mut sums_off, mut sums_on) = ([0.0; 2], [0.0; 2]);
+    for round in 0..rounds.max(1) {
+        for limits in [false, true] {
+            let env = if limits { LIMITS_NEVER_REACHED } else { &[("GUILDHALL_RATE_LIMITS__ENABLED", "false")][..] };
+            let mut run = rest_run(concurrency, messages, reads, env).await?;
+            let sums = if limits { &mut sums_on } else { &mut sums_off };
+            sums[0] += run["creates_per_sec"].as_f64().unwrap_or(0.0);
+            sums[1] += run["reads_per_sec"].as_f64().unwrap_or(0.0);
+            run["round"] = json!(round);
+            run["rate_limits"] = json!(limits);
+            runs.push(run);
+        }
+    }
+    Ok(json!({
+        "scenario": "rest",
+        "cores": cores(),
+        "note": "load generator and server share the machine; creates and reads per second summed over the rounds",
+        "concurrency": concurrency,
+        "creates_per_sec_with_limits_over_without": sums_on[0] / sums_off[0],
+        "reads_per_sec_with_limits_over_without": sums_on[1] / sums_off[1],
+        "runs": runs,
+    }))
+}
+
+async fn rest_run(concurrency: usize, messages: usize, reads: usize, env: &[(&str, &str)]) -> Result<Value, String> {
+    let server = crate::serve_child::ServeChild::start("rest", env).await?;
     let addr = server.addr;
 
     let mut setup = Client::connect(addr).await?;
@@ -360,10 +406,6 @@ async fn rest(concurrency: usize, messages: usize, reads: usize) -> Result<Value
     let read_secs = started.elapsed().as_secs_f64();
     let (r50, r99, rmax) = percentiles_us(read_lat);
     Ok(json!({
-        "scenario": "rest",
-        "cores": cores(),
-        "note": "load generator and server share the machine",
-        "concurrency": concurrency,
         "creates": messages,
         "creates_per_sec": messages as f64 / create_secs,
         "create_p50_us": c50,

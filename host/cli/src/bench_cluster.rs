@@ -89,6 +89,8 @@ async fn start_node(name: &str, storage: &str, b: &ClusterBench) -> Result<Node,
         .env("GUILDHALL_CLUSTER__NAME", name)
         .env("GUILDHALL_CLUSTER__LEASE_MS", "1500")
         .env("GUILDHALL_PLUGINS__BOT_PLACEMENT", "spread")
+        // One load generator on one address, far past any client's limits.
+        .env("GUILDHALL_RATE_LIMITS__ENABLED", "false")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -22,14 +22,15 @@ pub struct ServeChild {
 
 impl ServeChild {
     /// Starts this binary's `serve` on 127.0.0.1:0 with a fresh temporary data directory
-    /// (named after `tag`).
-    pub async fn start(tag: &str) -> Result<ServeChild, String> {
+    /// (named after `tag`) and `env` (GUILDHALL_* configuration).
+    pub async fn start(tag: &str, env: &[(&str, &str)]) -> Result<ServeChild, String> {
         let dir = temp_dir(tag);
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = std::process::Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting the server: {e}"))?;

@@ -27,10 +27,11 @@ pub enum ClientError {
     WebSocket(String),
 }
 
-/// An answer: the status and the body.
+/// An answer: the status, the headers and the body.
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -91,9 +92,9 @@ impl ApiClient {
         let req = req.body(Full::new(body))?;
         self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body })
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Answer { status: parts.status, headers: parts.headers, body })
     }
 
     /// `GET /metrics`: the host's Prometheus text.

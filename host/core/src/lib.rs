@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod guild;
 pub mod model;
 pub mod permissions;
+pub mod ratelimit;
 pub mod session;
 pub mod snowflake;
 

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_errors_4xx: AtomicU64,
     pub http_errors_5xx: AtomicU64,
+    /// 429 answers: REST rate limits and refused gateway connects.
+    pub http_rate_limited: AtomicU64,
+    /// Connections refused because their address held `rate_limits.connections_per_ip`.
+    pub connections_refused_per_ip: AtomicU64,
     /// Audit log entries not stored (queue full or storage failed).
     pub audit_entries_lost: AtomicU64,
 }

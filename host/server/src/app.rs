@@ -1,12 +1,10 @@
 //! The process-wide context every edge shares: configuration, storage, id generator,
 //! directory, session registry, metrics and the shutdown signal.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use guildhall_core::guild::SessionId;
-use guildhall_core::model::UserId;
 use guildhall_core::snowflake::NextIdError;
 use guildhall_core::Snowflake;
 use guildhall_data::DataService;
@@ -35,10 +33,6 @@ use guildhall_runtime::registry::SessionRegistry;
 use guildhall_runtime::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
 use guildhall_runtime::session::{SessionMover, SessionRouter};
 use guildhall_runtime::Metrics;
-
-/// IDENTIFYs allowed per user per day, as Discord's `session_start_limit`.
-pub const SESSION_STARTS_PER_DAY: u32 = 1000;
-const DAY_MS: u64 = 24 * 3600 * 1000;
 
 pub struct App {
     pub config: Config,
@@ -74,8 +68,9 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     /// Set when this node leaves the cluster: sessions get op 7 and resume elsewhere.
     drain: watch::Sender<bool>,
-    /// Per user: (window start in monotonic ms, IDENTIFYs in the window).
-    session_starts: Mutex<HashMap<UserId, (u64, u32)>>,
+    /// Rate limits and connection caps per user and per address (`rate_limits.*`), and the
+    /// daily session starts.
+    pub limits: crate::limits::Limits,
     /// Argon2 work for register and login, bounded (`rest.password_hashes_*`).
     pub passwords: crate::passwords::Passwords,
 }
@@ -255,6 +250,7 @@ impl App {
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
         };
+        let limits = crate::limits::Limits::new(config.rate_limits.clone());
         let (config_hashes_running, config_hashes_waiting) =
             (config.rest.password_hashes_running, config.rest.password_hashes_waiting);
         Ok(Arc::new(App {
@@ -277,7 +273,7 @@ impl App {
             cluster_directories,
             shutdown: watch::channel(false).0,
             drain: watch::channel(false).0,
-            session_starts: Mutex::new(HashMap::new()),
+            limits,
             passwords: crate::passwords::Passwords::new(
                 match config_hashes_running {
                     0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -330,29 +326,6 @@ impl App {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
-    }
-
-    /// Counts an IDENTIFY against the user's daily budget; false if it is spent.
-    pub fn take_session_start(&self, user: UserId, now_ms: u64) -> bool {
-        let mut starts = self.session_starts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = starts.entry(user).or_insert((now_ms, 0));
-        if now_ms >= entry.0 + DAY_MS {
-            *entry = (now_ms, 0);
-        }
-        if entry.1 >= SESSION_STARTS_PER_DAY {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
-
-    /// (remaining, reset_after_ms) of the user's daily IDENTIFY budget.
-    pub fn session_start_limit(&self, user: UserId, now_ms: u64) -> (u32, u64) {
-        let starts = self.session_starts.lock().unwrap_or_else(|e| e.into_inner());
-        match starts.get(&user) {
-            Some(&(start, used)) if now_ms < start + DAY_MS => (SESSION_STARTS_PER_DAY - used, start + DAY_MS - now_ms),
-            _ => (SESSION_STARTS_PER_DAY, DAY_MS),
-        }
     }
 }
 

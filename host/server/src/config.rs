@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use guildhall_core::ratelimit::Rate;
 use guildhall_runtime::config::{GuildConfig, PluginsConfig};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub gateway: GatewayConfig,
     pub rest: RestConfig,
+    pub rate_limits: RateLimitsConfig,
     pub guild: GuildConfig,
     pub data: DataConfig,
     pub plugins: PluginsConfig,
@@ -121,6 +123,83 @@ pub struct RestConfig {
     pub password_hashes_waiting: usize,
 }
 
+/// Limits per user and per IP address, Discord's by default (see `crate::limits`). Rates are
+/// written `LIMIT/DURATION` (`5/5s`). Route buckets count per user (per IP address without
+/// a token) and per channel or guild in the path, as Discord's do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Off: no REST limits, headers, gateway connect limits or IDENTIFY spacing (the daily
+    /// session-start budget stays).
+    pub enabled: bool,
+    /// Requests per user, all routes together (Discord: 50 per second per bot).
+    pub global: Rate,
+    /// Requests without a valid token per IP address, all routes together.
+    pub per_ip: Rate,
+    /// 401, 403 and 429 answers per IP address; past it, every request from the address is
+    /// refused until the window closes (Discord: 10,000 per 10 minutes).
+    pub invalid_requests: Rate,
+    /// Register and login, per IP address.
+    pub auth: Rate,
+    pub message_create: Rate,
+    pub message_edit: Rate,
+    pub message_delete: Rate,
+    /// Adding and removing one's own reactions.
+    pub reactions: Rate,
+    pub typing: Rate,
+    /// Message history, single messages and reaction lists.
+    pub message_reads: Rate,
+    /// New guilds, per user.
+    pub guild_create: Rate,
+    /// Guild settings, channels, roles, members, bans, overwrites and plugins, per guild.
+    pub guild_manage: Rate,
+    pub invite_create: Rate,
+    /// `GET /invites/{code}`, per user or IP address (codes cannot be guessed by trying).
+    pub invite_lookup: Rate,
+    pub invite_accept: Rate,
+    /// Opening DM channels, per user.
+    pub dm_open: Rate,
+    /// Gateway connections opened per IP address.
+    pub gateway_connects: Rate,
+    /// IDENTIFYs per user: `/gateway/bot`'s `max_concurrency` is the limit, the window
+    /// Discord's 5 s; an IDENTIFY beyond it waits for the next window.
+    pub identify: Rate,
+    /// Open TCP connections (HTTP and WebSocket) per IP address; 0: no limit but
+    /// `gateway.max_connections`.
+    pub connections_per_ip: usize,
+    /// Rate windows kept in memory at most (each ~100 bytes); past it, new clients get 429
+    /// until windows close.
+    pub max_tracked: usize,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            enabled: true,
+            global: Rate::new(50, 1_000),
+            per_ip: Rate::new(50, 1_000),
+            invalid_requests: Rate::new(10_000, 600_000),
+            auth: Rate::new(10, 60_000),
+            message_create: Rate::new(5, 5_000),
+            message_edit: Rate::new(5, 5_000),
+            message_delete: Rate::new(5, 1_000),
+            reactions: Rate::new(1, 250),
+            typing: Rate::new(5, 5_000),
+            message_reads: Rate::new(5, 5_000),
+            guild_create: Rate::new(10, 3_600_000),
+            guild_manage: Rate::new(10, 10_000),
+            invite_create: Rate::new(5, 15_000),
+            invite_lookup: Rate::new(10, 10_000),
+            invite_accept: Rate::new(5, 60_000),
+            dm_open: Rate::new(10, 10_000),
+            gateway_connects: Rate::new(120, 60_000),
+            identify: Rate::new(1, 5_000),
+            connections_per_ip: 1_000,
+            max_tracked: 1_000_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -132,6 +211,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             gateway: GatewayConfig::default(),
             rest: RestConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
             guild: GuildConfig::default(),
             data: DataConfig::default(),
             plugins: PluginsConfig::default(),
@@ -237,6 +317,9 @@ impl Config {
             return Err("plugins.max_memory_mib must be 1..=4096; pool_instances and max_component_bytes > 0".into());
         }
         guildhall_runtime::pubsub::check_grants(&p.shared_subjects)?;
+        if self.rate_limits.max_tracked < 1024 {
+            return Err("rate_limits.max_tracked must be at least 1024".into());
+        }
         Ok(())
     }
 

@@ -43,6 +43,8 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
         None
     };
     let zlib_stream = param("compress") == Some("zlib-stream");
+    // The connection's slots, held for as long as the WebSocket lives.
+    let hold = req.extensions_mut().remove::<Arc<crate::limits::ConnectionHold>>();
     let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req)
         .map_err(|e| ApiError::bad_request(0, format!("WebSocket upgrade failed: {e}")))?;
     tokio::spawn(async move {
@@ -67,6 +69,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
             return;
         }
         run_session(app, conn).await;
+        drop(hold);
     });
     Ok(response.map(|_| Full::new(Bytes::new())))
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod compress;
 pub mod config;
 mod gateway;
+pub mod limits;
 pub mod passwords;
 mod prometheus;
 mod rest;

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
+use crate::limits::{ConnectionHold, IpKey, Limited};
 use crate::rest::error::{code, ApiError};
 use crate::rest::{json_response, HttpResponse};
 use guildhall_runtime::Metrics;
@@ -34,7 +35,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -47,12 +48,23 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             tracing::warn!("connection limit reached; refusing a connection");
             continue;
         };
+        let ip = IpKey::from(peer.ip());
+        let Some(slot) = app.limits.open_connection(ip) else {
+            tracing::debug!(%peer, "this address holds rate_limits.connections_per_ip connections; refusing another");
+            Metrics::inc(&app.metrics.connections_refused_per_ip);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        // The WebSocket of an upgraded connection outlives the HTTP connection: it takes
+        // a share of the hold (from the request's extensions) and keeps the slots taken.
+        let hold = Arc::new(ConnectionHold { global: permit, per_ip: slot });
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let for_requests = hold.clone();
+            let service = service_fn(move |mut req: Request<Incoming>| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req).await) }
+                req.extensions_mut().insert(for_requests.clone());
+                async move { Ok::<_, Infallible>(handle(app, req, ip).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -63,7 +75,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
-            drop(permit);
+            drop(hold);
         });
     }
     drop(listener);
@@ -74,10 +86,13 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
     }
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
+async fn handle(app: Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpResponse {
     IN_FLIGHT.fetch_add(1, Relaxed);
     Metrics::inc(&app.metrics.http_requests);
-    let response = route(&app, req).await;
+    let response = route(&app, req, ip).await;
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        Metrics::inc(&app.metrics.http_rate_limited);
+    }
     if response.status().is_client_error() {
         Metrics::inc(&app.metrics.http_errors_4xx);
     } else if response.status().is_server_error() {
@@ -87,7 +102,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
+async fn route(app: &Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpResponse {
     let path = req.uri().path().to_owned();
     if app.is_shutting_down() {
         return ApiError::unavailable("server is shutting down").into_response();
@@ -95,6 +110,9 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
     match path.as_str() {
         "/gateway" | "/gateway/" | "/" => {
             if fastwebsockets::upgrade::is_upgrade_request(&req) {
+                if let Err(retry_after_ms) = app.limits.gateway_connect(ip) {
+                    return crate::rest::limited_response(&Limited { global: true, route: None, retry_after_ms });
+                }
                 crate::gateway::upgrade(app.clone(), req).unwrap_or_else(ApiError::into_response)
             } else if path == "/" {
                 ApiError::not_found(code::GENERAL, "404: Not Found").into_response()
@@ -108,11 +126,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
             .body(Full::new(Bytes::from(crate::prometheus::render(&app.metrics, &app.data.metrics))))
             .expect("valid response"),
         p if p == "/api/v10" || p.starts_with("/api/v10/") => {
-            crate::rest::route(app.clone(), req, &p["/api/v10".len()..]).await
+            crate::rest::route(app.clone(), req, &p["/api/v10".len()..], ip).await
         }
         // Version 9 is served the same (several libraries still default to it).
         p if p == "/api/v9" || p.starts_with("/api/v9/") => {
-            crate::rest::route(app.clone(), req, &p["/api/v9".len()..]).await
+            crate::rest::route(app.clone(), req, &p["/api/v9".len()..], ip).await
         }
         _ => ApiError::not_found(code::GENERAL, "404: Not Found").into_response(),
     }

@@ -425,7 +425,18 @@ impl SessionActor {
         }
         let (application_id, application_flags) = crate::rest::applications::application_of(&record);
         let user = record.user;
-        if !self.app.take_session_start(user.id, now_ms()) {
+        // IDENTIFYs of one user are spaced (`rate_limits.identify`, `/gateway/bot`'s
+        // max_concurrency per 5 s); one past it waits its turn, bounded by the IDENTIFY
+        // deadline, then is refused as Discord refuses one sent too fast.
+        let give_up = tokio::time::Instant::now() + Duration::from_millis(self.app.config.gateway.identify_timeout_ms);
+        while let Err(wait_ms) = self.app.limits.identify(user.id) {
+            let at = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+            if at > give_up {
+                return vec![Effect::Close { code: close::RATE_LIMITED, reason: "too many IDENTIFYs at once" }];
+            }
+            tokio::time::sleep_until(at).await;
+        }
+        if !self.app.limits.take_session_start(user.id) {
             return vec![Effect::Close { code: close::RATE_LIMITED, reason: "daily session start limit reached" }];
         }
         let store = &self.app.store;

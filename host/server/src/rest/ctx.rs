@@ -24,25 +24,25 @@ use crate::app::App;
 
 pub type ApiResult = Result<HttpResponse, ApiError>;
 
-/// What a handler gets: the app, the caller's headers and query, and the body (read once).
+/// What a handler gets: the app, the caller's headers and query, the body (read once), and
+/// the caller (found once, from the token, before the rate limits).
 pub struct Ctx {
     pub app: Arc<App>,
     pub(super) headers: HeaderMap,
     pub(super) query: String,
     pub(super) body: Option<Incoming>,
+    pub(super) caller: Option<guildhall_core::model::UserRecord>,
 }
 
 impl Ctx {
     /// The authenticated caller, or 401.
     pub async fn user(&self) -> Result<User, ApiError> {
-        let token = crate::auth::bearer(&self.headers).ok_or_else(ApiError::unauthorized)?;
-        crate::auth::user_for_token(&self.app, token).await?.ok_or_else(ApiError::unauthorized)
+        self.caller.as_ref().map(|record| record.user.clone()).ok_or_else(ApiError::unauthorized)
     }
 
     /// The caller's whole record (a bot's application too), or 401.
     pub async fn caller(&self) -> Result<guildhall_core::model::UserRecord, ApiError> {
-        let token = crate::auth::bearer(&self.headers).ok_or_else(ApiError::unauthorized)?;
-        crate::auth::record_for_token(&self.app, token).await?.ok_or_else(ApiError::unauthorized)
+        self.caller.clone().ok_or_else(ApiError::unauthorized)
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {

@@ -17,22 +17,116 @@ pub mod users;
 
 use std::sync::Arc;
 
+use guildhall_core::ratelimit::Standing;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 
 use crate::app::App;
+use crate::limits::{Bucket, IpKey, Limited, Subject};
 use ctx::{ok, snowflake, ApiResult, Ctx};
 use error::{code, ApiError};
 pub use response::{json_response, HttpResponse};
 
-/// Serves one request under `/api/v10` (the prefix already removed into `path`).
-pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &str) -> HttpResponse {
+/// Serves one request under `/api/v10` (the prefix already removed into `path`) from
+/// address `ip`: finds the caller once, counts the request against the caller's limits
+/// (or the address's, without a valid token), dispatches it, and says where the route's
+/// limit stands in Discord's `X-RateLimit-*` headers.
+pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &str, ip: IpKey) -> HttpResponse {
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
-    let mut ctx =
-        Ctx { app, headers: parts.headers, query: parts.uri.query().unwrap_or("").to_owned(), body: Some(body) };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let result = dispatch(&mut ctx, &method, &segments).await;
-    result.unwrap_or_else(ApiError::into_response)
+    let caller = match crate::auth::bearer(&parts.headers) {
+        Some(token) => match crate::auth::record_for_token(&app, token).await {
+            Ok(record) => record,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let subject = caller.as_ref().map_or(Subject::Ip(ip), |record| Subject::User(record.user.id));
+    let response = match app.limits.rest(subject, ip, bucket_of(&method, &segments)) {
+        Err(limited) => limited_response(&limited),
+        Ok(standing) => {
+            let query = parts.uri.query().unwrap_or("").to_owned();
+            let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query, body: Some(body), caller };
+            let mut response = dispatch(&mut ctx, &method, &segments).await.unwrap_or_else(ApiError::into_response);
+            if let Some((bucket, standing)) = standing {
+                put_standing(response.headers_mut(), bucket, &standing);
+            }
+            response
+        }
+    };
+    if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS) {
+        app.limits.count_invalid(ip);
+    }
+    response
+}
+
+/// Discord's 429: the body's `retry_after` (seconds) and `global`, `Retry-After` in whole
+/// seconds, the scope, and for a route the bucket's headers.
+pub fn limited_response(limited: &Limited) -> HttpResponse {
+    let retry_after = limited.retry_after_ms as f64 / 1000.0;
+    let body = serde_json::json!({
+        "code": 0,
+        "message": "You are being rate limited.",
+        "retry_after": (retry_after * 1000.0).round() / 1000.0,
+        "global": limited.global,
+    });
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
+    let headers = response.headers_mut();
+    // discord.py takes a 429 without a `Via` header for a Cloudflare ban and gives up
+    // instead of waiting: Discord's own answers come through a proxy that adds one.
+    headers.insert(hyper::header::VIA, HeaderValue::from_static("1.1 guildhall"));
+    headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from(limited.retry_after_ms.div_ceil(1000)));
+    if limited.global {
+        headers.insert("x-ratelimit-global", HeaderValue::from_static("true"));
+        headers.insert("x-ratelimit-scope", HeaderValue::from_static("global"));
+    } else {
+        headers.insert("x-ratelimit-scope", HeaderValue::from_static("user"));
+    }
+    if let Some((bucket, standing)) = &limited.route {
+        put_standing(headers, *bucket, standing);
+    }
+    response
+}
+
+fn put_standing(headers: &mut hyper::HeaderMap, bucket: Bucket, standing: &Standing) {
+    let reset_after = standing.reset_after_ms as f64 / 1000.0;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let float = |v: f64| HeaderValue::from_str(&format!("{v:.3}")).expect("a number is a valid header");
+    headers.insert("x-ratelimit-limit", HeaderValue::from(standing.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(standing.remaining));
+    headers.insert("x-ratelimit-reset", float(now.as_secs_f64() + reset_after));
+    headers.insert("x-ratelimit-reset-after", float(reset_after));
+    headers.insert("x-ratelimit-bucket", HeaderValue::from_static(bucket.name()));
+}
+
+/// The limit a route counts against, and its major parameter (the channel or guild in the
+/// path; 0 for none): Discord's route buckets. Routes without one count only globally.
+fn bucket_of(method: &Method, path: &[&str]) -> Option<(Bucket, u64)> {
+    use Method as M;
+    let id = |segment: &str| segment.parse::<u64>().unwrap_or(0);
+    let bucket = match (method, path) {
+        (&M::POST, ["auth", "register" | "login"]) => (Bucket::Auth, 0),
+        (&M::POST, ["guilds"]) => (Bucket::GuildCreate, 0),
+        (&M::POST, ["users", "@me", "channels"]) => (Bucket::DmOpen, 0),
+        (&M::GET, ["invites", _]) => (Bucket::InviteLookup, 0),
+        (&M::POST, ["invites", _]) => (Bucket::InviteAccept, 0),
+        (&M::POST, ["channels", channel, "invites"]) => (Bucket::InviteCreate, id(channel)),
+        (&M::POST, ["channels", channel, "messages"]) => (Bucket::MessageCreate, id(channel)),
+        (&M::PATCH, ["channels", channel, "messages", _]) => (Bucket::MessageEdit, id(channel)),
+        (&M::DELETE, ["channels", channel, "messages", _]) => (Bucket::MessageDelete, id(channel)),
+        (&M::PUT | &M::DELETE, ["channels", channel, "messages", _, "reactions", _, "@me"]) => {
+            (Bucket::Reactions, id(channel))
+        }
+        (&M::GET, ["channels", channel, "messages", ..]) => (Bucket::MessageReads, id(channel)),
+        (&M::POST, ["channels", channel, "typing"]) => (Bucket::Typing, id(channel)),
+        (&M::PATCH, ["channels", channel]) | (_, ["channels", channel, "permissions", _]) => {
+            (Bucket::GuildManage, id(channel))
+        }
+        (&M::PATCH | &M::POST | &M::PUT | &M::DELETE, ["guilds", guild, ..]) => (Bucket::GuildManage, id(guild)),
+        _ => return None,
+    };
+    Some(bucket)
 }
 
 async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::ctx::{created, ok, ApiResult, Ctx};
 use super::error::{code, ApiError};
-use guildhall_core::clock::{Clock, SystemClock};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,15 +122,15 @@ pub async fn open_dm(ctx: &mut Ctx) -> ApiResult {
 
 pub async fn gateway_bot(ctx: &mut Ctx) -> ApiResult {
     let user = ctx.user().await?;
-    let (remaining, reset_after) = ctx.app.session_start_limit(user.id, SystemClock.monotonic_ms());
+    let (remaining, reset_after) = ctx.app.limits.session_starts_left(user.id);
     ok(&json!({
         "url": ctx.app.config.gateway_url(),
         "shards": 1,
         "session_start_limit": {
-            "total": crate::app::SESSION_STARTS_PER_DAY,
+            "total": crate::limits::SESSION_STARTS_PER_DAY,
             "remaining": remaining,
             "reset_after": reset_after,
-            "max_concurrency": 1,
+            "max_concurrency": ctx.app.limits.identify_concurrency(),
         },
     }))
 }
