@@ -69,12 +69,8 @@ async fn world(server: &Server, bot_name: &str) -> World {
     }
     let (quiet, secret) = (made[0].clone(), made[1].clone());
 
-    let app = http.post("/applications", &owner, json!({ "name": bot_name, "flags": BOT_FLAGS })).await;
-    assert_eq!(app.status, StatusCode::CREATED, "{}", app.body);
-    let (bot_id, bot_token) = (app.body["id"].as_str().unwrap(), app.body["token"].as_str().unwrap());
-    let authorize = json!({ "guild_id": gid, "permissions": BOT_PERMISSIONS.to_string(), "authorize": true });
-    ok(http.post(&format!("/oauth2/authorize?client_id={bot_id}&scope=bot"), &owner, authorize).await, "authorize")
-        .await;
+    let (bot_id, bot_token) = add_bot(&http, &owner, &gid, bot_name).await;
+    let (bot_id, bot_token) = (bot_id.as_str(), bot_token.as_str());
     // #quiet: the bot may read but not send; #secret: @everyone (and so the bot) cannot view.
     let deny_send = json!({ "type": 1, "deny": (1u64 << 11).to_string() });
     let path = format!("/channels/{quiet}/permissions/{bot_id}");
@@ -104,8 +100,21 @@ async fn world(server: &Server, bot_name: &str) -> World {
     World { env: pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
 }
 
-/// Runs a library's scenario to the end; its output is shown, and it must print PASS.
-async fn run(program: PathBuf, args: &[PathBuf], world: &World) {
+/// A bot application of `owner`'s, added to the guild with [`BOT_PERMISSIONS`] (a managed
+/// role): its (id, token).
+async fn add_bot(http: &Http, owner: &str, guild: &str, name: &str) -> (String, String) {
+    let app = http.post("/applications", owner, json!({ "name": name, "flags": BOT_FLAGS })).await;
+    assert_eq!(app.status, StatusCode::CREATED, "{}", app.body);
+    let (bot_id, bot_token) = (app.body["id"].as_str().unwrap(), app.body["token"].as_str().unwrap());
+    let authorize = json!({ "guild_id": guild, "permissions": BOT_PERMISSIONS.to_string(), "authorize": true });
+    ok(http.post(&format!("/oauth2/authorize?client_id={bot_id}&scope=bot"), owner, authorize).await, "authorize")
+        .await;
+    (bot_id.to_owned(), bot_token.to_owned())
+}
+
+/// Runs a library's scenario to the end; its output is shown (and returned), and it must
+/// print PASS.
+async fn run(program: PathBuf, args: &[PathBuf], world: &World) -> String {
     let mut command = tokio::process::Command::new(&program);
     command.args(args).envs(world.env.iter().cloned()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.kill_on_drop(true);
@@ -117,12 +126,99 @@ async fn run(program: PathBuf, args: &[PathBuf], world: &World) {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     println!("{stdout}");
     assert!(output.status.success() && stdout.contains("PASS"), "the scenario failed:\n{stdout}\n{stderr}");
+    stdout.into_owned()
+}
+
+/// Rate limits on, as Discord's but for what the scenario's set-up sends through one
+/// address in a second (150 messages of history): every answer the library reads carries
+/// the `X-RateLimit-*` headers, and its reactions, reads, invites and guild changes are
+/// held to Discord's limits.
+const SCENARIO_LIMITS: &[(&str, &str)] = &[
+    ("GUILDHALL_RATE_LIMITS__ENABLED", "true"),
+    ("GUILDHALL_RATE_LIMITS__GLOBAL", "1000/1s"),
+    ("GUILDHALL_RATE_LIMITS__PER_IP", "1000/1s"),
+    ("GUILDHALL_RATE_LIMITS__MESSAGE_CREATE", "1000/1s"),
+];
+
+/// Low limits for the libraries' rate-limit scenarios: a global limit a burst of reads
+/// passes (a 429 no header announced), and a message bucket the sends must wait for.
+const LOW_LIMITS: &[(&str, &str)] =
+    &[("GUILDHALL_RATE_LIMITS__GLOBAL", "8/2s"), ("GUILDHALL_RATE_LIMITS__MESSAGE_CREATE", "3/2s")];
+const BURST: usize = 12;
+const SENDS: usize = 6;
+
+/// A bot in a guild, for a library to act as, and what its rate-limit scenario reads.
+async fn limits_world(server: &Server) -> World {
+    let http = server.http();
+    let (owner, _) = http.register("limits_owner").await;
+    let guild = ok(http.post("/guilds", &owner, json!({ "name": "limits" })).await, "guild").await;
+    let gid = guild["id"].as_str().unwrap();
+    let channels = ok(http.get(&format!("/guilds/{gid}/channels"), &owner).await, "channels").await;
+    let (_, bot_token) = add_bot(&http, &owner, gid, "limited").await;
+    let pairs = [
+        ("GUILDHALL_API", format!("http://{}/api/v10", server.addr)),
+        ("TOKEN", bot_token),
+        ("CHANNEL_ID", channels[0]["id"].as_str().unwrap().to_owned()),
+        ("BURST", BURST.to_string()),
+        ("SENDS", SENDS.to_string()),
+    ];
+    World { env: pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
+}
+
+/// What a rate-limit scenario printed as `NAME value`.
+fn reported(stdout: &str, name: &str) -> f64 {
+    let line = stdout.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("no {name}: {stdout}"));
+    line.trim().parse().expect("a number")
+}
+
+/// The library waited for the message bucket (three sends per 2 s: the fourth of six
+/// waits for the window), and every 429 the host served was met and waited out by it.
+async fn assert_library_kept_to_the_limits(server: &Server, stdout: &str) -> u64 {
+    let sequential = reported(stdout, "SEQUENTIAL_SECONDS");
+    assert!(sequential >= 1.5, "{SENDS} sends at 3 per 2 s took only {sequential} s");
+    let served = server.metric("guildhall_http_rate_limited_total").await;
+    assert!(served >= 1, "the host never answered 429");
+    served
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_py_keeps_to_the_rate_limits_and_waits_out_a_429() {
+    let Some(libs) = libraries() else { return };
+    let server = Server::start(LOW_LIMITS).await;
+    let world = limits_world(&server).await;
+    let stdout = run(libs.join("py/bin/python"), &[scenario("discordpy_limits.py")], &world).await;
+    let served = assert_library_kept_to_the_limits(&server, &stdout).await;
+    // discord.py warns once per 429 it handles: it met every one the host served.
+    assert_eq!(reported(&stdout, "LIBRARY_429S") as u64, served, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_js_keeps_to_the_rate_limits_and_waits_out_a_429() {
+    let Some(libs) = libraries() else { return };
+    let script = beside_node_modules(&libs, "discordjs_limits.mjs");
+    let server = Server::start(LOW_LIMITS).await;
+    let world = limits_world(&server).await;
+    let stdout = run(PathBuf::from("node"), std::slice::from_ref(&script), &world).await;
+    let _ = std::fs::remove_file(script);
+    assert_library_kept_to_the_limits(&server, &stdout).await;
+    // discord.js reports 429s and its own waits alike (`rateLimited`).
+    assert!(reported(&stdout, "LIBRARY_429S") >= 1.0, "{stdout}");
+}
+
+/// A copy of a discord.js scenario beside node_modules (ES modules resolve packages from
+/// where the script is).
+fn beside_node_modules(libs: &std::path::Path, name: &str) -> PathBuf {
+    let js = libs.join("js");
+    assert!(js.join("node_modules/discord.js").exists(), "discord.js is not installed: run deploy/dev/discord-libs");
+    let script = js.join(format!("{}_{}.mjs", name.trim_end_matches(".mjs"), std::process::id()));
+    std::fs::copy(scenario(name), &script).expect("copy the scenario next to node_modules");
+    script
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discord_py_bot_works_unmodified_but_for_where_discord_is() {
     let Some(libs) = libraries() else { return };
-    let server = Server::start(&[]).await;
+    let server = Server::start(SCENARIO_LIMITS).await;
     let world = world(&server, "pybot").await;
     run(libs.join("py/bin/python"), &[scenario("discordpy_bot.py")], &world).await;
 }
@@ -130,12 +226,8 @@ async fn a_discord_py_bot_works_unmodified_but_for_where_discord_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discord_js_bot_works_unmodified_but_for_where_discord_is() {
     let Some(libs) = libraries() else { return };
-    let js = libs.join("js");
-    assert!(js.join("node_modules/discord.js").exists(), "discord.js is not installed: run deploy/dev/discord-libs");
-    // ES modules resolve packages from where the script is: run it beside node_modules.
-    let script = js.join(format!("discordjs_bot_{}.mjs", std::process::id()));
-    std::fs::copy(scenario("discordjs_bot.mjs"), &script).expect("copy the scenario next to node_modules");
-    let server = Server::start(&[]).await;
+    let script = beside_node_modules(&libs, "discordjs_bot.mjs");
+    let server = Server::start(SCENARIO_LIMITS).await;
     let world = world(&server, "jsbot").await;
     run(PathBuf::from("node"), std::slice::from_ref(&script), &world).await;
     let _ = std::fs::remove_file(script);
