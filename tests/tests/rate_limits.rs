@@ -237,3 +237,31 @@ async fn the_connection_cap_counts_websocket_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Op 8 has a limit of its own (each request may walk the whole member list): past it the
+/// session gets Discord's RATE_LIMITED dispatch, and no chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_requests_past_their_limit_get_rate_limited() {
+    let server = Server::start(&[("GUILDHALL_RATE_LIMITS__MEMBER_REQUESTS", "2/30s")]).await;
+    let http = server.http();
+    let (token, _) = http.register("alice").await;
+    let (gid, _) = guild_with_channels(&server, &token).await;
+    let mut gw = Gateway::connect(server.addr, "/?v=10&encoding=json").await;
+    gw.identify(&token, ALL_INTENTS).await;
+    let request = |nonce: &str| json!({ "op": 8, "d": { "guild_id": gid, "query": "", "limit": 0, "nonce": nonce } });
+    for nonce in ["one", "two"] {
+        gw.send(request(nonce)).await;
+        let chunk = gw.dispatch("GUILD_MEMBERS_CHUNK").await;
+        assert_eq!(chunk["d"]["nonce"], nonce);
+    }
+    gw.send(request("three")).await;
+    let limited = gw.next().await;
+    assert_eq!(limited["t"], "RATE_LIMITED", "{limited}");
+    let d = &limited["d"];
+    assert_eq!((&d["opcode"], &d["meta"]["guild_id"], &d["meta"]["nonce"]), (&json!(8), &json!(gid), &json!("three")));
+    let retry_after = d["retry_after"].as_f64().unwrap();
+    assert!(retry_after > 0.0 && retry_after <= 30.0, "{retry_after}");
+    // The session goes on: a heartbeat is still answered.
+    gw.send(json!({ "op": 1, "d": null })).await;
+    assert_eq!(gw.next().await["op"], 11);
+}

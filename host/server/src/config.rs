@@ -164,6 +164,9 @@ pub struct RateLimitsConfig {
     /// IDENTIFYs per user: `/gateway/bot`'s `max_concurrency` is the limit, the window
     /// Discord's 5 s; an IDENTIFY beyond it waits for the next window.
     pub identify: Rate,
+    /// Op 8 (Request Guild Members) per user per guild; past it the session gets Discord's
+    /// RATE_LIMITED dispatch instead of member chunks.
+    pub member_requests: Rate,
     /// Open TCP connections (HTTP and WebSocket) per IP address; 0: no limit but
     /// `gateway.max_connections`.
     pub connections_per_ip: usize,
@@ -194,6 +197,7 @@ impl Default for RateLimitsConfig {
             dm_open: Rate::new(10, 10_000),
             gateway_connects: Rate::new(120, 60_000),
             identify: Rate::new(1, 5_000),
+            member_requests: Rate::new(10, 30_000),
             connections_per_ip: 1_000,
             max_tracked: 1_000_000,
         }

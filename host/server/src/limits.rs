@@ -113,6 +113,8 @@ enum Scope {
     GatewayConnect,
     Identify,
     SessionStart,
+    /// Op 8 (Request Guild Members), per guild.
+    MemberRequest(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -232,6 +234,15 @@ impl Limits {
         }
         let key = Key { subject: Subject::User(user), scope: Scope::Identify };
         self.shard(&key.subject).take(&key, self.config.identify, self.now_ms()).map(drop).map_err(retry_after)
+    }
+
+    /// Counts an op 8 request of `user` for `guild`: `Err(retry_after_ms)` past the limit.
+    pub fn member_request(&self, user: UserId, guild: u64) -> Result<(), u64> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let key = Key { subject: Subject::User(user), scope: Scope::MemberRequest(guild) };
+        self.shard(&key.subject).take(&key, self.config.member_requests, self.now_ms()).map(drop).map_err(retry_after)
     }
 
     /// The `max_concurrency` of `/gateway/bot`: IDENTIFYs per 5 s window.

@@ -498,6 +498,16 @@ impl SessionActor {
                 reason: "GUILD_MEMBERS is needed for every member",
             }];
         }
+        let Some(user) = self.user else { return Vec::new() };
+        if let Err(retry_after_ms) = self.app.limits.member_request(user, guild_id.0) {
+            // Discord's answer to an op 8 past its limit: a RATE_LIMITED dispatch, no chunks.
+            let mut meta = json!({ "guild_id": guild_id });
+            if let Some(nonce) = &request.nonce {
+                meta["nonce"] = json!(nonce);
+            }
+            let data = json!({ "opcode": 8, "retry_after": retry_after_ms as f64 / 1000.0, "meta": meta });
+            return self.state.handle(Input::Dispatch(&DispatchPrefix::encode("RATE_LIMITED", &data)));
+        }
         let store = &self.app.store;
         let (mut found, mut not_found) = (Vec::new(), Vec::new());
         let result: Result<(), guildhall_store::StoreError> = async {
