@@ -86,6 +86,8 @@ pub enum Command {
     CreateChannel {
         user: UserId,
         channel: Channel,
+        /// The guild's channel quota (`quotas.channels_per_guild`).
+        max_channels: usize,
     },
     AddMember {
         member: Member,
@@ -164,7 +166,9 @@ impl Command {
     /// (a second waits for the first, so that it starts from the stored state).
     fn object(&self) -> Option<Object> {
         match self {
+            // Channel creations one at a time, so that the quota counts those in flight.
             Command::UpdateGuild { .. }
+            | Command::CreateChannel { .. }
             | Command::CreateRole { .. }
             | Command::UpdateRole { .. }
             | Command::DeleteRole { .. } => Some(Object::Guild),
@@ -375,6 +379,8 @@ pub enum GuildError {
     TooManyRoles,
     #[error("Maximum number of permission overwrites reached (100)")]
     TooManyOverwrites,
+    #[error("Maximum number of guild channels reached ({0})")]
+    TooManyChannels(usize),
     #[error("The user is banned from this guild.")]
     Banned,
     /// Too many writes are waiting for this guild; try again.
@@ -731,14 +737,18 @@ impl GuildState {
             }
             Command::AddReaction { user, existing, emoji } => self.react(request, user, *existing, emoji, true, fx),
             Command::RemoveReaction { user, existing, emoji } => self.react(request, user, *existing, emoji, false, fx),
-            Command::CreateChannel { user, mut channel } => {
+            Command::CreateChannel { user, mut channel, max_channels } => {
                 if let Err(e) = self.require(user, Permissions::MANAGE_CHANNELS) {
                     return reply_err(fx, e);
                 }
+                if self.channels.len() >= max_channels {
+                    return reply_err(fx, GuildError::TooManyChannels(max_channels));
+                }
                 channel.guild_id = Some(self.guild.id);
                 channel.position = self.channels.len() as u32;
-                self.persist(
+                self.persist_locked(
                     request,
+                    Object::Guild,
                     GuildWrite::CreateChannel(channel.clone()),
                     AfterPersist::ChannelCreated(channel),
                     fx,
@@ -1437,17 +1447,37 @@ mod tests {
         connect(&mut g, 1, BOB, ALL);
         let mut c = text_channel(Snowflake(101));
         c.name = Some("random".into());
-        assert_eq!(
-            reply(&g.handle(cmd(1, Command::CreateChannel { user: BOB, channel: c.clone() }))),
-            &Err(GuildError::MissingPermissions)
-        );
-        g.handle(cmd(2, Command::CreateChannel { user: OWNER, channel: c }));
+        let create =
+            |user, channel: &Channel| Command::CreateChannel { user, channel: channel.clone(), max_channels: 500 };
+        assert_eq!(reply(&g.handle(cmd(1, create(BOB, &c)))), &Err(GuildError::MissingPermissions));
+        g.handle(cmd(2, create(OWNER, &c)));
         let view = Permissions::VIEW_CHANNEL;
         assert!(!g.channel_permissions(BOB, Snowflake(101)).contains(view), "not before the write is acknowledged");
         let fx = g.handle(Input::Persisted { request: 2, result: Ok(()) });
         assert_eq!(dispatches(&fx)[0].1.name, "CHANNEL_CREATE");
         assert!(g.channel_permissions(BOB, Snowflake(101)).contains(view));
         assert_eq!(g.audience(dispatches(&fx)[0].0), vec![SessionId(1)]);
+    }
+
+    #[test]
+    fn the_channel_quota_counts_creations_in_flight() {
+        let mut g = guild(); // #general: one channel
+        let create = |id| Command::CreateChannel { user: OWNER, channel: text_channel(Snowflake(id)), max_channels: 2 };
+        let fx = g.handle(cmd(1, create(101)));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Persist { .. })));
+        // A second creation waits for the first (its write is in flight), then is refused.
+        assert!(g.handle(cmd(2, create(102))).is_empty(), "deferred, not yet answered");
+        let fx = g.handle(Input::Persisted { request: 1, result: Ok(()) });
+        let answers: Vec<_> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Reply { request, result } => Some((*request, result.is_ok())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answers, [(1, true), (2, false)]);
+        assert!(fx.contains(&Effect::Reply { request: 2, result: Err(GuildError::TooManyChannels(2)) }));
+        assert_eq!(g.channels.len(), 2);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub rest: RestConfig,
     pub rate_limits: RateLimitsConfig,
+    pub quotas: QuotasConfig,
     pub guild: GuildConfig,
     pub data: DataConfig,
     pub plugins: PluginsConfig,
@@ -175,6 +176,27 @@ pub struct RateLimitsConfig {
     pub max_tracked: usize,
 }
 
+/// How much one user or guild may hold, Discord's by default; past a quota the request
+/// gets Discord's "Maximum number of ... reached" error (HTTP 400, code 300xx).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// Guilds a user may be in, created or joined (30001).
+    pub guilds_per_user: usize,
+    /// Channels in a guild (30013).
+    pub channels_per_guild: usize,
+    /// Different emojis on one message (30010).
+    pub reactions_per_message: usize,
+    /// Plugins installed in one guild: each runs on every message or event.
+    pub plugins_per_guild: usize,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        QuotasConfig { guilds_per_user: 100, channels_per_guild: 500, reactions_per_message: 20, plugins_per_guild: 25 }
+    }
+}
+
 impl Default for RateLimitsConfig {
     fn default() -> Self {
         RateLimitsConfig {
@@ -216,6 +238,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             rest: RestConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            quotas: QuotasConfig::default(),
             guild: GuildConfig::default(),
             data: DataConfig::default(),
             plugins: PluginsConfig::default(),

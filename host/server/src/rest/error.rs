@@ -20,7 +20,13 @@ pub mod code {
     pub const UNKNOWN_MESSAGE: u32 = 10008;
     pub const UNKNOWN_ROLE: u32 = 10011;
     pub const UNKNOWN_BAN: u32 = 10026;
+    pub const MAX_GUILDS: u32 = 30001;
     pub const MAX_ROLES: u32 = 30005;
+    pub const MAX_REACTIONS: u32 = 30010;
+    pub const MAX_CHANNELS: u32 = 30013;
+    /// Guildhall's own (plugins are not Discord's), in the 300xx "maximum reached" family
+    /// beside codes Discord does not use.
+    pub const MAX_PLUGINS: u32 = 30090;
     pub const BANNED: u32 = 40007;
     pub const INVALID_ROLE: u32 = 50028;
     pub const UNKNOWN_USER: u32 = 10013;
@@ -66,6 +72,10 @@ impl ApiError {
     pub fn forbidden(code: u32, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
+    /// Discord's refusal past a quota: 400, "Maximum number of {what} reached ({limit})".
+    pub fn quota(code: u32, what: &str, limit: usize) -> ApiError {
+        ApiError::bad_request(code, format!("Maximum number of {what} reached ({limit})"))
+    }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code::OVERLOADED, message)
     }
@@ -106,6 +116,7 @@ impl From<GuildError> for ApiError {
             GuildError::UnknownBan => ApiError::not_found(code::UNKNOWN_BAN, message),
             GuildError::InvalidRole => ApiError::bad_request(code::INVALID_ROLE, message),
             GuildError::TooManyRoles => ApiError::bad_request(code::MAX_ROLES, message),
+            GuildError::TooManyChannels(_) => ApiError::bad_request(code::MAX_CHANNELS, message),
             GuildError::TooManyOverwrites => ApiError::invalid_form(format!("permission_overwrites: {message}")),
             GuildError::Banned => ApiError::forbidden(code::BANNED, message),
             GuildError::Busy => ApiError::unavailable(message),

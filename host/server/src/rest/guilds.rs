@@ -35,12 +35,24 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     let user = ctx.user().await?;
     let body: CreateGuild = ctx.json().await?;
     validate_name(&body.name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
+    check_guild_quota(ctx, &user).await?;
     let guild = Guild::new(ctx.app.new_id()?, body.name, user.id);
     let general = Channel::text(ctx.app.new_id()?, guild.id, "general");
     ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso()), vec![general]).await?;
     // Sessions of the creator subscribe, so they get GUILD_CREATE like on Discord.
     notify_joined(ctx, &user, guild.id);
     created(&guild_json(&guild, Some(1)))
+}
+
+/// 400 (30001) if the user is in `quotas.guilds_per_user` guilds already. Checked before
+/// the write, so two joins at once can pass it together (the guild_create and
+/// invite_accept rate limits bound by how much).
+async fn check_guild_quota(ctx: &Ctx, user: &User) -> Result<(), ApiError> {
+    let limit = ctx.app.config.quotas.guilds_per_user;
+    if ctx.app.store.user_guilds(user.id).await?.len() >= limit {
+        return Err(ApiError::quota(code::MAX_GUILDS, "guilds", limit));
+    }
+    Ok(())
 }
 
 pub(super) fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
@@ -130,7 +142,8 @@ pub async fn create_channel(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     }
     let channel = Channel { topic: body.topic, ..Channel::text(ctx.app.new_id()?, id, body.name) };
     let handle = guild_handle(ctx, id).await?;
-    match handle.call(Command::CreateChannel { user: user.id, channel }, actor_timeout(ctx)).await? {
+    let max_channels = ctx.app.config.quotas.channels_per_guild;
+    match handle.call(Command::CreateChannel { user: user.id, channel, max_channels }, actor_timeout(ctx)).await? {
         Reply::Channel(c) => created(&c),
         other => Err(unexpected(other)),
     }
@@ -238,6 +251,9 @@ pub async fn get_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
 pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let user = ctx.user().await?;
     let invite = load_invite(ctx, code_).await?;
+    if !ctx.app.store.user_guilds(user.id).await?.contains(&invite.guild_id) {
+        check_guild_quota(ctx, &user).await?;
+    }
     let handle = guild_handle(ctx, invite.guild_id).await?;
     let member = Member::new(user.clone(), now_iso());
     let joined = match handle.call(Command::AddMember { member }, actor_timeout(ctx)).await {

@@ -191,6 +191,14 @@ pub async fn react(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &
     if ctx.app.store.has_reacted(channel_id, id, &emoji.name, user.id).await? == add {
         return no_content();
     }
+    if add {
+        // A new emoji past the message's quota is refused; one already there may be added to.
+        let limit = ctx.app.config.quotas.reactions_per_message;
+        let reactions = ctx.app.store.reactions(channel_id, id, user.id).await?;
+        if reactions.len() >= limit && !reactions.iter().any(|r| r.emoji.name == emoji.name) {
+            return Err(ApiError::quota(code::MAX_REACTIONS, "reactions", limit));
+        }
+    }
     let command = if add {
         Command::AddReaction { user: user.id, existing, emoji }
     } else {

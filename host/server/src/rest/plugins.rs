@@ -63,6 +63,11 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     if ctx.content_type() != Some("application/wasm") {
         return Err(ApiError::invalid_form("the body must be a component with Content-Type: application/wasm"));
     }
+    // Before the upload is read or compiled: refusing costs nothing.
+    let quota = ctx.app.config.quotas.plugins_per_guild;
+    if ctx.app.store.guild_plugins(guild_id).await?.len() >= quota {
+        return Err(ApiError::quota(code::MAX_PLUGINS, "plugins", quota));
+    }
     let limit = ctx.app.plugins.max_component_bytes();
     let bytes = ctx.body_bytes_up_to(limit).await?;
     // Compiling takes milliseconds to seconds of CPU: off the async workers.
