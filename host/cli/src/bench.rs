@@ -223,6 +223,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
             id: next(),
             content: format!("message {i}"),
             nonce: None,
+            enforce_nonce: false,
         };
         calls.push(tokio::spawn(async move {
             let t = Instant::now();

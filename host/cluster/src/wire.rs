@@ -289,7 +289,7 @@ mod tests {
         let request = ActorRequest::Deliver {
             kind: ActorKind::Guild,
             id: Snowflake(9),
-            msg: Box::new(GuildMsg::Command { command: Box::new(command), reply_to }),
+            msg: Box::new(GuildMsg::Command { command: Box::new(command), reply_to, expires_at_ms: 6 }),
         };
         let bytes = encode(&request);
         let back: ActorRequest = decode(&bytes).unwrap();

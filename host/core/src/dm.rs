@@ -113,7 +113,7 @@ impl DmState {
     fn on_command(&mut self, request: RequestId, command: Command, fx: &mut Vec<DmEffect>) {
         let mut refuse = |e| fx.push(DmEffect::Reply { request, result: Err(e) });
         match command {
-            Command::CreateMessage { author, channel_id, id, content, nonce } => {
+            Command::CreateMessage { author, channel_id, id, content, nonce, .. } => {
                 let author = match self.recipient(author) {
                     Ok(u) if channel_id == self.channel.id => u.clone(),
                     Ok(_) => return refuse(GuildError::UnknownChannel),
@@ -237,6 +237,7 @@ mod tests {
                 id: Snowflake(1000 + request),
                 content: content.into(),
                 nonce: None,
+                enforce_nonce: false,
             },
         )
     }

@@ -19,6 +19,7 @@ use crate::model::{
     mentioned_user_ids, Ban, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, Role, User, UserId,
     CHANNEL_GUILD_TEXT,
 };
+use crate::nonces::RecentNonces;
 use crate::permissions::{Overwrite, PermissionCache, Permissions, RoleGrant};
 use crate::Snowflake;
 
@@ -60,6 +61,9 @@ pub enum Command {
         id: MessageId,
         content: String,
         nonce: Option<Value>,
+        /// Discord's `enforce_nonce`: if this author's `nonce` made a message in the
+        /// channel in the last few minutes, answer with it ([`Reply::Existing`]).
+        enforce_nonce: bool,
     },
     /// `existing` is the stored message the runtime loaded.
     EditMessage {
@@ -177,9 +181,21 @@ impl Command {
                 Some(Object::Member(*target))
             }
             Command::Ban { target, .. } => Some(Object::Member(target.id)),
+            // Creates with one nonce one at a time: a retry waits for the first to be
+            // stored, then finds it.
+            Command::CreateMessage { author, channel_id, nonce: Some(nonce), .. } => {
+                Some(nonce_object(*author, *channel_id, nonce))
+            }
             _ => None,
         }
     }
+}
+
+fn nonce_object(author: UserId, channel_id: ChannelId, nonce: &Value) -> Object {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (author, channel_id, nonce.to_string()).hash(&mut h);
+    Object::Nonce(h.finish())
 }
 
 /// Changes to a role (PATCH /guilds/{id}/roles/{role}); `None` keeps the field.
@@ -227,6 +243,9 @@ enum Object {
     Guild,
     Channel(ChannelId),
     Member(UserId),
+    /// A message nonce of one author in one channel (hashed: a collision only makes two
+    /// creates wait for each other).
+    Nonce(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -399,9 +418,18 @@ pub enum Reply {
     Channel(Channel),
     Guild(Guild),
     Member(Member),
-    Snapshot { guild: Guild, channels: Vec<Channel>, member_count: usize },
+    Snapshot {
+        guild: Guild,
+        channels: Vec<Channel>,
+        member_count: usize,
+    },
     Role(Role),
     Permissions(Permissions),
+    /// The message an earlier create with the same nonce made (`enforce_nonce`).
+    Existing {
+        channel_id: ChannelId,
+        message_id: MessageId,
+    },
     Done,
 }
 
@@ -506,6 +534,8 @@ pub struct GuildState {
     deferred: VecDeque<(RequestId, Command)>,
     pending: HashMap<RequestId, AfterPersist>,
     moderated: bool,
+    /// Nonces of recent creates, for `enforce_nonce`.
+    nonces: RecentNonces,
     /// Messages waiting for the moderators' verdict (and whether each is an edit).
     awaiting_verdict: HashMap<RequestId, (Message, bool)>,
 }
@@ -538,6 +568,7 @@ impl GuildState {
             deferred: VecDeque::new(),
             pending: HashMap::new(),
             moderated: false,
+            nonces: RecentNonces::default(),
             awaiting_verdict: HashMap::new(),
         }
     }
@@ -694,11 +725,20 @@ impl GuildState {
             }
         }
         match command {
-            Command::CreateMessage { author, channel_id, id, content, nonce } => {
+            Command::CreateMessage { author, channel_id, id, content, nonce, enforce_nonce } => {
                 let channel = match self.can_send(author, channel_id) {
                     Ok(c) => c.clone(),
                     Err(e) => return reply_err(fx, e),
                 };
+                if let Some(nonce) = &nonce {
+                    let key = (author, channel_id, nonce.to_string());
+                    if let Some(message_id) = self.nonces.find(&key, id).filter(|_| enforce_nonce) {
+                        let reply = Reply::Existing { channel_id, message_id };
+                        return fx.push(Effect::Reply { request, result: Ok(reply) });
+                    }
+                    // Held through moderation and storage: a retry waits, then finds it.
+                    self.lock(request, nonce_object(author, channel_id, nonce));
+                }
                 let mut message = Message::new(id, &channel, self.members[&author].user.clone(), content, nonce);
                 message.mentions = self.resolve_mentions(&message.content);
                 message.mention_everyone = (message.content.contains("@everyone") || message.content.contains("@here"))
@@ -840,16 +880,39 @@ impl GuildState {
     /// A write finished: apply it (or report its failure), free its object, and give the
     /// commands that waited for that object their turn, in order.
     fn on_persisted(&mut self, request: RequestId, result: Result<(), WriteError>, fx: &mut Vec<Effect>) {
-        let freed = self.locks.remove(&request);
-        if let Some(object) = freed {
-            let was_held = self.in_flight.remove(&object);
-            debug_assert!(was_held, "a lock names an object in flight");
-        }
+        // Applied before the commands that waited run: they start from the stored state.
+        let freed = self.unlock(request);
         self.apply_persisted(request, result, fx);
-        if freed.is_some() && !self.deferred.is_empty() {
-            for (request, command) in std::mem::take(&mut self.deferred) {
-                self.on_command(request, command, fx);
-            }
+        if freed {
+            self.run_deferred(fx);
+        }
+    }
+
+    /// Only `request` may write `object` until it is unlocked.
+    fn lock(&mut self, request: RequestId, object: Object) {
+        let free = self.in_flight.insert(object);
+        assert!(free, "one write per object in flight: {object:?}");
+        self.locks.insert(request, object);
+    }
+
+    /// Frees what `request` held, if anything.
+    fn unlock(&mut self, request: RequestId) -> bool {
+        let Some(object) = self.locks.remove(&request) else { return false };
+        let was_held = self.in_flight.remove(&object);
+        debug_assert!(was_held, "a lock names an object in flight");
+        true
+    }
+
+    fn run_deferred(&mut self, fx: &mut Vec<Effect>) {
+        for (request, command) in std::mem::take(&mut self.deferred) {
+            self.on_command(request, command, fx);
+        }
+    }
+
+    /// A command that ends without a write (refused by moderation): frees what it held.
+    fn finish_unwritten(&mut self, request: RequestId, fx: &mut Vec<Effect>) {
+        if self.unlock(request) {
+            self.run_deferred(fx);
         }
     }
 
@@ -867,21 +930,29 @@ impl GuildState {
         }
         let guild_id = self.guild.id;
         let (audience, event, reply) = match after {
-            AfterPersist::MessageCreated(m) => (
-                Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
-                GuildEvent::MessageCreate { message: m.clone(), member: self.members.get(&m.author.id).cloned() },
-                Reply::Message(m),
-            ),
+            AfterPersist::MessageCreated(m) => {
+                if let Some(nonce) = &m.nonce {
+                    self.nonces.record((m.author.id, m.channel_id, nonce.to_string()), m.id);
+                }
+                (
+                    Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
+                    GuildEvent::MessageCreate { message: m.clone(), member: self.members.get(&m.author.id).cloned() },
+                    Reply::Message(m),
+                )
+            }
             AfterPersist::MessageEdited(m) => (
                 Audience::Channel { channel_id: m.channel_id, intent: intents::GUILD_MESSAGES },
                 GuildEvent::MessageUpdate { message: m.clone(), member: self.members.get(&m.author.id).cloned() },
                 Reply::Message(m),
             ),
-            AfterPersist::MessageDeleted { channel_id, message_id } => (
-                Audience::Channel { channel_id, intent: intents::GUILD_MESSAGES },
-                GuildEvent::MessageDelete { id: message_id, channel_id, guild_id: Some(guild_id) },
-                Reply::Done,
-            ),
+            AfterPersist::MessageDeleted { channel_id, message_id } => {
+                self.nonces.forget(message_id);
+                (
+                    Audience::Channel { channel_id, intent: intents::GUILD_MESSAGES },
+                    GuildEvent::MessageDelete { id: message_id, channel_id, guild_id: Some(guild_id) },
+                    Reply::Done,
+                )
+            }
             AfterPersist::Reaction { added, message, emoji, user_id } => {
                 let (channel_id, message_id) = (message.channel_id, message.id);
                 let event = if added {
@@ -998,12 +1069,14 @@ impl GuildState {
         match verdict {
             ModerationVerdict::Allow => self.persist_message(request, message, is_edit, fx),
             ModerationVerdict::Block(reason) => {
-                fx.push(Effect::Reply { request, result: Err(GuildError::Blocked(reason)) })
+                fx.push(Effect::Reply { request, result: Err(GuildError::Blocked(reason)) });
+                self.finish_unwritten(request, fx);
             }
             ModerationVerdict::Rewrite(content) => {
                 if crate::model::validate_content(&content).is_err() {
                     let reason = "moderation left nothing that can be sent".to_owned();
-                    return fx.push(Effect::Reply { request, result: Err(GuildError::Blocked(reason)) });
+                    fx.push(Effect::Reply { request, result: Err(GuildError::Blocked(reason)) });
+                    return self.finish_unwritten(request, fx);
                 }
                 message.mentions = self.resolve_mentions(&content);
                 message.content = content;
@@ -1026,9 +1099,7 @@ impl GuildState {
         after: AfterPersist,
         fx: &mut Vec<Effect>,
     ) {
-        let free = self.in_flight.insert(object);
-        assert!(free, "one write per object in flight: {object:?}");
-        self.locks.insert(request, object);
+        self.lock(request, object);
         self.persist(request, write, after, fx);
     }
 
@@ -1270,6 +1341,7 @@ mod tests {
                 id: Snowflake(500),
                 content: "hi".into(),
                 nonce: None,
+                enforce_nonce: false,
             },
         ));
         assert_eq!(reply(&fx), &Err(GuildError::NotMember));
@@ -1282,6 +1354,7 @@ mod tests {
                 id: Snowflake(501),
                 content: "hi".into(),
                 nonce: None,
+                enforce_nonce: false,
             },
         ));
         assert_eq!(reply(&fx), &Err(GuildError::UnknownChannel));
@@ -1301,6 +1374,7 @@ mod tests {
                 id: Snowflake(500),
                 content: "hello <@1>".into(),
                 nonce: Some(json!("n1")),
+                enforce_nonce: false,
             },
         ));
         assert_eq!(fx.len(), 1, "only a persist, nothing visible yet");
@@ -1327,6 +1401,7 @@ mod tests {
                 id: Snowflake(500),
                 content: "x".into(),
                 nonce: None,
+                enforce_nonce: false,
             },
         ));
         let fx = g.handle(Input::Persisted { request: 1, result: Err(WriteError::Unavailable("down".into())) });
@@ -1480,6 +1555,71 @@ mod tests {
         assert_eq!(g.channels.len(), 2);
     }
 
+    fn answers(fx: &[Effect]) -> Vec<(RequestId, Result<Reply, GuildError>)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Reply { request, result } => Some((*request, result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn create_with_nonce(id: u64, nonce: &str, enforce_nonce: bool) -> Command {
+        Command::CreateMessage {
+            author: OWNER,
+            channel_id: GENERAL,
+            id: Snowflake(id << 22),
+            content: format!("try at {id}"),
+            nonce: Some(json!(nonce)),
+            enforce_nonce,
+        }
+    }
+
+    #[test]
+    fn a_retry_with_an_enforced_nonce_gets_the_first_message_even_while_it_is_stored() {
+        let mut g = guild();
+        g.handle(cmd(1, create_with_nonce(1_000, "n", true)));
+        // The retry comes while the first is being stored: it waits for it.
+        assert!(g.handle(cmd(2, create_with_nonce(1_100, "n", true))).is_empty());
+        let fx = g.handle(Input::Persisted { request: 1, result: Ok(()) });
+        let first = Snowflake(1_000 << 22);
+        let got = answers(&fx);
+        assert!(matches!(&got[0], (1, Ok(Reply::Message(m))) if m.id == first), "{got:?}");
+        assert_eq!(got[1], (2, Ok(Reply::Existing { channel_id: GENERAL, message_id: first })));
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Persist { .. })), "the retry wrote nothing");
+        // Later still, within the window: the same.
+        let fx = g.handle(cmd(3, create_with_nonce(1_000 + 60_000, "n", true)));
+        assert_eq!(answers(&fx), [(3, Ok(Reply::Existing { channel_id: GENERAL, message_id: first }))]);
+        // Without enforce_nonce, or with another nonce, a new message.
+        for (request, create) in [(4, create_with_nonce(2_000, "n", false)), (5, create_with_nonce(2_100, "m", true))] {
+            let fx = g.handle(cmd(request, create));
+            assert!(fx.iter().any(|e| matches!(e, Effect::Persist { .. })), "request {request}");
+            g.handle(Input::Persisted { request, result: Ok(()) });
+        }
+        // Past the window (of the latest message with "n", request 4's), a new message too.
+        let fx = g.handle(cmd(6, create_with_nonce(2_000 + RecentNonces::WINDOW_MS, "n", true)));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Persist { .. })));
+    }
+
+    #[test]
+    fn a_failed_or_blocked_create_frees_its_nonce_for_the_retry() {
+        let mut g = guild();
+        g.handle(cmd(1, create_with_nonce(1_000, "n", true)));
+        let fx = g.handle(Input::Persisted { request: 1, result: Err(WriteError::Unavailable("down".into())) });
+        assert!(matches!(&answers(&fx)[0], (1, Err(GuildError::Storage(_)))));
+        let fx = g.handle(cmd(2, create_with_nonce(1_100, "n", true)));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Persist { .. })), "stored nothing the first time: a new try");
+        g.handle(Input::Persisted { request: 2, result: Ok(()) });
+
+        g.handle(Input::SetModeration { enabled: true });
+        let fx = g.handle(cmd(3, create_with_nonce(2_000, "blocked", true)));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Moderate { .. })));
+        assert!(g.handle(cmd(4, create_with_nonce(2_100, "blocked", true))).is_empty(), "waits for the verdict");
+        let fx = g.handle(Input::Moderated { request: 3, verdict: ModerationVerdict::Block("no".into()) });
+        assert!(matches!(&answers(&fx)[0], (3, Err(GuildError::Blocked(_)))));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Moderate { request: 4, .. })), "the retry runs: {fx:?}");
+    }
+
     #[test]
     fn invisible_and_presence_updates() {
         let mut g = guild();
@@ -1507,6 +1647,7 @@ mod tests {
             id: Snowflake(500),
             content: content.into(),
             nonce: None,
+            enforce_nonce: false,
         };
         // Off: straight to storage.
         assert!(matches!(&g.handle(cmd(1, create("a")))[0], Effect::Persist { .. }));

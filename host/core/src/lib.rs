@@ -12,6 +12,7 @@ pub mod event;
 pub mod gateway;
 pub mod guild;
 pub mod model;
+pub mod nonces;
 pub mod permissions;
 pub mod ratelimit;
 pub mod session;

@@ -396,6 +396,7 @@ impl BotHost for GuildBotHost {
             id: Snowflake::default(), // taken by the guild actor
             content,
             nonce: None,
+            enforce_nonce: false,
         };
         match self.call(command).await? {
             Reply::Message(m) => Ok(to_bot_message(&m)),

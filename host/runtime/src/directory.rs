@@ -245,7 +245,14 @@ mod tests {
     }
 
     fn post(content: String) -> Command {
-        Command::CreateMessage { author: OWNER, channel_id: GENERAL, id: Snowflake::default(), content, nonce: None }
+        Command::CreateMessage {
+            author: OWNER,
+            channel_id: GENERAL,
+            id: Snowflake::default(),
+            content,
+            nonce: None,
+            enforce_nonce: false,
+        }
     }
 
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
@@ -403,6 +410,7 @@ mod tests {
             id: Snowflake::default(),
             content: "x".into(),
             nonce: None,
+            enforce_nonce: false,
         };
         let refused = remote.call(stranger, Duration::from_secs(5)).await;
         assert!(matches!(refused, Err(CallError::Guild(guildhall_core::guild::GuildError::NotMember))), "{refused:?}");
@@ -440,6 +448,7 @@ mod tests {
             id: Snowflake::default(),
             content: content.into(),
             nonce: None,
+            enforce_nonce: false,
         };
         for round in 0..2 {
             let reply = actor.call(say(OWNER, &format!("hi {round}")), Duration::from_secs(5)).await;

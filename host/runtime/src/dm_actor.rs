@@ -83,7 +83,14 @@ impl DmActor {
             match msg {
                 None => break,
                 Some(GuildMsg::HandOff) => rx.close(),
-                Some(GuildMsg::Command { command, reply_to }) => self.on_command(*command, reply_to).await,
+                Some(GuildMsg::Command { command, reply_to, expires_at_ms }) => {
+                    if crate::guild_actor::expired(expires_at_ms) {
+                        Metrics::inc(&self.metrics.commands_expired);
+                        self.replies.deliver(reply_to, Err(guildhall_core::guild::GuildError::Busy));
+                    } else {
+                        self.on_command(*command, reply_to).await
+                    }
+                }
                 // Sessions, presences, plugins and audit entries belong to guilds.
                 Some(
                     GuildMsg::Connect { .. }

@@ -171,6 +171,12 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
 /// has ended, or on another node once it took the guild over (which can take a few seconds
 /// while ownership passes). Retried until it lands, so that a session never silently stops
 /// hearing from a guild; a session that is gone meanwhile is ignored by the next actor.
+/// Whether a command's caller has stopped waiting (see `GuildMsg::Command`).
+pub(crate) fn expired(expires_at_ms: u64) -> bool {
+    use guildhall_core::clock::{Clock, SystemClock};
+    expires_at_ms != 0 && SystemClock.unix_ms() >= expires_at_ms
+}
+
 fn pass_on(guild: GuildRef, msg: impl Fn() -> GuildMsg + Send + 'static) {
     const ATTEMPTS: u32 = 40;
     tokio::spawn(async move {
@@ -465,7 +471,11 @@ impl GuildActor {
             }
             GuildMsg::Move { from, to, status } => self.move_session(from, to, status),
             GuildMsg::Audit(entry) => self.record_audit(entry),
-            GuildMsg::Command { mut command, reply_to } => {
+            GuildMsg::Command { mut command, reply_to, expires_at_ms } => {
+                if expired(expires_at_ms) {
+                    Metrics::inc(&self.metrics.commands_expired);
+                    return self.replies.deliver(reply_to, Err(guildhall_core::guild::GuildError::Busy));
+                }
                 if let Err(e) = self.ids.stamp(&mut command) {
                     return self.replies.deliver(reply_to, Err(e));
                 }
@@ -704,6 +714,7 @@ mod tests {
             id: Snowflake::default(),
             content,
             nonce: None,
+            enforce_nonce: false,
         }
     }
 
@@ -743,6 +754,32 @@ mod tests {
             queued += 1;
         }
         assert_eq!(queued, 4, "nothing more was offered after the overflow");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A caller that gave up (answered 503) before the actor took its command: the command
+    /// does not happen. Before, it was stored and delivered anyway, so that a client that
+    /// retried after a 503 posted twice.
+    #[tokio::test]
+    async fn a_command_whose_caller_gave_up_does_not_happen() {
+        let (guild, metrics, dir, sessions) = guild_with(&[1]).await;
+        let (listener, mut rx) = session(1, Snowflake(1), 64);
+        connect(&guild, &sessions, listener).await;
+        // No time at all: queued, and given up on before the actor can answer.
+        let gave_up = guild.call(create(1, "too late".into()), Duration::ZERO).await;
+        // (Whichever notices first: the caller's timeout, or the actor dropping it.)
+        assert!(matches!(gave_up, Err(CallError::Busy | CallError::Guild(GuildError::Busy))), "{gave_up:?}");
+        let reply = guild.call(create(1, "in time".into()), Duration::from_secs(5)).await;
+        assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
+        let mut contents = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            let v = event(msg);
+            if v["t"] == "MESSAGE_CREATE" {
+                contents.push(v["d"]["content"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(contents, ["in time"]);
+        assert_eq!(metrics.commands_expired.load(Relaxed), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
+use guildhall_core::clock::{Clock, SystemClock};
 
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
 use guildhall_core::model::{AuditLogEntry, GuildId};
@@ -39,6 +40,10 @@ pub enum GuildMsg {
     Command {
         command: Box<Command>,
         reply_to: ReplyTo,
+        /// Unix ms after which the caller has stopped waiting (answered 503): the actor
+        /// then drops the command untouched, so that a timed-out call did not happen
+        /// unless it had started. 0: no deadline.
+        expires_at_ms: u64,
     },
     Connect {
         session: SessionRef,
@@ -177,7 +182,8 @@ impl GuildRef {
     pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (reply_to, mut waiter) = self.replies.expect();
         let deadline = tokio::time::Instant::now() + timeout;
-        let msg = GuildMsg::Command { command: Box::new(command), reply_to };
+        let expires_at_ms = SystemClock.unix_ms() + timeout.as_millis() as u64;
+        let msg = GuildMsg::Command { command: Box::new(command), reply_to, expires_at_ms };
         match tokio::time::timeout_at(deadline, self.send_or_relocate(msg)).await {
             Err(_) => return Err(CallError::Busy),
             Ok(false) => return Err(CallError::Stopped),

@@ -70,6 +70,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);
     line("http_client_errors_total", "counter", "HTTP 4xx answers.", &m.http_errors_4xx);
     line("http_server_errors_total", "counter", "HTTP 5xx answers.", &m.http_errors_5xx);
+    line(
+        "commands_expired_total",
+        "counter",
+        "Commands dropped: their caller had stopped waiting.",
+        &m.commands_expired,
+    );
     line("http_rate_limited_total", "counter", "HTTP 429 answers (rate limits).", &m.http_rate_limited);
     let refused = &m.connections_refused_per_ip;
     line("connections_refused_per_ip_total", "counter", "Connections refused: the address held its cap.", refused);

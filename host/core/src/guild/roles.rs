@@ -469,7 +469,10 @@ mod tests {
 
     fn say(g: &mut GuildState, request: u64, author: UserId, channel_id: ChannelId) -> Vec<Effect> {
         let id = Snowflake(1000 + request);
-        g.handle(cmd(request, Command::CreateMessage { author, channel_id, id, content: "hi".into(), nonce: None }))
+        g.handle(cmd(
+            request,
+            Command::CreateMessage { author, channel_id, id, content: "hi".into(), nonce: None, enforce_nonce: false },
+        ))
     }
 
     fn viewers(g: &GuildState, channel_id: ChannelId) -> Vec<SessionId> {

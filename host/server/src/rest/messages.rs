@@ -89,6 +89,9 @@ struct CreateMessage {
     content: Option<String>,
     #[serde(default)]
     nonce: Option<Value>,
+    /// Discord's: with a nonce, a retry gets the message the first try made.
+    #[serde(default)]
+    enforce_nonce: Option<bool>,
 }
 
 fn check_content(content: Option<&str>) -> Result<String, ApiError> {
@@ -114,11 +117,25 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             return Err(ApiError::invalid_form("nonce: must be a string of at most 25 characters or an integer"))
         }
     };
-    let Access { actor, .. } = access(ctx, &user, channel_id).await?;
+    let Access { actor, channel } = access(ctx, &user, channel_id).await?;
     // The id is taken by the actor when it decides (id order = fan-out order).
-    let command = Command::CreateMessage { author: user.id, channel_id, id: Snowflake::default(), content, nonce };
+    let enforce_nonce = body.enforce_nonce.unwrap_or(false);
+    let command = Command::CreateMessage {
+        author: user.id,
+        channel_id,
+        id: Snowflake::default(),
+        content,
+        nonce: nonce.clone(),
+        enforce_nonce,
+    };
     match actor.call(command, actor_timeout(ctx)).await? {
         Reply::Message(m) => ok(&m),
+        // A retry: the message the first try made, as its create answered it.
+        Reply::Existing { message_id, .. } => {
+            let mut message = load_message(ctx, &channel, message_id).await?;
+            message.nonce = nonce;
+            ok(&message)
+        }
         other => Err(unexpected(other)),
     }
 }
