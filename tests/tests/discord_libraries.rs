@@ -310,6 +310,9 @@ async fn responses_have_the_shapes_of_discords_openapi_description() {
             Some(json!({ "content": "x" })),
         ),
         (M::GET, format!("/channels/{}/messages", env("SECRET_ID")), "/channels/{channel_id}/messages", &bot, None),
+        // Last (the scenario's invite is used above): revoked, then unknown.
+        (M::DELETE, format!("/invites/{}", env("INVITE_CODE")), "/invites/{code}", &owner, None),
+        (M::GET, format!("/invites/{}", env("INVITE_CODE")), "/invites/{code}", &joiner, None),
     ];
     for (method, path, template, token, body) in steps.drain(..) {
         let (m, t, a) = call(method, path, template, token, body).await;

@@ -601,6 +601,29 @@ pub struct Invite {
     pub channel_id: ChannelId,
     pub inviter_id: UserId,
     pub created_at: String,
+    /// Seconds it lasts from its creation; 0: for ever (Discord's `max_age`).
+    #[serde(default)]
+    pub max_age: u32,
+    /// Joins it allows; 0: any number (Discord's `max_uses`).
+    #[serde(default)]
+    pub max_uses: u32,
+    #[serde(default)]
+    pub uses: u32,
+    /// When it stops working, unix ms; 0: never (from `max_age`).
+    #[serde(default)]
+    pub expires_unix_ms: u64,
+}
+
+impl Invite {
+    /// Discord's longest `max_age` (7 days) and most `max_uses`.
+    pub const MAX_AGE_SECONDS: u32 = 604_800;
+    pub const MAX_USES: u32 = 100;
+
+    /// Whether it can still be looked up and used at `now_unix_ms`: not expired, uses left.
+    pub fn usable(&self, now_unix_ms: u64) -> bool {
+        (self.expires_unix_ms == 0 || now_unix_ms < self.expires_unix_ms)
+            && (self.max_uses == 0 || self.uses < self.max_uses)
+    }
 }
 
 pub const MESSAGE_DEFAULT: u8 = 0;

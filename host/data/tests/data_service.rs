@@ -122,6 +122,12 @@ impl Storage for Instrumented {
     async fn invite(&self, c: &str) -> Result<Option<Invite>> {
         self.inner.invite(c).await
     }
+    async fn use_invite(&self, c: &str, now: u64) -> Result<Option<Invite>> {
+        self.inner.use_invite(c, now).await
+    }
+    async fn delete_invite(&self, c: &str) -> Result<Option<Invite>> {
+        self.inner.delete_invite(c).await
+    }
     async fn get_or_create_dm(&self, a: User, b: User, id: ChannelId) -> Result<Channel> {
         self.inner.get_or_create_dm(a, b, id).await
     }

@@ -78,6 +78,8 @@ struct Statements {
     user_guilds: PreparedStatement,
     insert_invite: PreparedStatement,
     invite: PreparedStatement,
+    use_invite: PreparedStatement,
+    delete_invite: PreparedStatement,
     claim_dm_pair: PreparedStatement,
     insert_user_dm: PreparedStatement,
     user_dms: PreparedStatement,
@@ -161,15 +163,24 @@ impl ScyllaStore {
         Ok(rows.into_iter().map(|(v,)| v).collect())
     }
 
+    /// The `body` column of the first row, as stored.
+    async fn raw_body(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Option<String>> {
+        let result = self.exec(st, values).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        Ok(rows.maybe_first_row::<(String,)>().map_err(unavailable)?.map(|(body,)| body))
+    }
+
     async fn one_body<T: DeserializeOwned>(
         &self,
         st: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> Result<Option<T>> {
-        let result = self.exec(st, values).await?;
-        let rows = result.into_rows_result().map_err(unavailable)?;
-        match rows.maybe_first_row::<(String,)>().map_err(unavailable)? {
-            Some((body,)) => Ok(Some(decode(&body)?)),
+        match self.raw_body(st, values).await? {
+            Some(body) => Ok(Some(decode(&body)?)),
             None => Ok(None),
         }
     }
@@ -356,6 +367,10 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         // A lightweight transaction: a colliding code never replaces another invite.
         insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?) IF NOT EXISTS".into()).await?,
         invite: prepare("SELECT body FROM {ks}.invites WHERE code = ?".into()).await?,
+        // Every write to invites is a lightweight transaction (never mixed with plain ones
+        // on a row): a use is compare-and-set on the whole record.
+        use_invite: prepare("UPDATE {ks}.invites SET body = ? WHERE code = ? IF body = ?".into()).await?,
+        delete_invite: prepare("DELETE FROM {ks}.invites WHERE code = ? IF EXISTS".into()).await?,
         claim_dm_pair: prepare("INSERT INTO {ks}.dm_pairs (low, high, channel_id) VALUES (?, ?, ?) IF NOT EXISTS".into()).await?,
         insert_user_dm: prepare("INSERT INTO {ks}.dms_by_user (user_id, channel_id) VALUES (?, ?)".into()).await?,
         user_dms: prepare("SELECT channel_id FROM {ks}.dms_by_user WHERE user_id = ?".into()).await?,
@@ -573,6 +588,32 @@ impl Storage for ScyllaStore {
             return Err(StoreError::Conflict("an invite has this code".into()));
         }
         Ok(())
+    }
+
+    async fn use_invite(&self, code: &str, now_unix_ms: u64) -> Result<Option<Invite>> {
+        /// Compare-and-set rounds lost to other joins before giving up (503).
+        const MAX_ROUNDS: usize = 16;
+        for _ in 0..MAX_ROUNDS {
+            // The stored text exactly, for the comparison (re-encoding may differ).
+            let Some(stored) = self.raw_body(&self.st.invite, (code,)).await? else { return Ok(None) };
+            let seen: Invite = decode(&stored)?;
+            if !seen.usable(now_unix_ms) {
+                return Ok(None);
+            }
+            let used = Invite { uses: seen.uses + 1, ..seen };
+            if self.lwt(&self.st.use_invite, (encode(&used), code, stored)).await?.is_none() {
+                return Ok(Some(used));
+            }
+        }
+        Err(StoreError::Unavailable(format!("invite {code}: too many joins at once, try again")))
+    }
+
+    async fn delete_invite(&self, code: &str) -> Result<Option<Invite>> {
+        let Some(seen) = self.one_body::<Invite>(&self.st.invite, (code,)).await? else { return Ok(None) };
+        match self.lwt(&self.st.delete_invite, (code,)).await? {
+            None => Ok(Some(seen)),
+            Some(_) => Ok(None), // gone meanwhile
+        }
     }
 
     async fn invite(&self, code: &str) -> Result<Option<Invite>> {

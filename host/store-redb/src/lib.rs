@@ -65,6 +65,8 @@ enum Write {
     Apply(GuildWrite),
     ApplyBatch(Vec<GuildWrite>),
     CreateInvite(Invite),
+    UseInvite(String, u64),
+    DeleteInvite(String),
     GetOrCreateDm(User, User, ChannelId),
     PutPlugin(PluginRecord),
     DeletePlugin(GuildId, Snowflake),
@@ -80,6 +82,7 @@ enum Write {
 
 enum Written {
     Done,
+    Invite(Option<Invite>),
     Channel(Channel),
     Batch(Vec<Result<()>>),
 }
@@ -263,6 +266,27 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 return Err(StoreError::Conflict("an invite has this code".into()));
             }
             invites.insert(invite.code.as_str(), encode(invite).as_slice()).map_err(unavailable)?;
+        }
+        Write::UseInvite(code, now_unix_ms) => {
+            let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
+            let found: Option<Invite> = match invites.get(code.as_str()).map_err(unavailable)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            let Some(mut invite) = found.filter(|i| i.usable(*now_unix_ms)) else {
+                return Ok(Written::Invite(None));
+            };
+            invite.uses += 1;
+            invites.insert(code.as_str(), encode(&invite).as_slice()).map_err(unavailable)?;
+            return Ok(Written::Invite(Some(invite)));
+        }
+        Write::DeleteInvite(code) => {
+            let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
+            let removed = match invites.remove(code.as_str()).map_err(unavailable)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            return Ok(Written::Invite(removed));
         }
         Write::GetOrCreateDm(a, b, new_id) => {
             let pair = (a.id.0.min(b.id.0), a.id.0.max(b.id.0));
@@ -552,6 +576,20 @@ impl Storage for EmbeddedStore {
 
     async fn create_invite(&self, invite: Invite) -> Result<()> {
         self.write(Write::CreateInvite(invite)).await.map(|_| ())
+    }
+
+    async fn use_invite(&self, code: &str, now_unix_ms: u64) -> Result<Option<Invite>> {
+        match self.write(Write::UseInvite(code.to_owned(), now_unix_ms)).await? {
+            Written::Invite(invite) => Ok(invite),
+            _ => Err(StoreError::Corrupt("an invite write returned no invite".into())),
+        }
+    }
+
+    async fn delete_invite(&self, code: &str) -> Result<Option<Invite>> {
+        match self.write(Write::DeleteInvite(code.to_owned())).await? {
+            Written::Invite(invite) => Ok(invite),
+            _ => Err(StoreError::Corrupt("an invite write returned no invite".into())),
+        }
     }
 
     async fn invite(&self, code: &str) -> Result<Option<Invite>> {

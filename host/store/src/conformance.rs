@@ -153,6 +153,10 @@ pub async fn invites(store: &dyn Storage) {
         channel_id: fresh_id(),
         inviter_id: fresh_id(),
         created_at: "2026-01-01T00:00:00.000000+00:00".into(),
+        max_age: 0,
+        max_uses: 0,
+        uses: 0,
+        expires_unix_ms: 0,
     };
     assert!(store.invite(&code).await.unwrap().is_none());
     store.create_invite(invite.clone()).await.unwrap();
@@ -160,7 +164,40 @@ pub async fn invites(store: &dyn Storage) {
     // The same code for another guild: refused, and the first invite stays.
     let clash = Invite { guild_id: fresh_id(), channel_id: fresh_id(), ..invite.clone() };
     assert!(matches!(store.create_invite(clash).await, Err(StoreError::Conflict(_))));
-    assert_eq!(store.invite(&code).await.unwrap(), Some(invite));
+    assert_eq!(store.invite(&code).await.unwrap(), Some(invite.clone()));
+
+    // Uses are counted up to max_uses, one at a time, even when joins come at once.
+    let limited = Invite { code: format!("u{}", fresh_id()), max_uses: 3, ..invite.clone() };
+    store.create_invite(limited.clone()).await.unwrap();
+    let now = 1_000;
+    let first = store.use_invite(&limited.code, now).await.unwrap().expect("usable");
+    assert_eq!(first.uses, 1);
+    let code = limited.code.as_str();
+    let racing = tokio::join!(
+        store.use_invite(code, now),
+        store.use_invite(code, now),
+        store.use_invite(code, now),
+        store.use_invite(code, now),
+    );
+    let mut won: Vec<u32> = [racing.0, racing.1, racing.2, racing.3]
+        .into_iter()
+        .filter_map(|attempt| attempt.unwrap().map(|used| used.uses))
+        .collect();
+    won.sort();
+    assert_eq!(won, [2, 3], "exactly the two uses left were taken");
+    assert_eq!(store.invite(code).await.unwrap().unwrap().uses, 3);
+    assert!(store.use_invite(code, now).await.unwrap().is_none(), "used up");
+    // Expiry: usable before, not at or after.
+    let expiring = Invite { code: format!("e{}", fresh_id()), expires_unix_ms: 5_000, ..invite.clone() };
+    store.create_invite(expiring.clone()).await.unwrap();
+    assert!(store.use_invite(&expiring.code, 4_999).await.unwrap().is_some());
+    assert!(store.use_invite(&expiring.code, 5_000).await.unwrap().is_none());
+    assert!(store.use_invite("never-made", now).await.unwrap().is_none());
+    // Revocation.
+    assert_eq!(store.delete_invite(&invite.code).await.unwrap(), Some(invite.clone()));
+    assert!(store.invite(&invite.code).await.unwrap().is_none());
+    assert!(store.delete_invite(&invite.code).await.unwrap().is_none());
+    assert!(store.use_invite(&invite.code, now).await.unwrap().is_none());
 }
 
 pub async fn dm_channels(store: &dyn Storage) {

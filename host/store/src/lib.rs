@@ -126,6 +126,12 @@ pub trait Storage: Send + Sync + 'static {
     /// invite has it, so a colliding code never replaces another guild's invite.
     async fn create_invite(&self, invite: Invite) -> Result<()>;
     async fn invite(&self, code: &str) -> Result<Option<Invite>>;
+    /// Counts one use of the invite if it is usable at `now_unix_ms` (not expired, uses
+    /// left), atomically: two joins never both take its last use. The invite as used, or
+    /// `None` if it is unknown, expired or used up.
+    async fn use_invite(&self, code: &str, now_unix_ms: u64) -> Result<Option<Invite>>;
+    /// Revokes the invite: the one removed, if there was one.
+    async fn delete_invite(&self, code: &str) -> Result<Option<Invite>>;
 
     /// The DM channel between two users, created with `new_id` if there is none yet.
     /// Concurrent calls for the same pair return the same channel.

@@ -1,5 +1,6 @@
 //! Guilds, their channels and members, and invites.
 
+use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{
     audit_action, validate_name, Channel, Guild, GuildId, Invite, Member, User, CHANNEL_GUILD_TEXT,
@@ -9,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, created, guild_handle, load_channel, no_content, now_iso, ok, record_audit, require_in_channel,
-    unexpected, ApiResult, Ctx,
+    actor_timeout, created, guild_handle, guild_permissions, load_channel, no_content, now_iso, ok, record_audit,
+    require_in_channel, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_core::permissions::Permissions;
@@ -198,20 +199,32 @@ async fn invite_json(ctx: &Ctx, invite: &Invite) -> Result<Value, ApiError> {
         "code": invite.code,
         "guild_id": invite.guild_id,
         "guild": guild,
-        "expires_at": null,
+        "expires_at": (invite.expires_unix_ms != 0)
+            .then(|| guildhall_core::snowflake::iso8601_from_unix_ms(invite.expires_unix_ms)),
         "channel": channel.map(|c| json!({ "id": c.id, "name": c.name, "type": c.kind })),
         "inviter": inviter,
         "created_at": invite.created_at,
-        "max_age": 0,
-        "max_uses": 0,
+        "max_age": invite.max_age,
+        "max_uses": invite.max_uses,
+        "uses": invite.uses,
         "temporary": false,
     }))
 }
 
 pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
     let user = ctx.user().await?;
-    // Discord accepts options here (max_age, ...); invites do not expire yet, so none apply.
-    let _ = ctx.body_bytes().await?;
+    let options: InviteOptions = ctx.json_or_default().await?;
+    let max_age = options.max_age.unwrap_or(DEFAULT_INVITE_MAX_AGE);
+    if max_age > Invite::MAX_AGE_SECONDS {
+        return Err(ApiError::invalid_form(format!("max_age: must be 0 to {}", Invite::MAX_AGE_SECONDS)));
+    }
+    let max_uses = options.max_uses.unwrap_or(0);
+    if max_uses > Invite::MAX_USES {
+        return Err(ApiError::invalid_form(format!("max_uses: must be 0 to {}", Invite::MAX_USES)));
+    }
+    if options.temporary {
+        return Err(ApiError::invalid_form("temporary: temporary membership is not supported"));
+    }
     let channel = load_channel(ctx, channel_id).await?;
     let Some(guild_id) = channel.guild_id else {
         return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
@@ -221,7 +234,18 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
     // the store, draws again.
     for _ in 0..3 {
         let code = crate::auth::random_code(INVITE_CODE_CHARS);
-        let invite = Invite { code, guild_id, channel_id, inviter_id: user.id, created_at: now_iso() };
+        let now = SystemClock.unix_ms();
+        let invite = Invite {
+            code,
+            guild_id,
+            channel_id,
+            inviter_id: user.id,
+            created_at: guildhall_core::snowflake::iso8601_from_unix_ms(now),
+            max_age,
+            max_uses,
+            uses: 0,
+            expires_unix_ms: if max_age == 0 { 0 } else { now + u64::from(max_age) * 1000 },
+        };
         match ctx.app.store.create_invite(invite.clone()).await {
             Ok(()) => return ok(&invite_json(ctx, &invite).await?),
             Err(guildhall_store::StoreError::Conflict(_)) => continue,
@@ -233,12 +257,41 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
 
 /// Characters of an invite code.
 const INVITE_CODE_CHARS: usize = 10;
+/// Discord's default: an invite lasts a day.
+const DEFAULT_INVITE_MAX_AGE: u32 = 86_400;
+
+/// `POST /channels/{id}/invites` options (Discord's; `unique` is always so here: every
+/// invite gets a new code).
+#[derive(Deserialize, Default)]
+struct InviteOptions {
+    max_age: Option<u32>,
+    max_uses: Option<u32>,
+    #[serde(default)]
+    temporary: bool,
+    #[serde(default, rename = "unique")]
+    _unique: bool,
+}
 
 async fn load_invite(ctx: &Ctx, code_: &str) -> Result<Invite, ApiError> {
     if code_.is_empty() || code_.len() > 64 {
         return Err(ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"));
     }
-    ctx.app.store.invite(code_).await?.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))
+    // An expired or used-up invite is as unknown as one never made, as on Discord.
+    let found = ctx.app.store.invite(code_).await?.filter(|i| i.usable(SystemClock.unix_ms()));
+    found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))
+}
+
+/// DELETE /invites/{code}: revokes it (MANAGE_CHANNELS in its channel, or MANAGE_GUILD);
+/// answers with the invite, as Discord.
+pub async fn delete_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
+    let user = ctx.user().await?;
+    let unknown = || ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite");
+    let invite = ctx.app.store.invite(code_).await?.ok_or_else(unknown)?;
+    if !guild_permissions(ctx, user.id, invite.guild_id).await?.contains(Permissions::MANAGE_GUILD) {
+        require_in_channel(ctx, user.id, invite.guild_id, invite.channel_id, Permissions::MANAGE_CHANNELS).await?;
+    }
+    let removed = ctx.app.store.delete_invite(code_).await?.ok_or_else(unknown)?;
+    ok(&invite_json(ctx, &removed).await?)
 }
 
 pub async fn get_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
@@ -250,9 +303,12 @@ pub async fn get_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
 /// guild one is already in is not an error; it changes nothing.
 pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let user = ctx.user().await?;
-    let invite = load_invite(ctx, code_).await?;
+    let mut invite = load_invite(ctx, code_).await?;
     if !ctx.app.store.user_guilds(user.id).await?.contains(&invite.guild_id) {
         check_guild_quota(ctx, &user).await?;
+        // A join takes one use (atomically: two joins never both take the last one).
+        let used = ctx.app.store.use_invite(code_, SystemClock.unix_ms()).await?;
+        invite = used.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))?;
     }
     let handle = guild_handle(ctx, invite.guild_id).await?;
     let member = Member::new(user.clone(), now_iso());

@@ -188,6 +188,7 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::POST, ["channels", channel, "invites"]) => guilds::create_invite(ctx, snowflake(channel)?).await,
         (&M::GET, ["invites", code]) => guilds::get_invite(ctx, code).await,
         (&M::POST, ["invites", code]) => guilds::accept_invite(ctx, code).await,
+        (&M::DELETE, ["invites", code]) => guilds::delete_invite(ctx, code).await,
         (&M::GET, ["channels", channel, "messages"]) => messages::list(ctx, snowflake(channel)?).await,
         (&M::POST, ["channels", channel, "messages"]) => messages::create(ctx, snowflake(channel)?).await,
         (&M::GET, ["channels", channel, "messages", message]) => {
