@@ -711,3 +711,36 @@ async fn plugins_publish_and_subscribe_within_their_guild_only() {
     http.post(&in_a, &w.bob, json!({ "content": "probe publish news.* x" })).await;
     contents_until(&mut w.bob_gw, "publish: invalid").await;
 }
+
+/// A guild that fills the host's plugin instance pool cannot get another guild's plugins
+/// disabled: a call that finds no free instance is backpressure (the message goes on, as
+/// if that moderator allowed it), never a fault of the plugin that could not run. Before,
+/// it counted as one, and three messages disabled the other guild's moderator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_is_not_another_guilds_fault() {
+    let server = Server::start(&[("GUILDHALL_PLUGINS__POOL_INSTANCES", "2")]).await;
+    let http = server.http();
+    let (hog, _) = http.register("hog").await;
+    let hog_guild = http.post("/guilds", &hog, json!({ "name": "hog" })).await.body["id"].as_str().unwrap().to_owned();
+    let hog_channel =
+        http.get(&format!("/guilds/{hog_guild}/channels"), &hog).await.body[0]["id"].as_str().unwrap().to_owned();
+    let (carol, _) = http.register("carol").await;
+    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
+    let channel =
+        http.get(&format!("/guilds/{other}/channels"), &carol).await.body[0]["id"].as_str().unwrap().to_owned();
+    for name in ["one", "two"] {
+        assert_eq!(upload(&http, &hog_guild, &hog, name, component("automod")).await.0, StatusCode::CREATED);
+    }
+    assert_eq!(upload(&http, &other, &carol, "mine", component("automod")).await.0, StatusCode::CREATED);
+    // The hog's two moderators take both instances (kept while in use).
+    let said = http.post(&format!("/channels/{hog_channel}/messages"), &hog, json!({ "content": "hello" })).await;
+    assert_eq!(said.status, StatusCode::OK, "{}", said.body);
+    for n in 0..5 {
+        let a =
+            http.post(&format!("/channels/{channel}/messages"), &carol, json!({ "content": format!("hi {n}") })).await;
+        assert_eq!(a.status, StatusCode::OK, "message {n}: {}", a.body);
+    }
+    let plugins = http.get(&format!("/guilds/{other}/plugins"), &carol).await;
+    assert_eq!(plugins.body[0]["enabled"], true, "carol's moderator was disabled: {}", plugins.body);
+    assert!(server.metric("guildhall_plugin_pool_full_total").await >= 3, "the pool was full for carol's moderator");
+}

@@ -207,6 +207,12 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
                 tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, %reason, "bot refused its configuration");
                 return;
             }
+            if let PluginError::Capacity(reason) = &e {
+                // Not a fault either: the host's instance pool is full (perhaps through
+                // another guild); this event is missed, the next tries again.
+                tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, %reason, "no plugin instance free: event missed");
+                continue;
+            }
             tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, error = %e, "bot fault");
             instance = None;
             if faults.record(Instant::now()) {

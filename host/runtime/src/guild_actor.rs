@@ -392,6 +392,7 @@ impl GuildActor {
             for notice in judgement.disabled {
                 self.audit_plugin_disabled(notice);
             }
+            self.metrics.plugin_pool_full.fetch_add(judgement.pool_full as u64, Relaxed);
             for note in judgement.notes {
                 let (guild_id, author) = (self.state.guild().id, candidate.author.id);
                 if let Some(mut entry) = self.audit.entry(guild_id, None, Some(author), note.action_type) {

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub http_errors_5xx: AtomicU64,
     /// 429 answers: REST rate limits and refused gateway connects.
     pub http_rate_limited: AtomicU64,
+    /// Plugin calls skipped because the instance pool was full (not counted as faults).
+    pub plugin_pool_full: AtomicU64,
     /// Guild and DM commands dropped untouched: their caller had stopped waiting.
     pub commands_expired: AtomicU64,
     /// Connections refused because their address held `rate_limits.connections_per_ip`.

@@ -51,6 +51,9 @@ pub struct Judgement {
     /// Moderators switched off while reaching it.
     pub disabled: Vec<Disabled>,
     pub notes: Vec<ModerationNote>,
+    /// Moderators that could not run: the host's instance pool was full. Not their fault
+    /// (another guild may have filled it): backpressure, never counted against them.
+    pub pool_full: usize,
 }
 
 pub struct Moderation {
@@ -144,6 +147,15 @@ impl Moderation {
                     out.notes.push(note(&self.slots[i], audit_action::AUTO_MODERATION_BLOCK_MESSAGE, &reason));
                     out.verdict = ModerationVerdict::Block(reason);
                     return out;
+                }
+                Err(guildhall_plugins::PluginError::Capacity(reason)) => {
+                    let plugin = &self.slots[i].record.name;
+                    tracing::warn!(guild = %self.guild_id, %plugin, %reason, "no plugin instance free: moderator skipped");
+                    out.pool_full += 1;
+                    if fail_closed {
+                        out.verdict = unavailable();
+                        return out;
+                    }
                 }
                 Err(e) => {
                     let slot = &mut self.slots[i];

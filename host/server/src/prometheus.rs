@@ -70,6 +70,8 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("http_requests_total", "counter", "HTTP requests served.", &m.http_requests);
     line("http_client_errors_total", "counter", "HTTP 4xx answers.", &m.http_errors_4xx);
     line("http_server_errors_total", "counter", "HTTP 5xx answers.", &m.http_errors_5xx);
+    let pool_full = &m.plugin_pool_full;
+    line("plugin_pool_full_total", "counter", "Plugin calls skipped: the instance pool was full.", pool_full);
     line(
         "commands_expired_total",
         "counter",
