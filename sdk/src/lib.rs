@@ -113,7 +113,8 @@ pub mod bot {
         messages::send(channel_id, content)
     }
 
-    /// Edits one of the bot's own messages.
+    /// Edits one of the bot's own messages. Sends, edits, deletes and reactions count
+    /// together against the bot's writes per minute (30).
     pub fn edit(channel_id: u64, message_id: u64, content: &str) -> Result<Message, HostError> {
         messages::edit(channel_id, message_id, content)
     }
@@ -129,7 +130,7 @@ pub mod bot {
     }
 
     /// Reacts to a message with a Unicode emoji (e.g. "👍"), as the bot user. Reactions
-    /// count against the bot's messages per minute.
+    /// count against the bot's writes per minute.
     pub fn react(channel_id: u64, message_id: u64, emoji: &str) -> Result<(), HostError> {
         messages::react(channel_id, message_id, emoji)
     }

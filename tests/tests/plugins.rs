@@ -525,7 +525,7 @@ async fn bot_timers_survive_a_reload_and_a_restart() {
 }
 
 /// A bot sees and touches only its own guild, can edit and delete only its own messages,
-/// reads recent messages through the host, and cannot send more than 30 messages a minute.
+/// reads recent messages through the host, and cannot make more than 30 writes a minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_stays_within_its_guild_and_its_limits() {
     let mut w = world().await;
@@ -570,9 +570,11 @@ async fn a_bot_stays_within_its_guild_and_its_limits() {
     assert_eq!(deleted["d"]["id"], draft["d"]["id"]);
     assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"], "cycle: ok ok ok");
 
-    // 30 messages a minute: the flood stops there. Sent so far: 9 replies and the draft
-    // (the refused send to another guild took nothing from the budget).
-    let sent_so_far = 10;
+    // 30 writes a minute: the flood stops there. Counted so far: 9 replies; the edit and
+    // the delete of bob's message (refused by the guild, counted as Discord counts refused
+    // requests); the draft, its edit and its delete. Calls the host refused before they
+    // reached the guild (another guild's channel) took nothing.
+    let sent_so_far = 14;
     http.post(&messages, &w.bob, json!({ "content": "probe flood 100" })).await;
     for i in 1..=(30 - sent_so_far) {
         assert_eq!(next_from(&mut w.bob_gw, &bot_id).await["d"]["content"], format!("flood {i}"));
@@ -580,6 +582,31 @@ async fn a_bot_stays_within_its_guild_and_its_limits() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let latest = http.get(&format!("{messages}?limit=5"), &w.alice).await.body;
     assert_eq!(latest[0]["content"], format!("flood {}", 30 - sent_so_far), "nothing after the limit: {latest}");
+}
+
+/// Edits are writes like sends: a bot editing its own message in a loop stops at the same
+/// 30 a minute. (Before, edits were free: one that edited its message on every update it
+/// heard made 28,459 stored writes in about 11 s, without end.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_editing_in_a_loop_is_held_to_its_writes_per_minute() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let (status, bot) = upload(&http, &w.guild, &w.alice, "probe", component("probe_bot")).await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
+    let bot_id = bot["id"].as_str().unwrap().to_owned();
+    http.post(&messages, &w.bob, json!({ "content": "probe edits 500" })).await;
+    let draft = next_from(&mut w.bob_gw, &bot_id).await;
+    assert_eq!(draft["d"]["content"], "edit 0");
+    // The send and 29 edits: the budget's 30. Then nothing more, ever (within the minute).
+    let mut last = String::new();
+    for _ in 0..29 {
+        last = w.bob_gw.dispatch("MESSAGE_UPDATE").await["d"]["content"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(last, "edit 29");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = http.get(&format!("{messages}/{}", draft["d"]["id"].as_str().unwrap()), &w.alice).await;
+    assert_eq!(stored.body["content"], "edit 29", "no edit past the limit: {}", stored.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,7 +59,7 @@ pub struct ClusterBench {
     /// The nodes' `data.linger_ms` (0 to see the coalescing of reads in flight alone).
     #[arg(long, default_value_t = 50)]
     pub linger_ms: u64,
-    /// `!ping`s per bot in that stage (a bot sends at most 30 messages a minute).
+    /// `!ping`s per bot in that stage (a bot makes at most 30 writes a minute).
     #[arg(long, default_value_t = 25)]
     pub pings: usize,
 }
@@ -422,7 +422,7 @@ async fn bots(b: &ClusterBench, nodes: &[Node], token: &str) -> Result<Value, St
         return Err("40 guilds gave no bot of one kind".into());
     }
     let mut ws = open_session(nodes[0].addr, token).await?;
-    let pings = b.pings.min(28); // 30 messages a minute per bot, the warm-up one included
+    let pings = b.pings.min(28); // 30 writes a minute per bot, the warm-up one included
     let (idle0, _) = nats_in(&b.nats_monitor).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_per_sec = (nats_in(&b.nats_monitor).await?.0 - idle0) as f64;
