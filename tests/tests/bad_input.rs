@@ -241,3 +241,25 @@ async fn a_connection_that_never_identifies_is_closed_with_4003() {
     assert!(waited < std::time::Duration::from_secs(4), "at the deadline: {waited:?}");
     server.wait_for_metric("guildhall_connections", 0).await; // the slot is free again
 }
+
+/// A request body that trickles (or never comes) cannot hold its connection: past
+/// `rest.body_timeout_ms` the answer is 408 with Discord's error body, and the connection
+/// ends. Before, nothing bounded the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[("GUILDHALL_REST__BODY_TIMEOUT_MS", "500")]).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = "POST /api/v10/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server answered and closed within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""message":"the request body did not arrive in time""#), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400), "{:?}", started.elapsed());
+}

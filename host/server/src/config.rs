@@ -118,6 +118,9 @@ pub struct RestConfig {
     pub max_body_bytes: usize,
     /// How long a request waits for a guild actor before answering 503.
     pub actor_timeout_ms: u64,
+    /// How long a request body may take to arrive, whole; past it 408 (a slow body would
+    /// otherwise hold its connection for as long as the client likes).
+    pub body_timeout_ms: u64,
     /// Argon2 password hashes (register, login) running at once; 0 means one per core.
     pub password_hashes_running: usize,
     /// Password hashes waiting for a turn; beyond, 503 at once.
@@ -269,6 +272,7 @@ impl Default for RestConfig {
         RestConfig {
             max_body_bytes: 64 * 1024,
             actor_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
             password_hashes_running: 0,
             password_hashes_waiting: 64,
         }

@@ -95,7 +95,15 @@ impl Ctx {
             return Err(too_large());
         }
         let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
-        match Limited::new(body, limit).collect().await {
+        let timeout = Duration::from_millis(self.app.config.rest.body_timeout_ms);
+        let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::GENERAL,
+                "the request body did not arrive in time",
+            ));
+        };
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
             Err(e) => Err(ApiError::bad_request(code::GENERAL, format!("could not read body: {e}"))),
