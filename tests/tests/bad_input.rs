@@ -263,3 +263,23 @@ async fn a_slow_request_body_gets_408() {
     assert!(text.contains(r#""message":"the request body did not arrive in time""#), "{text}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(400), "{:?}", started.elapsed());
 }
+
+/// A stranger's request for a guild is refused from storage: it never starts the guild's
+/// actor (which loads every member). Before, `GET /guilds/{id}` started it for anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_request_does_not_start_a_guild() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (eve, _) = http.register("eve").await;
+    let gid = http.post("/guilds", &alice, json!({ "name": "private" })).await.body["id"].as_str().unwrap().to_owned();
+    for path in [format!("/guilds/{gid}"), format!("/guilds/{gid}/channels"), format!("/guilds/{gid}/roles")] {
+        let a = http.get(&path, &eve).await;
+        assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{path}: {}", a.body);
+    }
+    assert_eq!(server.metric("guildhall_guilds").await, 0, "no guild actor started for eve");
+    let unknown = http.get("/guilds/1234567890123", &eve).await;
+    assert_eq!((unknown.status, &unknown.body["code"]), (StatusCode::NOT_FOUND, &json!(10004)));
+    assert_eq!(http.get(&format!("/guilds/{gid}"), &alice).await.status, StatusCode::OK);
+    assert_eq!(server.metric("guildhall_guilds").await, 1, "the member's request starts it");
+}

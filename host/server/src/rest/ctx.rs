@@ -168,8 +168,22 @@ pub async fn load_channel(ctx: &Ctx, channel_id: ChannelId) -> Result<Channel, A
     channel.ok_or_else(|| ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"))
 }
 
+/// 403 Missing Access unless `user` is a member (404 Unknown Guild if there is none), from
+/// storage: a stranger's request never starts (loads the whole member list of) a guild's
+/// actor.
+pub async fn require_member(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<(), ApiError> {
+    if ctx.app.store.member(guild_id, user).await?.is_some() {
+        return Ok(());
+    }
+    match ctx.app.store.guild(guild_id).await? {
+        Some(_) => Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access")),
+        None => Err(ApiError::not_found(code::UNKNOWN_GUILD, "Unknown Guild")),
+    }
+}
+
 /// What `user` may do in the guild (403 Missing Access if not a member).
 pub async fn guild_permissions(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<Permissions, ApiError> {
+    require_member(ctx, user, guild_id).await?;
     let handle = guild_handle(ctx, guild_id).await?;
     match handle.call(Command::Permissions { user, channel_id: None }, actor_timeout(ctx)).await? {
         Reply::Permissions(p) => Ok(p),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::ctx::{
     actor_timeout, created, guild_handle, guild_permissions, load_channel, no_content, now_iso, ok, record_audit,
-    require_in_channel, unexpected, ApiResult, Ctx,
+    require_in_channel, require_member, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_core::permissions::Permissions;
@@ -61,6 +61,7 @@ pub(super) fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
 }
 
 async fn snapshot(ctx: &Ctx, user: &User, id: GuildId) -> Result<(Guild, Vec<Channel>, usize), ApiError> {
+    require_member(ctx, user.id, id).await?;
     let handle = guild_handle(ctx, id).await?;
     match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
         Reply::Snapshot { guild, channels, member_count } => Ok((guild, channels, member_count)),

@@ -9,8 +9,8 @@ use guildhall_core::Snowflake;
 use serde::Deserialize;
 
 use super::ctx::{
-    actor_timeout, guild_handle, guild_permissions, load_channel, no_content, ok, record_audit, require_permission,
-    unexpected, ApiResult, Ctx,
+    actor_timeout, guild_handle, guild_permissions, load_channel, no_content, ok, record_audit, require_member,
+    require_permission, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 
@@ -42,6 +42,7 @@ async fn call(ctx: &Ctx, guild: GuildId, command: Command) -> Result<Reply, ApiE
 /// GET /guilds/{id}/roles (members).
 pub async fn list(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     let user = ctx.user().await?;
+    require_member(ctx, user.id, guild).await?;
     match call(ctx, guild, Command::Snapshot { user: user.id }).await? {
         Reply::Snapshot { guild, .. } => ok(&guild.roles),
         other => Err(unexpected(other)),
