@@ -74,3 +74,39 @@ async fn sigterm_closes_sessions_with_1001_and_exits_cleanly() {
     let (ok, _server) = exited_ok.await.unwrap();
     assert!(ok, "exit status 0 after a graceful shutdown");
 }
+
+/// Ids survive a restart whatever the clock says: the host keeps a reservation on disk
+/// (`id-reservation-N` in the data directory), issues no id past it, and after a restart
+/// none before it. A clock far behind the last run's reservation (it stepped back) makes
+/// the host refuse to start rather than issue ids a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_after_a_restart_come_after_everything_reserved_before() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let gid = http.post("/guilds", &alice, json!({ "name": "ids" })).await.body["id"].as_str().unwrap().to_owned();
+    let reservation = server.data_dir.join("id-reservation-0");
+    let reserved: u64 = std::fs::read_to_string(&reservation).expect("a reservation on disk").parse().unwrap();
+    let unix_ms = |id: &str| (id.parse::<u64>().unwrap() >> 22) + 1_420_070_400_000;
+    assert!(unix_ms(&gid) < reserved, "ids stay within the reservation");
+
+    let mut server = server.kill9_and_restart().await;
+    let http = server.http();
+    let (bob, _) = http.register("bob").await;
+    let gid = http.post("/guilds", &bob, json!({ "name": "after" })).await.body["id"].as_str().unwrap().to_owned();
+    assert!(unix_ms(&gid) >= reserved, "the first ids after the restart come after the old reservation");
+
+    // The clock a minute behind the reservation (as after a step back): refused.
+    let data_dir = server.data_dir.clone();
+    server.kill9();
+    let ahead = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 60_000;
+    std::fs::write(data_dir.join("id-reservation-0"), ahead.to_string()).unwrap();
+    let output = tokio::process::Command::new(guildhall_e2e::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), output).await.expect("it exits").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started with its clock behind the reservation");
+    assert!(stderr.contains("refusing to start until the clock is right"), "{stderr}");
+}

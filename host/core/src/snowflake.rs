@@ -119,6 +119,10 @@ pub enum NextIdError {
     SequenceExhausted,
     #[error("clock is outside the 42-bit snowflake range")]
     ClockOutOfRange,
+    /// No reservation on disk covers this time (it is not being written): issuing ids
+    /// now could repeat ones a restart would issue again.
+    #[error("no id reservation covers this time (it could not be written)")]
+    Unreserved,
 }
 
 /// The pure part of a generator: the last timestamp and sequence issued.
@@ -129,12 +133,23 @@ pub struct IdState {
     last_ms: u64,
     sequence: u16,
     issued_any: bool,
+    /// No id before this (ms since the epoch): what an earlier run of this node may have
+    /// issued (see [`IdState::not_before`]).
+    floor_ms: u64,
 }
 
 impl IdState {
     pub fn new(datacenter: u8, worker: u8) -> IdState {
         assert!(datacenter <= MAX_DATACENTER && worker <= MAX_WORKER);
-        IdState { datacenter, worker, last_ms: 0, sequence: 0, issued_any: false }
+        IdState { datacenter, worker, last_ms: 0, sequence: 0, issued_any: false, floor_ms: 0 }
+    }
+
+    /// Issues no id with a timestamp before `unix_ms`: an earlier run of this node may have
+    /// issued ids up to it, and a clock that stepped back across the restart must not issue
+    /// them again (until it is past, [`IdState::next`] says the clock is behind).
+    pub fn not_before(mut self, unix_ms: u64) -> IdState {
+        self.floor_ms = unix_ms.saturating_sub(DISCORD_EPOCH_MS);
+        self
     }
 
     /// The next id for a clock reading in Unix ms. Never returns an id <= a previous one.
@@ -145,6 +160,9 @@ impl IdState {
         }
         if self.issued_any && now < self.last_ms {
             return Err(NextIdError::ClockBehind { behind_ms: self.last_ms - now });
+        }
+        if now < self.floor_ms {
+            return Err(NextIdError::ClockBehind { behind_ms: self.floor_ms - now });
         }
         if self.issued_any && now == self.last_ms {
             if self.sequence == MAX_SEQUENCE {
@@ -241,6 +259,15 @@ mod tests {
         assert_eq!(s.next(T0 - 5), Err(NextIdError::ClockBehind { behind_ms: 5 }));
         let b = s.next(T0).unwrap();
         assert!(b > a);
+    }
+
+    #[test]
+    fn a_restart_issues_nothing_before_what_the_last_run_reserved() {
+        let mut s = IdState::new(0, 0).not_before(T0 + 2_000);
+        // The clock stepped back across the restart: behind the reservation, no id.
+        assert_eq!(s.next(T0 + 500), Err(NextIdError::ClockBehind { behind_ms: 1_500 }));
+        let id = s.next(T0 + 2_000).unwrap();
+        assert_eq!(id.unix_ms(), T0 + 2_000);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The id generator: [`IdState`] (pure, in core) driven by a [`Clock`], shared by threads.
+//! A host's generator also keeps within its reservation (see the server's
+//! `id_reservation`): ids only for times a file on disk says were reserved, so that a
+//! restart, whatever its clock says, starts past everything issued before.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Acquire};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use guildhall_core::clock::{Clock, SystemClock};
@@ -14,17 +18,34 @@ pub struct Generator<C: Clock = SystemClock> {
     state: Mutex<IdState>,
     clock: C,
     max_backwards_wait_ms: u64,
+    /// Unix ms up to which ids are reserved on disk; none issued at or past it. `None`:
+    /// no reservation (tools and tests).
+    reserved_until: Option<Arc<AtomicU64>>,
 }
 
 impl Generator<SystemClock> {
     pub fn new(datacenter: u8, worker: u8) -> Self {
         Generator::with_clock(datacenter, worker, SystemClock, 10)
     }
+
+    /// A host's generator: nothing before `not_before_unix_ms` (what its last run
+    /// reserved), nothing at or past `reserved_until` (what this run has reserved so far).
+    pub fn reserved(datacenter: u8, worker: u8, not_before_unix_ms: u64, reserved_until: Arc<AtomicU64>) -> Self {
+        let mut g = Generator::new(datacenter, worker);
+        g.state = Mutex::new(IdState::new(datacenter, worker).not_before(not_before_unix_ms));
+        g.reserved_until = Some(reserved_until);
+        g
+    }
 }
 
 impl<C: Clock> Generator<C> {
     pub fn with_clock(datacenter: u8, worker: u8, clock: C, max_backwards_wait_ms: u64) -> Self {
-        Generator { state: Mutex::new(IdState::new(datacenter, worker)), clock, max_backwards_wait_ms }
+        Generator {
+            state: Mutex::new(IdState::new(datacenter, worker)),
+            clock,
+            max_backwards_wait_ms,
+            reserved_until: None,
+        }
     }
 
     /// Gives a new message its id at the moment its actor decides (so that within an
@@ -41,7 +62,11 @@ impl<C: Clock> Generator<C> {
         // max_backwards_wait_ms + 1 ms of real time; anything else returns an error.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            match state.next(self.clock.unix_ms()) {
+            let now = self.clock.unix_ms();
+            if self.reserved_until.as_ref().is_some_and(|until| now >= until.load(Acquire)) {
+                return Err(NextIdError::Unreserved);
+            }
+            match state.next(now) {
                 Ok(id) => return Ok(id),
                 Err(NextIdError::SequenceExhausted) => std::thread::yield_now(),
                 Err(NextIdError::ClockBehind { behind_ms }) if behind_ms <= self.max_backwards_wait_ms => {
@@ -72,6 +97,25 @@ mod tests {
         fn monotonic_ms(&self) -> u64 {
             0
         }
+    }
+
+    #[test]
+    fn nothing_is_issued_outside_the_reservation() {
+        let now = SystemClock.unix_ms();
+        let reserved = Arc::new(AtomicU64::new(now + 60_000));
+        // The last run reserved up to now + 50 ms: nothing before it, then ids.
+        let g = Generator::reserved(0, 1, now + 50, reserved.clone());
+        let first = loop {
+            match g.next_id() {
+                Ok(id) => break id,
+                Err(NextIdError::ClockBehind { .. }) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(first.unix_ms() >= now + 50);
+        // The reservation ran out (it could not be extended): no more ids.
+        reserved.store(now, Ordering::SeqCst);
+        assert_eq!(g.next_id(), Err(NextIdError::Unreserved));
     }
 
     #[test]

@@ -167,8 +167,10 @@ impl App {
             Topology::Single => NodeId::from(config.ids.datacenter) << 5 | NodeId::from(config.ids.worker),
             Topology::Cluster(setup) => setup.node,
         };
-        // Snowflake ids carry the node: (datacenter, worker) = (node >> 5, node & 31).
-        let ids = Arc::new(Generator::new((node >> 5) as u8, (node & 31) as u8));
+        // Snowflake ids carry the node: (datacenter, worker) = (node >> 5, node & 31). They
+        // stay within the reservation on disk (none before the last run's).
+        let (not_before, reserved) = crate::id_reservation::start(&config.data_dir, node).await?;
+        let ids = Arc::new(Generator::reserved((node >> 5) as u8, (node & 31) as u8, not_before, reserved));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let linger = std::time::Duration::from_millis(config.data.linger_ms);
         let data = DataService::with_linger(store.clone(), workers, config.data.coalescing, linger);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod compress;
 pub mod config;
 mod gateway;
+pub mod id_reservation;
 pub mod limits;
 pub mod passwords;
 mod prometheus;

@@ -1,0 +1,118 @@
+//! The id reservation on disk: ids of this node are issued only for times a file in the
+//! data directory says were reserved, [`AHEAD_MS`] ahead of the clock and extended every
+//! [`EXTEND_EVERY`]. A restart reads it and issues nothing before it, so that a clock that
+//! stepped back across the restart can never issue an id (and overwrite a record) twice.
+//! Costs a small fsync'd write twice a second; a restart right after a crash waits at most
+//! [`AHEAD_MS`] for its clock to pass the old reservation.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Release};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guildhall_core::clock::{Clock, SystemClock};
+
+/// How far ahead of the clock ids are reserved.
+pub const AHEAD_MS: u64 = 2_000;
+/// How often the reservation is extended (ids stop if it cannot be, within
+/// `AHEAD_MS - EXTEND_EVERY`).
+pub const EXTEND_EVERY: Duration = Duration::from_millis(500);
+/// Longest a start waits for its clock to pass the last run's reservation; beyond, the
+/// clock stepped back and the host refuses to start.
+pub const MAX_START_WAIT_MS: u64 = 10_000;
+
+/// Where node `node`'s reservation lives.
+pub fn path(data_dir: &Path, node: u16) -> PathBuf {
+    data_dir.join(format!("id-reservation-{node}"))
+}
+
+/// The reservation in `path` (unix ms), 0 if there is none yet.
+pub fn read(path: &Path) -> Result<u64, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|_| format!("{}: not a reservation: {text:?}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Replaces the reservation, durably: a whole new file, synced, renamed over the old one.
+pub fn write(path: &Path, until_unix_ms: u64) -> Result<(), String> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let temporary = path.with_extension("next");
+    let mut file = std::fs::File::create(&temporary).map_err(fail)?;
+    file.write_all(until_unix_ms.to_string().as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&temporary, path).map_err(fail)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Starts node `node`'s reservation in `data_dir`: returns the last run's reservation (no
+/// id before it) and this run's, kept extended by a task for as long as the process runs.
+/// Waits for the clock to pass the last run's reservation (a quick restart), or refuses
+/// if it is far behind.
+pub async fn start(data_dir: &Path, node: u16) -> Result<(u64, Arc<AtomicU64>), String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let path = path(data_dir, node);
+    let previous = read(&path)?;
+    let now = SystemClock.unix_ms();
+    if previous > now {
+        let behind = previous - now;
+        if behind > MAX_START_WAIT_MS {
+            return Err(format!(
+                "the clock is {behind} ms behind ids this node may already have issued (reserved up to {previous} in {}): \
+                 refusing to start until the clock is right",
+                path.display()
+            ));
+        }
+        tracing::info!(wait_ms = behind, "waiting for the clock to pass the last run's id reservation");
+        tokio::time::sleep(Duration::from_millis(behind)).await;
+    }
+    let first = SystemClock.unix_ms().max(previous) + AHEAD_MS;
+    let written = path.clone();
+    tokio::task::spawn_blocking(move || write(&written, first)).await.map_err(|e| e.to_string())??;
+    let reserved = Arc::new(AtomicU64::new(first));
+    let extended = reserved.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(EXTEND_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let until = SystemClock.unix_ms() + AHEAD_MS;
+            let target = path.clone();
+            match tokio::task::spawn_blocking(move || write(&target, until)).await {
+                Ok(Ok(())) => extended.fetch_max(until, Release),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot extend the id reservation: ids stop when it runs out");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the id reservation task failed");
+                    continue;
+                }
+            };
+        }
+    });
+    Ok((previous, reserved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_round_trips_and_a_missing_one_is_zero() {
+        let dir = std::env::temp_dir().join(format!("guildhall-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = path(&dir, 7);
+        assert_eq!(read(&p).unwrap(), 0);
+        write(&p, 1_700_000_000_123).unwrap();
+        assert_eq!(read(&p).unwrap(), 1_700_000_000_123);
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(read(&p).is_err(), "a damaged reservation is an error, not a zero");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
