@@ -110,3 +110,32 @@ async fn ids_after_a_restart_come_after_everything_reserved_before() {
     assert!(!output.status.success(), "started with its clock behind the reservation");
     assert!(stderr.contains("refusing to start until the clock is right"), "{stderr}");
 }
+
+/// Two single hosts on one Scylla keyspace left on the same `[ids]` would issue the same
+/// ids (and overwrite each other's records): the second refuses to start. A host that
+/// restarts (its own data directory) takes its lease back at once; another worker id
+/// starts beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_cannot_share_a_node_id_on_shared_storage() {
+    let Some(node) = guildhall_e2e::cql_node() else { return };
+    let keyspace = format!("gh_e2e_lease_{}", std::process::id());
+    let storage = format!("scylla://{node}/{keyspace}");
+    let first = Server::start(&[("GUILDHALL_STORAGE", &storage)]).await;
+    let other_dir = std::env::temp_dir().join(format!("guildhall-e2e-lease-{}", std::process::id()));
+    let output = tokio::process::Command::new(guildhall_e2e::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage", &storage, "--data-dir"])
+        .arg(&other_dir)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output).await.expect("it exits").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a second host started as node 0");
+    assert!(stderr.contains("is held by another host on this storage"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&other_dir);
+
+    let beside = Server::start(&[("GUILDHALL_STORAGE", &storage), ("GUILDHALL_IDS__WORKER", "1")]).await;
+    let (token, _) = beside.http().register("beside").await;
+    assert_eq!(beside.http().post("/guilds", &token, json!({ "name": "w1" })).await.status, StatusCode::CREATED);
+    let restarted = first.kill9_and_restart().await;
+    let (token, _) = restarted.http().register("again").await;
+    assert_eq!(restarted.http().post("/guilds", &token, json!({ "name": "w0" })).await.status, StatusCode::CREATED);
+}

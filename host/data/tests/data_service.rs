@@ -128,6 +128,9 @@ impl Storage for Instrumented {
     async fn delete_invite(&self, c: &str) -> Result<Option<Invite>> {
         self.inner.delete_invite(c).await
     }
+    async fn lease_node_id(&self, node: u16, holder: &str, ttl_ms: u64) -> Result<bool> {
+        self.inner.lease_node_id(node, holder, ttl_ms).await
+    }
     async fn get_or_create_dm(&self, a: User, b: User, id: ChannelId) -> Result<Channel> {
         self.inner.get_or_create_dm(a, b, id).await
     }

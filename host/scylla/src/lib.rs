@@ -79,6 +79,8 @@ struct Statements {
     insert_invite: PreparedStatement,
     invite: PreparedStatement,
     use_invite: PreparedStatement,
+    take_node_lease: PreparedStatement,
+    renew_node_lease: PreparedStatement,
     delete_invite: PreparedStatement,
     claim_dm_pair: PreparedStatement,
     insert_user_dm: PreparedStatement,
@@ -371,6 +373,14 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         // on a row): a use is compare-and-set on the whole record.
         use_invite: prepare("UPDATE {ks}.invites SET body = ? WHERE code = ? IF body = ?".into()).await?,
         delete_invite: prepare("DELETE FROM {ks}.invites WHERE code = ? IF EXISTS".into()).await?,
+        take_node_lease: prepare(
+            "INSERT INTO {ks}.node_leases (node, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?".into(),
+        )
+        .await?,
+        renew_node_lease: prepare(
+            "UPDATE {ks}.node_leases USING TTL ? SET holder = ? WHERE node = ? IF holder = ?".into(),
+        )
+        .await?,
         claim_dm_pair: prepare("INSERT INTO {ks}.dm_pairs (low, high, channel_id) VALUES (?, ?, ?) IF NOT EXISTS".into()).await?,
         insert_user_dm: prepare("INSERT INTO {ks}.dms_by_user (user_id, channel_id) VALUES (?, ?)".into()).await?,
         user_dms: prepare("SELECT channel_id FROM {ks}.dms_by_user WHERE user_id = ?".into()).await?,
@@ -588,6 +598,15 @@ impl Storage for ScyllaStore {
             return Err(StoreError::Conflict("an invite has this code".into()));
         }
         Ok(())
+    }
+
+    async fn lease_node_id(&self, node: u16, holder: &str, ttl_ms: u64) -> Result<bool> {
+        let ttl = i32::try_from(ttl_ms.div_ceil(1000).max(1)).unwrap_or(i32::MAX);
+        let node = i32::from(node);
+        if self.lwt(&self.st.take_node_lease, (node, holder, ttl)).await?.is_none() {
+            return Ok(true);
+        }
+        Ok(self.lwt(&self.st.renew_node_lease, (ttl, holder, node, holder)).await?.is_none())
     }
 
     async fn use_invite(&self, code: &str, now_unix_ms: u64) -> Result<Option<Invite>> {

@@ -79,4 +79,10 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
     // One partition per guild, in user id order (listed by pages; loaded by the guild actor).
     &["CREATE TABLE IF NOT EXISTS {ks}.bans (
             guild_id bigint, user_id bigint, body text, PRIMARY KEY (guild_id, user_id))"],
+), (
+    7,
+    "node id leases",
+    // Which host issues ids as node N (a single host on shared storage; a cluster leases
+    // its node ids in NATS). Rows expire with their TTL; every write is a transaction.
+    &["CREATE TABLE IF NOT EXISTS {ks}.node_leases (node int PRIMARY KEY, holder text)"],
 )];

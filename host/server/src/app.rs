@@ -169,7 +169,10 @@ impl App {
         };
         // Snowflake ids carry the node: (datacenter, worker) = (node >> 5, node & 31). They
         // stay within the reservation on disk (none before the last run's).
-        let (not_before, reserved) = crate::id_reservation::start(&config.data_dir, node).await?;
+        // A single host leases its node id in the storage (a cluster node leased it in NATS).
+        let lease =
+            matches!(topology, Topology::Single).then(|| crate::id_reservation::NodeLease { store: store.clone() });
+        let (not_before, reserved) = crate::id_reservation::start(&config.data_dir, node, lease).await?;
         let ids = Arc::new(Generator::reserved((node >> 5) as u8, (node & 31) as u8, not_before, reserved));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let linger = std::time::Duration::from_millis(config.data.linger_ms);

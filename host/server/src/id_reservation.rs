@@ -11,6 +11,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_store::Storage;
+
+/// A single host's claim on its node id in shared storage: two hosts left on the same
+/// `[ids]` would issue the same ids. Renewed with every extension of the reservation, so
+/// that ids stop within [`AHEAD_MS`] of losing it. (A cluster leases node ids in NATS.)
+pub struct NodeLease {
+    pub store: Arc<dyn Storage>,
+}
+
+/// This host, as its lease names it: made once and kept in the data directory
+/// (`host-id`), so that a host restarting after a crash takes its own lease back at once
+/// while another host (another data directory) is refused.
+fn host_id(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("{:032x}", rand::random::<u128>());
+            std::fs::write(&path, &id).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// How long a lease lasts unless renewed.
+const LEASE_MS: u64 = 10_000;
 
 /// How far ahead of the clock ids are reserved.
 pub const AHEAD_MS: u64 = 2_000;
@@ -54,8 +82,20 @@ pub fn write(path: &Path, until_unix_ms: u64) -> Result<(), String> {
 /// id before it) and this run's, kept extended by a task for as long as the process runs.
 /// Waits for the clock to pass the last run's reservation (a quick restart), or refuses
 /// if it is far behind.
-pub async fn start(data_dir: &Path, node: u16) -> Result<(u64, Arc<AtomicU64>), String> {
+pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Result<(u64, Arc<AtomicU64>), String> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let holder = host_id(data_dir)?;
+    if let Some(lease) = &lease {
+        let held = lease.store.lease_node_id(node, &holder, LEASE_MS).await.map_err(|e| e.to_string())?;
+        if !held {
+            return Err(format!(
+                "node id {node} (ids.datacenter {}, ids.worker {}) is held by another host on this storage: \
+                 two hosts issuing ids as one node would issue the same ids; give this host other [ids] values",
+                node >> 5,
+                node & 31
+            ));
+        }
+    }
     let path = path(data_dir, node);
     let previous = read(&path)?;
     let now = SystemClock.unix_ms();
@@ -81,6 +121,19 @@ pub async fn start(data_dir: &Path, node: u16) -> Result<(u64, Arc<AtomicU64>), 
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            if let Some(lease) = &lease {
+                match lease.store.lease_node_id(node, &holder, LEASE_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(node, "another host took this node id: ids stop (give it other [ids] values)");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(node, error = %e, "cannot renew the node id lease: ids stop until it is renewed");
+                        continue;
+                    }
+                }
+            }
             let until = SystemClock.unix_ms() + AHEAD_MS;
             let target = path.clone();
             match tokio::task::spawn_blocking(move || write(&target, until)).await {

@@ -130,6 +130,10 @@ pub trait Storage: Send + Sync + 'static {
     /// left), atomically: two joins never both take its last use. The invite as used, or
     /// `None` if it is unknown, expired or used up.
     async fn use_invite(&self, code: &str, now_unix_ms: u64) -> Result<Option<Invite>>;
+    /// Leases node id `node` (its snowflake datacenter and worker) to `holder` for `ttl_ms`:
+    /// taken if free, renewed if `holder` has it; false if another holder does. Two hosts
+    /// on one store issuing ids as the same node would issue the same ids.
+    async fn lease_node_id(&self, node: u16, holder: &str, ttl_ms: u64) -> Result<bool>;
     /// Revokes the invite: the one removed, if there was one.
     async fn delete_invite(&self, code: &str) -> Result<Option<Invite>>;
 
