@@ -277,6 +277,16 @@ async fn a_strangers_request_does_not_start_a_guild() {
         let a = http.get(&path, &eve).await;
         assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{path}: {}", a.body);
     }
+    // Writes too: a role, a ban, a kick.
+    let alice_id = http.get("/users/@me", &alice).await.body["id"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        (Method::POST, format!("/guilds/{gid}/roles")),
+        (Method::PUT, format!("/guilds/{gid}/bans/{alice_id}")),
+        (Method::DELETE, format!("/guilds/{gid}/members/{alice_id}")),
+    ] {
+        let a = http.call(method, &path, Some(&eve), Some(json!({}))).await;
+        assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{path}: {}", a.body);
+    }
     assert_eq!(server.metric("guildhall_guilds").await, 0, "no guild actor started for eve");
     let unknown = http.get("/guilds/1234567890123", &eve).await;
     assert_eq!((unknown.status, &unknown.body["code"]), (StatusCode::NOT_FOUND, &json!(10004)));

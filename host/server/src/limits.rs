@@ -172,9 +172,20 @@ impl Limits {
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a REST request: the address's invalid-request ban first, then the subject's
-    /// global limit, then the route's bucket. `Ok` carries the route's standing (for the
-    /// headers); nothing is counted or returned when limits are off.
+    /// Whether `ip` is refused everything for now (past its invalid requests): the refusal.
+    /// Asked first, before the request costs anything (even its token lookup).
+    pub fn banned(&self, ip: IpKey) -> Option<Limited> {
+        if !self.config.enabled {
+            return None;
+        }
+        let key = Key { subject: Subject::Ip(ip), scope: Scope::Invalid };
+        let wait = self.shard(&key.subject).spent(&key, self.now_ms())?;
+        Some(Limited { global: true, route: None, retry_after_ms: wait })
+    }
+
+    /// Counts a REST request (after [`Limits::banned`]): the subject's global limit, then
+    /// the route's bucket. `Ok` carries the route's standing (for the headers); nothing is
+    /// counted or returned when limits are off.
     pub fn rest(
         &self,
         subject: Subject,
@@ -186,11 +197,6 @@ impl Limits {
         }
         let now = self.now_ms();
         let global = |retry_after_ms| Limited { global: true, route: None, retry_after_ms };
-        if let Some(wait) =
-            self.shard(&Subject::Ip(ip)).spent(&Key { subject: Subject::Ip(ip), scope: Scope::Invalid }, now)
-        {
-            return Err(global(wait));
-        }
         // Register and login count per address, whoever says they are.
         let subject = if matches!(route, Some((Bucket::Auth, _))) { Subject::Ip(ip) } else { subject };
         let global_rate = match subject {
@@ -373,10 +379,11 @@ mod tests {
         assert!(l.rest(ALICE, IpKey(8), Some((Bucket::Auth, 0))).is_ok());
         l.count_invalid(IP);
         assert!(l.rest(ALICE, IP, None).is_ok());
+        assert!(l.banned(IP).is_none(), "one more to go");
         l.count_invalid(IP);
-        let banned = l.rest(ALICE, IP, None).unwrap_err();
-        assert!(banned.global, "the address is refused everything");
-        assert!(l.rest(ALICE, IpKey(8), None).is_ok(), "only that address");
+        let banned = l.banned(IP).expect("refused");
+        assert!(banned.global && banned.retry_after_ms > 59_000, "the address is refused everything");
+        assert!(l.banned(IpKey(8)).is_none(), "only that address");
     }
 
     #[test]

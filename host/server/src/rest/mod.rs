@@ -32,6 +32,10 @@ pub use response::{json_response, HttpResponse};
 /// (or the address's, without a valid token), dispatches it, and says where the route's
 /// limit stands in Discord's `X-RateLimit-*` headers.
 pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &str, ip: IpKey) -> HttpResponse {
+    // An address past its invalid requests is refused before it costs anything more.
+    if let Some(banned) = app.limits.banned(ip) {
+        return limited_response(&banned);
+    }
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
