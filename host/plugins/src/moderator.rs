@@ -60,6 +60,10 @@ impl ModeratorInstance {
     }
 
     /// Asks for a verdict; a trap or a missed deadline is an error (drop the instance).
+    /// The most characters of a block or flag reason kept (Discord's audit log reason
+    /// limit): reasons land in audit logs and in answers to the author.
+    pub const MAX_REASON_CHARS: usize = 512;
+
     pub async fn moderate(&mut self, candidate: &Candidate, deadline: Duration) -> Result<Verdict, PluginError> {
         self.store.data_mut().start_the_clock();
         self.store.set_epoch_deadline(ticks(deadline, self.ticks_per_ms));
@@ -67,9 +71,23 @@ impl ModeratorInstance {
         // Time waiting in host calls (a member lookup) is given back to the deadline (see
         // `new_store`): bound the whole call in wall time too.
         match tokio::time::timeout(wall_bound(deadline), call).await {
-            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Ok(verdict)) => Ok(bounded(verdict)),
             Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
             Err(_) => Err(PluginError::Trap("deadline exceeded in a host call".into())),
         }
+    }
+}
+
+/// A verdict with its reason cut to [`ModeratorInstance::MAX_REASON_CHARS`] (a rewrite is
+/// checked as any message content is, later).
+fn bounded(verdict: Verdict) -> Verdict {
+    let cut = |reason: String| match reason.char_indices().nth(ModeratorInstance::MAX_REASON_CHARS) {
+        Some((end, _)) => reason[..end].to_owned(),
+        None => reason,
+    };
+    match verdict {
+        Verdict::Block(reason) => Verdict::Block(cut(reason)),
+        Verdict::Flag(reason) => Verdict::Flag(cut(reason)),
+        other => other,
     }
 }

@@ -130,6 +130,18 @@ async fn unbounded_memory_growth_traps_at_the_limit() {
     assert!(matches!(&result, Err(PluginError::Trap(_))), "{result:?}");
 }
 
+/// A reason is cut to 512 characters: it lands in audit logs and in the answer to the
+/// author (before, a moderator could hand over megabytes of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_reason_is_cut() {
+    let engine = engine();
+    let mut m = moderator(&engine, "hostile_fixture", r#"{"mode": "shout"}"#).await;
+    match m.moderate(&candidate("hi"), DEADLINE).await {
+        Ok(Verdict::Block(reason)) => assert_eq!(reason, "A".repeat(ModeratorInstance::MAX_REASON_CHARS)),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_traps_and_a_fresh_instance_works() {
     let engine = engine();
