@@ -277,14 +277,16 @@ async fn a_strangers_request_does_not_start_a_guild() {
         let a = http.get(&path, &eve).await;
         assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{path}: {}", a.body);
     }
-    // Writes too: a role, a ban, a kick.
+    // Writes too: a role, a channel, leaving, a ban, a kick.
     let alice_id = http.get("/users/@me", &alice).await.body["id"].as_str().unwrap().to_owned();
     for (method, path) in [
         (Method::POST, format!("/guilds/{gid}/roles")),
+        (Method::POST, format!("/guilds/{gid}/channels")),
+        (Method::DELETE, format!("/users/@me/guilds/{gid}")),
         (Method::PUT, format!("/guilds/{gid}/bans/{alice_id}")),
         (Method::DELETE, format!("/guilds/{gid}/members/{alice_id}")),
     ] {
-        let a = http.call(method, &path, Some(&eve), Some(json!({}))).await;
+        let a = http.call(method, &path, Some(&eve), Some(json!({ "name": "mine" }))).await;
         assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{path}: {}", a.body);
     }
     assert_eq!(server.metric("guildhall_guilds").await, 0, "no guild actor started for eve");

@@ -31,10 +31,12 @@ impl Generator<SystemClock> {
     /// A host's generator: nothing before `not_before_unix_ms` (what its last run
     /// reserved), nothing at or past `reserved_until` (what this run has reserved so far).
     pub fn reserved(datacenter: u8, worker: u8, not_before_unix_ms: u64, reserved_until: Arc<AtomicU64>) -> Self {
-        let mut g = Generator::new(datacenter, worker);
-        g.state = Mutex::new(IdState::new(datacenter, worker).not_before(not_before_unix_ms));
-        g.reserved_until = Some(reserved_until);
-        g
+        Generator {
+            state: Mutex::new(IdState::new(datacenter, worker).not_before(not_before_unix_ms)),
+            clock: SystemClock,
+            max_backwards_wait_ms: 10,
+            reserved_until: Some(reserved_until),
+        }
     }
 }
 

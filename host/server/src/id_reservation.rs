@@ -119,37 +119,40 @@ pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Resu
     tokio::spawn(async move {
         let mut every = tokio::time::interval(EXTEND_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Logged when extending starts failing and when it works again, not on every try
+        // (a storage outage would otherwise log twice a second).
+        let mut failing = false;
         loop {
             every.tick().await;
-            if let Some(lease) = &lease {
-                match lease.store.lease_node_id(node, &holder, LEASE_MS).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(node, "another host took this node id: ids stop (give it other [ids] values)");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(node, error = %e, "cannot renew the node id lease: ids stop until it is renewed");
-                        continue;
+            match extend(node, &holder, lease.as_ref(), &path).await {
+                Ok(until) => {
+                    extended.fetch_max(until, Release);
+                    if std::mem::take(&mut failing) {
+                        tracing::info!(node, "the id reservation is extended again: ids resume");
                     }
                 }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(node, error = %e, "cannot extend the id reservation: ids stop when it runs out");
+                }
+                Err(_) => {}
             }
-            let until = SystemClock.unix_ms() + AHEAD_MS;
-            let target = path.clone();
-            match tokio::task::spawn_blocking(move || write(&target, until)).await {
-                Ok(Ok(())) => extended.fetch_max(until, Release),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot extend the id reservation: ids stop when it runs out");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the id reservation task failed");
-                    continue;
-                }
-            };
         }
     });
     Ok((previous, reserved))
+}
+
+/// One extension: the lease renewed (if any), then the reservation written: until when.
+async fn extend(node: u16, holder: &str, lease: Option<&NodeLease>, path: &Path) -> Result<u64, String> {
+    if let Some(lease) = lease {
+        if !lease.store.lease_node_id(node, holder, LEASE_MS).await.map_err(|e| e.to_string())? {
+            return Err("another host took this node id (give this host other [ids] values)".into());
+        }
+    }
+    let until = SystemClock.unix_ms() + AHEAD_MS;
+    let target = path.to_owned();
+    tokio::task::spawn_blocking(move || write(&target, until)).await.map_err(|e| e.to_string())??;
+    Ok(until)
 }
 
 #[cfg(test)]

@@ -181,10 +181,15 @@ pub async fn require_member(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Resul
     }
 }
 
+/// The guild's actor, for a request of `user`: a member ([`require_member`] first).
+pub async fn member_guild_handle(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<GuildRef, ApiError> {
+    require_member(ctx, user, guild_id).await?;
+    guild_handle(ctx, guild_id).await
+}
+
 /// What `user` may do in the guild (403 Missing Access if not a member).
 pub async fn guild_permissions(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<Permissions, ApiError> {
-    require_member(ctx, user, guild_id).await?;
-    let handle = guild_handle(ctx, guild_id).await?;
+    let handle = member_guild_handle(ctx, user, guild_id).await?;
     match handle.call(Command::Permissions { user, channel_id: None }, actor_timeout(ctx)).await? {
         Reply::Permissions(p) => Ok(p),
         other => Err(unexpected(other)),

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, created, guild_handle, guild_permissions, load_channel, no_content, now_iso, ok, record_audit,
-    require_in_channel, require_member, unexpected, ApiResult, Ctx,
+    actor_timeout, created, guild_handle, guild_permissions, load_channel, member_guild_handle, no_content, now_iso,
+    ok, record_audit, require_in_channel, require_member, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_core::permissions::Permissions;
@@ -36,7 +36,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     let user = ctx.user().await?;
     let body: CreateGuild = ctx.json().await?;
     validate_name(&body.name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
-    check_guild_quota(ctx, &user).await?;
+    check_guild_quota(ctx, ctx.app.store.user_guilds(user.id).await?.len())?;
     let guild = Guild::new(ctx.app.new_id()?, body.name, user.id);
     let general = Channel::text(ctx.app.new_id()?, guild.id, "general");
     ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso()), vec![general]).await?;
@@ -45,12 +45,12 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     created(&guild_json(&guild, Some(1)))
 }
 
-/// 400 (30001) if the user is in `quotas.guilds_per_user` guilds already. Checked before
-/// the write, so two joins at once can pass it together (the guild_create and
-/// invite_accept rate limits bound by how much).
-async fn check_guild_quota(ctx: &Ctx, user: &User) -> Result<(), ApiError> {
+/// 400 (30001) for a user in `quotas.guilds_per_user` guilds already. Checked before the
+/// write, so two joins at once can pass it together (the guild_create and invite_accept
+/// rate limits bound by how much).
+fn check_guild_quota(ctx: &Ctx, guilds_now: usize) -> Result<(), ApiError> {
     let limit = ctx.app.config.quotas.guilds_per_user;
-    if ctx.app.store.user_guilds(user.id).await?.len() >= limit {
+    if guilds_now >= limit {
         return Err(ApiError::quota(code::MAX_GUILDS, "guilds", limit));
     }
     Ok(())
@@ -61,8 +61,7 @@ pub(super) fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
 }
 
 async fn snapshot(ctx: &Ctx, user: &User, id: GuildId) -> Result<(Guild, Vec<Channel>, usize), ApiError> {
-    require_member(ctx, user.id, id).await?;
-    let handle = guild_handle(ctx, id).await?;
+    let handle = member_guild_handle(ctx, user.id, id).await?;
     match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
         Reply::Snapshot { guild, channels, member_count } => Ok((guild, channels, member_count)),
         other => Err(unexpected(other)),
@@ -143,7 +142,7 @@ pub async fn create_channel(ctx: &mut Ctx, id: GuildId) -> ApiResult {
         return Err(ApiError::invalid_form("topic: Must be 1024 or fewer in length."));
     }
     let channel = Channel { topic: body.topic, ..Channel::text(ctx.app.new_id()?, id, body.name) };
-    let handle = guild_handle(ctx, id).await?;
+    let handle = member_guild_handle(ctx, user.id, id).await?;
     let max_channels = ctx.app.config.quotas.channels_per_guild;
     match handle.call(Command::CreateChannel { user: user.id, channel, max_channels }, actor_timeout(ctx)).await? {
         Reply::Channel(c) => created(&c),
@@ -159,13 +158,14 @@ pub async fn members(ctx: &mut Ctx, id: GuildId) -> ApiResult {
         return Err(ApiError::invalid_form("limit: must be between 1 and 1000"));
     }
     let after: Option<Snowflake> = ctx.query_parse("after")?;
-    snapshot(ctx, &user, id).await?; // membership check
+    // Members are read from storage: the guild's actor is not needed, only membership.
+    require_member(ctx, user.id, id).await?;
     ok(&ctx.app.store.members(id, after, limit).await?)
 }
 
 pub async fn leave(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let user = ctx.user().await?;
-    let handle = guild_handle(ctx, id).await?;
+    let handle = member_guild_handle(ctx, user.id, id).await?;
     handle.call(Command::RemoveMember { user: user.id }, actor_timeout(ctx)).await?;
     no_content()
 }
@@ -305,8 +305,9 @@ pub async fn get_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
 pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let user = ctx.user().await?;
     let mut invite = load_invite(ctx, code_).await?;
-    if !ctx.app.store.user_guilds(user.id).await?.contains(&invite.guild_id) {
-        check_guild_quota(ctx, &user).await?;
+    let guilds = ctx.app.store.user_guilds(user.id).await?;
+    if !guilds.contains(&invite.guild_id) {
+        check_guild_quota(ctx, guilds.len())?;
         // A join takes one use (atomically: two joins never both take the last one).
         let used = ctx.app.store.use_invite(code_, SystemClock.unix_ms()).await?;
         invite = used.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))?;

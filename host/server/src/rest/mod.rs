@@ -68,11 +68,10 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
 /// Discord's 429: the body's `retry_after` (seconds) and `global`, `Retry-After` in whole
 /// seconds, the scope, and for a route the bucket's headers.
 pub fn limited_response(limited: &Limited) -> HttpResponse {
-    let retry_after = limited.retry_after_ms as f64 / 1000.0;
     let body = serde_json::json!({
         "code": 0,
         "message": "You are being rate limited.",
-        "retry_after": (retry_after * 1000.0).round() / 1000.0,
+        "retry_after": limited.retry_after_ms as f64 / 1000.0,
         "global": limited.global,
     });
     let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);

@@ -9,7 +9,7 @@ use guildhall_core::Snowflake;
 use serde::Deserialize;
 
 use super::ctx::{
-    actor_timeout, guild_handle, guild_permissions, load_channel, no_content, ok, record_audit, require_member,
+    actor_timeout, guild_permissions, load_channel, member_guild_handle, no_content, ok, record_audit,
     require_permission, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
@@ -37,8 +37,7 @@ async fn audit(ctx: &Ctx, guild: GuildId, user: UserId, target: Snowflake, actio
 
 /// `command` of `user` to the guild's actor, which a stranger never starts (403 first).
 async fn call(ctx: &Ctx, user: UserId, guild: GuildId, command: Command) -> Result<Reply, ApiError> {
-    require_member(ctx, user, guild).await?;
-    Ok(guild_handle(ctx, guild).await?.call(command, actor_timeout(ctx)).await?)
+    Ok(member_guild_handle(ctx, user, guild).await?.call(command, actor_timeout(ctx)).await?)
 }
 
 /// GET /guilds/{id}/roles (members).
