@@ -442,9 +442,23 @@ impl Transport {
         self.metrics.slow_consumer_drops.fetch_add(delivered.overflowed, Relaxed);
     }
 
+    /// Asks `node`'s actor service. A node that dies with the request in flight never
+    /// answers: this gives up as soon as it leaves the view rather than after the timeout.
     async fn request(&self, node: NodeId, request: &ActorRequest) -> Result<Accepted, BusError> {
-        let answer = self.bus.request(&self.subjects.actor(node), encode(request), DELIVERY_TIMEOUT).await?;
+        let subject = self.subjects.actor(node);
+        let answer = tokio::select! {
+            answer = self.bus.request(&subject, encode(request), DELIVERY_TIMEOUT) => answer?,
+            () = self.left(node) => return Err(BusError::Unavailable(format!("node {node} left the cluster"))),
+        };
         decode(&answer).map_err(|e| BusError::Unavailable(e.to_string()))
+    }
+
+    /// Resolves once `node` is not in this node's view (at once if it is not there now).
+    async fn left(&self, node: NodeId) {
+        let mut view = self.view.clone();
+        if view.wait_for(|v| !v.members.contains_key(&node)).await.is_err() {
+            std::future::pending::<()>().await; // no more views (shutting down): never
+        }
     }
 }
 
@@ -671,16 +685,7 @@ pub struct NodeMailbox {
 impl RemoteMailbox for NodeMailbox {
     async fn send(&self, id: GuildId, msg: GuildMsg) -> Result<(), Undelivered> {
         let request = ActorRequest::Deliver { kind: self.kind, id, msg: Box::new(msg) };
-        // A node that dies with the request in flight never answers: give up as soon as
-        // it leaves the view rather than after the whole timeout.
-        let mut view = self.transport.view.clone();
-        let node = self.node;
-        let answer = tokio::select! {
-            answer = self.transport.request(node, &request) => answer,
-            _ = view.wait_for(|v| !v.members.contains_key(&node)) => {
-                return Err(Undelivered::Unknown);
-            }
-        };
+        let answer = self.transport.request(self.node, &request).await;
         let ActorRequest::Deliver { msg, .. } = request else { unreachable!("built above") };
         match answer {
             Ok(Accepted::Yes) => {
@@ -707,6 +712,10 @@ impl RemoteMailbox for NodeMailbox {
 
     fn is_closed(&self) -> bool {
         false // another node's actor is found again when it answers NotHere
+    }
+
+    async fn gone(&self) {
+        self.transport.left(self.node).await
     }
 }
 
@@ -861,7 +870,13 @@ impl ClusterReads {
                 return Ok(self.transport.answer_read(read, &self.data).await);
             }
             let subject = self.transport.subjects.read(owner);
-            match self.transport.bus.request(&subject, encode(&read), DELIVERY_TIMEOUT).await {
+            let answer = tokio::select! {
+                answer = self.transport.bus.request(&subject, encode(&read), DELIVERY_TIMEOUT) => answer,
+                // It died with the read in flight: a read is safe to ask again, of the
+                // channel's next owner.
+                () = self.transport.left(owner) => continue,
+            };
+            match answer {
                 Ok(bytes) => match decode::<ReadReply>(&bytes) {
                     Ok(ReadReply { answer: ReadAnswer::NotHere, .. }) => {
                         tokio::time::sleep(Duration::from_millis(100)).await

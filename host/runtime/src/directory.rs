@@ -362,6 +362,42 @@ mod tests {
         fn is_closed(&self) -> bool {
             self.0.is_closed()
         }
+        async fn gone(&self) {
+            std::future::pending().await // this wire's far side never leaves
+        }
+    }
+
+    /// A node that takes every message and then dies before answering: `gone` resolves
+    /// once `died` is set.
+    struct DiesAfterTaking(tokio::sync::watch::Receiver<bool>);
+
+    #[async_trait]
+    impl crate::guild_ref::RemoteMailbox for DiesAfterTaking {
+        async fn send(&self, _: GuildId, _: GuildMsg) -> Result<(), crate::guild_ref::Undelivered> {
+            Ok(())
+        }
+        fn is_closed(&self) -> bool {
+            false
+        }
+        async fn gone(&self) {
+            let _ = self.0.clone().wait_for(|died| *died).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_whose_guild_node_dies_learns_it_when_the_node_leaves_not_at_its_timeout() {
+        let caller_node = Replies::new(1);
+        let (died, dying) = tokio::sync::watch::channel(false);
+        let remote = GuildRef::remote(GUILD, Arc::new(DiesAfterTaking(dying)), caller_node.clone(), None);
+        let started = std::time::Instant::now();
+        let call = tokio::spawn(async move { remote.call(post("lost".into()), Duration::from_secs(30)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!call.is_finished(), "no answer yet, and the node is still there");
+        died.send(true).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), call).await.expect("answered before its timeout");
+        assert!(matches!(answer.unwrap(), Err(CallError::Busy)), "answered busy: it may have run or not");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(caller_node.waiting(), 0, "the waiter is gone too");
     }
 
     impl crate::reply::ReplyTransport for Wire {

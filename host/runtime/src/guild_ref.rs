@@ -111,6 +111,9 @@ pub trait RemoteMailbox: Send + Sync {
     async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), Undelivered>;
     /// True once the remote actor is known to have stopped.
     fn is_closed(&self) -> bool;
+    /// Resolves once the node that runs the actor is gone (it left the cluster's view):
+    /// an answer still owed from there will never come.
+    async fn gone(&self);
 }
 
 /// Why a mailbox did not take a message.
@@ -189,10 +192,22 @@ impl GuildRef {
             Ok(false) => return Err(CallError::Stopped),
             Ok(true) => {}
         }
-        match tokio::time::timeout_at(deadline, waiter.answer()).await {
+        let answer = async {
+            match &self.mailbox {
+                Mailbox::Local(_) => waiter.answer().await,
+                // A node that dies after taking the command never answers: the caller
+                // learns it when the node leaves the view, not at the end of its timeout
+                // (the command may have run or not, as after a timeout).
+                Mailbox::Remote(remote) => tokio::select! {
+                    answer = waiter.answer() => answer,
+                    () = remote.gone() => return Err(CallError::Busy),
+                },
+            }
+            .ok_or(CallError::Stopped)
+        };
+        match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(CallError::Busy),
-            Ok(None) => Err(CallError::Stopped),
-            Ok(Some(result)) => Ok(result?),
+            Ok(answer) => Ok(answer??),
         }
     }
 
