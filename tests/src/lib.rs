@@ -268,6 +268,15 @@ pub fn check_ownership_trails(trails: &[(PathBuf, Option<u64>)]) -> usize {
     checked
 }
 
+/// The repository's root, found at run time: `cargo test` runs a test binary with
+/// CARGO_MANIFEST_DIR set. Not `env!`: a binary compiled in another clone and reused from a
+/// shared target directory (its sources' times are older) would point at that clone.
+pub fn repo_root() -> std::path::PathBuf {
+    let tests = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    let tests = tests.unwrap_or_else(|| std::env::current_dir().expect("working directory"));
+    tests.parent().expect("the tests crate is in the repository").to_owned()
+}
+
 /// A plugin component built from source for wasm32-wasip2 (the test command builds them),
 /// e.g. `component("probe_bot")`.
 pub fn component(name: &str) -> Vec<u8> {

@@ -381,7 +381,7 @@ async fn killing_the_guilds_node_loses_no_acknowledged_message_and_it_serves_aga
 
 /// Stops or starts the shared development nats-server (deploy/dev/nats), keeping its data.
 fn nats(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dev/nats");
+    let script = guildhall_e2e::repo_root().join("deploy/dev/nats");
     let status = std::process::Command::new(script).arg(action).status().expect("run deploy/dev/nats");
     assert!(status.success(), "deploy/dev/nats {action} failed");
 }

@@ -14,7 +14,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 fn cassandra(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dev/cassandra");
+    let script = guildhall_e2e::repo_root().join("deploy/dev/cassandra");
     let status = Command::new(script).arg(action).status().expect("run deploy/dev/cassandra");
     assert!(status.success(), "deploy/dev/cassandra {action} failed");
 }

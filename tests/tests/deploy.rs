@@ -5,7 +5,7 @@
 //! the configuration reference against the same keys.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use guildhall_e2e::binary;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_owned()
+    guildhall_e2e::repo_root()
 }
 
 fn read(path: &str) -> String {

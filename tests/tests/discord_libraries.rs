@@ -39,7 +39,7 @@ fn libraries() -> Option<PathBuf> {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("discord").join(name)
+    guildhall_e2e::repo_root().join("tests/discord").join(name)
 }
 
 async fn ok(answer: guildhall_e2e::Answer, what: &str) -> Value {
