@@ -46,6 +46,11 @@ impl Server {
     pub async fn start(env: &[(&str, &str)]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // One compile per component for the whole run (the cache is by content hash and
+        // engine build, shared safely): JavaScript and Python components take seconds each.
+        if !env.iter().any(|(k, _)| k == "GUILDHALL_PLUGINS__CACHE_DIR") {
+            env.push(("GUILDHALL_PLUGINS__CACHE_DIR".into(), shared_plugin_cache()));
+        }
         if !env.iter().any(|(k, _)| k.starts_with("GUILDHALL_RATE_LIMITS__")) {
             env.push(("GUILDHALL_RATE_LIMITS__ENABLED".into(), "false".into()));
         }
@@ -266,6 +271,12 @@ pub fn check_ownership_trails(trails: &[(PathBuf, Option<u64>)]) -> usize {
         checked += stretches.len();
     }
     checked
+}
+
+/// The compiled-component cache the test servers share: next to the test binaries.
+fn shared_plugin_cache() -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors().nth(3).expect("target directory").join("guildhall-plugin-cache").display().to_string()
 }
 
 /// The repository's root, found at run time: `cargo test` runs a test binary with

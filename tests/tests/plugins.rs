@@ -66,6 +66,22 @@ async fn world() -> World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automod_blocks_and_rewrites_and_survives_a_restart() {
+    automod_blocks_and_rewrites_and_survives_a_restart_in("automod").await;
+}
+
+/// The same assertions, for its twin written in JavaScript (examples/js/automod.js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automod_in_javascript_blocks_and_rewrites_and_survives_a_restart() {
+    automod_blocks_and_rewrites_and_survives_a_restart_in("automod_js").await;
+}
+
+/// The same assertions, for its twin written in Python (examples/python/automod.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automod_in_python_blocks_and_rewrites_and_survives_a_restart() {
+    automod_blocks_and_rewrites_and_survives_a_restart_in("automod_py").await;
+}
+
+async fn automod_blocks_and_rewrites_and_survives_a_restart_in(automod: &str) {
     let mut w = world().await;
     let http = w.server.http();
     let messages = format!("/channels/{}/messages", w.channel);
@@ -81,15 +97,15 @@ async fn automod_blocks_and_rewrites_and_survives_a_restart() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
         assert!(body["message"].as_str().unwrap().contains(says), "{name}: {body}");
     }
-    let (status, _) = upload(&http, &w.guild, &w.bob, "automod", component("automod")).await;
+    let (status, _) = upload(&http, &w.guild, &w.bob, "automod", component(automod)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only the owner installs plugins");
     let wrong_type = http
-        .raw(Method::POST, &format!("/guilds/{}/plugins?name=automod", w.guild), Some(&w.alice), component("automod"))
+        .raw(Method::POST, &format!("/guilds/{}/plugins?name=automod", w.guild), Some(&w.alice), component(automod))
         .await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST, "Content-Type must be application/wasm");
     assert_eq!(http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body, json!([]));
 
-    let (status, plugin) = upload(&http, &w.guild, &w.alice, "automod", component("automod")).await;
+    let (status, plugin) = upload(&http, &w.guild, &w.alice, "automod", component(automod)).await;
     assert_eq!(status, StatusCode::CREATED, "{plugin}");
     assert_eq!((plugin["kind"].as_str(), plugin["enabled"].as_bool()), (Some("moderator"), Some(true)));
     let plugin_path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
@@ -195,45 +211,9 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     let (carol, other_channel) = another_guild(&http).await;
     let mut alice_gw = w.server.gateway().await;
     alice_gw.identify(&w.alice, ALL_INTENTS).await;
-    let alice_id = http.get("/users/@me", &w.alice).await.body["id"].as_str().unwrap().to_owned();
 
     for mode in ["loop", "grow", "panic"] {
-        let (status, plugin) = upload(&http, &w.guild, &w.alice, "hostile", component("hostile_fixture")).await;
-        assert_eq!(status, StatusCode::CREATED, "{plugin}");
-        let path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
-        let config = json!({ "config": { "mode": mode } });
-        assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await.status, StatusCode::OK);
-        for i in 0..3 {
-            // The guild fails open: each message still goes through, promptly.
-            let started = Instant::now();
-            let sent = http.post(&messages, &w.bob, json!({ "content": format!("{mode} {i}") })).await;
-            assert_eq!(sent.status, StatusCode::OK, "{mode}: {}", sent.body);
-            assert!(started.elapsed() < Duration::from_secs(3), "{mode}: took {:?}", started.elapsed());
-            assert_eq!(w.bob_gw.dispatch("MESSAGE_CREATE").await["d"]["content"], format!("{mode} {i}"));
-            // Meanwhile another guild does not notice anything.
-            let t = Instant::now();
-            let elsewhere =
-                http.post(&format!("/channels/{other_channel}/messages"), &carol, json!({ "content": "hi" })).await;
-            assert_eq!(elsewhere.status, StatusCode::OK);
-            assert!(t.elapsed() < Duration::from_secs(1));
-        }
-        // Three faults: disabled, persistently, and the owner is told (the install and the
-        // configuration were audited too; the host's own entry has no user).
-        let audit = loop {
-            let entry = alice_gw.dispatch("GUILD_AUDIT_LOG_ENTRY_CREATE").await;
-            if entry["d"]["user_id"].is_null() {
-                break entry;
-            }
-            assert_eq!(entry["d"]["user_id"], alice_id.as_str(), "{entry}");
-        };
-        assert_eq!(audit["d"]["action_type"], 81, "INTEGRATION_UPDATE: {audit}");
-        assert_eq!(audit["d"]["target_id"], plugin["id"]);
-        assert_eq!(audit["d"]["changes"], json!([{ "key": "enabled", "old_value": true, "new_value": false }]));
-        assert!(audit["d"]["reason"].as_str().unwrap().contains("3 faults"), "{audit}");
-        let listed = http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body;
-        let me = listed.as_array().unwrap().iter().find(|p| p["id"] == plugin["id"]).unwrap().clone();
-        assert_eq!(me["enabled"], false, "{mode}");
-        assert_eq!(http.call(Method::DELETE, &path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
+        disabled_after_three_faults(&mut w, &mut alice_gw, (&carol, &other_channel), "hostile_fixture", mode).await;
     }
     let after = http.post(&messages, &w.bob, json!({ "content": "still here" })).await;
     assert_eq!(after.status, StatusCode::OK);
@@ -286,15 +266,115 @@ async fn hostile_plugins_are_disabled_and_nobody_else_notices() {
     assert!(history.as_array().unwrap().iter().all(|m| m["content"] != "during the fault"), "not stored");
 }
 
+/// Installs `fixture` in `w`'s guild in `mode`, and checks what a faulting moderator does:
+/// each message still goes through promptly (the guild fails open), another guild on the
+/// host (`elsewhere`: carol's token and channel) notices nothing, and after three faults
+/// the plugin is disabled, persistently, with the owner told. Removes it at the end.
+async fn disabled_after_three_faults(
+    w: &mut World,
+    alice_gw: &mut Gateway,
+    (carol, other_channel): (&str, &str),
+    fixture: &str,
+    mode: &str,
+) {
+    let http = w.server.http();
+    let messages = format!("/channels/{}/messages", w.channel);
+    let alice_id = http.get("/users/@me", &w.alice).await.body["id"].as_str().unwrap().to_owned();
+    let (status, plugin) = upload(&http, &w.guild, &w.alice, "hostile", component(fixture)).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
+    let config = json!({ "config": { "mode": mode } });
+    assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await.status, StatusCode::OK);
+    for i in 0..3 {
+        // The guild fails open: each message still goes through, promptly.
+        let started = Instant::now();
+        let sent = http.post(&messages, &w.bob, json!({ "content": format!("{mode} {i}") })).await;
+        assert_eq!(sent.status, StatusCode::OK, "{mode}: {}", sent.body);
+        assert!(started.elapsed() < Duration::from_secs(3), "{mode}: took {:?}", started.elapsed());
+        assert_eq!(w.bob_gw.dispatch("MESSAGE_CREATE").await["d"]["content"], format!("{mode} {i}"));
+        // Meanwhile another guild does not notice anything.
+        let t = Instant::now();
+        let elsewhere =
+            http.post(&format!("/channels/{other_channel}/messages"), carol, json!({ "content": "hi" })).await;
+        assert_eq!(elsewhere.status, StatusCode::OK);
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+    // Three faults: disabled, persistently, and the owner is told (the install and the
+    // configuration were audited too; the host's own entry has no user).
+    let audit = loop {
+        let entry = alice_gw.dispatch("GUILD_AUDIT_LOG_ENTRY_CREATE").await;
+        if entry["d"]["user_id"].is_null() {
+            break entry;
+        }
+        assert_eq!(entry["d"]["user_id"], alice_id.as_str(), "{entry}");
+    };
+    assert_eq!(audit["d"]["action_type"], 81, "INTEGRATION_UPDATE: {audit}");
+    assert_eq!(audit["d"]["target_id"], plugin["id"]);
+    assert_eq!(audit["d"]["changes"], json!([{ "key": "enabled", "old_value": true, "new_value": false }]));
+    assert!(audit["d"]["reason"].as_str().unwrap().contains("3 faults"), "{audit}");
+    let listed = http.get(&format!("/guilds/{}/plugins", w.guild), &w.alice).await.body;
+    let me = listed.as_array().unwrap().iter().find(|p| p["id"] == plugin["id"]).unwrap().clone();
+    assert_eq!(me["enabled"], false, "{mode}");
+    assert_eq!(http.call(Method::DELETE, &path, Some(&w.alice), None).await.status, StatusCode::NO_CONTENT);
+}
+
+/// Hostile moderators in JavaScript and Python (an endless loop, a memory bomb, an
+/// exception) are stopped at the deadline or the memory limit like any component, and
+/// another guild's moderator (Rust automod) keeps moderating, promptly, throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_javascript_and_python_moderators_are_stopped_and_nobody_else_notices() {
+    let mut w = world().await;
+    let http = w.server.http();
+    let (carol, other_channel) = another_guild(&http).await;
+    let other_guild =
+        http.get(&format!("/channels/{other_channel}"), &carol).await.body["guild_id"].as_str().unwrap().to_owned();
+    let (status, automod) = upload(&http, &other_guild, &carol, "automod", component("automod")).await;
+    assert_eq!(status, StatusCode::CREATED, "{automod}");
+    let path = format!("/guilds/{other_guild}/plugins/{}", automod["id"].as_str().unwrap());
+    let config = json!({ "config": { "banned_words": ["heck"] } });
+    assert_eq!(http.call(Method::PATCH, &path, Some(&carol), Some(config)).await.status, StatusCode::OK);
+    let mut alice_gw = w.server.gateway().await;
+    alice_gw.identify(&w.alice, ALL_INTENTS).await;
+    for fixture in ["hostile_js", "hostile_py"] {
+        for mode in ["loop", "grow", "throw"] {
+            disabled_after_three_faults(&mut w, &mut alice_gw, (&carol, &other_channel), fixture, mode).await;
+            // The other guild's moderator still works, promptly.
+            let t = Instant::now();
+            let other_messages = format!("/channels/{other_channel}/messages");
+            let blocked = http.post(&other_messages, &carol, json!({ "content": "oh heck" })).await;
+            assert_eq!((blocked.status, blocked.body["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(200000)));
+            assert!(t.elapsed() < Duration::from_secs(1), "{fixture} {mode}: {:?}", t.elapsed());
+        }
+    }
+    let listed = http.get(&format!("/guilds/{other_guild}/plugins"), &carol).await.body;
+    assert_eq!(listed[0]["enabled"], true, "the other guild's moderator was never disabled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_and_welcome_bots_act_as_bot_users() {
+    commands_and_welcome_bots_act_as_bot_users_with("commands").await;
+}
+
+/// The same assertions, for the commands bot written in JavaScript (examples/js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_javascript_and_welcome_bots_act_as_bot_users() {
+    commands_and_welcome_bots_act_as_bot_users_with("commands_js").await;
+}
+
+/// The same assertions, for the commands bot written in Python (examples/python).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_python_and_welcome_bots_act_as_bot_users() {
+    commands_and_welcome_bots_act_as_bot_users_with("commands_py").await;
+}
+
+async fn commands_and_welcome_bots_act_as_bot_users_with(commands: &str) {
     let mut w = world().await;
     let http = w.server.http();
     let messages = format!("/channels/{}/messages", w.channel);
     let mut alice_gw = w.server.gateway().await;
     alice_gw.identify(&w.alice, ALL_INTENTS).await;
 
-    let (status, bot) = upload(&http, &w.guild, &w.alice, "commands", component("commands")).await;
+    let (status, bot) = upload(&http, &w.guild, &w.alice, "commands", component(commands)).await;
     assert_eq!(status, StatusCode::CREATED, "{bot}");
     assert_eq!(bot["kind"], "bot");
     let bot_id = bot["id"].as_str().unwrap().to_owned();
@@ -498,10 +578,20 @@ async fn reactions_reach_sessions_and_bots() {
 /// happen between setting a reminder and its time, and it still comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_timers_survive_a_reload_and_a_restart() {
+    bot_timers_survive_a_reload_and_a_restart_with("commands").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_timers_of_javascript_and_python_bots_survive_a_reload_and_a_restart() {
+    bot_timers_survive_a_reload_and_a_restart_with("commands_js").await;
+    bot_timers_survive_a_reload_and_a_restart_with("commands_py").await;
+}
+
+async fn bot_timers_survive_a_reload_and_a_restart_with(commands: &str) {
     let mut w = world().await;
     let http = w.server.http();
     let messages = format!("/channels/{}/messages", w.channel);
-    let (_, bot) = upload(&http, &w.guild, &w.alice, "commands", component("commands")).await;
+    let (_, bot) = upload(&http, &w.guild, &w.alice, "commands", component(commands)).await;
     let bot_id = bot["id"].as_str().unwrap().to_owned();
 
     // 0.05 minutes = 3 s; a plugin installed meanwhile reloads every bot of the guild.
@@ -611,10 +701,21 @@ async fn a_bot_editing_in_a_loop_is_held_to_its_writes_per_minute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_bot_example_counts_hellos_in_its_key_value_store() {
+    the_first_bot_example_counts_hellos_in_its_key_value_store_with("first_bot").await;
+}
+
+/// The walk-throughs' bots in JavaScript and Python (examples/js, examples/python).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_bot_examples_in_javascript_and_python_count_hellos_in_their_key_value_store() {
+    the_first_bot_example_counts_hellos_in_its_key_value_store_with("first_bot_js").await;
+    the_first_bot_example_counts_hellos_in_its_key_value_store_with("first_bot_py").await;
+}
+
+async fn the_first_bot_example_counts_hellos_in_its_key_value_store_with(first_bot: &str) {
     let mut w = world().await;
     let http = w.server.http();
     let messages = format!("/channels/{}/messages", w.channel);
-    let (status, bot) = upload(&http, &w.guild, &w.alice, "first-bot", component("first_bot")).await;
+    let (status, bot) = upload(&http, &w.guild, &w.alice, "first-bot", component(first_bot)).await;
     assert_eq!(status, StatusCode::CREATED, "{bot}");
     let bob_id = http.get("/users/@me", &w.bob).await.body["id"].as_str().unwrap().to_owned();
     for expected in ["1 hello from you.", "2 hellos from you."] {
@@ -649,15 +750,20 @@ async fn the_plugin_cli_scaffolds_builds_and_installs() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    run(&["plugin", "new", "cli-bot", "--dir", dir.to_str().unwrap()]);
-    let crate_dir = dir.join("cli-bot");
-    let built = run(&["plugin", "build", "--dir", crate_dir.to_str().unwrap()]);
-    let wasm = built.lines().last().unwrap().trim().to_owned();
-    assert!(wasm.ends_with("cli_bot.wasm"), "{built}");
+    // Each language, each kind: scaffolded, built with its toolchain, installed.
     let url = format!("http://{}", w.server.addr);
-    let installed = run(&["plugin", "install", "--guild", &w.guild, "--url", &url, "--token", &w.alice, &wasm]);
-    let body: Value = serde_json::from_str(installed.trim()).unwrap();
-    assert_eq!((body["name"].as_str(), body["kind"].as_str()), (Some("cli-bot"), Some("bot")));
+    for (lang, kind) in
+        [("rust", "bot"), ("js", "bot"), ("js", "moderator"), ("python", "bot"), ("python", "moderator")]
+    {
+        let name = format!("cli-{lang}-{kind}");
+        run(&["plugin", "new", &name, "--lang", lang, "--kind", kind, "--dir", dir.to_str().unwrap()]);
+        let built = run(&["plugin", "build", "--dir", dir.join(&name).to_str().unwrap()]);
+        let wasm = built.lines().last().unwrap().trim().to_owned();
+        assert!(wasm.ends_with(&format!("{}.wasm", name.replace('-', "_"))), "{built}");
+        let installed = run(&["plugin", "install", "--guild", &w.guild, "--url", &url, "--token", &w.alice, &wasm]);
+        let body: Value = serde_json::from_str(installed.trim()).unwrap();
+        assert_eq!((body["name"].as_str(), body["kind"].as_str()), (Some(name.as_str()), Some(kind)), "{body}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

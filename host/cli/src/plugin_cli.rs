@@ -8,23 +8,38 @@ use guildhall_client::{ApiClient, Method};
 
 #[derive(clap::Subcommand)]
 pub enum PluginCmd {
-    /// Scaffold a plugin crate (a cdylib using guildhall-sdk, built for wasm32-wasip2).
+    /// Scaffold a plugin: a Rust crate (a cdylib using guildhall-sdk, for wasm32-wasip2), or
+    /// a JavaScript or Python module with its `plugin.json`.
     New {
         name: String,
         /// `bot` (default) or `moderator`.
         #[arg(long, default_value = "bot")]
         kind: String,
-        /// Where to create the crate (default: the current directory).
+        /// `rust` (default), `js` or `python`.
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to create it (default: the current directory).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The guildhall-sdk crate to depend on (default: the SDK next to this build's sources).
+        /// The SDK directory, `sdk/` of Guildhall's sources (default: the one next to this
+        /// build's sources).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build the plugin crate in DIR as a component: cargo build --release --target wasm32-wasip2.
+    /// Build the plugin in DIR as a component: a Rust crate with cargo (wasm32-wasip2), a
+    /// JavaScript or Python plugin (its plugin.json) with its SDK's build command.
     Build {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+    },
+    /// Compile components into the host's cache ahead of their upload (the same cache a
+    /// host with this `plugins.cache_dir` uses): a JavaScript or Python component takes
+    /// seconds of CPU to compile.
+    Precompile {
+        /// The cache directory (a host's `plugins.cache_dir`).
+        #[arg(long)]
+        cache_dir: PathBuf,
+        files: Vec<PathBuf>,
     },
     /// Upload a component to a guild (you must own it).
     Install {
@@ -44,8 +59,26 @@ pub enum PluginCmd {
 
 pub async fn run(cmd: PluginCmd) -> Result<(), String> {
     match cmd {
-        PluginCmd::New { name, kind, dir, sdk } => scaffold(&name, &kind, &dir, sdk),
-        PluginCmd::Build { dir } => build(&dir).map(|path| println!("{}", path.display())),
+        PluginCmd::New { name, kind, lang, dir, sdk } => {
+            if !valid_name(&name) {
+                return Err("a plugin name is 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter".into());
+            }
+            if kind != "bot" && kind != "moderator" {
+                return Err(format!("unknown kind {kind:?}: bot or moderator"));
+            }
+            let sdk = sdk.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"));
+            let sdk = sdk.canonicalize().map_err(|e| format!("the SDK at {}: {e} (pass --sdk PATH)", sdk.display()))?;
+            match lang.as_str() {
+                "rust" => scaffold(&name, &kind, &dir, &sdk),
+                "js" | "python" => scaffold_interpreted(&name, &kind, &lang, &dir, &sdk),
+                other => Err(format!("unknown language {other:?}: rust, js or python")),
+            }
+        }
+        PluginCmd::Build { dir } => {
+            let built = if dir.join("plugin.json").exists() { build_interpreted(&dir) } else { build(&dir) };
+            built.map(|path| println!("{}", path.display()))
+        }
+        PluginCmd::Precompile { cache_dir, files } => precompile(cache_dir, &files),
         PluginCmd::Install { guild, file, name, url, token } => install(&guild, &file, name, &url, &token).await,
     }
 }
@@ -57,12 +90,7 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn scaffold(name: &str, kind: &str, dir: &Path, sdk: Option<PathBuf>) -> Result<(), String> {
-    if !valid_name(name) {
-        return Err("a plugin name is 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter".into());
-    }
-    let sdk = sdk.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"));
-    let sdk = sdk.canonicalize().map_err(|e| format!("the SDK at {}: {e} (pass --sdk PATH)", sdk.display()))?;
+fn scaffold(name: &str, kind: &str, dir: &Path, sdk: &Path) -> Result<(), String> {
     let root = dir.join(name);
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
@@ -110,7 +138,7 @@ impl Moderator for Plugin {
 guildhall_sdk::export_moderator!(Plugin);
 "#,
         ),
-        other => return Err(format!("unknown kind {other:?}: bot or moderator")),
+        other => unreachable!("kind {other} checked by the caller"),
     };
     std::fs::create_dir_all(root.join("src")).map_err(|e| e.to_string())?;
     let manifest = format!(
@@ -138,6 +166,193 @@ strip = true
     let lib = format!("//! {name}: a Guildhall {kind} plugin.\n\n{import}\nuse guildhall_sdk::Config;\n\n{body}");
     std::fs::write(root.join("src/lib.rs"), lib).map_err(|e| e.to_string())?;
     println!("created {} ({kind}); build it with: guildhall plugin build --dir {}", root.display(), root.display());
+    Ok(())
+}
+
+/// What `plugin new --lang js|python` writes next to the module, and `plugin build` reads.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InterpretedPlugin {
+    name: String,
+    /// `bot` or `moderator`: the world it is built for.
+    kind: String,
+    /// `js` or `python`.
+    lang: String,
+    /// The module, relative to the plugin's directory.
+    main: String,
+    /// The SDK directory (Guildhall's `sdk/`).
+    sdk: PathBuf,
+}
+
+fn scaffold_interpreted(name: &str, kind: &str, lang: &str, dir: &Path, sdk: &Path) -> Result<(), String> {
+    let root = dir.join(name);
+    if root.exists() {
+        return Err(format!("{} already exists", root.display()));
+    }
+    let module = name.replace('-', "_");
+    let (main, source) = match (lang, kind) {
+        ("js", "bot") => (
+            format!("{name}.js"),
+            format!(
+                r#"// {name}: a Guildhall bot (build: guildhall plugin build).
+import {{ send }} from 'guildhall:plugin/messages@0.1.0';
+import {{ parseConfig }} from './guildhall.js';
+
+export const events = {{
+  init(config) {{
+    parseConfig(config); // throws (refusing it) if it is not a JSON object
+  }},
+
+  onEvent(event) {{
+    if (event.tag === 'message-create' && !event.val.author.bot && event.val.content === '!hello') {{
+      send(event.val.channelId, 'hello!');
+    }}
+  }},
+}};
+"#
+            ),
+        ),
+        ("js", _) => (
+            format!("{name}.js"),
+            format!(
+                r#"// {name}: a Guildhall moderator (build: guildhall plugin build).
+import {{ parseConfig }} from './guildhall.js';
+
+export const moderation = {{
+  init(config) {{
+    parseConfig(config);
+  }},
+
+  moderate(candidate) {{
+    if (candidate.content.includes('forbidden')) {{
+      return {{ tag: 'block', val: 'that word is not allowed here' }};
+    }}
+    return {{ tag: 'allow' }};
+  }},
+}};
+"#
+            ),
+        ),
+        (_, "bot") => (
+            format!("{module}.py"),
+            format!(
+                r#""""{name}: a Guildhall bot (build: guildhall plugin build)."""
+
+from wit_world import exports
+from wit_world.imports import messages, types
+
+import guildhall
+
+
+class Events(exports.Events):
+    def init(self, config: str) -> None:
+        guildhall.parse_config(config)  # raises (refusing it) if it is not a JSON object
+
+    def on_event(self, event: types.GuildEvent) -> None:
+        if isinstance(event, types.GuildEvent_MessageCreate):
+            m = event.value
+            if not m.author.bot and m.content == "!hello":
+                messages.send(m.channel_id, "hello!")
+"#
+            ),
+        ),
+        _ => (
+            format!("{module}.py"),
+            format!(
+                r#""""{name}: a Guildhall moderator (build: guildhall plugin build)."""
+
+from wit_world import exports
+from wit_world.imports import types
+
+import guildhall
+
+
+class Moderation(exports.Moderation):
+    def init(self, config: str) -> None:
+        guildhall.parse_config(config)
+
+    def moderate(self, candidate: types.Candidate) -> types.Verdict:
+        if "forbidden" in candidate.content:
+            return types.Verdict_Block("that word is not allowed here")
+        return types.Verdict_Allow()
+"#
+            ),
+        ),
+    };
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    std::fs::write(root.join(&main), source).map_err(|e| e.to_string())?;
+    if lang == "js" {
+        // The helpers beside the module: componentize-js reads only the module's own tree.
+        for helper in ["guildhall.js", "guildhall.d.ts"] {
+            std::fs::copy(sdk.join("js").join(helper), root.join(helper)).map_err(|e| format!("{helper}: {e}"))?;
+        }
+    }
+    let manifest = InterpretedPlugin {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        lang: lang.to_owned(),
+        main,
+        sdk: sdk.to_owned(),
+    };
+    let json = serde_json::to_string_pretty(&manifest).expect("serializes");
+    std::fs::write(root.join("plugin.json"), json + "\n").map_err(|e| e.to_string())?;
+    println!(
+        "created {} ({lang} {kind}); build it with: guildhall plugin build --dir {}",
+        root.display(),
+        root.display()
+    );
+    Ok(())
+}
+
+/// Builds a JavaScript or Python plugin with its SDK's build command: `node
+/// sdk/js/build.mjs` (after `npm ci` in sdk/js) or `sdk/python/build.py` with a Python that
+/// has componentize-py ($GUILDHALL_PLUGIN_PYTHON, else `python3`).
+fn build_interpreted(dir: &Path) -> Result<PathBuf, String> {
+    let path = dir.join("plugin.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let plugin: InterpretedPlugin = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = &dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(format!("{}.wasm", plugin.name.replace('-', "_")));
+    let (program, script) = match plugin.lang.as_str() {
+        "js" => ("node".to_owned(), plugin.sdk.join("js/build.mjs")),
+        "python" => {
+            let python = std::env::var("GUILDHALL_PLUGIN_PYTHON").unwrap_or_else(|_| "python3".into());
+            (python, plugin.sdk.join("python/build.py"))
+        }
+        other => return Err(format!("{}: unknown lang {other:?}", path.display())),
+    };
+    // From the plugin's directory: what its module imports is read from there.
+    let status = Command::new(&program)
+        .current_dir(dir)
+        .arg(&script)
+        .arg(dir.join(&plugin.main))
+        .args(["--world", &plugin.kind, "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("running {program}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{} failed (its toolchain: deploy/dev/plugin-sdks installs it)", script.display()));
+    }
+    Ok(out)
+}
+
+/// Compiles each file into `cache_dir` as a host of this build would, and says what it is.
+fn precompile(cache_dir: PathBuf, files: &[PathBuf]) -> Result<(), String> {
+    let config = guildhall_plugins::EngineConfig { cache_dir, pool_instances: 4, ..Default::default() };
+    let engine = guildhall_plugins::PluginEngine::new(config).map_err(|e| e.to_string())?;
+    for file in files {
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let started = std::time::Instant::now();
+        let loaded = engine.load(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        println!(
+            "{}: {} {} {}, {:.1} s",
+            file.display(),
+            loaded.language.as_str(),
+            loaded.kind.as_str(),
+            loaded.hash,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }
 

@@ -10,17 +10,21 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::text::PatternCache;
-use crate::world::PluginError;
+use crate::world::{InstanceLimits, Language, PluginError};
 
 /// What the engine is allowed to use.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Where precompiled components are cached (by content hash).
     pub cache_dir: PathBuf,
-    /// Largest component accepted, in bytes.
+    /// Largest component accepted, in bytes (compiled languages).
     pub max_component_bytes: usize,
-    /// Linear memory per instance.
+    /// Linear memory per instance (compiled languages).
     pub max_memory_bytes: usize,
+    /// Limits of JavaScript components; `None`: refused.
+    pub javascript: Option<InstanceLimits>,
+    /// Limits of Python components; `None`: refused.
+    pub python: Option<InstanceLimits>,
     /// Live instances the pool holds (each reserves address space and mappings).
     pub pool_instances: u32,
     /// Epoch tick: the granularity of deadlines.
@@ -36,10 +40,37 @@ impl Default for EngineConfig {
             cache_dir: std::env::temp_dir().join("guildhall-plugin-cache"),
             max_component_bytes: 8 << 20,
             max_memory_bytes: 16 << 20,
+            javascript: Some(InstanceLimits::JAVASCRIPT),
+            python: Some(InstanceLimits::PYTHON),
             pool_instances: 2_000,
             tick: Duration::from_millis(1),
             reset_pages_in_place: true,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The limits of a language; `None` if its components are refused.
+    pub fn limits(&self, language: Language) -> Option<InstanceLimits> {
+        match language {
+            Language::Compiled => Some(InstanceLimits {
+                max_component_bytes: self.max_component_bytes,
+                max_memory_bytes: self.max_memory_bytes,
+                max_core_instances: 32,
+            }),
+            Language::JavaScript => self.javascript,
+            Language::Python => self.python,
+        }
+    }
+
+    /// The most any accepted language may have: the pool's slots and the upload's cap.
+    fn most(&self, field: fn(&InstanceLimits) -> usize) -> usize {
+        [Language::Compiled, Language::JavaScript, Language::Python]
+            .into_iter()
+            .filter_map(|l| self.limits(l))
+            .map(|l| field(&l))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -76,7 +107,8 @@ impl Sandbox {
             .total_memories(config.pool_instances * 2)
             .total_tables(config.pool_instances * 4)
             .total_stacks(config.pool_instances)
-            .max_memory_size(config.max_memory_bytes);
+            // Each store gets its language's own limit (`state::new_store`).
+            .max_memory_size(config.most(|l| l.max_memory_bytes));
         // Re-instantiating into a slot this process used before (the common case: idle
         // instances are dropped and recreated on demand) costs page faults unless the slot's
         // dirty pages are kept and reset in place. With Linux's PAGEMAP_SCAN (6.7+) wasmtime
@@ -121,7 +153,8 @@ impl Sandbox {
         Ok(Sandbox { engine, config, ticker_stop, patterns })
     }
 
+    /// The largest component any accepted language may have: what an upload may send.
     pub fn max_component_bytes(&self) -> usize {
-        self.config.max_component_bytes
+        self.config.most(|l| l.max_component_bytes)
     }
 }

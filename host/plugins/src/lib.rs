@@ -36,4 +36,4 @@ pub use engine::{pagemap_scan_available, EngineConfig, Sandbox};
 pub use loader::PluginEngine;
 pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};
 pub use state::{GuildView, MemberLookup};
-pub use world::{LoadedPlugin, PluginError, PluginKind};
+pub use world::{InstanceLimits, Language, LoadedPlugin, PluginError, PluginKind};

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use crate::engine::{EngineConfig, Sandbox};
-use crate::world::{LoadedPlugin, PluginError, WorldEntry};
+use crate::world::{Language, LoadedPlugin, PluginError, WorldEntry};
 use crate::{bot, indexer, moderator};
 
 /// Distinct components kept loaded in memory.
@@ -50,14 +50,19 @@ impl PluginEngine {
     /// Validates and compiles a component: within the size limit, a component (not a core
     /// module), compiles, exports a known world, imports only what that world offers.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
-        let limit = self.config.max_component_bytes;
-        if bytes.len() > limit {
-            return Err(PluginError::TooLarge { size: bytes.len(), limit });
+        let most = self.sandbox.max_component_bytes();
+        if bytes.len() > most {
+            return Err(PluginError::TooLarge { size: bytes.len(), limit: most });
         }
         match bytes.get(0..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(PluginError::CoreModule),
             Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
             _ => return Err(PluginError::NotWasm),
+        }
+        let language = language(bytes);
+        let limits = self.config.limits(language).ok_or(PluginError::LanguageRefused(language.as_str()))?;
+        if bytes.len() > limits.max_component_bytes {
+            return Err(PluginError::TooLarge { size: bytes.len(), limit: limits.max_component_bytes });
         }
         let hash = hex(&Sha256::digest(bytes));
         if let Some(loaded) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
@@ -89,7 +94,8 @@ impl PluginEngine {
             }
         }
         let prepared = world.prepare(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
-        let loaded = LoadedPlugin { hash: hash.clone(), kind: world.info().kind, component, prepared };
+        let kind = world.info().kind;
+        let loaded = LoadedPlugin { hash: hash.clone(), kind, language, limits, component, prepared };
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_LOADED_COMPONENTS {
             cache.clear(); // rare: many distinct components; they reload from the disk cache
@@ -107,7 +113,8 @@ impl PluginEngine {
         let path = self.config.cache_dir.join(format!("{hash}-{:016x}.cwasm", h.finish()));
         if path.exists() {
             // SAFETY: the file was written by `precompile_component` of an engine with the
-            // same compatibility hash (it is in the name), in a directory this process owns.
+            // same compatibility hash (it is in the name), in a directory only this host
+            // (or hosts sharing `plugins.cache_dir`, of the same build) writes to.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => return Ok(c),
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding a bad cached component"),
@@ -124,6 +131,40 @@ impl PluginEngine {
         // SAFETY: just produced by this engine.
         unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| PluginError::Compile(format!("{e:#}")))
     }
+}
+
+/// The language a component declares in the producers section of its outermost
+/// component (`language: JavaScript` from componentize-js; the Python SDK's build writes
+/// `language: Python`). It is the uploader's claim: a component that claims an
+/// interpreter's language gets that language's limits, which the operator sets for any
+/// plugin that makes the claim. Unreadable sections are ignored (compile checks the rest).
+fn language(bytes: &[u8]) -> Language {
+    use wasmparser::{KnownCustom, Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::CustomSection(section) if depth == 0 => {
+                let KnownCustom::Producers(producers) = section.as_known() else { continue };
+                for field in producers.into_iter().flatten() {
+                    if field.name != "language" {
+                        continue;
+                    }
+                    for value in field.values.into_iter().flatten() {
+                        match value.name {
+                            "JavaScript" => return Language::JavaScript,
+                            "Python" => return Language::Python,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Language::Compiled
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -17,6 +17,7 @@ use crate::bot_host::BotHost;
 use crate::engine::Sandbox;
 use crate::interfaces::guildhall::plugin::{clock, guild, log, text, types};
 use crate::text::{PatternCache, MAX_SETS_PER_INSTANCE};
+use crate::world::InstanceLimits;
 use crate::world::PluginError;
 use types::{Channel, Member};
 
@@ -147,6 +148,7 @@ pub(crate) fn linker_with_wasi(sandbox: &Sandbox) -> wasmtime::Result<Linker<Plu
 /// A store for one (guild, plugin) instance, with its memory limit and epoch deadline armed.
 pub(crate) fn new_store(
     engine: &Sandbox,
+    limits: InstanceLimits,
     view: GuildView,
     plugin: &str,
     bot: Option<Arc<dyn BotHost>>,
@@ -154,8 +156,8 @@ pub(crate) fn new_store(
 ) -> (Store<PluginState>, f64) {
     let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
     let limits = StoreLimitsBuilder::new()
-        .memory_size(engine.config.max_memory_bytes)
-        .instances(32)
+        .memory_size(limits.max_memory_bytes)
+        .instances(limits.max_core_instances)
         .tables(32)
         .memories(4)
         .trap_on_grow_failure(true)

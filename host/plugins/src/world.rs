@@ -27,10 +27,56 @@ impl PluginKind {
     }
 }
 
+/// The language runtime a component says it carries (the `language` field of its
+/// producers section, which componentize-js writes and the Python SDK's build adds).
+/// JavaScript and Python components embed a whole interpreter, so they get limits of their
+/// own; everything else is compiled code (Rust, C, Go, ...) and gets the tight ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Compiled,
+    JavaScript,
+    Python,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Compiled => "compiled",
+            Language::JavaScript => "javascript",
+            Language::Python => "python",
+        }
+    }
+}
+
+/// What one instance of a component may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceLimits {
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Linear memory per instance.
+    pub max_memory_bytes: usize,
+    /// Core instances per component instance (an interpreter's component links several
+    /// modules: CPython's about 40).
+    pub max_core_instances: usize,
+}
+
+impl InstanceLimits {
+    /// Default limits of JavaScript components (componentize-js: a SpiderMonkey-based
+    /// engine, about 12 MiB of component).
+    pub const JAVASCRIPT: InstanceLimits =
+        InstanceLimits { max_component_bytes: 24 << 20, max_memory_bytes: 64 << 20, max_core_instances: 32 };
+    /// Default limits of Python components (componentize-py: CPython and its standard
+    /// library, about 18 MiB of component).
+    pub const PYTHON: InstanceLimits =
+        InstanceLimits { max_component_bytes: 32 << 20, max_memory_bytes: 96 << 20, max_core_instances: 64 };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("the component is {size} bytes; the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
+    #[error("{0} plugins are not accepted on this host")]
+    LanguageRefused(&'static str),
     #[error("not a WebAssembly component")]
     NotWasm,
     #[error("a core WebAssembly module, not a component: build with --target wasm32-wasip2")]
@@ -57,6 +103,9 @@ pub struct LoadedPlugin {
     /// SHA-256 of the component bytes, hex.
     pub hash: String,
     pub kind: PluginKind,
+    /// The language runtime it declares, and the limits its instances get for it.
+    pub language: Language,
+    pub limits: InstanceLimits,
     pub component: Component,
     /// The world's pre-instantiated form (its bindings' `...Pre`); only that world's
     /// module knows the type and takes it back out with [`LoadedPlugin::prepared`].

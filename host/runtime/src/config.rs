@@ -37,6 +37,15 @@ pub struct PluginsConfig {
     pub max_component_bytes: usize,
     /// Live instances the pool holds (each reserves address space and memory mappings).
     pub pool_instances: u32,
+    /// Where compiled components are kept, by content hash and engine build (empty: the
+    /// data directory's `plugin-cache`). Hosts of one build may share one.
+    pub cache_dir: String,
+    /// Components that carry a JavaScript engine (componentize-js): their own limits.
+    #[serde(deserialize_with = "javascript_limits")]
+    pub javascript: InterpreterLimits,
+    /// Components that carry CPython (componentize-py): their own limits.
+    #[serde(deserialize_with = "python_limits")]
+    pub python: InterpreterLimits,
     /// Pub/sub subjects every plugin of every guild may publish and subscribe to, as
     /// patterns (`alerts.>`); plugins name them `shared.alerts...`. Empty: nothing crosses
     /// guilds.
@@ -45,6 +54,69 @@ pub struct PluginsConfig {
     /// `spread` (each on the ring owner of its plugin id, receiving the guild's events
     /// over the bus). A single host runs them beside their guild either way.
     pub bot_placement: BotPlacementMode,
+}
+
+/// The limits of plugins in a language whose component carries its interpreter. Which
+/// language a component is in is what it declares (its producers section): any plugin may
+/// claim one and get these limits, so set them as for any plugin of this host.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct InterpreterLimits {
+    /// Accept such components at all.
+    pub enabled: bool,
+    /// Linear memory per instance.
+    pub max_memory_mib: usize,
+    /// Largest component accepted at upload.
+    pub max_component_bytes: usize,
+}
+
+impl InterpreterLimits {
+    fn from_engine(limits: guildhall_plugins::InstanceLimits) -> InterpreterLimits {
+        InterpreterLimits {
+            enabled: true,
+            max_memory_mib: limits.max_memory_bytes >> 20,
+            max_component_bytes: limits.max_component_bytes,
+        }
+    }
+
+    /// The engine's limits for these components (`None` if they are refused); `like` gives
+    /// what the configuration does not set.
+    pub fn engine_limits(&self, like: guildhall_plugins::InstanceLimits) -> Option<guildhall_plugins::InstanceLimits> {
+        self.enabled.then_some(guildhall_plugins::InstanceLimits {
+            max_memory_bytes: self.max_memory_mib << 20,
+            max_component_bytes: self.max_component_bytes,
+            ..like
+        })
+    }
+}
+
+/// A configuration's `[plugins.javascript]` or `[plugins.python]`: what it sets, over the
+/// language's own defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterpreterLimitsSet {
+    enabled: Option<bool>,
+    max_memory_mib: Option<usize>,
+    max_component_bytes: Option<usize>,
+}
+
+impl InterpreterLimitsSet {
+    fn over(self, defaults: InterpreterLimits) -> InterpreterLimits {
+        InterpreterLimits {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            max_memory_mib: self.max_memory_mib.unwrap_or(defaults.max_memory_mib),
+            max_component_bytes: self.max_component_bytes.unwrap_or(defaults.max_component_bytes),
+        }
+    }
+}
+
+fn javascript_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<InterpreterLimits, D::Error> {
+    let defaults = InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::JAVASCRIPT);
+    Ok(InterpreterLimitsSet::deserialize(d)?.over(defaults))
+}
+
+fn python_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<InterpreterLimits, D::Error> {
+    let defaults = InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::PYTHON);
+    Ok(InterpreterLimitsSet::deserialize(d)?.over(defaults))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +135,9 @@ impl Default for PluginsConfig {
             max_memory_mib: 16,
             max_component_bytes: 8 << 20,
             pool_instances: 2_000,
+            cache_dir: String::new(),
+            javascript: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::JAVASCRIPT),
+            python: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::PYTHON),
             shared_subjects: Vec::new(),
             bot_placement: BotPlacementMode::Guild,
         }

@@ -347,6 +347,11 @@ impl Config {
         if !(1..=4096).contains(&p.max_memory_mib) || p.pool_instances == 0 || p.max_component_bytes == 0 {
             return Err("plugins.max_memory_mib must be 1..=4096; pool_instances and max_component_bytes > 0".into());
         }
+        for (name, l) in [("javascript", &p.javascript), ("python", &p.python)] {
+            if !(1..=4096).contains(&l.max_memory_mib) || l.max_component_bytes == 0 {
+                return Err(format!("plugins.{name}.max_memory_mib must be 1..=4096, max_component_bytes > 0"));
+            }
+        }
         guildhall_runtime::pubsub::check_grants(&p.shared_subjects)?;
         if self.rate_limits.max_tracked < 1024 {
             return Err("rate_limits.max_tracked must be at least 1024".into());
@@ -463,5 +468,23 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let t: toml::Table = "lisen = \"x\"".parse().unwrap();
         assert!(toml::Value::Table(t).try_into::<Config>().is_err());
+        let t: toml::Table = "[plugins.python]\nmax_memory = 1".parse().unwrap();
+        assert!(toml::Value::Table(t).try_into::<Config>().is_err(), "also in an interpreter's limits");
+    }
+
+    #[test]
+    fn an_interpreters_limits_keep_that_languages_defaults_for_what_is_not_set() {
+        let t: toml::Table = "[plugins.python]\nmax_memory_mib = 200".parse().unwrap();
+        let config: Config = toml::Value::Table(t).try_into().unwrap();
+        let defaults = Config::default().plugins;
+        let python = config.plugins.python;
+        assert_eq!((python.enabled, python.max_memory_mib), (true, 200));
+        assert_eq!(python.max_component_bytes, defaults.python.max_component_bytes, "Python's own default");
+        assert_ne!(defaults.python.max_component_bytes, defaults.javascript.max_component_bytes);
+        assert_eq!(config.plugins.javascript.max_memory_mib, defaults.javascript.max_memory_mib);
+        // The printed defaults read back the same.
+        let printed = toml::Value::try_from(Config::default()).unwrap();
+        let again: Config = printed.try_into().unwrap();
+        assert_eq!(again.plugins.python.max_memory_mib, defaults.python.max_memory_mib);
     }
 }

@@ -61,9 +61,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     let engine_config = guildhall_plugins::EngineConfig {
-        cache_dir: config.data_dir.join("plugin-cache"),
+        cache_dir: match config.plugins.cache_dir.as_str() {
+            "" => config.data_dir.join("plugin-cache"),
+            shared => std::path::PathBuf::from(shared),
+        },
         max_component_bytes: config.plugins.max_component_bytes,
         max_memory_bytes: config.plugins.max_memory_mib << 20,
+        javascript: config.plugins.javascript.engine_limits(guildhall_plugins::InstanceLimits::JAVASCRIPT),
+        python: config.plugins.python.engine_limits(guildhall_plugins::InstanceLimits::PYTHON),
         pool_instances: config.plugins.pool_instances,
         ..guildhall_plugins::EngineConfig::default()
     };
