@@ -67,6 +67,12 @@ pub enum Scenario {
         /// The plugin's configuration (JSON).
         #[arg(long, default_value = DEFAULT_AUTOMOD_CONFIG)]
         config: String,
+        /// Measure automod in Rust, JavaScript and Python (automod, automod_js, automod_py
+        /// next to this binary's target directory; deploy/dev/sdk-plugins builds the
+        /// latter two) in one run, with their ratios to Rust. The interpreted languages
+        /// keep at most 100 live instances for the memory measurement.
+        #[arg(long)]
+        languages: bool,
         #[arg(long)]
         json: bool,
     },
@@ -120,8 +126,11 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         }
         Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
         Scenario::Compression { bench, json } => (crate::bench_compression::run(bench).await?, json),
-        Scenario::Plugins { component, calls, instances, config, json } => {
-            (plugins(component, calls, instances, &config).await?, json)
+        Scenario::Plugins { component, calls, instances, config, languages: false, json } => {
+            (plugins(component, "automod", calls, instances, &config).await?, json)
+        }
+        Scenario::Plugins { calls, instances, config, languages: true, json, .. } => {
+            (plugin_languages(calls, instances, &config).await?, json)
         }
     };
     if as_json {
@@ -581,12 +590,47 @@ async fn recreate_times(
     Ok(times)
 }
 
-async fn plugins(component: Option<PathBuf>, calls: usize, instances: usize, config: &str) -> Result<Value, String> {
+/// `plugins` for automod's twins in each language, and what each costs relative to Rust.
+async fn plugin_languages(calls: usize, instances: usize, config: &str) -> Result<Value, String> {
+    const INTERPRETED_INSTANCES: usize = 100;
+    let mut runs = serde_json::Map::new();
+    for (language, name, live) in [
+        ("rust", "automod", instances),
+        ("javascript", "automod_js", instances.min(INTERPRETED_INSTANCES)),
+        ("python", "automod_py", instances.min(INTERPRETED_INSTANCES)),
+    ] {
+        runs.insert(language.into(), plugins(None, name, calls, live, config).await?);
+    }
+    let ratio = |language: &str, key: &str| {
+        let (theirs, rust) = (runs[language][key].as_f64(), runs["rust"][key].as_f64());
+        match (theirs, rust) {
+            (Some(t), Some(r)) if r > 0.0 => json!((t / r * 10.0).round() / 10.0),
+            _ => Value::Null,
+        }
+    };
+    let keys = ["component_bytes", "compile_ms", "p50_us", "p99_us", "instantiate_us", "instantiate_cold_slot_us"];
+    let mut vs_rust = serde_json::Map::new();
+    for language in ["javascript", "python"] {
+        let mut ratios: serde_json::Map<String, Value> =
+            keys.iter().map(|k| (k.to_string(), ratio(language, k))).collect();
+        ratios.insert("kib_per_instance".into(), ratio(language, "kib_per_instance"));
+        vs_rust.insert(language.into(), Value::Object(ratios));
+    }
+    Ok(json!({ "scenario": "plugins-languages", "cores": cores(), "runs": runs, "vs_rust": vs_rust }))
+}
+
+async fn plugins(
+    component: Option<PathBuf>,
+    default_name: &str,
+    calls: usize,
+    instances: usize,
+    config: &str,
+) -> Result<Value, String> {
     use guildhall_plugins::{
         Candidate, Channel as PluginChannel, EngineConfig, GuildView, ModeratorInstance, PluginEngine,
         User as PluginUser,
     };
-    let bytes = crate::components::read_component(component, "automod")?;
+    let bytes = crate::components::read_component(component, default_name)?;
     let cache_dir = temp_dir("plugin-cache");
     let engine_config =
         EngineConfig { cache_dir: cache_dir.clone(), pool_instances: instances as u32 + 16, ..EngineConfig::default() };
