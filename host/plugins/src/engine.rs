@@ -74,6 +74,9 @@ impl EngineConfig {
     }
 }
 
+/// Core instances the pool allows per instance slot (see `Sandbox::new`).
+const CORE_INSTANCES_PER_SLOT: u32 = 48;
+
 /// Dirty bytes of a dropped instance's memory and tables reset in place (not decommitted)
 /// so that the next instance in the slot does not page-fault; see `Sandbox::new`.
 const KEEP_RESIDENT_MEMORY_BYTES: usize = 512 << 10;
@@ -103,7 +106,10 @@ impl Sandbox {
     pub fn new(config: EngineConfig) -> Result<Sandbox, PluginError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.pool_instances)
-            .total_core_instances(config.pool_instances * 4)
+            // A counter, not a reservation: an interpreter's component links dozens of
+            // core modules (a Python plugin instance takes 38), and a pool of Python
+            // plugins must not run out of these long before its instance slots.
+            .total_core_instances(config.pool_instances * CORE_INSTANCES_PER_SLOT)
             .total_memories(config.pool_instances * 2)
             .total_tables(config.pool_instances * 4)
             .total_stacks(config.pool_instances)

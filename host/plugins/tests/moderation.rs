@@ -197,3 +197,44 @@ async fn waiting_in_host_calls_is_not_computing() {
         assert!(matches!(&verdict, Ok(Verdict::Flag(f)) if f == "member seven"), "{verdict:?}");
     }
 }
+
+/// JavaScript and Python moderators (examples/js, examples/python, built by the test
+/// command) get their language's limits, and a pool fills by instance slots, not by the
+/// dozens of core modules an interpreter's component links: every slot can hold one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interpreted_plugins_get_their_languages_limits_and_fill_the_pool_by_slots() {
+    const SLOTS: u32 = 8;
+    // The cache the test command fills (`guildhall plugin precompile`): compiling these
+    // takes seconds each.
+    let exe = std::env::current_exe().unwrap();
+    let cache_dir = exe.ancestors().nth(3).unwrap().join("guildhall-plugin-cache");
+    let engine =
+        PluginEngine::new(EngineConfig { cache_dir, pool_instances: SLOTS, ..EngineConfig::default() }).unwrap();
+    for (name, language) in
+        [("automod_js", guildhall_plugins::Language::JavaScript), ("automod_py", guildhall_plugins::Language::Python)]
+    {
+        let plugin = engine.load(&component(name)).unwrap();
+        assert_eq!((plugin.language, plugin.kind), (language, PluginKind::Moderator), "{name}");
+        let mut live = Vec::new();
+        for _ in 0..SLOTS {
+            let config = r#"{"banned_words": ["heck"]}"#;
+            let made = ModeratorInstance::new(&engine, &plugin, name, view(10), config, Duration::from_secs(1)).await;
+            live.push(made.unwrap_or_else(|e| panic!("{name}: instance {} of {SLOTS}: {e}", live.len() + 1)));
+        }
+        for m in &mut live {
+            let verdict = m.moderate(&candidate("oh heck"), Duration::from_secs(1)).await.unwrap();
+            assert!(matches!(verdict, Verdict::Block(_)), "{name}: {verdict:?}");
+        }
+    }
+    // An operator who does not accept a language has its components refused.
+    let cache_dir = std::env::temp_dir().join(format!("guildhall-plugin-test-nojs-{}", std::process::id()));
+    let no_js =
+        PluginEngine::new(EngineConfig { cache_dir, pool_instances: 4, javascript: None, ..EngineConfig::default() })
+            .unwrap();
+    let refused = no_js.load(&component("automod_js"));
+    assert!(matches!(refused, Err(PluginError::LanguageRefused("javascript"))), "{:?}", refused.err());
+    // A compiled-language component is not given an interpreter's limits.
+    let rust = engine.load(&component("automod")).unwrap();
+    assert_eq!(rust.language, guildhall_plugins::Language::Compiled);
+    assert!(rust.limits.max_memory_bytes < engine.load(&component("automod_js")).unwrap().limits.max_memory_bytes);
+}
