@@ -273,10 +273,15 @@ pub fn check_ownership_trails(trails: &[(PathBuf, Option<u64>)]) -> usize {
     checked
 }
 
-/// The compiled-component cache the test servers share: next to the test binaries.
-fn shared_plugin_cache() -> String {
+/// The cargo target directory this test binary was built in.
+pub fn target_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors().nth(3).expect("target directory").join("guildhall-plugin-cache").display().to_string()
+    exe.ancestors().nth(3).expect("target directory").to_owned()
+}
+
+/// The compiled-component cache the test servers share: in the target directory.
+fn shared_plugin_cache() -> String {
+    target_dir().join("guildhall-plugin-cache").display().to_string()
 }
 
 /// The repository's root, found at run time: `cargo test` runs a test binary with
@@ -291,9 +296,7 @@ pub fn repo_root() -> std::path::PathBuf {
 /// A plugin component built from source for wasm32-wasip2 (the test command builds them),
 /// e.g. `component("probe_bot")`.
 pub fn component(name: &str) -> Vec<u8> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let target = exe.ancestors().nth(3).expect("target directory");
-    let path = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let path = target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (deploy/dev/test does)", path.display()))
 }

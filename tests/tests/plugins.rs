@@ -740,7 +740,7 @@ async fn the_plugin_cli_scaffolds_builds_and_installs() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let exe = guildhall_e2e::binary();
-    let target = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().to_path_buf();
+    let target = guildhall_e2e::target_dir();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&exe)
             .args(args)

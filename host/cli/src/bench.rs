@@ -608,12 +608,18 @@ async fn plugin_languages(calls: usize, instances: usize, config: &str) -> Resul
             _ => Value::Null,
         }
     };
-    let keys = ["component_bytes", "compile_ms", "p50_us", "p99_us", "instantiate_us", "instantiate_cold_slot_us"];
+    let keys = [
+        "component_bytes",
+        "compile_ms",
+        "p50_us",
+        "p99_us",
+        "instantiate_us",
+        "instantiate_cold_slot_us",
+        "kib_per_instance",
+    ];
     let mut vs_rust = serde_json::Map::new();
     for language in ["javascript", "python"] {
-        let mut ratios: serde_json::Map<String, Value> =
-            keys.iter().map(|k| (k.to_string(), ratio(language, k))).collect();
-        ratios.insert("kib_per_instance".into(), ratio(language, "kib_per_instance"));
+        let ratios: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), ratio(language, k))).collect();
         vs_rust.insert(language.into(), Value::Object(ratios));
     }
     Ok(json!({ "scenario": "plugins-languages", "cores": cores(), "runs": runs, "vs_rust": vs_rust }))
