@@ -111,6 +111,31 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Reads and drops the request body, at most `limit` bytes and within the body timeout
+    /// (nothing if it declares more): a refusal answered while the client is still sending
+    /// would otherwise be lost, as closing a connection with unread data resets it.
+    pub async fn discard_body_up_to(&mut self, limit: usize) {
+        let declared =
+            self.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return;
+        }
+        let Some(mut body) = self.body.take() else { return };
+        let timeout = Duration::from_millis(self.app.config.rest.body_timeout_ms);
+        let drain = async {
+            let mut read = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > limit {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, drain).await;
+    }
+}
+
 /// A JSON object body as `T`: 400 (50109) if not JSON, 400 (50035) if the wrong shape.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());

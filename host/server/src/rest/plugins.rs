@@ -2,7 +2,7 @@
 //! enable or disable, remove. The kind is read from the world the component implements.
 
 use guildhall_core::guild::Command;
-use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, UserRecord};
+use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, UserId, UserRecord};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{PluginError, PluginKind};
 use hyper::StatusCode;
@@ -49,9 +49,9 @@ fn plugin_error(e: PluginError) -> ApiError {
     }
 }
 
-/// POST /guilds/{id}/plugins?name=NAME with the component as the body
-/// (`Content-Type: application/wasm`).
-pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
+/// What an upload must pass before its body is read or compiled: the owner, a valid name,
+/// the content type, the guild's plugin quota. Gives the owner and the name.
+async fn admit_upload(ctx: &Ctx, guild_id: GuildId) -> Result<(UserId, String), ApiError> {
     let owner = require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
     let name = ctx.query("name").unwrap_or("").to_owned();
     let valid_name = !name.is_empty()
@@ -63,12 +63,26 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     if ctx.content_type() != Some("application/wasm") {
         return Err(ApiError::invalid_form("the body must be a component with Content-Type: application/wasm"));
     }
-    // Before the upload is read or compiled: refusing costs nothing.
     let quota = ctx.app.config.quotas.plugins_per_guild;
     if ctx.app.store.guild_plugins(guild_id).await?.len() >= quota {
         return Err(ApiError::quota(code::MAX_PLUGINS, "plugins", quota));
     }
+    Ok((owner, name))
+}
+
+/// POST /guilds/{id}/plugins?name=NAME with the component as the body
+/// (`Content-Type: application/wasm`).
+pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     let limit = ctx.app.plugins.max_component_bytes();
+    let (owner, name) = match admit_upload(ctx, guild_id).await {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            // A component is megabytes the client is still sending: closing the connection
+            // on the unread rest resets it, and the client loses this answer.
+            ctx.discard_body_up_to(limit).await;
+            return Err(refused);
+        }
+    };
     let bytes = ctx.body_bytes_up_to(limit).await?;
     // Compiling takes milliseconds to seconds of CPU: off the async workers.
     let engine = ctx.app.plugins.clone();
