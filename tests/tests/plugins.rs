@@ -876,4 +876,5 @@ async fn a_full_instance_pool_is_not_another_guilds_fault() {
     let plugins = http.get(&format!("/guilds/{other}/plugins"), &carol).await;
     assert_eq!(plugins.body[0]["enabled"], true, "carol's moderator was disabled: {}", plugins.body);
     assert!(server.metric("guildhall_plugin_pool_full_total").await >= 3, "the pool was full for carol's moderator");
+    assert!(server.metric("guildhall_plugin_memory_bytes").await > 0, "the hog's live instances hold memory");
 }

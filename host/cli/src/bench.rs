@@ -616,6 +616,7 @@ async fn plugin_languages(calls: usize, instances: usize, config: &str) -> Resul
         "instantiate_us",
         "instantiate_cold_slot_us",
         "kib_per_instance",
+        "budget_kib_per_instance",
     ];
     let mut vs_rust = serde_json::Map::new();
     for language in ["javascript", "python"] {
@@ -638,8 +639,14 @@ async fn plugins(
     };
     let bytes = crate::components::read_component(component, default_name)?;
     let cache_dir = temp_dir("plugin-cache");
-    let engine_config =
-        EngineConfig { cache_dir: cache_dir.clone(), pool_instances: instances as u32 + 16, ..EngineConfig::default() };
+    // No memory budget: this measures what instances take (the budget is tested elsewhere).
+    let engine_config = EngineConfig {
+        cache_dir: cache_dir.clone(),
+        pool_instances: instances as u32 + 16,
+        max_total_memory_bytes: 1 << 50,
+        max_guild_memory_bytes: 1 << 50,
+        ..EngineConfig::default()
+    };
     let engine = PluginEngine::new(engine_config).map_err(|e| e.to_string())?;
     let compile_started = Instant::now();
     let plugin = engine.load(&bytes).map_err(|e| e.to_string())?;
@@ -726,6 +733,8 @@ async fn plugins(
     let reached = live.len();
     let after = rss_kib();
     let kib_per_instance = after.saturating_sub(before) as f64 / reached.max(1) as f64;
+    // What the memory budget counts per instance: the linear memory its memories declare.
+    let budget_kib_per_instance = engine.memory_in_use(None) as f64 / 1024.0 / reached.max(1) as f64;
     drop(live);
 
     // Installed but idle: what a guild holds per installed moderator while no instance
@@ -787,6 +796,7 @@ async fn plugins(
         "pagemap_scan": guildhall_plugins::pagemap_scan_available(),
         "live_instances": reached,
         "kib_per_instance": kib_per_instance,
+        "budget_kib_per_instance": budget_kib_per_instance,
         "idle_installs": idle_installs,
         "bytes_per_idle_install": bytes_per_idle_install,
         "bytes_per_plugin_record": bytes_per_plugin_record,

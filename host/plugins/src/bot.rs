@@ -10,7 +10,9 @@ use wasmtime::Store;
 
 pub use crate::bot_host::BotHost;
 use crate::engine::Sandbox;
-use crate::state::{instantiate_error, linker_with_wasi, new_store, ticks, wall_bound, GuildView, PluginState};
+use crate::state::{
+    call_error, instantiate_error, linker_with_wasi, new_store, ticks, wall_bound, GuildView, PluginState,
+};
 use crate::world::{LinkedWorld, LoadedPlugin, PluginError, PluginKind, WorldEntry, WorldInfo};
 
 mod bindings {
@@ -144,7 +146,7 @@ impl BotInstance {
         match tokio::time::timeout(wall_bound(deadline), init).await {
             Ok(Ok(Ok(()))) => Ok(instance),
             Ok(Ok(Err(refused))) => Err(PluginError::Config(refused)),
-            Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
+            Ok(Err(trap)) => Err(call_error(trap)),
             Err(_) => Err(PluginError::Trap("init exceeded its deadline in a host call".into())),
         }
     }
@@ -162,7 +164,7 @@ impl BotInstance {
         let call = self.bindings.guildhall_plugin_events().call_on_event(&mut self.store, event);
         match tokio::time::timeout(host_deadline, call).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
+            Ok(Err(trap)) => Err(call_error(trap)),
             Err(_) => Err(PluginError::Trap("deadline exceeded in a host call".into())),
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::budget::MemoryBudget;
 use crate::text::PatternCache;
 use crate::world::{InstanceLimits, Language, PluginError};
 
@@ -27,6 +28,10 @@ pub struct EngineConfig {
     pub python: Option<InstanceLimits>,
     /// Live instances the pool holds (each reserves address space and mappings).
     pub pool_instances: u32,
+    /// Linear memory of every live instance together (see `budget.rs`).
+    pub max_total_memory_bytes: usize,
+    /// Linear memory of one guild's live instances together.
+    pub max_guild_memory_bytes: usize,
     /// Epoch tick: the granularity of deadlines.
     pub tick: Duration,
     /// Reset a dropped instance's dirty pages in place (where Linux has PAGEMAP_SCAN)
@@ -43,6 +48,8 @@ impl Default for EngineConfig {
             javascript: Some(InstanceLimits::JAVASCRIPT),
             python: Some(InstanceLimits::PYTHON),
             pool_instances: 2_000,
+            max_total_memory_bytes: 4 << 30,
+            max_guild_memory_bytes: 256 << 20,
             tick: Duration::from_millis(1),
             reset_pages_in_place: true,
         }
@@ -94,6 +101,8 @@ pub struct Sandbox {
     ticker_stop: Arc<AtomicBool>,
     /// Compiled pattern sets for the `text` interface, shared by every instance.
     pub(crate) patterns: Arc<PatternCache>,
+    /// Linear memory reserved by live instances, host-wide and per guild.
+    pub(crate) memory: Arc<MemoryBudget>,
 }
 
 impl Drop for Sandbox {
@@ -156,7 +165,16 @@ impl Sandbox {
             .map_err(|e| PluginError::Compile(format!("epoch ticker: {e}")))?;
 
         let patterns = Arc::new(PatternCache::default());
-        Ok(Sandbox { engine, config, ticker_stop, patterns })
+        let memory = Arc::new(MemoryBudget::new(config.max_total_memory_bytes, config.max_guild_memory_bytes));
+        Ok(Sandbox { engine, config, ticker_stop, patterns, memory })
+    }
+
+    /// Linear memory reserved by live instances: host-wide, and by one guild.
+    pub fn memory_in_use(&self, guild: Option<u64>) -> usize {
+        match guild {
+            Some(guild) => self.memory.used_by(guild),
+            None => self.memory.used(),
+        }
     }
 
     /// The largest component any accepted language may have: what an upload may send.

@@ -9,7 +9,8 @@
 //! store with a memory limit and a deadline per call.
 //!
 //! Modules, lowest first: `world` (kinds, errors, the [`LoadedPlugin`] and the world entry
-//! trait) and `text` (the native pattern cache); `engine` (the sandbox); `interfaces` (the
+//! trait), `text` (the native pattern cache) and `budget` (the host's memory budget and
+//! each guild's share); `engine` (the sandbox); `interfaces` (the
 //! bindings every world shares), `bot_host` (what bots act through) and `state` (the store state and the host side of those
 //! interfaces, once for all worlds); one module per world (`moderator`, `bot`, `indexer`);
 //! `loader` (the engine that lists the worlds and validates components).
@@ -19,6 +20,7 @@
 
 mod bot;
 mod bot_host;
+mod budget;
 mod engine;
 mod indexer;
 mod interfaces;
@@ -32,6 +34,7 @@ pub use bot::{
     BotHost, BotInstance, BotMember, BotMessage, BotReaction, BotUser, GuildEvent, HostError, MessageRef, Published,
     TimerFired,
 };
+pub use budget::OverBudget;
 pub use engine::{pagemap_scan_available, EngineConfig, Sandbox};
 pub use loader::PluginEngine;
 pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};

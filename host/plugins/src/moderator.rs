@@ -6,7 +6,9 @@ use wasmtime::component::HasSelf;
 use wasmtime::Store;
 
 use crate::engine::Sandbox;
-use crate::state::{instantiate_error, linker_with_wasi, new_store, ticks, wall_bound, GuildView, PluginState};
+use crate::state::{
+    call_error, instantiate_error, linker_with_wasi, new_store, ticks, wall_bound, GuildView, PluginState,
+};
 use crate::world::{LinkedWorld, LoadedPlugin, PluginError, PluginKind, WorldEntry, WorldInfo};
 
 mod bindings {
@@ -54,7 +56,7 @@ impl ModeratorInstance {
         match tokio::time::timeout(wall_bound(deadline), init).await {
             Ok(Ok(Ok(()))) => Ok(instance),
             Ok(Ok(Err(refused))) => Err(PluginError::Config(refused)),
-            Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
+            Ok(Err(trap)) => Err(call_error(trap)),
             Err(_) => Err(PluginError::Trap("init exceeded its deadline in a host call".into())),
         }
     }
@@ -72,7 +74,7 @@ impl ModeratorInstance {
         // `new_store`): bound the whole call in wall time too.
         match tokio::time::timeout(wall_bound(deadline), call).await {
             Ok(Ok(verdict)) => Ok(bounded(verdict)),
-            Ok(Err(trap)) => Err(PluginError::Trap(format!("{trap:#}"))),
+            Ok(Err(trap)) => Err(call_error(trap)),
             Err(_) => Err(PluginError::Trap("deadline exceeded in a host call".into())),
         }
     }

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use guildhall_core::clock::{Clock, SystemClock};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bot_host::BotHost;
+use crate::budget::{BudgetedLimits, OverBudget};
 use crate::engine::Sandbox;
 use crate::interfaces::guildhall::plugin::{clock, guild, log, text, types};
 use crate::text::{PatternCache, MAX_SETS_PER_INSTANCE};
@@ -40,7 +41,7 @@ const MAX_LOG_CHARS: usize = 1024;
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: BudgetedLimits,
     view: GuildView,
     plugin: String,
     /// For bots: what they may do in their guild (`None` for every other world).
@@ -162,6 +163,7 @@ pub(crate) fn new_store(
         .memories(4)
         .trap_on_grow_failure(true)
         .build();
+    let limits = BudgetedLimits::new(limits, engine.memory.clone(), view.guild_id);
     let state = PluginState {
         wasi: WasiCtxBuilder::new().build(),
         table: ResourceTable::new(),
@@ -192,10 +194,19 @@ pub(crate) fn new_store(
 
 pub(crate) fn instantiate_error(e: wasmtime::Error) -> PluginError {
     let text = format!("{e:#}");
-    if text.contains("maximum") || text.contains("pool") {
+    if e.downcast_ref::<OverBudget>().is_some() || text.contains("maximum") || text.contains("pool") {
         PluginError::Capacity(text)
     } else {
         PluginError::Trap(text)
+    }
+}
+
+/// What a failed call is: the plugin's fault (a trap, a limit of its own, its deadline), or
+/// backpressure when the memory budget it grew into was spent (perhaps by other guilds).
+pub(crate) fn call_error(e: wasmtime::Error) -> PluginError {
+    match e.downcast_ref::<OverBudget>() {
+        Some(over) => PluginError::Capacity(over.to_string()),
+        None => PluginError::Trap(format!("{e:#}")),
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_plugins::{
-    Candidate, Channel, EngineConfig, GuildView, Member, MemberLookup, ModeratorInstance, PluginEngine, PluginError,
-    PluginKind, User, Verdict,
+    Candidate, Channel, EngineConfig, GuildView, LoadedPlugin, Member, MemberLookup, ModeratorInstance, PluginEngine,
+    PluginError, PluginKind, User, Verdict,
 };
 
 const DEADLINE: Duration = Duration::from_millis(5);
@@ -237,4 +237,61 @@ async fn interpreted_plugins_get_their_languages_limits_and_fill_the_pool_by_slo
     let rust = engine.load(&component("automod")).unwrap();
     assert_eq!(rust.language, guildhall_plugins::Language::Compiled);
     assert!(rust.limits.max_memory_bytes < engine.load(&component("automod_js")).unwrap().limits.max_memory_bytes);
+}
+
+/// The host's memory budget and each guild's share of it: an instance that does not fit
+/// is not created, and a growth that does not fit fails the call, both as backpressure
+/// (`Capacity`), never as a trap the plugin would be blamed for; a guild that spent its
+/// share leaves the rest to others; a dropped instance gives its memory back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_is_backpressure_and_one_guild_cannot_spend_it_all() {
+    let measure = engine();
+    let automod = measure.load(&component("automod")).unwrap();
+    async fn make(engine: &PluginEngine, automod: &LoadedPlugin, guild: u64) -> Result<ModeratorInstance, PluginError> {
+        let config = r#"{"banned_words": ["heck"]}"#;
+        ModeratorInstance::new(engine, automod, "automod", view(guild), config, Duration::from_millis(500)).await
+    }
+    let one = make(&measure, &automod, 1).await.unwrap();
+    let per_instance = measure.memory_in_use(Some(1));
+    assert!(per_instance > 0 && measure.memory_in_use(None) == per_instance, "{per_instance}");
+    drop(one);
+    assert_eq!(measure.memory_in_use(None), 0, "a dropped instance gives its memory back");
+
+    let cache_dir = std::env::temp_dir().join(format!("guildhall-plugin-test-budget-{}", std::process::id()));
+    let budgeted = PluginEngine::new(EngineConfig {
+        cache_dir,
+        pool_instances: 64,
+        max_total_memory_bytes: 5 * per_instance,
+        max_guild_memory_bytes: 3 * per_instance,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let automod = budgeted.load(&component("automod")).unwrap();
+    let mut guild_1 = Vec::new();
+    for _ in 0..3 {
+        guild_1.push(make(&budgeted, &automod, 1).await.unwrap());
+    }
+    let refused = make(&budgeted, &automod, 1).await.err();
+    assert!(matches!(&refused, Some(PluginError::Capacity(why)) if why.contains("guild's share")), "{refused:?}");
+    let mut guild_2 = vec![make(&budgeted, &automod, 2).await.unwrap(), make(&budgeted, &automod, 2).await.unwrap()];
+    let refused = make(&budgeted, &automod, 2).await.err();
+    assert!(matches!(&refused, Some(PluginError::Capacity(why)) if why.contains("host's")), "{refused:?}");
+    for m in guild_1.iter_mut().chain(guild_2.iter_mut()) {
+        assert!(matches!(m.moderate(&candidate("oh heck"), DEADLINE).await, Ok(Verdict::Block(_))));
+    }
+    guild_1.pop();
+    guild_2.push(make(&budgeted, &automod, 2).await.expect("guild 1 gave one instance's memory back"));
+    drop((guild_1, guild_2));
+    assert_eq!(budgeted.memory_in_use(None), 0);
+
+    // A memory bomb whose guild share runs out before its own 16 MiB limit: backpressure,
+    // and its memory goes back with it.
+    let hostile = budgeted.load(&component("hostile_fixture")).unwrap();
+    let mut bomb = ModeratorInstance::new(&budgeted, &hostile, "bomb", view(3), r#"{"mode": "grow"}"#, DEADLINE * 10)
+        .await
+        .unwrap();
+    let result = bomb.moderate(&candidate("hi"), Duration::from_secs(2)).await;
+    assert!(matches!(&result, Err(PluginError::Capacity(why)) if why.contains("guild's share")), "{result:?}");
+    drop(bomb);
+    assert_eq!(budgeted.memory_in_use(None), 0);
 }

@@ -204,7 +204,10 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
                     tracing::warn!(plugin = %spec.record.name, error = %e, "a fired timer stays stored; it may fire again");
                 }
             }
-            let Err(e) = result else { continue };
+            let Err(e) = result else {
+                faults.good_call();
+                continue;
+            };
             if let PluginError::Config(reason) = &e {
                 // Not a fault: the owner must fix the configuration; the bot idles till then.
                 tracing::warn!(plugin = %spec.record.name, guild = %spec.record.guild_id, %reason, "bot refused its configuration");

@@ -37,6 +37,10 @@ pub struct PluginsConfig {
     pub max_component_bytes: usize,
     /// Live instances the pool holds (each reserves address space and memory mappings).
     pub pool_instances: u32,
+    /// Linear memory of all live instances together.
+    pub max_total_memory_mib: usize,
+    /// Linear memory of one guild's live instances together.
+    pub max_guild_memory_mib: usize,
     /// Where compiled components are kept, by content hash and engine build (empty: the
     /// data directory's `plugin-cache`). Hosts of one build may share one.
     pub cache_dir: String,
@@ -135,6 +139,8 @@ impl Default for PluginsConfig {
             max_memory_mib: 16,
             max_component_bytes: 8 << 20,
             pool_instances: 2_000,
+            max_total_memory_mib: 4096,
+            max_guild_memory_mib: 256,
             cache_dir: String::new(),
             javascript: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::JAVASCRIPT),
             python: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::PYTHON),

@@ -6,8 +6,9 @@
 //! that instance, and by default the message goes on as if that moderator had allowed it:
 //! the guild fails *open*, because a broken plugin must not silence a whole community. A
 //! guild that prefers the opposite sets `moderation_fail_closed` (PATCH /guilds/{id}). After
-//! [`MAX_FAULTS`](crate::plugin_support::MAX_FAULTS) faults within a window the plugin is disabled for the guild,
-//! persistently, with an audit entry to the owner.
+//! [`MAX_FAULTS`](crate::plugin_support::MAX_FAULTS) recent faults (ten minutes, unless a
+//! thousand good calls came after one) the plugin is disabled for the guild, persistently,
+//! with an audit entry to the owner.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,7 +134,11 @@ impl Moderation {
                 action_type,
                 reason: reason.to_owned(),
             };
-            match self.ask(i, &current, channels).await {
+            let asked = self.ask(i, &current, channels).await;
+            if asked.is_ok() {
+                self.slots[i].faults.good_call();
+            }
+            match asked {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Flag(reason)) => {
                     tracing::info!(guild = %self.guild_id, plugin = %self.slots[i].record.name, %reason, "message flagged");

@@ -347,10 +347,22 @@ impl Config {
         if !(1..=4096).contains(&p.max_memory_mib) || p.pool_instances == 0 || p.max_component_bytes == 0 {
             return Err("plugins.max_memory_mib must be 1..=4096; pool_instances and max_component_bytes > 0".into());
         }
+        let mut largest_instance = p.max_memory_mib;
         for (name, l) in [("javascript", &p.javascript), ("python", &p.python)] {
             if !(1..=4096).contains(&l.max_memory_mib) || l.max_component_bytes == 0 {
                 return Err(format!("plugins.{name}.max_memory_mib must be 1..=4096, max_component_bytes > 0"));
             }
+            if l.enabled {
+                largest_instance = largest_instance.max(l.max_memory_mib);
+            }
+        }
+        // A guild's share below one instance's limit would stop a memory bomb as
+        // backpressure (never disabled) instead of at its own limit (a fault).
+        if p.max_guild_memory_mib < largest_instance || p.max_total_memory_mib < p.max_guild_memory_mib {
+            return Err(format!(
+                "plugins.max_guild_memory_mib must be at least the largest max_memory_mib of an accepted language \
+                 ({largest_instance}), and plugins.max_total_memory_mib at least plugins.max_guild_memory_mib"
+            ));
         }
         guildhall_runtime::pubsub::check_grants(&p.shared_subjects)?;
         if self.rate_limits.max_tracked < 1024 {

@@ -70,6 +70,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         javascript: config.plugins.javascript.engine_limits(guildhall_plugins::InstanceLimits::JAVASCRIPT),
         python: config.plugins.python.engine_limits(guildhall_plugins::InstanceLimits::PYTHON),
         pool_instances: config.plugins.pool_instances,
+        max_total_memory_bytes: config.plugins.max_total_memory_mib << 20,
+        max_guild_memory_bytes: config.plugins.max_guild_memory_mib << 20,
         ..guildhall_plugins::EngineConfig::default()
     };
     let plugins =

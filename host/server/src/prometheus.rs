@@ -7,9 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use guildhall_data::{DataMetrics, RouteMetrics};
 use guildhall_runtime::Metrics;
 
-pub fn render(runtime: &Metrics, data: &DataMetrics) -> String {
+/// `plugin_memory_bytes`: what the plugin engine's memory budget has reserved now.
+pub fn render(runtime: &Metrics, data: &DataMetrics, plugin_memory_bytes: usize) -> String {
     let mut out = String::with_capacity(8192);
     render_runtime(&mut out, runtime);
+    let _ = writeln!(
+        out,
+        "# HELP guildhall_plugin_memory_bytes Linear memory of live plugin instances (the budget's use).\n\
+         # TYPE guildhall_plugin_memory_bytes gauge\nguildhall_plugin_memory_bytes {plugin_memory_bytes}"
+    );
     render_data(&mut out, data);
     out
 }
@@ -71,7 +77,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("http_client_errors_total", "counter", "HTTP 4xx answers.", &m.http_errors_4xx);
     line("http_server_errors_total", "counter", "HTTP 5xx answers.", &m.http_errors_5xx);
     let pool_full = &m.plugin_pool_full;
-    line("plugin_pool_full_total", "counter", "Plugin calls skipped: the instance pool was full.", pool_full);
+    line(
+        "plugin_pool_full_total",
+        "counter",
+        "Plugin calls skipped: no instance slot or memory budget free.",
+        pool_full,
+    );
     line(
         "commands_expired_total",
         "counter",

@@ -123,7 +123,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpRespons
         "/healthz" => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
         "/metrics" => Response::builder()
             .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(crate::prometheus::render(&app.metrics, &app.data.metrics))))
+            .body(Full::new(Bytes::from(crate::prometheus::render(
+                &app.metrics,
+                &app.data.metrics,
+                app.plugins.memory_in_use(None),
+            ))))
             .expect("valid response"),
         p if p == "/api/v10" || p.starts_with("/api/v10/") => {
             crate::rest::route(app.clone(), req, &p["/api/v10".len()..], ip).await
