@@ -98,11 +98,19 @@ function maskWords(content, banned) {
   return [masked.slice(0, -1), hits];
 }
 
+/**
+ * @typedef {import('guildhall:plugin/types@0.1.0').Verdict} Verdict
+ * @typedef {import('guildhall:plugin/types@0.1.0').Candidate} Candidate
+ * @param {Candidate} candidate
+ * @param {number} now
+ * @returns {Verdict}
+ */
 function check(candidate, now) {
   if (rules.blockInvites && containsInvite(candidate.content)) {
     return { tag: 'block', val: 'invite links are not allowed here' };
   }
   const [masked, hits] = maskWords(candidate.content, rules.bannedWords);
+  /** @type {Verdict} */
   let verdict = { tag: 'allow' };
   if (hits > 0) {
     if (!rules.rewrite) return { tag: 'block', val: 'this message contains a banned word' };
@@ -131,6 +139,7 @@ function check(candidate, now) {
   return verdict;
 }
 
+/** @satisfies {typeof import('guildhall:plugin/moderation@0.1.0')} (checked by tsc: tsconfig.*.json) */
 export const moderation = {
   init(config) {
     rules = fromConfig(parseConfig(config));

@@ -95,6 +95,7 @@ function reminderMessage(payload) {
   }
 }
 
+/** @satisfies {typeof import('guildhall:plugin/events@0.1.0')} (checked by tsc: tsconfig.*.json) */
 export const events = {
   init(config) {
     const c = parseConfig(config);

@@ -14,6 +14,7 @@ export function reply(greeting, userId, count) {
   return `${greeting} <@${userId}>! That makes ${times} from you.`;
 }
 
+/** @satisfies {typeof import('guildhall:plugin/events@0.1.0')} (checked by tsc: tsconfig.*.json) */
 export const events = {
   init(config) {
     // Configuration is whatever JSON object the guild owner set; `{}` by default.

@@ -878,3 +878,37 @@ async fn a_full_instance_pool_is_not_another_guilds_fault() {
     assert!(server.metric("guildhall_plugin_pool_full_total").await >= 3, "the pool was full for carol's moderator");
     assert!(server.metric("guildhall_plugin_memory_bytes").await > 0, "the hog's live instances hold memory");
 }
+
+/// Plugin uploads count per user, all guilds together (each may take seconds of the
+/// compiler), in a bucket of their own; a refused upload's megabytes are read first, so
+/// the client gets its 429, not a reset connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_uploads_are_rate_limited_per_user_across_guilds() {
+    let server = Server::start(&[("GUILDHALL_RATE_LIMITS__PLUGIN_UPLOAD", "2/60s")]).await;
+    let http = server.http();
+    let new_guild = |token: String| {
+        let http = server.http();
+        async move { http.post("/guilds", &token, json!({ "name": "g" })).await.body["id"].as_str().unwrap().to_owned() }
+    };
+    let (alice, _) = http.register("alice").await;
+    let guilds = [new_guild(alice.clone()).await, new_guild(alice.clone()).await];
+    for (guild, remaining) in guilds.iter().zip(["1", "0"]) {
+        let a = http.install_plugin(guild, &alice, "automod", component("automod")).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        assert_eq!(
+            (a.header("x-ratelimit-bucket"), a.header("x-ratelimit-remaining")),
+            (Some("plugin_upload"), Some(remaining))
+        );
+    }
+    let refused = http.install_plugin(&guilds[0], &alice, "big", component("automod_py")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    assert_eq!(refused.header("x-ratelimit-bucket"), Some("plugin_upload"));
+    let retry_after = refused.body["retry_after"].as_f64().unwrap();
+    assert!(retry_after > 0.0 && retry_after <= 60.0, "{}", refused.body);
+    let installed = http.get(&format!("/guilds/{}/plugins", guilds[0]), &alice).await;
+    assert_eq!(installed.body.as_array().unwrap().len(), 1, "{}", installed.body);
+    // Another user's uploads are not held back by alice's.
+    let (bob, _) = http.register("bob").await;
+    let bobs = new_guild(bob.clone()).await;
+    assert_eq!(http.install_plugin(&bobs, &bob, "automod", component("automod")).await.status, StatusCode::CREATED);
+}

@@ -197,6 +197,7 @@ fn scaffold_interpreted(name: &str, kind: &str, lang: &str, dir: &Path, sdk: &Pa
 import {{ send }} from 'guildhall:plugin/messages@0.1.0';
 import {{ parseConfig }} from './guildhall.js';
 
+/** @satisfies {{typeof import('guildhall:plugin/events@0.1.0')}} (types: sdk/js/types/bot) */
 export const events = {{
   init(config) {{
     parseConfig(config); // throws (refusing it) if it is not a JSON object
@@ -217,6 +218,7 @@ export const events = {{
                 r#"// {name}: a Guildhall moderator (build: guildhall plugin build).
 import {{ parseConfig }} from './guildhall.js';
 
+/** @satisfies {{typeof import('guildhall:plugin/moderation@0.1.0')}} (types: sdk/js/types/moderator) */
 export const moderation = {{
   init(config) {{
     parseConfig(config);

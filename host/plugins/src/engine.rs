@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub max_total_memory_bytes: usize,
     /// Linear memory of one guild's live instances together.
     pub max_guild_memory_bytes: usize,
+    /// Components compiled at once (Cranelift itself compiles one on several threads).
+    pub max_concurrent_compiles: usize,
     /// Epoch tick: the granularity of deadlines.
     pub tick: Duration,
     /// Reset a dropped instance's dirty pages in place (where Linux has PAGEMAP_SCAN)
@@ -50,6 +52,7 @@ impl Default for EngineConfig {
             pool_instances: 2_000,
             max_total_memory_bytes: 4 << 30,
             max_guild_memory_bytes: 256 << 20,
+            max_concurrent_compiles: 1,
             tick: Duration::from_millis(1),
             reset_pages_in_place: true,
         }

@@ -7,8 +7,10 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -30,6 +32,8 @@ pub struct PluginEngine {
     /// Loaded components by content hash: every guild that installs the same component
     /// shares one compiled copy (installed-but-idle plugins then cost only their record).
     loaded: Mutex<HashMap<String, LoadedPlugin>>,
+    /// Turns to compile (`EngineConfig::max_concurrent_compiles`), see `load_async`.
+    compiles: Arc<tokio::sync::Semaphore>,
 }
 
 /// Instances are made from the sandbox: `ModeratorInstance::new(&engine, ..)` takes either.
@@ -44,12 +48,59 @@ impl PluginEngine {
     pub fn new(config: EngineConfig) -> Result<PluginEngine, PluginError> {
         let sandbox = Sandbox::new(config)?;
         let worlds = worlds(&sandbox).map_err(|e| PluginError::Compile(format!("linker: {e}")))?;
-        Ok(PluginEngine { sandbox, worlds, loaded: Mutex::new(HashMap::new()) })
+        let compiles = Arc::new(tokio::sync::Semaphore::new(sandbox.config.max_concurrent_compiles.max(1)));
+        Ok(PluginEngine { sandbox, worlds, loaded: Mutex::new(HashMap::new()), compiles })
     }
 
     /// Validates and compiles a component: within the size limit, a component (not a core
     /// module), compiles, exports a known world, imports only what that world offers.
+    /// Synchronous and possibly seconds of CPU: the host calls [`PluginEngine::load_async`].
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        Ok(self.load_with(bytes, true)?.expect("a load that may compile gives a plugin or an error"))
+    }
+
+    /// [`PluginEngine::load`] on the blocking pool, compiling at most
+    /// `max_concurrent_compiles` components at once: Cranelift takes seconds of CPU and
+    /// hundreds of MiB for an interpreter's component, and an upload flood must not take
+    /// every core (it cannot be interrupted; its size limit bounds it). A component
+    /// already compiled (in memory or in the cache directory) loads without waiting; one
+    /// that must be compiled waits for its turn at most `wait` (`None`: as long as it
+    /// takes, for a guild loading what it has installed), then is refused as `Capacity`.
+    pub async fn load_async(
+        self: &Arc<Self>,
+        bytes: Arc<[u8]>,
+        wait: Option<Duration>,
+    ) -> Result<LoadedPlugin, PluginError> {
+        let (engine, input) = (self.clone(), bytes.clone());
+        if let Some(loaded) = blocking(move || engine.load_with(&input, false)).await?? {
+            return Ok(loaded);
+        }
+        let turn = self.compiles.clone().acquire_owned();
+        let permit = match wait {
+            Some(wait) => tokio::time::timeout(wait, turn)
+                .await
+                .map_err(|_| PluginError::Capacity("the plugin compiler is busy; try again later".into()))?,
+            None => turn.await,
+        }
+        .expect("the compile semaphore is never closed");
+        let engine = self.clone();
+        // The permit goes with the work: a caller that stops waiting does not free its turn
+        // while Cranelift still runs.
+        blocking(move || {
+            let _turn = permit;
+            engine.load(&bytes)
+        })
+        .await?
+    }
+
+    /// Compilations running now.
+    pub fn compiling(&self) -> usize {
+        self.config.max_concurrent_compiles.max(1) - self.compiles.available_permits()
+    }
+
+    /// `load`, or `None` if that would take a compilation and `may_compile` is false.
+    /// Nothing is written to the cache before the component passed every check.
+    fn load_with(&self, bytes: &[u8], may_compile: bool) -> Result<Option<LoadedPlugin>, PluginError> {
         let most = self.sandbox.max_component_bytes();
         if bytes.len() > most {
             return Err(PluginError::TooLarge { size: bytes.len(), limit: most });
@@ -66,9 +117,21 @@ impl PluginEngine {
         }
         let hash = hex(&Sha256::digest(bytes));
         if let Some(loaded) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
-            return Ok(loaded.clone());
+            return Ok(Some(loaded.clone()));
         }
-        let component = self.compile_cached(&hash, bytes)?;
+        let cache_file = self.cache_file(&hash);
+        let (component, compiled) = match self.cached(&cache_file) {
+            Some(component) => (component, None),
+            None if !may_compile => return Ok(None),
+            None => {
+                let artifact =
+                    self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                // SAFETY: just produced by this engine.
+                let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+                    .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                (component, Some(artifact))
+            }
+        };
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let world = self
@@ -76,16 +139,9 @@ impl PluginEngine {
             .iter()
             .find(|w| exports.iter().any(|e| e == w.info().export))
             .ok_or(PluginError::UnknownWorld)?;
-        // WASI is what every component built for wasm32-wasip2 imports; it is linked with
-        // nothing granted (no files, no network, no environment).
         let allowed = world.info().imports;
         for (name, _) in ty.imports(&self.engine) {
-            let ours = name.strip_prefix("guildhall:plugin/").and_then(|n| n.strip_suffix("@0.1.0"));
-            let ok = match ours {
-                Some(iface) => allowed.contains(&iface),
-                None => name.starts_with("wasi:"),
-            };
-            if !ok {
+            if !offered(name, allowed) {
                 return Err(PluginError::BadImports(format!(
                     "{name} (a {} may import {})",
                     world.info().kind.as_str(),
@@ -94,6 +150,9 @@ impl PluginEngine {
             }
         }
         let prepared = world.prepare(&component).map_err(|e| PluginError::BadImports(e.to_string()))?;
+        if let Some(artifact) = compiled {
+            write_cache_file(&cache_file, &artifact)?;
+        }
         let kind = world.info().kind;
         let loaded = LoadedPlugin { hash: hash.clone(), kind, language, limits, component, prepared };
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,36 +160,48 @@ impl PluginEngine {
             cache.clear(); // rare: many distinct components; they reload from the disk cache
         }
         cache.insert(hash, loaded.clone());
-        Ok(loaded)
+        Ok(Some(loaded))
     }
 
-    /// Compiles once per content hash (and engine build): later loads map the cached
-    /// artifact instead of running Cranelift again.
-    fn compile_cached(&self, hash: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+    /// Where the compiled form of the component `hash` is cached: per content hash and
+    /// engine build, so a later load maps it instead of running Cranelift again.
+    fn cache_file(&self, hash: &str) -> PathBuf {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        let path = self.config.cache_dir.join(format!("{hash}-{:016x}.cwasm", h.finish()));
-        if path.exists() {
-            // SAFETY: the file was written by `precompile_component` of an engine with the
-            // same compatibility hash (it is in the name), in a directory only this host
-            // (or hosts sharing `plugins.cache_dir`, of the same build) writes to.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding a bad cached component"),
+        self.config.cache_dir.join(format!("{hash}-{:016x}.cwasm", h.finish()))
+    }
+
+    fn cached(&self, path: &Path) -> Option<Component> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `precompile_component` of an engine with the same
+        // compatibility hash (it is in the name), in a directory only this host (or hosts
+        // sharing `plugins.cache_dir`, of the same build) writes to, and only after the
+        // component passed validation.
+        match unsafe { Component::deserialize_file(&self.engine, path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "discarding a bad cached component");
+                None
             }
         }
-        let artifact = self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-        // A name of its own per writer: two loads of the same component may race here.
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = WRITES.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-        std::fs::write(&tmp, &artifact)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| PluginError::Cache(e.to_string()))?;
-        // SAFETY: just produced by this engine.
-        unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| PluginError::Compile(format!("{e:#}")))
     }
+}
+
+fn write_cache_file(path: &Path, artifact: &[u8]) -> Result<(), PluginError> {
+    // A name of its own per writer: two loads of the same component may race here.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    std::fs::write(&tmp, artifact)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| PluginError::Cache(e.to_string()))
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, PluginError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| PluginError::Compile(format!("compiler task: {e}")))
 }
 
 /// The language a component declares in the producers section of its outermost
@@ -169,4 +240,37 @@ fn language(bytes: &[u8]) -> Language {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The WASI packages a component may import: what a wasm32-wasip2 standard library links
+/// (componentize-py's stubs and a trimmed componentize-js import none). The host links
+/// them with nothing granted: no preopened directory, no environment, no arguments.
+/// Sockets, HTTP and any other package are refused at upload, not merely denied later.
+const WASI_OFFERED: [&str; 5] = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+
+/// Whether a world whose own interfaces are `world_imports` offers the import `name`.
+fn offered(name: &str, world_imports: &[&str]) -> bool {
+    match name.strip_prefix("guildhall:plugin/").and_then(|n| n.strip_suffix("@0.1.0")) {
+        Some(interface) => world_imports.contains(&interface),
+        None => WASI_OFFERED.iter().any(|package| name.starts_with(package)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offered;
+
+    #[test]
+    fn a_world_offers_its_interfaces_and_inert_wasi_but_no_network() {
+        let bot = ["log", "guild", "bot"];
+        assert!(offered("guildhall:plugin/bot@0.1.0", &bot));
+        assert!(!offered("guildhall:plugin/moderation@0.1.0", &bot), "another world's interface");
+        assert!(!offered("guildhall:plugin/bot@0.2.0", &bot), "another version");
+        for inert in ["wasi:cli/stdout@0.2.3", "wasi:io/streams@0.2.0", "wasi:filesystem/preopens@0.2.6"] {
+            assert!(offered(inert, &bot), "{inert}");
+        }
+        for refused in ["wasi:sockets/tcp@0.2.0", "wasi:http/outgoing-handler@0.2.0", "wasi:keyvalue/store@0.2.0"] {
+            assert!(!offered(refused, &bot), "{refused}");
+        }
+    }
 }

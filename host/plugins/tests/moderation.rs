@@ -295,3 +295,56 @@ async fn the_memory_budget_is_backpressure_and_one_guild_cannot_spend_it_all() {
     drop(bomb);
     assert_eq!(budgeted.memory_in_use(None), 0);
 }
+
+/// Compilations take turns (`max_concurrent_compiles`): an upload that cannot get one
+/// within its wait is refused as backpressure, a component already compiled loads without
+/// one, and nothing reaches the cache directory before it passed validation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compilations_take_turns_and_only_valid_components_are_cached() {
+    let cache_dir = std::env::temp_dir().join(format!("guildhall-plugin-test-turns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    let engine = Arc::new(
+        PluginEngine::new(EngineConfig {
+            cache_dir: cache_dir.clone(),
+            pool_instances: 4,
+            max_concurrent_compiles: 1,
+            ..EngineConfig::default()
+        })
+        .unwrap(),
+    );
+    let cached_files = || std::fs::read_dir(&cache_dir).unwrap().count();
+
+    // An empty component compiles, but implements no world: refused, and not cached.
+    let empty: Arc<[u8]> = b"\0asm\x0d\0\x01\0".as_slice().into();
+    assert!(matches!(engine.load_async(empty, None).await, Err(PluginError::UnknownWorld)));
+    assert_eq!(cached_files(), 0, "an invalid component's compiled form was cached");
+
+    let first = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.load_async(component("hostile_fixture").into(), None).await }
+    });
+    let started = Instant::now();
+    while engine.compiling() == 0 {
+        assert!(!first.is_finished() && started.elapsed() < Duration::from_secs(10), "never saw it compile");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let waited = Instant::now();
+    let refused = engine.load_async(component("automod").into(), Some(Duration::from_millis(20))).await;
+    assert!(matches!(&refused, Err(PluginError::Capacity(why)) if why.contains("busy")), "{:?}", refused.err());
+    assert!(waited.elapsed() < Duration::from_secs(2), "waited {:?} for a 20 ms turn", waited.elapsed());
+    assert_eq!(first.await.unwrap().unwrap().kind, PluginKind::Moderator);
+    assert_eq!(cached_files(), 1, "the valid component is cached");
+
+    // While another compiles, a compiled one loads without a turn.
+    let second = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.load_async(component("automod").into(), None).await }
+    });
+    while engine.compiling() == 0 && !second.is_finished() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let again = engine.load_async(component("hostile_fixture").into(), Some(Duration::from_millis(1))).await;
+    assert!(again.is_ok(), "{:?}", again.err());
+    second.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&cache_dir);
+}

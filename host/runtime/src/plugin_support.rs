@@ -101,9 +101,10 @@ pub fn guild_view(store: Arc<dyn Storage>, guild: GuildId, channels: Arc<Vec<Plu
     GuildView { guild_id: guild.0, channels, members }
 }
 
-/// The installed plugin's component, from storage, compiled (or from the engine's cache).
+/// The installed plugin's component, from storage, compiled (or from the engine's cache)
+/// off the async workers; a compilation waits for its turn as long as it takes.
 pub async fn load_component(
-    engine: &PluginEngine,
+    engine: &Arc<PluginEngine>,
     store: &dyn Storage,
     record: &PluginRecord,
 ) -> Result<LoadedPlugin, String> {
@@ -112,7 +113,7 @@ pub async fn load_component(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("component {} is missing from storage", record.component_sha256))?;
-    engine.load(&bytes).map_err(|e| e.to_string())
+    engine.load_async(bytes.into(), None).await.map_err(|e| e.to_string())
 }
 
 /// At most `limit` events in any sliding minute (a plugin's messages, its publishes).

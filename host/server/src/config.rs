@@ -163,6 +163,9 @@ pub struct RateLimitsConfig {
     pub invite_accept: Rate,
     /// Opening DM channels, per user.
     pub dm_open: Rate,
+    /// Plugin uploads (`POST /guilds/{id}/plugins`) per user, all guilds together: each
+    /// may take seconds of the compiler.
+    pub plugin_upload: Rate,
     /// Gateway connections opened per IP address.
     pub gateway_connects: Rate,
     /// IDENTIFYs per user: `/gateway/bot`'s `max_concurrency` is the limit, the window
@@ -220,6 +223,7 @@ impl Default for RateLimitsConfig {
             invite_lookup: Rate::new(10, 10_000),
             invite_accept: Rate::new(5, 60_000),
             dm_open: Rate::new(10, 10_000),
+            plugin_upload: Rate::new(10, 600_000),
             gateway_connects: Rate::new(120, 60_000),
             identify: Rate::new(1, 5_000),
             member_requests: Rate::new(10, 30_000),
@@ -344,8 +348,14 @@ impl Config {
                 "plugins.moderation_deadline_ms must be 1..=1000, plugins.bot_event_deadline_ms 1..=10000".into()
             );
         }
-        if !(1..=4096).contains(&p.max_memory_mib) || p.pool_instances == 0 || p.max_component_bytes == 0 {
-            return Err("plugins.max_memory_mib must be 1..=4096; pool_instances and max_component_bytes > 0".into());
+        if !(1..=4096).contains(&p.max_memory_mib)
+            || p.pool_instances == 0
+            || p.max_component_bytes == 0
+            || p.max_concurrent_compiles == 0
+        {
+            return Err("plugins.max_memory_mib must be 1..=4096; pool_instances, max_component_bytes and \
+                        max_concurrent_compiles > 0"
+                .into());
         }
         let mut largest_instance = p.max_memory_mib;
         for (name, l) in [("javascript", &p.javascript), ("python", &p.python)] {

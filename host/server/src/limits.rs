@@ -60,6 +60,7 @@ pub enum Bucket {
     InviteLookup,
     InviteAccept,
     DmOpen,
+    PluginUpload,
 }
 
 impl Bucket {
@@ -80,6 +81,7 @@ impl Bucket {
             Bucket::InviteLookup => "invite_lookup",
             Bucket::InviteAccept => "invite_accept",
             Bucket::DmOpen => "dm_open",
+            Bucket::PluginUpload => "plugin_upload",
         }
     }
 
@@ -98,6 +100,7 @@ impl Bucket {
             Bucket::InviteLookup => c.invite_lookup,
             Bucket::InviteAccept => c.invite_accept,
             Bucket::DmOpen => c.dm_open,
+            Bucket::PluginUpload => c.plugin_upload,
         }
     }
 }

@@ -47,8 +47,21 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
         None => None,
     };
     let subject = caller.as_ref().map_or(Subject::Ip(ip), |record| Subject::User(record.user.id));
-    let response = match app.limits.rest(subject, ip, bucket_of(&method, &segments)) {
-        Err(limited) => limited_response(&limited),
+    let bucket = bucket_of(&method, &segments);
+    let response = match app.limits.rest(subject, ip, bucket) {
+        Err(limited) => {
+            // The body is read and dropped first (bounded in size and time): a client still
+            // sending one, megabytes for a plugin upload, would see the connection reset
+            // instead of this answer.
+            let limit = match bucket {
+                Some((Bucket::PluginUpload, _)) => app.plugins.max_component_bytes(),
+                _ => app.config.rest.max_body_bytes,
+            };
+            let mut ctx =
+                Ctx { app: app.clone(), headers: parts.headers, query: String::new(), body: Some(body), caller };
+            ctx.discard_body_up_to(limit).await;
+            limited_response(&limited)
+        }
         Ok(standing) => {
             let query = parts.uri.query().unwrap_or("").to_owned();
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query, body: Some(body), caller };
@@ -126,6 +139,8 @@ fn bucket_of(method: &Method, path: &[&str]) -> Option<(Bucket, u64)> {
         (&M::PATCH, ["channels", channel]) | (_, ["channels", channel, "permissions", _]) => {
             (Bucket::GuildManage, id(channel))
         }
+        // Per user across guilds: each upload may take seconds of the compiler.
+        (&M::POST, ["guilds", _, "plugins"]) => (Bucket::PluginUpload, 0),
         (&M::PATCH | &M::POST | &M::PUT | &M::DELETE, ["guilds", guild, ..]) => (Bucket::GuildManage, id(guild)),
         _ => return None,
     };

@@ -39,6 +39,10 @@ async fn reload(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How long an upload waits for its turn to compile (`plugins.max_concurrent_compiles`)
+/// before it is answered 503.
+const COMPILE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn plugin_error(e: PluginError) -> ApiError {
     match e {
         PluginError::TooLarge { .. } => {
@@ -83,13 +87,10 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
             return Err(refused);
         }
     };
-    let bytes = ctx.body_bytes_up_to(limit).await?;
-    // Compiling takes milliseconds to seconds of CPU: off the async workers.
-    let engine = ctx.app.plugins.clone();
-    let (loaded, bytes) = tokio::task::spawn_blocking(move || (engine.load(&bytes), bytes))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("compiler task failed: {e}")))?;
-    let loaded = loaded.map_err(plugin_error)?;
+    let bytes: std::sync::Arc<[u8]> = ctx.body_bytes_up_to(limit).await?.as_ref().into();
+    // Compiling takes milliseconds to seconds of CPU, a few at a time: off the async
+    // workers, and an upload that cannot get a turn soon is told to come back.
+    let loaded = ctx.app.plugins.load_async(bytes.clone(), Some(COMPILE_WAIT)).await.map_err(plugin_error)?;
     ctx.app.store.put_component(&loaded.hash, bytes.to_vec()).await?;
     let record = PluginRecord {
         id: ctx.app.new_id()?,
@@ -186,7 +187,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
         .component(&record.component_sha256)
         .await?
         .ok_or_else(|| ApiError::unavailable("the plugin's component is missing from storage"))?;
-    let loaded = ctx.app.plugins.load(&bytes).map_err(plugin_error)?;
+    let loaded = ctx.app.plugins.load_async(bytes.into(), Some(COMPILE_WAIT)).await.map_err(plugin_error)?;
     let view = guildhall_plugins::GuildView {
         guild_id: record.guild_id.0,
         channels: std::sync::Arc::new(Vec::new()),
