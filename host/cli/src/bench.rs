@@ -645,6 +645,7 @@ async fn plugins(
         pool_instances: instances as u32 + 16,
         max_total_memory_bytes: 1 << 50,
         max_guild_memory_bytes: 1 << 50,
+        max_guild_instances: instances + 16,
         ..EngineConfig::default()
     };
     let engine = PluginEngine::new(engine_config).map_err(|e| e.to_string())?;

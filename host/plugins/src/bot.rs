@@ -138,7 +138,7 @@ impl BotInstance {
         deadline: Duration,
     ) -> Result<BotInstance, PluginError> {
         let pre = plugin.prepared::<Pre>()?;
-        let (mut store, ticks_per_ms) = new_store(engine, plugin.limits, view, name, Some(host), deadline);
+        let (mut store, ticks_per_ms) = new_store(engine, plugin.limits, view, name, Some(host), deadline)?;
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = BotInstance { store, bindings, ticks_per_ms };
         instance.store.set_epoch_deadline(ticks(deadline, ticks_per_ms));

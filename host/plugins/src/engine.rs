@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::budget::MemoryBudget;
+use crate::budget::PluginBudget;
 use crate::text::PatternCache;
 use crate::world::{InstanceLimits, Language, PluginError};
 
@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub max_total_memory_bytes: usize,
     /// Linear memory of one guild's live instances together.
     pub max_guild_memory_bytes: usize,
+    /// Live instances of one guild (its share of the pool).
+    pub max_guild_instances: usize,
     /// Components compiled at once (Cranelift itself compiles one on several threads).
     pub max_concurrent_compiles: usize,
     /// Epoch tick: the granularity of deadlines.
@@ -52,6 +54,7 @@ impl Default for EngineConfig {
             pool_instances: 2_000,
             max_total_memory_bytes: 4 << 30,
             max_guild_memory_bytes: 256 << 20,
+            max_guild_instances: 64,
             max_concurrent_compiles: 1,
             tick: Duration::from_millis(1),
             reset_pages_in_place: true,
@@ -104,8 +107,9 @@ pub struct Sandbox {
     ticker_stop: Arc<AtomicBool>,
     /// Compiled pattern sets for the `text` interface, shared by every instance.
     pub(crate) patterns: Arc<PatternCache>,
-    /// Linear memory reserved by live instances, host-wide and per guild.
-    pub(crate) memory: Arc<MemoryBudget>,
+    /// Linear memory reserved by live instances, host-wide and per guild, and each guild's
+    /// live instances.
+    pub(crate) budget: Arc<PluginBudget>,
 }
 
 impl Drop for Sandbox {
@@ -168,15 +172,19 @@ impl Sandbox {
             .map_err(|e| PluginError::Compile(format!("epoch ticker: {e}")))?;
 
         let patterns = Arc::new(PatternCache::default());
-        let memory = Arc::new(MemoryBudget::new(config.max_total_memory_bytes, config.max_guild_memory_bytes));
-        Ok(Sandbox { engine, config, ticker_stop, patterns, memory })
+        let budget = Arc::new(PluginBudget::new(
+            config.max_total_memory_bytes,
+            config.max_guild_memory_bytes,
+            config.max_guild_instances,
+        ));
+        Ok(Sandbox { engine, config, ticker_stop, patterns, budget })
     }
 
     /// Linear memory reserved by live instances: host-wide, and by one guild.
     pub fn memory_in_use(&self, guild: Option<u64>) -> usize {
         match guild {
-            Some(guild) => self.memory.used_by(guild),
-            None => self.memory.used(),
+            Some(guild) => self.budget.used_by(guild),
+            None => self.budget.used(),
         }
     }
 

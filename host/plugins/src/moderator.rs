@@ -48,7 +48,7 @@ impl ModeratorInstance {
         deadline: Duration,
     ) -> Result<ModeratorInstance, PluginError> {
         let pre = plugin.prepared::<Pre>()?;
-        let (mut store, ticks_per_ms) = new_store(engine, plugin.limits, view, name, None, deadline);
+        let (mut store, ticks_per_ms) = new_store(engine, plugin.limits, view, name, None, deadline)?;
         let bindings = pre.instantiate_async(&mut store).await.map_err(instantiate_error)?;
         let mut instance = ModeratorInstance { store, bindings, ticks_per_ms };
         instance.store.set_epoch_deadline(ticks(deadline, ticks_per_ms));

@@ -17,7 +17,7 @@ use crate::bot_host::BotHost;
 use crate::budget::{BudgetedLimits, OverBudget};
 use crate::engine::Sandbox;
 use crate::interfaces::guildhall::plugin::{clock, guild, log, text, types};
-use crate::text::{PatternCache, MAX_SETS_PER_INSTANCE};
+use crate::text::{PatternCache, Patterns, MAX_SETS_PER_INSTANCE};
 use crate::world::InstanceLimits;
 use crate::world::PluginError;
 use types::{Channel, Member};
@@ -48,7 +48,7 @@ pub struct PluginState {
     pub(crate) bot: Option<Arc<dyn BotHost>>,
     /// The engine's pattern-set cache (for `text::compile`) and this instance's sets.
     patterns: Arc<PatternCache>,
-    sets: Vec<Arc<regex::RegexSet>>,
+    sets: Vec<Arc<Patterns>>,
     /// Time this instance spent waiting in host calls (storage, the guild actor) since its
     /// deadline was last reached; given back then, see `new_store`. Kept as a duration so
     /// that many waits shorter than a tick add up.
@@ -90,8 +90,7 @@ impl text::Host for PluginState {
     }
 
     async fn find(&mut self, set: u32, text: String) -> Option<u32> {
-        let set = self.sets.get(set as usize)?;
-        set.matches(&text).iter().next().map(|i| i as u32)
+        self.sets.get(set as usize)?.first_match(&text)
     }
 }
 
@@ -146,7 +145,8 @@ pub(crate) fn linker_with_wasi(sandbox: &Sandbox) -> wasmtime::Result<Linker<Plu
     Ok(linker)
 }
 
-/// A store for one (guild, plugin) instance, with its memory limit and epoch deadline armed.
+/// A store for one (guild, plugin) instance, with its memory limit and epoch deadline armed,
+/// holding one of its guild's instances (`Capacity` if the guild's share is taken).
 pub(crate) fn new_store(
     engine: &Sandbox,
     limits: InstanceLimits,
@@ -154,7 +154,7 @@ pub(crate) fn new_store(
     plugin: &str,
     bot: Option<Arc<dyn BotHost>>,
     deadline: Duration,
-) -> (Store<PluginState>, f64) {
+) -> Result<(Store<PluginState>, f64), PluginError> {
     let ticks_per_ms = 1.0 / engine.config.tick.as_secs_f64() / 1000.0;
     let limits = StoreLimitsBuilder::new()
         .memory_size(limits.max_memory_bytes)
@@ -163,7 +163,8 @@ pub(crate) fn new_store(
         .memories(4)
         .trap_on_grow_failure(true)
         .build();
-    let limits = BudgetedLimits::new(limits, engine.memory.clone(), view.guild_id);
+    let limits = BudgetedLimits::new(limits, engine.budget.clone(), view.guild_id)
+        .map_err(|over| PluginError::Capacity(over.to_string()))?;
     let state = PluginState {
         wasi: WasiCtxBuilder::new().build(),
         table: ResourceTable::new(),
@@ -189,7 +190,7 @@ pub(crate) fn new_store(
         }
     });
     store.set_epoch_deadline(ticks(deadline, ticks_per_ms));
-    (store, ticks_per_ms)
+    Ok((store, ticks_per_ms))
 }
 
 pub(crate) fn instantiate_error(e: wasmtime::Error) -> PluginError {

@@ -239,10 +239,11 @@ async fn interpreted_plugins_get_their_languages_limits_and_fill_the_pool_by_slo
     assert!(rust.limits.max_memory_bytes < engine.load(&component("automod_js")).unwrap().limits.max_memory_bytes);
 }
 
-/// The host's memory budget and each guild's share of it: an instance that does not fit
-/// is not created, and a growth that does not fit fails the call, both as backpressure
-/// (`Capacity`), never as a trap the plugin would be blamed for; a guild that spent its
-/// share leaves the rest to others; a dropped instance gives its memory back.
+/// The host's memory budget and each guild's share of it and of the instance pool: an
+/// instance that does not fit is not created, and a growth that does not fit fails the
+/// call, both as backpressure (`Capacity`), never as a trap the plugin would be blamed
+/// for; a guild that spent its share leaves the rest to others; a dropped instance gives
+/// its memory and its place back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_budget_is_backpressure_and_one_guild_cannot_spend_it_all() {
     let measure = engine();
@@ -283,6 +284,25 @@ async fn the_memory_budget_is_backpressure_and_one_guild_cannot_spend_it_all() {
     guild_2.push(make(&budgeted, &automod, 2).await.expect("guild 1 gave one instance's memory back"));
     drop((guild_1, guild_2));
     assert_eq!(budgeted.memory_in_use(None), 0);
+
+    // A guild's share of the instance pool: two live ones here, while the pool has 64.
+    let shared = PluginEngine::new(EngineConfig {
+        cache_dir: std::env::temp_dir().join(format!("guildhall-plugin-test-share-{}", std::process::id())),
+        pool_instances: 64,
+        max_guild_instances: 2,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let automod_here = shared.load(&component("automod")).unwrap();
+    let hog = [make(&shared, &automod_here, 1).await.unwrap(), make(&shared, &automod_here, 1).await.unwrap()];
+    let refused = make(&shared, &automod_here, 1).await.err();
+    assert!(matches!(&refused, Some(PluginError::Capacity(why)) if why.contains("instance pool")), "{refused:?}");
+    let others: Vec<_> = [2, 3, 4].into_iter().map(|guild| make(&shared, &automod_here, guild)).collect();
+    for other in others {
+        other.await.expect("other guilds still get instances");
+    }
+    drop(hog);
+    make(&shared, &automod_here, 1).await.expect("a dropped instance gives its place back");
 
     // A memory bomb whose guild share runs out before its own 16 MiB limit: backpressure,
     // and its memory goes back with it.

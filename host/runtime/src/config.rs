@@ -41,6 +41,8 @@ pub struct PluginsConfig {
     pub max_total_memory_mib: usize,
     /// Linear memory of one guild's live instances together.
     pub max_guild_memory_mib: usize,
+    /// Live instances of one guild: its share of `pool_instances`.
+    pub max_guild_instances: usize,
     /// Components compiled at once (each compilation uses several threads).
     pub max_concurrent_compiles: usize,
     /// Where compiled components are kept, by content hash and engine build (empty: the
@@ -143,6 +145,7 @@ impl Default for PluginsConfig {
             pool_instances: 2_000,
             max_total_memory_mib: 4096,
             max_guild_memory_mib: 256,
+            max_guild_instances: 64,
             max_concurrent_compiles: 1,
             cache_dir: String::new(),
             javascript: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::JAVASCRIPT),

@@ -352,9 +352,10 @@ impl Config {
             || p.pool_instances == 0
             || p.max_component_bytes == 0
             || p.max_concurrent_compiles == 0
+            || p.max_guild_instances == 0
         {
-            return Err("plugins.max_memory_mib must be 1..=4096; pool_instances, max_component_bytes and \
-                        max_concurrent_compiles > 0"
+            return Err("plugins.max_memory_mib must be 1..=4096; pool_instances, max_component_bytes, \
+                        max_concurrent_compiles and max_guild_instances > 0"
                 .into());
         }
         let mut largest_instance = p.max_memory_mib;

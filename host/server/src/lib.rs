@@ -72,6 +72,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         pool_instances: config.plugins.pool_instances,
         max_total_memory_bytes: config.plugins.max_total_memory_mib << 20,
         max_guild_memory_bytes: config.plugins.max_guild_memory_mib << 20,
+        max_guild_instances: config.plugins.max_guild_instances,
         max_concurrent_compiles: config.plugins.max_concurrent_compiles,
         ..guildhall_plugins::EngineConfig::default()
     };
