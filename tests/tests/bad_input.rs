@@ -295,3 +295,35 @@ async fn a_strangers_request_does_not_start_a_guild() {
     assert_eq!(http.get(&format!("/guilds/{gid}"), &alice).await.status, StatusCode::OK);
     assert_eq!(server.metric("guildhall_guilds").await, 1, "the member's request starts it");
 }
+
+/// Channel routes too: a stranger's message, history read, typing, invite or channel edit
+/// in a guild whose actor is not running is refused from storage and starts nothing.
+/// Before, each of them started the guild's actor (loading every member) to refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_channel_request_does_not_start_a_guild() {
+    let server = Server::start(&[("GUILDHALL_GUILD__IDLE_EVICT_MS", "300")]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (eve, _) = http.register("eve").await;
+    let gid = http.post("/guilds", &alice, json!({ "name": "private" })).await.body["id"].as_str().unwrap().to_owned();
+    let channels = http.get(&format!("/guilds/{gid}/channels"), &alice).await;
+    let channel = channels.body[0]["id"].as_str().unwrap().to_owned();
+    server.wait_for_metric("guildhall_guilds", 0).await; // stopped when idle
+    for (method, path, body) in [
+        (Method::POST, format!("/channels/{channel}/messages"), Some(json!({ "content": "hi" }))),
+        (Method::GET, format!("/channels/{channel}/messages"), None),
+        (Method::POST, format!("/channels/{channel}/typing"), None),
+        (Method::POST, format!("/channels/{channel}/invites"), Some(json!({}))),
+        (Method::PATCH, format!("/channels/{channel}"), Some(json!({ "name": "mine" }))),
+    ] {
+        let a = http.call(method, &path, Some(&eve), body).await;
+        assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{path}: {}", a.body);
+    }
+    assert_eq!(server.metric("guildhall_guilds").await, 0, "no guild actor started for eve");
+    let said = http.post(&format!("/channels/{channel}/messages"), &alice, json!({ "content": "hi" })).await;
+    assert_eq!(said.status, StatusCode::OK, "{}", said.body);
+    assert_eq!(server.metric("guildhall_guilds").await, 1, "the member's request starts it");
+    // A running actor answers a stranger itself.
+    let a = http.post(&format!("/channels/{channel}/messages"), &eve, json!({ "content": "hi" })).await;
+    assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{}", a.body);
+}

@@ -665,6 +665,10 @@ impl Directory for ClusterDirectory {
         let locator: Weak<dyn Locate> = self.me.clone();
         Ok(GuildRef::remote(id, mailbox, self.replies.clone(), Some(locator)))
     }
+
+    fn is_running_here(&self, id: GuildId) -> bool {
+        self.transport.owner(id) == Some(self.transport.me) && self.local.is_running_here(id)
+    }
 }
 
 #[async_trait]

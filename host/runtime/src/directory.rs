@@ -26,6 +26,8 @@ use crate::guild_ref::{GuildRef, Locate};
 #[async_trait]
 pub trait Directory: Send + Sync {
     async fn locate(&self, guild: GuildId) -> Result<GuildRef, LocateError>;
+    /// Whether the actor runs in this process now: locating it then starts nothing.
+    fn is_running_here(&self, guild: GuildId) -> bool;
 }
 
 /// A running actor: its address and its task (awaited before a successor starts).
@@ -83,6 +85,11 @@ impl LocalDirectory {
             deps.locator = Some(locator);
             LocalDirectory { deps, actors, guilds: Mutex::new(HashMap::new()) }
         })
+    }
+
+    fn runs(&self, id: GuildId) -> bool {
+        let guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
+        guilds.get(&id).is_some_and(|slot| slot.running.get().is_some_and(|r| !r.handle.is_closed()))
     }
 
     /// The ids whose actors are running now.
@@ -170,6 +177,10 @@ impl Directory for LocalDirectory {
             }
         }
         result
+    }
+
+    fn is_running_here(&self, id: GuildId) -> bool {
+        self.runs(id)
     }
 }
 

@@ -212,6 +212,16 @@ pub async fn member_guild_handle(ctx: &Ctx, user: UserId, guild_id: GuildId) -> 
     guild_handle(ctx, guild_id).await
 }
 
+/// The guild's actor, for a request of `user`, who may be a stranger: a running actor
+/// answers it (and refuses a stranger itself); one not running is started only for a
+/// member ([`require_member`], from storage), so strangers start no actors.
+pub async fn guild_handle_for(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<GuildRef, ApiError> {
+    if !ctx.app.directory.is_running_here(guild_id) {
+        require_member(ctx, user, guild_id).await?;
+    }
+    guild_handle(ctx, guild_id).await
+}
+
 /// What `user` may do in the guild (403 Missing Access if not a member).
 pub async fn guild_permissions(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<Permissions, ApiError> {
     let handle = member_guild_handle(ctx, user, guild_id).await?;
@@ -240,7 +250,7 @@ pub async fn require_in_channel(
     channel_id: ChannelId,
     need: Permissions,
 ) -> Result<(), ApiError> {
-    let handle = guild_handle(ctx, guild_id).await?;
+    let handle = guild_handle_for(ctx, user, guild_id).await?;
     match handle.call(Command::Permissions { user, channel_id: Some(channel_id) }, actor_timeout(ctx)).await? {
         Reply::Permissions(p) if p.contains(need) => Ok(()),
         Reply::Permissions(_) => Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions")),

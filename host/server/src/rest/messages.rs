@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, guild_handle, load_channel, no_content, now_iso, ok, snowflake, unexpected, ApiResult, Ctx,
+    actor_timeout, guild_handle_for, load_channel, no_content, now_iso, ok, snowflake, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_runtime::guild_actor::GuildRef;
@@ -28,12 +28,13 @@ struct Access {
     channel: Channel,
 }
 
-/// The channel and its actor: its guild's, or for a DM its own. A stranger to a DM is
-/// refused here already (the DM actor checks too), so strangers start no actors.
+/// The channel and its actor: its guild's, or for a DM its own. A stranger to the guild or
+/// the DM is refused before an actor that is not running starts (the actors check too),
+/// so strangers start no actors.
 async fn access(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Access, ApiError> {
     let channel = load_channel(ctx, channel_id).await?;
     let actor = match channel.guild_id {
-        Some(guild) => guild_handle(ctx, guild).await?,
+        Some(guild) => guild_handle_for(ctx, user.id, guild).await?,
         None if channel.recipients.iter().any(|r| r.id == user.id) => ctx.app.dms.locate(channel_id).await?,
         None => return Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access")),
     };
