@@ -53,6 +53,7 @@ fn big(id: Snowflake) -> i64 {
 
 struct Statements {
     insert_user: PreparedStatement,
+    update_user: PreparedStatement,
     reserve_username: PreparedStatement,
     release_username: PreparedStatement,
     user: PreparedStatement,
@@ -86,13 +87,14 @@ struct Statements {
     insert_user_dm: PreparedStatement,
     user_dms: PreparedStatement,
     insert_message: PreparedStatement,
-    update_message: PreparedStatement,
     delete_message: PreparedStatement,
+    message_exists: PreparedStatement,
     message: PreparedStatement,
     bucket_desc: PreparedStatement,
     bucket_asc: PreparedStatement,
     put_plugin: PreparedStatement,
     delete_plugin: PreparedStatement,
+    plugin_exists: PreparedStatement,
     guild_plugins: PreparedStatement,
     put_component: PreparedStatement,
     component: PreparedStatement,
@@ -212,6 +214,12 @@ impl ScyllaStore {
         }
     }
 
+    async fn message_exists(&self, channel: ChannelId, id: MessageId) -> Result<bool> {
+        let values = (big(channel), id.bucket() as i32, big(id));
+        let rows = self.exec(&self.st.message_exists, values).await?.into_rows_result().map_err(unavailable)?;
+        Ok(rows.rows_num() > 0)
+    }
+
     async fn apply_one(&self, write: &GuildWrite) -> Result<()> {
         let st = &self.st;
         match write {
@@ -221,16 +229,21 @@ impl ScyllaStore {
                 self.exec(&st.insert_message, values).await?;
             }
             GuildWrite::EditMessage(m) => {
-                let values = (&m.content, encode(m), big(m.channel_id), m.id.bucket() as i32, big(m.id));
-                if self.lwt(&st.update_message, values).await?.is_some() {
+                if !self.message_exists(m.channel_id, m.id).await? {
                     return Err(StoreError::NotFound);
                 }
+                // The whole row again: an update of a row deleted meanwhile would leave a
+                // partial one.
+                let values =
+                    (big(m.channel_id), m.id.bucket() as i32, big(m.id), big(m.author.id), &m.content, encode(m));
+                self.exec(&st.insert_message, values).await?;
             }
             GuildWrite::DeleteMessage { channel_id, message_id } => {
-                let values = (big(*channel_id), message_id.bucket() as i32, big(*message_id));
-                if self.lwt(&st.delete_message, values).await?.is_some() {
+                if !self.message_exists(*channel_id, *message_id).await? {
                     return Err(StoreError::NotFound);
                 }
+                let values = (big(*channel_id), message_id.bucket() as i32, big(*message_id));
+                self.exec(&st.delete_message, values).await?;
                 // Its reactions go with it (one partition delete; were it lost, the rows
                 // would be unreachable: message ids are never reused).
                 self.exec(&st.clear_reactions, (big(*channel_id), big(*message_id))).await?;
@@ -342,7 +355,11 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
     let prepare = |cql: String| async move { session.prepare(cql.replace("{ks}", ks)).await.map_err(unavailable) };
     let msg_cols = "message_id, author_id, content, body";
     Ok(Statements {
-        insert_user: prepare("INSERT INTO {ks}.users (id, record) VALUES (?, ?)".into()).await?,
+        // Users are written only with lightweight transactions (create if absent, update if
+        // present): an id that collided could never overwrite an account, and LWT and plain
+        // writes are never mixed on one row.
+        insert_user: prepare("INSERT INTO {ks}.users (id, record) VALUES (?, ?) IF NOT EXISTS".into()).await?,
+        update_user: prepare("UPDATE {ks}.users SET record = ? WHERE id = ? IF EXISTS".into()).await?,
         reserve_username: prepare("INSERT INTO {ks}.users_by_name (username, id) VALUES (?, ?) IF NOT EXISTS".into()).await?,
         release_username: prepare("DELETE FROM {ks}.users_by_name WHERE username = ? IF id = ?".into()).await?,
         user: prepare("SELECT record FROM {ks}.users WHERE id = ?".into()).await?,
@@ -388,18 +405,21 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
             "INSERT INTO {ks}.messages (channel_id, bucket, message_id, author_id, content, body) VALUES (?, ?, ?, ?, ?, ?)".into(),
         )
         .await?,
-        update_message: prepare(
-            "UPDATE {ks}.messages SET content = ?, body = ? WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS".into(),
-        )
-        .await?,
-        delete_message: prepare("DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS".into()).await?,
+        // Messages are written only plainly (a lightweight transaction on every create
+        // would cost a Paxos round on the hottest path; mixing the two on one row can order
+        // a delete before the create it follows): an edit or a delete reads that the message
+        // exists first, and the guild actor keeps one write per message in flight.
+        delete_message: prepare("DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?".into()).await?,
+        message_exists: prepare("SELECT message_id FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?".into()).await?,
         message: prepare(format!("SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?")).await?,
         bucket_desc: prepare(format!(
             "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"
         ))
         .await?,
         put_plugin: prepare("INSERT INTO {ks}.plugins (guild_id, plugin_id, body) VALUES (?, ?, ?)".into()).await?,
-        delete_plugin: prepare("DELETE FROM {ks}.plugins WHERE guild_id = ? AND plugin_id = ? IF EXISTS".into()).await?,
+        // Plain writes only, as `put_plugin` (see messages).
+        delete_plugin: prepare("DELETE FROM {ks}.plugins WHERE guild_id = ? AND plugin_id = ?".into()).await?,
+        plugin_exists: prepare("SELECT plugin_id FROM {ks}.plugins WHERE guild_id = ? AND plugin_id = ?".into()).await?,
         guild_plugins: prepare("SELECT body FROM {ks}.plugins WHERE guild_id = ?".into()).await?,
         kv_get: prepare("SELECT value FROM {ks}.plugin_kv WHERE plugin_id = ? AND guild_id = ? AND key = ?".into()).await?,
         kv_put: prepare("INSERT INTO {ks}.plugin_kv (plugin_id, guild_id, key, value) VALUES (?, ?, ?, ?)".into()).await?,
@@ -465,13 +485,17 @@ impl Storage for ScyllaStore {
         if self.lwt(&self.st.reserve_username, (&name, id)).await?.is_some() {
             return Err(StoreError::Conflict("Username is already taken".into()));
         }
-        if let Err(e) = self.exec(&self.st.insert_user, (id, encode(&record))).await {
+        let created = match self.lwt(&self.st.insert_user, (id, encode(&record))).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(StoreError::Conflict(format!("user id {} is taken", record.user.id))),
+            Err(e) => Err(e),
+        };
+        if created.is_err() {
             // Give the name back so a retry can succeed; if this fails too, the name stays
             // reserved for an id without a user (harmless, but not reusable).
             let _ = self.lwt(&self.st.release_username, (&name, id)).await;
-            return Err(e);
         }
-        Ok(())
+        created
     }
 
     async fn update_user(&self, record: UserRecord) -> Result<()> {
@@ -479,7 +503,10 @@ impl Storage for ScyllaStore {
         if !old.user.username.eq_ignore_ascii_case(&record.user.username) {
             return Err(StoreError::Conflict("a username does not change here".into()));
         }
-        self.exec(&self.st.insert_user, (big(record.user.id), encode(&record))).await.map(|_| ())
+        match self.lwt(&self.st.update_user, (encode(&record), big(record.user.id))).await? {
+            None => Ok(()),
+            Some(_) => Err(StoreError::NotFound),
+        }
     }
 
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>> {
@@ -721,9 +748,11 @@ impl Storage for ScyllaStore {
     }
 
     async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()> {
-        if self.lwt(&self.st.delete_plugin, (big(guild), big(plugin))).await?.is_some() {
+        let found = self.exec(&self.st.plugin_exists, (big(guild), big(plugin))).await?;
+        if found.into_rows_result().map_err(unavailable)?.rows_num() == 0 {
             return Err(StoreError::NotFound);
         }
+        self.exec(&self.st.delete_plugin, (big(guild), big(plugin))).await?;
         // Its key-value store and timers go with it: two partition deletes. Were one lost
         // (the plugin row is already gone), the rows are unreachable, as plugin ids are
         // never reused.

@@ -211,6 +211,10 @@ fn commit_batch(db: &Database, batch: &mut [Job]) -> Vec<Result<Written>> {
 fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
     match write {
         Write::CreateUser(record) => {
+            // Created only if absent: a collided id never overwrites an account.
+            if tx.open_table(USERS).map_err(unavailable)?.get(record.user.id.0).map_err(unavailable)?.is_some() {
+                return Err(StoreError::Conflict(format!("user id {} is taken", record.user.id)));
+            }
             let mut names = tx.open_table(USERNAMES).map_err(unavailable)?;
             let key = record.user.username.to_lowercase();
             if names.get(key.as_str()).map_err(unavailable)?.is_some() {

@@ -73,6 +73,15 @@ pub async fn users_and_tokens(store: &dyn Storage) {
     assert!(matches!(store.create_user(clash.clone()).await, Err(StoreError::Conflict(_))));
     assert!(store.user(clash.user.id).await.unwrap().is_none(), "a refused user is not half-written");
     assert!(store.user(fresh_id()).await.unwrap().is_none());
+    // A user is created only if absent: an id that collided (ids issued twice) never
+    // overwrites an account, and the refused username stays free.
+    let mut same_id = record.clone();
+    same_id.user.username = format!("other-{}", fresh_id());
+    same_id.password_hash = "$argon2id$someone-else".into();
+    assert!(matches!(store.create_user(same_id.clone()).await, Err(StoreError::Conflict(_))));
+    let kept = store.user(u.id).await.unwrap().unwrap();
+    assert_eq!((kept.user, kept.password_hash), (u.clone(), record.password_hash.clone()), "the account is untouched");
+    assert!(store.user_by_username(&same_id.user.username).await.unwrap().is_none());
 
     // A record is updated in place (a bot's application), its username fixed.
     let mut updated = record.clone();
