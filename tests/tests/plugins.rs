@@ -284,7 +284,8 @@ async fn disabled_after_three_faults(
     assert_eq!(status, StatusCode::CREATED, "{plugin}");
     let path = format!("/guilds/{}/plugins/{}", w.guild, plugin["id"].as_str().unwrap());
     let config = json!({ "config": { "mode": mode } });
-    assert_eq!(http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await.status, StatusCode::OK);
+    let configured = http.call(Method::PATCH, &path, Some(&w.alice), Some(config)).await;
+    assert_eq!(configured.status, StatusCode::OK, "{fixture} {mode}: {}", configured.body);
     for i in 0..3 {
         // The guild fails open: each message still goes through, promptly.
         let started = Instant::now();

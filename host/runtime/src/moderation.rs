@@ -25,8 +25,9 @@ use guildhall_store::Storage;
 pub use crate::plugin_support::Disabled;
 use crate::plugin_support::{disable, guild_view, load_component, Faults, IDLE_AFTER};
 
-/// Time a moderator has to instantiate and accept its configuration.
-pub const INIT_DEADLINE: Duration = Duration::from_millis(50);
+/// Time a moderator has to instantiate and accept its configuration, in calls' deadlines
+/// (`plugins.moderation_deadline_ms`): 50 ms by default.
+pub const INIT_DEADLINES: u32 = 10;
 
 struct Slot {
     record: PluginRecord,
@@ -88,6 +89,11 @@ impl Moderation {
             }
         }
         Moderation { engine, store, guild_id, slots, deadline }
+    }
+
+    /// Time an instance has to instantiate and accept its configuration.
+    pub fn init_deadline(&self) -> Duration {
+        self.deadline * INIT_DEADLINES
     }
 
     pub fn active(&self) -> bool {
@@ -196,9 +202,15 @@ impl Moderation {
             let view = guild_view(self.store.clone(), self.guild_id, channels.clone());
             let slot = &self.slots[i];
             let config = slot.record.config.to_string();
-            let instance =
-                ModeratorInstance::new(&self.engine, &slot.plugin, &slot.record.name, view, &config, INIT_DEADLINE)
-                    .await?;
+            let instance = ModeratorInstance::new(
+                &self.engine,
+                &slot.plugin,
+                &slot.record.name,
+                view,
+                &config,
+                self.init_deadline(),
+            )
+            .await?;
             self.slots[i].instance = Some(instance);
         }
         self.slots[i].last_used = Instant::now();

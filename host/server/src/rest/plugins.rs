@@ -193,7 +193,12 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
         channels: std::sync::Arc::new(Vec::new()),
         members: std::sync::Arc::new(|_| Box::pin(async { None })),
     };
-    let deadline = guildhall_runtime::moderation::INIT_DEADLINE;
+    // This checks the configuration (does init accept it?), not its timing: a wall-clock
+    // deadline can be missed on a loaded host by a configuration that is fine, and a
+    // refusal then would be wrong. The guild still holds every init to its deadline
+    // (ten calls' worth), and one that misses it is a fault.
+    let per_call = std::time::Duration::from_millis(ctx.app.config.plugins.moderation_deadline_ms);
+    let deadline = per_call * guildhall_runtime::moderation::INIT_DEADLINES * 10;
     match guildhall_plugins::ModeratorInstance::new(
         &ctx.app.plugins,
         &loaded,
