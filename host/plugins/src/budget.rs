@@ -125,14 +125,12 @@ pub(crate) struct BudgetedLimits {
     budget: Arc<PluginBudget>,
     guild: u64,
     reserved: usize,
-    /// The last growth reserved, given back if the growth then fails.
-    last_growth: usize,
 }
 
 impl BudgetedLimits {
     pub(crate) fn new(limits: StoreLimits, budget: Arc<PluginBudget>, guild: u64) -> Result<Self, OverBudget> {
         budget.take_instance(guild)?;
-        Ok(BudgetedLimits { limits, budget, guild, reserved: 0, last_growth: 0 })
+        Ok(BudgetedLimits { limits, budget, guild, reserved: 0 })
     }
 }
 
@@ -151,14 +149,15 @@ impl ResourceLimiter for BudgetedLimits {
         let growth = desired.saturating_sub(current);
         self.budget.reserve(self.guild, growth)?;
         self.reserved += growth;
-        self.last_growth = growth;
         Ok(true)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        let growth = std::mem::take(&mut self.last_growth);
-        self.budget.release(self.guild, growth);
-        self.reserved -= growth;
+        // What was reserved stays reserved until the instance is dropped: wasmtime also
+        // reports failures it never asked about (growth past the memory type's own
+        // maximum), so which reservation failed is not known here, and giving back the
+        // wrong one would let memory go uncounted. A failed growth traps
+        // (`trap_on_grow_failure`), and the caller drops the instance at once.
         self.limits.memory_grow_failed(error)
     }
 
