@@ -327,3 +327,39 @@ async fn a_strangers_channel_request_does_not_start_a_guild() {
     let a = http.post(&format!("/channels/{channel}/messages"), &eve, json!({ "content": "hi" })).await;
     assert_eq!((a.status, &a.body["code"]), (StatusCode::FORBIDDEN, &json!(50001)), "{}", a.body);
 }
+
+/// Sends `head` (a request line and headers, without the blank line) over a raw
+/// connection; the status and the body of the answer.
+async fn raw_request(addr: std::net::SocketAddr, head: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await; // a reset after the answer is fine
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A request target or headers over the limits get Discord's JSON error like every other
+/// refusal (414, 431), up to the sizes where the HTTP library refuses the head itself
+/// (a target over 65,534 bytes, a head over 128 KiB: an empty 414 or 431 from hyper).
+/// Before, a URL over the header limit got a 431 with an empty body and no content type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_urls_and_headers_get_json_errors() {
+    let server = Server::start(&[]).await;
+    let long_path = format!("GET /api/v10/users/@me?q={} HTTP/1.1\r\nHost: x", "a".repeat(20_000));
+    let (status, body) = raw_request(server.addr, &long_path).await;
+    assert_eq!(status, 414, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(body["code"], 0, "{body}");
+    let many_headers: String = (0..40).map(|i| format!("\r\nX-Filler-{i}: {}", "b".repeat(1000))).collect();
+    let (status, body) =
+        raw_request(server.addr, &format!("GET /api/v10/users/@me HTTP/1.1\r\nHost: x{many_headers}")).await;
+    assert_eq!(status, 431, "{body}");
+    assert!(body.contains("\"code\":0") && body.contains("Request Header Fields Too Large"), "{body}");
+    // Nothing else changed: the host still answers.
+    let (status, _) = raw_request(server.addr, "GET /healthz HTTP/1.1\r\nHost: x").await;
+    assert_eq!(status, 200);
+}

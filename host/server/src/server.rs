@@ -27,6 +27,15 @@ use guildhall_runtime::Metrics;
 /// Requests being served right now (shutdown waits for them).
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
+/// The longest request target (path and query) answered; longer ones get 414.
+const MAX_URI_BYTES: usize = 8 << 10;
+/// The most header bytes a request may carry; more get 431.
+const MAX_HEADER_BYTES: usize = 32 << 10;
+/// hyper's read buffer: a request head larger than this is refused by hyper itself, with
+/// a 431 that has no body (as is a target over 65,534 bytes, with a 414). It is four times
+/// the limits above, so that every head up to it gets the JSON answer from `oversized`.
+const MAX_HEAD_BUFFER_BYTES: usize = 128 << 10;
+
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let connections = Arc::new(Semaphore::new(app.config.gateway.max_connections));
     let mut shutdown = app.shutdown_signal();
@@ -69,7 +78,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(64 * 1024)
+                .max_buf_size(MAX_HEAD_BUFFER_BYTES)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
@@ -102,7 +111,27 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpRespons
     response
 }
 
+/// A 414 or 431 in Discord's JSON for a request whose target or headers are over the limits.
+fn oversized(req: &Request<Incoming>) -> Option<HttpResponse> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        let message = format!("URI Too Long: at most {MAX_URI_BYTES} bytes of path and query");
+        return Some(ApiError::new(StatusCode::URI_TOO_LONG, code::GENERAL, message).into_response());
+    }
+    let headers: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if headers > MAX_HEADER_BYTES {
+        let message = format!("Request Header Fields Too Large: at most {MAX_HEADER_BYTES} bytes");
+        return Some(
+            ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, code::GENERAL, message).into_response(),
+        );
+    }
+    None
+}
+
 async fn route(app: &Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpResponse {
+    if let Some(refused) = oversized(&req) {
+        return refused;
+    }
     let path = req.uri().path().to_owned();
     if app.is_shutting_down() {
         return ApiError::unavailable("server is shutting down").into_response();
