@@ -93,6 +93,12 @@ impl PluginEngine {
         .await?
     }
 
+    /// The component with SHA-256 `hash` if it is loaded already: a guild that knows the
+    /// hash of what it installed need not read megabytes from storage and hash them again.
+    pub fn loaded(&self, hash: &str) -> Option<LoadedPlugin> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(hash).cloned()
+    }
+
     /// Compilations running now.
     pub fn compiling(&self) -> usize {
         self.config.max_concurrent_compiles.max(1) - self.compiles.available_permits()
@@ -116,8 +122,8 @@ impl PluginEngine {
             return Err(PluginError::TooLarge { size: bytes.len(), limit: limits.max_component_bytes });
         }
         let hash = hex(&Sha256::digest(bytes));
-        if let Some(loaded) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
-            return Ok(Some(loaded.clone()));
+        if let Some(loaded) = self.loaded(&hash) {
+            return Ok(Some(loaded));
         }
         let cache_file = self.cache_file(&hash);
         let (component, compiled) = match self.cached(&cache_file) {

@@ -101,13 +101,17 @@ pub fn guild_view(store: Arc<dyn Storage>, guild: GuildId, channels: Arc<Vec<Plu
     GuildView { guild_id: guild.0, channels, members }
 }
 
-/// The installed plugin's component, from storage, compiled (or from the engine's cache)
-/// off the async workers; a compilation waits for its turn as long as it takes.
+/// The installed plugin's component: already loaded (by its hash), or from storage,
+/// compiled (or from the engine's cache) off the async workers; a compilation waits for its
+/// turn as long as it takes.
 pub async fn load_component(
     engine: &Arc<PluginEngine>,
     store: &dyn Storage,
     record: &PluginRecord,
 ) -> Result<LoadedPlugin, String> {
+    if let Some(loaded) = engine.loaded(&record.component_sha256) {
+        return Ok(loaded);
+    }
     let bytes = store
         .component(&record.component_sha256)
         .await

@@ -181,13 +181,18 @@ pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
 }
 
 async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<(), ApiError> {
-    let bytes = ctx
-        .app
-        .store
-        .component(&record.component_sha256)
-        .await?
-        .ok_or_else(|| ApiError::unavailable("the plugin's component is missing from storage"))?;
-    let loaded = ctx.app.plugins.load_async(bytes.into(), Some(COMPILE_WAIT)).await.map_err(plugin_error)?;
+    let loaded = match ctx.app.plugins.loaded(&record.component_sha256) {
+        Some(loaded) => loaded,
+        None => {
+            let bytes = ctx
+                .app
+                .store
+                .component(&record.component_sha256)
+                .await?
+                .ok_or_else(|| ApiError::unavailable("the plugin's component is missing from storage"))?;
+            ctx.app.plugins.load_async(bytes.into(), Some(COMPILE_WAIT)).await.map_err(plugin_error)?
+        }
+    };
     let view = guildhall_plugins::GuildView {
         guild_id: record.guild_id.0,
         channels: std::sync::Arc::new(Vec::new()),
