@@ -52,24 +52,40 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
+/// How long a publish, a subscription or a flush may wait for the client. The client
+/// buffers while its server is away, but a server that stopped answering (hung, or a
+/// network that drops packets) fills the buffer, and a publish would then wait until the
+/// client notices the dead connection, minutes later. Requests carry their own timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(BusError::TimedOut(what.to_owned())),
+    }
+}
+
 #[async_trait]
 impl Bus for NatsBus {
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
         check_subject(subject)?;
         self.check_size(&payload)?;
-        self.client.publish(subject.to_owned(), payload).await.map_err(unavailable)
+        bounded(subject, self.client.publish(subject.to_owned(), payload)).await
     }
 
     async fn publish_with_reply(&self, subject: &str, reply: &str, payload: Bytes) -> Result<(), BusError> {
         check_subject(subject)?;
         check_subject(reply)?;
         self.check_size(&payload)?;
-        self.client.publish_with_reply(subject.to_owned(), reply.to_owned(), payload).await.map_err(unavailable)
+        bounded(subject, self.client.publish_with_reply(subject.to_owned(), reply.to_owned(), payload)).await
     }
 
     async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
         check_pattern(pattern)?;
-        let subscriber = self.client.subscribe(pattern.to_owned()).await.map_err(unavailable)?;
+        let subscriber = bounded(pattern, self.client.subscribe(pattern.to_owned())).await?;
         Ok(Subscription { inner: SubscriptionInner::Nats(subscriber) })
     }
 
@@ -89,7 +105,7 @@ impl Bus for NatsBus {
     }
 
     async fn flush(&self) -> Result<(), BusError> {
-        self.client.flush().await.map_err(unavailable)
+        bounded("flush", self.client.flush()).await
     }
 
     fn max_payload(&self) -> usize {

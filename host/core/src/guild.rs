@@ -19,7 +19,7 @@ use crate::model::{
     mentioned_user_ids, Ban, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, Role, User, UserId,
     CHANNEL_GUILD_TEXT,
 };
-use crate::nonces::RecentNonces;
+use crate::nonces::{Made, RecentNonces};
 use crate::permissions::{Overwrite, PermissionCache, Permissions, RoleGrant};
 use crate::Snowflake;
 
@@ -725,16 +725,23 @@ impl GuildState {
             }
         }
         match command {
-            Command::CreateMessage { author, channel_id, id, content, nonce, enforce_nonce } => {
+            Command::CreateMessage { author, channel_id, mut id, content, nonce, enforce_nonce } => {
                 let channel = match self.can_send(author, channel_id) {
                     Ok(c) => c.clone(),
                     Err(e) => return reply_err(fx, e),
                 };
                 if let Some(nonce) = &nonce {
                     let key = (author, channel_id, nonce.to_string());
-                    if let Some(message_id) = self.nonces.find(&key, id).filter(|_| enforce_nonce) {
-                        let reply = Reply::Existing { channel_id, message_id };
-                        return fx.push(Effect::Reply { request, result: Ok(reply) });
+                    match self.nonces.find(&key, id).filter(|_| enforce_nonce) {
+                        Some(Made::Stored(message_id)) => {
+                            let reply = Reply::Existing { channel_id, message_id };
+                            return fx.push(Effect::Reply { request, result: Ok(reply) });
+                        }
+                        // Its first write failed or timed out and may have landed: this
+                        // writes the same row again, so that it is stored once either way
+                        // (and fanned out once, now, though younger ids went out before).
+                        Some(Made::Unsure(earlier)) => id = earlier,
+                        None => {}
                     }
                     // Held through moderation and storage: a retry waits, then finds it.
                     self.lock(request, nonce_object(author, channel_id, nonce));
@@ -921,6 +928,11 @@ impl GuildState {
             return;
         };
         if let Err(e) = result {
+            if let (AfterPersist::MessageCreated(m), WriteError::Unavailable(_)) = (&after, &e) {
+                if let Some(nonce) = &m.nonce {
+                    self.nonces.record_unsure((m.author.id, m.channel_id, nonce.to_string()), m.id);
+                }
+            }
             let err = match e {
                 WriteError::NotFound => GuildError::UnknownMessage,
                 WriteError::Unavailable(m) => GuildError::Storage(m),
@@ -1601,23 +1613,32 @@ mod tests {
         assert!(fx.iter().any(|e| matches!(e, Effect::Persist { .. })));
     }
 
+    /// A create whose write failed or timed out may still have been stored (a timeout
+    /// cannot tell): its retry writes the same message again, under the same id, so that
+    /// it is stored once whichever happened. Before, the retry made a second message.
     #[test]
     fn a_failed_or_blocked_create_frees_its_nonce_for_the_retry() {
         let mut g = guild();
+        let first = Snowflake(1_000 << 22);
         g.handle(cmd(1, create_with_nonce(1_000, "n", true)));
-        let fx = g.handle(Input::Persisted { request: 1, result: Err(WriteError::Unavailable("down".into())) });
+        let fx = g.handle(Input::Persisted { request: 1, result: Err(WriteError::Unavailable("timed out".into())) });
         assert!(matches!(&answers(&fx)[0], (1, Err(GuildError::Storage(_)))));
         let fx = g.handle(cmd(2, create_with_nonce(1_100, "n", true)));
-        assert!(fx.iter().any(|e| matches!(e, Effect::Persist { .. })), "stored nothing the first time: a new try");
-        g.handle(Input::Persisted { request: 2, result: Ok(()) });
+        let rewrite =
+            fx.iter().any(|e| matches!(e, Effect::Persist { write: GuildWrite::PutMessage(m), .. } if m.id == first));
+        assert!(rewrite, "the retry writes the unsure message again: {fx:?}");
+        let fx = g.handle(Input::Persisted { request: 2, result: Ok(()) });
+        assert!(matches!(&answers(&fx)[0], (2, Ok(Reply::Message(m))) if m.id == first));
+        let fx = g.handle(cmd(3, create_with_nonce(1_200, "n", true)));
+        assert_eq!(answers(&fx), [(3, Ok(Reply::Existing { channel_id: GENERAL, message_id: first }))]);
 
         g.handle(Input::SetModeration { enabled: true });
-        let fx = g.handle(cmd(3, create_with_nonce(2_000, "blocked", true)));
+        let fx = g.handle(cmd(4, create_with_nonce(2_000, "blocked", true)));
         assert!(fx.iter().any(|e| matches!(e, Effect::Moderate { .. })));
-        assert!(g.handle(cmd(4, create_with_nonce(2_100, "blocked", true))).is_empty(), "waits for the verdict");
-        let fx = g.handle(Input::Moderated { request: 3, verdict: ModerationVerdict::Block("no".into()) });
-        assert!(matches!(&answers(&fx)[0], (3, Err(GuildError::Blocked(_)))));
-        assert!(fx.iter().any(|e| matches!(e, Effect::Moderate { request: 4, .. })), "the retry runs: {fx:?}");
+        assert!(g.handle(cmd(5, create_with_nonce(2_100, "blocked", true))).is_empty(), "waits for the verdict");
+        let fx = g.handle(Input::Moderated { request: 4, verdict: ModerationVerdict::Block("no".into()) });
+        assert!(matches!(&answers(&fx)[0], (4, Err(GuildError::Blocked(_)))));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Moderate { request: 5, .. })), "the retry runs: {fx:?}");
     }
 
     #[test]

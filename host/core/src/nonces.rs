@@ -1,7 +1,8 @@
 //! Recent message nonces, for Discord's `enforce_nonce`: a create that names a nonce its
 //! author already used in the channel within the last few minutes gets the message made
 //! then, not a second one. A client that retries a create (its answer timed out, a 503)
-//! with the same nonce cannot post twice.
+//! with the same nonce cannot post twice, even when its first write failed or timed out
+//! and may still have landed: the retry writes the same message (same id) again.
 //!
 //! Pure and bounded: at most [`RecentNonces::CAPACITY`] entries per guild, the oldest
 //! going first; time is the messages' own (their snowflake ids).
@@ -13,9 +14,28 @@ use crate::model::{ChannelId, MessageId, UserId};
 /// (author, channel, the nonce as its JSON text: `"abc"` and `123` differ).
 pub type NonceKey = (UserId, ChannelId, String);
 
+/// What a nonce made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    /// A stored message: a retry is answered with it.
+    Stored(MessageId),
+    /// A message whose write failed or timed out, so that it may or may not be stored: a
+    /// retry writes it again under the same id (an overwrite of the same row), so that it
+    /// is stored once either way.
+    Unsure(MessageId),
+}
+
+impl Made {
+    pub fn id(self) -> MessageId {
+        match self {
+            Made::Stored(id) | Made::Unsure(id) => id,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RecentNonces {
-    by_key: HashMap<NonceKey, MessageId>,
+    by_key: HashMap<NonceKey, Made>,
     /// Keys in the order their messages were made (ids grow with time), for expiry.
     order: VecDeque<(NonceKey, MessageId)>,
 }
@@ -28,13 +48,23 @@ impl RecentNonces {
 
     /// The message `key` made, if it was made within the window before `now` (a new
     /// message id: its time).
-    pub fn find(&self, key: &NonceKey, now: MessageId) -> Option<MessageId> {
-        let id = *self.by_key.get(key)?;
-        (now.timestamp_ms().saturating_sub(id.timestamp_ms()) < Self::WINDOW_MS).then_some(id)
+    pub fn find(&self, key: &NonceKey, now: MessageId) -> Option<Made> {
+        let made = *self.by_key.get(key)?;
+        (now.timestamp_ms().saturating_sub(made.id().timestamp_ms()) < Self::WINDOW_MS).then_some(made)
     }
 
-    /// Remembers that `key` made message `id`.
+    /// Remembers that `key` made message `id`, stored.
     pub fn record(&mut self, key: NonceKey, id: MessageId) {
+        self.remember(key, Made::Stored(id));
+    }
+
+    /// Remembers that `key` tried to make message `id`, whose write failed or timed out.
+    pub fn record_unsure(&mut self, key: NonceKey, id: MessageId) {
+        self.remember(key, Made::Unsure(id));
+    }
+
+    fn remember(&mut self, key: NonceKey, made: Made) {
+        let id = made.id();
         while self
             .order
             .front()
@@ -42,18 +72,20 @@ impl RecentNonces {
             || self.order.len() >= Self::CAPACITY
         {
             let (old_key, old_id) = self.order.pop_front().expect("checked non-empty");
-            if self.by_key.get(&old_key) == Some(&old_id) {
+            if self.by_key.get(&old_key).map(|made| made.id()) == Some(old_id) {
                 self.by_key.remove(&old_key);
             }
         }
-        self.by_key.insert(key.clone(), id);
-        self.order.push_back((key, id));
+        // A retry that stored an unsure message keeps its place in the order.
+        if self.by_key.insert(key.clone(), made).map(Made::id) != Some(id) {
+            self.order.push_back((key, id));
+        }
         debug_assert!(self.by_key.len() <= self.order.len() && self.order.len() <= Self::CAPACITY);
     }
 
     /// A deleted message: a retry of its create makes a new one.
     pub fn forget(&mut self, id: MessageId) {
-        self.by_key.retain(|_, made| *made != id);
+        self.by_key.retain(|_, made| made.id() != id);
     }
 
     pub fn len(&self) -> usize {
@@ -82,7 +114,7 @@ mod tests {
     fn a_nonce_finds_its_message_within_the_window_only() {
         let mut n = RecentNonces::default();
         n.record(key("\"a\""), at(1_000, 0));
-        assert_eq!(n.find(&key("\"a\""), at(1_000 + 60_000, 1)), Some(at(1_000, 0)));
+        assert_eq!(n.find(&key("\"a\""), at(1_000 + 60_000, 1)), Some(Made::Stored(at(1_000, 0))));
         assert_eq!(n.find(&key("\"b\""), at(2_000, 1)), None);
         let other_author = (Snowflake(9), Snowflake(2), "\"a\"".to_owned());
         assert_eq!(n.find(&other_author, at(2_000, 1)), None, "per author");
@@ -102,5 +134,15 @@ mod tests {
         assert_eq!(n.len(), 1);
         n.forget(at(1_000 + RecentNonces::WINDOW_MS * 2, 0));
         assert!(n.is_empty());
+    }
+
+    #[test]
+    fn an_unsure_write_is_found_as_such_and_its_retry_keeps_one_entry() {
+        let mut n = RecentNonces::default();
+        n.record_unsure(key("1"), at(1_000, 0));
+        assert_eq!(n.find(&key("1"), at(2_000, 0)), Some(Made::Unsure(at(1_000, 0))));
+        n.record(key("1"), at(1_000, 0));
+        assert_eq!(n.find(&key("1"), at(2_000, 0)), Some(Made::Stored(at(1_000, 0))));
+        assert_eq!(n.order.len(), 1);
     }
 }

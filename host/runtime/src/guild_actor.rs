@@ -662,14 +662,28 @@ mod tests {
         (guild, metrics, dir, sessions)
     }
 
+    fn temp_dir() -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, Relaxed);
+        std::env::temp_dir().join(format!("guildhall-actor-test-{}-{n}", std::process::id()))
+    }
+
     async fn guild_routed(
         members: &[u64],
         router: Arc<dyn SessionRouter>,
     ) -> (GuildRef, Arc<Metrics>, std::path::PathBuf) {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, Relaxed);
-        let dir = std::env::temp_dir().join(format!("guildhall-actor-test-{}-{n}", std::process::id()));
-        let data = DataService::new(Arc::new(EmbeddedStore::open(&dir).unwrap()), 1, true);
+        let dir = temp_dir();
+        let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        let (guild, metrics) = guild_on(store, members, router);
+        (guild, metrics, dir)
+    }
+
+    fn guild_on(
+        store: Arc<dyn guildhall_store::Storage>,
+        members: &[u64],
+        router: Arc<dyn SessionRouter>,
+    ) -> (GuildRef, Arc<Metrics>) {
+        let data = DataService::new(store, 1, true);
         let members =
             members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();
         let general = Channel::text(GENERAL, Snowflake(10), "general");
@@ -692,7 +706,7 @@ mod tests {
             plugin_bus: None,
             bot_placement: None,
         };
-        (spawn_guild(state, deps, None).0, metrics, dir)
+        (spawn_guild(state, deps, None).0, metrics)
     }
 
     fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
@@ -781,6 +795,77 @@ mod tests {
         }
         assert_eq!(contents, ["in time"]);
         assert_eq!(metrics.commands_expired.load(Relaxed), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Storage hangs, fails and slows under a guild: with the host's deadline on every
+    /// storage call, writes caught in it are answered as not stored within the deadline,
+    /// the mailbox keeps being served, the guild takes writes again as soon as storage
+    /// does, and every write it acknowledged is stored. Without the deadline, the batch
+    /// caught in the hang never ends and the guild never writes again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_store_never_stalls_a_guild_and_loses_nothing_acknowledged() {
+        use guildhall_store::layer::faults::{Fault, Faults};
+        use guildhall_store::layer::{Access, Deadline, Layered};
+        let dir = temp_dir();
+        let backend: Arc<dyn guildhall_store::Storage> = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        let faults = Arc::new(Faults::default());
+        let faulty = Arc::new(Layered::new(backend.clone(), faults.clone()));
+        let deadline = Arc::new(Deadline::new(Duration::from_millis(300)));
+        let sessions = Arc::new(SessionRegistry::default());
+        let (guild, _) = guild_on(Arc::new(Layered::new(faulty, deadline.clone())), &[1], sessions.clone());
+        let (s, _rx) = session(1, Snowflake(1), 4096);
+        connect(&guild, &sessions, s).await;
+
+        let mut acknowledged = Vec::new();
+        let post = |phase: &'static str| {
+            let guild = guild.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let reply = guild.call(create(1, phase.into()), Duration::from_secs(3)).await;
+                (reply, started.elapsed())
+            }
+        };
+        let mut keep = |reply: &Result<Reply, CallError>| {
+            if let Ok(Reply::Message(m)) = reply {
+                acknowledged.push(m.id);
+            }
+        };
+        for _ in 0..5 {
+            let (reply, _) = post("before").await;
+            assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
+            keep(&reply);
+        }
+
+        for fault in [Fault::Hang, Fault::Fail] {
+            faults.inject(fault, Some(Access::Write));
+            let writes: Vec<_> = (0..10).map(|_| tokio::spawn(post("during"))).collect();
+            // The mailbox is served meanwhile: a read of the guild's state answers at once.
+            let snapshot = guild.call(Command::Snapshot { user: Snowflake(1) }, Duration::from_millis(200)).await;
+            assert!(matches!(snapshot, Ok(Reply::Snapshot { .. })), "{fault:?}: {snapshot:?}");
+            for write in writes {
+                let (reply, took) = write.await.unwrap();
+                assert!(took < Duration::from_secs(2), "{fault:?}: answered after {took:?}");
+                assert!(matches!(&reply, Err(CallError::Guild(GuildError::Storage(_)))), "{fault:?}: {reply:?}");
+            }
+        }
+
+        faults.inject(Fault::Delay(Duration::from_millis(50)), None);
+        let (reply, _) = post("slow").await;
+        assert!(matches!(reply, Ok(Reply::Message(_))), "a delay under the deadline only slows: {reply:?}");
+        keep(&reply);
+        faults.clear();
+        for _ in 0..5 {
+            let (reply, _) = post("after").await;
+            assert!(matches!(reply, Ok(Reply::Message(_))), "the guild writes again: {reply:?}");
+            keep(&reply);
+        }
+        assert!(deadline.timeouts() >= 1, "the hang was ended by the deadline");
+        assert_eq!(acknowledged.len(), 11);
+        for id in acknowledged {
+            let stored = backend.message(GENERAL, id).await.unwrap();
+            assert!(stored.is_some(), "acknowledged message {id} is stored");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -12,6 +12,7 @@ use guildhall_plugins::PluginEngine;
 use guildhall_runtime::reply::{NodeId, Replies};
 use guildhall_runtime::Generator;
 use guildhall_scylla::{ScyllaConfig, ScyllaStore};
+use guildhall_store::layer::{Deadline, Layered};
 use guildhall_store::Storage;
 use guildhall_store_redb::EmbeddedStore;
 use tokio::sync::watch;
@@ -37,6 +38,8 @@ use guildhall_runtime::Metrics;
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Storage>,
+    /// The deadline on every call to `store` (it counts the calls that timed out).
+    pub storage_deadline: Arc<Deadline>,
     /// Coalesced, channel-routed message reads; message writes that must invalidate them.
     pub data: Arc<DataService>,
     /// Where REST reads messages: the data service here, or in a cluster the data service
@@ -158,7 +161,7 @@ impl App {
     /// Builds the node. In a cluster it also starts answering other nodes.
     pub async fn new(
         config: Config,
-        store: Arc<dyn Storage>,
+        (store, storage_deadline): (Arc<dyn Storage>, Arc<Deadline>),
         plugins: Arc<PluginEngine>,
         topology: Topology,
     ) -> Result<Arc<App>, String> {
@@ -264,6 +267,7 @@ impl App {
             audit,
             config,
             store,
+            storage_deadline,
             plugins,
             data,
             directory,
@@ -341,7 +345,15 @@ fn num_cpus() -> usize {
 /// Opens the configured storage. A database that cannot be reached is retried with
 /// exponential backoff (0.5 s doubling to 30 s), each failure logged, until it answers or
 /// the process is told to stop: no silent exit, no crash loop.
-pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, String> {
+/// The configured backend with a deadline on every call (`data.call_timeout_ms`), and
+/// the deadline (it counts the calls that ran out of time).
+pub async fn open_storage(config: &Config) -> Result<(Arc<dyn Storage>, Arc<Deadline>), String> {
+    let deadline = Arc::new(Deadline::new(std::time::Duration::from_millis(config.data.call_timeout_ms)));
+    let backend = open_backend(config).await?;
+    Ok((Arc::new(Layered::new(backend, deadline.clone())), deadline))
+}
+
+async fn open_backend(config: &Config) -> Result<Arc<dyn Storage>, String> {
     match config.storage.as_str() {
         "embedded" => {
             let dir = &config.data_dir;

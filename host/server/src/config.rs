@@ -42,11 +42,14 @@ pub struct DataConfig {
     /// How long a finished read's answer may still be shared by identical reads, while no
     /// write to its channel was acknowledged since it started (0: only reads in flight).
     pub linger_ms: u64,
+    /// Every storage call's deadline: past it the call fails as unavailable (503 for a
+    /// request), so a hung database never holds a guild or a request forever.
+    pub call_timeout_ms: u64,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { workers: 0, coalescing: true, linger_ms: 50 }
+        DataConfig { workers: 0, coalescing: true, linger_ms: 50, call_timeout_ms: 5000 }
     }
 }
 
@@ -341,6 +344,9 @@ impl Config {
         }
         if self.data.linger_ms > 1000 {
             return Err("data.linger_ms must be at most 1000".into());
+        }
+        if !(100..=600_000).contains(&self.data.call_timeout_ms) {
+            return Err("data.call_timeout_ms must be 100..=600000".into());
         }
         let p = &self.plugins;
         if !(1..=1000).contains(&p.moderation_deadline_ms) || !(1..=10_000).contains(&p.bot_event_deadline_ms) {

@@ -7,15 +7,28 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use guildhall_data::{DataMetrics, RouteMetrics};
 use guildhall_runtime::Metrics;
 
-/// `plugin_memory_bytes`: what the plugin engine's memory budget has reserved now.
-pub fn render(runtime: &Metrics, data: &DataMetrics, plugin_memory_bytes: usize) -> String {
+/// Readings the edge takes when it renders, from parts that keep no atomics of their own.
+pub struct Readings {
+    /// What the plugin engine's memory budget has reserved now.
+    pub plugin_memory_bytes: usize,
+    /// Storage calls that ran out of time (`data.call_timeout_ms`).
+    pub storage_timeouts: u64,
+    /// Tasks alive on the runtime: a number that keeps growing is a leak.
+    pub tasks_alive: usize,
+}
+
+pub fn render(runtime: &Metrics, data: &DataMetrics, readings: &Readings) -> String {
     let mut out = String::with_capacity(8192);
     render_runtime(&mut out, runtime);
-    let _ = writeln!(
-        out,
-        "# HELP guildhall_plugin_memory_bytes Linear memory of live plugin instances (the budget's use).\n\
-         # TYPE guildhall_plugin_memory_bytes gauge\nguildhall_plugin_memory_bytes {plugin_memory_bytes}"
-    );
+    let mut reading = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = writeln!(out, "# HELP guildhall_{name} {help}\n# TYPE guildhall_{name} {kind}\nguildhall_{name} {v}");
+    };
+    let r = readings;
+    let plugin_help = "Linear memory of live plugin instances (the budget's use).";
+    reading("plugin_memory_bytes", "gauge", plugin_help, r.plugin_memory_bytes as u64);
+    let timeouts_help = "Storage calls that ran out of time (data.call_timeout_ms).";
+    reading("storage_timeouts_total", "counter", timeouts_help, r.storage_timeouts);
+    reading("tasks_alive", "gauge", "Tasks alive on the async runtime.", r.tasks_alive as u64);
     render_data(&mut out, data);
     out
 }

@@ -155,7 +155,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpRespons
             .body(Full::new(Bytes::from(crate::prometheus::render(
                 &app.metrics,
                 &app.data.metrics,
-                app.plugins.memory_in_use(None),
+                &crate::prometheus::Readings {
+                    plugin_memory_bytes: app.plugins.memory_in_use(None),
+                    storage_timeouts: app.storage_deadline.timeouts(),
+                    tasks_alive: tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+                },
             ))))
             .expect("valid response"),
         p if p == "/api/v10" || p.starts_with("/api/v10/") => {

@@ -14,6 +14,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod history;
+pub mod layer;
 
 use async_trait::async_trait;
 use guildhall_core::guild::GuildWrite;
