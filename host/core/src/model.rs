@@ -26,6 +26,7 @@ pub const MAX_OVERWRITES: usize = 100;
 
 /// A user as others see it (Discord's user object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct User {
     pub id: UserId,
     pub username: String,
@@ -87,6 +88,7 @@ impl User {
 
 /// What storage keeps about a user beyond the public object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserRecord {
     pub user: User,
     /// Argon2id PHC string; empty for a bot, which has no password (only tokens).
@@ -114,6 +116,7 @@ pub mod application_flags {
 
 /// A bot application (Discord's application object): its id is its bot user's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Application {
     pub id: Snowflake,
     pub name: String,
@@ -182,6 +185,7 @@ impl Application {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Guild {
     pub id: GuildId,
     pub name: String,
@@ -279,6 +283,7 @@ impl Guild {
 
 /// A guild role (Discord's role object). The @everyone role's id is the guild's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Role {
     pub id: Snowflake,
     pub name: String,
@@ -308,6 +313,7 @@ pub struct Role {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleColors {
     pub primary_color: u32,
     pub secondary_color: Option<u32>,
@@ -316,6 +322,7 @@ pub struct RoleColors {
 
 /// What a managed role belongs to (Discord's role tags): a bot's role names the bot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleTags {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot_id: Option<UserId>,
@@ -357,6 +364,7 @@ impl Role {
 
 /// A ban: the user may not rejoin until it is lifted (Discord's ban object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Ban {
     pub user: User,
     #[serde(default)]
@@ -368,6 +376,7 @@ pub const CHANNEL_GUILD_TEXT: u8 = 0;
 pub const CHANNEL_DM: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Channel {
     pub id: ChannelId,
     #[serde(rename = "type")]
@@ -431,6 +440,7 @@ impl Channel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Member {
     pub user: User,
     #[serde(default)]
@@ -479,6 +489,7 @@ impl Member {
 
 /// A plugin installed in a guild. The component itself is stored once per content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PluginRecord {
     pub id: Snowflake,
     pub guild_id: GuildId,
@@ -499,6 +510,7 @@ pub const MAX_EMOJI_BYTES: usize = 64;
 /// An emoji as reactions carry it (Discord's partial emoji). Guilds have no custom emojis
 /// yet, so `id` is always `None` and `name` is a Unicode emoji.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Emoji {
     pub id: Option<Snowflake>,
     pub name: String,
@@ -525,6 +537,7 @@ impl Emoji {
 /// How many users reacted to a message with one emoji (Discord's reaction object; `me`
 /// is filled in for the user who asked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reaction {
     pub count: u32,
     pub me: bool,
@@ -534,6 +547,7 @@ pub struct Reaction {
 /// One entry of a guild's audit log (Discord's audit log entry object). Entries are kept
 /// for [`AUDIT_LOG_RETENTION_DAYS`]; older ones are neither listed nor kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditLogEntry {
     pub id: Snowflake,
     pub guild_id: GuildId,
@@ -554,6 +568,7 @@ pub struct AuditLogEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditLogChange {
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -586,6 +601,7 @@ pub mod audit_action {
 /// A timer a bot plugin set, kept in storage so that it fires even if the plugin is
 /// reloaded or the host restarts in between.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PluginTimer {
     /// Unique per (plugin, guild).
     pub id: u64,
@@ -595,6 +611,7 @@ pub struct PluginTimer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Invite {
     pub code: String,
     pub guild_id: GuildId,
@@ -629,6 +646,7 @@ impl Invite {
 pub const MESSAGE_DEFAULT: u8 = 0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Message {
     pub id: MessageId,
     pub channel_id: ChannelId,

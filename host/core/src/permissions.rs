@@ -10,6 +10,9 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+#[cfg(feature = "schema")]
+use crate::snowflake::SNOWFLAKE_PATTERN;
+use crate::snowflake::{parse_decimal, MAX_DECIMAL};
 use crate::Snowflake;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -108,6 +111,24 @@ impl Serialize for Permissions {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Permissions {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Permissions".into()
+    }
+
+    /// A bitfield as a decimal string (taken as a JSON integer too).
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let text = schemars::json_schema!({ "type": "string", "pattern": SNOWFLAKE_PATTERN });
+        if generator.contract().is_deserialize() {
+            let number = schemars::json_schema!({ "type": "integer", "minimum": 0, "maximum": MAX_DECIMAL });
+            schemars::json_schema!({ "anyOf": [text, number] })
+        } else {
+            text
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Permissions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Permissions, D::Error> {
         #[derive(Deserialize)]
@@ -116,10 +137,11 @@ impl<'de> Deserialize<'de> for Permissions {
             Text(String),
             Number(u64),
         }
-        match Wire::deserialize(d)? {
-            Wire::Number(n) => Ok(Permissions(n)),
-            Wire::Text(t) => t.parse().map(Permissions).map_err(|_| serde::de::Error::custom("a permission bitfield")),
-        }
+        let bits = match Wire::deserialize(d)? {
+            Wire::Number(n) => Some(n).filter(|n| *n <= MAX_DECIMAL),
+            Wire::Text(t) => parse_decimal(&t),
+        };
+        bits.map(Permissions).ok_or_else(|| serde::de::Error::custom("a permission bitfield"))
     }
 }
 
@@ -139,6 +161,18 @@ impl Serialize for OverwriteKind {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for OverwriteKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OverwriteKind".into()
+    }
+
+    /// 0 for a role, 1 for a member.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "integer", "enum": [0, 1] })
+    }
+}
+
 impl<'de> Deserialize<'de> for OverwriteKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OverwriteKind, D::Error> {
         match u8::deserialize(d)? {
@@ -152,6 +186,7 @@ impl<'de> Deserialize<'de> for OverwriteKind {
 /// A channel's permission overwrite for a role (the @everyone role's id is the guild's)
 /// or a member, in Discord's JSON shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Overwrite {
     pub id: Snowflake,
     #[serde(rename = "type")]

@@ -77,10 +77,47 @@ impl fmt::Debug for Snowflake {
         write!(f, "#{}", self.0)
     }
 }
+/// The text of an id: decimal digits without a sign or leading zeros, at most 19 of them
+/// (ids below 10^19: timestamps until 2090). One form per id, as the API describes it.
+pub const SNOWFLAKE_PATTERN: &str = "^(0|[1-9][0-9]{0,18})$";
+
+/// Text that is not an id in [`SNOWFLAKE_PATTERN`]'s form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an id is decimal digits without leading zeros, at most 19")]
+pub struct InvalidSnowflake;
+
+/// The largest number [`SNOWFLAKE_PATTERN`] allows (ids and bitfields as JSON integers too).
+pub const MAX_DECIMAL: u64 = 9_999_999_999_999_999_999;
+
+/// A number in [`SNOWFLAKE_PATTERN`]'s form.
+pub fn parse_decimal(s: &str) -> Option<u64> {
+    let canonical =
+        (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
 impl FromStr for Snowflake {
-    type Err = std::num::ParseIntError;
+    type Err = InvalidSnowflake;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(Snowflake)
+        parse_decimal(s).map(Snowflake).ok_or(InvalidSnowflake)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Snowflake {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Snowflake".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let text = schemars::json_schema!({ "type": "string", "pattern": SNOWFLAKE_PATTERN });
+        if generator.contract().is_deserialize() {
+            // Taken leniently as a JSON integer too.
+            let number = schemars::json_schema!({ "type": "integer", "minimum": 0, "maximum": MAX_DECIMAL });
+            schemars::json_schema!({ "anyOf": [text, number] })
+        } else {
+            text
+        }
     }
 }
 impl Serialize for Snowflake {
@@ -101,6 +138,9 @@ impl<'de> Deserialize<'de> for Snowflake {
                 v.parse().map_err(|_| E::custom("invalid snowflake"))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Snowflake, E> {
+                if v > MAX_DECIMAL {
+                    return Err(E::custom("invalid snowflake"));
+                }
                 Ok(Snowflake(v))
             }
         }

@@ -18,8 +18,8 @@ fn unknown_application() -> ApiError {
     ApiError::not_found(code::UNKNOWN_APPLICATION, "Unknown Application")
 }
 
-#[derive(Deserialize)]
-struct CreateApplication {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CreateApplication {
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -81,8 +81,8 @@ pub async fn me(ctx: &mut Ctx) -> ApiResult {
     ok(&application.discord_json(&record.user, owner.as_ref()))
 }
 
-#[derive(Deserialize)]
-struct UpdateApplication {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct UpdateApplication {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
@@ -115,8 +115,8 @@ pub async fn update(ctx: &mut Ctx, id: Option<Snowflake>) -> ApiResult {
     ok(&application.discord_json(&record.user, owner.as_ref()))
 }
 
-#[derive(Deserialize)]
-struct Authorize {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct Authorize {
     guild_id: Snowflake,
     #[serde(default)]
     permissions: Option<Permissions>,

@@ -26,8 +26,8 @@ fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
     v
 }
 
-#[derive(Deserialize)]
-struct CreateGuild {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CreateGuild {
     name: String,
 }
 
@@ -74,9 +74,9 @@ pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     ok(&guild_json(&guild, Some(member_count)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateGuild {
+pub(crate) struct UpdateGuild {
     name: Option<String>,
     moderation_fail_closed: Option<bool>,
 }
@@ -122,8 +122,8 @@ pub async fn channels(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     ok(&snapshot(ctx, &user, id).await?.1)
 }
 
-#[derive(Deserialize)]
-struct CreateChannel {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CreateChannel {
     name: String,
     #[serde(rename = "type", default)]
     kind: u8,
@@ -263,8 +263,8 @@ const DEFAULT_INVITE_MAX_AGE: u32 = 86_400;
 
 /// `POST /channels/{id}/invites` options (Discord's; `unique` is always so here: every
 /// invite gets a new code).
-#[derive(Deserialize, Default)]
-struct InviteOptions {
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+pub(crate) struct InviteOptions {
     max_age: Option<u32>,
     max_uses: Option<u32>,
     #[serde(default)]

@@ -84,8 +84,8 @@ pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     ok(&permitted(ctx, &user, channel_id).await?.0.channel)
 }
 
-#[derive(Deserialize)]
-struct CreateMessage {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CreateMessage {
     #[serde(default)]
     content: Option<String>,
     #[serde(default)]
@@ -250,8 +250,8 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
     ok(&users)
 }
 
-#[derive(Deserialize)]
-struct EditMessage {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct EditMessage {
     #[serde(default)]
     content: Option<String>,
 }

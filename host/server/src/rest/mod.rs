@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod error;
 pub mod guilds;
 pub mod messages;
+pub mod openapi;
 pub mod plugins;
 pub mod response;
 pub mod roles;
@@ -230,37 +231,10 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::POST, ["channels", channel, "typing"]) => messages::typing(ctx, snowflake(channel)?).await,
         (&M::GET, ["gateway"]) => ok(&serde_json::json!({ "url": ctx.app.config.gateway_url() })),
         (&M::GET, ["gateway", "bot"]) => users::gateway_bot(ctx).await,
-        (_, p) if is_known_path(p) => {
+        (&M::GET, ["openapi.json"]) => ok(&openapi::document()),
+        (_, p) if openapi::is_known_path(p) => {
             Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, code::GENERAL, "405: Method Not Allowed"))
         }
         _ => Err(ApiError::not_found(code::GENERAL, "404: Not Found")),
     }
-}
-
-fn is_known_path(path: &[&str]) -> bool {
-    matches!(
-        path,
-        ["auth", "register" | "login"]
-            | ["applications"]
-            | ["applications", _]
-            | ["oauth2", "applications", "@me"]
-            | ["oauth2", "authorize"]
-            | ["users", "@me"]
-            | ["users", "@me", "guilds" | "channels"]
-            | ["users", "@me", "guilds", _]
-            | ["guilds"]
-            | ["guilds", _]
-            | ["guilds", _, "channels" | "members" | "plugins" | "audit-logs" | "roles" | "bans"]
-            | ["guilds", _, "plugins" | "members" | "roles" | "bans", _]
-            | ["guilds", _, "members", _, "roles", _]
-            | ["channels", _, "permissions", _]
-            | ["channels", _]
-            | ["channels", _, "invites" | "messages" | "typing"]
-            | ["channels", _, "messages", _]
-            | ["channels", _, "messages", _, "reactions", _]
-            | ["channels", _, "messages", _, "reactions", _, "@me"]
-            | ["invites", _]
-            | ["gateway"]
-            | ["gateway", "bot"]
-    )
 }

@@ -135,9 +135,9 @@ async fn find(ctx: &Ctx, guild_id: GuildId, plugin_id: Snowflake) -> Result<Plug
     plugins.into_iter().find(|p| p.id == plugin_id).ok_or_else(|| ApiError::not_found(code::GENERAL, "Unknown Plugin"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Update {
+pub(crate) struct Update {
     enabled: Option<bool>,
     config: Option<Value>,
 }

@@ -49,8 +49,8 @@ pub async fn list(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct RoleBody {
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+pub(crate) struct RoleBody {
     name: Option<String>,
     permissions: Option<Permissions>,
     #[serde(default, alias = "colour")]
@@ -153,8 +153,8 @@ pub async fn member(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiResult {
     ok(&found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_MEMBER, "Unknown Member"))?)
 }
 
-#[derive(Deserialize)]
-struct MemberBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct MemberBody {
     roles: Option<Vec<Snowflake>>,
     /// Absent keeps the nickname, null or "" clears it.
     #[serde(default, deserialize_with = "present")]
@@ -239,8 +239,8 @@ pub async fn remove_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiRes
     no_content()
 }
 
-#[derive(Deserialize)]
-struct ChannelBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ChannelBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     topic: Option<Option<String>>,
@@ -249,8 +249,8 @@ struct ChannelBody {
 }
 
 /// An overwrite as clients send it in a channel's list: its id and its bits.
-#[derive(Deserialize)]
-struct OverwriteBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct OverwriteBody {
     id: Snowflake,
     #[serde(flatten)]
     bits: OverwriteBits,
@@ -258,8 +258,8 @@ struct OverwriteBody {
 
 /// An overwrite's type and bits (PUT /channels/{id}/permissions/{id} takes only these):
 /// `allow` and `deny` may be left out.
-#[derive(Deserialize)]
-struct OverwriteBits {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct OverwriteBits {
     #[serde(rename = "type")]
     kind: OverwriteKind,
     #[serde(default)]

@@ -9,9 +9,9 @@ use serde_json::json;
 use super::ctx::{created, ok, ApiResult, Ctx};
 use super::error::{code, ApiError};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
+pub(crate) struct Credentials {
     username: String,
     password: String,
 }
@@ -101,8 +101,8 @@ pub async fn my_guilds(ctx: &mut Ctx) -> ApiResult {
     ok(&out)
 }
 
-#[derive(Deserialize)]
-struct OpenDm {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct OpenDm {
     recipient_id: UserId,
 }
 
