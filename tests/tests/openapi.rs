@@ -41,5 +41,15 @@ async fn every_described_operation_reaches_a_handler() {
     assert_eq!((unknown.status, unknown.body["code"].as_u64()), (StatusCode::NOT_FOUND, Some(0)));
     let wrong = http.raw(Method::PUT, "/gateway", Some(&token), vec![]).await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.header("allow"), Some("GET"), "a 405 says what is allowed (RFC 9110)");
+    let members = http.raw(Method::POST, "/guilds/1/members/1", Some(&token), vec![]).await;
+    assert_eq!(members.header("allow"), Some("DELETE, GET, PATCH"));
+    // A route that needs a token answers 401 without one, before looking at the body.
+    let anonymous = http.raw(Method::PATCH, "/channels/1", None, b"{\"name\": 5}".to_vec()).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{}", anonymous.body);
+    // Path segments are percent-decoded: %40me is @me.
+    let me = http.raw(Method::GET, "/guilds/1/members/%40me", Some(&token), vec![]).await;
+    assert_ne!(me.body["message"], "Invalid Form Body: Value \"%40me\" is not snowflake.", "{}", me.body);
+    assert_eq!(me.status, StatusCode::NOT_FOUND, "{}", me.body);
     println!("{checked} operations reach their handlers");
 }

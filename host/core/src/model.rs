@@ -504,8 +504,25 @@ pub struct PluginRecord {
     pub created_at: String,
 }
 
-/// Most bytes of a reaction emoji (a Unicode emoji, possibly a ZWJ sequence).
-pub const MAX_EMOJI_BYTES: usize = 64;
+/// Most characters of a reaction emoji (a Unicode emoji, possibly a ZWJ sequence).
+pub const MAX_EMOJI_CHARS: usize = 16;
+
+/// What [`Emoji::parse`] takes, as an ECMA-262 pattern (the API description's): characters
+/// that are not ASCII letters, ':', controls or spaces, at least one of them not ASCII.
+pub const EMOJI_PATTERN: &str = concat!(
+    "^[^\\x00-\\x20\\x7F-\\xA0:A-Za-z\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000\\uFEFF]*",
+    "[^\\x00-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000\\uFEFF]",
+    "[^\\x00-\\x20\\x7F-\\xA0:A-Za-z\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000\\uFEFF]*$",
+);
+
+/// The spaces [`EMOJI_PATTERN`] names (Unicode's White_Space above U+00A0, and U+FEFF).
+fn is_space_beyond_latin1(c: char) -> bool {
+    matches!(
+        c,
+        '\u{1680}' | '\u{2000}'
+            ..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}'
+    )
+}
 
 /// An emoji as reactions carry it (Discord's partial emoji). Guilds have no custom emojis
 /// yet, so `id` is always `None` and `name` is a Unicode emoji.
@@ -520,13 +537,11 @@ impl Emoji {
     /// Parses the emoji of a reaction route (already percent-decoded): a Unicode emoji.
     /// `name:id` names a custom emoji, which no guild has (Unknown Emoji).
     pub fn parse(text: &str) -> Result<Emoji, &'static str> {
-        if text.contains(':') {
-            return Err("Unknown Emoji");
-        }
-        let plausible = !text.is_empty()
-            && text.len() <= MAX_EMOJI_BYTES
-            && !text.is_ascii()
-            && text.chars().all(|c| !c.is_whitespace() && !c.is_control() && !c.is_ascii_alphabetic());
+        let allowed = |c: char| {
+            !matches!(c, '\0'..=' ' | '\u{7F}'..='\u{A0}' | ':' | 'A'..='Z' | 'a'..='z') && !is_space_beyond_latin1(c)
+        };
+        let plausible =
+            (1..=MAX_EMOJI_CHARS).contains(&text.chars().count()) && !text.is_ascii() && text.chars().all(allowed);
         if !plausible {
             return Err("Unknown Emoji");
         }
@@ -767,6 +782,18 @@ pub fn validate_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reaction_emoji_are_what_the_api_description_says() {
+        for good in ["👍", "1️⃣", "#️⃣", "🏳️\u{200d}🌈", "¡", "é"] {
+            assert!(Emoji::parse(good).is_ok(), "{good:?}");
+        }
+        let long = "👍".repeat(MAX_EMOJI_CHARS + 1);
+        for bad in ["", "a", "12", "👍 ", "a👍", "👍:1", "\u{3000}👍", "\u{feff}👍", "\u{a0}", long.as_str()]
+        {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn mentions_are_parsed() {

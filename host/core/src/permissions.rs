@@ -136,9 +136,12 @@ impl<'de> Deserialize<'de> for Permissions {
         enum Wire {
             Text(String),
             Number(u64),
+            Fraction(f64),
         }
         let bits = match Wire::deserialize(d)? {
             Wire::Number(n) => Some(n).filter(|n| *n <= MAX_DECIMAL),
+            // A whole number written with a fraction (`12.0`), exactly representable.
+            Wire::Fraction(f) => (f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f)).then_some(f as u64),
             Wire::Text(t) => parse_decimal(&t),
         };
         bits.map(Permissions).ok_or_else(|| serde::de::Error::custom("a permission bitfield"))

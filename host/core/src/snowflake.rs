@@ -143,6 +143,11 @@ impl<'de> Deserialize<'de> for Snowflake {
                 }
                 Ok(Snowflake(v))
             }
+            /// A whole number written with a fraction (`12.0`), exactly representable.
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Snowflake, E> {
+                let whole = v.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&v);
+                whole.then_some(Snowflake(v as u64)).ok_or_else(|| E::custom("invalid snowflake"))
+            }
         }
         d.deserialize_any(V)
     }
@@ -251,6 +256,24 @@ mod tests {
     use super::*;
 
     const T0: u64 = DISCORD_EPOCH_MS + 300_000_000_000;
+
+    /// One text per id, as the API description's pattern says; before, "+5" and "007"
+    /// were ids too, and the description could not say so.
+    #[test]
+    fn ids_have_one_decimal_form() {
+        for good in ["0", "7", "1577040727202856960", "9999999999999999999"] {
+            assert_eq!(good.parse::<Snowflake>().map(|s| s.0.to_string()), Ok(good.to_owned()));
+        }
+        for bad in ["", "+5", "007", "-1", "1.0", " 1", "10000000000000000000", "18446744073709551615"] {
+            assert_eq!(bad.parse::<Snowflake>(), Err(InvalidSnowflake), "{bad:?}");
+        }
+        let from_json = |v: &str| serde_json::from_str::<Snowflake>(v).ok();
+        assert_eq!(from_json("\"12\""), Some(Snowflake(12)));
+        assert_eq!(from_json("12"), Some(Snowflake(12)));
+        assert_eq!(from_json("12.0"), Some(Snowflake(12)), "a whole number is an integer in JSON Schema");
+        assert_eq!(from_json("12.5"), None);
+        assert_eq!(from_json("10000000000000000000"), None);
+    }
 
     #[test]
     fn fields_round_trip() {

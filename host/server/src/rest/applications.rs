@@ -20,13 +20,21 @@ fn unknown_application() -> ApiError {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateApplication {
+    /// The bot user's username too.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.]{2,32}$"))]
     name: String,
     #[serde(default)]
+    #[schemars(length(max = 400))]
     description: Option<String>,
     /// Privileged intents to turn on (application flags).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
+    #[schemars(extend("enum" = PRIVILEGED_FLAG_SETS))]
     flags: Option<u64>,
 }
+
+/// Every combination of the privileged intent flags (and null), what `flags` may be.
+const PRIVILEGED_FLAG_SETS: [Option<u64>; 9] =
+    [None, Some(0), Some(4096), Some(16384), Some(20480), Some(262144), Some(266240), Some(278528), Some(282624)];
 
 fn check_flags(flags: u64) -> Result<u64, ApiError> {
     if flags & !application_flags::SETTABLE != 0 {
@@ -84,8 +92,10 @@ pub async fn me(ctx: &mut Ctx) -> ApiResult {
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct UpdateApplication {
     #[serde(default)]
+    #[schemars(length(max = 400))]
     description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
+    #[schemars(extend("enum" = PRIVILEGED_FLAG_SETS))]
     flags: Option<u64>,
 }
 
@@ -136,7 +146,7 @@ pub async fn authorize(ctx: &mut Ctx) -> ApiResult {
     let client_id: Snowflake =
         ctx.query_parse("client_id")?.ok_or_else(|| ApiError::invalid_form("client_id: required"))?;
     let scopes = ctx.query("scope").unwrap_or("bot").to_owned();
-    if !scopes.split(['+', ' ', ',']).any(|s| s == "bot" || s == "bot%20applications.commands") {
+    if !scopes.split([' ', ',']).any(|s| s == "bot") {
         return Err(ApiError::invalid_form("scope: only the bot scope is supported"));
     }
     let body: Authorize = ctx.json().await?;

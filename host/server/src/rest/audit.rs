@@ -17,7 +17,7 @@ const MAX_SCANNED: usize = 5_000;
 
 pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     require_permission(ctx, guild_id, Permissions::VIEW_AUDIT_LOG).await?;
-    let param = |name: &str| ctx.query(name).filter(|v| !v.is_empty());
+    let param = |name: &str| ctx.query(name);
     let before = param("before").map(|v| v.parse::<Snowflake>()).transpose();
     let before = before.map_err(|_| ApiError::invalid_form("before: Value is not snowflake."))?;
     let user_id = param("user_id").map(|v| v.parse::<Snowflake>()).transpose();

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{code, ApiError};
 use super::response::{json_response, HttpResponse};
@@ -29,7 +29,8 @@ pub type ApiResult = Result<HttpResponse, ApiError>;
 pub struct Ctx {
     pub app: Arc<App>,
     pub(super) headers: HeaderMap,
-    pub(super) query: String,
+    /// The query's parameters, decoded (`application/x-www-form-urlencoded`).
+    pub(super) query: Vec<(String, String)>,
     pub(super) body: Option<Incoming>,
     pub(super) caller: Option<guildhall_core::model::UserRecord>,
 }
@@ -45,8 +46,9 @@ impl Ctx {
         self.caller.clone().ok_or_else(ApiError::unauthorized)
     }
 
+    /// The first value of query parameter `name`, decoded.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
     /// A query parameter parsed as `T`, or 400 naming the parameter.
@@ -160,6 +162,25 @@ pub fn created<T: Serialize + ?Sized>(body: &T) -> ApiResult {
 
 pub fn no_content() -> ApiResult {
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
+}
+
+/// A JSON integer for an integer field, also written as a number with no fraction
+/// (`12.0` is the integer 12 in JSON Schema, so the API's description allows it).
+pub fn integral<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+    let number = serde_json::Number::deserialize(d)?;
+    let whole = number.as_i64().or_else(|| {
+        // Exactly representable and whole: no rounding turns 1.5 or 1e300 into an id.
+        number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).map(|f| f as i64)
+    });
+    let out_of_range = || serde::de::Error::custom(format!("{number} is not an integer in range"));
+    whole.and_then(|n| T::try_from(n).ok()).ok_or_else(out_of_range)
+}
+
+/// [`integral`] for an optional field (null or absent: `None`).
+pub fn integral_opt<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<i64>>(#[serde(deserialize_with = "integral")] T);
+    Ok(Option::<Whole<T>>::deserialize(d)?.map(|Whole(n)| n))
 }
 
 /// A snowflake from a path segment (400 if it is not one).

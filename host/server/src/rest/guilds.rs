@@ -28,6 +28,7 @@ fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateGuild {
+    #[schemars(length(max = 100), regex(pattern = r"\S"))]
     name: String,
 }
 
@@ -77,6 +78,7 @@ pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateGuild {
+    #[schemars(length(max = 100), regex(pattern = r"\S"))]
     name: Option<String>,
     moderation_fail_closed: Option<bool>,
 }
@@ -124,10 +126,14 @@ pub async fn channels(ctx: &mut Ctx, id: GuildId) -> ApiResult {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateChannel {
+    #[schemars(length(max = 100), regex(pattern = r"\S"))]
     name: String,
-    #[serde(rename = "type", default)]
+    /// Only text channels (0).
+    #[serde(rename = "type", default, deserialize_with = "super::ctx::integral")]
+    #[schemars(range(min = 0, max = 0))]
     kind: u8,
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     topic: Option<String>,
 }
 
@@ -265,9 +271,15 @@ const DEFAULT_INVITE_MAX_AGE: u32 = 86_400;
 /// invite gets a new code).
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 pub(crate) struct InviteOptions {
+    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
+    #[schemars(range(min = 0, max = 604_800))]
     max_age: Option<u32>,
+    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
+    #[schemars(range(min = 0, max = 100))]
     max_uses: Option<u32>,
+    /// Temporary membership is not supported.
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     temporary: bool,
     #[serde(default, rename = "unique")]
     _unique: bool,

@@ -86,17 +86,24 @@ pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateMessage {
+    /// Not empty nor only spaces: it is the message.
+    #[schemars(length(max = 2000), regex(pattern = r"\S"))]
+    content: String,
+    /// A string of at most 25 characters or an integer: with `enforce_nonce`, a retry with
+    /// the same nonce gets the message the first try made.
     #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
+    #[schemars(schema_with = "nonce_schema")]
     nonce: Option<Value>,
     /// Discord's: with a nonce, a retry gets the message the first try made.
     #[serde(default)]
     enforce_nonce: Option<bool>,
 }
 
-fn check_content(content: Option<&str>) -> Result<String, ApiError> {
-    let content = content.unwrap_or("");
+fn nonce_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "string", "maxLength": 25 }, { "type": "integer" }, { "type": "null" }] })
+}
+
+fn check_content(content: &str) -> Result<String, ApiError> {
     match validate_content(content) {
         Ok(()) => Ok(content.to_owned()),
         Err(_) if content.trim().is_empty() => {
@@ -109,7 +116,7 @@ fn check_content(content: Option<&str>) -> Result<String, ApiError> {
 pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
     let body: CreateMessage = ctx.json().await?;
-    let content = check_content(body.content.as_deref())?;
+    let content = check_content(&body.content)?;
     let nonce = match body.nonce {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 25 => Some(Value::String(s)),
@@ -185,10 +192,10 @@ pub async fn get(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResu
     ok(&body)
 }
 
-/// The emoji of a reaction route: percent-decoded, a Unicode emoji (400 Unknown Emoji).
+/// The emoji of a reaction route (the router percent-decoded it): a Unicode emoji (400
+/// Unknown Emoji).
 fn route_emoji(segment: &str) -> Result<Emoji, ApiError> {
-    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| unknown_emoji())?;
-    Emoji::parse(&decoded).map_err(|_| unknown_emoji())
+    Emoji::parse(segment).map_err(|_| unknown_emoji())
 }
 
 fn unknown_emoji() -> ApiError {
@@ -234,7 +241,7 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid_form("limit: must be 1 to 100"));
     }
-    let after = match ctx.query("after").filter(|a| !a.is_empty()) {
+    let after = match ctx.query("after") {
         Some(a) => Some(snowflake(a)?),
         None => None,
     };
@@ -252,14 +259,14 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct EditMessage {
-    #[serde(default)]
-    content: Option<String>,
+    #[schemars(length(max = 2000), regex(pattern = r"\S"))]
+    content: String,
 }
 
 pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
     let body: EditMessage = ctx.json().await?;
-    let content = check_content(body.content.as_deref())?;
+    let content = check_content(&body.content)?;
     let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
     let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };

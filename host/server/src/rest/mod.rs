@@ -39,7 +39,13 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
     }
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Segments are percent-decoded once, here: `%40me` is `@me`, `%F0%9F%91%8D` an emoji.
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let caller = match crate::auth::bearer(&parts.headers) {
         Some(token) => match crate::auth::record_for_token(&app, token).await {
             Ok(record) => record,
@@ -58,13 +64,16 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
                 Some((Bucket::PluginUpload, _)) => app.plugins.max_component_bytes(),
                 _ => app.config.rest.max_body_bytes,
             };
-            let mut ctx =
-                Ctx { app: app.clone(), headers: parts.headers, query: String::new(), body: Some(body), caller };
+            let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query: Vec::new(), body: Some(body), caller };
             ctx.discard_body_up_to(limit).await;
             limited_response(&limited)
         }
+        // Who may not call an operation learns it first, before anything about the request.
+        Ok(_) if caller.is_none() && openapi::needs_token(method.as_str(), &segments) => {
+            ApiError::unauthorized().into_response()
+        }
         Ok(standing) => {
-            let query = parts.uri.query().unwrap_or("").to_owned();
+            let query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query, body: Some(body), caller };
             let mut response = dispatch(&mut ctx, &method, &segments).await.unwrap_or_else(ApiError::into_response);
             if let Some((bucket, standing)) = standing {
@@ -170,7 +179,7 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::GET, ["guilds", guild, "members"]) => guilds::members(ctx, snowflake(guild)?).await,
         (&M::GET, ["guilds", guild, "members", user]) => roles::member(ctx, snowflake(guild)?, user).await,
         (&M::PATCH, ["guilds", guild, "members", user]) => roles::update_member(ctx, snowflake(guild)?, user).await,
-        (&M::DELETE, ["guilds", guild, "members", user]) => roles::kick(ctx, snowflake(guild)?, snowflake(user)?).await,
+        (&M::DELETE, ["guilds", guild, "members", user]) => roles::kick(ctx, snowflake(guild)?, user).await,
         (&M::PUT, ["guilds", guild, "members", user, "roles", role]) => {
             roles::member_role(ctx, snowflake(guild)?, snowflake(user)?, snowflake(role)?, true).await
         }
@@ -233,7 +242,11 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::GET, ["gateway", "bot"]) => users::gateway_bot(ctx).await,
         (&M::GET, ["openapi.json"]) => ok(&openapi::document()),
         (_, p) if openapi::is_known_path(p) => {
-            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, code::GENERAL, "405: Method Not Allowed"))
+            let mut response =
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, code::GENERAL, "405: Method Not Allowed").into_response();
+            let allow = openapi::methods_at(p).join(", ");
+            response.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_str(&allow).expect("method names"));
+            Ok(response)
         }
         _ => Err(ApiError::not_found(code::GENERAL, "404: Not Found")),
     }

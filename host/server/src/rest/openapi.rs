@@ -12,7 +12,7 @@ use schemars::generate::{Contract, SchemaSettings};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use guildhall_core::model::{Ban, Channel, Member, Message, Role, User};
+use guildhall_core::model::{Ban, Channel, Member, Message, Role, User, EMOJI_PATTERN, MAX_EMOJI_CHARS};
 use guildhall_core::snowflake::SNOWFLAKE_PATTERN;
 
 use super::{applications, guilds, messages, plugins, roles, users};
@@ -37,9 +37,14 @@ pub struct Operation {
 #[derive(Clone, Copy)]
 pub enum Query {
     Id,
+    /// An id that must be given.
+    RequiredId,
     /// An integer in `min..=max`.
     Int(u32, u32),
-    Text,
+    /// Text matching an ECMA-262 pattern.
+    Matching(&'static str),
+    /// Text matching a pattern, which must be given.
+    RequiredMatching(&'static str),
 }
 
 pub enum Body {
@@ -215,7 +220,7 @@ pub const OPERATIONS: &[Operation] = &[
         ..op("patch", "/applications/{application_id}", "update_application", "Change an application one owns")
     },
     Operation {
-        query: &[("client_id", Query::Id), ("scope", Query::Text)],
+        query: &[("client_id", Query::RequiredId), ("scope", Query::Matching("(^|[ ,])bot([ ,]|$)"))],
         body: json_body(of::<applications::Authorize>),
         answer: ok(location),
         ..op("post", "/oauth2/authorize", "authorize_bot", "Add a bot to a guild one manages")
@@ -254,17 +259,12 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         answer: ok(of::<Member>),
-        ..op("get", "/guilds/{guild_id}/members/{member_id}", "get_guild_member", "One member (or @me)")
+        ..op("get", "/guilds/{guild_id}/members/{user_id}", "get_guild_member", "One member (or @me)")
     },
     Operation {
         body: json_body(of::<roles::MemberBody>),
         answer: ok(of::<Member>),
-        ..op(
-            "patch",
-            "/guilds/{guild_id}/members/{member_id}",
-            "update_guild_member",
-            "Change a member's roles or nick",
-        )
+        ..op("patch", "/guilds/{guild_id}/members/{user_id}", "update_guild_member", "Change a member's roles or nick")
     },
     op("delete", "/guilds/{guild_id}/members/{user_id}", "kick_member", "Kick a member"),
     op("put", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", "add_member_role", "Give a member a role"),
@@ -290,13 +290,13 @@ pub const OPERATIONS: &[Operation] = &[
     op("put", "/guilds/{guild_id}/bans/{user_id}", "ban_user", "Ban a user (and remove them)"),
     op("delete", "/guilds/{guild_id}/bans/{user_id}", "unban_user", "Lift a ban"),
     Operation {
-        query: &[("name", Query::Text)],
+        query: &[("name", Query::RequiredMatching("^[a-z0-9_-]{1,32}$"))],
         body: Body::Wasm,
         answer: created(plugin),
         ..op("post", "/guilds/{guild_id}/plugins", "install_plugin", "Install a plugin: a Wasm component")
     },
     Operation {
-        query: &[("before", Query::Id), ("user_id", Query::Id), ("action_type", Query::Int(1, 255)), LIMIT_100],
+        query: &[("before", Query::Id), ("user_id", Query::Id), ("action_type", Query::Int(0, 65535)), LIMIT_100],
         answer: ok(audit_log),
         ..op("get", "/guilds/{guild_id}/audit-logs", "get_audit_log", "A guild's audit log, newest first")
     },
@@ -369,6 +369,20 @@ pub fn is_known_path(path: &[&str]) -> bool {
     OPERATIONS.iter().any(|op| matches(op.path, path))
 }
 
+/// The methods served at `path`, for a 405's `Allow`.
+pub fn methods_at(path: &[&str]) -> Vec<String> {
+    let mut methods: Vec<String> =
+        OPERATIONS.iter().filter(|op| matches(op.path, path)).map(|op| op.method.to_uppercase()).collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+/// Does the operation at `method` and `path` need a token? (False for what is not served.)
+pub fn needs_token(method: &str, path: &[&str]) -> bool {
+    OPERATIONS.iter().any(|op| op.auth && op.method.eq_ignore_ascii_case(method) && matches(op.path, path))
+}
+
 /// Does `template` (with `{name}` segments) match `path`'s segments?
 pub fn matches(template: &str, path: &[&str]) -> bool {
     let mut segments = template.split('/').filter(|s| !s.is_empty());
@@ -382,12 +396,14 @@ pub fn matches(template: &str, path: &[&str]) -> bool {
     }
 }
 
-/// A path parameter's schema, by its name.
-fn param_schema(name: &str) -> Value {
+/// A path parameter's schema, by its name and its operation's path.
+fn param_schema(template: &str, name: &str) -> Value {
     match name {
         // `@me` stands for the caller.
-        "member_id" => json!({ "anyOf": [snowflake_text(), { "const": "@me" }] }),
-        "emoji" => json!({ "type": "string", "minLength": 1, "maxLength": 64 }),
+        "user_id" if template == "/guilds/{guild_id}/members/{user_id}" => {
+            json!({ "anyOf": [snowflake_text(), { "const": "@me" }] })
+        }
+        "emoji" => json!({ "type": "string", "maxLength": MAX_EMOJI_CHARS, "pattern": EMOJI_PATTERN }),
         "code" => json!({ "type": "string", "minLength": 1, "maxLength": 32 }),
         _ => snowflake_text(),
     }
@@ -395,9 +411,9 @@ fn param_schema(name: &str) -> Value {
 
 fn query_schema(query: Query) -> Value {
     match query {
-        Query::Id => snowflake_text(),
+        Query::Id | Query::RequiredId => snowflake_text(),
         Query::Int(min, max) => json!({ "type": "integer", "minimum": min, "maximum": max }),
-        Query::Text => json!({ "type": "string" }),
+        Query::Matching(pattern) | Query::RequiredMatching(pattern) => json!({ "type": "string", "pattern": pattern }),
     }
 }
 
@@ -434,11 +450,12 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": param_schema(name) }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": param_schema(op.path, name) }))
             .collect();
-        parameters.extend(op.query.iter().map(
-            |(name, query)| json!({ "name": name, "in": "query", "required": false, "schema": query_schema(*query) }),
-        ));
+        parameters.extend(op.query.iter().map(|(name, query)| {
+            let required = matches!(query, Query::RequiredId | Query::RequiredMatching(_));
+            json!({ "name": name, "in": "query", "required": required, "schema": query_schema(*query) })
+        }));
         let errored = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": error } } });
         let mut answers = Map::new();
         match &op.answer {

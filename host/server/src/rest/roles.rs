@@ -51,13 +51,16 @@ pub async fn list(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 pub(crate) struct RoleBody {
+    #[schemars(length(max = 100), regex(pattern = r"\S"))]
     name: Option<String>,
     permissions: Option<Permissions>,
-    #[serde(default, alias = "colour")]
+    #[serde(default, alias = "colour", deserialize_with = "super::ctx::integral_opt")]
+    #[schemars(range(min = 0, max = 0xFF_FFFF))]
     color: Option<u32>,
     hoist: Option<bool>,
     mentionable: Option<bool>,
     /// Only PATCH /roles/{id} takes it here (Discord moves roles with another route too).
+    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
     position: Option<i32>,
 }
 
@@ -155,9 +158,11 @@ pub async fn member(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiResult {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct MemberBody {
+    #[schemars(length(max = 250))]
     roles: Option<Vec<Snowflake>>,
     /// Absent keeps the nickname, null or "" clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(length(max = 32))]
     nick: Option<Option<String>>,
 }
 
@@ -189,8 +194,9 @@ pub async fn update_member(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiRe
 }
 
 /// DELETE /guilds/{id}/members/{user}: a kick (KICK_MEMBERS, from above).
-pub async fn kick(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiResult {
+pub async fn kick(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiResult {
     let user = ctx.user().await?;
+    let target = member_target(user.id, target)?;
     call(ctx, user.id, guild, Command::Kick { user: user.id, target }).await?;
     audit(ctx, guild, user.id, target, audit_action::MEMBER_KICK).await?;
     no_content()
@@ -241,8 +247,10 @@ pub async fn remove_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiRes
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct ChannelBody {
+    #[schemars(length(max = 100), regex(pattern = r"\S"))]
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schemars(length(max = 1024))]
     topic: Option<Option<String>>,
     nsfw: Option<bool>,
     permission_overwrites: Option<Vec<OverwriteBody>>,

@@ -12,7 +12,9 @@ use super::error::{code, ApiError};
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Credentials {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.]{2,32}$"))]
     username: String,
+    #[schemars(length(min = 8, max = 128))]
     password: String,
 }
 
