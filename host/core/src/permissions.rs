@@ -10,8 +10,6 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[cfg(feature = "schema")]
-use crate::snowflake::SNOWFLAKE_PATTERN;
 use crate::snowflake::{parse_decimal, MAX_DECIMAL};
 use crate::Snowflake;
 
@@ -119,13 +117,7 @@ impl schemars::JsonSchema for Permissions {
 
     /// A bitfield as a decimal string (taken as a JSON integer too).
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let text = schemars::json_schema!({ "type": "string", "pattern": SNOWFLAKE_PATTERN });
-        if generator.contract().is_deserialize() {
-            let number = schemars::json_schema!({ "type": "integer", "minimum": 0, "maximum": MAX_DECIMAL });
-            schemars::json_schema!({ "anyOf": [text, number] })
-        } else {
-            text
-        }
+        crate::snowflake::decimal_schema(generator)
     }
 }
 

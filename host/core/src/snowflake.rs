@@ -110,14 +110,20 @@ impl schemars::JsonSchema for Snowflake {
     }
 
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let text = schemars::json_schema!({ "type": "string", "pattern": SNOWFLAKE_PATTERN });
-        if generator.contract().is_deserialize() {
-            // Taken leniently as a JSON integer too.
-            let number = schemars::json_schema!({ "type": "integer", "minimum": 0, "maximum": MAX_DECIMAL });
-            schemars::json_schema!({ "anyOf": [text, number] })
-        } else {
-            text
-        }
+        decimal_schema(generator)
+    }
+}
+
+/// A number written as [`SNOWFLAKE_PATTERN`]'s text (ids, permission bitfields); taken
+/// leniently as a JSON integer too, so requests may send either.
+#[cfg(feature = "schema")]
+pub fn decimal_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let text = schemars::json_schema!({ "type": "string", "pattern": SNOWFLAKE_PATTERN });
+    if generator.contract().is_deserialize() {
+        let number = schemars::json_schema!({ "type": "integer", "minimum": 0, "maximum": MAX_DECIMAL });
+        schemars::json_schema!({ "anyOf": [text, number] })
+    } else {
+        text
     }
 }
 impl Serialize for Snowflake {

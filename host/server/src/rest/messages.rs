@@ -86,9 +86,9 @@ pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateMessage {
-    /// Not empty nor only spaces: it is the message.
-    #[schemars(length(max = 2000), regex(pattern = r"\S"))]
-    content: String,
+    /// Not empty nor only spaces: it is the message. (Without it, Discord's 50006.)
+    #[schemars(required, length(max = 2000), regex(pattern = r"\S"))]
+    content: Option<String>,
     /// A string of at most 25 characters or an integer: with `enforce_nonce`, a retry with
     /// the same nonce gets the message the first try made.
     #[serde(default)]
@@ -103,7 +103,8 @@ fn nonce_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "anyOf": [{ "type": "string", "maxLength": 25 }, { "type": "integer" }, { "type": "null" }] })
 }
 
-fn check_content(content: &str) -> Result<String, ApiError> {
+fn check_content(content: Option<&str>) -> Result<String, ApiError> {
+    let content = content.unwrap_or("");
     match validate_content(content) {
         Ok(()) => Ok(content.to_owned()),
         Err(_) if content.trim().is_empty() => {
@@ -116,7 +117,7 @@ fn check_content(content: &str) -> Result<String, ApiError> {
 pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
     let body: CreateMessage = ctx.json().await?;
-    let content = check_content(&body.content)?;
+    let content = check_content(body.content.as_deref())?;
     let nonce = match body.nonce {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 25 => Some(Value::String(s)),
@@ -259,14 +260,14 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct EditMessage {
-    #[schemars(length(max = 2000), regex(pattern = r"\S"))]
-    content: String,
+    #[schemars(required, length(max = 2000), regex(pattern = r"\S"))]
+    content: Option<String>,
 }
 
 pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
     let user = ctx.user().await?;
     let body: EditMessage = ctx.json().await?;
-    let content = check_content(&body.content)?;
+    let content = check_content(body.content.as_deref())?;
     let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
     let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };

@@ -537,6 +537,8 @@ mod tests {
         }
         assert!(matches("/channels/{channel_id}/messages", &["channels", "1", "messages"]));
         assert!(!matches("/channels/{channel_id}/messages", &["channels", "1"]));
+        let create = &doc["paths"]["/channels/{channel_id}/messages"]["post"]["requestBody"]["content"];
+        assert_eq!(create["application/json"]["schema"]["required"], json!(["content"]), "{create}");
         assert!(is_known_path(&["guilds", "1", "members", "@me"]));
         assert!(!is_known_path(&["guilds", "1", "nothing"]));
     }
