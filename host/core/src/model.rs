@@ -504,6 +504,12 @@ pub struct PluginRecord {
     pub created_at: String,
 }
 
+/// Text that is not only spaces, as an ECMA-262 pattern (the API description's): it holds a
+/// character outside Unicode's White_Space, which `str::trim` strips. (ECMA's `\S` is not
+/// that set: it counts U+FEFF as a space and U+0085 as not.)
+pub const NOT_ONLY_SPACES_PATTERN: &str =
+    "[^\\t\\n\\v\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
+
 /// Most characters of a reaction emoji (a Unicode emoji, possibly a ZWJ sequence).
 pub const MAX_EMOJI_CHARS: usize = 16;
 
@@ -782,6 +788,29 @@ pub fn validate_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pattern's class is exactly what `str::trim` strips (Unicode's White_Space).
+    #[test]
+    fn the_spaces_pattern_names_exactly_the_white_space_characters() {
+        const SPACES: [(u32, u32); 10] = [
+            (0x09, 0x0D),
+            (0x20, 0x20),
+            (0x85, 0x85),
+            (0xA0, 0xA0),
+            (0x1680, 0x1680),
+            (0x2000, 0x200A),
+            (0x2028, 0x2029),
+            (0x202F, 0x202F),
+            (0x205F, 0x205F),
+            (0x3000, 0x3000),
+        ];
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let listed = SPACES.iter().any(|(lo, hi)| (*lo..=*hi).contains(&u32::from(c)));
+            assert_eq!(c.is_whitespace(), listed, "U+{:04X}", u32::from(c));
+        }
+        let class = "[^\\t\\n\\v\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
+        assert_eq!(NOT_ONLY_SPACES_PATTERN, class, "\\t..\\r is 0x09..0x0D, then the list above");
+    }
 
     #[test]
     fn reaction_emoji_are_what_the_api_description_says() {

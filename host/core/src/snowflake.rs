@@ -278,6 +278,11 @@ mod tests {
         assert_eq!(from_json("12"), Some(Snowflake(12)));
         assert_eq!(from_json("12.0"), Some(Snowflake(12)), "a whole number is an integer in JSON Schema");
         assert_eq!(from_json("12.5"), None);
+        let many = serde_json::from_str::<Vec<Snowflake>>("[264, 1970.0, 224069, \"0\", 2967.0, 2021564337192629.0]");
+        for one in ["264", "1970.0", "224069", "\"0\"", "2967.0", "2021564337192629.0"] {
+            assert!(serde_json::from_str::<Snowflake>(one).is_ok(), "{one}");
+        }
+        assert!(many.is_ok(), "{many:?}");
         assert_eq!(from_json("10000000000000000000"), None);
     }
 

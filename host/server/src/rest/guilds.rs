@@ -28,7 +28,7 @@ fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateGuild {
-    #[schemars(length(max = 100), regex(pattern = r"\S"))]
+    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     name: String,
 }
 
@@ -78,7 +78,7 @@ pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateGuild {
-    #[schemars(length(max = 100), regex(pattern = r"\S"))]
+    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     name: Option<String>,
     moderation_fail_closed: Option<bool>,
 }
@@ -126,7 +126,7 @@ pub async fn channels(ctx: &mut Ctx, id: GuildId) -> ApiResult {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateChannel {
-    #[schemars(length(max = 100), regex(pattern = r"\S"))]
+    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     name: String,
     /// Only text channels (0).
     #[serde(rename = "type", default, deserialize_with = "super::ctx::integral")]

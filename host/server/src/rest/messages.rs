@@ -87,7 +87,7 @@ pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct CreateMessage {
     /// Not empty nor only spaces: it is the message. (Without it, Discord's 50006.)
-    #[schemars(required, length(max = 2000), regex(pattern = r"\S"))]
+    #[schemars(required, length(max = 2000), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     content: Option<String>,
     /// A string of at most 25 characters or an integer: with `enforce_nonce`, a retry with
     /// the same nonce gets the message the first try made.
@@ -100,7 +100,15 @@ pub(crate) struct CreateMessage {
 }
 
 fn nonce_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "anyOf": [{ "type": "string", "maxLength": 25 }, { "type": "integer" }, { "type": "null" }] })
+    let integer = json!({ "type": "integer", "minimum": i64::MIN, "maximum": u64::MAX });
+    schemars::json_schema!({ "anyOf": [{ "type": "string", "maxLength": 25 }, integer, { "type": "null" }] })
+}
+
+/// An integer nonce: within i64's and u64's ranges, or written with a fraction of zero
+/// (`12.0` is the integer 12 in JSON Schema) below 2^53 in size, where a float is exact.
+fn is_whole_64_bit(n: &serde_json::Number) -> bool {
+    let whole_float = |f: f64| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0;
+    n.is_i64() || n.is_u64() || n.as_f64().is_some_and(whole_float)
 }
 
 fn check_content(content: Option<&str>) -> Result<String, ApiError> {
@@ -121,7 +129,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let nonce = match body.nonce {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 25 => Some(Value::String(s)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
+        Some(Value::Number(n)) if is_whole_64_bit(&n) => Some(Value::Number(n)),
         Some(_) => {
             return Err(ApiError::invalid_form("nonce: must be a string of at most 25 characters or an integer"))
         }
@@ -260,7 +268,7 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct EditMessage {
-    #[schemars(required, length(max = 2000), regex(pattern = r"\S"))]
+    #[schemars(required, length(max = 2000), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     content: Option<String>,
 }
 

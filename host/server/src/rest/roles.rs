@@ -51,7 +51,7 @@ pub async fn list(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 pub(crate) struct RoleBody {
-    #[schemars(length(max = 100), regex(pattern = r"\S"))]
+    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     name: Option<String>,
     permissions: Option<Permissions>,
     #[serde(default, alias = "colour", deserialize_with = "super::ctx::integral_opt")]
@@ -247,7 +247,7 @@ pub async fn remove_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiRes
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct ChannelBody {
-    #[schemars(length(max = 100), regex(pattern = r"\S"))]
+    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schemars(length(max = 1024))]
