@@ -1,4 +1,5 @@
-//! Benchmark scenarios: `guildhall bench fanout` and `guildhall bench rest`.
+//! Benchmark scenarios: `guildhall bench fanout`, `rest`, `coalesce`, `plugins`, `cluster`,
+//! `compression` and `storage-deadline` (the last four in modules of their own).
 //!
 //! Each prints its numbers (as one JSON object with `--json`). Timings depend on the machine
 //! and its load; every report includes the core count, and comparisons belong in one run.
@@ -97,6 +98,13 @@ pub enum Scenario {
     /// REST against a real `guildhall serve` child process on the embedded store:
     /// message-create throughput, then history read latency; with rate limits off and
     /// on (never reached), to show what their bookkeeping costs.
+    /// What the deadline on every storage call costs (token lookups, bare and bounded).
+    StorageDeadline {
+        #[command(flatten)]
+        bench: crate::bench_storage::DeadlineBench,
+        #[arg(long)]
+        json: bool,
+    },
     Rest {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
@@ -126,6 +134,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         }
         Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
         Scenario::Compression { bench, json } => (crate::bench_compression::run(bench).await?, json),
+        Scenario::StorageDeadline { bench, json } => (crate::bench_storage::run(bench).await?, json),
         Scenario::Plugins { component, calls, instances, config, languages: false, json } => {
             (plugins(component, "automod", calls, instances, &config).await?, json)
         }
@@ -141,9 +150,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
     Ok(())
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
+use crate::stats::cores;
 
 async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value, String> {
     let dir = temp_dir("fanout");

@@ -6,6 +6,7 @@ mod app_cli;
 mod bench;
 mod bench_cluster;
 mod bench_compression;
+mod bench_storage;
 mod components;
 mod plugin_cli;
 mod serve_child;

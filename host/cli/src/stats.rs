@@ -11,3 +11,8 @@ pub fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
     (at(0.50), at(0.99), at(1.0))
 }
+
+/// The machine's cores, for every report (timings depend on them).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
