@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use guildhall_client::{ApiClient, Method};
 
-use crate::stats::percentiles_us;
+use crate::stats::{cores, percentiles_us};
 use guildhall_core::gateway::intents;
 use guildhall_core::guild::{Command, GuildState, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
@@ -149,8 +149,6 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
     }
     Ok(())
 }
-
-use crate::stats::cores;
 
 async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value, String> {
     let dir = temp_dir("fanout");
