@@ -25,13 +25,12 @@ use guildhall_store::HistoryQuery;
 use tokio::sync::mpsc;
 
 use crate::guild_ref::{CallError, GuildMsg, GuildRef};
-use crate::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER};
+use crate::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER, INIT_DEADLINES};
 use crate::pubsub::{PluginBus, PublishError, Publisher, Scope};
 use crate::reads::MessageReads;
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);
-pub const INIT_DEADLINE: Duration = Duration::from_millis(100);
 /// Events queued for a bot; beyond it events are dropped (and counted in the log).
 pub const EVENT_QUEUE: usize = 256;
 /// Sends, edits, deletes and reactions a bot may make per minute, together: every one is a
@@ -271,11 +270,12 @@ async fn deliver(
     event: &BotEvent,
 ) -> Result<(), PluginError> {
     if instance.is_none() {
+        let init_deadline = spec.event_deadline * INIT_DEADLINES;
         let view = guild_view(spec.data.store().clone(), spec.record.guild_id, spec.channels.clone());
         let config = spec.record.config.to_string();
         let host: Arc<dyn BotHost> = host.clone();
         *instance = Some(
-            BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, INIT_DEADLINE).await?,
+            BotInstance::new(&spec.engine, &spec.plugin, &spec.record.name, view, host, &config, init_deadline).await?,
         );
     }
     instance.as_mut().expect("just created").on_event(event, spec.event_deadline, EVENT_HOST_DEADLINE).await

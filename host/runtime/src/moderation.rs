@@ -25,9 +25,7 @@ use guildhall_store::Storage;
 pub use crate::plugin_support::Disabled;
 use crate::plugin_support::{disable, guild_view, load_component, Faults, IDLE_AFTER};
 
-/// Time a moderator has to instantiate and accept its configuration, in calls' deadlines
-/// (`plugins.moderation_deadline_ms`): 50 ms by default.
-pub const INIT_DEADLINES: u32 = 10;
+pub use crate::plugin_support::INIT_DEADLINES;
 
 struct Slot {
     record: PluginRecord,

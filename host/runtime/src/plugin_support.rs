@@ -14,6 +14,12 @@ use guildhall_plugins::{
 };
 use guildhall_store::Storage;
 
+/// Time a plugin has to instantiate and accept its configuration (`init`), in its calls'
+/// deadlines: a moderator's (`plugins.moderation_deadline_ms`, so 50 ms by default) or a
+/// bot's events' (`plugins.bot_event_deadline_ms`, 500 ms by default). Wall time: the
+/// JavaScript and Python runtimes' start is tens of times a call.
+pub const INIT_DEADLINES: u32 = 10;
+
 pub const MAX_FAULTS: usize = 3;
 /// A fault is forgotten after this long...
 pub const FAULT_WINDOW: Duration = Duration::from_secs(600);

@@ -240,7 +240,7 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
         (&M::POST, ["channels", channel, "typing"]) => messages::typing(ctx, snowflake(channel)?).await,
         (&M::GET, ["gateway"]) => ok(&serde_json::json!({ "url": ctx.app.config.gateway_url() })),
         (&M::GET, ["gateway", "bot"]) => users::gateway_bot(ctx).await,
-        (&M::GET, ["openapi.json"]) => ok(&openapi::document()),
+        (&M::GET, ["openapi.json"]) => ok(openapi::served()),
         (_, p) if openapi::is_known_path(p) => {
             let mut response =
                 ApiError::new(StatusCode::METHOD_NOT_ALLOWED, code::GENERAL, "405: Method Not Allowed").into_response();

@@ -427,6 +427,13 @@ fn error(_: &mut SchemaGenerator) -> Schema {
     )
 }
 
+/// The description as served: made once (it depends only on the code), since anyone may
+/// ask for it without a token.
+pub fn served() -> &'static Value {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(document)
+}
+
 /// The whole description (its server is `/api/v10` on the host that serves it).
 pub fn document() -> Value {
     // Responses refer to shared components; request bodies are inlined, because a type's
