@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::snowflake::{parse_decimal, MAX_DECIMAL};
+use crate::snowflake::{parse_decimal, whole_number, MAX_DECIMAL};
 use crate::Snowflake;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for Permissions {
         let bits = match Wire::deserialize(d)? {
             Wire::Number(n) => Some(n).filter(|n| *n <= MAX_DECIMAL),
             // A whole number written with a fraction (`12.0`), exactly representable.
-            Wire::Fraction(f) => (f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f)).then_some(f as u64),
+            Wire::Fraction(f) => whole_number(f).and_then(|n| u64::try_from(n).ok()),
             Wire::Text(t) => parse_decimal(&t),
         };
         bits.map(Permissions).ok_or_else(|| serde::de::Error::custom("a permission bitfield"))

@@ -89,6 +89,12 @@ pub struct InvalidSnowflake;
 /// The largest number [`SNOWFLAKE_PATTERN`] allows (ids and bitfields as JSON integers too).
 pub const MAX_DECIMAL: u64 = 9_999_999_999_999_999_999;
 
+/// A JSON number written with a fraction of zero (`12.0`, an integer to JSON Schema) as the
+/// integer it is, if a float holds it exactly (below 2^53 in size).
+pub fn whole_number(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64)
+}
+
 /// A number in [`SNOWFLAKE_PATTERN`]'s form.
 pub fn parse_decimal(s: &str) -> Option<u64> {
     let canonical =
@@ -151,8 +157,8 @@ impl<'de> Deserialize<'de> for Snowflake {
             }
             /// A whole number written with a fraction (`12.0`), exactly representable.
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Snowflake, E> {
-                let whole = v.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&v);
-                whole.then_some(Snowflake(v as u64)).ok_or_else(|| E::custom("invalid snowflake"))
+                let whole = whole_number(v).and_then(|n| u64::try_from(n).ok());
+                whole.map(Snowflake).ok_or_else(|| E::custom("invalid snowflake"))
             }
         }
         d.deserialize_any(V)

@@ -168,10 +168,8 @@ pub fn no_content() -> ApiResult {
 /// (`12.0` is the integer 12 in JSON Schema, so the API's description allows it).
 pub fn integral<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
     let number = serde_json::Number::deserialize(d)?;
-    let whole = number.as_i64().or_else(|| {
-        // Exactly representable and whole: no rounding turns 1.5 or 1e300 into an id.
-        number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).map(|f| f as i64)
-    });
+    // Exactly representable and whole: no rounding turns 1.5 or 1e300 into a number.
+    let whole = number.as_i64().or_else(|| number.as_f64().and_then(guildhall_core::snowflake::whole_number));
     let out_of_range = || serde::de::Error::custom(format!("{number} is not an integer in range"));
     whole.and_then(|n| T::try_from(n).ok()).ok_or_else(out_of_range)
 }

@@ -107,8 +107,7 @@ fn nonce_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// An integer nonce: within i64's and u64's ranges, or written with a fraction of zero
 /// (`12.0` is the integer 12 in JSON Schema) below 2^53 in size, where a float is exact.
 fn is_whole_64_bit(n: &serde_json::Number) -> bool {
-    let whole_float = |f: f64| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0;
-    n.is_i64() || n.is_u64() || n.as_f64().is_some_and(whole_float)
+    n.is_i64() || n.is_u64() || n.as_f64().and_then(guildhall_core::snowflake::whole_number).is_some()
 }
 
 fn check_content(content: Option<&str>) -> Result<String, ApiError> {
