@@ -61,6 +61,7 @@ struct Statements {
     put_token: PreparedStatement,
     token_user: PreparedStatement,
     insert_guild: PreparedStatement,
+    update_guild: PreparedStatement,
     guild: PreparedStatement,
     insert_channel: PreparedStatement,
     delete_channel: PreparedStatement,
@@ -258,7 +259,9 @@ impl ScyllaStore {
             }
             GuildWrite::CreateChannel(c) | GuildWrite::UpdateChannel(c) => self.put_channel(c).await?,
             GuildWrite::UpdateGuild(g) => {
-                self.exec(&st.insert_guild, (big(g.id), encode(g))).await?;
+                if self.lwt(&st.update_guild, (encode(g), big(g.id))).await?.is_some() {
+                    return Err(StoreError::NotFound);
+                }
             }
             GuildWrite::AddMember { guild_id, member } | GuildWrite::UpdateMember { guild_id, member } => {
                 let mut batch = Batch::new(BatchType::Logged);
@@ -366,7 +369,10 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         user_id_by_name: prepare("SELECT id FROM {ks}.users_by_name WHERE username = ?".into()).await?,
         put_token: prepare("INSERT INTO {ks}.tokens (token_sha256, user_id) VALUES (?, ?)".into()).await?,
         token_user: prepare("SELECT user_id FROM {ks}.tokens WHERE token_sha256 = ?".into()).await?,
-        insert_guild: prepare("INSERT INTO {ks}.guilds (id, body) VALUES (?, ?)".into()).await?,
+        // Guilds are written with lightweight transactions only: created if absent (an id
+        // issued twice never replaces a guild), updated if present.
+        insert_guild: prepare("INSERT INTO {ks}.guilds (id, body) VALUES (?, ?) IF NOT EXISTS".into()).await?,
+        update_guild: prepare("UPDATE {ks}.guilds SET body = ? WHERE id = ? IF EXISTS".into()).await?,
         guild: prepare("SELECT body FROM {ks}.guilds WHERE id = ?".into()).await?,
         insert_channel: prepare("INSERT INTO {ks}.channels (id, body) VALUES (?, ?)".into()).await?,
         delete_channel: prepare("DELETE FROM {ks}.channels WHERE id = ?".into()).await?,
@@ -538,15 +544,19 @@ impl Storage for ScyllaStore {
     }
 
     async fn create_guild(&self, guild: Guild, owner: Member, channels: Vec<Channel>) -> Result<()> {
-        // One logged batch: the guild, its channels and the owner's membership appear
-        // together or not at all.
+        // The guild row first, only if absent (a conditional batch cannot span partitions):
+        // the id is ours once it is in. Then one logged batch: its channels and the owner's
+        // membership appear together or not at all. Until that batch lands the guild has no
+        // member, so nobody sees it; if the batch fails (it may still land after a timeout),
+        // the row stays behind, unreachable: ids are never reused.
         let st = &self.st;
         let (g, u) = (big(guild.id), big(owner.user.id));
+        if self.lwt(&st.insert_guild, (g, encode(&guild))).await?.is_some() {
+            return Err(StoreError::Conflict(format!("guild id {} is taken", guild.id)));
+        }
         let text = |s: String| CqlValue::Text(s);
         let mut batch = Batch::new(BatchType::Logged);
         let mut values: Vec<Vec<CqlValue>> = Vec::new();
-        batch.append_statement(st.insert_guild.clone());
-        values.push(vec![CqlValue::BigInt(g), text(encode(&guild))]);
         for c in &channels {
             batch.append_statement(st.insert_channel.clone());
             values.push(vec![CqlValue::BigInt(big(c.id)), text(encode(c))]);

@@ -244,10 +244,13 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 .map_err(unavailable)?;
         }
         Write::CreateGuild(guild, owner, channels) => {
-            tx.open_table(GUILDS)
-                .map_err(unavailable)?
-                .insert(guild.id.0, encode(guild).as_slice())
-                .map_err(unavailable)?;
+            // Only if absent: an id issued twice never replaces a guild.
+            let mut guilds = tx.open_table(GUILDS).map_err(unavailable)?;
+            if guilds.get(guild.id.0).map_err(unavailable)?.is_some() {
+                return Err(StoreError::Conflict(format!("guild id {} is taken", guild.id)));
+            }
+            guilds.insert(guild.id.0, encode(guild).as_slice()).map_err(unavailable)?;
+            drop(guilds);
             for c in channels {
                 put_channel(tx, c)?;
             }
@@ -428,7 +431,11 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
         }
         GuildWrite::CreateChannel(c) | GuildWrite::UpdateChannel(c) => put_channel(tx, c)?,
         GuildWrite::UpdateGuild(g) => {
-            tx.open_table(GUILDS).map_err(unavailable)?.insert(g.id.0, encode(g).as_slice()).map_err(unavailable)?;
+            let mut guilds = tx.open_table(GUILDS).map_err(unavailable)?;
+            if guilds.get(g.id.0).map_err(unavailable)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            guilds.insert(g.id.0, encode(g).as_slice()).map_err(unavailable)?;
         }
         GuildWrite::AddMember { guild_id, member } | GuildWrite::UpdateMember { guild_id, member } => {
             put_member(tx, *guild_id, member)?

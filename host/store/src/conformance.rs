@@ -115,17 +115,34 @@ pub async fn guilds_channels_members(store: &dyn Storage) {
     let guild = Guild::new(gid, "g", owner.id);
     let general = text_channel(fresh_id(), gid, "general");
     store.create_guild(guild.clone(), member(&owner), vec![general.clone()]).await.unwrap();
-    assert_eq!(store.guild(gid).await.unwrap(), Some(guild));
+    assert_eq!(store.guild(gid).await.unwrap(), Some(guild.clone()));
     assert_eq!(store.guild_channels(gid).await.unwrap(), vec![general.clone()]);
     assert_eq!(store.channel(general.id).await.unwrap(), Some(general.clone()));
     assert_eq!(store.user_guilds(owner.id).await.unwrap(), vec![gid]);
     assert_eq!(store.member(gid, owner.id).await.unwrap().unwrap().user, owner);
+
+    // A guild id issued twice never replaces the guild (nor adds its would-be owner to it).
+    let intruder = user("intruder");
+    let clash = Guild::new(gid, "clash", intruder.id);
+    let clash_channel = text_channel(fresh_id(), gid, "clash");
+    let refused = store.create_guild(clash, member(&intruder), vec![clash_channel.clone()]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(store.guild(gid).await.unwrap(), Some(guild.clone()));
+    assert_eq!(store.guild_channels(gid).await.unwrap(), vec![general.clone()]);
+    assert!(store.channel(clash_channel.id).await.unwrap().is_none());
+    assert!(store.member(gid, intruder.id).await.unwrap().is_none());
+    assert!(store.user_guilds(intruder.id).await.unwrap().is_empty());
 
     let mut renamed = store.guild(gid).await.unwrap().unwrap();
     renamed.name = "renamed".into();
     renamed.moderation_fail_closed = true;
     store.apply(GuildWrite::UpdateGuild(renamed.clone())).await.unwrap();
     assert_eq!(store.guild(gid).await.unwrap(), Some(renamed));
+    // An update never creates a guild.
+    let never_made = Guild::new(fresh_id(), "never made", owner.id);
+    let update = store.apply(GuildWrite::UpdateGuild(never_made.clone())).await;
+    assert!(matches!(update, Err(StoreError::NotFound)), "{update:?}");
+    assert!(store.guild(never_made.id).await.unwrap().is_none());
 
     let random = text_channel(fresh_id(), gid, "random");
     store.apply(GuildWrite::CreateChannel(random.clone())).await.unwrap();
