@@ -179,6 +179,18 @@ async def scenario(bot, relay, owner, joiner):
     assert member.id == int(ENV["JOINER_ID"]) and member.guild.id == GUILD
     step(f"member join: {member.name}")
 
+    # Invites through the library: made, looked up; listing them takes MANAGE_CHANNELS.
+    made = await general.create_invite(max_age=600, max_uses=2)
+    assert made.max_uses == 2 and made.max_age == 600 and made.uses == 0 and made.inviter.id == bot.user.id, made
+    fetched = await bot.fetch_invite(made.code)
+    assert fetched.code == made.code and fetched.guild.id == GUILD and fetched.channel.id == GENERAL, fetched
+    try:
+        await general.invites()
+        raise AssertionError("listing invites without MANAGE_CHANNELS succeeded")
+    except discord.Forbidden as e:
+        assert e.code == 50013, e.code
+    step(f"invites: {made.code} made and fetched; listing refused (50013)")
+
     # Permissions: no SEND_MESSAGES in #quiet (the library's Forbidden, code 50013); no
     # VIEW_CHANNEL in #secret (nothing arrives from it, and its history is refused).
     try:

@@ -292,6 +292,8 @@ async fn responses_have_the_shapes_of_discords_openapi_description() {
         (M::PATCH, format!("/channels/{general}"), "/channels/{channel_id}", &owner, Some(json!({ "topic": "talk" }))),
         (M::POST, format!("/channels/{general}/invites"), "/channels/{channel_id}/invites", &owner, Some(json!({}))),
         (M::GET, format!("/invites/{}", env("INVITE_CODE")), "/invites/{code}", &joiner, None),
+        (M::GET, format!("/guilds/{guild}/invites"), "/guilds/{guild_id}/invites", &owner, None),
+        (M::GET, format!("/channels/{general}/invites"), "/channels/{channel_id}/invites", &owner, None),
         (M::GET, format!("/channels/{general}/messages?limit=3"), "/channels/{channel_id}/messages", &bot, None),
         (M::POST, format!("/channels/{general}/typing"), "/channels/{channel_id}/typing", &bot, None),
         (M::GET, "/gateway".into(), "/gateway", &bot, None),

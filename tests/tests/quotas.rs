@@ -101,3 +101,56 @@ async fn plugins_per_guild_are_refused_before_the_upload_is_compiled() {
     let list = http.get(&format!("/guilds/{gid}/plugins"), &alice).await;
     assert_eq!(list.body.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_per_guild_count_only_usable_invites() {
+    let server = Server::start(&[("GUILDHALL_QUOTAS__INVITES_PER_GUILD", "2")]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (bob, _) = http.register("bob").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "invites" })).await;
+    let gid = guild.body["id"].as_str().unwrap();
+    let general = http.get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let other = http.post(&format!("/guilds/{gid}/channels"), &alice, json!({ "name": "other" })).await;
+    let other = other.body["id"].as_str().unwrap().to_owned();
+    let create = |channel: &str, body: serde_json::Value| {
+        let path = format!("/channels/{channel}/invites");
+        let alice = alice.clone();
+        async move { http.post(&path, &alice, body).await }
+    };
+    let codes = |a: Answer| -> Vec<String> {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let mut codes: Vec<String> =
+            a.body.as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap().to_owned()).collect();
+        codes.sort();
+        codes
+    };
+    let guild_invites = format!("/guilds/{gid}/invites");
+
+    let once = create(&general, json!({ "max_uses": 1 })).await;
+    assert_eq!(once.status, StatusCode::OK, "{}", once.body);
+    let once = once.body["code"].as_str().unwrap().to_owned();
+    let elsewhere = create(&other, json!({})).await.body["code"].as_str().unwrap().to_owned();
+    assert_quota(&create(&general, json!({})).await, 30016, "Maximum number of invites reached (2)");
+    let mut both = vec![once.clone(), elsewhere.clone()];
+    both.sort();
+    assert_eq!(codes(http.get(&guild_invites, &alice).await), both, "nothing written");
+    assert_eq!(codes(http.get(&format!("/channels/{other}/invites"), &alice).await), std::slice::from_ref(&elsewhere));
+
+    // A used-up invite no longer counts (nor is listed): its slot is free again.
+    assert_eq!(http.call(Method::POST, &format!("/invites/{once}"), Some(&bob), None).await.status, StatusCode::OK);
+    assert_eq!(codes(http.get(&guild_invites, &alice).await), std::slice::from_ref(&elsewhere));
+    let third = create(&general, json!({})).await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.body);
+    // So does a revoked one.
+    assert_quota(&create(&general, json!({})).await, 30016, "Maximum number of invites reached (2)");
+    let revoke = http.call(Method::DELETE, &format!("/invites/{elsewhere}"), Some(&alice), None).await;
+    assert_eq!(revoke.status, StatusCode::OK);
+    assert_eq!(create(&general, json!({})).await.status, StatusCode::OK);
+
+    // Listing a guild's invites takes MANAGE_GUILD; a channel's, MANAGE_CHANNELS.
+    let denied = http.get(&guild_invites, &bob).await;
+    assert_eq!((denied.status, denied.body["code"].as_u64()), (StatusCode::FORBIDDEN, Some(50013)));
+    let denied = http.get(&format!("/channels/{general}/invites"), &bob).await;
+    assert_eq!((denied.status, denied.body["code"].as_u64()), (StatusCode::FORBIDDEN, Some(50013)));
+}

@@ -128,6 +128,9 @@ impl Storage for Instrumented {
     async fn delete_invite(&self, c: &str) -> Result<Option<Invite>> {
         self.inner.delete_invite(c).await
     }
+    async fn guild_invites(&self, g: GuildId, l: usize) -> Result<Vec<Invite>> {
+        self.inner.guild_invites(g, l).await
+    }
     async fn lease_node_id(&self, node: u16, holder: &str, ttl_ms: u64) -> Result<bool> {
         self.inner.lease_node_id(node, holder, ttl_ms).await
     }

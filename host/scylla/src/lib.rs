@@ -81,6 +81,9 @@ struct Statements {
     insert_invite: PreparedStatement,
     invite: PreparedStatement,
     use_invite: PreparedStatement,
+    index_invite: PreparedStatement,
+    unindex_invite: PreparedStatement,
+    guild_invite_codes: PreparedStatement,
     take_node_lease: PreparedStatement,
     renew_node_lease: PreparedStatement,
     delete_invite: PreparedStatement,
@@ -318,6 +321,9 @@ impl ScyllaStore {
     }
 }
 
+/// Invite bodies read at once when a guild's invites are listed.
+const INVITE_READS_AT_ONCE: usize = 32;
+
 async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<()> {
     let ks = &config.keyspace;
     let ddl = |cql: String| async move { session.query_unpaged(cql, &[]).await.map_err(unavailable) };
@@ -390,11 +396,20 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         member: prepare("SELECT body FROM {ks}.members WHERE guild_id = ? AND user_id = ?".into()).await?,
         user_guilds: prepare("SELECT guild_id FROM {ks}.guilds_by_user WHERE user_id = ?".into()).await?,
         // A lightweight transaction: a colliding code never replaces another invite.
-        insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?) IF NOT EXISTS".into()).await?,
+        // An invite with a max_age lives as long (TTL), and so does its index row.
+        insert_invite: prepare("INSERT INTO {ks}.invites (code, body) VALUES (?, ?) IF NOT EXISTS USING TTL ?".into())
+            .await?,
+        // The guild index is written plainly, index row first: an invite is never without
+        // one (so the guild's quota counts it); a row left by a failed create or a crash
+        // is dropped when the guild's invites are next listed.
+        index_invite: prepare("INSERT INTO {ks}.invites_by_guild (guild_id, code) VALUES (?, ?) USING TTL ?".into())
+            .await?,
+        unindex_invite: prepare("DELETE FROM {ks}.invites_by_guild WHERE guild_id = ? AND code = ?".into()).await?,
+        guild_invite_codes: prepare("SELECT code FROM {ks}.invites_by_guild WHERE guild_id = ? LIMIT ?".into()).await?,
         invite: prepare("SELECT body FROM {ks}.invites WHERE code = ?".into()).await?,
         // Every write to invites is a lightweight transaction (never mixed with plain ones
         // on a row): a use is compare-and-set on the whole record.
-        use_invite: prepare("UPDATE {ks}.invites SET body = ? WHERE code = ? IF body = ?".into()).await?,
+        use_invite: prepare("UPDATE {ks}.invites USING TTL ? SET body = ? WHERE code = ? IF body = ?".into()).await?,
         delete_invite: prepare("DELETE FROM {ks}.invites WHERE code = ? IF EXISTS".into()).await?,
         take_node_lease: prepare(
             "INSERT INTO {ks}.node_leases (node, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?".into(),
@@ -631,7 +646,12 @@ impl Storage for ScyllaStore {
     }
 
     async fn create_invite(&self, invite: Invite) -> Result<()> {
-        if self.lwt(&self.st.insert_invite, (&invite.code, encode(&invite))).await?.is_some() {
+        let ttl = i32::try_from(invite.max_age).unwrap_or(i32::MAX);
+        let key = (big(invite.guild_id), invite.code.as_str());
+        self.exec(&self.st.index_invite, (key.0, key.1, ttl)).await?;
+        if self.lwt(&self.st.insert_invite, (&invite.code, encode(&invite), ttl)).await?.is_some() {
+            // The code is another invite's; this guild's index row for it goes again.
+            self.exec(&self.st.unindex_invite, key).await?;
             return Err(StoreError::Conflict("an invite has this code".into()));
         }
         Ok(())
@@ -656,8 +676,13 @@ impl Storage for ScyllaStore {
             if !seen.usable(now_unix_ms) {
                 return Ok(None);
             }
+            // The update keeps the row's expiry: what is left of its TTL (0: none).
+            let ttl_left = match seen.expires_unix_ms {
+                0 => 0,
+                expires => i32::try_from((expires - now_unix_ms).div_ceil(1000)).unwrap_or(i32::MAX),
+            };
             let used = Invite { uses: seen.uses + 1, ..seen };
-            if self.lwt(&self.st.use_invite, (encode(&used), code, stored)).await?.is_none() {
+            if self.lwt(&self.st.use_invite, (ttl_left, encode(&used), code, stored)).await?.is_none() {
                 return Ok(Some(used));
             }
         }
@@ -666,10 +691,31 @@ impl Storage for ScyllaStore {
 
     async fn delete_invite(&self, code: &str) -> Result<Option<Invite>> {
         let Some(seen) = self.one_body::<Invite>(&self.st.invite, (code,)).await? else { return Ok(None) };
-        match self.lwt(&self.st.delete_invite, (code,)).await? {
-            None => Ok(Some(seen)),
-            Some(_) => Ok(None), // gone meanwhile
+        let deleted = self.lwt(&self.st.delete_invite, (code,)).await?.is_none();
+        self.exec(&self.st.unindex_invite, (big(seen.guild_id), code)).await?;
+        Ok(deleted.then_some(seen)) // else gone meanwhile
+    }
+
+    async fn guild_invites(&self, guild: GuildId, limit: usize) -> Result<Vec<Invite>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let codes = self.column::<String>(&self.st.guild_invite_codes, (big(guild), limit)).await?;
+        let mut bodies = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(INVITE_READS_AT_ONCE) {
+            let mut reads = Vec::with_capacity(chunk.len());
+            for code in chunk {
+                reads.push(self.invite(code));
+            }
+            bodies.extend(futures_util::future::try_join_all(reads).await?);
         }
+        let mut out = Vec::with_capacity(codes.len());
+        for (code, body) in codes.iter().zip(bodies) {
+            match body {
+                Some(invite) if invite.guild_id == guild => out.push(invite),
+                // Left by a create that lost its code or did not finish, or expired.
+                _ => self.exec(&self.st.unindex_invite, (big(guild), code.as_str())).await.map(|_| ())?,
+            }
+        }
+        Ok(out)
     }
 
     async fn invite(&self, code: &str) -> Result<Option<Invite>> {

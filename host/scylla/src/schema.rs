@@ -85,4 +85,11 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
     // Which host issues ids as node N (a single host on shared storage; a cluster leases
     // its node ids in NATS). Rows expire with their TTL; every write is a transaction.
     &["CREATE TABLE IF NOT EXISTS {ks}.node_leases (node int PRIMARY KEY, holder text)"],
+), (
+    8,
+    "invites by guild",
+    // Every invite's code under its guild, for the guild's quota and its invite lists.
+    // Invites made before this version are not in it; they are not counted or listed.
+    &["CREATE TABLE IF NOT EXISTS {ks}.invites_by_guild (
+            guild_id bigint, code text, PRIMARY KEY (guild_id, code))"],
 )];

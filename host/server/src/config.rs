@@ -198,11 +198,19 @@ pub struct QuotasConfig {
     pub reactions_per_message: usize,
     /// Plugins installed in one guild: each runs on every message or event.
     pub plugins_per_guild: usize,
+    /// Usable invites of one guild (30016); expired and used-up ones do not count.
+    pub invites_per_guild: usize,
 }
 
 impl Default for QuotasConfig {
     fn default() -> Self {
-        QuotasConfig { guilds_per_user: 100, channels_per_guild: 500, reactions_per_message: 20, plugins_per_guild: 25 }
+        QuotasConfig {
+            guilds_per_user: 100,
+            channels_per_guild: 500,
+            reactions_per_message: 20,
+            plugins_per_guild: 25,
+            invites_per_guild: 1_000,
+        }
     }
 }
 

@@ -39,6 +39,8 @@ const GUILD_CHANNELS: TableDefinition<(u64, u64), ()> = TableDefinition::new("gu
 const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("members");
 const USER_GUILDS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_guilds");
 const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
+/// Every invite's code under its guild: (guild, code).
+const GUILD_INVITES: TableDefinition<(u64, &str), ()> = TableDefinition::new("guild_invites");
 const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
 const USER_DMS: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_dms");
 const PLUGINS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("plugins");
@@ -123,6 +125,7 @@ impl EmbeddedStore {
             tx.open_table(MEMBERS).map_err(unavailable)?;
             tx.open_table(USER_GUILDS).map_err(unavailable)?;
             tx.open_table(INVITES).map_err(unavailable)?;
+            index_invites(&tx)?;
             tx.open_table(DM_PAIRS).map_err(unavailable)?;
             tx.open_table(USER_DMS).map_err(unavailable)?;
             tx.open_table(MESSAGES).map_err(unavailable)?;
@@ -273,6 +276,8 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 return Err(StoreError::Conflict("an invite has this code".into()));
             }
             invites.insert(invite.code.as_str(), encode(invite).as_slice()).map_err(unavailable)?;
+            let key = (invite.guild_id.0, invite.code.as_str());
+            tx.open_table(GUILD_INVITES).map_err(unavailable)?.insert(key, ()).map_err(unavailable)?;
         }
         Write::UseInvite(code, now_unix_ms) => {
             let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
@@ -289,10 +294,14 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
         }
         Write::DeleteInvite(code) => {
             let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
-            let removed = match invites.remove(code.as_str()).map_err(unavailable)? {
+            let removed: Option<Invite> = match invites.remove(code.as_str()).map_err(unavailable)? {
                 Some(bytes) => Some(decode(bytes.value())?),
                 None => None,
             };
+            if let Some(invite) = &removed {
+                let key = (invite.guild_id.0, invite.code.as_str());
+                tx.open_table(GUILD_INVITES).map_err(unavailable)?.remove(key).map_err(unavailable)?;
+            }
             return Ok(Written::Invite(removed));
         }
         Write::GetOrCreateDm(a, b, new_id) => {
@@ -449,6 +458,22 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
         GuildWrite::Unban { guild_id, user_id } => {
             tx.open_table(BANS).map_err(unavailable)?.remove((guild_id.0, user_id.0)).map_err(unavailable)?;
         }
+    }
+    Ok(())
+}
+
+/// Indexes invites made before the guild index existed (a store from an older version):
+/// done once, when the index is empty and invites are not.
+fn index_invites(tx: &WriteTransaction) -> Result<()> {
+    let mut index = tx.open_table(GUILD_INVITES).map_err(unavailable)?;
+    if !index.is_empty().map_err(unavailable)? {
+        return Ok(());
+    }
+    let invites = tx.open_table(INVITES).map_err(unavailable)?;
+    for row in invites.iter().map_err(unavailable)? {
+        let (code, bytes) = row.map_err(unavailable)?;
+        let invite: Invite = decode(bytes.value())?;
+        index.insert((invite.guild_id.0, code.value()), ()).map_err(unavailable)?;
     }
     Ok(())
 }
@@ -612,6 +637,27 @@ impl Storage for EmbeddedStore {
     async fn invite(&self, code: &str) -> Result<Option<Invite>> {
         let code = code.to_owned();
         self.read(move |tx| get_json(tx, INVITES, code.as_str())).await
+    }
+
+    async fn guild_invites(&self, guild: GuildId, limit: usize) -> Result<Vec<Invite>> {
+        self.read(move |tx| {
+            let index = tx.open_table(GUILD_INVITES).map_err(unavailable)?;
+            let invites = tx.open_table(INVITES).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in index.range((guild.0, "")..).map_err(unavailable)? {
+                let (key, _) = row.map_err(unavailable)?;
+                let (of_guild, code) = key.value();
+                if of_guild != guild.0 || out.len() == limit {
+                    break;
+                }
+                // The index and the invites change in one transaction: never one without the other.
+                let bytes = invites.get(code).map_err(unavailable)?;
+                let bytes = bytes.ok_or_else(|| StoreError::Corrupt(format!("invite {code} is indexed but absent")))?;
+                out.push(decode(bytes.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel> {

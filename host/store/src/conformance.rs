@@ -219,11 +219,22 @@ pub async fn invites(store: &dyn Storage) {
     assert!(store.use_invite(&expiring.code, 4_999).await.unwrap().is_some());
     assert!(store.use_invite(&expiring.code, 5_000).await.unwrap().is_none());
     assert!(store.use_invite("never-made", now).await.unwrap().is_none());
+    // A guild's invites, usable or not, in code order; another guild's clash is not one.
+    let listed = |invites: Vec<Invite>| invites.into_iter().map(|i| i.code).collect::<Vec<_>>();
+    let mut codes = vec![invite.code.clone(), limited.code.clone(), expiring.code.clone()];
+    codes.sort();
+    assert_eq!(listed(store.guild_invites(invite.guild_id, 100).await.unwrap()), codes);
+    assert_eq!(listed(store.guild_invites(invite.guild_id, 2).await.unwrap()), codes[..2]);
+    let used_up = store.guild_invites(invite.guild_id, 100).await.unwrap();
+    assert_eq!(used_up.iter().find(|i| i.code == limited.code).map(|i| i.uses), Some(3), "with their uses");
+    assert!(store.guild_invites(fresh_id(), 100).await.unwrap().is_empty());
     // Revocation.
     assert_eq!(store.delete_invite(&invite.code).await.unwrap(), Some(invite.clone()));
     assert!(store.invite(&invite.code).await.unwrap().is_none());
     assert!(store.delete_invite(&invite.code).await.unwrap().is_none());
     assert!(store.use_invite(&invite.code, now).await.unwrap().is_none());
+    codes.retain(|c| *c != invite.code);
+    assert_eq!(listed(store.guild_invites(invite.guild_id, 100).await.unwrap()), codes, "no longer listed");
 }
 
 pub async fn dm_channels(store: &dyn Storage) {

@@ -228,6 +228,9 @@ impl<L: Layer> Storage for Layered<L> {
     async fn delete_invite(&self, code: &str) -> Result<Option<Invite>> {
         self.layer.around(write("delete_invite"), self.inner.delete_invite(code)).await
     }
+    async fn guild_invites(&self, guild: GuildId, limit: usize) -> Result<Vec<Invite>> {
+        self.layer.around(read("guild_invites"), self.inner.guild_invites(guild, limit)).await
+    }
     async fn get_or_create_dm(&self, a: User, b: User, new_id: ChannelId) -> Result<Channel> {
         self.layer.around(write("get_or_create_dm"), self.inner.get_or_create_dm(a, b, new_id)).await
     }

@@ -137,6 +137,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn lease_node_id(&self, node: u16, holder: &str, ttl_ms: u64) -> Result<bool>;
     /// Revokes the invite: the one removed, if there was one.
     async fn delete_invite(&self, code: &str) -> Result<Option<Invite>>;
+    /// A guild's invites in code order, at most `limit`, usable or not (expired and used-up
+    /// ones stay until they are deleted; a backend may drop expired ones by itself).
+    async fn guild_invites(&self, guild: GuildId, limit: usize) -> Result<Vec<Invite>>;
 
     /// The DM channel between two users, created with `new_id` if there is none yet.
     /// Concurrent calls for the same pair return the same channel.

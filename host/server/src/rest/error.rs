@@ -24,6 +24,7 @@ pub mod code {
     pub const MAX_ROLES: u32 = 30005;
     pub const MAX_REACTIONS: u32 = 30010;
     pub const MAX_CHANNELS: u32 = 30013;
+    pub const MAX_INVITES: u32 = 30016;
     /// Guildhall's own (plugins are not Discord's), in the 300xx "maximum reached" family
     /// beside codes Discord does not use.
     pub const MAX_PLUGINS: u32 = 30090;

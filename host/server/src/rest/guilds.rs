@@ -1,9 +1,11 @@
 //! Guilds, their channels and members, and invites.
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{
-    audit_action, validate_name, Channel, Guild, GuildId, Invite, Member, User, CHANNEL_GUILD_TEXT,
+    audit_action, validate_name, Channel, ChannelId, Guild, GuildId, Invite, Member, User, UserId, CHANNEL_GUILD_TEXT,
 };
 use guildhall_core::Snowflake;
 use serde::Deserialize;
@@ -11,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::ctx::{
     actor_timeout, created, guild_handle, guild_permissions, load_channel, member_guild_handle, no_content, now_iso,
-    ok, record_audit, require_in_channel, require_member, unexpected, ApiResult, Ctx,
+    ok, record_audit, require_in_channel, require_member, require_permission, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_core::permissions::Permissions;
@@ -180,6 +182,28 @@ async fn invite_json(ctx: &Ctx, invite: &Invite) -> Result<Value, ApiError> {
     let guild = ctx.app.store.guild(invite.guild_id).await?;
     let channel = ctx.app.store.channel(invite.channel_id).await?;
     let inviter = ctx.app.store.user(invite.inviter_id).await?.map(|r| r.user);
+    Ok(invite_object(invite, guild.as_ref(), channel.as_ref(), inviter.as_ref()))
+}
+
+/// A guild's invites as Discord's objects; the guild, its channels and each inviter read
+/// once for them all.
+async fn invites_json(ctx: &Ctx, guild_id: GuildId, invites: &[Invite]) -> Result<Value, ApiError> {
+    let guild = ctx.app.store.guild(guild_id).await?;
+    let channels = ctx.app.store.guild_channels(guild_id).await?;
+    let mut inviters: HashMap<UserId, Option<User>> = HashMap::new();
+    let mut out = Vec::with_capacity(invites.len());
+    for invite in invites {
+        let inviter = match inviters.entry(invite.inviter_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(ctx.app.store.user(invite.inviter_id).await?.map(|r| r.user)),
+        };
+        let channel = channels.iter().find(|c| c.id == invite.channel_id);
+        out.push(invite_object(invite, guild.as_ref(), channel, inviter.as_ref()));
+    }
+    Ok(Value::Array(out))
+}
+
+fn invite_object(invite: &Invite, guild: Option<&Guild>, channel: Option<&Channel>, inviter: Option<&User>) -> Value {
     let guild = guild.map(|g| {
         let full = g.discord_json();
         let mut partial = json!({});
@@ -201,7 +225,7 @@ async fn invite_json(ctx: &Ctx, invite: &Invite) -> Result<Value, ApiError> {
         }
         partial
     });
-    Ok(json!({
+    json!({
         "type": 0,
         "code": invite.code,
         "guild_id": invite.guild_id,
@@ -215,7 +239,44 @@ async fn invite_json(ctx: &Ctx, invite: &Invite) -> Result<Value, ApiError> {
         "max_uses": invite.max_uses,
         "uses": invite.uses,
         "temporary": false,
-    }))
+    })
+}
+
+/// The guild's usable invites. Expired and used-up ones found on the way are deleted, so
+/// that they neither count against the quota nor pile up.
+async fn usable_invites(ctx: &Ctx, guild_id: GuildId) -> Result<Vec<Invite>, ApiError> {
+    let now = SystemClock.unix_ms();
+    let read_limit = ctx.app.config.quotas.invites_per_guild.saturating_add(STALE_INVITES_READ);
+    let invites = ctx.app.store.guild_invites(guild_id, read_limit).await?;
+    let (usable, stale): (Vec<Invite>, Vec<Invite>) = invites.into_iter().partition(|i| i.usable(now));
+    for invite in stale {
+        ctx.app.store.delete_invite(&invite.code).await?;
+    }
+    Ok(usable)
+}
+
+/// Invites read past the quota when a guild's are listed: room for expired and used-up
+/// ones not yet deleted (every listing deletes those it reads).
+const STALE_INVITES_READ: usize = 1_000;
+
+/// GET /guilds/{id}/invites: the guild's usable invites (MANAGE_GUILD), as Discord.
+pub async fn guild_invites(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
+    require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
+    let invites = usable_invites(ctx, guild_id).await?;
+    ok(&invites_json(ctx, guild_id, &invites).await?)
+}
+
+/// GET /channels/{id}/invites: the channel's usable invites (MANAGE_CHANNELS in it).
+pub async fn channel_invites(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
+    let user = ctx.user().await?;
+    let channel = load_channel(ctx, channel_id).await?;
+    let Some(guild_id) = channel.guild_id else {
+        return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
+    };
+    require_in_channel(ctx, user.id, guild_id, channel_id, Permissions::MANAGE_CHANNELS).await?;
+    let mut invites = usable_invites(ctx, guild_id).await?;
+    invites.retain(|i| i.channel_id == channel_id);
+    ok(&invites_json(ctx, guild_id, &invites).await?)
 }
 
 pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
@@ -237,6 +298,12 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
         return Err(ApiError::bad_request(code::GENERAL, "invites are for guild channels"));
     };
     require_in_channel(ctx, user.id, guild_id, channel_id, Permissions::CREATE_INSTANT_INVITE).await?;
+    // Two creates at once may both pass this check: the quota may be passed by the
+    // creates in flight (the invite-create rate limit bounds them).
+    let quota = ctx.app.config.quotas.invites_per_guild;
+    if usable_invites(ctx, guild_id).await?.len() >= quota {
+        return Err(ApiError::quota(code::MAX_INVITES, "invites", quota));
+    }
     // Codes of 10 characters from 62 (about 59 bits, as Discord's); a collision, refused by
     // the store, draws again.
     for _ in 0..3 {

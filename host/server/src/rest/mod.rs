@@ -214,6 +214,8 @@ async fn dispatch(ctx: &mut Ctx, method: &Method, path: &[&str]) -> ApiResult {
             roles::delete_overwrite(ctx, snowflake(channel)?, snowflake(id)?).await
         }
         (&M::POST, ["channels", channel, "invites"]) => guilds::create_invite(ctx, snowflake(channel)?).await,
+        (&M::GET, ["channels", channel, "invites"]) => guilds::channel_invites(ctx, snowflake(channel)?).await,
+        (&M::GET, ["guilds", guild, "invites"]) => guilds::guild_invites(ctx, snowflake(guild)?).await,
         (&M::GET, ["invites", code]) => guilds::get_invite(ctx, code).await,
         (&M::POST, ["invites", code]) => guilds::accept_invite(ctx, code).await,
         (&M::DELETE, ["invites", code]) => guilds::delete_invite(ctx, code).await,

@@ -131,6 +131,10 @@ fn invite(_: &mut SchemaGenerator) -> Schema {
     )
 }
 
+fn invites(g: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "array", "items": invite(g) })
+}
+
 fn application(_: &mut SchemaGenerator) -> Schema {
     object(
         &["id", "name", "flags"],
@@ -327,6 +331,14 @@ pub const OPERATIONS: &[Operation] = &[
         body: Body::Json { schema: of::<guilds::InviteOptions>, required: false },
         answer: ok(invite),
         ..op("post", "/channels/{channel_id}/invites", "create_invite", "Create an invite to a channel")
+    },
+    Operation {
+        answer: ok(invites),
+        ..op("get", "/channels/{channel_id}/invites", "list_channel_invites", "A channel's usable invites")
+    },
+    Operation {
+        answer: ok(invites),
+        ..op("get", "/guilds/{guild_id}/invites", "list_guild_invites", "A guild's usable invites")
     },
     Operation { auth: false, answer: ok(invite), ..op("get", "/invites/{code}", "get_invite", "An invite") },
     Operation { answer: ok(invite), ..op("post", "/invites/{code}", "accept_invite", "Join a guild by an invite") },
