@@ -913,3 +913,50 @@ async fn plugin_uploads_are_rate_limited_per_user_across_guilds() {
     let bobs = new_guild(bob.clone()).await;
     assert_eq!(http.install_plugin(&bobs, &bob, "automod", component("automod")).await.status, StatusCode::CREATED);
 }
+
+/// Stored components no plugin uses are deleted, with their compiled files, once unused
+/// for `plugins.unused_component_grace_s`; one another guild still uses stays, and the
+/// same component can be installed again afterwards. (Issue 11: they were never deleted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_no_plugin_uses_are_deleted() {
+    let cache = std::env::temp_dir().join(format!("guildhall-e2e-collect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let compiled = || {
+        let files = std::fs::read_dir(&cache).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+        files.iter().filter(|f| f.file_name().to_string_lossy().ends_with(".cwasm")).count()
+    };
+    let server = Server::start(&[
+        ("GUILDHALL_PLUGINS__UNUSED_COMPONENT_GRACE_S", "1"),
+        ("GUILDHALL_PLUGINS__CACHE_DIR", cache.to_str().unwrap()),
+    ])
+    .await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "g" })).await.body["id"].as_str().unwrap().to_owned();
+    let (carol, _) = http.register("carol").await;
+    let other = http.post("/guilds", &carol, json!({ "name": "other" })).await.body["id"].as_str().unwrap().to_owned();
+    let mut plugin_paths = Vec::new();
+    for (guild, token) in [(&guild, &alice), (&other, &carol)] {
+        let (status, body) = upload(&http, guild, token, "automod", component("automod")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        plugin_paths.push((format!("/guilds/{guild}/plugins/{}", body["id"].as_str().unwrap()), token.clone()));
+    }
+    assert_eq!(compiled(), 1, "both guilds share one compiled component");
+    let collected = "guildhall_components_collected_total";
+
+    let (path, token) = &plugin_paths[0];
+    assert_eq!(http.call(Method::DELETE, path, Some(token), None).await.status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // two collections at least
+    assert_eq!(server.metric(collected).await, 0, "the other guild still uses it");
+    assert_eq!(compiled(), 1);
+
+    let (path, token) = &plugin_paths[1];
+    assert_eq!(http.call(Method::DELETE, path, Some(token), None).await.status, StatusCode::NO_CONTENT);
+    server.wait_for_metric(collected, 1).await;
+    assert_eq!(compiled(), 0, "its compiled form goes with it");
+
+    let (status, body) = upload(&http, &guild, &alice, "automod", component("automod")).await;
+    assert_eq!(status, StatusCode::CREATED, "installed again: {body}");
+    assert_eq!(compiled(), 1);
+    let _ = std::fs::remove_dir_all(&cache);
+}

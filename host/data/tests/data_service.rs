@@ -152,6 +152,9 @@ impl Storage for Instrumented {
     async fn guild_plugins(&self, g: GuildId) -> Result<Vec<PluginRecord>> {
         self.inner.guild_plugins(g).await
     }
+    async fn collect_components(&self, before: u64) -> Result<Vec<String>> {
+        self.inner.collect_components(before).await
+    }
     async fn put_component(&self, h: &str, b: Vec<u8>) -> Result<()> {
         self.inner.put_component(h, b).await
     }

@@ -99,6 +99,23 @@ impl PluginEngine {
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(hash).cloned()
     }
 
+    /// Drops what is kept of the component `hash` (it was deleted from storage): its loaded
+    /// form (instances made from it keep theirs) and its compiled files in the cache, for
+    /// every engine build. What a file could not be deleted for is logged.
+    pub fn forget(&self, hash: &str) {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
+        let Ok(dir) = std::fs::read_dir(&self.config.cache_dir) else { return };
+        let prefix = format!("{hash}-");
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".cwasm")) {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(file = ?entry.path(), error = %e, "could not delete a compiled component");
+                }
+            }
+        }
+    }
+
     /// Compilations running now.
     pub fn compiling(&self) -> usize {
         self.config.max_concurrent_compiles.max(1) - self.compiles.available_permits()

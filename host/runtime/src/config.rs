@@ -62,6 +62,9 @@ pub struct PluginsConfig {
     /// `spread` (each on the ring owner of its plugin id, receiving the guild's events
     /// over the bus). A single host runs them beside their guild either way.
     pub bot_placement: BotPlacementMode,
+    /// A stored component no plugin uses is deleted once it has gone unused and unstored
+    /// this long; unused components are looked for this often.
+    pub unused_component_grace_s: u64,
 }
 
 /// The limits of plugins in a language whose component carries its interpreter. Which
@@ -152,6 +155,7 @@ impl Default for PluginsConfig {
             python: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::PYTHON),
             shared_subjects: Vec::new(),
             bot_placement: BotPlacementMode::Guild,
+            unused_component_grace_s: 3_600,
         }
     }
 }

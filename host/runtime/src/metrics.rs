@@ -50,6 +50,8 @@ pub struct Metrics {
     pub connections_refused_per_ip: AtomicU64,
     /// Audit log entries not stored (queue full or storage failed).
     pub audit_entries_lost: AtomicU64,
+    /// Stored components deleted because no plugin used them any more.
+    pub components_collected: AtomicU64,
 }
 
 impl Metrics {

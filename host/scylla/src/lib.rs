@@ -100,6 +100,9 @@ struct Statements {
     delete_plugin: PreparedStatement,
     plugin_exists: PreparedStatement,
     guild_plugins: PreparedStatement,
+    plugin_bodies: PreparedStatement,
+    component_writes: PreparedStatement,
+    delete_component: PreparedStatement,
     put_component: PreparedStatement,
     component: PreparedStatement,
     kv_get: PreparedStatement,
@@ -481,6 +484,12 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
             .await?,
         put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?)".into()).await?,
         component: prepare("SELECT bytes FROM {ks}.components WHERE sha256 = ?".into()).await?,
+        // Collection: every plugin's component, every component's last write (its cell's
+        // write time, in microseconds), and a delete at that time, which shadows only that
+        // write and older ones: the component stored again meanwhile outlives it.
+        plugin_bodies: prepare("SELECT body FROM {ks}.plugins".into()).await?,
+        component_writes: prepare("SELECT sha256, WRITETIME(bytes) FROM {ks}.components".into()).await?,
+        delete_component: prepare("DELETE FROM {ks}.components USING TIMESTAMP ? WHERE sha256 = ?".into()).await?,
         bucket_asc: prepare(format!(
             "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
         ))
@@ -884,6 +893,27 @@ impl Storage for ScyllaStore {
 
     async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
         self.exec(&self.st.put_component, (sha256, bytes)).await.map(|_| ())
+    }
+
+    async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>> {
+        // Plugins first: a plugin stored after this scan has its component stored before
+        // it, and so after the cutoff (the caller's grace time); the component scan then
+        // sees that write, or the delete below is older than it.
+        let plugins: Vec<PluginRecord> = self.bodies(&self.st.plugin_bodies, ()).await?;
+        let in_use: std::collections::HashSet<String> = plugins.into_iter().map(|p| p.component_sha256).collect();
+        let pager = self.session.execute_iter(self.st.component_writes.clone(), ()).await.map_err(unavailable)?;
+        let rows = pager.rows_stream::<(String, Option<i64>)>().map_err(unavailable)?;
+        let components: Vec<(String, Option<i64>)> = rows.try_collect().await.map_err(unavailable)?;
+        let cutoff_us = i64::try_from(stored_before_unix_ms.saturating_mul(1_000)).unwrap_or(i64::MAX);
+        let mut deleted = Vec::new();
+        for (hash, written_us) in components {
+            let written_us = written_us.unwrap_or(0);
+            if !in_use.contains(&hash) && written_us < cutoff_us {
+                self.exec(&self.st.delete_component, (written_us, hash.as_str())).await?;
+                deleted.push(hash);
+            }
+        }
+        Ok(deleted)
     }
 
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {

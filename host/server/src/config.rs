@@ -357,6 +357,9 @@ impl Config {
             return Err("data.call_timeout_ms must be 100..=600000".into());
         }
         let p = &self.plugins;
+        if p.unused_component_grace_s == 0 {
+            return Err("plugins.unused_component_grace_s must be at least 1".into());
+        }
         if !(1..=1000).contains(&p.moderation_deadline_ms) || !(1..=10_000).contains(&p.bot_event_deadline_ms) {
             return Err(
                 "plugins.moderation_deadline_ms must be 1..=1000, plugins.bot_event_deadline_ms 1..=10000".into()

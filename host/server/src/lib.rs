@@ -24,6 +24,7 @@ use guildhall_bus::NatsBus;
 use guildhall_cluster::membership::open_bucket;
 use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo};
+use guildhall_core::clock::{Clock, SystemClock};
 
 /// What `guildhall serve` was given on the command line (each overrides the file).
 pub struct ServeArgs {
@@ -89,6 +90,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);
 
+    spawn_component_collector(app.clone());
     let (signal_app, drainer) = (app.clone(), heartbeat.as_ref().map(Heartbeat::drainer));
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -176,7 +178,7 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
     let me = NodeInfo {
         node: 0,
         advertise: config.listen.to_string(),
-        started_unix_ms: guildhall_core::clock::Clock::unix_ms(&guildhall_core::clock::SystemClock),
+        started_unix_ms: SystemClock.unix_ms(),
         draining: false,
         incarnation: 0, // drawn by `Lease::acquire`
     };
@@ -200,6 +202,32 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
     let ownership = Arc::new(ownership);
     let setup = app::ClusterSetup { node, name: c.name.clone(), bus: Arc::new(bus), view: heartbeat.view(), ownership };
     Ok((setup, heartbeat))
+}
+
+/// Deletes stored components no plugin uses, every `plugins.unused_component_grace_s`,
+/// those stored before that long ago (an upload stores its component, then its plugin,
+/// within a few storage deadlines). Every node of a cluster may run it: it is idempotent.
+fn spawn_component_collector(app: Arc<app::App>) {
+    let grace_ms = app.config.plugins.unused_component_grace_s.saturating_mul(1_000);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(grace_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let cutoff = SystemClock.unix_ms().saturating_sub(grace_ms);
+            match app.store.collect_components(cutoff).await {
+                Ok(deleted) => {
+                    for hash in &deleted {
+                        app.plugins.forget(hash);
+                        tracing::info!(component = %hash, "deleted a component no plugin uses");
+                    }
+                    let count = deleted.len() as u64;
+                    app.metrics.components_collected.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not collect unused components; trying again later"),
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

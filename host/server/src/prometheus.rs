@@ -52,6 +52,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         &m.cluster_rejoins,
     );
     line("guilds_evicted_total", "counter", "Guild actors stopped as idle.", &m.guilds_evicted);
+    line(
+        "components_collected_total",
+        "counter",
+        "Stored plugin components deleted as unused.",
+        &m.components_collected,
+    );
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
     line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);

@@ -56,6 +56,8 @@ const AUDIT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audi
 const BANS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("bans");
 /// Component bytes by SHA-256 (shared by every guild that installs the same component).
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+/// When each component was last stored (unix ms); one without a row counts as stored at 0.
+const COMPONENTS_STORED: TableDefinition<&str, u64> = TableDefinition::new("components_stored");
 /// The seed's messages table: key (channel_id, bucket, message_id).
 const MESSAGES: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("messages");
 
@@ -72,7 +74,10 @@ enum Write {
     GetOrCreateDm(User, User, ChannelId),
     PutPlugin(PluginRecord),
     DeletePlugin(GuildId, Snowflake),
-    PutComponent(String, Vec<u8>),
+    /// A component's SHA-256, its bytes and the time they are stored.
+    PutComponent(String, Vec<u8>, u64),
+    /// Deletes the components no plugin uses that were last stored before the time.
+    CollectComponents(u64),
     KvPut(Snowflake, GuildId, String, Vec<u8>),
     KvDelete(Snowflake, GuildId, String),
     PutTimer(Snowflake, GuildId, PluginTimer),
@@ -87,6 +92,7 @@ enum Written {
     Invite(Option<Invite>),
     Channel(Channel),
     Batch(Vec<Result<()>>),
+    Collected(Vec<String>),
 }
 
 type Job = (Write, oneshot::Sender<Result<Written>>);
@@ -131,6 +137,7 @@ impl EmbeddedStore {
             tx.open_table(MESSAGES).map_err(unavailable)?;
             tx.open_table(PLUGINS).map_err(unavailable)?;
             tx.open_table(COMPONENTS).map_err(unavailable)?;
+            tx.open_table(COMPONENTS_STORED).map_err(unavailable)?;
             tx.open_table(PLUGIN_KV).map_err(unavailable)?;
             tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
             tx.open_table(AUDIT_LOG).map_err(unavailable)?;
@@ -342,11 +349,38 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             let mut timers = tx.open_table(PLUGIN_TIMERS).map_err(unavailable)?;
             timers.retain_in((p, g, 0)..=(p, g, u64::MAX), |_, _| false).map_err(unavailable)?;
         }
-        Write::PutComponent(hash, bytes) => {
+        Write::PutComponent(hash, bytes, now_unix_ms) => {
             tx.open_table(COMPONENTS)
                 .map_err(unavailable)?
                 .insert(hash.as_str(), bytes.as_slice())
                 .map_err(unavailable)?;
+            tx.open_table(COMPONENTS_STORED)
+                .map_err(unavailable)?
+                .insert(hash.as_str(), *now_unix_ms)
+                .map_err(unavailable)?;
+        }
+        // One transaction: no plugin or component changes while it looks and deletes.
+        Write::CollectComponents(stored_before) => {
+            let mut in_use = std::collections::HashSet::new();
+            for row in tx.open_table(PLUGINS).map_err(unavailable)?.iter().map_err(unavailable)? {
+                let record: PluginRecord = decode(row.map_err(unavailable)?.1.value())?;
+                in_use.insert(record.component_sha256);
+            }
+            let mut components = tx.open_table(COMPONENTS).map_err(unavailable)?;
+            let mut stored = tx.open_table(COMPONENTS_STORED).map_err(unavailable)?;
+            let mut unused = Vec::new();
+            for row in components.iter().map_err(unavailable)? {
+                let hash = row.map_err(unavailable)?.0.value().to_owned();
+                let stored_at = stored.get(hash.as_str()).map_err(unavailable)?.map_or(0, |t| t.value());
+                if !in_use.contains(&hash) && stored_at < *stored_before {
+                    unused.push(hash);
+                }
+            }
+            for hash in &unused {
+                components.remove(hash.as_str()).map_err(unavailable)?;
+                stored.remove(hash.as_str()).map_err(unavailable)?;
+            }
+            return Ok(Written::Collected(unused));
         }
         Write::KvPut(plugin, guild, key, value) => {
             let mut t = tx.open_table(PLUGIN_KV).map_err(unavailable)?;
@@ -842,7 +876,14 @@ impl Storage for EmbeddedStore {
     }
 
     async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
-        self.write(Write::PutComponent(sha256.to_owned(), bytes)).await.map(|_| ())
+        self.write(Write::PutComponent(sha256.to_owned(), bytes, SystemClock.unix_ms())).await.map(|_| ())
+    }
+
+    async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>> {
+        match self.write(Write::CollectComponents(stored_before_unix_ms)).await? {
+            Written::Collected(hashes) => Ok(hashes),
+            _ => Err(StoreError::Corrupt("a collection returned no components".into())),
+        }
     }
 
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {

@@ -441,8 +441,32 @@ pub async fn plugins(store: &dyn Storage) {
     assert_eq!(store.guild_plugins(guild).await.unwrap(), vec![disabled, b.clone()]);
     store.delete_plugin(guild, a.id).await.unwrap();
     assert_eq!(store.delete_plugin(guild, a.id).await, Err(StoreError::NotFound));
-    assert_eq!(store.guild_plugins(guild).await.unwrap(), vec![b]);
+    assert_eq!(store.guild_plugins(guild).await.unwrap(), vec![b.clone()]);
     assert!(store.guild_plugins(fresh_id()).await.unwrap().is_empty(), "other guilds see nothing");
+
+    // Collection: a component no plugin uses, last stored before the cutoff, goes; one in
+    // use, or stored again since the cutoff, stays.
+    let unused = format!("{:064x}", fresh_id().0);
+    let stored_again = format!("{:064x}", fresh_id().0);
+    store.put_component(&unused, b"unused".to_vec()).await.unwrap();
+    store.put_component(&stored_again, b"again".to_vec()).await.unwrap();
+    let collected = store.collect_components(0).await.unwrap();
+    assert!(!collected.contains(&unused), "nothing was stored before the epoch");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let cutoff = SystemClock.unix_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store.put_component(&stored_again, b"again".to_vec()).await.unwrap();
+    let collected = store.collect_components(cutoff).await.unwrap();
+    assert!(collected.contains(&unused), "{collected:?}");
+    assert!(!collected.contains(&stored_again) && !collected.contains(&hash), "{collected:?}");
+    assert_eq!(store.component(&unused).await.unwrap(), None);
+    assert!(store.component(&stored_again).await.unwrap().is_some());
+    assert!(store.component(&hash).await.unwrap().is_some(), "in use by the second plugin");
+    // Once its last plugin is gone, the component goes too.
+    store.delete_plugin(guild, b.id).await.unwrap();
+    let collected = store.collect_components(SystemClock.unix_ms() + 1_000).await.unwrap();
+    assert!(collected.contains(&hash) && collected.contains(&stored_again), "{collected:?}");
+    assert_eq!(store.component(&hash).await.unwrap(), None);
 }
 
 pub async fn plugin_kv(store: &dyn Storage) {

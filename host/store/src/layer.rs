@@ -249,6 +249,9 @@ impl<L: Layer> Storage for Layered<L> {
     async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
         self.layer.around(write("put_component"), self.inner.put_component(sha256, bytes)).await
     }
+    async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>> {
+        self.layer.around(write("collect_components"), self.inner.collect_components(stored_before_unix_ms)).await
+    }
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         self.layer.around(read("component"), self.inner.component(sha256)).await
     }

@@ -153,9 +153,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()>;
     /// The guild's plugins in installation order.
     async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>>;
-    /// Stores component bytes under their SHA-256 (idempotent).
+    /// Stores component bytes under their SHA-256 (idempotent). Storing them again makes
+    /// them just stored, which spares them from collection (below) for its grace time.
     async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()>;
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+    /// Deletes the components that no plugin uses and that were last stored before
+    /// `stored_before_unix_ms`: the SHA-256 of each one deleted. One stored again while
+    /// this runs is not deleted. The caller's grace time (now minus the cutoff) must be
+    /// longer than an upload takes from storing its component to storing its plugin.
+    async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>>;
 
     /// A plugin's key-value store in one guild (the host enforces the quotas).
     async fn kv_get(&self, plugin: Snowflake, guild: GuildId, key: &str) -> Result<Option<Vec<u8>>>;
