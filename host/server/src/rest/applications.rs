@@ -7,34 +7,16 @@ use guildhall_core::guild::{Command, Reply};
 use guildhall_core::model::{application_flags, Application, Member, Role, RoleTags, User, UserId, UserRecord};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::ctx::{actor_timeout, created, guild_handle, guild_permissions, now_iso, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
 use super::guilds::notify_joined;
+use guildhall_api::requests::{Authorize, CreateApplication, UpdateApplication};
 
 fn unknown_application() -> ApiError {
     ApiError::not_found(code::UNKNOWN_APPLICATION, "Unknown Application")
 }
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct CreateApplication {
-    /// The bot user's username too.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.]{2,32}$"))]
-    name: String,
-    #[serde(default)]
-    #[schemars(length(max = 400))]
-    description: Option<String>,
-    /// Privileged intents to turn on (application flags).
-    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
-    #[schemars(extend("enum" = PRIVILEGED_FLAG_SETS))]
-    flags: Option<u64>,
-}
-
-/// Every combination of the privileged intent flags (and null), what `flags` may be.
-const PRIVILEGED_FLAG_SETS: [Option<u64>; 9] =
-    [None, Some(0), Some(4096), Some(16384), Some(20480), Some(262144), Some(266240), Some(278528), Some(282624)];
 
 fn check_flags(flags: u64) -> Result<u64, ApiError> {
     if flags & !application_flags::SETTABLE != 0 {
@@ -89,16 +71,6 @@ pub async fn me(ctx: &mut Ctx) -> ApiResult {
     ok(&application.discord_json(&record.user, owner.as_ref()))
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct UpdateApplication {
-    #[serde(default)]
-    #[schemars(length(max = 400))]
-    description: Option<String>,
-    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
-    #[schemars(extend("enum" = PRIVILEGED_FLAG_SETS))]
-    flags: Option<u64>,
-}
-
 /// PATCH /applications/@me (the bot) or /applications/{id} (its owner): description and
 /// privileged intent flags. Sessions already connected keep the intents they were given.
 pub async fn update(ctx: &mut Ctx, id: Option<Snowflake>) -> ApiResult {
@@ -123,19 +95,6 @@ pub async fn update(ctx: &mut Ctx, id: Option<Snowflake>) -> ApiResult {
     ctx.app.store.update_user(record.clone()).await?;
     let owner = ctx.app.store.user(application.owner_id).await?.map(|r| r.user);
     ok(&application.discord_json(&record.user, owner.as_ref()))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct Authorize {
-    guild_id: Snowflake,
-    #[serde(default)]
-    permissions: Option<Permissions>,
-    #[serde(default = "yes")]
-    authorize: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// POST /oauth2/authorize?client_id=APP&scope=bot {guild_id, permissions, authorize}: what

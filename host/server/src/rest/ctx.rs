@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::{code, ApiError};
 use super::response::{json_response, HttpResponse};
@@ -140,16 +140,12 @@ impl Ctx {
 
 /// A JSON object body as `T`: 400 (50109) if not JSON, 400 (50035) if the wrong shape.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_none() {
-        return Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON."));
-    }
-    match serde_json::from_slice::<T>(bytes) {
-        Ok(v) if first == Some(&b'{') => Ok(v),
-        Ok(_) => Err(ApiError::invalid_form("expected a JSON object")),
-        Err(e) if e.is_data() => Err(ApiError::invalid_form(e.to_string())),
-        Err(_) => Err(ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON.")),
-    }
+    guildhall_api::parse_json(bytes).map_err(|refused| match refused {
+        guildhall_api::BodyError::NotJson => {
+            ApiError::bad_request(code::INVALID_JSON, "The request body contains invalid JSON.")
+        }
+        guildhall_api::BodyError::Shape(what) => ApiError::invalid_form(what),
+    })
 }
 
 pub fn ok<T: Serialize + ?Sized>(body: &T) -> ApiResult {
@@ -162,23 +158,6 @@ pub fn created<T: Serialize + ?Sized>(body: &T) -> ApiResult {
 
 pub fn no_content() -> ApiResult {
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid response"))
-}
-
-/// A JSON integer for an integer field, also written as a number with no fraction
-/// (`12.0` is the integer 12 in JSON Schema, so the API's description allows it).
-pub fn integral<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
-    let number = serde_json::Number::deserialize(d)?;
-    // Exactly representable and whole: no rounding turns 1.5 or 1e300 into a number.
-    let whole = number.as_i64().or_else(|| number.as_f64().and_then(guildhall_core::snowflake::whole_number));
-    let out_of_range = || serde::de::Error::custom(format!("{number} is not an integer in range"));
-    whole.and_then(|n| T::try_from(n).ok()).ok_or_else(out_of_range)
-}
-
-/// [`integral`] for an optional field (null or absent: `None`).
-pub fn integral_opt<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
-    #[derive(Deserialize)]
-    struct Whole<T: TryFrom<i64>>(#[serde(deserialize_with = "integral")] T);
-    Ok(Option::<Whole<T>>::deserialize(d)?.map(|Whole(n)| n))
 }
 
 /// A snowflake from a path segment (400 if it is not one).

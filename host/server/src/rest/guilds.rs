@@ -8,7 +8,6 @@ use guildhall_core::model::{
     audit_action, validate_name, Channel, ChannelId, Guild, GuildId, Invite, Member, User, UserId, CHANNEL_GUILD_TEXT,
 };
 use guildhall_core::Snowflake;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
@@ -16,6 +15,7 @@ use super::ctx::{
     ok, record_audit, require_in_channel, require_member, require_permission, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
+use guildhall_api::requests::{CreateChannel, CreateGuild, InviteOptions, UpdateGuild};
 use guildhall_core::permissions::Permissions;
 use guildhall_runtime::audit::change;
 use guildhall_runtime::session::ToUser;
@@ -26,12 +26,6 @@ fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
         v["approximate_member_count"] = json!(n);
     }
     v
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct CreateGuild {
-    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    name: String,
 }
 
 /// POST /guilds: the creator becomes owner and first member; a "general" channel is made.
@@ -77,14 +71,6 @@ pub async fn get(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     ok(&guild_json(&guild, Some(member_count)))
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UpdateGuild {
-    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    name: Option<String>,
-    moderation_fail_closed: Option<bool>,
-}
-
 /// PATCH /guilds/{id} {name?, moderation_fail_closed?} (owner only): GUILD_UPDATE follows.
 pub async fn update(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let user = ctx.user().await?;
@@ -124,19 +110,6 @@ pub async fn update(ctx: &mut Ctx, id: GuildId) -> ApiResult {
 pub async fn channels(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let user = ctx.user().await?;
     ok(&snapshot(ctx, &user, id).await?.1)
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct CreateChannel {
-    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    name: String,
-    /// Only text channels (0).
-    #[serde(rename = "type", default, deserialize_with = "super::ctx::integral")]
-    #[schemars(range(min = 0, max = 0))]
-    kind: u8,
-    #[serde(default)]
-    #[schemars(length(max = 1024))]
-    topic: Option<String>,
 }
 
 pub async fn create_channel(ctx: &mut Ctx, id: GuildId) -> ApiResult {
@@ -333,24 +306,6 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
 const INVITE_CODE_CHARS: usize = 10;
 /// Discord's default: an invite lasts a day.
 const DEFAULT_INVITE_MAX_AGE: u32 = 86_400;
-
-/// `POST /channels/{id}/invites` options (Discord's; `unique` is always so here: every
-/// invite gets a new code).
-#[derive(Deserialize, Default, schemars::JsonSchema)]
-pub(crate) struct InviteOptions {
-    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
-    #[schemars(range(min = 0, max = 604_800))]
-    max_age: Option<u32>,
-    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
-    #[schemars(range(min = 0, max = 100))]
-    max_uses: Option<u32>,
-    /// Temporary membership is not supported.
-    #[serde(default)]
-    #[schemars(extend("const" = false))]
-    temporary: bool,
-    #[serde(default, rename = "unique")]
-    _unique: bool,
-}
 
 async fn load_invite(ctx: &Ctx, code_: &str) -> Result<Invite, ApiError> {
     if code_.is_empty() || code_.len() > 64 {

@@ -13,13 +13,13 @@ use guildhall_core::model::{
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use guildhall_store::HistoryQuery;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::ctx::{
     actor_timeout, guild_handle_for, load_channel, no_content, now_iso, ok, snowflake, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
+use guildhall_api::requests::{CreateMessage, EditMessage};
 use guildhall_runtime::guild_actor::GuildRef;
 
 /// A channel and the actor that decides about it.
@@ -84,32 +84,6 @@ pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     ok(&permitted(ctx, &user, channel_id).await?.0.channel)
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct CreateMessage {
-    /// Not empty nor only spaces: it is the message. (Without it, Discord's 50006.)
-    #[schemars(required, length(max = 2000), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    content: Option<String>,
-    /// A string of at most 25 characters or an integer: with `enforce_nonce`, a retry with
-    /// the same nonce gets the message the first try made.
-    #[serde(default)]
-    #[schemars(schema_with = "nonce_schema")]
-    nonce: Option<Value>,
-    /// Discord's: with a nonce, a retry gets the message the first try made.
-    #[serde(default)]
-    enforce_nonce: Option<bool>,
-}
-
-fn nonce_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let integer = json!({ "type": "integer", "minimum": i64::MIN, "maximum": u64::MAX });
-    schemars::json_schema!({ "anyOf": [{ "type": "string", "maxLength": 25 }, integer, { "type": "null" }] })
-}
-
-/// An integer nonce: within i64's and u64's ranges, or written with a fraction of zero
-/// (`12.0` is the integer 12 in JSON Schema) below 2^53 in size, where a float is exact.
-fn is_whole_64_bit(n: &serde_json::Number) -> bool {
-    n.is_i64() || n.is_u64() || n.as_f64().and_then(guildhall_core::snowflake::whole_number).is_some()
-}
-
 fn check_content(content: Option<&str>) -> Result<String, ApiError> {
     let content = content.unwrap_or("");
     match validate_content(content) {
@@ -125,14 +99,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
     let body: CreateMessage = ctx.json().await?;
     let content = check_content(body.content.as_deref())?;
-    let nonce = match body.nonce {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= 25 => Some(Value::String(s)),
-        Some(Value::Number(n)) if is_whole_64_bit(&n) => Some(Value::Number(n)),
-        Some(_) => {
-            return Err(ApiError::invalid_form("nonce: must be a string of at most 25 characters or an integer"))
-        }
-    };
+    let nonce = body.checked_nonce().map_err(ApiError::invalid_form)?;
     let Access { actor, channel } = access(ctx, &user, channel_id).await?;
     // The id is taken by the actor when it decides (id order = fan-out order).
     let enforce_nonce = body.enforce_nonce.unwrap_or(false);
@@ -263,12 +230,6 @@ pub async fn reaction_users(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId,
         }
     }
     ok(&users)
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct EditMessage {
-    #[schemars(required, length(max = 2000), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    content: Option<String>,
 }
 
 pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {

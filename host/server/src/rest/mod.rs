@@ -40,11 +40,7 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
     // Segments are percent-decoded once, here: `%40me` is `@me`, `%F0%9F%91%8D` an emoji.
-    let decoded: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let decoded = guildhall_api::path_segments(path);
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let caller = match crate::auth::bearer(&parts.headers) {
         Some(token) => match crate::auth::record_for_token(&app, token).await {
@@ -73,9 +69,17 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
             ApiError::unauthorized().into_response()
         }
         Ok(standing) => {
-            let query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+            let query = guildhall_api::query_pairs(parts.uri.query().unwrap_or(""));
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query, body: Some(body), caller };
             let mut response = dispatch(&mut ctx, &method, &segments).await.unwrap_or_else(ApiError::into_response);
+            // The API description lists what `dispatch` serves (its test checks the other
+            // way: every listed operation reaches a handler).
+            debug_assert!(
+                matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
+                    || openapi::is_listed(method.as_str(), &segments),
+                "{method} /{} is served but not listed in openapi::OPERATIONS",
+                segments.join("/")
+            );
             if let Some((bucket, standing)) = standing {
                 put_standing(response.headers_mut(), bucket, &standing);
             }

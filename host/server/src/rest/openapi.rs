@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use guildhall_core::model::{Ban, Channel, Member, Message, Role, User, EMOJI_PATTERN, MAX_EMOJI_CHARS};
 use guildhall_core::snowflake::SNOWFLAKE_PATTERN;
 
-use super::{applications, guilds, messages, plugins, roles, users};
+use guildhall_api::requests;
 
 type MakeSchema = fn(&mut SchemaGenerator) -> Schema;
 
@@ -189,19 +189,19 @@ const LIMIT_100: (&str, Query) = ("limit", Query::Int(1, 100));
 pub const OPERATIONS: &[Operation] = &[
     Operation {
         auth: false,
-        body: json_body(of::<users::Credentials>),
+        body: json_body(of::<requests::Credentials>),
         answer: created(session),
         ..op("post", "/auth/register", "register", "Create an account and get its token")
     },
     Operation {
         auth: false,
-        body: json_body(of::<users::Credentials>),
+        body: json_body(of::<requests::Credentials>),
         answer: ok(session),
         ..op("post", "/auth/login", "login", "Get a token for an account")
     },
     Operation { answer: ok(current_user), ..op("get", "/users/@me", "get_my_user", "The caller's user") },
     Operation {
-        body: json_body(of::<applications::CreateApplication>),
+        body: json_body(of::<requests::CreateApplication>),
         answer: created(application),
         ..op("post", "/applications", "create_application", "Create a bot application (with its bot user and token)")
     },
@@ -214,36 +214,36 @@ pub const OPERATIONS: &[Operation] = &[
         ..op("get", "/oauth2/applications/@me", "get_my_oauth2_application", "The bot's application")
     },
     Operation {
-        body: json_body(of::<applications::UpdateApplication>),
+        body: json_body(of::<requests::UpdateApplication>),
         answer: ok(application),
         ..op("patch", "/applications/@me", "update_my_application", "Change the bot's application")
     },
     Operation {
-        body: json_body(of::<applications::UpdateApplication>),
+        body: json_body(of::<requests::UpdateApplication>),
         answer: ok(application),
         ..op("patch", "/applications/{application_id}", "update_application", "Change an application one owns")
     },
     Operation {
         query: &[("client_id", Query::RequiredId), ("scope", Query::Matching("(^|[ ,])bot([ ,]|$)"))],
-        body: json_body(of::<applications::Authorize>),
+        body: json_body(of::<requests::Authorize>),
         answer: ok(location),
         ..op("post", "/oauth2/authorize", "authorize_bot", "Add a bot to a guild one manages")
     },
     Operation { answer: ok(partial_guilds), ..op("get", "/users/@me/guilds", "list_my_guilds", "The caller's guilds") },
     op("delete", "/users/@me/guilds/{guild_id}", "leave_guild", "Leave a guild"),
     Operation {
-        body: json_body(of::<users::OpenDm>),
+        body: json_body(of::<requests::OpenDm>),
         answer: ok(of::<Channel>),
         ..op("post", "/users/@me/channels", "open_dm", "The DM channel with a user")
     },
     Operation {
-        body: json_body(of::<guilds::CreateGuild>),
+        body: json_body(of::<requests::CreateGuild>),
         answer: created(guild),
         ..op("post", "/guilds", "create_guild", "Create a guild")
     },
     Operation { answer: ok(guild), ..op("get", "/guilds/{guild_id}", "get_guild", "A guild one is a member of") },
     Operation {
-        body: json_body(of::<guilds::UpdateGuild>),
+        body: json_body(of::<requests::UpdateGuild>),
         answer: ok(guild),
         ..op("patch", "/guilds/{guild_id}", "update_guild", "Change a guild (its owner)")
     },
@@ -252,7 +252,7 @@ pub const OPERATIONS: &[Operation] = &[
         ..op("get", "/guilds/{guild_id}/channels", "list_guild_channels", "A guild's channels")
     },
     Operation {
-        body: json_body(of::<guilds::CreateChannel>),
+        body: json_body(of::<requests::CreateChannel>),
         answer: created(of::<Channel>),
         ..op("post", "/guilds/{guild_id}/channels", "create_guild_channel", "Create a channel")
     },
@@ -266,7 +266,7 @@ pub const OPERATIONS: &[Operation] = &[
         ..op("get", "/guilds/{guild_id}/members/{user_id}", "get_guild_member", "One member (or @me)")
     },
     Operation {
-        body: json_body(of::<roles::MemberBody>),
+        body: json_body(of::<requests::MemberBody>),
         answer: ok(of::<Member>),
         ..op("patch", "/guilds/{guild_id}/members/{user_id}", "update_guild_member", "Change a member's roles or nick")
     },
@@ -275,12 +275,12 @@ pub const OPERATIONS: &[Operation] = &[
     op("delete", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", "remove_member_role", "Take a role back"),
     Operation { answer: ok(list_of::<Role>), ..op("get", "/guilds/{guild_id}/roles", "list_roles", "A guild's roles") },
     Operation {
-        body: Body::Json { schema: of::<roles::RoleBody>, required: false },
+        body: Body::Json { schema: of::<requests::RoleBody>, required: false },
         answer: ok(of::<Role>),
         ..op("post", "/guilds/{guild_id}/roles", "create_role", "Create a role")
     },
     Operation {
-        body: json_body(of::<roles::RoleBody>),
+        body: json_body(of::<requests::RoleBody>),
         answer: ok(of::<Role>),
         ..op("patch", "/guilds/{guild_id}/roles/{role_id}", "update_role", "Change a role")
     },
@@ -306,7 +306,7 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation { answer: ok(plugins), ..op("get", "/guilds/{guild_id}/plugins", "list_plugins", "A guild's plugins") },
     Operation {
-        body: json_body(of::<plugins::Update>),
+        body: json_body(of::<requests::PluginUpdate>),
         answer: ok(plugin),
         ..op(
             "patch",
@@ -318,17 +318,17 @@ pub const OPERATIONS: &[Operation] = &[
     op("delete", "/guilds/{guild_id}/plugins/{plugin_id}", "remove_plugin", "Remove a plugin"),
     Operation { answer: ok(of::<Channel>), ..op("get", "/channels/{channel_id}", "get_channel", "A channel") },
     Operation {
-        body: json_body(of::<roles::ChannelBody>),
+        body: json_body(of::<requests::ChannelBody>),
         answer: ok(of::<Channel>),
         ..op("patch", "/channels/{channel_id}", "update_channel", "Change a channel")
     },
     Operation {
-        body: json_body(of::<roles::OverwriteBits>),
+        body: json_body(of::<requests::OverwriteBits>),
         ..op("put", "/channels/{channel_id}/permissions/{overwrite_id}", "set_overwrite", "Set a permission overwrite")
     },
     op("delete", "/channels/{channel_id}/permissions/{overwrite_id}", "delete_overwrite", "Remove an overwrite"),
     Operation {
-        body: Body::Json { schema: of::<guilds::InviteOptions>, required: false },
+        body: Body::Json { schema: of::<requests::InviteOptions>, required: false },
         answer: ok(invite),
         ..op("post", "/channels/{channel_id}/invites", "create_invite", "Create an invite to a channel")
     },
@@ -349,7 +349,7 @@ pub const OPERATIONS: &[Operation] = &[
         ..op("get", "/channels/{channel_id}/messages", "list_messages", "A channel's messages, newest first")
     },
     Operation {
-        body: json_body(of::<messages::CreateMessage>),
+        body: json_body(of::<requests::CreateMessage>),
         answer: ok(of::<Message>),
         ..op("post", "/channels/{channel_id}/messages", "create_message", "Post a message")
     },
@@ -358,7 +358,7 @@ pub const OPERATIONS: &[Operation] = &[
         ..op("get", "/channels/{channel_id}/messages/{message_id}", "get_message", "One message")
     },
     Operation {
-        body: json_body(of::<messages::EditMessage>),
+        body: json_body(of::<requests::EditMessage>),
         answer: ok(of::<Message>),
         ..op("patch", "/channels/{channel_id}/messages/{message_id}", "edit_message", "Edit one's message")
     },
@@ -388,6 +388,11 @@ pub fn methods_at(path: &[&str]) -> Vec<String> {
     methods.sort_unstable();
     methods.dedup();
     methods
+}
+
+/// Is there an operation at `method` and `path`?
+pub fn is_listed(method: &str, path: &[&str]) -> bool {
+    OPERATIONS.iter().any(|op| op.method.eq_ignore_ascii_case(method) && matches(op.path, path))
 }
 
 /// Does the operation at `method` and `path` need a token? (False for what is not served.)

@@ -6,13 +6,13 @@ use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, U
 use guildhall_core::Snowflake;
 use guildhall_plugins::{PluginError, PluginKind};
 use hyper::StatusCode;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ctx::{
     actor_timeout, created, guild_handle, no_content, now_iso, ok, record_audit, require_permission, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
+use guildhall_api::requests::PluginUpdate;
 use guildhall_core::permissions::Permissions;
 use guildhall_runtime::audit::change;
 use guildhall_runtime::guild_actor::GuildMsg;
@@ -135,19 +135,12 @@ async fn find(ctx: &Ctx, guild_id: GuildId, plugin_id: Snowflake) -> Result<Plug
     plugins.into_iter().find(|p| p.id == plugin_id).ok_or_else(|| ApiError::not_found(code::GENERAL, "Unknown Plugin"))
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Update {
-    enabled: Option<bool>,
-    config: Option<Value>,
-}
-
 /// PATCH /guilds/{id}/plugins/{plugin_id} {enabled?, config?}. A moderator's new
 /// configuration is tried (instantiate and `init`) before it is accepted; a bot's pub/sub
 /// subscriptions (`subscribe`) are checked.
 pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
     let owner = require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
-    let body: Update = ctx.json().await?;
+    let body: PluginUpdate = ctx.json().await?;
     let mut record = find(ctx, guild_id, plugin_id).await?;
     let old = record.clone();
     if let Some(config) = body.config {

@@ -4,15 +4,15 @@
 
 use guildhall_core::guild::{ChannelChange, Command, MemberChange, Reply, RolePatch};
 use guildhall_core::model::{audit_action, validate_name, ChannelId, GuildId, Member, Role, UserId};
-use guildhall_core::permissions::{Overwrite, OverwriteKind, Permissions};
+use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
-use serde::Deserialize;
 
 use super::ctx::{
     actor_timeout, guild_permissions, load_channel, member_guild_handle, no_content, ok, record_audit,
     require_permission, unexpected, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
+use guildhall_api::requests::{ChannelBody, MemberBody, OverwriteBits, RoleBody};
 
 /// Discord's roles: at most 100 characters of name.
 fn check_role_name(name: &str) -> Result<(), ApiError> {
@@ -49,38 +49,21 @@ pub async fn list(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     }
 }
 
-#[derive(Deserialize, Default, schemars::JsonSchema)]
-pub(crate) struct RoleBody {
-    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    name: Option<String>,
-    permissions: Option<Permissions>,
-    #[serde(default, alias = "colour", deserialize_with = "super::ctx::integral_opt")]
-    #[schemars(range(min = 0, max = 0xFF_FFFF))]
-    color: Option<u32>,
-    hoist: Option<bool>,
-    mentionable: Option<bool>,
-    /// Only PATCH /roles/{id} takes it here (Discord moves roles with another route too).
-    #[serde(default, deserialize_with = "super::ctx::integral_opt")]
-    position: Option<i32>,
-}
-
-impl RoleBody {
-    fn check(&self) -> Result<(), ApiError> {
-        if let Some(name) = &self.name {
-            check_role_name(name)?;
-        }
-        if self.color.is_some_and(|c| c > 0xFF_FFFF) {
-            return Err(ApiError::invalid_form("color: must be between 0 and 16777215"));
-        }
-        Ok(())
+fn check_role(body: &RoleBody) -> Result<(), ApiError> {
+    if let Some(name) = &body.name {
+        check_role_name(name)?;
     }
+    if body.color.is_some_and(|c| c > 0xFF_FFFF) {
+        return Err(ApiError::invalid_form("color: must be between 0 and 16777215"));
+    }
+    Ok(())
 }
 
 /// POST /guilds/{id}/roles (MANAGE_ROLES): Discord answers 200 with the role.
 pub async fn create(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     let user = ctx.user().await?;
     let body: RoleBody = ctx.json_or_default().await?;
-    body.check()?;
+    check_role(&body)?;
     let mut role = Role::new(
         ctx.app.new_id()?,
         body.name.unwrap_or_else(|| "new role".into()),
@@ -109,7 +92,7 @@ async fn answer_role(ctx: &Ctx, guild: GuildId, user: UserId, reply: Reply, acti
 pub async fn update(ctx: &mut Ctx, guild: GuildId, role_id: Snowflake) -> ApiResult {
     let user = ctx.user().await?;
     let body: RoleBody = ctx.json().await?;
-    body.check()?;
+    check_role(&body)?;
     let patch = RolePatch {
         name: body.name,
         permissions: body.permissions.map(Permissions::known),
@@ -154,21 +137,6 @@ pub async fn member(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiResult {
     guild_permissions(ctx, user.id, guild).await?; // membership check
     let found = ctx.app.store.member(guild, target).await?;
     ok(&found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_MEMBER, "Unknown Member"))?)
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct MemberBody {
-    #[schemars(length(max = 250))]
-    roles: Option<Vec<Snowflake>>,
-    /// Absent keeps the nickname, null or "" clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schemars(length(max = 32))]
-    nick: Option<Option<String>>,
-}
-
-/// `Some(value)` for a field that is present, even as null (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// PATCH /guilds/{id}/members/{user} {roles?, nick?}
@@ -243,44 +211,6 @@ pub async fn remove_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiRes
     call(ctx, user.id, guild, Command::Unban { user: user.id, target }).await?;
     audit(ctx, guild, user.id, target, audit_action::MEMBER_BAN_REMOVE).await?;
     no_content()
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct ChannelBody {
-    #[schemars(length(max = 100), regex(pattern = guildhall_core::model::NOT_ONLY_SPACES_PATTERN))]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schemars(length(max = 1024))]
-    topic: Option<Option<String>>,
-    nsfw: Option<bool>,
-    permission_overwrites: Option<Vec<OverwriteBody>>,
-}
-
-/// An overwrite as clients send it in a channel's list: its id and its bits.
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct OverwriteBody {
-    id: Snowflake,
-    #[serde(flatten)]
-    bits: OverwriteBits,
-}
-
-/// An overwrite's type and bits (PUT /channels/{id}/permissions/{id} takes only these):
-/// `allow` and `deny` may be left out.
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct OverwriteBits {
-    #[serde(rename = "type")]
-    kind: OverwriteKind,
-    #[serde(default)]
-    allow: Option<Permissions>,
-    #[serde(default)]
-    deny: Option<Permissions>,
-}
-
-impl OverwriteBits {
-    fn into_overwrite(self, id: Snowflake) -> Overwrite {
-        let bits = |p: Option<Permissions>| p.unwrap_or(Permissions::NONE).known();
-        Overwrite { id, kind: self.kind, allow: bits(self.allow), deny: bits(self.deny) }
-    }
 }
 
 async fn guild_of(ctx: &Ctx, channel_id: ChannelId) -> Result<GuildId, ApiError> {

@@ -1,22 +1,13 @@
 //! Accounts, tokens, the current user, and DM channels.
 
 use guildhall_core::model::{
-    User, UserId, UserRecord, MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS, MIN_USERNAME_CHARS,
+    User, UserRecord, MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS, MIN_USERNAME_CHARS,
 };
-use serde::Deserialize;
 use serde_json::json;
 
 use super::ctx::{created, ok, ApiResult, Ctx};
 use super::error::{code, ApiError};
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Credentials {
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.]{2,32}$"))]
-    username: String,
-    #[schemars(length(min = 8, max = 128))]
-    password: String,
-}
+use guildhall_api::requests::{Credentials, OpenDm};
 
 pub(super) fn validate_username(name: &str) -> Result<(), ApiError> {
     let n = name.chars().count();
@@ -101,11 +92,6 @@ pub async fn my_guilds(ctx: &mut Ctx) -> ApiResult {
         }
     }
     ok(&out)
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub(crate) struct OpenDm {
-    recipient_id: UserId,
 }
 
 /// POST /users/@me/channels {recipient_id}: the DM channel, the same one every time.
