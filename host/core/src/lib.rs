@@ -14,8 +14,11 @@ pub mod guild;
 pub mod model;
 pub mod nonces;
 pub mod permissions;
+pub mod plugin_subjects;
 pub mod ratelimit;
 pub mod session;
 pub mod snowflake;
+pub mod subject;
+pub mod text;
 
 pub use snowflake::Snowflake;

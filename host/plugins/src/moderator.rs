@@ -83,10 +83,7 @@ impl ModeratorInstance {
 /// A verdict with its reason cut to [`ModeratorInstance::MAX_REASON_CHARS`] (a rewrite is
 /// checked as any message content is, later).
 fn bounded(verdict: Verdict) -> Verdict {
-    let cut = |reason: String| match reason.char_indices().nth(ModeratorInstance::MAX_REASON_CHARS) {
-        Some((end, _)) => reason[..end].to_owned(),
-        None => reason,
-    };
+    let cut = |reason: String| guildhall_core::text::truncate_chars(reason, ModeratorInstance::MAX_REASON_CHARS);
     match verdict {
         Verdict::Block(reason) => Verdict::Block(cut(reason)),
         Verdict::Flag(reason) => Verdict::Flag(cut(reason)),

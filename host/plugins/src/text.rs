@@ -28,12 +28,9 @@ impl Patterns {
     /// The lowest index of a pattern that matches somewhere in `text` (in its first
     /// [`MAX_SEARCHED_BYTES`]).
     pub(crate) fn first_match(&self, text: &str) -> Option<u32> {
-        let mut end = text.len().min(MAX_SEARCHED_BYTES);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let searched = guildhall_core::text::prefix_within_bytes(text, MAX_SEARCHED_BYTES);
         let mut matched = PatternSet::new(self.regex.pattern_len());
-        self.regex.which_overlapping_matches(&Input::new(&text[..end]), &mut matched);
+        self.regex.which_overlapping_matches(&Input::new(searched), &mut matched);
         matched.iter().next().map(|p| p.as_u32())
     }
 }
