@@ -65,6 +65,10 @@ enum Cmd {
         #[command(subcommand)]
         scenario: bench::Scenario,
     },
+    /// What the host runs to compile a plugin component in a process of its own (the
+    /// component on stdin, the compiled form on stdout, limits from the environment).
+    #[command(hide = true)]
+    CompileComponent,
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +78,10 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Cmd::CompileComponent = cli.command {
+        // Before a runtime exists: the process limits itself first thing.
+        return std::process::ExitCode::from(guildhall_plugins::compiler_child_main() as u8);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -91,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Config { cmd } => config(cmd),
             Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
             Cmd::App { cmd } => app_cli::run(cmd).await,
+            Cmd::CompileComponent => unreachable!("answered before the runtime starts"),
         }
     });
     match result {

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::budget::PluginBudget;
+use crate::compiler::{compiler_settings, CompilerProcess};
 use crate::text::PatternCache;
 use crate::world::{InstanceLimits, Language, PluginError};
 
@@ -41,6 +42,9 @@ pub struct EngineConfig {
     /// Reset a dropped instance's dirty pages in place (where Linux has PAGEMAP_SCAN)
     /// instead of giving them back; off only to measure what it saves.
     pub reset_pages_in_place: bool,
+    /// Compile in a process of its own, within its time and memory (`None`: in this
+    /// process, bounded only by the component's size and `max_concurrent_compiles`).
+    pub compiler: Option<CompilerProcess>,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +62,7 @@ impl Default for EngineConfig {
             max_concurrent_compiles: 1,
             tick: Duration::from_millis(1),
             reset_pages_in_place: true,
+            compiler: None,
         }
     }
 }
@@ -145,13 +150,8 @@ impl Sandbox {
                 .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
                 .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
         }
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            // Component-model async adds cost to every call and nothing plugins need.
-            .concurrency_support(false)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .max_wasm_stack(512 << 10);
+        let mut wasm = compiler_settings();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| PluginError::Compile(format!("engine: {e}")))?;
         std::fs::create_dir_all(&config.cache_dir).map_err(|e| PluginError::Cache(e.to_string()))?;
 

@@ -10,7 +10,8 @@
 //!
 //! Modules, lowest first: `world` (kinds, errors, the [`LoadedPlugin`] and the world entry
 //! trait), `text` (the native pattern cache) and `budget` (the host's memory budget and
-//! each guild's share); `engine` (the sandbox); `interfaces` (the
+//! each guild's share); `compiler` (the engine settings compiled code depends on, and
+//! compiling in a process of its own, within a time and a memory); `engine` (the sandbox); `interfaces` (the
 //! bindings every world shares), `bot_host` (what bots act through) and `state` (the store state and the host side of those
 //! interfaces, once for all worlds); one module per world (`moderator`, `bot`, `indexer`);
 //! `loader` (the engine that lists the worlds and validates components).
@@ -21,6 +22,7 @@
 mod bot;
 mod bot_host;
 mod budget;
+pub mod compiler;
 mod engine;
 mod indexer;
 mod interfaces;
@@ -35,6 +37,7 @@ pub use bot::{
     TimerFired,
 };
 pub use budget::OverBudget;
+pub use compiler::{compiler_child_main, CompilerProcess};
 pub use engine::{pagemap_scan_available, EngineConfig, Sandbox};
 pub use loader::PluginEngine;
 pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};

@@ -147,8 +147,12 @@ impl PluginEngine {
             Some(component) => (component, None),
             None if !may_compile => return Ok(None),
             None => {
-                let artifact =
-                    self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                let artifact = match &self.config.compiler {
+                    Some(process) => crate::compiler::compile_in_child(process, bytes)?,
+                    None => {
+                        self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?
+                    }
+                };
                 // SAFETY: just produced by this engine.
                 let component = unsafe { Component::deserialize(&self.engine, &artifact) }
                     .map_err(|e| PluginError::Compile(format!("{e:#}")))?;

@@ -45,6 +45,12 @@ pub struct PluginsConfig {
     pub max_guild_instances: usize,
     /// Components compiled at once (each compilation uses several threads).
     pub max_concurrent_compiles: usize,
+    /// Compile each component in a process of its own (the host's binary), which is
+    /// killed past `compile_time_limit_ms` and may use `compile_memory_mib` of address
+    /// space; off: in the host, bounded only by the component's size and the turns.
+    pub compile_in_own_process: bool,
+    pub compile_time_limit_ms: u64,
+    pub compile_memory_mib: u64,
     /// Where compiled components are kept, by content hash and engine build (empty: the
     /// data directory's `plugin-cache`). Hosts of one build may share one.
     pub cache_dir: String,
@@ -150,6 +156,9 @@ impl Default for PluginsConfig {
             max_guild_memory_mib: 256,
             max_guild_instances: 64,
             max_concurrent_compiles: 1,
+            compile_in_own_process: true,
+            compile_time_limit_ms: 120_000,
+            compile_memory_mib: 3_072,
             cache_dir: String::new(),
             javascript: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::JAVASCRIPT),
             python: InterpreterLimits::from_engine(guildhall_plugins::InstanceLimits::PYTHON),

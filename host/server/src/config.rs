@@ -357,6 +357,9 @@ impl Config {
             return Err("data.call_timeout_ms must be 100..=600000".into());
         }
         let p = &self.plugins;
+        if p.compile_time_limit_ms < 1_000 || p.compile_memory_mib < 256 {
+            return Err("plugins.compile_time_limit_ms must be at least 1000, plugins.compile_memory_mib 256".into());
+        }
         if p.unused_component_grace_s == 0 {
             return Err("plugins.unused_component_grace_s must be at least 1".into());
         }

@@ -75,6 +75,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         max_guild_memory_bytes: config.plugins.max_guild_memory_mib << 20,
         max_guild_instances: config.plugins.max_guild_instances,
         max_concurrent_compiles: config.plugins.max_concurrent_compiles,
+        compiler: match config.plugins.compile_in_own_process {
+            // This binary: `guildhall compile-component` (host/cli).
+            true => Some(guildhall_plugins::CompilerProcess {
+                program: std::env::current_exe().map_err(|e| format!("where this binary is: {e}"))?,
+                args: vec!["compile-component".into()],
+                time_limit: std::time::Duration::from_millis(config.plugins.compile_time_limit_ms),
+                memory_limit_bytes: config.plugins.compile_memory_mib << 20,
+            }),
+            false => None,
+        },
         ..guildhall_plugins::EngineConfig::default()
     };
     let plugins =
