@@ -4,8 +4,10 @@
 //! with the same nonce cannot post twice, even when its first write failed or timed out
 //! and may still have landed: the retry writes the same message (same id) again.
 //!
-//! Pure and bounded: at most [`RecentNonces::CAPACITY`] entries per guild, the oldest
-//! going first; time is the messages' own (their snowflake ids).
+//! Pure and bounded: at most [`RecentNonces::CAPACITY`] stored and as many unsure entries
+//! per guild, the oldest of each going first; time is the messages' own (their snowflake
+//! ids). The two are bounded apart: the unsure ones are what clients retry, and a guild's
+//! busy minute of stored creates must not push them out.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -36,14 +38,17 @@ impl Made {
 #[derive(Debug, Default)]
 pub struct RecentNonces {
     by_key: HashMap<NonceKey, Made>,
-    /// Keys in the order their messages were made (ids grow with time), for expiry.
-    order: VecDeque<(NonceKey, MessageId)>,
+    /// Keys of stored messages, and apart those of unsure ones, each in the order their
+    /// messages were made (ids grow with time), for expiry. An entry whose key now holds
+    /// something else (a retry stored the unsure message) is skipped when it leaves.
+    stored: VecDeque<(NonceKey, MessageId)>,
+    unsure: VecDeque<(NonceKey, MessageId)>,
 }
 
 impl RecentNonces {
     /// How long a nonce is remembered ("the past few minutes", Discord says).
     pub const WINDOW_MS: u64 = 5 * 60_000;
-    /// Nonces remembered per guild at most.
+    /// Stored nonces remembered per guild at most, and unsure ones as many again.
     pub const CAPACITY: usize = 1024;
 
     /// The message `key` made, if it was made within the window before `now` (a new
@@ -64,23 +69,39 @@ impl RecentNonces {
     }
 
     fn remember(&mut self, key: NonceKey, made: Made) {
-        let id = made.id();
-        while self
-            .order
-            .front()
-            .is_some_and(|(_, old)| id.timestamp_ms().saturating_sub(old.timestamp_ms()) >= Self::WINDOW_MS)
-            || self.order.len() >= Self::CAPACITY
-        {
-            let (old_key, old_id) = self.order.pop_front().expect("checked non-empty");
-            if self.by_key.get(&old_key).map(|made| made.id()) == Some(old_id) {
-                self.by_key.remove(&old_key);
+        let now_ms = made.id().timestamp_ms();
+        let stored = matches!(made, Made::Stored(_));
+        // Both kinds expire with time; only the kind being added makes room by count.
+        let room = |kind: bool| if kind == stored { Self::CAPACITY - 1 } else { usize::MAX };
+        Self::expire(&mut self.by_key, &mut self.stored, true, now_ms, room(true));
+        Self::expire(&mut self.by_key, &mut self.unsure, false, now_ms, room(false));
+        let queue = if stored { &mut self.stored } else { &mut self.unsure };
+        if self.by_key.insert(key.clone(), made) != Some(made) {
+            queue.push_back((key, made.id()));
+        }
+        debug_assert!(self.stored.len() <= Self::CAPACITY && self.unsure.len() <= Self::CAPACITY);
+        debug_assert!(self.by_key.len() <= self.stored.len() + self.unsure.len());
+    }
+
+    /// Drops the entries of `queue` (the stored ones, or the unsure ones) older than the
+    /// window before `now_ms`, and the oldest until at most `keep` are left; a key is
+    /// forgotten if it still holds what left (a stored retry of an unsure message outlives
+    /// its unsure entry).
+    fn expire(
+        by_key: &mut HashMap<NonceKey, Made>,
+        queue: &mut VecDeque<(NonceKey, MessageId)>,
+        stored_queue: bool,
+        now_ms: u64,
+        keep: usize,
+    ) {
+        let old = |id: &MessageId| now_ms.saturating_sub(id.timestamp_ms()) >= Self::WINDOW_MS;
+        while queue.front().is_some_and(|(_, id)| old(id)) || queue.len() > keep {
+            let (key, id) = queue.pop_front().expect("checked non-empty");
+            let same = |made: &Made| made.id() == id && matches!(made, Made::Stored(_)) == stored_queue;
+            if by_key.get(&key).is_some_and(same) {
+                by_key.remove(&key);
             }
         }
-        // A retry that stored an unsure message keeps its place in the order.
-        if self.by_key.insert(key.clone(), made).map(Made::id) != Some(id) {
-            self.order.push_back((key, id));
-        }
-        debug_assert!(self.by_key.len() <= self.order.len() && self.order.len() <= Self::CAPACITY);
     }
 
     /// A deleted message: a retry of its create makes a new one.
@@ -143,6 +164,29 @@ mod tests {
         assert_eq!(n.find(&key("1"), at(2_000, 0)), Some(Made::Unsure(at(1_000, 0))));
         n.record(key("1"), at(1_000, 0));
         assert_eq!(n.find(&key("1"), at(2_000, 0)), Some(Made::Stored(at(1_000, 0))));
-        assert_eq!(n.order.len(), 1);
+        assert_eq!(n.len(), 1);
+    }
+
+    /// The ones a client retries are the unsure ones: stored creates, however many, never
+    /// push them out (a guild's busy minute once did, and a retry after it made a second
+    /// message).
+    #[test]
+    fn stored_creates_never_push_out_an_unsure_write() {
+        let mut n = RecentNonces::default();
+        n.record_unsure(key("unsure"), at(1_000, 0));
+        for i in 0..(2 * RecentNonces::CAPACITY as u64) {
+            n.record(key(&i.to_string()), at(1_001 + i, 0));
+        }
+        assert_eq!(n.find(&key("unsure"), at(10_000, 0)), Some(Made::Unsure(at(1_000, 0))));
+        // The retry stores it; then it is a stored one like the others.
+        n.record(key("unsure"), at(1_000, 0));
+        assert_eq!(n.find(&key("unsure"), at(10_000, 0)), Some(Made::Stored(at(1_000, 0))));
+        assert!(n.len() <= 2 * RecentNonces::CAPACITY);
+        // Unsure ones are bounded too, by themselves.
+        for i in 0..(RecentNonces::CAPACITY as u64 + 1) {
+            n.record_unsure(key(&format!("u{i}")), at(5_000 + i, 0));
+        }
+        assert_eq!(n.find(&key("u0"), at(10_000, 0)), None, "the oldest unsure went first");
+        assert!(n.find(&key("u1"), at(10_000, 0)).is_some());
     }
 }

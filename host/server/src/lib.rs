@@ -76,9 +76,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         max_guild_instances: config.plugins.max_guild_instances,
         max_concurrent_compiles: config.plugins.max_concurrent_compiles,
         compiler: match config.plugins.compile_in_own_process {
-            // This binary: `guildhall compile-component` (host/cli).
+            // This binary: `guildhall compile-component` (host/cli). Through /proc/self/exe
+            // where there is one: the running image, even after the file was replaced.
             true => Some(guildhall_plugins::CompilerProcess {
-                program: std::env::current_exe().map_err(|e| format!("where this binary is: {e}"))?,
+                program: match std::path::Path::new("/proc/self/exe") {
+                    running if running.exists() => running.to_path_buf(),
+                    _ => std::env::current_exe().map_err(|e| format!("where this binary is: {e}"))?,
+                },
                 args: vec!["compile-component".into()],
                 time_limit: std::time::Duration::from_millis(config.plugins.compile_time_limit_ms),
                 memory_limit_bytes: config.plugins.compile_memory_mib << 20,
