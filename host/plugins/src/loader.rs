@@ -153,7 +153,10 @@ impl PluginEngine {
                         self.engine.precompile_component(bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?
                     }
                 };
-                // SAFETY: just produced by this engine.
+                // SAFETY: just produced by `precompile_component` of this build: this
+                // engine's, or the compiler process's (this binary, the same settings;
+                // `deserialize` checks the compatibility again). Its output is wasmtime's,
+                // whatever the component it was given.
                 let component = unsafe { Component::deserialize(&self.engine, &artifact) }
                     .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
                 (component, Some(artifact))
