@@ -69,16 +69,20 @@ pub(crate) fn compile_in_child(spec: &CompilerProcess, bytes: &[u8]) -> Result<V
     let feeder = std::thread::spawn(move || {
         let _ = stdin.write_all(&input); // a child that died early closes the pipe
     });
-    let mut stdout = child.stdout.take().expect("piped");
+    // The artifact is no larger than the memory the compiler could hold it in.
+    let (stdout, most) = (child.stdout.take().expect("piped"), spec.memory_limit_bytes);
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
-        stdout.read_to_end(&mut out).map(|_| out)
+        stdout.take(most).read_to_end(&mut out).map(|_| out)
     });
+    // Its message, the first 4 KiB of it; the rest is read and dropped, so that a long
+    // one never blocks the compiler on a full pipe.
     let mut stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stderr.by_ref().take(4096).read_to_string(&mut out);
-        out
+        let mut out = Vec::new();
+        let _ = stderr.by_ref().take(4096).read_to_end(&mut out);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        String::from_utf8_lossy(&out).into_owned()
     });
     let status = loop {
         match child.try_wait() {

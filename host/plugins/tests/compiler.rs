@@ -3,24 +3,14 @@
 //! cannot inside the host (Cranelift cannot be stopped). This test binary is also the
 //! compiler process its checks start (`harness = false`: its own `main`).
 
-use std::path::PathBuf;
+mod common;
+
+use common::component;
+
 use std::time::{Duration, Instant};
 
 use guildhall_plugins::compiler::CHILD_ENV;
 use guildhall_plugins::{compiler_child_main, CompilerProcess, EngineConfig, PluginEngine, PluginError, PluginKind};
-
-/// `<target>/wasm32-wasip2/release/<name>.wasm`, next to the target dir of this test.
-fn component(name: &str) -> Vec<u8> {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-    let path: PathBuf = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the components first: cargo build --release --target wasm32-wasip2 -p automod",
-            path.display()
-        )
-    })
-}
 
 fn engine(name: &str, time_limit: Duration, memory_limit_bytes: u64) -> PluginEngine {
     let cache_dir = std::env::temp_dir().join(format!("guildhall-compiler-test-{name}-{}", std::process::id()));

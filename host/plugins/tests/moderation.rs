@@ -2,7 +2,10 @@
 //! hostile fixture in `tests/fixtures/hostile`), compiled for wasm32-wasip2 by the test
 //! command before the tests run.
 
-use std::path::PathBuf;
+mod common;
+
+use common::component;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,19 +15,6 @@ use guildhall_plugins::{
 };
 
 const DEADLINE: Duration = Duration::from_millis(5);
-
-/// `<target>/wasm32-wasip2/release/<name>.wasm`, next to the target dir of this test.
-fn component(name: &str) -> Vec<u8> {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-    let path: PathBuf = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the components first: cargo build --release --target wasm32-wasip2 -p automod -p hostile-fixture",
-            path.display()
-        )
-    })
-}
 
 fn engine() -> PluginEngine {
     let cache_dir = std::env::temp_dir().join(format!("guildhall-plugin-test-cache-{}", std::process::id()));

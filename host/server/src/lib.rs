@@ -224,7 +224,10 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
 fn spawn_component_collector(app: Arc<app::App>) {
     let grace_ms = app.config.plugins.unused_component_grace_s.saturating_mul(1_000);
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_millis(grace_ms));
+        // The first look one period after start-up: a start is not the time to scan
+        // every plugin and component.
+        let period = std::time::Duration::from_millis(grace_ms);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
