@@ -74,3 +74,31 @@ async fn invites_expire_run_out_and_can_be_revoked() {
     assert_eq!(join(&http, code, &carol).await.0, StatusCode::NOT_FOUND);
     assert_eq!(http.call(Method::DELETE, &path, Some(&alice), None).await.status, StatusCode::NOT_FOUND);
 }
+
+/// A refused join writes nothing (issue 23): a banned user's join is refused (403, 40007)
+/// without taking one of the invite's uses, so a banned user cannot use an invite up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_join_takes_no_use_of_the_invite() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (bob, bob_id) = http.register("bob").await;
+    let (carol, _) = http.register("carol").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "bans" })).await;
+    let gid = guild.body["id"].as_str().unwrap();
+    let channels = http.get(&format!("/guilds/{gid}/channels"), &alice).await;
+    let cid = channels.body[0]["id"].as_str().unwrap();
+    let banned = http.call(Method::PUT, &format!("/guilds/{gid}/bans/{bob_id}"), Some(&alice), Some(json!({}))).await;
+    assert_eq!(banned.status, StatusCode::NO_CONTENT, "{}", banned.body);
+
+    let once = http.post(&format!("/channels/{cid}/invites"), &alice, json!({ "max_uses": 1 })).await;
+    let code = once.body["code"].as_str().unwrap();
+    for _ in 0..3 {
+        let (status, body) = join(&http, code, &bob).await;
+        assert_eq!((status, &body["code"]), (StatusCode::FORBIDDEN, &json!(40007)), "{body}");
+    }
+    let listed = http.get(&format!("/guilds/{gid}/invites"), &alice).await;
+    assert_eq!(listed.body[0]["uses"], json!(0), "{}", listed.body);
+    let (status, body) = join(&http, code, &carol).await;
+    assert_eq!((status, &body["uses"], &body["new_member"]), (StatusCode::OK, &json!(1), &json!(true)), "{body}");
+}

@@ -13,7 +13,7 @@ use guildhall_client::{ApiClient, Method};
 
 use crate::stats::{cores, percentiles_us};
 use guildhall_core::gateway::intents;
-use guildhall_core::guild::{Command, GuildState, SessionId};
+use guildhall_core::guild::{GuildState, MessageCommand, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
 use guildhall_runtime::Generator;
 use guildhall_store_redb::EmbeddedStore;
@@ -219,7 +219,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         });
         let address = session.address();
         registry.insert(format!("bench-{i}"), session);
-        handle.send(GuildMsg::Connect { session: address, status: "online".into() }).await;
+        handle.send(GuildMsg::Connect { session: address, status: Default::default() }).await;
     }
     tokio::time::timeout(Duration::from_secs(300), all_ready.notified())
         .await
@@ -231,7 +231,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let mut calls = Vec::with_capacity(messages);
     for i in 0..messages {
         let h = handle.clone();
-        let command = Command::CreateMessage {
+        let command = MessageCommand::Create {
             author: users[i % users.len()].id,
             channel_id: channel.id,
             id: next(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use guildhall_bus::{Bus, BusError};
-use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::gateway::{DispatchPrefix, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_data::DataService;
@@ -79,7 +79,7 @@ pub struct Transport {
 struct RemoteSubscription {
     owner: NodeId,
     /// Each session's address and last status.
-    sessions: HashMap<SessionId, (SessionRef, String)>,
+    sessions: HashMap<SessionId, (SessionRef, Status)>,
 }
 
 impl Transport {
@@ -377,11 +377,11 @@ impl Transport {
                     .entry(guild)
                     .or_insert_with(|| RemoteSubscription { owner, sessions: HashMap::new() });
                 entry.owner = owner;
-                entry.sessions.insert(session.id, (*session, status.clone()));
+                entry.sessions.insert(session.id, (*session, *status));
             }
             GuildMsg::Presence { session, status } => {
                 if let Some((_, s)) = subscriptions.get_mut(&guild).and_then(|e| e.sessions.get_mut(session)) {
-                    s.clone_from(status);
+                    *s = *status;
                 }
             }
             GuildMsg::Disconnect { session } | GuildMsg::Move { from: session, .. } => {
@@ -404,7 +404,7 @@ impl Transport {
     pub fn reconnect_orphans(&self) -> usize {
         const ATTEMPTS: u32 = 40;
         let live: std::collections::BTreeSet<NodeId> = self.view.borrow().members.keys().copied().collect();
-        let orphaned: Vec<(GuildId, Vec<(SessionRef, String)>)> = {
+        let orphaned: Vec<(GuildId, Vec<(SessionRef, Status)>)> = {
             let mut subscriptions = self.remote_subscriptions.lock().unwrap_or_else(|e| e.into_inner());
             let dead: Vec<GuildId> =
                 subscriptions.iter().filter(|(_, s)| !live.contains(&s.owner)).map(|(g, _)| *g).collect();
@@ -535,7 +535,7 @@ impl SessionMover for ClusterMover {
         // `to` is now connected to those guilds: reconnect it if their node dies.
         for guild in &moved.guilds {
             if let Some(owner) = t.owner(*guild).filter(|owner| *owner != t.me) {
-                let connect = GuildMsg::Connect { session: to, status: moved.status.clone() };
+                let connect = GuildMsg::Connect { session: to, status: moved.status };
                 t.track(owner, *guild, &connect);
             }
         }

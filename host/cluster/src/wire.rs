@@ -21,7 +21,7 @@
 //! header, so the Discord JSON made once by the guild is not escaped into another string.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::gateway::{DispatchPrefix, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_core::session::Handover;
@@ -215,7 +215,7 @@ pub struct HandoverHeader {
     pub user: UserId,
     pub key: String,
     pub seq: u64,
-    pub status: String,
+    pub status: Status,
     pub guilds: Vec<GuildId>,
     pub replay: Vec<(u64, u32)>,
 }
@@ -234,7 +234,7 @@ pub fn encode_handover(moved: &MovedSession, max_bytes: usize) -> Bytes {
         user: moved.handover.user_id,
         key: moved.handover.session_id.clone(),
         seq: moved.handover.seq,
-        status: moved.status.clone(),
+        status: moved.status,
         guilds: moved.guilds.clone(),
         replay: frames.iter().map(|(seq, p)| (*seq, p.len() as u32)).collect(),
     };
@@ -279,12 +279,13 @@ pub fn decode_framed<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<(T, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guildhall_core::guild::Command;
+    use guildhall_core::guild::{Command, MessageCommand};
     use guildhall_core::Snowflake;
 
     #[test]
     fn guild_messages_round_trip_and_versions_are_checked() {
-        let command = Command::Typing { user: Snowflake(1), channel_id: Snowflake(2), unix_s: 3 };
+        let command: Command =
+            MessageCommand::Typing { user: Snowflake(1), channel_id: Snowflake(2), unix_s: 3 }.into();
         let reply_to = ReplyTo { node: 4, correlation: 5 };
         let request = ActorRequest::Deliver {
             kind: ActorKind::Guild,
@@ -321,7 +322,7 @@ mod tests {
             seq: 12,
             replay: (10..=12).map(|s| (s, prefix(s))).collect(),
         };
-        let moved = MovedSession { handover, status: "idle".into(), guilds: vec![Snowflake(3)] };
+        let moved = MovedSession { handover, status: Status::Idle, guilds: vec![Snowflake(3)] };
         let back = decode_handover(&encode_handover(&moved, 1 << 20)).unwrap();
         assert_eq!((back.handover.seq, back.status.as_str(), back.guilds.clone()), (12, "idle", vec![Snowflake(3)]));
         let seqs: Vec<u64> = back.handover.replay.iter().map(|(s, _)| *s).collect();

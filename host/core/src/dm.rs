@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 use crate::event::GuildEvent;
 use crate::gateway::intents;
-use crate::guild::{Command, GuildError, GuildWrite, Input, Reply, RequestId, WriteError};
+use crate::guild::{
+    Command, GuildCommand, GuildError, GuildWrite, Input, MessageCommand, Reply, RequestId, WriteError,
+};
 use crate::model::{mentioned_user_ids, Channel, Message, User, UserId};
 use crate::permissions::Permissions;
 
@@ -113,7 +115,7 @@ impl DmState {
     fn on_command(&mut self, request: RequestId, command: Command, fx: &mut Vec<DmEffect>) {
         let mut refuse = |e| fx.push(DmEffect::Reply { request, result: Err(e) });
         match command {
-            Command::CreateMessage { author, channel_id, id, content, nonce, .. } => {
+            Command::Message(MessageCommand::Create { author, channel_id, id, content, nonce, .. }) => {
                 let author = match self.recipient(author) {
                     Ok(u) if channel_id == self.channel.id => u.clone(),
                     Ok(_) => return refuse(GuildError::UnknownChannel),
@@ -123,7 +125,7 @@ impl DmState {
                 message.mentions = self.mentions(&message.content);
                 self.persist(request, GuildWrite::PutMessage(message.clone()), AfterPersist::Created(message), fx);
             }
-            Command::EditMessage { user, existing, content, edited_timestamp } => {
+            Command::Message(MessageCommand::Edit { user, existing, content, edited_timestamp }) => {
                 if let Err(e) = self.own_message(user, &existing) {
                     return refuse(e);
                 }
@@ -137,7 +139,7 @@ impl DmState {
                 message.nonce = None;
                 self.persist(request, GuildWrite::EditMessage(message.clone()), AfterPersist::Edited(message), fx);
             }
-            Command::DeleteMessage { user, existing } => {
+            Command::Message(MessageCommand::Delete { user, existing }) => {
                 if let Err(e) = self.own_message(user, &existing) {
                     return refuse(e);
                 }
@@ -148,7 +150,7 @@ impl DmState {
                 let write = GuildWrite::DeleteMessage { channel_id: existing.channel_id, message_id: existing.id };
                 self.persist(request, write, AfterPersist::Deleted(*existing), fx);
             }
-            Command::Typing { user, channel_id, unix_s } => {
+            Command::Message(MessageCommand::Typing { user, channel_id, unix_s }) => {
                 if let Err(e) = self.recipient(user) {
                     return refuse(e);
                 }
@@ -156,25 +158,17 @@ impl DmState {
                 fx.push(DmEffect::Deliver { intent: intents::DIRECT_MESSAGE_TYPING, event: Box::new(event) });
                 fx.push(DmEffect::Reply { request, result: Ok(Reply::Done) });
             }
-            Command::Permissions { user, .. } => {
+            Command::Guild(GuildCommand::Permissions { user, .. }) => {
                 let result = self.recipient(user).map(|_| Reply::Permissions(DM_PERMISSIONS));
                 fx.push(DmEffect::Reply { request, result });
             }
-            Command::Snapshot { .. }
-            | Command::CreateRole { .. }
-            | Command::UpdateRole { .. }
-            | Command::DeleteRole { .. }
-            | Command::UpdateMember { .. }
-            | Command::UpdateChannel { .. }
-            | Command::Kick { .. }
-            | Command::Ban { .. }
-            | Command::Unban { .. }
-            | Command::UpdateGuild { .. }
-            | Command::CreateChannel { .. }
-            | Command::AddMember { .. }
-            | Command::RemoveMember { .. }
-            | Command::AddReaction { .. }
-            | Command::RemoveReaction { .. } => refuse(GuildError::MissingPermissions),
+            // Nothing else is done in a DM: no reactions yet, no members, roles or settings.
+            Command::Message(MessageCommand::AddReaction { .. } | MessageCommand::RemoveReaction { .. })
+            | Command::Guild(GuildCommand::Snapshot { .. } | GuildCommand::UpdateGuild { .. })
+            | Command::Member(_)
+            | Command::Ban(_)
+            | Command::Role(_)
+            | Command::Channel(_) => refuse(GuildError::MissingPermissions),
         }
     }
 
@@ -224,14 +218,14 @@ mod tests {
         DmState::new(Channel::dm(DM, User::new(ALICE, "alice", false), User::new(BOB, "bob", false)))
     }
 
-    fn cmd(request: RequestId, command: Command) -> Input {
-        Input::Command { request, command: Box::new(command) }
+    fn cmd(request: RequestId, command: impl Into<Command>) -> Input {
+        Input::Command { request, command: Box::new(command.into()) }
     }
 
     fn create(request: RequestId, author: UserId, content: &str) -> Input {
         cmd(
             request,
-            Command::CreateMessage {
+            MessageCommand::Create {
                 author,
                 channel_id: DM,
                 id: Snowflake(1000 + request),
@@ -283,7 +277,7 @@ mod tests {
             s.handle(create(1, EVE, "let me in")),
             [DmEffect::Reply { request: 1, result: Err(GuildError::NotMember) }]
         );
-        let read = |user| cmd(2, Command::Permissions { user, channel_id: Some(DM) });
+        let read = |user| cmd(2, GuildCommand::Permissions { user, channel_id: Some(DM) });
         assert_eq!(s.handle(read(EVE)), [DmEffect::Reply { request: 2, result: Err(GuildError::NotMember) }]);
         assert_eq!(
             s.handle(read(BOB)),
@@ -295,7 +289,7 @@ mod tests {
         let edit = |request, user| {
             cmd(
                 request,
-                Command::EditMessage {
+                MessageCommand::Edit {
                     user,
                     existing: Box::new(message.clone()),
                     content: "changed".into(),
@@ -304,7 +298,7 @@ mod tests {
             )
         };
         assert_eq!(s.handle(edit(4, BOB)), [DmEffect::Reply { request: 4, result: Err(GuildError::NotAuthor) }]);
-        let delete = |request, user| cmd(request, Command::DeleteMessage { user, existing: Box::new(message.clone()) });
+        let delete = |request, user| cmd(request, MessageCommand::Delete { user, existing: Box::new(message.clone()) });
         assert_eq!(
             s.handle(delete(5, BOB)),
             [DmEffect::Reply { request: 5, result: Err(GuildError::MissingPermissions) }]
@@ -320,7 +314,7 @@ mod tests {
     #[test]
     fn typing_goes_to_the_recipients_with_the_typing_intent() {
         let mut s = dm();
-        let fx = s.handle(cmd(1, Command::Typing { user: BOB, channel_id: DM, unix_s: 9 }));
+        let fx = s.handle(cmd(1, MessageCommand::Typing { user: BOB, channel_id: DM, unix_s: 9 }));
         assert!(matches!(
             &fx[..],
             [

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::gateway::Status;
 use crate::model::{
     AuditLogEntry, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, Role, User, UserId,
 };
@@ -36,8 +37,8 @@ impl EventEnvelope {
 pub struct Presence {
     pub user_id: UserId,
     pub guild_id: GuildId,
-    /// `online`, `dnd`, `idle` or `offline` (invisible members are shown offline).
-    pub status: String,
+    /// Never `invisible`: invisible members are shown offline.
+    pub status: Status,
 }
 
 /// What a session that just connected learns about a guild.
@@ -318,7 +319,7 @@ mod tests {
             GuildEvent::PresenceUpdate(Presence {
                 user_id: Snowflake(2),
                 guild_id: Snowflake(10),
-                status: "dnd".into(),
+                status: Status::Dnd,
             }),
             GuildEvent::MessageDelete { id: Snowflake(7), channel_id: Snowflake(100), guild_id: None },
         ];
@@ -339,7 +340,7 @@ mod tests {
         let presence = GuildEvent::PresenceUpdate(Presence {
             user_id: Snowflake(2),
             guild_id: Snowflake(10),
-            status: "idle".into(),
+            status: Status::Idle,
         });
         assert_eq!(
             presence.discord_data(),

@@ -60,6 +60,59 @@ pub mod intents {
     pub const ALL_KNOWN: u64 = (1 << 26) - 1;
 }
 
+/// A presence status a session sets (IDENTIFY's `presence`, op 3). On the wire it is
+/// Discord's lowercase word, so old and new nodes read each other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Online,
+    /// Do not disturb.
+    Dnd,
+    Idle,
+    /// Online but shown to others as offline.
+    Invisible,
+    Offline,
+}
+
+impl Status {
+    /// Discord's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Dnd => "dnd",
+            Status::Idle => "idle",
+            Status::Invisible => "invisible",
+            Status::Offline => "offline",
+        }
+    }
+
+    /// The status Discord's word names, if any.
+    pub fn parse(word: &str) -> Option<Status> {
+        [Status::Online, Status::Dnd, Status::Idle, Status::Invisible, Status::Offline]
+            .into_iter()
+            .find(|s| s.as_str() == word)
+    }
+
+    /// How others see a user with this status on one session: `None` is offline
+    /// (invisible is shown as offline). The lower the rank, the more present: a user with
+    /// several sessions shows the most present of them.
+    pub fn visible_rank(self) -> Option<u8> {
+        match self {
+            Status::Online => Some(0),
+            Status::Dnd => Some(1),
+            Status::Idle => Some(2),
+            Status::Invisible | Status::Offline => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A dispatch serialized once, shared by every recipient (cheap to clone: one refcount).
 #[derive(Clone, Debug)]
 pub struct DispatchPrefix(pub Bytes);

@@ -845,4 +845,14 @@ mod tests {
         assert_eq!(v["id"], "5");
         assert_eq!(v["guild_id"], "7");
     }
+
+    #[test]
+    fn reaction_emojis_are_unicode_emojis() {
+        for ok in ["👍", "1️⃣", "👩‍👩‍👧", "❤️", "©"] {
+            assert_eq!(Emoji::parse(ok).map(|e| e.name), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in ["", "a", "ab👍", "👍 ", "custom:123", "\u{7}👍", &"👍".repeat(20)] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

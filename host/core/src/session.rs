@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::gateway::{close, control_frame, intents, op, DispatchPrefix};
+use crate::gateway::{close, control_frame, intents, op, DispatchPrefix, Status};
 use crate::model::UserId;
 
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ pub enum Effect {
     Authenticate {
         token: String,
         intents: u64,
-        status: Option<String>,
+        status: Option<Status>,
     },
     /// Find session `session_id` and offer it this connection (see [`Session::resume`]).
     Resume {
@@ -186,7 +186,7 @@ pub enum Effect {
         seq: u64,
     },
     PresenceUpdate {
-        status: String,
+        status: Status,
     },
     /// Op 8: send the guild's members that match as GUILD_MEMBERS_CHUNK dispatches.
     RequestMembers(MemberRequest),
@@ -213,8 +213,6 @@ pub enum ResumeOutcome {
         invalid_seq: bool,
     },
 }
-
-pub const VALID_STATUSES: [&str; 5] = ["online", "dnd", "idle", "invisible", "offline"];
 
 pub struct Session {
     cfg: SessionConfig,
@@ -483,8 +481,8 @@ impl Session {
                 let status = match d.get("presence").and_then(|p| p.get("status")) {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) if s.is_empty() => None,
-                    Some(s) => match s.as_str().filter(|s| VALID_STATUSES.contains(s)) {
-                        Some(s) => Some(s.to_owned()),
+                    Some(s) => match s.as_str().and_then(Status::parse) {
+                        Some(s) => Some(s),
                         None => return self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
                     },
                 };
@@ -507,8 +505,8 @@ impl Session {
             op::PRESENCE_UPDATE | op::VOICE_STATE_UPDATE | op::REQUEST_GUILD_MEMBERS if !authed => {
                 self.close(close::NOT_AUTHENTICATED, "not authenticated", false, fx)
             }
-            op::PRESENCE_UPDATE => match frame.d["status"].as_str().filter(|s| VALID_STATUSES.contains(s)) {
-                Some(status) => fx.push(Effect::PresenceUpdate { status: status.to_owned() }),
+            op::PRESENCE_UPDATE => match frame.d["status"].as_str().and_then(Status::parse) {
+                Some(status) => fx.push(Effect::PresenceUpdate { status }),
                 None => self.close(close::DECODE_ERROR, "invalid presence status", false, fx),
             },
             op::REQUEST_GUILD_MEMBERS => match MemberRequest::parse(&frame.d) {
@@ -701,7 +699,7 @@ mod tests {
             text(&mut s, frame, 1)
         };
         let authenticate = |status: Option<&str>| {
-            vec![Effect::Authenticate { token: "t".into(), intents: 513, status: status.map(str::to_owned) }]
+            vec![Effect::Authenticate { token: "t".into(), intents: 513, status: status.and_then(Status::parse) }]
         };
         assert_eq!(with_status(json!("")), authenticate(None), "empty: as if none");
         assert_eq!(with_status(json!("idle")), authenticate(Some("idle")));

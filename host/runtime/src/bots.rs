@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::event::GuildEvent;
-use guildhall_core::guild::{Command, GuildError, Reply};
+use guildhall_core::guild::{Command, GuildError, MessageCommand, Reply};
 use guildhall_core::model::{
     validate_content, Channel, ChannelId, Emoji, GuildId, Member, Message, MessageId, PluginRecord, PluginTimer, User,
     UserId,
@@ -373,7 +373,8 @@ impl GuildBotHost {
         message.ok_or(HostError::NotFound)
     }
 
-    async fn call(&self, command: Command) -> Result<Reply, HostError> {
+    async fn call(&self, command: impl Into<Command>) -> Result<Reply, HostError> {
+        let command = command.into();
         match self.guild.call(command, Duration::from_secs(5)).await {
             Ok(reply) => Ok(reply),
             Err(CallError::Guild(GuildError::Blocked(reason))) => Err(HostError::Denied(reason)),
@@ -402,7 +403,7 @@ impl BotHost for GuildBotHost {
         Self::check_content(&content)?;
         self.own_channel(channel_id).await?;
         self.take_write_budget()?;
-        let command = Command::CreateMessage {
+        let command = MessageCommand::Create {
             author: self.bot_user.id,
             channel_id: Snowflake(channel_id),
             id: Snowflake::default(), // taken by the guild actor
@@ -422,7 +423,7 @@ impl BotHost for GuildBotHost {
         self.take_write_budget()?;
         let edited_timestamp = SystemClock.iso_now();
         let command =
-            Command::EditMessage { user: self.bot_user.id, existing: Box::new(existing), content, edited_timestamp };
+            MessageCommand::Edit { user: self.bot_user.id, existing: Box::new(existing), content, edited_timestamp };
         match self.call(command).await? {
             Reply::Message(m) => Ok(to_bot_message(&m)),
             _ => Err(unavailable("unexpected reply")),
@@ -432,7 +433,7 @@ impl BotHost for GuildBotHost {
     async fn delete(&self, channel_id: u64, message_id: u64) -> Result<(), HostError> {
         let existing = self.own_message(channel_id, message_id).await?;
         self.take_write_budget()?;
-        self.call(Command::DeleteMessage { user: self.bot_user.id, existing: Box::new(existing) }).await.map(|_| ())
+        self.call(MessageCommand::Delete { user: self.bot_user.id, existing: Box::new(existing) }).await.map(|_| ())
     }
 
     async fn recent(&self, channel_id: u64, limit: u32) -> Result<Vec<BotMessage>, HostError> {
@@ -455,9 +456,9 @@ impl BotHost for GuildBotHost {
         }
         self.take_write_budget()?;
         let command = if add {
-            Command::AddReaction { user, existing, emoji }
+            MessageCommand::AddReaction { user, existing, emoji }
         } else {
-            Command::RemoveReaction { user, existing, emoji }
+            MessageCommand::RemoveReaction { user, existing, emoji }
         };
         self.call(command).await.map(|_| ())
     }

@@ -196,7 +196,8 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
-    use guildhall_core::guild::{Command, Reply};
+    use guildhall_core::gateway::Status;
+    use guildhall_core::guild::{MessageCommand, Reply};
     use guildhall_core::model::{Channel, Guild, Member, User};
     use guildhall_core::Snowflake;
     use guildhall_data::DataService;
@@ -255,8 +256,8 @@ mod tests {
         Fixture { directory: LocalDirectory::new(deps), metrics, sessions, data, dir }
     }
 
-    fn post(content: String) -> Command {
-        Command::CreateMessage {
+    fn post(content: String) -> MessageCommand {
+        MessageCommand::Create {
             author: OWNER,
             channel_id: GENERAL,
             id: Snowflake::default(),
@@ -311,7 +312,7 @@ mod tests {
         };
         let address = session.address();
         f.sessions.insert("key".into(), session);
-        assert!(handle.send(GuildMsg::Connect { session: address, status: "online".into() }).await);
+        assert!(handle.send(GuildMsg::Connect { session: address, status: Status::Online }).await);
         assert!(rx.recv().await.is_some(), "GUILD_CREATE");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(f.metrics.guilds_evicted.load(Relaxed), 0, "a connected session keeps its guild running");
@@ -334,7 +335,7 @@ mod tests {
         };
         let address = session.address();
         f.sessions.insert("key".into(), session);
-        assert!(handle.send(GuildMsg::Connect { session: address, status: "online".into() }).await);
+        assert!(handle.send(GuildMsg::Connect { session: address, status: Status::Online }).await);
         let name = |msg: Option<crate::session::SessionMsg>| match msg {
             Some(crate::session::SessionMsg::Dispatch(d)) => {
                 let v: serde_json::Value = serde_json::from_slice(&d.with_seq(1)).unwrap();
@@ -451,7 +452,7 @@ mod tests {
         let Reply::Message(message) = reply else { panic!("{reply:?}") };
         assert_eq!((message.content.as_str(), message.channel_id), ("over the wire", GENERAL));
         // Errors are data too: a non-member is refused, and the refusal crosses back.
-        let stranger = Command::CreateMessage {
+        let stranger = MessageCommand::Create {
             author: Snowflake(999),
             channel_id: GENERAL,
             id: Snowflake::default(),
@@ -489,7 +490,7 @@ mod tests {
         };
         f.sessions.insert("bob".into(), session);
         let actor = Directory::locate(dms.as_ref(), dm.id).await.unwrap();
-        let say = |author, content: &str| Command::CreateMessage {
+        let say = |author, content: &str| MessageCommand::Create {
             author,
             channel_id: dm.id,
             id: Snowflake::default(),

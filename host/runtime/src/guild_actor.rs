@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::ids::Generator;
 use guildhall_core::event::GuildEvent;
-use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::gateway::{DispatchPrefix, Status};
 use guildhall_core::guild::{
     Audience, Effect, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId, WriteError,
 };
@@ -192,8 +192,8 @@ fn pass_on(guild: GuildRef, msg: impl Fn() -> GuildMsg + Send + 'static) {
     });
 }
 
-fn connect_msg(session: SessionRef, status: String) -> impl Fn() -> GuildMsg + Send + 'static {
-    move || GuildMsg::Connect { session, status: status.clone() }
+fn connect_msg(session: SessionRef, status: Status) -> impl Fn() -> GuildMsg + Send + 'static {
+    move || GuildMsg::Connect { session, status }
 }
 
 impl GuildActor {
@@ -271,7 +271,7 @@ impl GuildActor {
         // the next actor once this task has ended.
         let mut connected: Vec<PassedOn> = Vec::with_capacity(self.sessions.len());
         for (id, (session, _)) in self.sessions.drain() {
-            let status = self.state.session_status(id).unwrap_or("online").to_owned();
+            let status = self.state.session_status(id).unwrap_or(Status::Online);
             connected.push(PassedOn { session, status });
         }
         if let Some(Fence { ownership, token }) = self.fence.take() {
@@ -468,7 +468,7 @@ impl GuildActor {
                 pass_on(self.handle.clone(), connect_msg(session, status));
             }
             GuildMsg::Move { from, to, status } if self.stopping => {
-                pass_on(self.handle.clone(), move || GuildMsg::Move { from, to, status: status.clone() });
+                pass_on(self.handle.clone(), move || GuildMsg::Move { from, to, status });
             }
             GuildMsg::Move { from, to, status } => self.move_session(from, to, status),
             GuildMsg::Audit(entry) => self.record_audit(entry),
@@ -500,7 +500,7 @@ impl GuildActor {
         }
     }
 
-    fn connect_session(&mut self, session: SessionRef, status: String) {
+    fn connect_session(&mut self, session: SessionRef, status: Status) {
         let SessionRef { id, user, intents } = session;
         let Some(route) = self.router.route(id) else {
             return; // gone before it got here
@@ -514,7 +514,7 @@ impl GuildActor {
     }
 
     /// A session moved to another node (see [`GuildMsg::Move`]).
-    fn move_session(&mut self, from: SessionId, to: SessionRef, status: String) {
+    fn move_session(&mut self, from: SessionId, to: SessionRef, status: Status) {
         let guild = self.state.guild().id;
         let old = self.sessions.remove(&from).map(|(_, route)| route);
         // The marker follows everything sent to `from` so far, on the same path.
@@ -645,7 +645,7 @@ mod tests {
     use crate::registry::SessionRegistry;
     use crate::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
     use guildhall_core::gateway::intents;
-    use guildhall_core::guild::{Command, GuildError, Reply};
+    use guildhall_core::guild::{GuildCommand, GuildError, MessageCommand, Reply};
     use guildhall_core::model::{Channel, Guild, GuildId, Member, User, UserId};
     use guildhall_core::Snowflake;
     use guildhall_store_redb::EmbeddedStore;
@@ -719,11 +719,11 @@ mod tests {
     async fn connect(guild: &GuildRef, sessions: &SessionRegistry, session: SessionHandle) {
         let address = session.address();
         sessions.insert(format!("key-{}", address.id.0), session);
-        guild.send(GuildMsg::Connect { session: address, status: "online".into() }).await;
+        guild.send(GuildMsg::Connect { session: address, status: Status::Online }).await;
     }
 
-    fn create(author: u64, content: String) -> Command {
-        Command::CreateMessage {
+    fn create(author: u64, content: String) -> MessageCommand {
+        MessageCommand::Create {
             author: Snowflake(author),
             channel_id: GENERAL,
             id: Snowflake::default(),
@@ -841,7 +841,7 @@ mod tests {
             faults.inject(fault, Some(Access::Write));
             let writes: Vec<_> = (0..10).map(|_| tokio::spawn(post("during"))).collect();
             // The mailbox is served meanwhile: a read of the guild's state answers at once.
-            let snapshot = guild.call(Command::Snapshot { user: Snowflake(1) }, Duration::from_millis(200)).await;
+            let snapshot = guild.call(GuildCommand::Snapshot { user: Snowflake(1) }, Duration::from_millis(200)).await;
             assert!(matches!(snapshot, Ok(Reply::Snapshot { .. })), "{fault:?}: {snapshot:?}");
             for write in writes {
                 let (reply, took) = write.await.unwrap();
@@ -938,14 +938,14 @@ mod tests {
         let (guild, _, dir) = guild_routed(&[1, 2], router.clone()).await;
         let intents = intents::GUILD_MESSAGES | intents::GUILDS;
         let remote = SessionRef { id: SessionId(101), user: Snowflake(2), intents };
-        guild.send(GuildMsg::Connect { session: remote, status: "idle".into() }).await;
+        guild.send(GuildMsg::Connect { session: remote, status: Status::Idle }).await;
         let post = |n: &str| guild.call(create(1, n.to_owned()), Duration::from_secs(5));
         assert!(post("before").await.is_ok());
 
         // Node 7's session 101 resumes here as session 5.
         let (here, mut here_rx) = session(5, Snowflake(2), 64);
         router.local.insert_route(here.clone());
-        guild.send(GuildMsg::Move { from: SessionId(101), to: here.address(), status: "idle".into() }).await;
+        guild.send(GuildMsg::Move { from: SessionId(101), to: here.address(), status: Status::Idle }).await;
         assert!(post("after").await.is_ok());
         let forwarded: Vec<(NodeId, String)> =
             router.forwarded.lock().unwrap().iter().map(|(node, _, name)| (*node, name.clone())).collect();
@@ -960,7 +960,7 @@ mod tests {
 
         // And back to another node: the local session gets its marker after its dispatches.
         let away = SessionRef { id: SessionId(102), user: Snowflake(2), intents };
-        guild.send(GuildMsg::Move { from: SessionId(5), to: away, status: "idle".into() }).await;
+        guild.send(GuildMsg::Move { from: SessionId(5), to: away, status: Status::Idle }).await;
         assert!(post("later").await.is_ok());
         assert!(matches!(here_rx.try_recv(), Ok(SessionMsg::Moved(g)) if g == Snowflake(10)));
         assert!(here_rx.try_recv().is_err(), "nothing after the marker");
@@ -981,10 +981,10 @@ mod tests {
                 user: Snowflake(user),
                 intents: intents::GUILD_MESSAGES | intents::GUILDS,
             };
-            guild.send(GuildMsg::Connect { session: address, status: "online".into() }).await;
+            guild.send(GuildMsg::Connect { session: address, status: Status::Online }).await;
         }
         // A call is handled after everything sent before it: the connects are done.
-        guild.call(Command::Snapshot { user: Snowflake(1) }, Duration::from_secs(5)).await.unwrap();
+        guild.call(GuildCommand::Snapshot { user: Snowflake(1) }, Duration::from_secs(5)).await.unwrap();
         let connected = std::mem::take(&mut *router.forwarded.lock().unwrap());
         assert!(connected
             .iter()

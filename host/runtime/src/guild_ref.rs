@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use guildhall_core::clock::{Clock, SystemClock};
 
+use guildhall_core::gateway::Status;
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
 use guildhall_core::model::{AuditLogEntry, GuildId};
 use guildhall_store::StoreError;
@@ -47,7 +48,7 @@ pub enum GuildMsg {
     },
     Connect {
         session: SessionRef,
-        status: String,
+        status: Status,
     },
     Disconnect {
         session: SessionId,
@@ -60,7 +61,7 @@ pub enum GuildMsg {
     Move {
         from: SessionId,
         to: SessionRef,
-        status: String,
+        status: Status,
     },
     /// Stop and hand off: handle what is already in the mailbox, store and answer all of
     /// it, then end; the sessions still connected are passed on to the next incarnation
@@ -68,7 +69,7 @@ pub enum GuildMsg {
     HandOff,
     Presence {
         session: SessionId,
-        status: String,
+        status: Status,
     },
 }
 
@@ -182,7 +183,8 @@ impl GuildRef {
     }
 
     /// Sends a command and waits for its reply, both bounded by `timeout`.
-    pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
+    pub async fn call(&self, command: impl Into<Command>, timeout: Duration) -> Result<Reply, CallError> {
+        let command = command.into();
         let (reply_to, mut waiter) = self.replies.expect();
         let deadline = tokio::time::Instant::now() + timeout;
         let expires_at_ms = SystemClock.unix_ms() + timeout.as_millis() as u64;

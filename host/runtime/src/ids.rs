@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::guild::{Command, GuildError};
+use guildhall_core::guild::{Command, GuildError, MessageCommand};
 use guildhall_core::snowflake::{IdState, NextIdError};
 use guildhall_core::Snowflake;
 
@@ -53,7 +53,7 @@ impl<C: Clock> Generator<C> {
     /// Gives a new message its id at the moment its actor decides (so that within an
     /// actor id order is decision order); other commands are left as they are.
     pub fn stamp(&self, command: &mut Command) -> Result<(), GuildError> {
-        if let Command::CreateMessage { id, .. } = command {
+        if let Command::Message(MessageCommand::Create { id, .. }) = command {
             *id = self.next_id().map_err(|e| GuildError::Storage(format!("cannot generate ids: {e}")))?;
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! the cluster crate keeps it in NATS JetStream KV.
 
 use async_trait::async_trait;
+use guildhall_core::gateway::Status;
 use guildhall_core::model::GuildId;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +26,7 @@ pub struct OwnershipToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassedOn {
     pub session: SessionRef,
-    pub status: String,
+    pub status: Status,
 }
 
 #[async_trait]

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use guildhall_core::gateway::DispatchPrefix;
+use guildhall_core::gateway::{DispatchPrefix, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,7 @@ pub enum SessionMsg {
 #[derive(Debug, Clone)]
 pub struct MovedSession {
     pub handover: Handover,
-    pub status: String,
+    pub status: Status,
     pub guilds: Vec<GuildId>,
 }
 

@@ -269,13 +269,18 @@ impl ScyllaStore {
                     return Err(StoreError::NotFound);
                 }
             }
-            GuildWrite::AddMember { guild_id, member } | GuildWrite::UpdateMember { guild_id, member } => {
-                let mut batch = Batch::new(BatchType::Logged);
-                batch.append_statement(st.insert_member.clone());
-                batch.append_statement(st.insert_user_guild.clone());
-                let (g, u) = (big(*guild_id), big(member.user.id));
-                self.session.batch(&batch, ((g, u, encode(member)), (u, g))).await.map_err(unavailable)?;
+            GuildWrite::AddMember { guild_id, member, invite } => {
+                // The use first (compare-and-set): a join that is refused takes none. Should
+                // the membership's write then fail, the use is spent (the join is answered
+                // 503 and may be retried with another invite).
+                if let Some(invite) = invite {
+                    if self.take_invite_use(&invite.code, invite.at_unix_ms, Some(*guild_id)).await?.is_none() {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+                self.put_member(*guild_id, member).await?;
             }
+            GuildWrite::UpdateMember { guild_id, member } => self.put_member(*guild_id, member).await?,
             GuildWrite::RemoveMember { guild_id, user_id } => {
                 let mut batch = Batch::new(BatchType::Logged);
                 batch.append_statement(st.delete_member.clone());
@@ -296,6 +301,42 @@ impl ScyllaStore {
             }
         }
         Ok(())
+    }
+
+    async fn put_member(&self, guild_id: GuildId, member: &Member) -> Result<()> {
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.append_statement(self.st.insert_member.clone());
+        batch.append_statement(self.st.insert_user_guild.clone());
+        let (g, u) = (big(guild_id), big(member.user.id));
+        self.session.batch(&batch, ((g, u, encode(member)), (u, g))).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Counts one use of the invite if it is usable at `now_unix_ms` (and, given
+    /// `of_guild`, an invite to that guild), by compare-and-set: two joins never both take
+    /// its last use. The invite as used, or `None` if it is unknown, expired, used up or
+    /// another guild's.
+    async fn take_invite_use(&self, code: &str, now_unix_ms: u64, of_guild: Option<GuildId>) -> Result<Option<Invite>> {
+        /// Compare-and-set rounds lost to other joins before giving up (503).
+        const MAX_ROUNDS: usize = 16;
+        for _ in 0..MAX_ROUNDS {
+            // The stored text exactly, for the comparison (re-encoding may differ).
+            let Some(stored) = self.raw_body(&self.st.invite, (code,)).await? else { return Ok(None) };
+            let seen: Invite = decode(&stored)?;
+            if !seen.usable(now_unix_ms) || of_guild.is_some_and(|g| g != seen.guild_id) {
+                return Ok(None);
+            }
+            // The update keeps the row's expiry: what is left of its TTL (0: none).
+            let ttl_left = match seen.expires_unix_ms {
+                0 => 0,
+                expires => i32::try_from((expires - now_unix_ms).div_ceil(1000)).unwrap_or(i32::MAX),
+            };
+            let used = Invite { uses: seen.uses + 1, ..seen };
+            if self.lwt(&self.st.use_invite, (ttl_left, encode(&used), code, stored)).await?.is_none() {
+                return Ok(Some(used));
+            }
+        }
+        Err(StoreError::Unavailable(format!("invite {code}: too many joins at once, try again")))
     }
 
     async fn put_channel(&self, c: &Channel) -> Result<()> {
@@ -676,26 +717,7 @@ impl Storage for ScyllaStore {
     }
 
     async fn use_invite(&self, code: &str, now_unix_ms: u64) -> Result<Option<Invite>> {
-        /// Compare-and-set rounds lost to other joins before giving up (503).
-        const MAX_ROUNDS: usize = 16;
-        for _ in 0..MAX_ROUNDS {
-            // The stored text exactly, for the comparison (re-encoding may differ).
-            let Some(stored) = self.raw_body(&self.st.invite, (code,)).await? else { return Ok(None) };
-            let seen: Invite = decode(&stored)?;
-            if !seen.usable(now_unix_ms) {
-                return Ok(None);
-            }
-            // The update keeps the row's expiry: what is left of its TTL (0: none).
-            let ttl_left = match seen.expires_unix_ms {
-                0 => 0,
-                expires => i32::try_from((expires - now_unix_ms).div_ceil(1000)).unwrap_or(i32::MAX),
-            };
-            let used = Invite { uses: seen.uses + 1, ..seen };
-            if self.lwt(&self.st.use_invite, (ttl_left, encode(&used), code, stored)).await?.is_none() {
-                return Ok(Some(used));
-            }
-        }
-        Err(StoreError::Unavailable(format!("invite {code}: too many joins at once, try again")))
+        self.take_invite_use(code, now_unix_ms, None).await
     }
 
     async fn delete_invite(&self, code: &str) -> Result<Option<Invite>> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::gateway::{close, intents, DispatchPrefix};
+use guildhall_core::gateway::{close, intents, DispatchPrefix, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, Member, UserId};
 use guildhall_core::session::{Effect, Input, MemberRequest, Phase, ResumeOutcome, Session};
@@ -91,7 +91,7 @@ struct SessionActor {
     key: Option<String>,
     user: Option<UserId>,
     intents: u64,
-    status: String,
+    status: Status,
     guilds: Vec<GuildRef>,
     /// Frames were written since the last flush.
     dirty: bool,
@@ -139,7 +139,7 @@ pub async fn run_session(app: Arc<App>, conn: Conn) {
         key: None,
         user: None,
         intents: 0,
-        status: "online".into(),
+        status: Status::Online,
         guilds: Vec::new(),
         dirty: false,
         held: None,
@@ -287,7 +287,7 @@ impl SessionActor {
         self.app.local_sessions.forget_key(&key, self.id);
         let fx = self.state.handle(Input::Drain { now_ms: now_ms() });
         for guild in &self.guilds {
-            guild.send(GuildMsg::Move { from: self.id, to, status: self.status.clone() }).await;
+            guild.send(GuildMsg::Move { from: self.id, to, status: self.status }).await;
         }
         let waiting = self.guilds.iter().map(|g| g.id).collect::<HashSet<_>>();
         let deadline = tokio::time::Instant::now() + MOVE_MARKER_WAIT;
@@ -307,8 +307,7 @@ impl SessionActor {
             tracing::warn!(session = self.id.0, guilds = moving.waiting.len(), "moved before every guild confirmed");
         }
         let guilds = self.guilds.drain(..).map(|g| g.id).collect();
-        let moved =
-            self.state.hand_over().map(|handover| MovedSession { handover, status: self.status.clone(), guilds });
+        let moved = self.state.hand_over().map(|handover| MovedSession { handover, status: self.status, guilds });
         let _ = moving.reply.send(moved);
         debug_assert_eq!(self.state.phase(), Phase::Terminated, "a session handed over is over here");
     }
@@ -363,9 +362,9 @@ impl SessionActor {
                     Resumed::Continue(fx) => work.extend(fx),
                 },
                 Effect::PresenceUpdate { status } => {
-                    self.status = status.clone();
+                    self.status = status;
                     for g in &self.guilds {
-                        g.send(GuildMsg::Presence { session: self.id, status: status.clone() }).await;
+                        g.send(GuildMsg::Presence { session: self.id, status }).await;
                     }
                 }
                 Effect::RequestMembers(request) => work.extend(self.request_members(request).await),
@@ -411,7 +410,7 @@ impl SessionActor {
         }
     }
 
-    async fn identify(&mut self, token: &str, intents: u64, status: Option<String>) -> Vec<Effect> {
+    async fn identify(&mut self, token: &str, intents: u64, status: Option<Status>) -> Vec<Effect> {
         let record = match crate::auth::record_for_token(&self.app, gateway_token(token)).await {
             Ok(Some(record)) => record,
             Ok(None) => return self.state.handle(Input::AuthenticationFailed),
@@ -466,7 +465,7 @@ impl SessionActor {
             ready: DispatchPrefix::encode("READY", &ready),
         });
         self.intents = intents;
-        self.status = status.unwrap_or_else(|| "online".into());
+        self.status = status.unwrap_or_default();
         self.user = Some(user.id);
         self.app.local_sessions.insert(key.clone(), self.handle(user.id));
         self.key = Some(key);
@@ -581,7 +580,7 @@ impl SessionActor {
         }
         match self.app.directory.locate(guild).await {
             Ok(handle) => {
-                let msg = GuildMsg::Connect { session: self.handle(user).address(), status: self.status.clone() };
+                let msg = GuildMsg::Connect { session: self.handle(user).address(), status: self.status };
                 if handle.send(msg).await {
                     self.guilds.push(handle);
                 }

@@ -286,19 +286,7 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             let key = (invite.guild_id.0, invite.code.as_str());
             tx.open_table(GUILD_INVITES).map_err(unavailable)?.insert(key, ()).map_err(unavailable)?;
         }
-        Write::UseInvite(code, now_unix_ms) => {
-            let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
-            let found: Option<Invite> = match invites.get(code.as_str()).map_err(unavailable)? {
-                Some(bytes) => Some(decode(bytes.value())?),
-                None => None,
-            };
-            let Some(mut invite) = found.filter(|i| i.usable(*now_unix_ms)) else {
-                return Ok(Written::Invite(None));
-            };
-            invite.uses += 1;
-            invites.insert(code.as_str(), encode(&invite).as_slice()).map_err(unavailable)?;
-            return Ok(Written::Invite(Some(invite)));
-        }
+        Write::UseInvite(code, now_unix_ms) => return Ok(Written::Invite(use_invite(tx, code, *now_unix_ms, None)?)),
         Write::DeleteInvite(code) => {
             let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
             let removed: Option<Invite> = match invites.remove(code.as_str()).map_err(unavailable)? {
@@ -420,6 +408,29 @@ fn put_channel(tx: &WriteTransaction, c: &Channel) -> Result<()> {
     Ok(())
 }
 
+/// Counts one use of the invite if it is usable at `now_unix_ms` (and, given `of_guild`,
+/// an invite to that guild): the invite as used, or `None` (nothing written) if it is
+/// unknown, expired, used up or another guild's.
+fn use_invite(
+    tx: &WriteTransaction,
+    code: &str,
+    now_unix_ms: u64,
+    of_guild: Option<GuildId>,
+) -> Result<Option<Invite>> {
+    let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
+    let found: Option<Invite> = match invites.get(code).map_err(unavailable)? {
+        Some(bytes) => Some(decode(bytes.value())?),
+        None => None,
+    };
+    let usable = |i: &Invite| i.usable(now_unix_ms) && of_guild.is_none_or(|g| g == i.guild_id);
+    let Some(mut invite) = found.filter(usable) else {
+        return Ok(None);
+    };
+    invite.uses += 1;
+    invites.insert(code, encode(&invite).as_slice()).map_err(unavailable)?;
+    Ok(Some(invite))
+}
+
 fn put_member(tx: &WriteTransaction, guild: GuildId, m: &Member) -> Result<()> {
     tx.open_table(MEMBERS)
         .map_err(unavailable)?
@@ -480,9 +491,16 @@ fn apply_guild_write(tx: &WriteTransaction, w: &GuildWrite) -> Result<()> {
             }
             guilds.insert(g.id.0, encode(g).as_slice()).map_err(unavailable)?;
         }
-        GuildWrite::AddMember { guild_id, member } | GuildWrite::UpdateMember { guild_id, member } => {
+        GuildWrite::AddMember { guild_id, member, invite } => {
+            if let Some(invite) = invite {
+                // In the same transaction: the join takes a use only if it is written.
+                if use_invite(tx, &invite.code, invite.at_unix_ms, Some(*guild_id))?.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+            }
             put_member(tx, *guild_id, member)?
         }
+        GuildWrite::UpdateMember { guild_id, member } => put_member(tx, *guild_id, member)?,
         GuildWrite::RemoveMember { guild_id, user_id } => remove_member(tx, *guild_id, *user_id)?,
         GuildWrite::Ban { guild_id, ban } => {
             remove_member(tx, *guild_id, ban.user.id)?;

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::guild::GuildWrite;
+use guildhall_core::guild::{GuildWrite, InviteUse};
 use guildhall_core::model::{
     audit_action, AuditLogChange, AuditLogEntry, Channel, Emoji, Guild, Invite, Member, Message, PluginRecord,
     PluginTimer, User, UserRecord, CHANNEL_DM,
@@ -151,11 +151,11 @@ pub async fn guilds_channels_members(store: &dyn Storage) {
     let mut users = vec![owner.clone()];
     for i in 0..5 {
         let u = user(&format!("m{i}"));
-        store.apply(GuildWrite::AddMember { guild_id: gid, member: member(&u) }).await.unwrap();
+        store.apply(GuildWrite::AddMember { guild_id: gid, member: member(&u), invite: None }).await.unwrap();
         users.push(u);
     }
     // Adding twice is idempotent.
-    store.apply(GuildWrite::AddMember { guild_id: gid, member: member(&users[1]) }).await.unwrap();
+    store.apply(GuildWrite::AddMember { guild_id: gid, member: member(&users[1]), invite: None }).await.unwrap();
     users.sort_by_key(|u| u.id);
     let page1 = store.members(gid, None, 4).await.unwrap();
     let page2 = store.members(gid, Some(page1.last().unwrap().user.id), 4).await.unwrap();
@@ -235,6 +235,49 @@ pub async fn invites(store: &dyn Storage) {
     assert!(store.use_invite(&invite.code, now).await.unwrap().is_none());
     codes.retain(|c| *c != invite.code);
     assert_eq!(listed(store.guild_invites(invite.guild_id, 100).await.unwrap()), codes, "no longer listed");
+}
+
+/// A join by invite writes the membership and one use of the invite together: with an
+/// invite that is used up, expired or another guild's, it writes neither.
+pub async fn joins_by_invite(store: &dyn Storage) {
+    let (gid, other_gid) = (fresh_id(), fresh_id());
+    let invite = |guild_id, max_uses, expires_unix_ms| Invite {
+        code: format!("j{}", fresh_id()),
+        guild_id,
+        channel_id: fresh_id(),
+        inviter_id: fresh_id(),
+        created_at: "2026-01-01T00:00:00.000000+00:00".into(),
+        max_age: 0,
+        max_uses,
+        uses: 0,
+        expires_unix_ms,
+    };
+    let (once, elsewhere, brief) = (invite(gid, 1, 0), invite(other_gid, 0, 0), invite(gid, 0, 5_000));
+    for i in [&once, &elsewhere, &brief] {
+        store.create_invite(i.clone()).await.unwrap();
+    }
+    let join = |u: &User, code: &str, at_unix_ms| GuildWrite::AddMember {
+        guild_id: gid,
+        member: member(u),
+        invite: Some(InviteUse { code: code.to_owned(), at_unix_ms }),
+    };
+    let (ann, ben, cid) = (user("ann"), user("ben"), user("cid"));
+    let uses = |code: String| async move { store.invite(&code).await.unwrap().map(|i| i.uses) };
+
+    assert!(matches!(store.apply(join(&ann, &elsewhere.code, 1_000)).await, Err(StoreError::NotFound)));
+    assert_eq!((store.member(gid, ann.id).await.unwrap(), uses(elsewhere.code.clone()).await), (None, Some(0)));
+    store.apply(join(&ann, &once.code, 1_000)).await.unwrap();
+    assert!(store.member(gid, ann.id).await.unwrap().is_some());
+    assert_eq!(uses(once.code.clone()).await, Some(1));
+    assert!(matches!(store.apply(join(&ben, &once.code, 1_000)).await, Err(StoreError::NotFound)), "used up");
+    assert_eq!((store.member(gid, ben.id).await.unwrap(), uses(once.code.clone()).await), (None, Some(1)));
+    assert!(matches!(store.apply(join(&cid, &brief.code, 5_000)).await, Err(StoreError::NotFound)), "expired");
+    assert!(store.member(gid, cid.id).await.unwrap().is_none());
+    // In a batch, a refused join leaves the others as they are.
+    let results = store.apply_batch(vec![join(&ben, &once.code, 1_000), join(&cid, &brief.code, 4_000)]).await;
+    assert!(matches!(results[..], [Err(StoreError::NotFound), Ok(())]), "{results:?}");
+    assert!(store.member(gid, cid.id).await.unwrap().is_some() && store.member(gid, ben.id).await.unwrap().is_none());
+    assert_eq!((uses(once.code.clone()).await, uses(brief.code.clone()).await), (Some(1), Some(1)));
 }
 
 pub async fn dm_channels(store: &dyn Storage) {
@@ -587,7 +630,7 @@ pub async fn roles_overwrites_and_bans(store: &dyn Storage) {
 
     let users: Vec<User> = (0..3).map(|i| user(&format!("b{i}"))).collect();
     for u in &users {
-        store.apply(GuildWrite::AddMember { guild_id: gid, member: member(u) }).await.unwrap();
+        store.apply(GuildWrite::AddMember { guild_id: gid, member: member(u), invite: None }).await.unwrap();
     }
     let mut promoted = member(&users[0]);
     promoted.roles = vec![role.id];
@@ -631,7 +674,7 @@ pub async fn node_leases(store: &dyn Storage) {
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
-            users_and_tokens, guilds_channels_members, invites, node_leases, dm_channels,
+            users_and_tokens, guilds_channels_members, invites, joins_by_invite, node_leases, dm_channels,
             history_across_buckets, edit_and_delete, reactions, plugins, plugin_kv, plugin_timers, audit_log,
             roles_overwrites_and_bans);
     };

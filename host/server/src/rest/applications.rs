@@ -3,7 +3,7 @@
 //! guild through the authorize route, with the permissions the bot asks for becoming its
 //! managed role.
 
-use guildhall_core::guild::{Command, Reply};
+use guildhall_core::guild::{MemberCommand, Reply, RoleCommand};
 use guildhall_core::model::{application_flags, Application, Member, Role, RoleTags, User, UserId, UserRecord};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
@@ -127,12 +127,12 @@ pub async fn authorize(ctx: &mut Ctx) -> ApiResult {
     if permissions != Permissions::NONE {
         let mut role = Role::new(ctx.app.new_id()?, application.name.clone(), 1, permissions);
         role.tags = Some(RoleTags { bot_id: Some(application.id) });
-        match handle.call(Command::CreateRole { user: user.id, role }, actor_timeout(ctx)).await? {
+        match handle.call(RoleCommand::Create { user: user.id, role }, actor_timeout(ctx)).await? {
             Reply::Role(role) => member.roles.push(role.id),
             other => return Err(unexpected(other)),
         }
     }
-    handle.call(Command::AddMember { member }, actor_timeout(ctx)).await?;
+    handle.call(MemberCommand::Join { member, invite: None }, actor_timeout(ctx)).await?;
     notify_joined(ctx, &record.user, guild);
     ok(&json!({ "location": "https://discord.com/oauth2/authorized" }))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::guild::{Command, Reply};
+use guildhall_core::guild::{GuildCommand, Reply};
 use guildhall_core::model::{AuditLogEntry, Channel, ChannelId, GuildId, User, UserId};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
@@ -223,7 +223,7 @@ pub async fn guild_handle_for(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Res
 /// What `user` may do in the guild (403 Missing Access if not a member).
 pub async fn guild_permissions(ctx: &Ctx, user: UserId, guild_id: GuildId) -> Result<Permissions, ApiError> {
     let handle = member_guild_handle(ctx, user, guild_id).await?;
-    match handle.call(Command::Permissions { user, channel_id: None }, actor_timeout(ctx)).await? {
+    match handle.call(GuildCommand::Permissions { user, channel_id: None }, actor_timeout(ctx)).await? {
         Reply::Permissions(p) => Ok(p),
         other => Err(unexpected(other)),
     }
@@ -249,7 +249,7 @@ pub async fn require_in_channel(
     need: Permissions,
 ) -> Result<(), ApiError> {
     let handle = guild_handle_for(ctx, user, guild_id).await?;
-    match handle.call(Command::Permissions { user, channel_id: Some(channel_id) }, actor_timeout(ctx)).await? {
+    match handle.call(GuildCommand::Permissions { user, channel_id: Some(channel_id) }, actor_timeout(ctx)).await? {
         Reply::Permissions(p) if p.contains(need) => Ok(()),
         Reply::Permissions(_) => Err(ApiError::forbidden(code::MISSING_PERMISSIONS, "Missing Permissions")),
         other => Err(unexpected(other)),

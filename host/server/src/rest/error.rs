@@ -115,6 +115,8 @@ impl From<GuildError> for ApiError {
             GuildError::UnknownRole => ApiError::not_found(code::UNKNOWN_ROLE, message),
             GuildError::UnknownMember => ApiError::not_found(code::UNKNOWN_MEMBER, message),
             GuildError::UnknownBan => ApiError::not_found(code::UNKNOWN_BAN, message),
+            GuildError::UnknownInvite => ApiError::not_found(code::UNKNOWN_INVITE, message),
+            GuildError::UnknownGuild => ApiError::not_found(code::UNKNOWN_GUILD, message),
             GuildError::InvalidRole => ApiError::bad_request(code::INVALID_ROLE, message),
             GuildError::TooManyRoles => ApiError::bad_request(code::MAX_ROLES, message),
             GuildError::TooManyChannels(_) => ApiError::bad_request(code::MAX_CHANNELS, message),

@@ -3,7 +3,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::guild::{Command, Reply};
+use guildhall_core::guild::{ChannelCommand, GuildCommand, InviteUse, MemberCommand, Reply};
 use guildhall_core::model::{
     audit_action, validate_name, Channel, ChannelId, Guild, GuildId, Invite, Member, User, UserId, CHANNEL_GUILD_TEXT,
 };
@@ -59,7 +59,7 @@ pub(super) fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
 
 async fn snapshot(ctx: &Ctx, user: &User, id: GuildId) -> Result<(Guild, Vec<Channel>, usize), ApiError> {
     let handle = member_guild_handle(ctx, user.id, id).await?;
-    match handle.call(Command::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
+    match handle.call(GuildCommand::Snapshot { user: user.id }, actor_timeout(ctx)).await? {
         Reply::Snapshot { guild, channels, member_count } => Ok((guild, channels, member_count)),
         other => Err(unexpected(other)),
     }
@@ -79,8 +79,11 @@ pub async fn update(ctx: &mut Ctx, id: GuildId) -> ApiResult {
         validate_name(name).map_err(|m| ApiError::invalid_form(format!("name: {m}")))?;
     }
     let (old, _, _) = snapshot(ctx, &user, id).await?;
-    let command =
-        Command::UpdateGuild { user: user.id, name: body.name, moderation_fail_closed: body.moderation_fail_closed };
+    let command = GuildCommand::UpdateGuild {
+        user: user.id,
+        name: body.name,
+        moderation_fail_closed: body.moderation_fail_closed,
+    };
     match guild_handle(ctx, id).await?.call(command, actor_timeout(ctx)).await? {
         Reply::Guild(guild) => {
             let changes: Vec<_> = [
@@ -125,7 +128,7 @@ pub async fn create_channel(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let channel = Channel { topic: body.topic, ..Channel::text(ctx.app.new_id()?, id, body.name) };
     let handle = member_guild_handle(ctx, user.id, id).await?;
     let max_channels = ctx.app.config.quotas.channels_per_guild;
-    match handle.call(Command::CreateChannel { user: user.id, channel, max_channels }, actor_timeout(ctx)).await? {
+    match handle.call(ChannelCommand::Create { user: user.id, channel, max_channels }, actor_timeout(ctx)).await? {
         Reply::Channel(c) => created(&c),
         other => Err(unexpected(other)),
     }
@@ -147,7 +150,7 @@ pub async fn members(ctx: &mut Ctx, id: GuildId) -> ApiResult {
 pub async fn leave(ctx: &mut Ctx, id: GuildId) -> ApiResult {
     let user = ctx.user().await?;
     let handle = member_guild_handle(ctx, user.id, id).await?;
-    handle.call(Command::RemoveMember { user: user.id }, actor_timeout(ctx)).await?;
+    handle.call(MemberCommand::Leave { user: user.id }, actor_timeout(ctx)).await?;
     no_content()
 }
 
@@ -338,17 +341,22 @@ pub async fn get_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
 /// guild one is already in is not an error; it changes nothing.
 pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let user = ctx.user().await?;
-    let mut invite = load_invite(ctx, code_).await?;
+    let invite = load_invite(ctx, code_).await?;
     let guilds = ctx.app.store.user_guilds(user.id).await?;
-    if !guilds.contains(&invite.guild_id) {
-        check_guild_quota(ctx, guilds.len())?;
-        // A join takes one use (atomically: two joins never both take the last one).
-        let used = ctx.app.store.use_invite(code_, SystemClock.unix_ms()).await?;
-        invite = used.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))?;
+    if guilds.contains(&invite.guild_id) {
+        // Already in: nothing changes, no use is taken.
+        let mut body = invite_json(ctx, &invite).await?;
+        body["new_member"] = json!(false);
+        return ok(&body);
     }
+    check_guild_quota(ctx, guilds.len())?;
     let handle = guild_handle(ctx, invite.guild_id).await?;
+    // The guild decides (a ban refuses) and writes the membership with one use of the
+    // invite: a refused join takes none, and two joins never both take its last one.
     let member = Member::new(user.clone(), now_iso());
-    let joined = match handle.call(Command::AddMember { member }, actor_timeout(ctx)).await {
+    let at_unix_ms = SystemClock.unix_ms();
+    let join = MemberCommand::Join { member, invite: Some(InviteUse { code: invite.code.clone(), at_unix_ms }) };
+    let joined = match handle.call(join, actor_timeout(ctx)).await {
         Ok(_) => true,
         Err(guildhall_runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::AlreadyMember)) => {
             false
@@ -358,6 +366,8 @@ pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     if joined {
         notify_joined(ctx, &user, invite.guild_id);
     }
+    // As it is now: with the use this join took.
+    let invite = ctx.app.store.invite(code_).await?.unwrap_or(invite);
     let mut body = invite_json(ctx, &invite).await?;
     body["new_member"] = json!(joined);
     ok(&body)

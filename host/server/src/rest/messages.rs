@@ -6,7 +6,7 @@
 //! (the stored message) and turn their answers into Discord's JSON.
 
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::guild::{Command, Reply};
+use guildhall_core::guild::{GuildCommand, MessageCommand, Reply};
 use guildhall_core::model::{
     validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, UserId, MAX_CONTENT_CHARS,
 };
@@ -45,7 +45,7 @@ async fn access(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<Access,
 /// cannot view it (the actor decides).
 async fn permitted(ctx: &Ctx, user: &User, channel_id: ChannelId) -> Result<(Access, Permissions), ApiError> {
     let access = access(ctx, user, channel_id).await?;
-    let ask = Command::Permissions { user: user.id, channel_id: Some(channel_id) };
+    let ask = GuildCommand::Permissions { user: user.id, channel_id: Some(channel_id) };
     match access.actor.call(ask, actor_timeout(ctx)).await? {
         Reply::Permissions(p) => Ok((access, p)),
         other => Err(unexpected(other)),
@@ -103,7 +103,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let Access { actor, channel } = access(ctx, &user, channel_id).await?;
     // The id is taken by the actor when it decides (id order = fan-out order).
     let enforce_nonce = body.enforce_nonce.unwrap_or(false);
-    let command = Command::CreateMessage {
+    let command = MessageCommand::Create {
         author: user.id,
         channel_id,
         id: Snowflake::default(),
@@ -200,9 +200,9 @@ pub async fn react(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId, emoji: &
         }
     }
     let command = if add {
-        Command::AddReaction { user: user.id, existing, emoji }
+        MessageCommand::AddReaction { user: user.id, existing, emoji }
     } else {
-        Command::RemoveReaction { user: user.id, existing, emoji }
+        MessageCommand::RemoveReaction { user: user.id, existing, emoji }
     };
     actor.call(command, actor_timeout(ctx)).await?;
     no_content()
@@ -238,7 +238,7 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
     let content = check_content(body.content.as_deref())?;
     let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
-    let command = Command::EditMessage { user: user.id, existing, content, edited_timestamp: now_iso() };
+    let command = MessageCommand::Edit { user: user.id, existing, content, edited_timestamp: now_iso() };
     match actor.call(command, actor_timeout(ctx)).await? {
         Reply::Message(m) => ok(&m),
         other => Err(unexpected(other)),
@@ -249,7 +249,7 @@ pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiR
     let user = ctx.user().await?;
     let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
-    actor.call(Command::DeleteMessage { user: user.id, existing }, actor_timeout(ctx)).await?;
+    actor.call(MessageCommand::Delete { user: user.id, existing }, actor_timeout(ctx)).await?;
     no_content()
 }
 
@@ -257,6 +257,6 @@ pub async fn typing(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
     let unix_s = SystemClock.unix_ms() / 1000;
     let Access { actor, .. } = access(ctx, &user, channel_id).await?;
-    actor.call(Command::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
+    actor.call(MessageCommand::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
     no_content()
 }

@@ -1,7 +1,7 @@
 //! Installing guild plugins (guild owner only): upload a component, list, configure,
 //! enable or disable, remove. The kind is read from the world the component implements.
 
-use guildhall_core::guild::Command;
+use guildhall_core::guild::MemberCommand;
 use guildhall_core::model::{audit_action, GuildId, Member, PluginRecord, User, UserId, UserRecord};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{PluginError, PluginKind};
@@ -120,7 +120,7 @@ async fn add_bot_user(ctx: &Ctx, record: &PluginRecord) -> Result<(), ApiError> 
     ctx.app.store.create_user(UserRecord::person(user.clone(), "!".into())).await?;
     let member = Member::new(user, now_iso());
     let handle = guild_handle(ctx, record.guild_id).await?;
-    handle.call(Command::AddMember { member }, actor_timeout(ctx)).await?;
+    handle.call(MemberCommand::Join { member, invite: None }, actor_timeout(ctx)).await?;
     Ok(())
 }
 
@@ -219,7 +219,7 @@ pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
     if record.kind == PluginKind::Bot.as_str() {
         // The bot user leaves the guild (GUILD_MEMBER_REMOVE); its messages stay.
         let handle = guild_handle(ctx, guild_id).await?;
-        match handle.call(Command::RemoveMember { user: record.id }, actor_timeout(ctx)).await {
+        match handle.call(MemberCommand::Leave { user: record.id }, actor_timeout(ctx)).await {
             Ok(_)
             | Err(guildhall_runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::NotMember)) => {}
             Err(e) => return Err(e.into()),

@@ -2,7 +2,10 @@
 //! permission overwrites, as Discord's routes. The guild actor decides (permissions, the
 //! role hierarchy); these handlers parse, ask it, and record the audit log.
 
-use guildhall_core::guild::{ChannelChange, Command, MemberChange, Reply, RolePatch};
+use guildhall_core::guild::{
+    BanCommand, ChannelChange, ChannelCommand, Command, GuildCommand, MemberChange, MemberCommand, Reply, RoleCommand,
+    RolePatch,
+};
 use guildhall_core::model::{audit_action, validate_name, ChannelId, GuildId, Member, Role, UserId};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
@@ -36,14 +39,14 @@ async fn audit(ctx: &Ctx, guild: GuildId, user: UserId, target: Snowflake, actio
 }
 
 /// `command` of `user` to the guild's actor, which a stranger never starts (403 first).
-async fn call(ctx: &Ctx, user: UserId, guild: GuildId, command: Command) -> Result<Reply, ApiError> {
+async fn call(ctx: &Ctx, user: UserId, guild: GuildId, command: impl Into<Command>) -> Result<Reply, ApiError> {
     Ok(member_guild_handle(ctx, user, guild).await?.call(command, actor_timeout(ctx)).await?)
 }
 
 /// GET /guilds/{id}/roles (members).
 pub async fn list(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     let user = ctx.user().await?;
-    match call(ctx, user.id, guild, Command::Snapshot { user: user.id }).await? {
+    match call(ctx, user.id, guild, GuildCommand::Snapshot { user: user.id }).await? {
         Reply::Snapshot { guild, .. } => ok(&guild.roles),
         other => Err(unexpected(other)),
     }
@@ -73,7 +76,7 @@ pub async fn create(ctx: &mut Ctx, guild: GuildId) -> ApiResult {
     role.set_color(body.color.unwrap_or(0));
     role.hoist = body.hoist.unwrap_or(false);
     role.mentionable = body.mentionable.unwrap_or(false);
-    let reply = call(ctx, user.id, guild, Command::CreateRole { user: user.id, role }).await?;
+    let reply = call(ctx, user.id, guild, RoleCommand::Create { user: user.id, role }).await?;
     answer_role(ctx, guild, user.id, reply, audit_action::ROLE_CREATE).await
 }
 
@@ -101,14 +104,14 @@ pub async fn update(ctx: &mut Ctx, guild: GuildId, role_id: Snowflake) -> ApiRes
         mentionable: body.mentionable,
         position: body.position,
     };
-    let reply = call(ctx, user.id, guild, Command::UpdateRole { user: user.id, role_id, patch }).await?;
+    let reply = call(ctx, user.id, guild, RoleCommand::Update { user: user.id, role_id, patch }).await?;
     answer_role(ctx, guild, user.id, reply, audit_action::ROLE_UPDATE).await
 }
 
 /// DELETE /guilds/{id}/roles/{role}
 pub async fn delete(ctx: &mut Ctx, guild: GuildId, role_id: Snowflake) -> ApiResult {
     let user = ctx.user().await?;
-    call(ctx, user.id, guild, Command::DeleteRole { user: user.id, role_id }).await?;
+    call(ctx, user.id, guild, RoleCommand::Delete { user: user.id, role_id }).await?;
     audit(ctx, guild, user.id, role_id, audit_action::ROLE_DELETE).await?;
     no_content()
 }
@@ -117,7 +120,7 @@ pub async fn delete(ctx: &mut Ctx, guild: GuildId, role_id: Snowflake) -> ApiRes
 pub async fn member_role(ctx: &mut Ctx, guild: GuildId, target: UserId, role: Snowflake, add: bool) -> ApiResult {
     let user = ctx.user().await?;
     let change = if add { MemberChange::AddRole(role) } else { MemberChange::RemoveRole(role) };
-    call(ctx, user.id, guild, Command::UpdateMember { user: user.id, target, change }).await?;
+    call(ctx, user.id, guild, MemberCommand::Update { user: user.id, target, change }).await?;
     audit(ctx, guild, user.id, target, audit_action::MEMBER_ROLE_UPDATE).await?;
     no_content()
 }
@@ -152,7 +155,7 @@ pub async fn update_member(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiRe
         return Err(ApiError::invalid_form("roles: too many roles"));
     }
     let change = MemberChange::Set { roles: body.roles, nick };
-    match call(ctx, user.id, guild, Command::UpdateMember { user: user.id, target, change }).await? {
+    match call(ctx, user.id, guild, MemberCommand::Update { user: user.id, target, change }).await? {
         Reply::Member(member) => {
             audit(ctx, guild, user.id, target, audit_action::MEMBER_UPDATE).await?;
             ok::<Member>(&member)
@@ -165,7 +168,7 @@ pub async fn update_member(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiRe
 pub async fn kick(ctx: &mut Ctx, guild: GuildId, target: &str) -> ApiResult {
     let user = ctx.user().await?;
     let target = member_target(user.id, target)?;
-    call(ctx, user.id, guild, Command::Kick { user: user.id, target }).await?;
+    call(ctx, user.id, guild, BanCommand::Kick { user: user.id, target }).await?;
     audit(ctx, guild, user.id, target, audit_action::MEMBER_KICK).await?;
     no_content()
 }
@@ -200,7 +203,7 @@ pub async fn put_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiResult
         return Err(ApiError::not_found(code::UNKNOWN_USER, "Unknown User"));
     };
     let reason = audit_reason(ctx);
-    call(ctx, user.id, guild, Command::Ban { user: user.id, target: record.user, reason }).await?;
+    call(ctx, user.id, guild, BanCommand::Ban { user: user.id, target: record.user, reason }).await?;
     audit(ctx, guild, user.id, target, audit_action::MEMBER_BAN_ADD).await?;
     no_content()
 }
@@ -208,7 +211,7 @@ pub async fn put_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiResult
 /// DELETE /guilds/{id}/bans/{user}
 pub async fn remove_ban(ctx: &mut Ctx, guild: GuildId, target: UserId) -> ApiResult {
     let user = ctx.user().await?;
-    call(ctx, user.id, guild, Command::Unban { user: user.id, target }).await?;
+    call(ctx, user.id, guild, BanCommand::Unban { user: user.id, target }).await?;
     audit(ctx, guild, user.id, target, audit_action::MEMBER_BAN_REMOVE).await?;
     no_content()
 }
@@ -221,7 +224,7 @@ async fn guild_of(ctx: &Ctx, channel_id: ChannelId) -> Result<GuildId, ApiError>
 async fn change_channel(ctx: &Ctx, channel_id: ChannelId, change: ChannelChange) -> Result<Reply, ApiError> {
     let user = ctx.user().await?;
     let guild = guild_of(ctx, channel_id).await?;
-    let reply = call(ctx, user.id, guild, Command::UpdateChannel { user: user.id, channel_id, change }).await?;
+    let reply = call(ctx, user.id, guild, ChannelCommand::Update { user: user.id, channel_id, change }).await?;
     audit(ctx, guild, user.id, channel_id, audit_action::CHANNEL_UPDATE).await?;
     Ok(reply)
 }

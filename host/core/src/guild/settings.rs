@@ -1,0 +1,85 @@
+//! The guild itself: its settings (name, moderation failing closed), and what a member
+//! reads of it (a snapshot, their permissions).
+
+use crate::event::GuildEvent;
+use crate::model::{ChannelId, UserId};
+use crate::permissions::Permissions;
+
+use super::data::GuildData;
+use super::protocol::{Decision, GuildError, RecordChange, Reply};
+
+/// Plain data (serde): it can be sent to a guild on another node.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum GuildCommand {
+    /// MANAGE_GUILD: change the name and settings.
+    UpdateGuild { user: UserId, name: Option<String>, moderation_fail_closed: Option<bool> },
+    /// Read the guild as `user` sees it (membership checked).
+    Snapshot { user: UserId },
+    /// What `user` may do in the guild, or in one of its channels: replies `Permissions`,
+    /// or the reason they have none there (not a member; an unknown channel; a channel
+    /// they cannot view).
+    Permissions { user: UserId, channel_id: Option<ChannelId> },
+}
+
+impl GuildData {
+    pub(super) fn decide_guild(&self, command: GuildCommand) -> Result<Decision<RecordChange>, GuildError> {
+        match command {
+            GuildCommand::UpdateGuild { user, name, moderation_fail_closed } => {
+                self.require(user, Permissions::MANAGE_GUILD)?;
+                let mut guild = self.guild.clone();
+                if let Some(name) = name {
+                    guild.name = name;
+                }
+                if let Some(closed) = moderation_fail_closed {
+                    guild.moderation_fail_closed = closed;
+                }
+                let event = GuildEvent::GuildUpdate(guild.clone());
+                Ok(RecordChange::decision(guild.clone(), event, Reply::Guild(guild)))
+            }
+            GuildCommand::Snapshot { user } => {
+                if !self.members.contains_key(&user) {
+                    return Err(GuildError::NotMember);
+                }
+                Ok(Decision::Answer(Reply::Snapshot {
+                    guild: self.guild.clone(),
+                    channels: self.channels.values().cloned().collect(),
+                    member_count: self.members.len(),
+                }))
+            }
+            GuildCommand::Permissions { user, channel_id } => {
+                let permissions = match channel_id {
+                    Some(channel_id) => self.in_channel(user, channel_id)?,
+                    None if self.members.contains_key(&user) => self.guild_permissions(user),
+                    None => return Err(GuildError::NotMember),
+                };
+                Ok(Decision::Answer(Reply::Permissions(permissions)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::plain::*;
+    use super::super::testing::*;
+    use super::super::*;
+
+    #[test]
+    fn only_the_owner_updates_the_guild() {
+        let mut g = guild();
+        connect(&mut g, 1, BOB, ALL);
+        let update =
+            |user| GuildCommand::UpdateGuild { user, name: Some("renamed".into()), moderation_fail_closed: Some(true) };
+        assert_eq!(reply(&g.handle(cmd(1, update(BOB)))), &Err(GuildError::MissingPermissions));
+        assert_eq!(reply(&g.handle(cmd(2, update(CAROL)))), &Err(GuildError::NotMember));
+        assert!(matches!(
+            &g.handle(cmd(3, update(OWNER)))[0],
+            Effect::Persist { write: GuildWrite::UpdateGuild(_), .. }
+        ));
+        assert_eq!(g.guild().name, "g", "not before it is stored");
+        let fx = g.handle(Input::Persisted { request: 3, result: Ok(()) });
+        assert_eq!(dispatches(&fx)[0].1.name, "GUILD_UPDATE");
+        assert!(g.guild().moderation_fail_closed);
+        assert_eq!(g.guild().name, "renamed");
+    }
+}
