@@ -751,7 +751,7 @@ async fn plugins(
         id: guildhall_core::Snowflake(1),
         guild_id: guildhall_core::Snowflake(1),
         name: "automod".into(),
-        kind: "moderator".into(),
+        kind: guildhall_core::model::PluginKind::Moderator,
         enabled: true,
         config: serde_json::from_str(config).map_err(|e| e.to_string())?,
         component_sha256: plugin.hash.clone(),

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use guildhall_client::{ApiClient, Method};
+use guildhall_core::model::PluginKind;
 
 #[derive(clap::Subcommand)]
 pub enum PluginCmd {
@@ -14,7 +15,7 @@ pub enum PluginCmd {
         name: String,
         /// `bot` (default) or `moderator`.
         #[arg(long, default_value = "bot")]
-        kind: String,
+        kind: PluginKind,
         /// `rust` (default), `js` or `python`.
         #[arg(long, default_value = "rust")]
         lang: String,
@@ -63,14 +64,14 @@ pub async fn run(cmd: PluginCmd) -> Result<(), String> {
             if !valid_name(&name) {
                 return Err("a plugin name is 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter".into());
             }
-            if kind != "bot" && kind != "moderator" {
-                return Err(format!("unknown kind {kind:?}: bot or moderator"));
+            if kind == PluginKind::Indexer {
+                return Err("indexer plugins are not scaffolded yet: bot or moderator".into());
             }
             let sdk = sdk.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"));
             let sdk = sdk.canonicalize().map_err(|e| format!("the SDK at {}: {e} (pass --sdk PATH)", sdk.display()))?;
             match lang.as_str() {
-                "rust" => scaffold(&name, &kind, &dir, &sdk),
-                "js" | "python" => scaffold_interpreted(&name, &kind, &lang, &dir, &sdk),
+                "rust" => scaffold(&name, kind, &dir, &sdk),
+                "js" | "python" => scaffold_interpreted(&name, kind, &lang, &dir, &sdk),
                 other => Err(format!("unknown language {other:?}: rust, js or python")),
             }
         }
@@ -90,13 +91,13 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn scaffold(name: &str, kind: &str, dir: &Path, sdk: &Path) -> Result<(), String> {
+fn scaffold(name: &str, kind: PluginKind, dir: &Path, sdk: &Path) -> Result<(), String> {
     let root = dir.join(name);
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
     }
     let (import, body) = match kind {
-        "bot" => (
+        PluginKind::Bot => (
             "use guildhall_sdk::bot::{self, Bot, GuildEvent};",
             r#"pub struct Plugin;
 
@@ -117,7 +118,7 @@ impl Bot for Plugin {
 guildhall_sdk::export_bot!(Plugin);
 "#,
         ),
-        "moderator" => (
+        PluginKind::Moderator => (
             "use guildhall_sdk::moderation::{Candidate, Moderator, Verdict};",
             r#"pub struct Plugin;
 
@@ -138,7 +139,7 @@ impl Moderator for Plugin {
 guildhall_sdk::export_moderator!(Plugin);
 "#,
         ),
-        other => unreachable!("kind {other} checked by the caller"),
+        PluginKind::Indexer => return Err("indexer plugins are not scaffolded yet".into()),
     };
     std::fs::create_dir_all(root.join("src")).map_err(|e| e.to_string())?;
     let manifest = format!(
@@ -173,8 +174,8 @@ strip = true
 #[derive(serde::Serialize, serde::Deserialize)]
 struct InterpretedPlugin {
     name: String,
-    /// `bot` or `moderator`: the world it is built for.
-    kind: String,
+    /// The world it is built for (`bot` or `moderator`).
+    kind: PluginKind,
     /// `js` or `python`.
     lang: String,
     /// The module, relative to the plugin's directory.
@@ -183,14 +184,15 @@ struct InterpretedPlugin {
     sdk: PathBuf,
 }
 
-fn scaffold_interpreted(name: &str, kind: &str, lang: &str, dir: &Path, sdk: &Path) -> Result<(), String> {
+fn scaffold_interpreted(name: &str, kind: PluginKind, lang: &str, dir: &Path, sdk: &Path) -> Result<(), String> {
     let root = dir.join(name);
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
     }
     let module = name.replace('-', "_");
     let (main, source) = match (lang, kind) {
-        ("js", "bot") => (
+        (_, PluginKind::Indexer) => return Err("indexer plugins are not scaffolded yet".into()),
+        ("js", PluginKind::Bot) => (
             format!("{name}.js"),
             format!(
                 r#"// {name}: a Guildhall bot (build: guildhall plugin build).
@@ -234,7 +236,7 @@ export const moderation = {{
 "#
             ),
         ),
-        (_, "bot") => (
+        (_, PluginKind::Bot) => (
             format!("{module}.py"),
             format!(
                 r#""""{name}: a Guildhall bot (build: guildhall plugin build)."""
@@ -288,13 +290,7 @@ class Moderation(exports.Moderation):
             std::fs::copy(sdk.join("js").join(helper), root.join(helper)).map_err(|e| format!("{helper}: {e}"))?;
         }
     }
-    let manifest = InterpretedPlugin {
-        name: name.to_owned(),
-        kind: kind.to_owned(),
-        lang: lang.to_owned(),
-        main,
-        sdk: sdk.to_owned(),
-    };
+    let manifest = InterpretedPlugin { name: name.to_owned(), kind, lang: lang.to_owned(), main, sdk: sdk.to_owned() };
     let json = serde_json::to_string_pretty(&manifest).expect("serializes");
     std::fs::write(root.join("plugin.json"), json + "\n").map_err(|e| e.to_string())?;
     println!(
@@ -327,7 +323,7 @@ fn build_interpreted(dir: &Path) -> Result<PathBuf, String> {
         .current_dir(dir)
         .arg(&script)
         .arg(dir.join(&plugin.main))
-        .args(["--world", &plugin.kind, "-o"])
+        .args(["--world", plugin.kind.as_str(), "-o"])
         .arg(&out)
         .stdout(std::process::Stdio::null())
         .status()

@@ -36,9 +36,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::membership::View;
 use crate::wire::{
-    decode, decode_framed, decode_handover, encode, encode_framed, encode_handover, Accepted, ActorKind, ActorRequest,
-    FindSession, ReadAnswer, ReadReply, ReadRequest, ReplyDelivery, SessionsHeader, Subjects, TakeSession, UserHeader,
-    UserWire,
+    decode, decode_framed, decode_take_answer, encode, encode_framed, encode_take_answer, Accepted, ActorKind,
+    ActorRequest, FindSession, ReadAnswer, ReadReply, ReadRequest, ReplyDelivery, SessionsHeader, Subjects, TakeAnswer,
+    TakeSession, UserHeader, UserWire,
 };
 
 /// How long a node waits for another to take a message into an actor's mailbox (the actor
@@ -199,9 +199,10 @@ impl Transport {
                         Err(_) => None,
                     };
                     let answer = match answer {
-                        Some(moved) => encode_handover(&moved, MAX_HANDOVER_REPLAY),
-                        None => encode(&"refused"),
+                        Some(moved) => TakeAnswer::Moved(moved),
+                        None => TakeAnswer::Refused,
                     };
+                    let answer = encode_take_answer(&answer, MAX_HANDOVER_REPLAY);
                     let _ = me.bus.publish(&reply, answer).await;
                 });
             }
@@ -531,7 +532,14 @@ impl SessionMover for ClusterMover {
         let t = &self.transport;
         let ask = encode(&TakeSession { from, to });
         let answer = t.bus.request(&t.subjects.take(from.id.node()), ask, TAKE_TIMEOUT).await.ok()?;
-        let moved = decode_handover(&answer).ok()?;
+        let moved = match decode_take_answer(&answer) {
+            Ok(TakeAnswer::Moved(moved)) => moved,
+            Ok(TakeAnswer::Refused) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, node = from.id.node(), "an unreadable answer to a session take-over");
+                return None;
+            }
+        };
         // `to` is now connected to those guilds: reconnect it if their node dies.
         for guild in &moved.guilds {
             if let Some(owner) = t.owner(*guild).filter(|owner| *owner != t.me) {
@@ -644,7 +652,7 @@ impl ClusterDirectory {
 #[async_trait]
 impl Directory for ClusterDirectory {
     async fn locate(&self, id: GuildId) -> Result<GuildRef, LocateError> {
-        let unavailable = |why: String| LocateError::Storage(StoreError::Unavailable(why));
+        let unavailable = LocateError::Unreachable;
         let owner = self.transport.owner(id).ok_or_else(|| unavailable("the cluster has no live node".into()))?;
         if owner == self.transport.me {
             return Directory::locate(self.local.as_ref(), id).await;
@@ -864,12 +872,15 @@ impl ClusterReads {
 
     async fn ask(&self, read: ReadRequest) -> Result<ReadReply, StoreError> {
         const ATTEMPTS: usize = 3;
-        let unavailable = |why: String| StoreError::Unavailable(why);
+        let unavailable = StoreError::Unreachable;
         let channel = match &read {
             ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel.clone(),
         };
         for _ in 0..ATTEMPTS {
-            let owner = self.transport.channel_owner(&channel).ok_or_else(|| unavailable("no live node".into()))?;
+            let owner = self
+                .transport
+                .channel_owner(&channel)
+                .ok_or_else(|| unavailable("the cluster has no live node".into()))?;
             if owner == self.transport.me {
                 return Ok(self.transport.answer_read(read, &self.data).await);
             }

@@ -21,7 +21,7 @@
 //! header, so the Discord JSON made once by the guild is not escaped into another string.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use guildhall_core::gateway::{DispatchPrefix, Status};
+use guildhall_core::gateway::{DispatchPrefix, Intents, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_core::session::Handover;
@@ -172,7 +172,7 @@ pub struct ReplyDelivery {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserWire {
-    Dispatch { intent: u64 },
+    Dispatch { intent: Intents },
     JoinGuild(GuildId),
 }
 
@@ -218,6 +218,38 @@ pub struct HandoverHeader {
     pub status: Status,
     pub guilds: Vec<GuildId>,
     pub replay: Vec<(u64, u32)>,
+}
+
+/// The old node's answer to [`TakeSession`]: the session, or a refusal (it is gone, cannot
+/// be resumed, or another take-over got it first).
+#[derive(Debug)]
+pub enum TakeAnswer {
+    Moved(MovedSession),
+    Refused,
+}
+
+/// A refusal is an envelope whose body is this word; a handed-over session is framed
+/// (a 4-byte length first), so the two never look alike: a frame would need a header of
+/// over a gigabyte to start with `{`.
+#[derive(Serialize, Deserialize)]
+enum Refusal {
+    #[serde(rename = "refused")]
+    Refused,
+}
+
+pub fn encode_take_answer(answer: &TakeAnswer, max_replay_bytes: usize) -> Bytes {
+    match answer {
+        TakeAnswer::Moved(moved) => encode_handover(moved, max_replay_bytes),
+        TakeAnswer::Refused => encode(&Refusal::Refused),
+    }
+}
+
+pub fn decode_take_answer(bytes: &Bytes) -> Result<TakeAnswer, WireError> {
+    if bytes.first() == Some(&b'{') {
+        let Refusal::Refused = decode(bytes)?;
+        return Ok(TakeAnswer::Refused);
+    }
+    decode_handover(bytes).map(TakeAnswer::Moved)
 }
 
 /// Encodes a handed-over session, keeping at most `max_bytes` of its replay buffer (the
@@ -299,6 +331,24 @@ mod tests {
         let future = String::from_utf8(future).unwrap().replacen("\"v\":1", "\"v\":2", 1);
         assert!(matches!(decode::<ActorRequest>(future.as_bytes()), Err(WireError::Version(2))));
         assert!(matches!(decode::<ActorRequest>(b"{\"v\":1,\"body\":3}"), Err(WireError::Malformed(_))));
+    }
+
+    /// A take-over's answer is typed on both ends; a refusal is the bytes v1 sent (the
+    /// envelope around the word), so a node of either version reads the other's.
+    #[test]
+    fn take_answers_are_a_session_or_a_refusal() {
+        let refused = encode_take_answer(&TakeAnswer::Refused, 1024);
+        assert_eq!(refused.as_ref(), br#"{"v":1,"body":"refused"}"#);
+        assert!(matches!(decode_take_answer(&refused), Ok(TakeAnswer::Refused)));
+        let handover = Handover { user_id: Snowflake(5), session_id: "k".into(), seq: 12, replay: Vec::new() };
+        let moved = MovedSession { handover, status: Status::Idle, guilds: vec![Snowflake(3)] };
+        let Ok(TakeAnswer::Moved(back)) = decode_take_answer(&encode_take_answer(&TakeAnswer::Moved(moved), 1024))
+        else {
+            panic!("a session comes back as one")
+        };
+        assert_eq!((back.handover.seq, back.status), (12, Status::Idle));
+        let other = Bytes::from_static(br#"{"v":1,"body":"maybe"}"#);
+        assert!(matches!(decode_take_answer(&other), Err(WireError::Malformed(_))), "neither is an error");
     }
 
     #[test]

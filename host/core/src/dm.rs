@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use crate::event::GuildEvent;
-use crate::gateway::intents;
+use crate::gateway::{intents, Intents};
 use crate::guild::{
     Command, GuildCommand, GuildError, GuildWrite, Input, MessageCommand, Reply, RequestId, WriteError,
 };
@@ -40,7 +40,7 @@ pub enum DmEffect {
     },
     /// To every session, wherever it is, of every recipient that asked for `intent`.
     Deliver {
-        intent: u64,
+        intent: Intents,
         event: Box<GuildEvent>,
     },
 }

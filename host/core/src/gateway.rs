@@ -43,21 +43,59 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = UNKNOWN_ERROR;
 }
 
-/// Gateway intents (bit flags), as Discord defines them.
+/// A session's gateway intents: which events it asked for. Discord's bitfield, an integer
+/// on the wire (IDENTIFY's `intents`, and between nodes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Intents(pub u64);
+
+impl Intents {
+    pub const NONE: Intents = Intents(0);
+
+    /// Intents from IDENTIFY's integer, if every bit is one Discord defines (else 4013).
+    pub fn from_bits(bits: u64) -> Option<Intents> {
+        (bits & !intents::ALL_KNOWN.0 == 0).then_some(Intents(bits))
+    }
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+    /// Has every intent of `other`.
+    pub const fn contains(self, other: Intents) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Has any intent of `other`.
+    pub const fn intersects(self, other: Intents) -> bool {
+        self.0 & other.0 != 0
+    }
+    pub const fn without(self, other: Intents) -> Intents {
+        Intents(self.0 & !other.0)
+    }
+}
+
+impl std::ops::BitOr for Intents {
+    type Output = Intents;
+    fn bitor(self, other: Intents) -> Intents {
+        Intents(self.0 | other.0)
+    }
+}
+
+/// Discord's intents, by name.
 pub mod intents {
-    pub const GUILDS: u64 = 1 << 0;
-    pub const GUILD_MEMBERS: u64 = 1 << 1;
+    use super::Intents;
+
+    pub const GUILDS: Intents = Intents(1 << 0);
+    pub const GUILD_MEMBERS: Intents = Intents(1 << 1);
     /// Bans (Discord's GUILD_MODERATION, once GUILD_BANS).
-    pub const GUILD_MODERATION: u64 = 1 << 2;
-    pub const GUILD_PRESENCES: u64 = 1 << 8;
-    pub const GUILD_MESSAGES: u64 = 1 << 9;
-    pub const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
-    pub const GUILD_MESSAGE_TYPING: u64 = 1 << 11;
-    pub const DIRECT_MESSAGES: u64 = 1 << 12;
-    pub const DIRECT_MESSAGE_TYPING: u64 = 1 << 14;
-    pub const MESSAGE_CONTENT: u64 = 1 << 15;
+    pub const GUILD_MODERATION: Intents = Intents(1 << 2);
+    pub const GUILD_PRESENCES: Intents = Intents(1 << 8);
+    pub const GUILD_MESSAGES: Intents = Intents(1 << 9);
+    pub const GUILD_MESSAGE_REACTIONS: Intents = Intents(1 << 10);
+    pub const GUILD_MESSAGE_TYPING: Intents = Intents(1 << 11);
+    pub const DIRECT_MESSAGES: Intents = Intents(1 << 12);
+    pub const DIRECT_MESSAGE_TYPING: Intents = Intents(1 << 14);
+    pub const MESSAGE_CONTENT: Intents = Intents(1 << 15);
     /// Every bit Discord has defined up to now (0..=25); anything else is invalid (4013).
-    pub const ALL_KNOWN: u64 = (1 << 26) - 1;
+    pub const ALL_KNOWN: Intents = Intents((1 << 26) - 1);
 }
 
 /// A presence status a session sets (IDENTIFY's `presence`, op 3). On the wire it is

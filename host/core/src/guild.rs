@@ -37,7 +37,7 @@ mod testing;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::gateway::Status;
+use crate::gateway::{Intents, Status};
 use crate::model::{Ban, Channel, Guild, Member, Message, UserId};
 use crate::permissions::Permissions;
 
@@ -122,7 +122,7 @@ pub enum Input {
     SessionConnect {
         session: SessionId,
         user: UserId,
-        intents: u64,
+        intents: Intents,
         status: Status,
     },
     /// Whether messages go to moderators before they are stored (the runtime knows

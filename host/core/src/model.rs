@@ -139,7 +139,7 @@ impl Application {
     }
 
     /// The privileged intents among `intents` this application has not turned on.
-    pub fn disallowed_intents(&self, intents: u64) -> u64 {
+    pub fn disallowed_intents(&self, intents: crate::gateway::Intents) -> crate::gateway::Intents {
         use crate::gateway::intents as i;
         use application_flags as f;
         [
@@ -148,8 +148,8 @@ impl Application {
             (i::MESSAGE_CONTENT, f::GATEWAY_MESSAGE_CONTENT),
         ]
         .into_iter()
-        .filter(|(intent, flag)| intents & intent != 0 && self.flags & flag == 0)
-        .fold(0, |acc, (intent, _)| acc | intent)
+        .filter(|(intent, flag)| intents.intersects(*intent) && self.flags & flag == 0)
+        .fold(crate::gateway::Intents::NONE, |acc, (intent, _)| acc | intent)
     }
 
     /// Discord's application object, with its bot user and owner.
@@ -487,6 +487,49 @@ impl Member {
     }
 }
 
+/// What a plugin is: the world its component implements. On the wire and in storage it is
+/// the world's name (`bot`, `moderator`, `indexer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// Guild behaviour (world `bot`).
+    Bot,
+    /// In the message path (world `moderator`).
+    Moderator,
+    /// Events to search documents (world `indexer`).
+    Indexer,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 3] = [PluginKind::Bot, PluginKind::Moderator, PluginKind::Indexer];
+
+    /// The world's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Bot => "bot",
+            PluginKind::Moderator => "moderator",
+            PluginKind::Indexer => "indexer",
+        }
+    }
+}
+
+impl std::str::FromStr for PluginKind {
+    type Err = String;
+    fn from_str(name: &str) -> Result<PluginKind, String> {
+        PluginKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| format!("no plugin kind {name:?} (bot, moderator or indexer)"))
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A plugin installed in a guild. The component itself is stored once per content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -494,8 +537,8 @@ pub struct PluginRecord {
     pub id: Snowflake,
     pub guild_id: GuildId,
     pub name: String,
-    /// `bot`, `moderator` or `indexer`: the world the component implements.
-    pub kind: String,
+    /// The world the component implements.
+    pub kind: PluginKind,
     pub enabled: bool,
     /// The JSON object handed to the plugin's `init`.
     pub config: Value,

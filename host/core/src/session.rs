@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::gateway::{close, control_frame, intents, op, DispatchPrefix, Status};
+use crate::gateway::{close, control_frame, op, DispatchPrefix, Intents, Status};
 use crate::model::UserId;
 
 #[derive(Debug, Clone)]
@@ -176,7 +176,7 @@ pub enum Effect {
     /// Check this IDENTIFY token; answer with `Authenticated` or `AuthenticationFailed`.
     Authenticate {
         token: String,
-        intents: u64,
+        intents: Intents,
         status: Option<Status>,
     },
     /// Find session `session_id` and offer it this connection (see [`Session::resume`]).
@@ -470,12 +470,12 @@ impl Session {
                 let (Some(token), Some(_properties)) = (d["token"].as_str(), d["properties"].as_object()) else {
                     return self.close(close::DECODE_ERROR, "identify needs token and properties", false, fx);
                 };
-                let Some(intent_bits) = d["intents"].as_u64() else {
+                let Some(bits) = d["intents"].as_u64() else {
                     return self.close(close::INVALID_INTENTS, "identify needs integer intents", false, fx);
                 };
-                if intent_bits & !intents::ALL_KNOWN != 0 {
+                let Some(intents) = Intents::from_bits(bits) else {
                     return self.close(close::INVALID_INTENTS, "invalid intents", false, fx);
-                }
+                };
                 // An empty status is as if none was given (libraries send one; Discord
                 // takes it as online).
                 let status = match d.get("presence").and_then(|p| p.get("status")) {
@@ -487,7 +487,7 @@ impl Session {
                     },
                 };
                 self.phase = Phase::Authenticating;
-                fx.push(Effect::Authenticate { token: token.to_owned(), intents: intent_bits, status });
+                fx.push(Effect::Authenticate { token: token.to_owned(), intents, status });
             }
             op::RESUME => {
                 if self.phase != Phase::AwaitingIdentify {
@@ -669,7 +669,7 @@ mod tests {
         let mut s = Session::new(cfg());
         s.handle(Input::Opened { now_ms: 0 });
         let fx = text(&mut s, identify(), 1);
-        assert_eq!(fx, vec![Effect::Authenticate { token: "t".into(), intents: 513, status: None }]);
+        assert_eq!(fx, vec![Effect::Authenticate { token: "t".into(), intents: Intents(513), status: None }]);
         let ready = DispatchPrefix::encode("READY", &json!({"v": 10}));
         let fx = s.handle(Input::Authenticated { user_id: Snowflake(1), session_id: "abc".into(), ready });
         let frames = sent(&fx);
@@ -699,7 +699,11 @@ mod tests {
             text(&mut s, frame, 1)
         };
         let authenticate = |status: Option<&str>| {
-            vec![Effect::Authenticate { token: "t".into(), intents: 513, status: status.and_then(Status::parse) }]
+            vec![Effect::Authenticate {
+                token: "t".into(),
+                intents: Intents(513),
+                status: status.and_then(Status::parse),
+            }]
         };
         assert_eq!(with_status(json!("")), authenticate(None), "empty: as if none");
         assert_eq!(with_status(json!("idle")), authenticate(Some("idle")));

@@ -7,25 +7,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre, Linker};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginKind {
-    /// Guild behaviour (world `bot`).
-    Bot,
-    /// In the message path (world `moderator`).
-    Moderator,
-    /// Events to search documents (world `indexer`).
-    Indexer,
-}
-
-impl PluginKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Bot => "bot",
-            PluginKind::Moderator => "moderator",
-            PluginKind::Indexer => "indexer",
-        }
-    }
-}
+pub use guildhall_core::model::PluginKind;
 
 /// The language runtime a component says it carries (the `language` field of its
 /// producers section, which componentize-js writes and the Python SDK's build adds).

@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use guildhall_core::dm::DmState;
 use guildhall_core::guild::GuildState;
 use guildhall_core::model::GuildId;
-use guildhall_store::StoreError;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
@@ -118,8 +117,7 @@ impl LocalDirectory {
         let fence = match &self.deps.ownership {
             None => None,
             Some(ownership) => {
-                let token =
-                    ownership.acquire(kind, id).await.map_err(|e| LocateError::Storage(StoreError::Unavailable(e)))?;
+                let token = ownership.acquire(kind, id).await.map_err(LocateError::Unreachable)?;
                 Some(Fence { ownership: ownership.clone(), token })
             }
         };

@@ -13,14 +13,13 @@ use std::time::Duration;
 
 use guildhall_core::dm::{DmEffect, DmState};
 use guildhall_core::event::GuildEvent;
-use guildhall_core::gateway::DispatchPrefix;
-use guildhall_core::guild::{Command, Input, RequestId, WriteError};
+use guildhall_core::gateway::{DispatchPrefix, Intents};
+use guildhall_core::guild::{Command, Input, RequestId};
 use guildhall_data::DataService;
-use guildhall_store::StoreError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::guild_actor::{Fence, GuildDeps};
+use crate::guild_actor::{write_error, Fence, GuildDeps};
 use crate::guild_ref::{GuildMsg, GuildRef};
 use crate::ids::Generator;
 use crate::metrics::{Metrics, Metrics as M};
@@ -124,13 +123,12 @@ impl DmActor {
             match effect {
                 DmEffect::Persist { request, write } => {
                     let result = match &self.fence {
-                        Some(fence) => fence.apply(&self.data, vec![write]).await.pop().unwrap_or(Ok(())),
-                        None => self.data.apply(write).await,
+                        Some(fence) => match fence.apply(&self.data, vec![write]).await {
+                            Ok(mut results) => results.pop().unwrap_or(Ok(())).map_err(write_error),
+                            Err(fenced_off) => Err(fenced_off.as_write_error()),
+                        },
+                        None => self.data.apply(write).await.map_err(write_error),
                     };
-                    let result = result.map_err(|e| match e {
-                        StoreError::NotFound => WriteError::NotFound,
-                        other => WriteError::Unavailable(other.to_string()),
-                    });
                     work.extend(self.state.handle(Input::Persisted { request, result }));
                 }
                 DmEffect::Reply { request, result } => {
@@ -144,7 +142,7 @@ impl DmActor {
     }
 
     /// Offers the event to every session of every recipient that asked for `intent`.
-    fn deliver(&self, intent: u64, event: &GuildEvent) {
+    fn deliver(&self, intent: Intents, event: &GuildEvent) {
         if matches!(event, GuildEvent::MessageCreate { .. }) {
             M::inc(&self.metrics.messages_created);
         }

@@ -71,7 +71,7 @@ pub struct GuildDeps {
     pub bot_placement: Option<Arc<dyn BotPlacement>>,
 }
 
-type BatchFuture = Pin<Box<dyn Future<Output = Vec<guildhall_store::Result<()>>> + Send>>;
+type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<guildhall_store::Result<()>>, FencedOff>> + Send>>;
 
 struct GuildActor {
     state: GuildState,
@@ -117,17 +117,30 @@ pub struct Fence {
     pub token: OwnershipToken,
 }
 
-/// Why a fence refuses a write.
-pub const FENCED_OFF: &str = "this node no longer owns the actor";
+/// A fence's refusal of a batch: this node no longer owns the actor (another node may run
+/// it now, or this node's lease lapsed). Nothing of the batch was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this node no longer owns the actor")]
+pub struct FencedOff;
+
+impl FencedOff {
+    /// What each write of a refused batch reports to the state machine (a 503 to callers).
+    pub fn as_write_error(self) -> WriteError {
+        WriteError::Unavailable(self.to_string())
+    }
+}
 
 impl Fence {
     /// Applies `writes` only if this node still owns the actor; otherwise refuses them all.
-    pub async fn apply(&self, data: &DataService, writes: Vec<GuildWrite>) -> Vec<guildhall_store::Result<()>> {
+    pub async fn apply(
+        &self,
+        data: &DataService,
+        writes: Vec<GuildWrite>,
+    ) -> Result<Vec<guildhall_store::Result<()>>, FencedOff> {
         if !self.ownership.still_owned(&self.token).await {
-            let refused = || Err(StoreError::Unavailable(FENCED_OFF.into()));
-            return writes.iter().map(|_| refused()).collect();
+            return Err(FencedOff);
         }
-        data.apply_batch(writes).await
+        Ok(data.apply_batch(writes).await)
     }
 }
 
@@ -177,6 +190,14 @@ pub(crate) fn expired(expires_at_ms: u64) -> bool {
     expires_at_ms != 0 && SystemClock.unix_ms() >= expires_at_ms
 }
 
+/// A store's refusal as the state machine hears it.
+pub(crate) fn write_error(e: StoreError) -> WriteError {
+    match e {
+        StoreError::NotFound => WriteError::NotFound,
+        other => WriteError::Unavailable(other.to_string()),
+    }
+}
+
 fn pass_on(guild: GuildRef, msg: impl Fn() -> GuildMsg + Send + 'static) {
     const ATTEMPTS: u32 = 40;
     tokio::spawn(async move {
@@ -222,7 +243,7 @@ impl GuildActor {
                 biased;
                 results = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
                     let (requests, _) = inflight.take().expect("guarded");
-                    let fenced_off = results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(m)) if m == FENCED_OFF));
+                    let fenced_off = results.is_err();
                     if fenced_off && mailbox_open && !self.stopping {
                         // Another node may run the guild now, or this node's lease lapsed:
                         // stop (answering what is queued) rather than refuse every write from
@@ -231,11 +252,11 @@ impl GuildActor {
                         rx.close();
                         self.stopping = true;
                     }
+                    let results: Vec<Result<(), WriteError>> = match results {
+                        Ok(results) => results.into_iter().map(|r| r.map_err(write_error)).collect(),
+                        Err(fenced_off) => requests.iter().map(|_| Err(fenced_off.as_write_error())).collect(),
+                    };
                     for (request, result) in requests.into_iter().zip(results) {
-                        let result = result.map_err(|e| match e {
-                            StoreError::NotFound => WriteError::NotFound,
-                            other => WriteError::Unavailable(other.to_string()),
-                        });
                         let fx = self.state.handle(Input::Persisted { request, result });
                         self.run_effects(fx);
                     }
@@ -323,7 +344,7 @@ impl GuildActor {
         self.bots.clear(); // their runners end when their queues close (or get a Stop)
         let store = self.data.store().clone();
         let channels = Arc::new(self.plugin_channel_list());
-        for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Bot.as_str()) {
+        for record in records.into_iter().filter(|r| r.enabled && r.kind == PluginKind::Bot) {
             let Some(bot_user) = store.user(record.id).await.ok().flatten().map(|r| r.user) else {
                 tracing::error!(plugin = %record.name, "bot user missing");
                 continue;
@@ -442,7 +463,7 @@ impl GuildActor {
         let batch = async move {
             match fence {
                 Some(fence) => fence.apply(&data, writes).await,
-                None => data.apply_batch(writes).await,
+                None => Ok(data.apply_batch(writes).await),
             }
         };
         (requests, Box::pin(batch))

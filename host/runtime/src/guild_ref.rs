@@ -93,6 +93,10 @@ pub enum LocateError {
     UnknownChannel,
     #[error("{0}")]
     Storage(#[from] StoreError),
+    /// In a cluster, the node that runs the actor cannot be reached now (no node is live,
+    /// the owner has not taken it yet, or it does not answer); retry.
+    #[error("cluster unavailable: {0}")]
+    Unreachable(String),
 }
 
 /// Finds (or starts) the actor of a guild: what a [`GuildRef`] asks when its actor has

@@ -77,7 +77,7 @@ impl Moderation {
         deadline: Duration,
     ) -> Moderation {
         let mut slots = Vec::new();
-        for record in records.iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator.as_str()) {
+        for record in records.iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator) {
             match load_component(&engine, &*store, record).await {
                 Ok(plugin) => {
                     let (last_used, faults) = (Instant::now(), Faults::default());

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use guildhall_core::gateway::{DispatchPrefix, Status};
+use guildhall_core::gateway::{DispatchPrefix, Intents, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ impl SessionShared {
 pub struct SessionRef {
     pub id: SessionId,
     pub user: UserId,
-    pub intents: u64,
+    pub intents: Intents,
 }
 
 /// How a guild reaches one of its sessions, resolved once when the session connects.
@@ -120,7 +120,7 @@ pub trait SessionRouter: Send + Sync {
 #[derive(Debug, Clone)]
 pub enum ToUser {
     /// A dispatch for the sessions that asked for `intent` (DMs).
-    Dispatch { intent: u64, dispatch: DispatchPrefix },
+    Dispatch { intent: Intents, dispatch: DispatchPrefix },
     /// The user joined a guild: its sessions subscribe to it.
     JoinGuild(GuildId),
 }
@@ -138,7 +138,7 @@ impl SessionHandle {
     pub fn take(&self, msg: &ToUser, delivered: &mut Delivered) {
         match msg {
             ToUser::Dispatch { intent, dispatch } => {
-                if self.intents & intent == 0 {
+                if !self.intents.intersects(*intent) {
                     return;
                 }
                 match self.offer(dispatch) {
@@ -161,7 +161,7 @@ impl SessionHandle {
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: UserId,
-    pub intents: u64,
+    pub intents: Intents,
     pub tx: mpsc::Sender<SessionMsg>,
     pub shared: Arc<SessionShared>,
 }

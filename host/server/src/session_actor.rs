@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::gateway::{close, intents, DispatchPrefix, Status};
+use guildhall_core::gateway::{close, intents, DispatchPrefix, Intents, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, Member, UserId};
 use guildhall_core::session::{Effect, Input, MemberRequest, Phase, ResumeOutcome, Session};
@@ -90,7 +90,7 @@ struct SessionActor {
     /// Set once READY went out: the registry key (the session_id clients resume with).
     key: Option<String>,
     user: Option<UserId>,
-    intents: u64,
+    intents: Intents,
     status: Status,
     guilds: Vec<GuildRef>,
     /// Frames were written since the last flush.
@@ -138,7 +138,7 @@ pub async fn run_session(app: Arc<App>, conn: Conn) {
         shared: Arc::default(),
         key: None,
         user: None,
-        intents: 0,
+        intents: Intents::NONE,
         status: Status::Online,
         guilds: Vec::new(),
         dirty: false,
@@ -410,7 +410,7 @@ impl SessionActor {
         }
     }
 
-    async fn identify(&mut self, token: &str, intents: u64, status: Option<Status>) -> Vec<Effect> {
+    async fn identify(&mut self, token: &str, intents: Intents, status: Option<Status>) -> Vec<Effect> {
         let record = match crate::auth::record_for_token(&self.app, gateway_token(token)).await {
             Ok(Some(record)) => record,
             Ok(None) => return self.state.handle(Input::AuthenticationFailed),
@@ -419,7 +419,7 @@ impl SessionActor {
                 return vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }];
             }
         };
-        if crate::rest::applications::disallowed_intents(&record, intents) != 0 {
+        if crate::rest::applications::disallowed_intents(&record, intents) != Intents::NONE {
             return vec![Effect::Close { code: close::DISALLOWED_INTENTS, reason: "Disallowed intent(s)." }];
         }
         let (application_id, application_flags) = crate::rest::applications::application_of(&record);
@@ -491,7 +491,7 @@ impl SessionActor {
         }
         let query = request.query.as_deref().map(str::to_lowercase);
         let everyone = request.user_ids.is_empty() && query.as_deref() == Some("") && request.limit == 0;
-        if everyone && self.intents & intents::GUILD_MEMBERS == 0 {
+        if everyone && !self.intents.contains(intents::GUILD_MEMBERS) {
             return vec![Effect::Close {
                 code: close::DISALLOWED_INTENTS,
                 reason: "GUILD_MEMBERS is needed for every member",

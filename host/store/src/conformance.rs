@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{GuildWrite, InviteUse};
 use guildhall_core::model::{
-    audit_action, AuditLogChange, AuditLogEntry, Channel, Emoji, Guild, Invite, Member, Message, PluginRecord,
-    PluginTimer, User, UserRecord, CHANNEL_DM,
+    audit_action, AuditLogChange, AuditLogEntry, Channel, Emoji, Guild, Invite, Member, Message, PluginKind,
+    PluginRecord, PluginTimer, User, UserRecord, CHANNEL_DM,
 };
 use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
@@ -468,7 +468,7 @@ pub async fn plugins(store: &dyn Storage) {
         id: fresh_id(),
         guild_id: guild,
         name: name.into(),
-        kind: "moderator".into(),
+        kind: PluginKind::Moderator,
         enabled: true,
         config: serde_json::json!({ "banned_words": ["x"] }),
         component_sha256: hash.clone(),
@@ -554,7 +554,7 @@ pub async fn plugin_timers(store: &dyn Storage) {
         id: plugin,
         guild_id: guild,
         name: "timed".into(),
-        kind: "bot".into(),
+        kind: PluginKind::Bot,
         enabled: true,
         config: serde_json::json!({}),
         component_sha256: "0".repeat(64),

@@ -37,6 +37,10 @@ pub enum StoreError {
     /// The database cannot be reached or failed; nothing was acknowledged.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// In a cluster, the node that serves this data cannot be reached now (no node is
+    /// live, or the one that owns it does not answer): not the database's fault; retry.
+    #[error("cluster unavailable: {0}")]
+    Unreachable(String),
     /// Stored bytes that do not decode: a bug or corruption, never the caller's fault.
     #[error("corrupt record: {0}")]
     Corrupt(String),

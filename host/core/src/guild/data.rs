@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::gateway::Status;
+use crate::gateway::{Intents, Status};
 use crate::model::{Ban, Channel, ChannelId, Guild, Member, Role, UserId};
 use crate::nonces::RecentNonces;
 use crate::permissions::{PermissionCache, RoleGrant};
@@ -15,7 +15,7 @@ use super::protocol::SessionId;
 #[derive(Debug, Clone)]
 pub(super) struct OnlineSession {
     pub user: UserId,
-    pub intents: u64,
+    pub intents: Intents,
     pub status: Status,
 }
 

@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(d[0].1.name, "GUILD_DELETE");
         assert_eq!(d.last().unwrap().1.name, "GUILD_MEMBER_REMOVE");
         assert!(!g.is_member(CAROL));
-        assert_eq!(g.audience(&Audience::Guild { intent: 0 }), vec![SessionId(1)]);
+        assert_eq!(g.audience(&Audience::Guild { intent: crate::gateway::Intents::NONE }), vec![SessionId(1)]);
     }
 
     /// Joins and leaves take their member's write lock like every other write to a member:

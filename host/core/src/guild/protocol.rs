@@ -4,6 +4,7 @@
 //! the pipeline in `guild.rs` to carry out. Plain data; nothing here decides anything.
 
 use crate::event::GuildEvent;
+use crate::gateway::Intents;
 use crate::model::{Ban, Channel, ChannelId, Emoji, Guild, GuildId, Member, Message, MessageId, Role, User, UserId};
 use crate::permissions::Permissions;
 
@@ -203,17 +204,17 @@ pub enum Reply {
 pub enum Audience {
     /// Every online session with this intent.
     Guild {
-        intent: u64,
+        intent: Intents,
     },
     /// Every online session that can view the channel and has this intent.
     Channel {
         channel_id: ChannelId,
-        intent: u64,
+        intent: Intents,
     },
     /// Every session with this intent, except those of one user (presence about that user).
     GuildExceptUser {
         user: UserId,
-        intent: u64,
+        intent: Intents,
     },
     One(SessionId),
     /// Every session of one user in this guild (e.g. audit notices to the owner).

@@ -4,7 +4,7 @@
 //! applied).
 
 use crate::event::{GuildEvent, GuildSnapshot, Presence};
-use crate::gateway::{intents, Status};
+use crate::gateway::{intents, Intents, Status};
 use crate::model::{Message, UserId};
 use crate::permissions::Permissions;
 
@@ -17,7 +17,13 @@ pub const LARGE_THRESHOLD: usize = 250;
 impl GuildData {
     /// A member's session came online: it gets GUILD_CREATE, and the others hear of the
     /// user if they were not visible before. A non-member's session is ignored.
-    pub(super) fn connect(&mut self, session: SessionId, user: UserId, intents: u64, status: Status) -> Vec<Effect> {
+    pub(super) fn connect(
+        &mut self,
+        session: SessionId,
+        user: UserId,
+        intents: Intents,
+        status: Status,
+    ) -> Vec<Effect> {
         let mut fx = Vec::new();
         if !self.members.contains_key(&user) {
             return fx;
@@ -72,7 +78,7 @@ impl GuildData {
     pub fn reads_content(&self, session: SessionId, message: &Message) -> bool {
         let Some(s) = self.sessions.get(&session) else { return false };
         let is_bot = self.members.get(&s.user).is_some_and(|m| m.user.bot);
-        !is_bot || s.intents & intents::MESSAGE_CONTENT != 0 || message.shown_to_bots_without_content(s.user)
+        !is_bot || s.intents.contains(intents::MESSAGE_CONTENT) || message.shown_to_bots_without_content(s.user)
     }
 
     /// Whether a member who is not a gateway session (a plugin bot) hears a dispatch for
@@ -88,7 +94,7 @@ impl GuildData {
 
     /// The sessions an audience resolves to, in session order.
     pub fn audience(&self, audience: &Audience) -> Vec<SessionId> {
-        let with = |intent: u64| move |(_, s): &(&SessionId, &OnlineSession)| s.intents & intent == intent;
+        let with = |intent: Intents| move |(_, s): &(&SessionId, &OnlineSession)| s.intents.contains(intent);
         match audience {
             Audience::Guild { intent } => self.sessions.iter().filter(with(*intent)).map(|(id, _)| *id).collect(),
             Audience::Channel { channel_id, intent } => {
@@ -288,7 +294,7 @@ mod tests {
             use crate::event::GuildEvent;
             use crate::model::Message;
             let mut g = guild();
-            let without = intents::ALL_KNOWN & !intents::MESSAGE_CONTENT;
+            let without = intents::ALL_KNOWN.without(intents::MESSAGE_CONTENT);
             for (session, user, intents) in [(1, BOT, without), (2, BOT, intents::ALL_KNOWN), (3, BOB, without)] {
                 let status = Status::Online;
                 g.handle(Input::SessionConnect { session: SessionId(session), user, intents, status });

@@ -3,13 +3,13 @@
 
 use serde_json::Value;
 
-use crate::gateway::{intents, Status};
+use crate::gateway::{intents, Intents, Status};
 use crate::model::{Channel, ChannelId, Member, User, UserId};
 use crate::Snowflake;
 
 use super::{Audience, Command, Effect, GuildError, GuildState, Input, Reply, RequestId, SessionId};
 
-pub const ALL: u64 = intents::ALL_KNOWN;
+pub const ALL: Intents = intents::ALL_KNOWN;
 
 pub fn cmd(request: RequestId, command: impl Into<Command>) -> Input {
     Input::Command { request, command: Box::new(command.into()) }
@@ -19,7 +19,7 @@ pub fn persisted(g: &mut GuildState, request: RequestId) -> Vec<Effect> {
     g.handle(Input::Persisted { request, result: Ok(()) })
 }
 
-pub fn connect(g: &mut GuildState, session: u64, user: UserId, intents: u64) -> Vec<Effect> {
+pub fn connect(g: &mut GuildState, session: u64, user: UserId, intents: Intents) -> Vec<Effect> {
     g.handle(Input::SessionConnect { session: SessionId(session), user, intents, status: Status::Online })
 }
 

@@ -3,6 +3,7 @@
 //! guild through the authorize route, with the permissions the bot asks for becoming its
 //! managed role.
 
+use guildhall_core::gateway::Intents;
 use guildhall_core::guild::{MemberCommand, Reply, RoleCommand};
 use guildhall_core::model::{application_flags, Application, Member, Role, RoleTags, User, UserId, UserRecord};
 use guildhall_core::permissions::Permissions;
@@ -139,10 +140,10 @@ pub async fn authorize(ctx: &mut Ctx) -> ApiResult {
 
 /// Whether `user` may use `intents`: a bot only the privileged ones its application turned
 /// on (the gateway closes with 4014 otherwise). Returns the disallowed intents.
-pub fn disallowed_intents(record: &UserRecord, intents: u64) -> u64 {
+pub fn disallowed_intents(record: &UserRecord, intents: Intents) -> Intents {
     match &record.application {
         Some(application) => application.disallowed_intents(intents),
-        None => 0,
+        None => Intents::NONE,
     }
 }
 

@@ -93,6 +93,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::invalid_form(m),
             StoreError::NotFound => ApiError::not_found(code::GENERAL, "404: Not Found"),
             StoreError::Unavailable(m) => ApiError::unavailable(format!("storage unavailable: {m}")),
+            StoreError::Unreachable(m) => ApiError::unavailable(format!("cluster unavailable: {m}")),
             StoreError::Corrupt(m) => {
                 tracing::error!(error = %m, "corrupt record");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code::GENERAL, "500: Internal Server Error")
@@ -145,6 +146,7 @@ impl From<LocateError> for ApiError {
             LocateError::UnknownGuild => ApiError::not_found(code::UNKNOWN_GUILD, "Unknown Guild"),
             LocateError::UnknownChannel => ApiError::not_found(code::UNKNOWN_CHANNEL, "Unknown Channel"),
             LocateError::Storage(s) => s.into(),
+            LocateError::Unreachable(m) => ApiError::unavailable(format!("cluster unavailable: {m}")),
         }
     }
 }

@@ -96,7 +96,7 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
         id: ctx.app.new_id()?,
         guild_id,
         name,
-        kind: loaded.kind.as_str().to_owned(),
+        kind: loaded.kind,
         enabled: true,
         config: json!({}),
         component_sha256: loaded.hash.clone(),
@@ -147,10 +147,10 @@ pub async fn update(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
         if !config.is_object() {
             return Err(ApiError::invalid_form("config: must be a JSON object"));
         }
-        if record.kind == PluginKind::Moderator.as_str() {
+        if record.kind == PluginKind::Moderator {
             try_config(ctx, &record, &config).await?;
         }
-        if record.kind == PluginKind::Bot.as_str() {
+        if record.kind == PluginKind::Bot {
             let scope = Scope { guild: guild_id, plugin: record.name.clone() };
             ctx.app
                 .plugin_bus
@@ -216,7 +216,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
 pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> ApiResult {
     let owner = require_permission(ctx, guild_id, Permissions::MANAGE_GUILD).await?;
     let record = find(ctx, guild_id, plugin_id).await?;
-    if record.kind == PluginKind::Bot.as_str() {
+    if record.kind == PluginKind::Bot {
         // The bot user leaves the guild (GUILD_MEMBER_REMOVE); its messages stay.
         let handle = guild_handle(ctx, guild_id).await?;
         match handle.call(MemberCommand::Leave { user: record.id }, actor_timeout(ctx)).await {
