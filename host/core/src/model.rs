@@ -102,6 +102,21 @@ impl UserRecord {
     pub fn person(user: User, password_hash: String) -> UserRecord {
         UserRecord { user, password_hash, application: None }
     }
+
+    /// The privileged intents among `intents` this user may not use: a bot only those its
+    /// application turned on (the gateway closes with 4014 otherwise); a person any.
+    pub fn disallowed_intents(&self, intents: crate::gateway::Intents) -> crate::gateway::Intents {
+        match &self.application {
+            Some(application) => application.disallowed_intents(intents),
+            None => crate::gateway::Intents::NONE,
+        }
+    }
+
+    /// The application READY names and its flags: a bot's own; for a person none (their
+    /// user id and no flags).
+    pub fn application_of(&self) -> (UserId, u64) {
+        self.application.as_ref().map_or((self.user.id, 0), |a| (a.id, a.flags))
+    }
 }
 
 /// Application flags, as Discord numbers them: the privileged gateway intents an

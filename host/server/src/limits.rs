@@ -61,6 +61,12 @@ pub enum Bucket {
     InviteAccept,
     DmOpen,
     PluginUpload,
+    /// Reads of guilds, channels, users, invite lists and the gateway: no limit of their
+    /// own (the caller's global limit counts them).
+    Reads,
+    /// Writes without a limit of their own (one's applications, adding a bot, leaving a
+    /// guild, revoking an invite): the caller's global limit counts them.
+    Writes,
 }
 
 impl Bucket {
@@ -82,11 +88,30 @@ impl Bucket {
             Bucket::InviteAccept => "invite_accept",
             Bucket::DmOpen => "dm_open",
             Bucket::PluginUpload => "plugin_upload",
+            Bucket::Reads => "reads",
+            Bucket::Writes => "writes",
         }
     }
 
-    fn rate(self, c: &RateLimitsConfig) -> Rate {
-        match self {
+    /// Whether a route's limit is kept per channel or guild in its path (Discord's major
+    /// parameter), or once for the caller.
+    pub fn per_major(self) -> bool {
+        matches!(
+            self,
+            Bucket::MessageCreate
+                | Bucket::MessageEdit
+                | Bucket::MessageDelete
+                | Bucket::Reactions
+                | Bucket::Typing
+                | Bucket::MessageReads
+                | Bucket::GuildManage
+                | Bucket::InviteCreate
+        )
+    }
+
+    /// The bucket's own limit, if it has one.
+    fn rate(self, c: &RateLimitsConfig) -> Option<Rate> {
+        Some(match self {
             Bucket::Auth => c.auth,
             Bucket::MessageCreate => c.message_create,
             Bucket::MessageEdit => c.message_edit,
@@ -101,7 +126,8 @@ impl Bucket {
             Bucket::InviteAccept => c.invite_accept,
             Bucket::DmOpen => c.dm_open,
             Bucket::PluginUpload => c.plugin_upload,
-        }
+            Bucket::Reads | Bucket::Writes => return None,
+        })
     }
 }
 
@@ -209,7 +235,8 @@ impl Limits {
         let mut windows = self.shard(&subject);
         windows.take(&Key { subject, scope: Scope::Global }, global_rate, now).map_err(|r| global(retry_after(r)))?;
         let Some((bucket, major)) = route else { return Ok(None) };
-        match windows.take(&Key { subject, scope: Scope::Route(bucket, major) }, bucket.rate(&self.config), now) {
+        let Some(rate) = bucket.rate(&self.config) else { return Ok(None) };
+        match windows.take(&Key { subject, scope: Scope::Route(bucket, major) }, rate, now) {
             Ok(standing) => Ok(Some((bucket, standing))),
             Err(Refusal::Limited(standing)) => {
                 Err(Limited { global: false, route: Some((bucket, standing)), retry_after_ms: standing.reset_after_ms })

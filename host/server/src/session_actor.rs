@@ -419,10 +419,10 @@ impl SessionActor {
                 return vec![Effect::Close { code: close::UNKNOWN_ERROR, reason: "storage unavailable" }];
             }
         };
-        if crate::rest::applications::disallowed_intents(&record, intents) != Intents::NONE {
+        if record.disallowed_intents(intents) != Intents::NONE {
             return vec![Effect::Close { code: close::DISALLOWED_INTENTS, reason: "Disallowed intent(s)." }];
         }
-        let (application_id, application_flags) = crate::rest::applications::application_of(&record);
+        let (application_id, application_flags) = record.application_of();
         let user = record.user;
         // IDENTIFYs of one user are spaced (`rate_limits.identify`, `/gateway/bot`'s
         // max_concurrency per 5 s); one past it waits its turn, bounded by the IDENTIFY

@@ -3,16 +3,15 @@
 //! guild through the authorize route, with the permissions the bot asks for becoming its
 //! managed role.
 
-use guildhall_core::gateway::Intents;
 use guildhall_core::guild::{MemberCommand, Reply, RoleCommand};
-use guildhall_core::model::{application_flags, Application, Member, Role, RoleTags, User, UserId, UserRecord};
+use guildhall_core::model::{application_flags, Application, Member, Role, RoleTags, User, UserRecord};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use serde_json::json;
 
+use super::ctx::notify_joined;
 use super::ctx::{actor_timeout, created, guild_handle, guild_permissions, now_iso, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
-use super::guilds::notify_joined;
 use guildhall_api::requests::{Authorize, CreateApplication, UpdateApplication};
 
 fn unknown_application() -> ApiError {
@@ -136,19 +135,4 @@ pub async fn authorize(ctx: &mut Ctx) -> ApiResult {
     handle.call(MemberCommand::Join { member, invite: None }, actor_timeout(ctx)).await?;
     notify_joined(ctx, &record.user, guild);
     ok(&json!({ "location": "https://discord.com/oauth2/authorized" }))
-}
-
-/// Whether `user` may use `intents`: a bot only the privileged ones its application turned
-/// on (the gateway closes with 4014 otherwise). Returns the disallowed intents.
-pub fn disallowed_intents(record: &UserRecord, intents: Intents) -> Intents {
-    match &record.application {
-        Some(application) => application.disallowed_intents(intents),
-        None => Intents::NONE,
-    }
-}
-
-/// The id a READY names as the application: a bot's own, a person's none (their user id,
-/// as before).
-pub fn application_of(record: &UserRecord) -> (UserId, u64) {
-    record.application.as_ref().map_or((record.user.id, 0), |a| (a.id, a.flags))
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guildhall_core::clock::{Clock, SystemClock};
-use guildhall_core::guild::{GuildCommand, Reply};
+use guildhall_core::guild::{Command, GuildCommand, Reply};
 use guildhall_core::model::{AuditLogEntry, Channel, ChannelId, GuildId, User, UserId};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef};
+use guildhall_runtime::session::ToUser;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Response, StatusCode};
@@ -262,4 +263,47 @@ pub async fn record_audit(ctx: &Ctx, entry: Option<AuditLogEntry>) -> Result<(),
         guild_handle(ctx, entry.guild_id).await?.send(GuildMsg::Audit(entry)).await;
     }
     Ok(())
+}
+
+// ---- what handlers of several routes do alike ----
+
+/// The reason an audit log entry carries (Discord's `X-Audit-Log-Reason`, percent-encoded,
+/// at most 512 characters).
+pub fn audit_reason(ctx: &Ctx) -> Option<String> {
+    let raw = ctx.headers.get("x-audit-log-reason")?.to_str().ok()?;
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    Some(decoded.chars().take(512).collect())
+}
+
+pub async fn audit_by(ctx: &Ctx, guild: GuildId, user: UserId, target: Snowflake, action: u16) -> Result<(), ApiError> {
+    let mut entry = ctx.app.audit.entry(guild, Some(user), Some(target), action);
+    if let Some(e) = &mut entry {
+        e.reason = audit_reason(ctx);
+    }
+    record_audit(ctx, entry).await
+}
+
+/// `command` of `user` to the guild's actor, which a stranger never starts (403 first).
+pub async fn call_as_member(
+    ctx: &Ctx,
+    user: UserId,
+    guild: GuildId,
+    command: impl Into<Command>,
+) -> Result<Reply, ApiError> {
+    Ok(member_guild_handle(ctx, user, guild).await?.call(command, actor_timeout(ctx)).await?)
+}
+
+/// 400 (30001) for a user in `quotas.guilds_per_user` guilds already. Checked before the
+/// write, so two joins at once can pass it together (the guild_create and invite_accept
+/// rate limits bound by how much).
+pub fn check_guild_quota(ctx: &Ctx, guilds_now: usize) -> Result<(), ApiError> {
+    let limit = ctx.app.config.quotas.guilds_per_user;
+    if guilds_now >= limit {
+        return Err(ApiError::quota(code::MAX_GUILDS, "guilds", limit));
+    }
+    Ok(())
+}
+
+pub fn notify_joined(ctx: &Ctx, user: &User, guild: GuildId) {
+    ctx.app.router.to_user(user.id, &ToUser::JoinGuild(guild));
 }
