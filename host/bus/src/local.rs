@@ -1,5 +1,6 @@
 //! The in-process bus: subscriptions in a table, messages handed to bounded queues.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
@@ -32,7 +33,7 @@ struct Table {
 type Shared = Arc<Mutex<Table>>;
 
 fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
-    table.lock().unwrap_or_else(|e| e.into_inner())
+    table.lock_unpoisoned()
 }
 
 /// The bus of a single node. Cloning it gives another handle to the same bus.

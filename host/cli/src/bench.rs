@@ -562,11 +562,12 @@ fn heap_in_use_bytes() -> Option<u64> {
     None
 }
 
-/// Resident set size of this process, in KiB (Linux).
+/// Resident set size of this process, in KiB (Linux: `VmRSS`, which the kernel gives in
+/// KiB whatever the page size).
 fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    pages * 4
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"));
+    rss.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
 }
 
 /// A typical automod setup: three banned words, one banned pattern, a mention limit.

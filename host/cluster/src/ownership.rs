@@ -16,6 +16,7 @@
 //! then. Storage-side fencing (an epoch checked by the database) would close it and is
 //! the next step if it ever matters.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ impl KvOwnership {
     }
 
     fn forget_check(&self, key: &str) {
-        self.checked.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.checked.lock_unpoisoned().remove(key);
     }
 
     /// Appends every ownership taken and given back to `path` (`cluster.audit_actors`).
@@ -108,7 +109,7 @@ impl KvOwnership {
         use std::io::Write;
         if let Some(file) = &self.audit {
             let line = format!("{what} {} {} {} {}\n", token.key, self.me, token.revision, unix_ms());
-            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            let mut file = file.lock_unpoisoned();
             if let Err(e) = file.write_all(line.as_bytes()) {
                 tracing::warn!(error = %e, "cannot write the ownership audit trail");
             }
@@ -175,7 +176,7 @@ impl Ownership for KvOwnership {
             if !clock.holds() {
                 return false; // this node may be presumed dead: its actors may be taken over
             }
-            let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner()).get(&token.key).copied();
+            let checked = self.checked.lock_unpoisoned().get(&token.key).copied();
             if checked.is_some_and(|at| at.elapsed() < *backstop) {
                 return true;
             }
@@ -189,7 +190,7 @@ impl Ownership for KvOwnership {
             }
         };
         if owned && self.lease.is_some() {
-            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut checked = self.checked.lock_unpoisoned();
             checked.insert(token.key.clone(), tokio::time::Instant::now());
         }
         owned

@@ -9,6 +9,7 @@
 //! while it is in flight, is not retried: the message may have arrived, and a command
 //! must not run twice; its caller fails at once instead.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_data::DataService;
 use guildhall_runtime::directory::{Actors, Directory, LocalDirectory, LocateError};
+use guildhall_runtime::follow::follow;
 use guildhall_runtime::guild_actor::GuildDeps;
 use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox, Undelivered};
 use guildhall_runtime::reads::MessageReads;
@@ -371,7 +373,7 @@ impl Transport {
     /// Notes what this node's sessions tell guilds on `owner`, to reconnect them if
     /// `owner` dies.
     fn track(&self, owner: NodeId, guild: GuildId, msg: &GuildMsg) {
-        let mut subscriptions = self.remote_subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subscriptions = self.remote_subscriptions.lock_unpoisoned();
         match msg {
             GuildMsg::Connect { session, status } if session.id.node() == self.me => {
                 let entry = subscriptions
@@ -403,10 +405,9 @@ impl Transport {
     /// (its view must drop the dead node first), so each guild is retried from a task until
     /// it can be located. Returns how many guilds it is reconnecting.
     pub fn reconnect_orphans(&self) -> usize {
-        const ATTEMPTS: u32 = 40;
         let live: std::collections::BTreeSet<NodeId> = self.view.borrow().members.keys().copied().collect();
         let orphaned: Vec<(GuildId, Vec<(SessionRef, Status)>)> = {
-            let mut subscriptions = self.remote_subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut subscriptions = self.remote_subscriptions.lock_unpoisoned();
             let dead: Vec<GuildId> =
                 subscriptions.iter().filter(|(_, s)| !live.contains(&s.owner)).map(|(g, _)| *g).collect();
             dead.into_iter()
@@ -418,19 +419,18 @@ impl Transport {
         for (guild, sessions) in orphaned {
             let (guilds, local_sessions) = (guilds.clone(), self.local_sessions.clone());
             tokio::spawn(async move {
-                for attempt in 1..=ATTEMPTS {
-                    if let Ok(actor) = Directory::locate(guilds.as_ref(), guild).await {
-                        for (session, status) in sessions {
-                            if local_sessions.route(session.id).is_some() {
-                                actor.send(GuildMsg::Connect { session, status }).await;
-                            }
+                let reconnected = follow(|| async {
+                    let Ok(actor) = Directory::locate(guilds.as_ref(), guild).await else { return false };
+                    for (session, status) in &sessions {
+                        if local_sessions.route(session.id).is_some() {
+                            actor.send(GuildMsg::Connect { session: *session, status: *status }).await;
                         }
-                        return;
                     }
-                    if attempt == ATTEMPTS {
-                        tracing::warn!(%guild, "sessions could not follow a guild whose node died");
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    true
+                })
+                .await;
+                if !reconnected {
+                    tracing::warn!(%guild, "sessions could not follow a guild whose node died");
                 }
             });
         }
@@ -782,7 +782,7 @@ impl Flight<'_> {
             let _ = follower.send(shared.clone().map_or(Turn::Alone, Turn::Answer));
         }
         let Some(key) = self.key.take() else { return };
-        let mut in_flight = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = self.reads.in_flight.lock_unpoisoned();
         let Some(waiting) = in_flight.get_mut(&key) else { return };
         let mut rest = std::mem::take(waiting);
         while !rest.is_empty() {
@@ -803,7 +803,7 @@ impl Drop for Flight<'_> {
             let _ = follower.send(Turn::Alone);
         }
         if let Some(key) = self.key.take() {
-            let waiting = self.reads.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            let waiting = self.reads.in_flight.lock_unpoisoned().remove(&key);
             for waiter in waiting.unwrap_or_default() {
                 let _ = waiter.send(Turn::Alone);
             }
@@ -835,7 +835,7 @@ impl ClusterReads {
             Alone,
         }
         let role = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut in_flight = self.in_flight.lock_unpoisoned();
             match in_flight.get_mut(&key) {
                 Some(waiting) if waiting.len() < MAX_JOINED => {
                     let (tx, rx) = oneshot::channel();

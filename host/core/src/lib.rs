@@ -19,6 +19,7 @@ pub mod ratelimit;
 pub mod session;
 pub mod snowflake;
 pub mod subject;
+pub mod sync;
 pub mod text;
 
 pub use snowflake::Snowflake;

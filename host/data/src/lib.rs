@@ -17,6 +17,7 @@
 //!   read-after-write holds the same, and a hot channel's burst that arrives spread over
 //!   more than one query's time still costs one query.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -200,12 +201,12 @@ impl DataService {
     /// ([`DataService::written_since`]): how another node that shares one answer among
     /// several reads knows that none of them started after a write the answer may miss.
     pub fn write_mark(&self) -> u64 {
-        self.writes.lock().unwrap_or_else(|e| e.into_inner()).seq
+        self.writes.lock_unpoisoned().seq
     }
 
     /// Was a write to `channel` acknowledged (or about to be) since `mark`?
     pub fn written_since(&self, channel: ChannelId, mark: u64) -> bool {
-        self.writes.lock().unwrap_or_else(|e| e.into_inner()).written_since(channel, mark)
+        self.writes.lock_unpoisoned().written_since(channel, mark)
     }
 
     pub fn store(&self) -> &Arc<dyn Storage> {
@@ -285,7 +286,7 @@ impl DataService {
     /// been applied without an acknowledgement).
     async fn wrote(&self, channel: ChannelId) {
         // Before the acknowledgement, like the invalidation below.
-        self.writes.lock().unwrap_or_else(|e| e.into_inner()).wrote(channel);
+        self.writes.lock_unpoisoned().wrote(channel);
         if !self.coalescing {
             return;
         }

@@ -11,6 +11,7 @@
 //! reports as backpressure (`PluginError::Capacity`), never as the plugin's fault: it may
 //! be another guild that spent the budget.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -53,7 +54,7 @@ impl PluginBudget {
     }
 
     fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
-        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+        self.usage.lock_unpoisoned()
     }
 
     /// Takes one of `guild`'s live instances, if its share has one left.

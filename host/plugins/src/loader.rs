@@ -5,6 +5,7 @@
 //! [`worlds`] is the one place that lists the worlds: adding one is a module of its own with
 //! an `entry`, and a line here.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -96,14 +97,14 @@ impl PluginEngine {
     /// The component with SHA-256 `hash` if it is loaded already: a guild that knows the
     /// hash of what it installed need not read megabytes from storage and hash them again.
     pub fn loaded(&self, hash: &str) -> Option<LoadedPlugin> {
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(hash).cloned()
+        self.loaded.lock_unpoisoned().get(hash).cloned()
     }
 
     /// Drops what is kept of the component `hash` (it was deleted from storage): its loaded
     /// form (instances made from it keep theirs) and its compiled files in the cache, for
     /// every engine build. What a file could not be deleted for is logged.
     pub fn forget(&self, hash: &str) {
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
+        self.loaded.lock_unpoisoned().remove(hash);
         let Ok(dir) = std::fs::read_dir(&self.config.cache_dir) else { return };
         let prefix = format!("{hash}-");
         for entry in dir.flatten() {
@@ -185,7 +186,7 @@ impl PluginEngine {
         }
         let kind = world.info().kind;
         let loaded = LoadedPlugin { hash: hash.clone(), kind, language, limits, component, prepared };
-        let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.loaded.lock_unpoisoned();
         if cache.len() >= MAX_LOADED_COMPONENTS {
             cache.clear(); // rare: many distinct components; they reload from the disk cache
         }

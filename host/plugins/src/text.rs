@@ -3,6 +3,7 @@
 //! sets take, and a search by the length of text it looks at: matching is linear in the
 //! text (no backtracking), so a host call cannot run long.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -67,7 +68,7 @@ impl PatternCache {
                 Self::MAX_PATTERN_BYTES
             ));
         }
-        if let Some(set) = self.cached.lock().unwrap_or_else(|e| e.into_inner()).sets.get(&patterns) {
+        if let Some(set) = self.cached.lock_unpoisoned().sets.get(&patterns) {
             return Ok(set.clone());
         }
         // Compile one by one first, so the error names the pattern at fault.
@@ -77,7 +78,7 @@ impl PatternCache {
         let regex = builder(Self::MAX_SET_NFA_BYTES).build_many(&patterns).map_err(|e| e.to_string())?;
         let bytes = regex.memory_usage() + patterns.iter().map(|p| p.len()).sum::<usize>();
         let set = Arc::new(Patterns { regex, bytes });
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.cached.lock_unpoisoned();
         if cached.bytes + bytes > Self::MAX_CACHED_BYTES {
             cached.sets.clear(); // rare: many distinct pattern lists; they compile again
             cached.bytes = 0;

@@ -3,6 +3,7 @@
 //! actor like any member would (so moderation and fan-out apply to it too), within
 //! limits: writes per minute (sends, edits, deletes, reactions), key-value bytes and keys, pending timers, time per event.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -177,7 +178,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
     let mut last_used = Instant::now();
     let mut idle = tokio::time::interval(Duration::from_secs(60));
     loop {
-        let next_due = timers.lock().unwrap_or_else(|e| e.into_inner()).next_due();
+        let next_due = timers.lock_unpoisoned().next_due();
         let batch: Vec<BotEvent> = tokio::select! {
             event = events.recv() => match event {
                 Some(e) => vec![e],
@@ -185,7 +186,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
             },
             Some(message) = published.recv() => vec![message],
             _ = sleep_until(next_due) => {
-                let due = timers.lock().unwrap_or_else(|e| e.into_inner()).pop_due(SystemClock.unix_ms());
+                let due = timers.lock_unpoisoned().pop_due(SystemClock.unix_ms());
                 due.into_iter().map(|(id, payload)| BotEvent::Timer(TimerFired { id, payload })).collect()
             }
             _ = idle.tick() => {
@@ -518,7 +519,7 @@ impl BotHost for GuildBotHost {
             )));
         }
         let timer = {
-            let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut timers = self.timers.lock_unpoisoned();
             if timers.payloads.len() >= MAX_TIMERS {
                 return Err(HostError::Limited(format!("at most {MAX_TIMERS} pending timers")));
             }
@@ -530,7 +531,7 @@ impl BotHost for GuildBotHost {
         };
         let id = timer.id;
         if let Err(e) = self.data.store().put_timer(self.plugin_id, self.guild_id, timer).await {
-            self.timers.lock().unwrap_or_else(|e| e.into_inner()).payloads.remove(&id);
+            self.timers.lock_unpoisoned().payloads.remove(&id);
             return Err(unavailable(e));
         }
         Ok(id)
@@ -549,7 +550,7 @@ impl BotHost for GuildBotHost {
     }
 
     async fn cancel_timer(&self, id: u64) {
-        if self.timers.lock().unwrap_or_else(|e| e.into_inner()).payloads.remove(&id).is_some() {
+        if self.timers.lock_unpoisoned().payloads.remove(&id).is_some() {
             if let Err(e) = self.data.store().delete_timer(self.plugin_id, self.guild_id, id).await {
                 tracing::warn!(plugin = %self.plugin_id, error = %e, "a cancelled timer stays stored; it may fire later");
             }

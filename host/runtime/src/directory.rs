@@ -7,6 +7,7 @@
 //! so the next one loads everything the last one stored. The cluster issue puts a
 //! consistent hash ring behind this trait.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -87,13 +88,13 @@ impl LocalDirectory {
     }
 
     fn runs(&self, id: GuildId) -> bool {
-        let guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
+        let guilds = self.guilds.lock_unpoisoned();
         guilds.get(&id).is_some_and(|slot| slot.running.get().is_some_and(|r| !r.handle.is_closed()))
     }
 
     /// The ids whose actors are running now.
     pub fn running(&self) -> Vec<GuildId> {
-        let guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
+        let guilds = self.guilds.lock_unpoisoned();
         guilds
             .iter()
             .filter(|(_, slot)| slot.running.get().is_some_and(|r| !r.handle.is_closed()))
@@ -158,7 +159,7 @@ impl LocalDirectory {
 impl Directory for LocalDirectory {
     async fn locate(&self, id: GuildId) -> Result<GuildRef, LocateError> {
         let slot = {
-            let mut guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guilds = self.guilds.lock_unpoisoned();
             let slot = guilds.entry(id).or_default();
             // An actor that stopped (evicted when idle) is succeeded by a new incarnation.
             if let Some(stopped) = slot.running.get().filter(|r| r.handle.is_closed()) {
@@ -169,7 +170,7 @@ impl Directory for LocalDirectory {
         let result = slot.running.get_or_try_init(|| self.load(id, &slot)).await.map(|r| r.handle.clone());
         if matches!(result, Err(LocateError::UnknownGuild | LocateError::UnknownChannel)) {
             // Do not keep an entry per unknown id someone asked about.
-            let mut guilds = self.guilds.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guilds = self.guilds.lock_unpoisoned();
             if guilds.get(&id).is_some_and(|s| s.running.get().is_none()) {
                 guilds.remove(&id);
             }

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use crate::audit::{self, AuditLog};
 use crate::bots::{spawn_bot, BotSpec};
 use crate::config::{GuildConfig, PluginsConfig};
+use crate::follow::follow;
 use crate::guild_ref::Locate;
 pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::metrics::{Metrics, Metrics as M};
@@ -180,10 +181,6 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
     (handle, task)
 }
 
-/// Sends a message to the guild's next incarnation, from a task: here once this actor
-/// has ended, or on another node once it took the guild over (which can take a few seconds
-/// while ownership passes). Retried until it lands, so that a session never silently stops
-/// hearing from a guild; a session that is gone meanwhile is ignored by the next actor.
 /// Whether a command's caller has stopped waiting (see `GuildMsg::Command`).
 pub(crate) fn expired(expires_at_ms: u64) -> bool {
     use guildhall_core::clock::{Clock, SystemClock};
@@ -198,17 +195,20 @@ pub(crate) fn write_error(e: StoreError) -> WriteError {
     }
 }
 
+/// Sends a message to the guild's next incarnation, from a task: here once this actor
+/// has ended, or on another node once it took the guild over (which can take a few seconds
+/// while ownership passes). Retried for a bounded time ([`follow`]), so that a session
+/// does not silently stop hearing from a guild that moved; past it, a warning. A session
+/// that is gone meanwhile is ignored by the next actor.
 fn pass_on(guild: GuildRef, msg: impl Fn() -> GuildMsg + Send + 'static) {
-    const ATTEMPTS: u32 = 40;
     tokio::spawn(async move {
-        for attempt in 1..=ATTEMPTS {
-            if guild.send(msg()).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            if attempt == ATTEMPTS {
-                tracing::warn!(guild = %guild.id, "a session could not follow its guild");
-            }
+        let id = guild.id;
+        let attempt = move || {
+            let (guild, msg) = (guild.clone(), msg());
+            async move { guild.send(msg).await }
+        };
+        if !follow(attempt).await {
+            tracing::warn!(guild = %id, "a session could not follow its guild");
         }
     });
 }

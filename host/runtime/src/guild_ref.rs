@@ -253,18 +253,21 @@ impl GuildRef {
     /// anything: after a hand-off, so that the sessions it inherits hear from it again.
     /// From a task, retried while the new owner's view catches up.
     pub fn start_successor(&self) {
-        const ATTEMPTS: u32 = 40;
         let Some(locator) = self.locator.clone() else { return };
         let id = self.id;
         tokio::spawn(async move {
-            for _ in 0..ATTEMPTS {
-                let Some(locator) = locator.upgrade() else { return };
-                if locator.locate(id).await.is_ok() {
-                    return;
+            let started = crate::follow::follow(|| {
+                let locator = locator.upgrade();
+                async move {
+                    // A directory that is gone (shutting down) starts nothing: done.
+                    let Some(locator) = locator else { return true };
+                    locator.locate(id).await.is_ok()
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            })
+            .await;
+            if !started {
+                tracing::warn!(guild = %id, "the guild's next actor could not be started");
             }
-            tracing::warn!(guild = %id, "the guild's next actor could not be started");
         });
     }
 

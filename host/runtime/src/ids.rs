@@ -3,6 +3,7 @@
 //! `id_reservation`): ids only for times a file on disk says were reserved, so that a
 //! restart, whatever its clock says, starts past everything issued before.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicU64, Ordering::Acquire};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,7 +63,7 @@ impl<C: Clock> Generator<C> {
     pub fn next_id(&self) -> Result<Snowflake, NextIdError> {
         // Bounded: a small backward step or an exhausted millisecond resolves within
         // max_backwards_wait_ms + 1 ms of real time; anything else returns an error.
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock_unpoisoned();
         loop {
             let now = self.clock.unix_ms();
             if self.reserved_until.as_ref().is_some_and(|until| now >= until.load(Acquire)) {

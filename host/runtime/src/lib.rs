@@ -13,6 +13,7 @@ pub mod bots;
 pub mod config;
 pub mod directory;
 pub mod dm_actor;
+pub mod follow;
 pub mod guild_actor;
 pub mod guild_ref;
 pub mod ids;

@@ -2,6 +2,7 @@
 //! it): loading a guild's component, the guild view an instance gets, and the fault rule
 //! (too many recent faults disable the plugin for the guild, persistently).
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,7 +140,7 @@ impl PerMinute {
 
     /// Counts one more now, if the last minute leaves room for it.
     pub fn take(&self) -> bool {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = self.recent.lock_unpoisoned();
         let now = std::time::Instant::now();
         while recent.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60)) {
             recent.pop_front();

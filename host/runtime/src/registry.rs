@@ -3,6 +3,7 @@
 //! A lookup table, not an actor: entries are added when a session becomes ready and
 //! removed when it terminates.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -28,7 +29,7 @@ struct Inner {
 
 impl SessionRegistry {
     pub fn insert(&self, key: String, handle: SessionHandle) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock_unpoisoned();
         let sessions = inner.by_user.entry(handle.user).or_default();
         sessions.retain(|s| s.id != handle.id);
         sessions.push(handle.clone());
@@ -39,20 +40,20 @@ impl SessionRegistry {
     /// Routes to a session by id only: one taking another over from another node, which
     /// is not resumable here, and not a user's session for DMs, until it has the state.
     pub fn insert_route(&self, handle: SessionHandle) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock_unpoisoned();
         inner.by_id.insert(handle.id, handle);
     }
 
     /// Stops RESUMEs from finding the session (it is being taken over elsewhere).
     pub fn forget_key(&self, key: &str, id: SessionId) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock_unpoisoned();
         if inner.by_key.get(key).is_some_and(|h| h.id == id) {
             inner.by_key.remove(key);
         }
     }
 
     pub fn remove(&self, key: &str, id: SessionId) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock_unpoisoned();
         let Some(handle) = inner.by_id.remove(&id) else { return };
         if inner.by_key.get(key).is_some_and(|h| h.id == id) {
             inner.by_key.remove(key);
@@ -67,7 +68,7 @@ impl SessionRegistry {
 
     /// Sessions on this node (resumable here or not).
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.len()
+        self.inner.lock_unpoisoned().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,11 +78,11 @@ impl SessionRegistry {
 
 impl SessionRouter for SessionRegistry {
     fn route(&self, session: SessionId) -> Option<SessionRoute> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_id.get(&session).cloned().map(SessionRoute::Local)
+        self.inner.lock_unpoisoned().by_id.get(&session).cloned().map(SessionRoute::Local)
     }
 
     fn to_user(&self, user: UserId, msg: &ToUser) -> Delivered {
-        let sessions = self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_user.get(&user).cloned();
+        let sessions = self.inner.lock_unpoisoned().by_user.get(&user).cloned();
         let mut delivered = Delivered::default();
         for session in sessions.unwrap_or_default() {
             session.take(msg, &mut delivered);
@@ -90,7 +91,7 @@ impl SessionRouter for SessionRegistry {
     }
 
     fn resumable(&self, key: &str) -> Option<SessionHandle> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+        self.inner.lock_unpoisoned().by_key.get(key).cloned()
     }
 
     fn moved(&self, node: NodeId, guild: GuildId, session: SessionId) {

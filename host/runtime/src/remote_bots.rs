@@ -8,6 +8,7 @@
 //! placed its bots anew or stopped), when a newer runner of the same bot starts, or when
 //! the guild's node leaves the view.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -194,7 +195,7 @@ impl HostedBots {
     }
 
     pub fn handle(&self, msg: BotWire) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = self.running.lock_unpoisoned();
         self.apply(&mut running, msg);
         self.deps.metrics.bots_hosted.store(running.len() as u64, Relaxed);
     }
@@ -238,7 +239,7 @@ impl HostedBots {
     /// Ends the runners whose guild's node is gone (that guild restarts on a live node,
     /// which starts its bots again).
     pub fn keep_origins(&self, alive: impl Fn(NodeId) -> bool) -> usize {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = self.running.lock_unpoisoned();
         let before = running.len();
         running.retain(|_, (runner, _)| alive(runner.origin));
         self.deps.metrics.bots_hosted.store(running.len() as u64, Relaxed);
@@ -247,7 +248,7 @@ impl HostedBots {
 
     /// Bots running here for other nodes' guilds.
     pub fn count(&self) -> usize {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.running.lock_unpoisoned().len()
     }
 
     fn load(

@@ -5,6 +5,7 @@
 //! Every waiter removes its entry when it goes away (answered, timed out or cancelled), so
 //! the table holds only calls in flight: it is bounded by the callers' own timeouts.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -88,7 +89,7 @@ impl Replies {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<CommandResult>>> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+        self.waiting.lock_unpoisoned()
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`guildhall_core::ratelimit`]; this module shards it behind mutexes (a request takes
 //! one lock: its subject's shard holds all of the subject's windows) and reads the clock.
 
+use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
@@ -198,7 +199,7 @@ impl Limits {
 
     fn shard(&self, subject: &Subject) -> std::sync::MutexGuard<'_, Windows<Key>> {
         let i = self.hasher.hash_one(subject) as usize % SHARDS;
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[i].lock_unpoisoned()
     }
 
     /// Whether `ip` is refused everything for now (past its invalid requests): the refusal.
@@ -309,7 +310,7 @@ impl Limits {
         if !self.config.enabled || cap == 0 {
             return Some(ConnectionSlot(None));
         }
-        let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.connections.lock_unpoisoned();
         let count = open.entry(ip).or_insert(0);
         if *count >= cap {
             return None;
@@ -340,7 +341,7 @@ pub struct ConnectionSlot(Option<(IpKey, OpenConnections)>);
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if let Some((ip, connections)) = self.0.take() {
-            let mut open = connections.lock().unwrap_or_else(|e| e.into_inner());
+            let mut open = connections.lock_unpoisoned();
             if let Some(count) = open.get_mut(&ip) {
                 *count -= 1;
                 if *count == 0 {
