@@ -118,6 +118,19 @@ impl Server {
         text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse().ok())).unwrap_or(0)
     }
 
+    /// Waits (10 s at most) until a counter reaches `value`, and returns what it is then.
+    pub async fn wait_for_metric_at_least(&self, name: &str, value: u64) -> u64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let current = self.metric(name).await;
+            if current >= value {
+                return current;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} stayed {current} on {}, below {value}", self.addr);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls `/metrics` until the gauge or counter `name` reads `value` (10 s at most).
     pub async fn wait_for_metric(&self, name: &str, value: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -942,11 +942,13 @@ async fn components_no_plugin_uses_are_deleted() {
         plugin_paths.push((format!("/guilds/{guild}/plugins/{}", body["id"].as_str().unwrap()), token.clone()));
     }
     assert_eq!(compiled(), 1, "both guilds share one compiled component");
-    let collected = "guildhall_components_collected_total";
+    let (collected, runs) = ("guildhall_components_collected_total", "guildhall_component_collections_total");
 
     let (path, token) = &plugin_paths[0];
     assert_eq!(http.call(Method::DELETE, path, Some(token), None).await.status, StatusCode::NO_CONTENT);
-    tokio::time::sleep(Duration::from_millis(2_500)).await; // two collections at least
+    // Two runs that began after the delete have finished: one at least saw it.
+    let runs_before = server.metric(runs).await;
+    server.wait_for_metric_at_least(runs, runs_before + 2).await;
     assert_eq!(server.metric(collected).await, 0, "the other guild still uses it");
     assert_eq!(compiled(), 1);
 

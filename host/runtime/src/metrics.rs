@@ -52,6 +52,8 @@ pub struct Metrics {
     pub audit_entries_lost: AtomicU64,
     /// Stored components deleted because no plugin used them any more.
     pub components_collected: AtomicU64,
+    /// Runs of the unused-component collector that finished (whatever they deleted).
+    pub component_collections: AtomicU64,
 }
 
 impl Metrics {

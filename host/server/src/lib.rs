@@ -240,6 +240,7 @@ fn spawn_component_collector(app: Arc<app::App>) {
                     }
                     let count = deleted.len() as u64;
                     app.metrics.components_collected.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                    guildhall_runtime::Metrics::inc(&app.metrics.component_collections);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not collect unused components; trying again later"),
             }

@@ -58,6 +58,12 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         "Stored plugin components deleted as unused.",
         &m.components_collected,
     );
+    line(
+        "component_collections_total",
+        "counter",
+        "Runs of the unused-component collector that finished.",
+        &m.component_collections,
+    );
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
     line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);
