@@ -468,7 +468,14 @@ struct Seen {
 }
 
 /// Reads until the message `end`; on op 7 reconnects to `elsewhere` and RESUMEs there.
-async fn follow(mut gw: guildhall_e2e::Gateway, token: String, elsewhere: std::net::SocketAddr, end: &str) -> Seen {
+/// `connected` is told once the session has its guild (GUILD_CREATE after READY).
+async fn follow(
+    mut gw: guildhall_e2e::Gateway,
+    token: String,
+    elsewhere: std::net::SocketAddr,
+    end: &str,
+    connected: tokio::sync::mpsc::Sender<()>,
+) -> Seen {
     use guildhall_e2e::{Gateway, Incoming};
     let mut seen = Seen { messages: Vec::new(), resumed: false };
     let mut session_id = None;
@@ -480,6 +487,9 @@ async fn follow(mut gw: guildhall_e2e::Gateway, token: String, elsewhere: std::n
                 gw.last_seq = s;
                 match v["t"].as_str() {
                     Some("READY") => session_id = v["d"]["session_id"].as_str().map(str::to_owned),
+                    Some("GUILD_CREATE") => {
+                        let _ = connected.try_send(());
+                    }
                     Some("RESUMED") => seen.resumed = true,
                     Some("MESSAGE_CREATE") if v["d"]["content"] == end => return seen,
                     Some("MESSAGE_CREATE") => seen.messages.push(v["d"]["id"].as_str().unwrap().to_owned()),
@@ -532,6 +542,7 @@ async fn a_drained_node_hands_off_and_its_clients_resume_elsewhere_missing_nothi
     // Alice and bob on every node; the leaving node's two clients resume one on each of
     // the others.
     let mut clients = Vec::new();
+    let (connected, mut connects) = tokio::sync::mpsc::channel(16);
     for (i, node) in nodes.iter().enumerate() {
         for (n, token) in [&alice, &bob].into_iter().enumerate() {
             let mut gw = node.gateway().await;
@@ -541,10 +552,14 @@ async fn a_drained_node_hands_off_and_its_clients_resume_elsewhere_missing_nothi
                 .await;
             let elsewhere = nodes[stays[n]].addr;
             let token = token.clone();
-            clients.push((i, tokio::spawn(async move { follow(gw, token, elsewhere, "END").await })));
+            let connected = connected.clone();
+            clients.push((i, tokio::spawn(async move { follow(gw, token, elsewhere, "END", connected).await })));
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await; // everyone READY and connected
+    // Everyone READY and connected to the guild before the first post.
+    for _ in 0..clients.len() {
+        tokio::time::timeout(Duration::from_secs(30), connects.recv()).await.expect("every client gets its guild");
+    }
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut streams = Vec::new();

@@ -87,15 +87,36 @@ async fn a_hung_database_holds_nothing_forever_and_loses_nothing_acknowledged() 
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Signals, not sleeps: writes acknowledged, calls timed out. Each waits 10 s at most.
+    let acknowledged = || answers.lock().unwrap().values().filter(|s| **s == StatusCode::OK).count();
+    let until = |what: &'static str, limit: Duration, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < limit, "{what} within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let writing = acknowledged();
+    tokio::task::block_in_place(|| {
+        until("posters writing", Duration::from_secs(10), &|| acknowledged() >= writing + 16)
+    });
 
     // Three freezes, each longer than the deadline but shorter than the database's own
     // write timeout (2 s: it drops writes that waited longer): writes on their way when
     // it froze time out in the host, and some land when it goes on.
     for freeze in 0..3 {
+        let timeouts = server.metric("guildhall_storage_timeouts_total").await;
         cassandra("pause");
         let frozen = Frozen;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let frozen_at = Instant::now();
+        // Frozen until the deadline has ended a call (1 s after the freeze at the soonest).
+        loop {
+            if server.metric("guildhall_storage_timeouts_total").await > timeouts {
+                break;
+            }
+            assert!(frozen_at.elapsed() < Duration::from_millis(1800), "no call timed out while frozen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         if freeze == 0 {
             // The gateway and the metrics need no database.
             gw.send(json!({ "op": 1, "d": gw.last_seq })).await;
@@ -110,9 +131,12 @@ async fn a_hung_database_holds_nothing_forever_and_loses_nothing_acknowledged() 
             assert!(ack.is_ok(), "a heartbeat is answered while the database hangs");
             assert_eq!(server.metric("guildhall_sessions").await, 1, "/metrics answers while the database hangs");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
         drop(frozen);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // It goes on: writes are acknowledged again before the next freeze.
+        let before = acknowledged();
+        tokio::task::block_in_place(|| {
+            until("writes after a freeze", Duration::from_secs(10), &|| acknowledged() > before)
+        });
     }
     let refused_while_frozen =
         answers.lock().unwrap().values().filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE).count();

@@ -1,6 +1,7 @@
 //! `guildhall`: the host binary, the top of the crate graph. `serve` runs the host (the
 //! `guildhall-server` crate); `plugin` scaffolds, builds and installs plugins; `bench` runs
-//! the benchmark scenarios. The tools talk to a host only through `guildhall-client`.
+//! the benchmark scenarios. The plugin and app commands talk to a running host only through
+//! `guildhall-client`; the in-process benchmarks link the runtime and the plugin host.
 
 mod app_cli;
 mod bench;
