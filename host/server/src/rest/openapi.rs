@@ -165,6 +165,7 @@ mod tests {
         let all = seen.len();
         seen.dedup();
         assert_eq!(seen.len(), all, "a method and path are routed once");
+        assert!(ROUTES.iter().all(|r| r.path.split('/').count() <= 64), "a route's rank has a bit per segment");
         for route in ROUTES.iter().filter(|r| r.bucket.per_major()) {
             assert!(route.path.contains("{channel_id}") || route.path.contains("{guild_id}"), "{}", route.path);
         }

@@ -203,20 +203,23 @@ impl Route {
             .map(|s| (s, s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))))
     }
 
-    /// Does the template match `path`'s segments? The key says how literally: a literal
-    /// where another template has a parameter ranks it first.
-    fn matches(&self, path: &[&str]) -> Option<Vec<bool>> {
-        let mut literal = Vec::with_capacity(path.len());
+    /// Does the template match `path`'s segments? The rank says how literally: one bit per
+    /// segment, the first segment highest, set where the template has a literal; of two
+    /// templates matching one path (as long as each other), the higher rank has a literal
+    /// where the other has a parameter first.
+    fn matches(&self, path: &[&str]) -> Option<u64> {
+        let mut rank = 0u64;
         let mut given = path.iter();
         for (segment, param) in self.segments() {
             let p = given.next()?;
+            rank <<= 1;
             match param {
-                Some(_) => literal.push(false),
-                None if segment == *p => literal.push(true),
+                Some(_) => {}
+                None if segment == *p => rank |= 1,
                 None => return None,
             }
         }
-        given.next().is_none().then_some(literal)
+        given.next().is_none().then_some(rank)
     }
 
     /// The major parameter of its bucket: the channel or guild in the path (0 for none).
@@ -267,7 +270,7 @@ pub enum Found<'a> {
 pub fn find<'a>(routes: &'static [Route], method: &Method, path: &'a [&'a str]) -> Found<'a> {
     let matching = || routes.iter().filter_map(|r| r.matches(path).map(|rank| (r, rank)));
     let verb = Verb::of(method);
-    let best = matching().filter(|(r, _)| Some(r.verb) == verb).max_by(|(_, a), (_, b)| a.cmp(b));
+    let best = matching().filter(|(r, _)| Some(r.verb) == verb).max_by_key(|(_, rank)| *rank);
     if let Some((route, _)) = best {
         return Found::Route(route, Params { route, path });
     }
