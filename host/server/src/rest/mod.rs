@@ -37,7 +37,7 @@ use crate::limits::{Bucket, IpKey, Limited, Subject};
 use ctx::Ctx;
 use error::{code, ApiError};
 pub use response::{json_response, HttpResponse};
-use route::{Auth, Body, Found, Route};
+use route::{Auth, Body, Lookup, Route};
 
 /// Serves one request under `/api/v10` (the prefix already removed into `path`) from
 /// address `ip`: finds the caller once, counts the request against the caller's limits
@@ -63,7 +63,7 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
     let subject = caller.as_ref().map_or(Subject::Ip(ip), |record| Subject::User(record.user.id));
     let found = route::find(routes::ROUTES, &method, &segments);
     let bucket = match &found {
-        Found::Route(route, params) => Some((route.bucket, route.major(params))),
+        Lookup::Route(route, params) => Some((route.bucket, route.major(params))),
         _ => None,
     };
     let response = match (app.limits.rest(subject, ip, bucket), found) {
@@ -72,15 +72,15 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
             // sending one, megabytes for a plugin upload, would see the connection reset
             // instead of this answer.
             let limit = match found {
-                Found::Route(Route { body: Body::Wasm, .. }, _) => app.plugins.max_component_bytes(),
+                Lookup::Route(Route { body: Body::Wasm, .. }, _) => app.plugins.max_component_bytes(),
                 _ => app.config.rest.max_body_bytes,
             };
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query: Vec::new(), body: Some(body), caller };
             ctx.discard_body_up_to(limit).await;
             limited_response(&limited)
         }
-        (Ok(_), Found::NotFound) => ApiError::not_found(code::GENERAL, "404: Not Found").into_response(),
-        (Ok(_), Found::WrongMethod(allowed)) => {
+        (Ok(_), Lookup::NotFound) => ApiError::not_found(code::GENERAL, "404: Not Found").into_response(),
+        (Ok(_), Lookup::WrongMethod(allowed)) => {
             let mut response =
                 ApiError::new(StatusCode::METHOD_NOT_ALLOWED, code::GENERAL, "405: Method Not Allowed").into_response();
             let allow = HeaderValue::from_str(&allowed.join(", ")).expect("method names");
@@ -88,10 +88,10 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
             response
         }
         // Who may not call a route learns it first, before anything about the request.
-        (Ok(_), Found::Route(route, _)) if caller.is_none() && route.auth == Auth::Token => {
+        (Ok(_), Lookup::Route(route, _)) if caller.is_none() && route.auth == Auth::Token => {
             ApiError::unauthorized().into_response()
         }
-        (Ok(standing), Found::Route(route, params)) => {
+        (Ok(standing), Lookup::Route(route, params)) => {
             let query = guildhall_api::query_pairs(parts.uri.query().unwrap_or(""));
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query, body: Some(body), caller };
             let mut response = (route.handler)(&mut ctx, &params).await.unwrap_or_else(ApiError::into_response);

@@ -158,7 +158,7 @@ mod tests {
     /// caller would share one window).
     #[test]
     fn the_route_table_is_consistent() {
-        use super::super::route::{find, Found};
+        use super::super::route::{find, Lookup};
         use hyper::Method;
         let mut seen: Vec<(&str, &str)> = ROUTES.iter().map(|r| (r.verb.lowercase(), r.path)).collect();
         seen.sort_unstable();
@@ -170,9 +170,9 @@ mod tests {
             assert!(route.path.contains("{channel_id}") || route.path.contains("{guild_id}"), "{}", route.path);
         }
         let at = |method, path: &'static [&'static str]| match find(ROUTES, &method, path) {
-            Found::Route(route, _) => route.id,
-            Found::WrongMethod(_) => "405",
-            Found::NotFound => "404",
+            Lookup::Route(route, _) => route.id,
+            Lookup::WrongMethod(_) => "405",
+            Lookup::NotFound => "404",
         };
         assert_eq!(at(Method::PATCH, &["applications", "@me"]), "update_my_application", "the literal wins");
         assert_eq!(at(Method::PATCH, &["applications", "5"]), "update_application");

@@ -259,7 +259,7 @@ impl<'a> Params<'a> {
 }
 
 /// What the table says of a request's method and path.
-pub enum Found<'a> {
+pub enum Lookup<'a> {
     Route(&'static Route, Params<'a>),
     /// The path is served, but not with this method: these are.
     WrongMethod(Vec<&'static str>),
@@ -267,20 +267,20 @@ pub enum Found<'a> {
 }
 
 /// The route for `method` at `path`: of the templates that match, the most literal.
-pub fn find<'a>(routes: &'static [Route], method: &Method, path: &'a [&'a str]) -> Found<'a> {
+pub fn find<'a>(routes: &'static [Route], method: &Method, path: &'a [&'a str]) -> Lookup<'a> {
     let matching = || routes.iter().filter_map(|r| r.matches(path).map(|rank| (r, rank)));
     let verb = Verb::of(method);
     let best = matching().filter(|(r, _)| Some(r.verb) == verb).max_by_key(|(_, rank)| *rank);
     if let Some((route, _)) = best {
-        return Found::Route(route, Params { route, path });
+        return Lookup::Route(route, Params { route, path });
     }
     let mut allowed: Vec<&'static str> = matching().map(|(r, _)| r.verb.uppercase()).collect();
     if allowed.is_empty() {
-        return Found::NotFound;
+        return Lookup::NotFound;
     }
     allowed.sort_unstable();
     allowed.dedup();
-    Found::WrongMethod(allowed)
+    Lookup::WrongMethod(allowed)
 }
 
 #[cfg(test)]
@@ -316,9 +316,9 @@ mod tests {
             ]
         });
         let at = |path: &'static [&'static str], method| match find(table, &method, path) {
-            Found::Route(r, p) => Ok((r.id, p.get("message_id"), r.major(&p))),
-            Found::WrongMethod(allowed) => Err(allowed.join(", ")),
-            Found::NotFound => Err("404".into()),
+            Lookup::Route(r, p) => Ok((r.id, p.get("message_id"), r.major(&p))),
+            Lookup::WrongMethod(allowed) => Err(allowed.join(", ")),
+            Lookup::NotFound => Err("404".into()),
         };
         assert_eq!(at(&["channels", "5", "messages", "search"], Method::GET), Ok(("search", None, 5)));
         assert_eq!(at(&["channels", "5", "messages", "7"], Method::GET), Ok(("get", Some("7"), 5)));
