@@ -348,13 +348,10 @@ impl Transport {
     }
 
     async fn answer_read(&self, read: ReadRequest, data: &DataService) -> ReadReply {
-        let channel = match &read {
-            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
-        };
-        if self.channel_owner(channel) != Some(self.me) {
+        if self.channel_owner(read.channel()) != Some(self.me) {
             return ReadReply { answer: ReadAnswer::NotHere, shareable: false };
         }
-        let (channel_id, mark) = (channel.id, data.write_mark());
+        let (channel_id, mark) = (read.channel().id, data.write_mark());
         let answer = match read {
             ReadRequest::History { channel, query, limit } => match data.history(&channel, query, limit).await {
                 Ok(messages) => ReadAnswer::Messages(messages.as_ref().clone()),
@@ -818,10 +815,7 @@ impl ClusterReads {
 
     /// Reads through the channel's node, sharing requests among identical reads here.
     async fn read(&self, read: ReadRequest) -> Result<Arc<ReadAnswer>, StoreError> {
-        let channel = match &read {
-            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
-        };
-        if self.transport.channel_owner(channel) == Some(self.transport.me) {
+        if self.transport.channel_owner(read.channel()) == Some(self.transport.me) {
             // Here: the local data service coalesces.
             return Ok(Arc::new(self.ask(read).await?.answer));
         }
@@ -873,9 +867,7 @@ impl ClusterReads {
     async fn ask(&self, read: ReadRequest) -> Result<ReadReply, StoreError> {
         const ATTEMPTS: usize = 3;
         let unavailable = StoreError::Unreachable;
-        let channel = match &read {
-            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel.clone(),
-        };
+        let channel = read.channel().clone();
         for _ in 0..ATTEMPTS {
             let owner = self
                 .transport

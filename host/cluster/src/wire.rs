@@ -144,6 +144,15 @@ pub enum ReadRequest {
     Message { channel: Box<Channel>, id: MessageId },
 }
 
+impl ReadRequest {
+    /// The channel read (its node answers).
+    pub fn channel(&self) -> &Channel {
+        match self {
+            ReadRequest::History { channel, .. } | ReadRequest::Message { channel, .. } => channel,
+        }
+    }
+}
+
 /// A read's answer, and whether the asking node may share it among identical reads that
 /// joined while it was in flight: only if no write to the channel was acknowledged
 /// between the read's arrival and its answer (else a joiner may have started after that

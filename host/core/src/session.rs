@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::gateway::{close, control_frame, op, DispatchPrefix, Intents, Status};
 use crate::model::UserId;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
     pub heartbeat_interval_ms: u64,
     /// Dispatches kept for RESUME, by count and by bytes (whichever is hit first).

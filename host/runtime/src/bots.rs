@@ -86,6 +86,8 @@ pub struct BotSpec {
     pub channels: Arc<Vec<PluginChannel>>,
     /// Time the bot has per event for its own computation (`plugins.bot_event_deadline_ms`).
     pub event_deadline: Duration,
+    /// How long an action waits for the guild actor (as a REST request does).
+    pub guild_call_timeout: Duration,
     /// Where it publishes and subscribes (`None`: no pub/sub here).
     pub plugin_bus: Option<Arc<PluginBus>>,
 }
@@ -167,6 +169,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
         plugin_id: spec.record.id,
         bot_user: spec.bot_user.clone(),
         guild: spec.guild.clone(),
+        guild_call_timeout: spec.guild_call_timeout,
         data: spec.data.clone(),
         reads: spec.reads.clone(),
         timers: timers.clone(),
@@ -297,6 +300,8 @@ struct GuildBotHost {
     plugin_id: Snowflake,
     bot_user: User,
     guild: GuildRef,
+    /// How long an action waits for the guild actor.
+    guild_call_timeout: Duration,
     data: Arc<DataService>,
     reads: Arc<dyn MessageReads>,
     timers: Arc<Mutex<Timers>>,
@@ -376,7 +381,7 @@ impl GuildBotHost {
 
     async fn call(&self, command: impl Into<Command>) -> Result<Reply, HostError> {
         let command = command.into();
-        match self.guild.call(command, Duration::from_secs(5)).await {
+        match self.guild.call(command, self.guild_call_timeout).await {
             Ok(reply) => Ok(reply),
             Err(CallError::Guild(GuildError::Blocked(reason))) => Err(HostError::Denied(reason)),
             Err(CallError::Guild(GuildError::UnknownMessage)) => Err(HostError::NotFound),

@@ -71,6 +71,11 @@ pub struct PluginsConfig {
     /// A stored component no plugin uses is deleted once it has gone unused and unstored
     /// this long; unused components are looked for this often.
     pub unused_component_grace_s: u64,
+    /// How long a bot's action (a send, an edit, a reaction) waits for its guild actor: the
+    /// server sets it from `rest.actor_timeout_ms`, so a bot waits as long as a REST request.
+    /// Not a key of its own.
+    #[serde(skip)]
+    pub guild_call_timeout_ms: u64,
 }
 
 /// The limits of plugins in a language whose component carries its interpreter. Which
@@ -165,6 +170,7 @@ impl Default for PluginsConfig {
             shared_subjects: Vec::new(),
             bot_placement: BotPlacementMode::Guild,
             unused_component_grace_s: 3_600,
+            guild_call_timeout_ms: 5_000,
         }
     }
 }

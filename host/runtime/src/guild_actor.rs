@@ -365,6 +365,7 @@ impl GuildActor {
                         reads: self.data.clone(),
                         channels: channels.clone(),
                         event_deadline: Duration::from_millis(self.plugin_limits.bot_event_deadline_ms),
+                        guild_call_timeout: Duration::from_millis(self.plugin_limits.guild_call_timeout_ms),
                         plugin_bus: self.plugin_bus.clone(),
                     };
                     self.bots.push(PlacedBot::Here(spawn_bot(spec)));

@@ -260,6 +260,7 @@ impl HostedBots {
         let d = &self.deps;
         let (engine, data, reads, guilds) = (d.engine.clone(), d.data.clone(), d.reads.clone(), d.guilds.clone());
         let (plugin_bus, deadline) = (d.plugin_bus.clone(), Duration::from_millis(d.limits.bot_event_deadline_ms));
+        let guild_call_timeout = Duration::from_millis(d.limits.guild_call_timeout_ms);
         async move {
             let plugin = load_component(&engine, &**data.store(), &record)
                 .await
@@ -290,6 +291,7 @@ impl HostedBots {
                 reads,
                 channels: Arc::new(channels),
                 event_deadline: deadline,
+                guild_call_timeout,
                 plugin_bus,
             })
         }

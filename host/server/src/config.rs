@@ -266,17 +266,19 @@ impl Default for Config {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        // A session's own settings default to the core's, which say Discord's numbers once.
+        let session = guildhall_core::session::SessionConfig::default();
         GatewayConfig {
-            heartbeat_interval_ms: 41_250,
+            heartbeat_interval_ms: session.heartbeat_interval_ms,
             max_frame_bytes: 4096,
             session_queue: 1024,
-            replay_max_events: 1000,
-            replay_max_bytes: 1 << 20,
-            resume_window_ms: 120_000,
-            rate_limit_events: 120,
-            rate_limit_window_ms: 60_000,
+            replay_max_events: session.replay_max_events,
+            replay_max_bytes: session.replay_max_bytes,
+            resume_window_ms: session.resume_window_ms,
+            rate_limit_events: session.rate_limit_events,
+            rate_limit_window_ms: session.rate_limit_window_ms,
             write_timeout_ms: 10_000,
-            identify_timeout_ms: 20_000,
+            identify_timeout_ms: session.identify_timeout_ms,
             max_connections: 15_000,
         }
     }
@@ -318,7 +320,9 @@ impl Config {
             }
             set_path(&mut root, &path, parse_scalar(&value)).map_err(|e| format!("{key}: {e}"))?;
         }
-        let config: Config = toml::Value::Table(root).try_into().map_err(|e| format!("invalid configuration: {e}"))?;
+        let mut config: Config =
+            toml::Value::Table(root).try_into().map_err(|e| format!("invalid configuration: {e}"))?;
+        config.plugins.guild_call_timeout_ms = config.rest.actor_timeout_ms;
         config.validate()?;
         Ok(config)
     }
@@ -469,6 +473,23 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bot's action waits for its guild as long as a REST request does: one setting.
+    #[test]
+    fn bots_wait_for_their_guild_as_long_as_requests_do() {
+        let path = std::env::temp_dir().join(format!("guildhall-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "[rest]\nactor_timeout_ms = 1234\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!((config.rest.actor_timeout_ms, config.plugins.guild_call_timeout_ms), (1234, 1234));
+        assert_eq!(Config::default().plugins.guild_call_timeout_ms, Config::default().rest.actor_timeout_ms);
+    }
+
+    /// The gateway's defaults for a session are the core's: a setting made in one place.
+    #[test]
+    fn a_sessions_defaults_are_the_cores() {
+        assert_eq!(Config::default().session_config(), guildhall_core::session::SessionConfig::default());
+    }
 
     #[test]
     fn nested_keys_and_types() {
