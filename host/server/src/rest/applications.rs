@@ -9,8 +9,9 @@ use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 use serde_json::json;
 
-use super::ctx::notify_joined;
-use super::ctx::{actor_timeout, created, guild_handle, guild_permissions, now_iso, ok, unexpected, ApiResult, Ctx};
+use super::ctx::{
+    actor_timeout, created, guild_handle, guild_permissions, notify_joined, now_iso, ok, unexpected, ApiResult, Ctx,
+};
 use super::error::{code, ApiError};
 use guildhall_api::requests::{Authorize, CreateApplication, UpdateApplication};
 

@@ -5,8 +5,7 @@ use guildhall_core::model::{audit_action, GuildId, UserId};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 
-use super::ctx::{audit_by, audit_reason, call_as_member};
-use super::ctx::{no_content, ok, require_permission, ApiResult, Ctx};
+use super::ctx::{audit_by, audit_reason, call_as_member, no_content, ok, require_permission, ApiResult, Ctx};
 use super::error::{code, ApiError};
 
 /// GET /guilds/{id}/bans?limit=1..1000&after=user (BAN_MEMBERS).

@@ -4,8 +4,7 @@ use guildhall_core::guild::{ChannelChange, ChannelCommand, Reply};
 use guildhall_core::model::{audit_action, validate_name, ChannelId, GuildId};
 use guildhall_core::Snowflake;
 
-use super::ctx::{audit_by, call_as_member};
-use super::ctx::{load_channel, no_content, ok, unexpected, ApiResult, Ctx};
+use super::ctx::{audit_by, call_as_member, load_channel, no_content, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
 use guildhall_api::requests::{ChannelBody, OverwriteBits};
 

@@ -6,10 +6,9 @@ use guildhall_core::Snowflake;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, created, guild_handle, member_guild_handle, no_content, now_iso, ok, record_audit, require_member,
-    unexpected, ApiResult, Ctx,
+    actor_timeout, check_guild_quota, created, guild_handle, member_guild_handle, no_content, notify_joined, now_iso,
+    ok, record_audit, require_member, unexpected, ApiResult, Ctx,
 };
-use super::ctx::{check_guild_quota, notify_joined};
 use super::error::ApiError;
 use guildhall_api::requests::{CreateChannel, CreateGuild, UpdateGuild};
 use guildhall_runtime::audit::change;

@@ -10,10 +10,9 @@ use guildhall_core::Snowflake;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, guild_handle, guild_permissions, load_channel, now_iso, ok, require_in_channel, require_permission,
-    ApiResult, Ctx,
+    actor_timeout, check_guild_quota, guild_handle, guild_permissions, load_channel, notify_joined, now_iso, ok,
+    require_in_channel, require_permission, ApiResult, Ctx,
 };
-use super::ctx::{check_guild_quota, notify_joined};
 use super::error::{code, ApiError};
 use guildhall_api::requests::InviteOptions;
 use guildhall_core::permissions::Permissions;

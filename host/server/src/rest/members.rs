@@ -4,8 +4,7 @@
 use guildhall_core::guild::{BanCommand, MemberChange, MemberCommand, Reply};
 use guildhall_core::model::{audit_action, GuildId, Member, UserId};
 
-use super::ctx::{audit_by, call_as_member};
-use super::ctx::{guild_permissions, no_content, ok, unexpected, ApiResult, Ctx};
+use super::ctx::{audit_by, call_as_member, guild_permissions, no_content, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
 use guildhall_api::requests::MemberBody;
 

@@ -6,8 +6,7 @@ use guildhall_core::model::{audit_action, validate_name, GuildId, Role, UserId};
 use guildhall_core::permissions::Permissions;
 use guildhall_core::Snowflake;
 
-use super::ctx::{audit_by, call_as_member};
-use super::ctx::{no_content, ok, unexpected, ApiResult, Ctx};
+use super::ctx::{audit_by, call_as_member, no_content, ok, unexpected, ApiResult, Ctx};
 use super::error::ApiError;
 use guildhall_api::requests::RoleBody;
 
