@@ -174,7 +174,11 @@ impl ScyllaStore {
         Ok(rows.into_iter().map(|(v,)| v).collect())
     }
 
-    /// The `body` column of the first row, as stored.
+    /// The `body` column of the first row, as stored. A row whose body is null reads as
+    /// no row: an invite's use rewrites its body with what is left of its TTL, and an
+    /// UPDATE writes no row marker, so the body can expire before the row marker the
+    /// INSERT wrote (a second at most in service; for ever if the invite was stored
+    /// without a TTL but with an expiry).
     async fn raw_body(
         &self,
         st: &PreparedStatement,
@@ -182,7 +186,7 @@ impl ScyllaStore {
     ) -> Result<Option<String>> {
         let result = self.exec(st, values).await?;
         let rows = result.into_rows_result().map_err(unavailable)?;
-        Ok(rows.maybe_first_row::<(String,)>().map_err(unavailable)?.map(|(body,)| body))
+        Ok(rows.maybe_first_row::<(Option<String>,)>().map_err(unavailable)?.and_then(|(body,)| body))
     }
 
     async fn one_body<T: DeserializeOwned>(
