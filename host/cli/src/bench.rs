@@ -123,6 +123,11 @@ pub enum Scenario {
 
 use crate::serve_child::temp_dir;
 
+/// The in-process benchmarks compose the host's parts themselves: with the OS clock.
+fn system_clock() -> Arc<dyn guildhall_core::clock::Clock> {
+    Arc::new(guildhall_server::clock::SystemClock)
+}
+
 pub async fn run(scenario: Scenario) -> Result<(), String> {
     let (report, as_json) = match scenario {
         Scenario::Fanout { sessions, messages, queue, json } => (fanout(sessions, messages, queue).await?, json),
@@ -153,7 +158,8 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
 async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value, String> {
     let dir = temp_dir("fanout");
     let store = Arc::new(EmbeddedStore::open(&dir).map_err(|e| e.to_string())?);
-    let ids = Generator::new(0, 1);
+    let clock = system_clock();
+    let ids = Generator::new(0, 1, clock.clone());
     let next = || ids.next_id().expect("ids");
     let users: Vec<User> = (0..sessions).map(|i| User::new(next(), format!("u{i}"), false)).collect();
     let guild = Guild::new(next(), "bench", users[0].id);
@@ -161,17 +167,18 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
     let members = users.iter().map(|u| Member::new(u.clone(), "2026-01-01T00:00:00.000000+00:00".into())).collect();
     let state = GuildState::new(guild, vec![channel.clone()], members);
     let metrics = Arc::new(Metrics::default());
-    let ids = Arc::new(Generator::new(0, 2));
+    let ids = Arc::new(Generator::new(0, 2, clock.clone()));
     let registry = Arc::new(SessionRegistry::default());
     let deps = GuildDeps {
-        data: guildhall_data::DataService::new(store.clone(), 1, true),
+        clock: clock.clone(),
+        data: guildhall_data::DataService::new(store.clone(), 1, true, clock.clone()),
         metrics: metrics.clone(),
         ids: ids.clone(),
         config: GuildConfig::default(),
         plugins: None,
         plugin_limits: Default::default(),
         audit: guildhall_runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
-        replies: Replies::new(0),
+        replies: Replies::new(0, clock),
         sessions: registry.clone(),
         locator: None,
         ownership: None,
@@ -343,7 +350,7 @@ fn limits_bookkeeping_ns() -> f64 {
     let mut config = guildhall_server::config::RateLimitsConfig::default();
     config.global = "1000000000/1s".parse().expect("rate");
     config.message_create = config.global;
-    let limits = Limits::new(config);
+    let limits = Limits::new(config, system_clock());
     let ip = IpKey::from(std::net::IpAddr::from([127, 0, 0, 1]));
     let started = Instant::now();
     for n in 0..REQUESTS {
@@ -461,7 +468,8 @@ async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Va
     let config =
         guildhall_server::config::Config { storage: storage.to_owned(), data_dir: dir.clone(), ..Default::default() };
     let (store, _) = guildhall_server::app::open_storage(&config).await?;
-    let ids = Generator::new(0, 3);
+    let clock = system_clock();
+    let ids = Generator::new(0, 3, clock.clone());
     let next = || ids.next_id().expect("ids");
     let channel = Channel::text(next(), next(), "announcements");
     let author = User::new(next(), "announcer", false);
@@ -483,7 +491,7 @@ async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Va
 
     let mut runs = serde_json::Map::new();
     for coalescing in [false, true] {
-        let data = guildhall_data::DataService::new(store.clone(), cores(), coalescing);
+        let data = guildhall_data::DataService::new(store.clone(), cores(), coalescing, clock.clone());
         burst(&data, &channel, concurrency).await?; // warm-up (caches, prepared paths)
         let requests_before = data.metrics.history.requests.load(Relaxed);
         let queries_before = data.metrics.history.db_queries.load(Relaxed);
@@ -662,6 +670,7 @@ async fn plugins(
         guild_id: 1,
         channels: Arc::new(vec![PluginChannel { id: 100, name: "general".into() }]),
         members: Arc::new(|_| Box::pin(async { None })),
+        clock: system_clock(),
     };
     let deadline = Duration::from_millis(5);
     let candidate = Candidate {

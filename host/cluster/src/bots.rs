@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use guildhall_bus::BusError;
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use guildhall_core::Snowflake;
 use guildhall_runtime::remote_bots::{BotPlacement, BotWire, HostedBots, RunnerId};
 use guildhall_runtime::reply::NodeId;
@@ -20,11 +20,12 @@ pub struct SpreadBots {
     transport: Arc<Transport>,
     /// The last runner sequence given out (Unix ms << 16, plus a count within the ms).
     last_seq: AtomicU64,
+    clock: Arc<dyn Clock>,
 }
 
 impl SpreadBots {
-    pub fn new(transport: Arc<Transport>) -> Arc<SpreadBots> {
-        Arc::new(SpreadBots { transport, last_seq: AtomicU64::new(0) })
+    pub fn new(transport: Arc<Transport>, clock: Arc<dyn Clock>) -> Arc<SpreadBots> {
+        Arc::new(SpreadBots { transport, last_seq: AtomicU64::new(0), clock })
     }
 }
 
@@ -42,7 +43,7 @@ impl BotPlacement for SpreadBots {
     }
 
     fn next_runner(&self) -> RunnerId {
-        let now = SystemClock.unix_ms() << 16;
+        let now = self.clock.unix_ms() << 16;
         let prev = self.last_seq.fetch_update(Relaxed, Relaxed, |last| Some(now.max(last + 1))).expect("always some");
         RunnerId { origin: self.me(), seq: now.max(prev + 1) }
     }

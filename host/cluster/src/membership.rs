@@ -20,6 +20,7 @@
 //! node is "alive" to some and "dead" to others longer than one refresh, and a restarted
 //! node cannot take an id that a live node still holds.
 
+use guildhall_core::clock::Clock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,30 +243,35 @@ impl View {
 /// time of the last renewal that succeeded, plus the lease, less a tenth of it. Nobody can
 /// take this node's actors over before its lease ran out (a take-over waits for the
 /// holder to leave the view), so a write checked against this needs no round trip.
-#[derive(Clone, Default)]
-pub struct LeaseClock(Arc<std::sync::atomic::AtomicU64>);
-
-fn monotonic_ms() -> u64 {
-    guildhall_core::clock::Clock::monotonic_ms(&guildhall_core::clock::SystemClock)
+/// Readings are on the process's monotonic clock (`Clock::monotonic_ms`).
+#[derive(Clone)]
+pub struct LeaseClock {
+    until_ms: Arc<std::sync::atomic::AtomicU64>,
+    clock: Arc<dyn Clock>,
 }
 
 impl LeaseClock {
+    /// A lease clock that does not hold until a renewal succeeds.
+    pub fn new(clock: Arc<dyn Clock>) -> LeaseClock {
+        LeaseClock { until_ms: Arc::default(), clock }
+    }
+
     /// A clock that holds for `for_` from now (tests and tools; nodes get theirs from
     /// their heartbeat).
-    pub fn holding_for(for_: Duration) -> LeaseClock {
-        let clock = LeaseClock::default();
-        clock.renewed(monotonic_ms(), for_ + for_ / 9);
-        clock
+    pub fn holding_for(for_: Duration, clock: Arc<dyn Clock>) -> LeaseClock {
+        let lease = LeaseClock::new(clock);
+        lease.renewed(lease.clock.monotonic_ms(), for_ + for_ / 9);
+        lease
     }
 
     pub fn holds(&self) -> bool {
-        monotonic_ms() < self.0.load(std::sync::atomic::Ordering::Acquire)
+        self.clock.monotonic_ms() < self.until_ms.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A renewal sent at `sent_ms` succeeded.
     fn renewed(&self, sent_ms: u64, lease: Duration) {
         let until = sent_ms + (lease - lease / 10).as_millis() as u64;
-        self.0.fetch_max(until, std::sync::atomic::Ordering::AcqRel);
+        self.until_ms.fetch_max(until, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -293,12 +299,12 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub async fn start(mut lease: Lease, period: Duration) -> Result<Heartbeat, ClusterError> {
+    pub async fn start(mut lease: Lease, period: Duration, clock: Arc<dyn Clock>) -> Result<Heartbeat, ClusterError> {
         let first = View::new(members(&lease.bucket).await?);
         let lease_len = lease.bucket.status().await.map_err(nats)?.max_age();
         // Valid from the first renewal on (the first tick is now), never from the creation,
         // whose send time this loop does not know.
-        let clock = LeaseClock::default();
+        let clock = LeaseClock::new(clock);
         let renewals = clock.clone();
         let (view_tx, view) = watch::channel(Arc::new(first));
         let (lost_tx, lost) = watch::channel(false);
@@ -312,7 +318,7 @@ impl Heartbeat {
             loop {
                 let renewed = tokio::select! {
                     _ = tick.tick() => {
-                        let sent = monotonic_ms();
+                        let sent = renewals.clock.monotonic_ms();
                         let renewed = lease.renew().await;
                         if renewed.is_ok() {
                             renewals.renewed(sent, lease_len);
@@ -320,7 +326,7 @@ impl Heartbeat {
                         renewed
                     }
                     Ok(()) = draining.changed(), if !lease.info.draining => {
-                        let sent = monotonic_ms();
+                        let sent = renewals.clock.monotonic_ms();
                         let marked = lease.set_draining().await;
                         if marked.is_ok() {
                             renewals.renewed(sent, lease_len);
@@ -339,7 +345,7 @@ impl Heartbeat {
                         // Its key ran out (NATS was away longer than the lease, or this node
                         // stalled). The same id may be taken again if nobody else took it:
                         // the node then hands its actors off and carries on.
-                        let sent = monotonic_ms();
+                        let sent = renewals.clock.monotonic_ms();
                         match Lease::acquire(lease.bucket.clone(), Some(node), lease.info.clone()).await {
                             Ok(fresh) => {
                                 renewals.renewed(sent, lease_len);

@@ -16,6 +16,7 @@
 //! then. Storage-side fencing (an epoch checked by the database) would close it and is
 //! the next step if it ever matters.
 
+use guildhall_core::clock::Clock;
 use guildhall_core::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,10 +51,6 @@ struct Holder {
     sessions: Vec<PassedOn>,
 }
 
-fn unix_ms() -> u64 {
-    guildhall_core::clock::Clock::unix_ms(&guildhall_core::clock::SystemClock)
-}
-
 /// Opens (creating it if needed) the ownership bucket of a cluster.
 pub async fn open_ownership_bucket(client: &async_nats::Client, bucket: &str) -> Result<kv::Store, ClusterError> {
     let jetstream = async_nats::jetstream::new(client.clone());
@@ -79,11 +76,13 @@ pub struct KvOwnership {
     lease: Option<(LeaseClock, Duration)>,
     /// When each key held here was last read and found ours.
     checked: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+    /// Stamps hand-overs (their freshness is judged by wall time on another node).
+    clock: Arc<dyn Clock>,
 }
 
 impl KvOwnership {
-    pub fn new(bucket: kv::Store, me: NodeId, view: watch::Receiver<Arc<View>>) -> KvOwnership {
-        KvOwnership { bucket, me, view, audit: None, lease: None, checked: Default::default() }
+    pub fn new(bucket: kv::Store, me: NodeId, view: watch::Receiver<Arc<View>>, clock: Arc<dyn Clock>) -> KvOwnership {
+        KvOwnership { bucket, me, view, audit: None, lease: None, checked: Default::default(), clock }
     }
 
     /// Answers `still_owned` from this node's lease while it holds, reading the key itself
@@ -108,7 +107,7 @@ impl KvOwnership {
     fn record(&self, what: &str, token: &OwnershipToken) {
         use std::io::Write;
         if let Some(file) = &self.audit {
-            let line = format!("{what} {} {} {} {}\n", token.key, self.me, token.revision, unix_ms());
+            let line = format!("{what} {} {} {} {}\n", token.key, self.me, token.revision, self.clock.unix_ms());
             let mut file = file.lock_unpoisoned();
             if let Err(e) = file.write_all(line.as_bytes()) {
                 tracing::warn!(error = %e, "cannot write the ownership audit trail");
@@ -136,7 +135,7 @@ impl KvOwnership {
                 }
                 // Handed over, ours from before (this node's last run), or its holder is gone.
                 let inherited = match (holder, released) {
-                    (Some(h), Some(at)) if unix_ms().saturating_sub(at) < HANDOVER_FRESH_MS => h.sessions,
+                    (Some(h), Some(at)) if self.clock.unix_ms().saturating_sub(at) < HANDOVER_FRESH_MS => h.sessions,
                     _ => Vec::new(),
                 };
                 match self.bucket.update(key, self.encode(), e.revision).await {
@@ -216,7 +215,7 @@ impl Ownership for KvOwnership {
         }
         self.record("release", &token);
         self.forget_check(&token.key);
-        let holder = Holder { node: self.me, released_unix_ms: Some(unix_ms()), sessions: carried };
+        let holder = Holder { node: self.me, released_unix_ms: Some(self.clock.unix_ms()), sessions: carried };
         let value = Bytes::from(serde_json::to_vec(&holder).expect("serializes"));
         match self.bucket.update(&token.key, value, token.revision).await {
             Ok(_) => sessions,

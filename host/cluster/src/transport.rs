@@ -949,7 +949,8 @@ mod tests {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("guildhall-reads-test-{}-{n}", std::process::id()));
         let store = guildhall_store_redb::EmbeddedStore::open(&dir).expect("store");
-        let reads = ClusterReads::new(transport, DataService::new(Arc::new(store), 1, true));
+        let clock = Arc::new(guildhall_runtime::clock::TokioClock::new(1_700_000_000_000));
+        let reads = ClusterReads::new(transport, DataService::new(Arc::new(store), 1, true, clock));
         (reads, bus, Channel::text(Snowflake(777), guild, "hot"), dir)
     }
 

@@ -94,7 +94,9 @@ async fn a_dead_node_leaves_the_view_within_its_lease_and_cannot_come_back_silen
     let bucket = open_bucket(&nats, &config).await.unwrap();
     let period = lease_time / 3;
 
-    let alive = Heartbeat::start(Lease::acquire(bucket.clone(), None, info("a")).await.unwrap(), period).await.unwrap();
+    let alive = Heartbeat::start(Lease::acquire(bucket.clone(), None, info("a")).await.unwrap(), period, clock())
+        .await
+        .unwrap();
     let mut stalled = Lease::acquire(bucket.clone(), None, info("b")).await.unwrap();
     let (alive_id, stalled_id) = (0, stalled.node());
     assert_eq!(stalled_id, 1);
@@ -134,7 +136,7 @@ async fn a_node_whose_lease_ran_out_takes_its_id_again_unless_another_node_has()
     // finds it gone, and the node takes the same id again (nobody else wanted it).
     let lease = Lease::acquire(bucket.clone(), None, info("a")).await.unwrap();
     let a = lease.node();
-    let heartbeat = Heartbeat::start(lease, lease_time * 2).await.unwrap();
+    let heartbeat = Heartbeat::start(lease, lease_time * 2, clock()).await.unwrap();
     let mut rejoined = heartbeat.rejoined();
     tokio::time::timeout(Duration::from_secs(10), rejoined.wait_for(|n| *n >= 1)).await.unwrap().unwrap();
     assert!(!*heartbeat.lost().borrow(), "not lost: it took its id again");
@@ -144,7 +146,7 @@ async fn a_node_whose_lease_ran_out_takes_its_id_again_unless_another_node_has()
     // This time another node takes the id while it is free: the stalled node is out.
     let lease = Lease::acquire(bucket.clone(), None, info("b")).await.unwrap();
     let b = lease.node();
-    let heartbeat = Heartbeat::start(lease, lease_time * 4).await.unwrap();
+    let heartbeat = Heartbeat::start(lease, lease_time * 4, clock()).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while members(&bucket).await.unwrap().contains_key(&b) {
         assert!(std::time::Instant::now() < deadline, "the stalled lease never ran out");
@@ -163,7 +165,7 @@ async fn a_node_whose_lease_ran_out_takes_its_id_again_unless_another_node_has()
         }
     };
     let rejoins_before = *heartbeat.rejoined().borrow();
-    let _intruder = Heartbeat::start(intruder, lease_time / 3).await.unwrap(); // and keeps it
+    let _intruder = Heartbeat::start(intruder, lease_time / 3, clock()).await.unwrap(); // and keeps it
     let mut lost = heartbeat.lost();
     tokio::time::timeout(Duration::from_secs(10), lost.wait_for(|lost| *lost)).await.unwrap().unwrap();
     assert_eq!(*heartbeat.rejoined().borrow(), rejoins_before, "it did not come back under a taken id");
@@ -182,4 +184,9 @@ async fn draining_nodes_stay_members_but_leave_the_ring() {
     assert_eq!(view.ring, Ring::new([b.node()]));
     a.release().await.unwrap();
     b.release().await.unwrap();
+}
+
+/// The process's clock as these tests see it: tokio's, which runs in real time here.
+fn clock() -> std::sync::Arc<dyn guildhall_core::clock::Clock> {
+    std::sync::Arc::new(guildhall_runtime::clock::TokioClock::new(1_700_000_000_000))
 }

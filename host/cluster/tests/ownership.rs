@@ -45,11 +45,11 @@ async fn a_stale_owner_is_fenced_off_and_cannot_undo_its_successor() {
 
     // Node 1 runs the guild; node 2 sees node 1 alive and must wait for it.
     let (_v1, view1) = view(&[1, 2]);
-    let node1 = KvOwnership::new(bucket.clone(), 1, view1);
+    let node1 = KvOwnership::new(bucket.clone(), 1, view1, clock());
     let token1 = node1.acquire("guild", guild).await.unwrap();
     assert!(node1.still_owned(&token1).await);
     let (view2_tx, view2) = view(&[1, 2]);
-    let node2 = KvOwnership::new(bucket.clone(), 2, view2);
+    let node2 = KvOwnership::new(bucket.clone(), 2, view2, clock());
     let started = std::time::Instant::now();
     let refused = node2.acquire("guild", guild).await;
     assert!(refused.is_err(), "two nodes at once: {refused:?}");
@@ -82,23 +82,29 @@ async fn a_lease_clock_spares_the_round_trip_until_the_backstop_or_the_lease_run
     let Some(nats) = client().await else { return };
     let bucket = open_ownership_bucket(&nats, &format!("gh_test_{}_lease_owners", std::process::id())).await.unwrap();
     let (_v1, view1) = view(&[1, 2]);
-    let clock = guildhall_cluster::LeaseClock::holding_for(std::time::Duration::from_millis(1500));
+    let lease = guildhall_cluster::LeaseClock::holding_for(std::time::Duration::from_millis(1500), clock());
     let backstop = std::time::Duration::from_millis(300);
-    let node1 = KvOwnership::new(bucket.clone(), 1, view1).with_lease(clock, backstop);
+    let node1 = KvOwnership::new(bucket.clone(), 1, view1, clock()).with_lease(lease, backstop);
     let token = node1.acquire("guild", Snowflake(7)).await.unwrap();
     assert!(node1.still_owned(&token).await, "read from the key");
     let (_v2, view2) = view(&[2]);
-    let node2 = KvOwnership::new(bucket.clone(), 2, view2);
+    let node2 = KvOwnership::new(bucket.clone(), 2, view2, clock());
     let _taken = node2.acquire("guild", Snowflake(7)).await.unwrap();
     assert!(node1.still_owned(&token).await, "answered from the lease and the recent read");
     tokio::time::sleep(backstop).await;
     assert!(!node1.still_owned(&token).await, "after the backstop the key is read again");
 
-    let lapsing = guildhall_cluster::LeaseClock::holding_for(std::time::Duration::from_millis(200));
+    let lapsing = guildhall_cluster::LeaseClock::holding_for(std::time::Duration::from_millis(200), clock());
     let (_v3, view3) = view(&[3]);
-    let node3 = KvOwnership::new(bucket.clone(), 3, view3).with_lease(lapsing, std::time::Duration::from_secs(60));
+    let node3 =
+        KvOwnership::new(bucket.clone(), 3, view3, clock()).with_lease(lapsing, std::time::Duration::from_secs(60));
     let token = node3.acquire("guild", Snowflake(8)).await.unwrap();
     assert!(node3.still_owned(&token).await);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!node3.still_owned(&token).await, "a lapsed lease owns nothing, key or not");
+}
+
+/// The process's clock as these tests see it: tokio's, which runs in real time here.
+fn clock() -> std::sync::Arc<dyn guildhall_core::clock::Clock> {
+    std::sync::Arc::new(guildhall_runtime::clock::TokioClock::new(1_700_000_000_000))
 }

@@ -3,11 +3,11 @@
 //! [`Clock`] is the one time source of the process. The state machines of this crate take
 //! the time as an input (`now_ms` in their inputs, timestamps inside commands); the runtime
 //! reads a `Clock` at its edge and passes the reading in, and tests pass a [`ManualClock`].
-//! [`SystemClock`] is the only place that reads the operating system's clocks.
+//! The clock that reads the operating system's clocks is not here (this crate does no IO):
+//! it is the server's `SystemClock`, named only where the process is composed, which
+//! hands it to everything below as an `Arc<dyn Clock>`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::snowflake::iso8601_from_unix_ms;
 
@@ -20,31 +20,6 @@ pub trait Clock: Send + Sync {
     fn iso_now(&self) -> String {
         iso8601_from_unix_ms(self.unix_ms())
     }
-}
-
-/// The operating system's clocks. The monotonic origin is the first reading in the process.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn unix_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-    }
-    fn monotonic_ms(&self) -> u64 {
-        monotonic_origin().elapsed().as_millis() as u64
-    }
-}
-
-impl SystemClock {
-    /// The `Instant` a `monotonic_ms` reading stands for (to sleep until a deadline).
-    pub fn instant_at(monotonic_ms: u64) -> Instant {
-        monotonic_origin() + std::time::Duration::from_millis(monotonic_ms)
-    }
-}
-
-fn monotonic_origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
 }
 
 /// A clock that moves only when told to (tests). Both readings advance together.

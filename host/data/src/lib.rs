@@ -16,6 +16,8 @@
 //!   write to its channel was acknowledged since the query started: the same rule, so
 //!   read-after-write holds the same, and a hot channel's burst that arrives spread over
 //!   more than one query's time still costs one query.
+//! - Time: the wall clock (which bucket is the newest) is the `Clock` the process hands
+//!   in; the linger is measured on tokio's clock, which a test can pause and advance.
 
 use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{Channel, ChannelId, Message, MessageId};
 use guildhall_core::Snowflake;
@@ -115,6 +117,8 @@ pub struct DataMetrics {
 
 pub struct DataService {
     store: Arc<dyn Storage>,
+    /// The wall clock, for the bucket a history read starts from.
+    clock: Arc<dyn Clock>,
     workers: Vec<mpsc::Sender<WorkerMsg>>,
     coalescing: bool,
     next_waiter: AtomicU64,
@@ -155,8 +159,9 @@ impl WriteMarks {
     }
 }
 
-fn now_bucket() -> u32 {
-    Snowflake::from_unix_ms(SystemClock.unix_ms()).bucket()
+/// The bucket of messages sent now: where a history read starts walking back from.
+fn now_bucket(clock: &dyn Clock) -> u32 {
+    Snowflake::from_unix_ms(clock.unix_ms()).bucket()
 }
 
 /// Spreads channel ids over workers (snowflakes' low bits are mostly sequence numbers).
@@ -167,8 +172,8 @@ fn worker_of(channel: ChannelId, n: usize) -> usize {
 impl DataService {
     /// `workers` routing workers (the core count is a good default). With `coalescing`
     /// off every read is its own query (for comparison and benchmarks). No linger.
-    pub fn new(store: Arc<dyn Storage>, workers: usize, coalescing: bool) -> Arc<DataService> {
-        DataService::with_linger(store, workers, coalescing, Duration::ZERO)
+    pub fn new(store: Arc<dyn Storage>, workers: usize, coalescing: bool, clock: Arc<dyn Clock>) -> Arc<DataService> {
+        DataService::with_linger(store, workers, coalescing, Duration::ZERO, clock)
     }
 
     /// The same, finished queries' answers lingering for `linger` (see the module's doc).
@@ -177,6 +182,7 @@ impl DataService {
         workers: usize,
         coalescing: bool,
         linger: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Arc<DataService> {
         let metrics = Arc::new(DataMetrics::default());
         let workers = (0..workers.max(1))
@@ -184,6 +190,7 @@ impl DataService {
                 let (tx, rx) = mpsc::channel(WORKER_MAILBOX);
                 let worker = Worker {
                     store: store.clone(),
+                    clock: clock.clone(),
                     tx: tx.clone(),
                     coalescer: Coalescer::new(MAX_WAITERS),
                     recent: Recent::new(linger, MAX_LINGERING),
@@ -194,7 +201,7 @@ impl DataService {
             })
             .collect();
         let writes = std::sync::Mutex::new(WriteMarks::default());
-        Arc::new(DataService { store, workers, coalescing, next_waiter: AtomicU64::new(1), metrics, writes })
+        Arc::new(DataService { store, clock, workers, coalescing, next_waiter: AtomicU64::new(1), metrics, writes })
     }
 
     /// A mark to ask later whether a channel had a write acknowledged since
@@ -240,7 +247,7 @@ impl DataService {
             self.read_coalesced(key, channel).await
         } else {
             route.db_queries.fetch_add(1, Relaxed);
-            Arc::new(run_query(&*self.store, key, channel).await)
+            Arc::new(run_query(&*self.store, key, channel, now_bucket(&*self.clock)).await)
         };
         if answer.is_err() {
             route.errors.fetch_add(1, Relaxed);
@@ -326,10 +333,10 @@ fn written_channel(w: &GuildWrite) -> Option<ChannelId> {
     }
 }
 
-async fn run_query(store: &dyn Storage, key: ReadKey, channel: &Channel) -> Result<Answer> {
+async fn run_query(store: &dyn Storage, key: ReadKey, channel: &Channel, now_bucket: u32) -> Result<Answer> {
     match key.kind {
         ReadKind::History { query, limit } => {
-            history(store, channel, query, limit, now_bucket()).await.map(|m| Answer::Messages(Arc::new(m)))
+            history(store, channel, query, limit, now_bucket).await.map(|m| Answer::Messages(Arc::new(m)))
         }
         ReadKind::Message(id) => store.message(channel.id, id).await.map(|m| Answer::Message(m.map(Box::new))),
     }
@@ -339,6 +346,7 @@ async fn run_query(store: &dyn Storage, key: ReadKey, channel: &Channel) -> Resu
 /// and hands their answers to the waiters it names.
 struct Worker {
     store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
     tx: mpsc::Sender<WorkerMsg>,
     coalescer: Coalescer<ReadKey, Waiter>,
     recent: Recent<ReadKey, Shared<Answer>>,
@@ -355,7 +363,7 @@ impl Worker {
                         ReadKind::History { .. } => &metrics.history,
                         ReadKind::Message(_) => &metrics.message,
                     };
-                    if let Some(answer) = self.recent.get(&key, Instant::now()) {
+                    if let Some(answer) = self.recent.get(&key, tokio::time::Instant::now().into_std()) {
                         let _ = waiter.send(answer);
                         route.coalesced.fetch_add(1, Relaxed);
                         continue;
@@ -383,7 +391,7 @@ impl Worker {
                         let _ = waiter.send(shared.clone());
                     }
                     if let (Some(key), true) = (fresh, shared.is_ok()) {
-                        self.recent.keep(key, shared, Instant::now());
+                        self.recent.keep(key, shared, tokio::time::Instant::now().into_std());
                     }
                 }
                 WorkerMsg::Wrote { channel, ack } => {
@@ -396,9 +404,9 @@ impl Worker {
     }
 
     fn start(&mut self, flight: FlightId, key: ReadKey, channel: Channel) {
-        let (store, tx) = (self.store.clone(), self.tx.clone());
+        let (store, tx, now_bucket) = (self.store.clone(), self.tx.clone(), now_bucket(&*self.clock));
         let task = tokio::spawn(async move {
-            let result = run_query(&*store, key, &channel).await;
+            let result = run_query(&*store, key, &channel, now_bucket).await;
             let _ = tx.send(WorkerMsg::Done { flight, result: Box::new(result) }).await;
         });
         self.tasks.insert(flight, task.abort_handle());

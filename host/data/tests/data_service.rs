@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::{Clock, ManualClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::*;
 use guildhall_core::snowflake::IdState;
+use guildhall_core::snowflake::DISCORD_EPOCH_MS;
 use guildhall_data::DataService;
 use guildhall_store::{HistoryQuery, IdBounds, Order, Result, Storage, StoreError};
 use guildhall_store_redb::EmbeddedStore;
@@ -155,8 +156,8 @@ impl Storage for Instrumented {
     async fn collect_components(&self, before: u64) -> Result<Vec<String>> {
         self.inner.collect_components(before).await
     }
-    async fn put_component(&self, h: &str, b: Vec<u8>) -> Result<()> {
-        self.inner.put_component(h, b).await
+    async fn put_component(&self, h: &str, b: Vec<u8>, at: u64) -> Result<()> {
+        self.inner.put_component(h, b, at).await
     }
     async fn component(&self, h: &str) -> Result<Option<Vec<u8>>> {
         self.inner.component(h).await
@@ -209,8 +210,9 @@ impl Storage for Instrumented {
         g: GuildId,
         b: Option<guildhall_core::Snowflake>,
         l: usize,
+        at: u64,
     ) -> Result<Vec<AuditLogEntry>> {
-        self.inner.audit_log(g, b, l).await
+        self.inner.audit_log(g, b, l, at).await
     }
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
@@ -231,8 +233,10 @@ async fn fixture(messages: usize) -> Fixture {
 
 async fn fixture_lingering(messages: usize, linger: Duration) -> Fixture {
     let store = Instrumented::new();
-    let data = DataService::with_linger(store.clone(), 2, true, linger);
-    let ids = Ids(std::sync::Mutex::new(IdState::new(0, 3)));
+    // Virtual wall time: the newest bucket a history read starts from, and the ids' times.
+    let clock = Arc::new(ManualClock::new(DISCORD_EPOCH_MS + 300_000_000_000));
+    let data = DataService::with_linger(store.clone(), 2, true, linger, clock.clone());
+    let ids = Ids(std::sync::Mutex::new(IdState::new(0, 3)), clock);
     let channel = Channel::text(ids.next_id().unwrap(), ids.next_id().unwrap(), "hot");
     let author = User::new(ids.next_id().unwrap(), "author", false);
     let f = Fixture { store, data, channel, author, ids };
@@ -379,6 +383,23 @@ async fn a_finished_answer_lingers_until_the_channel_is_written() {
     assert_eq!((other.len(), queries()), (10, 3), "another query of the channel is its own");
 }
 
+/// The linger in virtual time (tokio's clock, paused): an answer is taken until exactly
+/// `linger` after its query finished, and not a millisecond after.
+#[tokio::test(start_paused = true)]
+async fn a_lingering_answer_is_taken_until_its_time_is_up() {
+    let linger = Duration::from_millis(40);
+    let f = fixture_lingering(10, linger).await;
+    let queries = || f.data.metrics.history.db_queries.load(SeqCst);
+    f.latest().await.unwrap();
+    assert_eq!(queries(), 1);
+    tokio::time::advance(linger - Duration::from_millis(1)).await;
+    f.latest().await.unwrap();
+    assert_eq!(queries(), 1, "within the linger: the answer is taken");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    f.latest().await.unwrap();
+    assert_eq!(queries(), 2, "at the end of the linger: a query of its own");
+}
+
 async fn read_after_write(f: Fixture) {
     let f = Arc::new(f);
     // Slow queries and a crowd of identical readers keep a query in flight almost always,
@@ -408,15 +429,16 @@ async fn read_after_write(f: Fixture) {
     assert!(f.data.metrics.history.coalesced.load(SeqCst) > 0, "the crowd did coalesce");
 }
 
-/// Unique, increasing ids for the fixture (the runtime's generator is a layer above).
-struct Ids(std::sync::Mutex<IdState>);
+/// Unique, increasing ids for the fixture (the runtime's generator is a layer above), on
+/// the fixture's clock, which moves on a millisecond when one's sequence is used up.
+struct Ids(std::sync::Mutex<IdState>, Arc<ManualClock>);
 
 impl Ids {
     fn next_id(&self) -> Result<guildhall_core::Snowflake, guildhall_core::snowflake::NextIdError> {
         let mut state = self.0.lock().unwrap();
         loop {
-            match state.next(SystemClock.unix_ms()) {
-                Err(guildhall_core::snowflake::NextIdError::SequenceExhausted) => std::thread::yield_now(),
+            match state.next(self.1.unix_ms()) {
+                Err(guildhall_core::snowflake::NextIdError::SequenceExhausted) => self.1.advance(1),
                 other => return other,
             }
         }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -25,12 +25,14 @@ use types::{Channel, Member};
 /// Looks a member up for the `guild` interface (the host decides how: storage, a cache).
 pub type MemberLookup = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = Option<Member>> + Send>> + Send + Sync>;
 
-/// What an instance may see of its guild: nothing of any other.
+/// What an instance may see of its guild (nothing of any other), and the time there.
 #[derive(Clone)]
 pub struct GuildView {
     pub guild_id: u64,
     pub channels: Arc<Vec<Channel>>,
     pub members: MemberLookup,
+    /// What the `clock` interface reads: the process's clock, passed in.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Longest log line a plugin may write (longer ones are cut).
@@ -117,7 +119,7 @@ impl log::Host for PluginState {
 
 impl clock::Host for PluginState {
     async fn now_ms(&mut self) -> u64 {
-        SystemClock.unix_ms()
+        self.view.clock.unix_ms()
     }
 }
 

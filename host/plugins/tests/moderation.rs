@@ -31,7 +31,8 @@ fn view(guild_id: u64) -> GuildView {
             })
         })
     });
-    GuildView { guild_id, channels: Arc::new(vec![Channel { id: 100, name: "general".into() }]), members }
+    let clock = Arc::new(guildhall_core::clock::ManualClock::new(1_700_000_000_000));
+    GuildView { guild_id, channels: Arc::new(vec![Channel { id: 100, name: "general".into() }]), members, clock }
 }
 
 fn candidate(content: &str) -> Candidate {

@@ -195,6 +195,7 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
+    use guildhall_core::clock::Clock;
     use guildhall_core::gateway::Status;
     use guildhall_core::guild::{MessageCommand, Reply};
     use guildhall_core::model::{Channel, Guild, Member, User};
@@ -206,6 +207,7 @@ mod tests {
 
     use super::*;
     use crate::audit::AuditLog;
+    use crate::clock::TokioClock;
     use crate::config::GuildConfig;
     use crate::guild_ref::{CallError, GuildMsg, GuildRef};
     use crate::registry::SessionRegistry;
@@ -233,11 +235,13 @@ mod tests {
         let owner = Member::new(User::new(OWNER, "owner", false), "2026-01-01T00:00:00.000000+00:00".into());
         let general = Channel::text(GENERAL, GUILD, "general");
         store.create_guild(Guild::new(GUILD, "g", OWNER), owner, vec![general]).await.unwrap();
-        let data = DataService::new(store.clone(), 1, true);
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(1_700_000_000_000));
+        let data = DataService::new(store.clone(), 1, true, clock.clone());
         let metrics = Arc::new(Metrics::default());
-        let ids = Arc::new(Generator::new(0, 11));
+        let ids = Arc::new(Generator::new(0, 11, clock.clone()));
         let sessions = Arc::new(SessionRegistry::default());
         let deps = GuildDeps {
+            clock: clock.clone(),
             data: data.clone(),
             metrics: metrics.clone(),
             ids: ids.clone(),
@@ -245,7 +249,7 @@ mod tests {
             plugins: None,
             plugin_limits: Default::default(),
             audit: AuditLog::spawn(store, ids, metrics.clone()),
-            replies: Replies::new(0),
+            replies: Replies::new(0, clock),
             sessions: sessions.clone(),
             locator: None,
             ownership: None,
@@ -397,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_whose_guild_node_dies_learns_it_when_the_node_leaves_not_at_its_timeout() {
-        let caller_node = Replies::new(1);
+        let caller_node = Replies::new(1, Arc::new(TokioClock::new(1_700_000_000_000)));
         let (died, dying) = tokio::sync::watch::channel(false);
         let remote = GuildRef::remote(GUILD, Arc::new(DiesAfterTaking(dying)), caller_node.clone(), None);
         let started = std::time::Instant::now();
@@ -420,7 +424,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_guild_on_another_node_is_called_with_plain_data() {
         let f = fixture(0).await; // node 0 runs the guild
-        let caller_node = Replies::new(1);
+        let caller_node = Replies::new(1, Arc::new(TokioClock::new(1_700_000_000_000)));
 
         // Node 0 takes serialized guild messages off the wire and hands them to its guild.
         let (to_node0, mut node0_inbox) = mpsc::unbounded_channel::<Vec<u8>>();

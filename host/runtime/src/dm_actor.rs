@@ -83,7 +83,7 @@ impl DmActor {
                 None => break,
                 Some(GuildMsg::HandOff) => rx.close(),
                 Some(GuildMsg::Command { command, reply_to, expires_at_ms }) => {
-                    if crate::guild_actor::expired(expires_at_ms) {
+                    if crate::guild_actor::expired(expires_at_ms, self.replies.clock().unix_ms()) {
                         Metrics::inc(&self.metrics.commands_expired);
                         self.replies.deliver(reply_to, Err(guildhall_core::guild::GuildError::Busy));
                     } else {

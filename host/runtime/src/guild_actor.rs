@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::ids::Generator;
+use guildhall_core::clock::Clock;
 use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::{DispatchPrefix, Status};
 use guildhall_core::guild::{
@@ -46,6 +47,8 @@ use crate::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter}
 /// What every guild actor needs from the process.
 #[derive(Clone)]
 pub struct GuildDeps {
+    /// The process's clock (see `clock.rs`): idleness, fault windows, bots' timers.
+    pub clock: Arc<dyn Clock>,
     /// Writes go through the data service, which keeps its coalesced reads honest.
     pub data: Arc<DataService>,
     pub metrics: Arc<Metrics>,
@@ -86,6 +89,7 @@ struct GuildActor {
     next_request: RequestId,
     /// Writes decided but not yet sent to storage, in decision order.
     queued: VecDeque<(RequestId, GuildWrite)>,
+    clock: Arc<dyn Clock>,
     data: Arc<DataService>,
     metrics: Arc<Metrics>,
     ids: Arc<Generator>,
@@ -159,6 +163,7 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
         router: deps.sessions,
         next_request: 1,
         queued: VecDeque::new(),
+        clock: deps.clock,
         data: deps.data,
         metrics: deps.metrics,
         ids: deps.ids,
@@ -181,10 +186,9 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
     (handle, task)
 }
 
-/// Whether a command's caller has stopped waiting (see `GuildMsg::Command`).
-pub(crate) fn expired(expires_at_ms: u64) -> bool {
-    use guildhall_core::clock::{Clock, SystemClock};
-    expires_at_ms != 0 && SystemClock.unix_ms() >= expires_at_ms
+/// Whether a command's caller has stopped waiting at `now_unix_ms` (see `GuildMsg::Command`).
+pub(crate) fn expired(expires_at_ms: u64, now_unix_ms: u64) -> bool {
+    expires_at_ms != 0 && now_unix_ms >= expires_at_ms
 }
 
 /// A store's refusal as the state machine hears it.
@@ -226,10 +230,13 @@ impl GuildActor {
         }
         self.reload_plugins().await;
         let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
-        let idle_limit = Duration::from_millis(self.config.idle_evict_ms);
-        let period = if idle_limit.is_zero() { Duration::from_secs(60) } else { idle_limit / 4 };
+        let idle_limit_ms = self.config.idle_evict_ms;
+        let period = match idle_limit_ms {
+            0 => Duration::from_secs(60),
+            ms => Duration::from_millis(ms) / 4,
+        };
         let mut housekeeping = tokio::time::interval(period.clamp(Duration::from_millis(10), Duration::from_secs(60)));
-        let mut last_active = std::time::Instant::now();
+        let mut last_active_ms = self.clock.monotonic_ms();
         let mut mailbox_open = true;
         loop {
             self.moderate_pending().await;
@@ -267,16 +274,17 @@ impl GuildActor {
                         self.stopping = true;
                     }
                     Some(msg) => {
-                        last_active = std::time::Instant::now();
+                        last_active_ms = self.clock.monotonic_ms();
                         self.on_msg(msg).await;
                     }
                     None => mailbox_open = false,
                 },
                 _ = housekeeping.tick() => {
+                    let now_ms = self.clock.monotonic_ms();
                     if let Some(m) = &mut self.moderation {
-                        m.hibernate_idle(std::time::Instant::now());
+                        m.hibernate_idle(now_ms);
                     }
-                    let idle = !idle_limit.is_zero() && last_active.elapsed() >= idle_limit;
+                    let idle = idle_limit_ms != 0 && now_ms - last_active_ms >= idle_limit_ms;
                     if mailbox_open && idle && inflight.is_none() && self.is_idle() {
                         // New sends fail from here on, and their handles go to the directory
                         // for a fresh actor; what is already in the mailbox is still handled.
@@ -330,7 +338,8 @@ impl GuildActor {
             Vec::new()
         });
         let deadline = Duration::from_millis(self.plugin_limits.moderation_deadline_ms);
-        let moderation = Moderation::load(engine.clone(), store.clone(), guild_id, &records, deadline).await;
+        let moderation =
+            Moderation::load(engine.clone(), store.clone(), guild_id, &records, deadline, self.clock.clone()).await;
         let enabled = moderation.active();
         self.moderation = enabled.then_some(moderation);
         let fx = self.state.handle(Input::SetModeration { enabled });
@@ -367,6 +376,7 @@ impl GuildActor {
                         event_deadline: Duration::from_millis(self.plugin_limits.bot_event_deadline_ms),
                         guild_call_timeout: Duration::from_millis(self.plugin_limits.guild_call_timeout_ms),
                         plugin_bus: self.plugin_bus.clone(),
+                        clock: self.clock.clone(),
                     };
                     self.bots.push(PlacedBot::Here(spawn_bot(spec)));
                 }
@@ -495,7 +505,7 @@ impl GuildActor {
             GuildMsg::Move { from, to, status } => self.move_session(from, to, status),
             GuildMsg::Audit(entry) => self.record_audit(entry),
             GuildMsg::Command { mut command, reply_to, expires_at_ms } => {
-                if expired(expires_at_ms) {
+                if expired(expires_at_ms, self.clock.unix_ms()) {
                     Metrics::inc(&self.metrics.commands_expired);
                     return self.replies.deliver(reply_to, Err(guildhall_core::guild::GuildError::Busy));
                 }
@@ -664,6 +674,7 @@ impl GuildActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TokioClock;
     use crate::registry::SessionRegistry;
     use crate::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
     use guildhall_core::gateway::intents;
@@ -705,15 +716,17 @@ mod tests {
         members: &[u64],
         router: Arc<dyn SessionRouter>,
     ) -> (GuildRef, Arc<Metrics>) {
-        let data = DataService::new(store, 1, true);
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(1_700_000_000_000));
+        let data = DataService::new(store, 1, true, clock.clone());
         let members =
             members.iter().map(|&id| Member::new(user(id), "2026-01-01T00:00:00.000000+00:00".into())).collect();
         let general = Channel::text(GENERAL, Snowflake(10), "general");
         let state = GuildState::new(Guild::new(Snowflake(10), "g", Snowflake(1)), vec![general], members);
         let metrics = Arc::new(Metrics::default());
-        let ids = Arc::new(Generator::new(0, 9));
+        let ids = Arc::new(Generator::new(0, 9, clock.clone()));
         let audit = AuditLog::spawn(data.store().clone(), ids.clone(), metrics.clone());
         let deps = GuildDeps {
+            clock: clock.clone(),
             data,
             metrics: metrics.clone(),
             ids,
@@ -721,7 +734,7 @@ mod tests {
             plugins: None,
             plugin_limits: Default::default(),
             audit,
-            replies: Replies::new(0),
+            replies: Replies::new(0, clock),
             sessions: router,
             locator: None,
             ownership: None,
@@ -1061,13 +1074,16 @@ mod tests {
         let (guild, _, dir, sessions) = guild_with(&[1]).await;
         drop(guild); // only the fenced actor below is used
         let fence_state = Arc::new(SwitchableFence::default());
-        let data = DataService::new(Arc::new(EmbeddedStore::open(&dir.join("fenced")).unwrap()), 1, true);
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(1_700_000_000_000));
+        let data =
+            DataService::new(Arc::new(EmbeddedStore::open(&dir.join("fenced")).unwrap()), 1, true, clock.clone());
         let general = Channel::text(GENERAL, Snowflake(10), "general");
         let members = vec![Member::new(user(1), "2026-01-01T00:00:00.000000+00:00".into())];
         let state = GuildState::new(Guild::new(Snowflake(10), "g", Snowflake(1)), vec![general.clone()], members);
         let metrics = Arc::new(Metrics::default());
-        let ids = Arc::new(Generator::new(0, 9));
+        let ids = Arc::new(Generator::new(0, 9, clock.clone()));
         let deps = GuildDeps {
+            clock: clock.clone(),
             data: data.clone(),
             metrics: metrics.clone(),
             ids: ids.clone(),
@@ -1075,7 +1091,7 @@ mod tests {
             plugins: None,
             plugin_limits: Default::default(),
             audit: AuditLog::spawn(data.store().clone(), ids, metrics),
-            replies: Replies::new(0),
+            replies: Replies::new(0, clock),
             sessions,
             locator: None,
             ownership: None,

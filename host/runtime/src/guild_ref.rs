@@ -12,7 +12,6 @@ use std::time::Duration;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use guildhall_core::clock::{Clock, SystemClock};
 
 use guildhall_core::gateway::Status;
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
@@ -191,7 +190,7 @@ impl GuildRef {
         let command = command.into();
         let (reply_to, mut waiter) = self.replies.expect();
         let deadline = tokio::time::Instant::now() + timeout;
-        let expires_at_ms = SystemClock.unix_ms() + timeout.as_millis() as u64;
+        let expires_at_ms = self.replies.clock().unix_ms() + timeout.as_millis() as u64;
         let msg = GuildMsg::Command { command: Box::new(command), reply_to, expires_at_ms };
         match tokio::time::timeout_at(deadline, self.send_or_relocate(msg)).await {
             Err(_) => return Err(CallError::Busy),

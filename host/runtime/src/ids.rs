@@ -8,41 +8,46 @@ use std::sync::atomic::{AtomicU64, Ordering::Acquire};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use guildhall_core::guild::{Command, GuildError, MessageCommand};
 use guildhall_core::snowflake::{IdState, NextIdError};
 use guildhall_core::Snowflake;
 
 /// A thread-safe generator. Waits out sequence exhaustion and small backward clock steps
 /// (up to `max_backwards_wait_ms`); a larger backward step is an error, never a duplicate.
-pub struct Generator<C: Clock = SystemClock> {
+pub struct Generator {
     state: Mutex<IdState>,
-    clock: C,
+    clock: Arc<dyn Clock>,
     max_backwards_wait_ms: u64,
     /// Unix ms up to which ids are reserved on disk; none issued at or past it. `None`:
     /// no reservation (tools and tests).
     reserved_until: Option<Arc<AtomicU64>>,
 }
 
-impl Generator<SystemClock> {
-    pub fn new(datacenter: u8, worker: u8) -> Self {
-        Generator::with_clock(datacenter, worker, SystemClock, 10)
+impl Generator {
+    /// Ids on `clock`, waiting out backward steps of up to 10 ms.
+    pub fn new(datacenter: u8, worker: u8, clock: Arc<dyn Clock>) -> Self {
+        Generator::with_clock(datacenter, worker, clock, 10)
     }
 
     /// A host's generator: nothing before `not_before_unix_ms` (what its last run
     /// reserved), nothing at or past `reserved_until` (what this run has reserved so far).
-    pub fn reserved(datacenter: u8, worker: u8, not_before_unix_ms: u64, reserved_until: Arc<AtomicU64>) -> Self {
+    pub fn reserved(
+        datacenter: u8,
+        worker: u8,
+        not_before_unix_ms: u64,
+        reserved_until: Arc<AtomicU64>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Generator {
             state: Mutex::new(IdState::new(datacenter, worker).not_before(not_before_unix_ms)),
-            clock: SystemClock,
+            clock,
             max_backwards_wait_ms: 10,
             reserved_until: Some(reserved_until),
         }
     }
-}
 
-impl<C: Clock> Generator<C> {
-    pub fn with_clock(datacenter: u8, worker: u8, clock: C, max_backwards_wait_ms: u64) -> Self {
+    pub fn with_clock(datacenter: u8, worker: u8, clock: Arc<dyn Clock>, max_backwards_wait_ms: u64) -> Self {
         Generator {
             state: Mutex::new(IdState::new(datacenter, worker)),
             clock,
@@ -84,6 +89,7 @@ impl<C: Clock> Generator<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use guildhall_core::clock::ManualClock;
     use guildhall_core::snowflake::DISCORD_EPOCH_MS;
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,7 +97,7 @@ mod tests {
 
     const T0: u64 = DISCORD_EPOCH_MS + 300_000_000_000;
 
-    /// A clock that jumps backwards once, then moves forwards 1 ms per reading.
+    /// A clock that moves forwards 1 ms per reading (a test may set it back).
     struct SteppingClock(AtomicU64);
     impl Clock for SteppingClock {
         fn unix_ms(&self) -> u64 {
@@ -104,34 +110,30 @@ mod tests {
 
     #[test]
     fn nothing_is_issued_outside_the_reservation() {
-        let now = SystemClock.unix_ms();
-        let reserved = Arc::new(AtomicU64::new(now + 60_000));
-        // The last run reserved up to now + 50 ms: nothing before it, then ids.
-        let g = Generator::reserved(0, 1, now + 50, reserved.clone());
-        let first = loop {
-            match g.next_id() {
-                Ok(id) => break id,
-                Err(NextIdError::ClockBehind { .. }) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => panic!("{e}"),
-            }
-        };
-        assert!(first.unix_ms() >= now + 50);
+        let clock = Arc::new(ManualClock::new(T0));
+        let reserved = Arc::new(AtomicU64::new(T0 + 60_000));
+        // The last run reserved up to T0 + 50 ms: nothing before it, then ids.
+        let g = Generator::reserved(0, 1, T0 + 50, reserved.clone(), clock.clone());
+        assert_eq!(g.next_id(), Err(NextIdError::ClockBehind { behind_ms: 50 }), "too far back to wait for");
+        clock.advance(50);
+        assert_eq!(g.next_id().unwrap().unix_ms(), T0 + 50);
         // The reservation ran out (it could not be extended): no more ids.
-        reserved.store(now, Ordering::SeqCst);
+        reserved.store(T0 + 50, Ordering::SeqCst);
         assert_eq!(g.next_id(), Err(NextIdError::Unreserved));
     }
 
     #[test]
     fn generator_waits_out_small_backward_step_and_rejects_large_one() {
-        let g = Generator::with_clock(0, 0, SteppingClock(AtomicU64::new(T0)), 10);
+        let clock = Arc::new(SteppingClock(AtomicU64::new(T0)));
+        let g = Generator::with_clock(0, 0, clock.clone(), 10);
         let a = g.next_id().unwrap();
-        g.clock.0.store(T0 - 5, Ordering::SeqCst);
+        clock.0.store(T0 - 5, Ordering::SeqCst);
         let b = g.next_id().unwrap();
         assert!(b > a, "small step waited out");
-        g.clock.0.store(T0 - 1_000, Ordering::SeqCst);
+        clock.0.store(T0 - 1_000, Ordering::SeqCst);
         assert!(matches!(g.next_id(), Err(NextIdError::ClockBehind { .. })));
         // And after the clock catches up, ids keep increasing.
-        g.clock.0.store(T0 + 100, Ordering::SeqCst);
+        clock.0.store(T0 + 100, Ordering::SeqCst);
         assert!(g.next_id().unwrap() > b);
     }
 
@@ -140,7 +142,7 @@ mod tests {
         let mut handles = Vec::new();
         for worker in 0..4u8 {
             handles.push(std::thread::spawn(move || {
-                let g = Generator::new(1, worker);
+                let g = Generator::new(1, worker, Arc::new(SteppingClock(AtomicU64::new(T0))));
                 let mut ids = Vec::with_capacity(100_000);
                 for _ in 0..100_000 {
                     ids.push(g.next_id().unwrap());
@@ -160,7 +162,7 @@ mod tests {
 
     #[test]
     fn shared_generator_is_unique_under_contention() {
-        let g = Arc::new(Generator::new(0, 0));
+        let g = Arc::new(Generator::new(0, 0, Arc::new(SteppingClock(AtomicU64::new(T0)))));
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 let g = g.clone();

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod bots;
+pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod dm_actor;

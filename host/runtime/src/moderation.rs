@@ -11,7 +11,9 @@
 //! with an audit entry to the owner.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use guildhall_core::clock::Clock;
 
 use guildhall_core::guild::{ModerationCandidate, ModerationVerdict};
 use guildhall_core::model::{audit_action, GuildId, PluginRecord};
@@ -31,7 +33,8 @@ struct Slot {
     record: PluginRecord,
     plugin: LoadedPlugin,
     instance: Option<ModeratorInstance>,
-    last_used: Instant,
+    /// When it last judged a message (monotonic ms).
+    last_used_ms: u64,
     faults: Faults,
 }
 
@@ -63,6 +66,7 @@ pub struct Moderation {
     slots: Vec<Slot>,
     /// Time a moderator has per message (`plugins.moderation_deadline_ms`).
     deadline: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl Moderation {
@@ -75,18 +79,19 @@ impl Moderation {
         guild_id: GuildId,
         records: &[PluginRecord],
         deadline: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Moderation {
         let mut slots = Vec::new();
         for record in records.iter().filter(|r| r.enabled && r.kind == PluginKind::Moderator) {
             match load_component(&engine, &*store, record).await {
                 Ok(plugin) => {
-                    let (last_used, faults) = (Instant::now(), Faults::default());
-                    slots.push(Slot { record: record.clone(), plugin, instance: None, last_used, faults });
+                    let (last_used_ms, faults) = (clock.monotonic_ms(), Faults::default());
+                    slots.push(Slot { record: record.clone(), plugin, instance: None, last_used_ms, faults });
                 }
                 Err(e) => tracing::error!(guild = %guild_id, plugin = %record.name, error = %e, "cannot load plugin"),
             }
         }
-        Moderation { engine, store, guild_id, slots, deadline }
+        Moderation { engine, store, guild_id, slots, deadline, clock }
     }
 
     /// Time an instance has to instantiate and accept its configuration.
@@ -98,11 +103,12 @@ impl Moderation {
         !self.slots.is_empty()
     }
 
-    /// Drops instances idle for longer than [`IDLE_AFTER`]; returns how many.
-    pub fn hibernate_idle(&mut self, now: Instant) -> usize {
+    /// Drops instances idle for longer than [`IDLE_AFTER`] at `now_ms` (monotonic);
+    /// returns how many.
+    pub fn hibernate_idle(&mut self, now_ms: u64) -> usize {
         let mut dropped = 0;
         for slot in &mut self.slots {
-            if slot.instance.is_some() && now.duration_since(slot.last_used) > IDLE_AFTER {
+            if slot.instance.is_some() && now_ms.saturating_sub(slot.last_used_ms) > IDLE_AFTER.as_millis() as u64 {
                 slot.instance = None;
                 dropped += 1;
             }
@@ -170,7 +176,7 @@ impl Moderation {
                     let slot = &mut self.slots[i];
                     tracing::warn!(guild = %self.guild_id, plugin = %slot.record.name, error = %e, "moderator fault");
                     slot.instance = None; // its memory may be inconsistent
-                    if slot.faults.record(Instant::now()) {
+                    if slot.faults.record(self.clock.monotonic_ms()) {
                         let record = self.slots.remove(i).record;
                         out.disabled.push(disable(&*self.store, record, e).await);
                         if fail_closed {
@@ -197,7 +203,7 @@ impl Moderation {
         channels: &Arc<Vec<PluginChannel>>,
     ) -> Result<Verdict, guildhall_plugins::PluginError> {
         if self.slots[i].instance.is_none() {
-            let view = guild_view(self.store.clone(), self.guild_id, channels.clone());
+            let view = guild_view(self.store.clone(), self.guild_id, channels.clone(), self.clock.clone());
             let slot = &self.slots[i];
             let config = slot.record.config.to_string();
             let instance = ModeratorInstance::new(
@@ -211,7 +217,7 @@ impl Moderation {
             .await?;
             self.slots[i].instance = Some(instance);
         }
-        self.slots[i].last_used = Instant::now();
+        self.slots[i].last_used_ms = self.clock.monotonic_ms();
         let instance = self.slots[i].instance.as_mut().expect("just created");
         instance.moderate(candidate, self.deadline).await
     }

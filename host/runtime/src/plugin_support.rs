@@ -5,9 +5,11 @@
 use guildhall_core::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use guildhall_core::clock::Clock;
 use guildhall_core::model::{GuildId, PluginRecord};
+use guildhall_core::ratelimit::{Rate, Windows};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{
     Channel as PluginChannel, GuildView, LoadedPlugin, Member as PluginMember, MemberLookup, PluginEngine,
@@ -48,17 +50,18 @@ pub struct Disabled {
 /// the [`MAX_FAULTS`]th disables it.
 #[derive(Default)]
 pub struct Faults {
-    remembered: VecDeque<Instant>,
+    /// When the remembered faults happened (monotonic ms).
+    remembered: VecDeque<u64>,
     /// Calls that went well since the last fault or forgiveness.
     good_in_a_row: u32,
 }
 
 impl Faults {
-    /// Counts a fault at `now`; true when it is one too many.
-    pub fn record(&mut self, now: Instant) -> bool {
-        self.remembered.push_back(now);
+    /// Counts a fault at `now_ms` (monotonic); true when it is one too many.
+    pub fn record(&mut self, now_ms: u64) -> bool {
+        self.remembered.push_back(now_ms);
         self.good_in_a_row = 0;
-        while self.remembered.front().is_some_and(|t| now.duration_since(*t) > FAULT_WINDOW) {
+        while self.remembered.front().is_some_and(|t| now_ms.saturating_sub(*t) > FAULT_WINDOW.as_millis() as u64) {
             self.remembered.pop_front();
         }
         self.remembered.len() >= MAX_FAULTS
@@ -92,8 +95,13 @@ pub async fn disable(store: &dyn Storage, mut record: PluginRecord, last: impl s
 }
 
 /// What an instance may see of its guild: its channels, and its members looked up on
-/// demand (never another guild's).
-pub fn guild_view(store: Arc<dyn Storage>, guild: GuildId, channels: Arc<Vec<PluginChannel>>) -> GuildView {
+/// demand (never another guild's); and the time, on the process's clock.
+pub fn guild_view(
+    store: Arc<dyn Storage>,
+    guild: GuildId,
+    channels: Arc<Vec<PluginChannel>>,
+    clock: Arc<dyn Clock>,
+) -> GuildView {
     let members: MemberLookup = Arc::new(move |user| {
         let store = store.clone();
         Box::pin(async move {
@@ -105,7 +113,7 @@ pub fn guild_view(store: Arc<dyn Storage>, guild: GuildId, channels: Arc<Vec<Plu
             })
         })
     });
-    GuildView { guild_id: guild.0, channels, members }
+    GuildView { guild_id: guild.0, channels, members, clock }
 }
 
 /// The installed plugin's component: already loaded (by its hash), or from storage,
@@ -127,29 +135,23 @@ pub async fn load_component(
     engine.load_async(bytes.into(), None).await.map_err(|e| e.to_string())
 }
 
-/// At most `limit` events in any sliding minute (a plugin's messages, its publishes).
+/// At most `limit` events a minute (a plugin's writes, its publishes): the core's fixed
+/// windows, as the REST edge's rate limits are, for one key, on the process's clock.
 pub struct PerMinute {
-    limit: usize,
-    recent: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+    rate: Rate,
+    window: std::sync::Mutex<Windows<()>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl PerMinute {
-    pub fn new(limit: usize) -> PerMinute {
-        PerMinute { limit, recent: std::sync::Mutex::new(std::collections::VecDeque::new()) }
+    pub fn new(limit: u32, clock: Arc<dyn Clock>) -> PerMinute {
+        PerMinute { rate: Rate::new(limit, 60_000), window: std::sync::Mutex::new(Windows::new(1)), clock }
     }
 
-    /// Counts one more now, if the last minute leaves room for it.
+    /// Counts one more now, if this minute's window leaves room for it.
     pub fn take(&self) -> bool {
-        let mut recent = self.recent.lock_unpoisoned();
-        let now = std::time::Instant::now();
-        while recent.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60)) {
-            recent.pop_front();
-        }
-        if recent.len() >= self.limit {
-            return false;
-        }
-        recent.push_back(now);
-        true
+        let now_ms = self.clock.monotonic_ms();
+        self.window.lock_unpoisoned().take(&(), self.rate, now_ms).is_ok()
     }
 }
 
@@ -157,24 +159,37 @@ impl PerMinute {
 mod tests {
     use super::*;
 
+    use guildhall_core::clock::ManualClock;
+
     #[test]
     fn three_faults_within_the_window_are_too_many() {
-        let t0 = Instant::now();
+        let (t0, window) = (5_000, FAULT_WINDOW.as_millis() as u64);
         let mut faults = Faults::default();
         assert!(!faults.record(t0));
-        assert!(!faults.record(t0 + FAULT_WINDOW + Duration::from_secs(1)), "the first has expired");
-        assert!(!faults.record(t0 + FAULT_WINDOW + Duration::from_secs(2)));
-        assert!(faults.record(t0 + FAULT_WINDOW + Duration::from_secs(3)));
+        assert!(!faults.record(t0 + window + 1_000), "the first has expired");
+        assert!(!faults.record(t0 + window + 2_000));
+        assert!(faults.record(t0 + window + 3_000));
+    }
+
+    #[test]
+    fn a_minutes_writes_are_counted_on_the_clock_passed_in() {
+        let clock = Arc::new(ManualClock::new(0));
+        let writes = PerMinute::new(3, clock.clone());
+        assert!(writes.take() && writes.take() && writes.take());
+        clock.advance(59_999);
+        assert!(!writes.take(), "the fourth within the minute");
+        clock.advance(1);
+        assert!(writes.take(), "a new minute");
     }
 
     #[test]
     fn a_rare_fault_in_a_busy_guild_is_forgiven_but_a_frequent_one_is_not() {
-        let t0 = Instant::now();
+        let t0 = 0;
         // One deadline miss in 20,000 calls (a garbage collector's pause), at 1,000 calls
         // a second: many misses within the window, never three remembered at once.
         let mut rare = Faults::default();
         for call in 1..=200_000u32 {
-            let now = t0 + Duration::from_millis(call as u64);
+            let now = t0 + call as u64;
             if call % 20_000 == 0 {
                 assert!(!rare.record(now), "disabled at call {call}");
             } else {
@@ -186,7 +201,7 @@ mod tests {
         let mut disabled_at = None;
         for call in 1..=5_000u32 {
             if call % 500 == 0 {
-                if frequent.record(t0 + Duration::from_millis(call as u64)) {
+                if frequent.record(t0 + call as u64) {
                     disabled_at = Some(call);
                     break;
                 }

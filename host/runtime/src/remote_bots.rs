@@ -8,6 +8,7 @@
 //! placed its bots anew or stopped), when a newer runner of the same bot starts, or when
 //! the guild's node leaves the view.
 
+use guildhall_core::clock::Clock;
 use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -171,6 +172,7 @@ pub struct HostedBotsDeps {
     pub plugin_bus: Option<Arc<PluginBus>>,
     pub limits: PluginsConfig,
     pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Runners by (guild, plugin id).
@@ -261,6 +263,7 @@ impl HostedBots {
         let (engine, data, reads, guilds) = (d.engine.clone(), d.data.clone(), d.reads.clone(), d.guilds.clone());
         let (plugin_bus, deadline) = (d.plugin_bus.clone(), Duration::from_millis(d.limits.bot_event_deadline_ms));
         let guild_call_timeout = Duration::from_millis(d.limits.guild_call_timeout_ms);
+        let clock = d.clock.clone();
         async move {
             let plugin = load_component(&engine, &**data.store(), &record)
                 .await
@@ -293,6 +296,7 @@ impl HostedBots {
                 event_deadline: deadline,
                 guild_call_timeout,
                 plugin_bus,
+                clock,
             })
         }
     }

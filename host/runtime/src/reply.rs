@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use guildhall_core::clock::Clock;
 use guildhall_core::guild::{GuildError, Reply};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -35,6 +36,8 @@ pub trait ReplyTransport: Send + Sync {
 /// The callers of this node waiting for answers, by correlation id.
 pub struct Replies {
     node: NodeId,
+    /// The node's clock: a caller's deadline travels with its command as a wall time on it.
+    clock: Arc<dyn Clock>,
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
     /// How answers for other nodes' callers leave this one (none in a single process).
@@ -42,9 +45,10 @@ pub struct Replies {
 }
 
 impl Replies {
-    pub fn new(node: NodeId) -> Arc<Replies> {
+    pub fn new(node: NodeId, clock: Arc<dyn Clock>) -> Arc<Replies> {
         Arc::new(Replies {
             node,
+            clock,
             next: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
             transport: OnceLock::new(),
@@ -53,6 +57,11 @@ impl Replies {
 
     pub fn node(&self) -> NodeId {
         self.node
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// Set once, when the node joins a cluster. False if one was set already.
@@ -120,7 +129,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_reach_their_waiter_and_abandoned_waits_leave_nothing() {
-        let replies = Replies::new(3);
+        let replies = Replies::new(3, Arc::new(guildhall_core::clock::ManualClock::new(0)));
         let (to_a, mut a) = replies.expect();
         let (to_b, b) = replies.expect();
         assert_eq!((to_a.node, replies.waiting()), (3, 2));

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
@@ -527,7 +526,10 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         .await?,
         reactions: prepare("SELECT emoji, user_id FROM {ks}.reactions WHERE channel_id = ? AND message_id = ?".into())
             .await?,
-        put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?)".into()).await?,
+        // Written at the caller's time, which collection compares with its cutoff and
+        // deletes at (below): a component stored again later is never deleted.
+        put_component: prepare("INSERT INTO {ks}.components (sha256, bytes) VALUES (?, ?) USING TIMESTAMP ?".into())
+            .await?,
         component: prepare("SELECT bytes FROM {ks}.components WHERE sha256 = ?".into()).await?,
         // Collection: every plugin's component, every component's last write (its cell's
         // write time, in microseconds), and a delete at that time, which shadows only that
@@ -903,11 +905,17 @@ impl Storage for ScyllaStore {
         self.exec(&self.st.add_audit_entry, values).await.map(|_| ())
     }
 
-    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>> {
+    async fn audit_log(
+        &self,
+        guild: GuildId,
+        before: Option<Snowflake>,
+        limit: usize,
+        at_unix_ms: u64,
+    ) -> Result<Vec<AuditLogEntry>> {
         if limit == 0 {
             return Ok(Vec::new()); // CQL refuses LIMIT 0
         }
-        let cutoff = audit_log_cutoff(SystemClock.unix_ms());
+        let cutoff = audit_log_cutoff(at_unix_ms);
         let before = before.map_or(i64::MAX, big);
         let limit = limit.min(i32::MAX as usize) as i32;
         self.bodies(&self.st.audit_log, (big(guild), big(cutoff) - 1, before, limit)).await
@@ -917,8 +925,9 @@ impl Storage for ScyllaStore {
         self.bodies(&self.st.guild_plugins, (big(guild),)).await
     }
 
-    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
-        self.exec(&self.st.put_component, (sha256, bytes)).await.map(|_| ())
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>, at_unix_ms: u64) -> Result<()> {
+        let at_us = i64::try_from(at_unix_ms.saturating_mul(1_000)).unwrap_or(i64::MAX);
+        self.exec(&self.st.put_component, (sha256, bytes, at_us)).await.map(|_| ())
     }
 
     async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>> {

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use guildhall_core::clock::Clock;
 use guildhall_core::guild::SessionId;
 use guildhall_core::snowflake::NextIdError;
 use guildhall_core::Snowflake;
@@ -37,6 +38,8 @@ use guildhall_runtime::Metrics;
 
 pub struct App {
     pub config: Config,
+    /// The process's clock (see `clock.rs`); everything the app composes gets it.
+    pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Storage>,
     /// The deadline on every call to `store` (it counts the calls that timed out).
     pub storage_deadline: Arc<Deadline>,
@@ -164,6 +167,7 @@ impl App {
         (store, storage_deadline): (Arc<dyn Storage>, Arc<Deadline>),
         plugins: Arc<PluginEngine>,
         topology: Topology,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<App>, String> {
         let metrics = Arc::new(Metrics::default());
         let node = match &topology {
@@ -175,14 +179,15 @@ impl App {
         // A single host leases its node id in the storage (a cluster node leased it in NATS).
         let lease =
             matches!(topology, Topology::Single).then(|| crate::id_reservation::NodeLease { store: store.clone() });
-        let (not_before, reserved) = crate::id_reservation::start(&config.data_dir, node, lease).await?;
-        let ids = Arc::new(Generator::reserved((node >> 5) as u8, (node & 31) as u8, not_before, reserved));
+        let (not_before, reserved) = crate::id_reservation::start(&config.data_dir, node, lease, clock.clone()).await?;
+        let (dc, worker) = ((node >> 5) as u8, (node & 31) as u8);
+        let ids = Arc::new(Generator::reserved(dc, worker, not_before, reserved, clock.clone()));
         let workers = if config.data.workers == 0 { num_cpus() } else { config.data.workers };
         let linger = std::time::Duration::from_millis(config.data.linger_ms);
-        let data = DataService::with_linger(store.clone(), workers, config.data.coalescing, linger);
+        let data = DataService::with_linger(store.clone(), workers, config.data.coalescing, linger, clock.clone());
         let audit = AuditLog::spawn(store.clone(), ids.clone(), metrics.clone());
         let local_sessions = Arc::new(SessionRegistry::default());
-        let replies = Replies::new(node);
+        let replies = Replies::new(node, clock.clone());
         let transport = match &topology {
             Topology::Single => None,
             Topology::Cluster(setup) => Some(Transport::new(
@@ -209,6 +214,7 @@ impl App {
         let plugin_bus = Arc::new(PluginBus::new(bus, cluster_name, &config.plugins.shared_subjects)?);
         let spread_bots = config.plugins.bot_placement == BotPlacementMode::Spread;
         let deps = GuildDeps {
+            clock: clock.clone(),
             data: data.clone(),
             metrics: metrics.clone(),
             ids: ids.clone(),
@@ -225,7 +231,9 @@ impl App {
             },
             plugin_bus: Some(plugin_bus.clone()),
             bot_placement: match &transport {
-                Some(transport) if spread_bots => Some(SpreadBots::new(transport.clone()) as Arc<dyn BotPlacement>),
+                Some(transport) if spread_bots => {
+                    Some(SpreadBots::new(transport.clone(), clock.clone()) as Arc<dyn BotPlacement>)
+                }
                 _ => None,
             },
         };
@@ -249,6 +257,7 @@ impl App {
                     plugin_bus: Some(plugin_bus.clone()),
                     limits: config.plugins.clone(),
                     metrics: metrics.clone(),
+                    clock: clock.clone(),
                 });
                 serve_hosted_bots(transport, hosted_bots.clone()).await.map_err(joining)?;
                 let directories = [guilds.clone(), dms.clone()];
@@ -258,10 +267,11 @@ impl App {
             }
             _ => (LocalDirectory::new(deps.clone()), LocalDirectory::dms(deps)),
         };
-        let limits = crate::limits::Limits::new(config.rate_limits.clone());
+        let limits = crate::limits::Limits::new(config.rate_limits.clone(), clock.clone());
         let (config_hashes_running, config_hashes_waiting) =
             (config.rest.password_hashes_running, config.rest.password_hashes_waiting);
         Ok(Arc::new(App {
+            clock,
             reads,
             ids,
             audit,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Release};
 use std::sync::Arc;
 use std::time::Duration;
 
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use guildhall_store::Storage;
 
 /// A single host's claim on its node id in shared storage: two hosts left on the same
@@ -82,7 +82,12 @@ pub fn write(path: &Path, until_unix_ms: u64) -> Result<(), String> {
 /// id before it) and this run's, kept extended by a task for as long as the process runs.
 /// Waits for the clock to pass the last run's reservation (a quick restart), or refuses
 /// if it is far behind.
-pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Result<(u64, Arc<AtomicU64>), String> {
+pub async fn start(
+    data_dir: &Path,
+    node: u16,
+    lease: Option<NodeLease>,
+    clock: Arc<dyn Clock>,
+) -> Result<(u64, Arc<AtomicU64>), String> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
     let holder = host_id(data_dir)?;
     if let Some(lease) = &lease {
@@ -98,7 +103,7 @@ pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Resu
     }
     let path = path(data_dir, node);
     let previous = read(&path)?;
-    let now = SystemClock.unix_ms();
+    let now = clock.unix_ms();
     if previous > now {
         let behind = previous - now;
         if behind > MAX_START_WAIT_MS {
@@ -111,7 +116,7 @@ pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Resu
         tracing::info!(wait_ms = behind, "waiting for the clock to pass the last run's id reservation");
         tokio::time::sleep(Duration::from_millis(behind)).await;
     }
-    let first = SystemClock.unix_ms().max(previous) + AHEAD_MS;
+    let first = clock.unix_ms().max(previous) + AHEAD_MS;
     let written = path.clone();
     tokio::task::spawn_blocking(move || write(&written, first)).await.map_err(|e| e.to_string())??;
     let reserved = Arc::new(AtomicU64::new(first));
@@ -124,7 +129,7 @@ pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Resu
         let mut failing = false;
         loop {
             every.tick().await;
-            match extend(node, &holder, lease.as_ref(), &path).await {
+            match extend(node, &holder, lease.as_ref(), &path, &*clock).await {
                 Ok(until) => {
                     extended.fetch_max(until, Release);
                     if std::mem::take(&mut failing) {
@@ -143,13 +148,19 @@ pub async fn start(data_dir: &Path, node: u16, lease: Option<NodeLease>) -> Resu
 }
 
 /// One extension: the lease renewed (if any), then the reservation written: until when.
-async fn extend(node: u16, holder: &str, lease: Option<&NodeLease>, path: &Path) -> Result<u64, String> {
+async fn extend(
+    node: u16,
+    holder: &str,
+    lease: Option<&NodeLease>,
+    path: &Path,
+    clock: &dyn Clock,
+) -> Result<u64, String> {
     if let Some(lease) = lease {
         if !lease.store.lease_node_id(node, holder, LEASE_MS).await.map_err(|e| e.to_string())? {
             return Err("another host took this node id (give this host other [ids] values)".into());
         }
     }
-    let until = SystemClock.unix_ms() + AHEAD_MS;
+    let until = clock.unix_ms() + AHEAD_MS;
     let target = path.to_owned();
     tokio::task::spawn_blocking(move || write(&target, until)).await.map_err(|e| e.to_string())??;
     Ok(until)

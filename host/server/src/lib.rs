@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod compress;
 pub mod config;
 mod gateway;
@@ -24,7 +25,9 @@ use guildhall_bus::NatsBus;
 use guildhall_cluster::membership::open_bucket;
 use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo};
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
+
+use crate::clock::SystemClock;
 
 /// What `guildhall serve` was given on the command line (each overrides the file).
 pub struct ServeArgs {
@@ -54,6 +57,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         config.storage = storage;
     }
     config.validate()?;
+    // The one place `serve` reads the OS clock: everything below is handed this.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = tokio::select! {
         store = app::open_storage(&config) => store?,
         _ = wait_for_signal() => return Err("interrupted while connecting to storage".into()),
@@ -96,10 +101,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let (topology, heartbeat) = if config.cluster.nats.is_empty() {
         (app::Topology::Single, None)
     } else {
-        let (setup, heartbeat) = join_cluster(&config).await?;
+        let (setup, heartbeat) = join_cluster(&config, &clock).await?;
         (app::Topology::Cluster(setup), Some(heartbeat))
     };
-    let app = app::App::new(config, store, plugins, topology).await?;
+    let app = app::App::new(config, store, plugins, topology, clock).await?;
     tracing::info!(listen = %app.config.listen, storage = %app.config.storage, node = app.node, "guildhall ready");
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);
@@ -183,7 +188,10 @@ async fn drain(app: &app::App, drainer: guildhall_cluster::Drainer) {
 
 /// Connects to NATS, takes a node id (the configured one, or a free one) and starts
 /// renewing it; the view of the cluster follows the membership bucket.
-async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Heartbeat), String> {
+async fn join_cluster(
+    config: &config::Config,
+    clock: &Arc<dyn Clock>,
+) -> Result<(app::ClusterSetup, Heartbeat), String> {
     let c = &config.cluster;
     let bus = NatsBus::connect(&c.nats, &format!("guildhall {}", config.listen)).await.map_err(|e| e.to_string())?;
     let membership =
@@ -192,22 +200,22 @@ async fn join_cluster(config: &config::Config) -> Result<(app::ClusterSetup, Hea
     let me = NodeInfo {
         node: 0,
         advertise: config.listen.to_string(),
-        started_unix_ms: SystemClock.unix_ms(),
+        started_unix_ms: clock.unix_ms(),
         draining: false,
         incarnation: 0, // drawn by `Lease::acquire`
     };
     let requested = u16::try_from(c.node_id).ok();
     let lease = Lease::acquire(bucket, requested, me).await.map_err(|e| e.to_string())?;
     let node = lease.node();
-    let heartbeat = Heartbeat::start(lease, membership.lease / 3).await.map_err(|e| e.to_string())?;
+    let heartbeat = Heartbeat::start(lease, membership.lease / 3, clock.clone()).await.map_err(|e| e.to_string())?;
     tracing::info!(node, nats = %c.nats, cluster = %c.name, "joined the cluster");
     let owners = open_ownership_bucket(bus.client(), &format!("{}_actors", c.name))
         .await
         .map_err(|e| format!("ownership bucket: {e}"))?;
     // Writes are fenced by this node's lease (no round trip while it holds), with the
     // actor's key read every third of a lease as a backstop.
-    let mut ownership =
-        KvOwnership::new(owners, node, heartbeat.view()).with_lease(heartbeat.lease_clock(), membership.lease / 3);
+    let mut ownership = KvOwnership::new(owners, node, heartbeat.view(), clock.clone())
+        .with_lease(heartbeat.lease_clock(), membership.lease / 3);
     if c.audit_actors {
         let path = config.data_dir.join("actor-ownership.log");
         std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
@@ -231,7 +239,7 @@ fn spawn_component_collector(app: Arc<app::App>) {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let cutoff = SystemClock.unix_ms().saturating_sub(grace_ms);
+            let cutoff = app.clock.unix_ms().saturating_sub(grace_ms);
             match app.store.collect_components(cutoff).await {
                 Ok(deleted) => {
                     for hash in &deleted {

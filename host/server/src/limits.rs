@@ -5,12 +5,12 @@
 //! [`guildhall_core::ratelimit`]; this module shards it behind mutexes (a request takes
 //! one lock: its subject's shard holds all of the subject's windows) and reads the clock.
 
+use guildhall_core::clock::Clock;
 use guildhall_core::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use guildhall_core::model::UserId;
 use guildhall_core::ratelimit::{Rate, Refusal, Standing, Windows};
@@ -172,18 +172,19 @@ pub struct Limits {
     config: RateLimitsConfig,
     shards: Box<[Mutex<Windows<Key>>]>,
     hasher: std::collections::hash_map::RandomState,
-    epoch: Instant,
+    /// The process's clock; the windows count in its monotonic milliseconds.
+    clock: Arc<dyn Clock>,
     connections: OpenConnections,
 }
 
 impl Limits {
-    pub fn new(config: RateLimitsConfig) -> Limits {
+    pub fn new(config: RateLimitsConfig, clock: Arc<dyn Clock>) -> Limits {
         let per_shard = (config.max_tracked / SHARDS).max(1);
         Limits {
             shards: (0..SHARDS).map(|_| Mutex::new(Windows::new(per_shard))).collect(),
             config,
             hasher: Default::default(),
-            epoch: Instant::now(),
+            clock,
             connections: Default::default(),
         }
     }
@@ -194,7 +195,7 @@ impl Limits {
 
     /// Milliseconds on this process's monotonic clock (what the windows count in).
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock.monotonic_ms()
     }
 
     fn shard(&self, subject: &Subject) -> std::sync::MutexGuard<'_, Windows<Key>> {
@@ -360,7 +361,7 @@ mod tests {
     fn limits(edit: impl FnOnce(&mut RateLimitsConfig)) -> Limits {
         let mut config = RateLimitsConfig::default();
         edit(&mut config);
-        Limits::new(config)
+        Limits::new(config, Arc::new(guildhall_core::clock::ManualClock::new(0)))
     }
 
     const IP: IpKey = IpKey(7);
@@ -391,7 +392,7 @@ mod tests {
         let refused = create(10).unwrap_err();
         assert!(!refused.global);
         assert_eq!(refused.route.unwrap().0, Bucket::MessageCreate);
-        assert!(refused.retry_after_ms > 59_000);
+        assert_eq!(refused.retry_after_ms, 60_000, "the window's whole minute: no time has passed");
         assert!(create(11).is_ok(), "another channel has its own window");
         // Four requests in all (the refused one counted): the global limit is spent.
         let global = l.rest(ALICE, IP, None).unwrap_err();

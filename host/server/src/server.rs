@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use guildhall_core::clock::Clock;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -140,7 +141,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, ip: IpKey) -> HttpRespons
         "/gateway" | "/gateway/" | "/" => {
             if fastwebsockets::upgrade::is_upgrade_request(&req) {
                 if let Err(retry_after_ms) = app.limits.gateway_connect(ip) {
-                    return crate::rest::limited_response(&Limited { global: true, route: None, retry_after_ms });
+                    return crate::rest::limited_response(
+                        &Limited { global: true, route: None, retry_after_ms },
+                        app.clock.unix_ms(),
+                    );
                 }
                 crate::gateway::upgrade(app.clone(), req).unwrap_or_else(ApiError::into_response)
             } else if path == "/" {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use guildhall_core::gateway::{close, intents, DispatchPrefix, Intents, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, Member, UserId};
@@ -146,7 +146,7 @@ pub async fn run_session(app: Arc<App>, conn: Conn) {
         drain: app_drain,
         moving: None,
     };
-    let fx = actor.state.handle(Input::Opened { now_ms: now_ms() });
+    let fx = actor.state.handle(Input::Opened { now_ms: actor.now_ms() });
     if let Flow::HandedOff = actor.apply(fx).await {
         return;
     }
@@ -162,6 +162,11 @@ async fn recv_inbound(conn: &mut Option<Conn>) -> Inbound {
 }
 
 impl SessionActor {
+    /// The session clock: the process's monotonic milliseconds.
+    fn now_ms(&self) -> u64 {
+        self.app.clock.monotonic_ms()
+    }
+
     async fn run(mut self) {
         /// Dispatches written per flush, so one busy session cannot starve its own reader.
         const MAX_DRAIN: usize = 256;
@@ -178,8 +183,12 @@ impl SessionActor {
                 self.flush().await;
                 continue;
             }
-            let deadline =
-                self.state.next_deadline_ms().map(|ms| tokio::time::Instant::from_std(SystemClock::instant_at(ms)));
+            // The state machine's deadline, on the clock's monotonic time, as a tokio instant.
+            let now = self.now_ms();
+            let deadline = self
+                .state
+                .next_deadline_ms()
+                .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(now)));
             let move_deadline = self.moving.as_ref().map(|m| m.deadline);
             let fx = tokio::select! {
                 biased;
@@ -189,7 +198,7 @@ impl SessionActor {
                 _ = self.shutdown.changed() => self.state.handle(Input::Shutdown),
                 _ = self.drain.changed() => {
                     if *self.drain.borrow_and_update() && self.moving.is_none() {
-                        self.state.handle(Input::Drain { now_ms: now_ms() })
+                        self.state.handle(Input::Drain { now_ms: self.now_ms() })
                     } else {
                         Vec::new()
                     }
@@ -217,7 +226,7 @@ impl SessionActor {
                     }
                     fx
                 }
-                _ = sleep_until_opt(deadline) => self.state.handle(Input::Tick { now_ms: now_ms() }),
+                _ = sleep_until_opt(deadline) => self.state.handle(Input::Tick { now_ms: self.now_ms() }),
             };
             if let Flow::HandedOff = self.apply(fx).await {
                 return;
@@ -227,7 +236,7 @@ impl SessionActor {
     }
 
     async fn on_inbound(&mut self, inbound: Inbound) -> Vec<Effect> {
-        let now = now_ms();
+        let now = self.now_ms();
         match inbound {
             Inbound::Text(bytes) => self.state.handle(Input::ClientText { payload: &bytes, now_ms: now }),
             Inbound::Binary => self.state.handle(Input::ClientBinary { now_ms: now }),
@@ -285,7 +294,7 @@ impl SessionActor {
         };
         // Not resumable here any more; an old connection still attached hears op 7.
         self.app.local_sessions.forget_key(&key, self.id);
-        let fx = self.state.handle(Input::Drain { now_ms: now_ms() });
+        let fx = self.state.handle(Input::Drain { now_ms: self.now_ms() });
         for guild in &self.guilds {
             guild.send(GuildMsg::Move { from: self.id, to, status: self.status }).await;
         }
@@ -318,7 +327,7 @@ impl SessionActor {
             let _ = req.reply.send(Err((req.conn, false)));
             return Vec::new();
         }
-        match self.state.resume(req.user, req.seq, now_ms()) {
+        match self.state.resume(req.user, req.seq, self.now_ms()) {
             ResumeOutcome::Accepted(fx) => {
                 // A still-attached old connection (a zombie the client gave up on) is dropped.
                 self.conn = Some(req.conn);
@@ -339,7 +348,7 @@ impl SessionActor {
                 Effect::Send(frame) => {
                     if !self.write(&frame).await {
                         self.conn = None;
-                        work.extend(self.state.handle(Input::Disconnected { now_ms: now_ms() }));
+                        work.extend(self.state.handle(Input::Disconnected { now_ms: self.now_ms() }));
                     }
                 }
                 Effect::Close { code, reason } => {
@@ -352,7 +361,7 @@ impl SessionActor {
                         .await;
                     }
                     self.dirty = false;
-                    work.extend(self.state.handle(Input::Disconnected { now_ms: now_ms() }));
+                    work.extend(self.state.handle(Input::Disconnected { now_ms: self.now_ms() }));
                 }
                 Effect::Authenticate { token, intents, status } => {
                     work.extend(self.identify(&token, intents, status).await);
@@ -404,7 +413,7 @@ impl SessionActor {
         let timeout = Duration::from_millis(self.app.config.gateway.write_timeout_ms);
         if !matches!(tokio::time::timeout(timeout, c.writer.flush()).await, Ok(Ok(()))) {
             self.conn = None;
-            let fx = self.state.handle(Input::Disconnected { now_ms: now_ms() });
+            let fx = self.state.handle(Input::Disconnected { now_ms: self.now_ms() });
             // Disconnecting only ever terminates or detaches; nothing to write.
             debug_assert!(fx.iter().all(|e| matches!(e, Effect::Terminate)));
         }
@@ -643,7 +652,7 @@ impl SessionActor {
             self.app.local_sessions.remove(key, self.id);
             return self.state.handle(Input::ResumeRejected { invalid_seq: false });
         };
-        let now = now_ms();
+        let now = self.now_ms();
         self.state = Session::adopt(self.app.config.session_config(), moved.handover, now);
         self.status = moved.status;
         self.user = Some(user);
@@ -691,11 +700,6 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// The session clock: the process's monotonic milliseconds (see `guildhall_core::clock`).
-fn now_ms() -> u64 {
-    SystemClock.monotonic_ms()
 }
 
 /// The token of an IDENTIFY or RESUME: Discord takes it with or without the `Bot ` prefix.

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
@@ -847,8 +846,14 @@ impl Storage for EmbeddedStore {
         self.write(Write::AddAuditEntry(entry)).await.map(|_| ())
     }
 
-    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>> {
-        let cutoff = audit_log_cutoff(SystemClock.unix_ms()).0;
+    async fn audit_log(
+        &self,
+        guild: GuildId,
+        before: Option<Snowflake>,
+        limit: usize,
+        at_unix_ms: u64,
+    ) -> Result<Vec<AuditLogEntry>> {
+        let cutoff = audit_log_cutoff(at_unix_ms).0;
         let before = before.map_or(u64::MAX, |b| b.0);
         self.read(move |tx| {
             let t = tx.open_table(AUDIT_LOG).map_err(unavailable)?;
@@ -893,8 +898,8 @@ impl Storage for EmbeddedStore {
         .await
     }
 
-    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
-        self.write(Write::PutComponent(sha256.to_owned(), bytes, SystemClock.unix_ms())).await.map(|_| ())
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>, at_unix_ms: u64) -> Result<()> {
+        self.write(Write::PutComponent(sha256.to_owned(), bytes, at_unix_ms)).await.map(|_| ())
     }
 
     async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>> {

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{GuildWrite, InviteUse};
 use guildhall_core::model::{
     audit_action, AuditLogChange, AuditLogEntry, Channel, Emoji, Guild, Invite, Member, Message, PluginKind,
@@ -16,8 +15,11 @@ use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
 
+/// The wall clock, read here for one thing: ids unique across runs against a database
+/// that outlives them (a developer's Cassandra). What a backend does at a time is asked
+/// with the time given (`audit_log`, `put_component`, `collect_components`).
 fn now_ms() -> u64 {
-    SystemClock.unix_ms()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Fresh, unique, increasing ids: the current time, 10 bits of the process id (checks of
@@ -462,8 +464,8 @@ pub async fn plugins(store: &dyn Storage) {
     let bytes = format!("component {}", fresh_id()).into_bytes();
     let hash = format!("{:064x}", fresh_id().0);
     assert_eq!(store.component(&hash).await.unwrap(), None);
-    store.put_component(&hash, bytes.clone()).await.unwrap();
-    store.put_component(&hash, bytes.clone()).await.unwrap(); // idempotent
+    store.put_component(&hash, bytes.clone(), 1_000).await.unwrap();
+    store.put_component(&hash, bytes.clone(), 1_000).await.unwrap(); // idempotent
     assert_eq!(store.component(&hash).await.unwrap(), Some(bytes));
 
     let record = |name: &str| PluginRecord {
@@ -493,15 +495,12 @@ pub async fn plugins(store: &dyn Storage) {
     // use, or stored again since the cutoff, stays.
     let unused = format!("{:064x}", fresh_id().0);
     let stored_again = format!("{:064x}", fresh_id().0);
-    store.put_component(&unused, b"unused".to_vec()).await.unwrap();
-    store.put_component(&stored_again, b"again".to_vec()).await.unwrap();
-    let collected = store.collect_components(0).await.unwrap();
-    assert!(!collected.contains(&unused), "nothing was stored before the epoch");
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let cutoff = SystemClock.unix_ms();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    store.put_component(&stored_again, b"again".to_vec()).await.unwrap();
-    let collected = store.collect_components(cutoff).await.unwrap();
+    store.put_component(&unused, b"unused".to_vec(), 1_000).await.unwrap();
+    store.put_component(&stored_again, b"again".to_vec(), 1_000).await.unwrap();
+    let collected = store.collect_components(1_000).await.unwrap();
+    assert!(!collected.contains(&unused), "nothing was stored before the cutoff");
+    store.put_component(&stored_again, b"again".to_vec(), 3_000).await.unwrap();
+    let collected = store.collect_components(2_000).await.unwrap();
     assert!(collected.contains(&unused), "{collected:?}");
     assert!(!collected.contains(&stored_again) && !collected.contains(&hash), "{collected:?}");
     assert_eq!(store.component(&unused).await.unwrap(), None);
@@ -509,7 +508,7 @@ pub async fn plugins(store: &dyn Storage) {
     assert!(store.component(&hash).await.unwrap().is_some(), "in use by the second plugin");
     // Once its last plugin is gone, the component goes too.
     store.delete_plugin(guild, b.id).await.unwrap();
-    let collected = store.collect_components(SystemClock.unix_ms() + 1_000).await.unwrap();
+    let collected = store.collect_components(4_000).await.unwrap();
     assert!(collected.contains(&hash) && collected.contains(&stored_again), "{collected:?}");
     assert_eq!(store.component(&hash).await.unwrap(), None);
 }
@@ -600,12 +599,17 @@ pub async fn audit_log(store: &dyn Storage) {
     store.add_audit_entry(entry(other_guild, audit_action::GUILD_UPDATE, "elsewhere")).await.unwrap();
 
     let newest_first: Vec<AuditLogEntry> = written.iter().rev().cloned().collect();
-    assert_eq!(store.audit_log(guild, None, 100).await.unwrap(), newest_first, "newest first, expired left out");
-    assert_eq!(store.audit_log(guild, None, 2).await.unwrap(), newest_first[..2].to_vec(), "limit");
-    let before = store.audit_log(guild, Some(written[2].id), 100).await.unwrap();
+    let at = now_ms();
+    assert_eq!(store.audit_log(guild, None, 100, at).await.unwrap(), newest_first, "newest first, expired left out");
+    assert_eq!(store.audit_log(guild, None, 2, at).await.unwrap(), newest_first[..2].to_vec(), "limit");
+    let before = store.audit_log(guild, Some(written[2].id), 100, at).await.unwrap();
     assert_eq!(before, vec![written[1].clone(), written[0].clone()], "before is exclusive");
-    assert!(store.audit_log(guild, None, 0).await.unwrap().is_empty());
-    assert_eq!(store.audit_log(other_guild, None, 100).await.unwrap().len(), 1, "per guild");
+    assert!(store.audit_log(guild, None, 0, at).await.unwrap().is_empty());
+    assert_eq!(store.audit_log(other_guild, None, 100, at).await.unwrap().len(), 1, "per guild");
+    // Retention is reckoned at the time asked about: past it, nothing of this is kept.
+    let retention_ms = guildhall_core::model::AUDIT_LOG_RETENTION_DAYS * 24 * 3600 * 1000;
+    let later = written[4].id.unix_ms() + retention_ms + 1;
+    assert!(store.audit_log(guild, None, 100, later).await.unwrap().is_empty());
 }
 
 pub async fn roles_overwrites_and_bans(store: &dyn Storage) {

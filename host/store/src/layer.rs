@@ -246,8 +246,8 @@ impl<L: Layer> Storage for Layered<L> {
     async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>> {
         self.layer.around(read("guild_plugins"), self.inner.guild_plugins(guild)).await
     }
-    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()> {
-        self.layer.around(write("put_component"), self.inner.put_component(sha256, bytes)).await
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>, at_unix_ms: u64) -> Result<()> {
+        self.layer.around(write("put_component"), self.inner.put_component(sha256, bytes, at_unix_ms)).await
     }
     async fn collect_components(&self, stored_before_unix_ms: u64) -> Result<Vec<String>> {
         self.layer.around(write("collect_components"), self.inner.collect_components(stored_before_unix_ms)).await
@@ -302,8 +302,14 @@ impl<L: Layer> Storage for Layered<L> {
     async fn add_audit_entry(&self, entry: AuditLogEntry) -> Result<()> {
         self.layer.around(write("add_audit_entry"), self.inner.add_audit_entry(entry)).await
     }
-    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>> {
-        self.layer.around(read("audit_log"), self.inner.audit_log(guild, before, limit)).await
+    async fn audit_log(
+        &self,
+        guild: GuildId,
+        before: Option<Snowflake>,
+        limit: usize,
+        at_unix_ms: u64,
+    ) -> Result<Vec<AuditLogEntry>> {
+        self.layer.around(read("audit_log"), self.inner.audit_log(guild, before, limit, at_unix_ms)).await
     }
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>> {
         self.layer.around(read("message"), self.inner.message(channel, id)).await

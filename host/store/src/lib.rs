@@ -157,9 +157,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_plugin(&self, guild: GuildId, plugin: Snowflake) -> Result<()>;
     /// The guild's plugins in installation order.
     async fn guild_plugins(&self, guild: GuildId) -> Result<Vec<PluginRecord>>;
-    /// Stores component bytes under their SHA-256 (idempotent). Storing them again makes
-    /// them just stored, which spares them from collection (below) for its grace time.
-    async fn put_component(&self, sha256: &str, bytes: Vec<u8>) -> Result<()>;
+    /// Stores component bytes under their SHA-256 (idempotent), as stored at
+    /// `at_unix_ms` (the caller's clock). Storing them again makes them just stored, which
+    /// spares them from collection (below) for its grace time.
+    async fn put_component(&self, sha256: &str, bytes: Vec<u8>, at_unix_ms: u64) -> Result<()>;
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
     /// Deletes the components that no plugin uses and that were last stored before
     /// `stored_before_unix_ms`: the SHA-256 of each one deleted. One stored again while
@@ -207,8 +208,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Appends to a guild's audit log.
     async fn add_audit_entry(&self, entry: AuditLogEntry) -> Result<()>;
     /// A guild's audit log, newest first, ids strictly below `before`, at most `limit`;
-    /// entries older than `AUDIT_LOG_RETENTION_DAYS` are never returned.
-    async fn audit_log(&self, guild: GuildId, before: Option<Snowflake>, limit: usize) -> Result<Vec<AuditLogEntry>>;
+    /// entries older than `AUDIT_LOG_RETENTION_DAYS` at `at_unix_ms` (the caller's clock)
+    /// are never returned.
+    async fn audit_log(
+        &self,
+        guild: GuildId,
+        before: Option<Snowflake>,
+        limit: usize,
+        at_unix_ms: u64,
+    ) -> Result<Vec<AuditLogEntry>>;
 
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>>;
     /// One partition `(channel, bucket)`: ids strictly within `bounds`, in `order`, at most `limit`.

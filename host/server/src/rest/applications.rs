@@ -123,7 +123,7 @@ pub async fn authorize(ctx: &mut Ctx) -> ApiResult {
         return ok(&json!({ "location": "https://discord.com/oauth2/authorized" }));
     }
     let permissions = body.permissions.unwrap_or(Permissions::NONE).known();
-    let mut member = Member::new(record.user.clone(), now_iso());
+    let mut member = Member::new(record.user.clone(), now_iso(ctx));
     let handle = guild_handle(ctx, guild).await?;
     if permissions != Permissions::NONE {
         let mut role = Role::new(ctx.app.new_id()?, application.name.clone(), 1, permissions);

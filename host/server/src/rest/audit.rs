@@ -34,7 +34,7 @@ pub async fn list(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     };
     let (mut found, mut cursor, mut scanned) = (Vec::new(), before, 0);
     while found.len() < limit && scanned < MAX_SCANNED {
-        let page = ctx.app.store.audit_log(guild_id, cursor, MAX_LIMIT).await?;
+        let page = ctx.app.store.audit_log(guild_id, cursor, MAX_LIMIT, ctx.app.clock.unix_ms()).await?;
         scanned += page.len();
         let last_page = page.len() < MAX_LIMIT;
         cursor = page.last().map(|e| e.id).or(cursor);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use guildhall_core::clock::{Clock, SystemClock};
+use guildhall_core::clock::Clock;
 use guildhall_core::guild::{Command, GuildCommand, Reply};
 use guildhall_core::model::{AuditLogEntry, Channel, ChannelId, GuildId, User, UserId};
 use guildhall_core::permissions::Permissions;
@@ -168,9 +168,14 @@ pub fn snowflake(segment: &str) -> Result<Snowflake, ApiError> {
 
 // ---- reaching the guild actors ----
 
-/// Now, as Discord's ISO 8601 timestamp.
-pub fn now_iso() -> String {
-    SystemClock.iso_now()
+/// Now, on the process's clock, as Discord's ISO 8601 timestamp.
+pub fn now_iso(ctx: &Ctx) -> String {
+    ctx.app.clock.iso_now()
+}
+
+/// Now, on the process's clock, in Unix milliseconds.
+pub fn now_unix_ms(ctx: &Ctx) -> u64 {
+    ctx.app.clock.unix_ms()
 }
 
 pub fn actor_timeout(ctx: &Ctx) -> Duration {

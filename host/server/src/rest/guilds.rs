@@ -29,7 +29,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     check_guild_quota(ctx, ctx.app.store.user_guilds(user.id).await?.len())?;
     let guild = Guild::new(ctx.app.new_id()?, body.name, user.id);
     let general = Channel::text(ctx.app.new_id()?, guild.id, "general");
-    ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso()), vec![general]).await?;
+    ctx.app.store.create_guild(guild.clone(), Member::new(user.clone(), now_iso(ctx)), vec![general]).await?;
     // Sessions of the creator subscribe, so they get GUILD_CREATE like on Discord.
     notify_joined(ctx, &user, guild.id);
     created(&guild_json(&guild, Some(1)))

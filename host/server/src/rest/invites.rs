@@ -3,15 +3,14 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{InviteUse, MemberCommand};
 use guildhall_core::model::{Channel, ChannelId, Guild, GuildId, Invite, Member, User, UserId};
 use guildhall_core::Snowflake;
 use serde_json::{json, Value};
 
 use super::ctx::{
-    actor_timeout, check_guild_quota, guild_handle, guild_permissions, load_channel, notify_joined, now_iso, ok,
-    require_in_channel, require_permission, ApiResult, Ctx,
+    actor_timeout, check_guild_quota, guild_handle, guild_permissions, load_channel, notify_joined, now_iso,
+    now_unix_ms, ok, require_in_channel, require_permission, ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_api::requests::InviteOptions;
@@ -84,7 +83,7 @@ fn invite_object(invite: &Invite, guild: Option<&Guild>, channel: Option<&Channe
 /// The guild's usable invites. Expired and used-up ones found on the way are deleted, so
 /// that they neither count against the quota nor pile up.
 async fn usable_invites(ctx: &Ctx, guild_id: GuildId) -> Result<Vec<Invite>, ApiError> {
-    let now = SystemClock.unix_ms();
+    let now = now_unix_ms(ctx);
     let read_limit = ctx.app.config.quotas.invites_per_guild.saturating_add(STALE_INVITES_READ);
     let invites = ctx.app.store.guild_invites(guild_id, read_limit).await?;
     let (usable, stale): (Vec<Invite>, Vec<Invite>) = invites.into_iter().partition(|i| i.usable(now));
@@ -147,7 +146,7 @@ pub async fn create_invite(ctx: &mut Ctx, channel_id: Snowflake) -> ApiResult {
     // the store, draws again.
     for _ in 0..3 {
         let code = crate::auth::random_code(INVITE_CODE_CHARS);
-        let now = SystemClock.unix_ms();
+        let now = now_unix_ms(ctx);
         let invite = Invite {
             code,
             guild_id,
@@ -179,7 +178,7 @@ async fn load_invite(ctx: &Ctx, code_: &str) -> Result<Invite, ApiError> {
         return Err(ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"));
     }
     // An expired or used-up invite is as unknown as one never made, as on Discord.
-    let found = ctx.app.store.invite(code_).await?.filter(|i| i.usable(SystemClock.unix_ms()));
+    let found = ctx.app.store.invite(code_).await?.filter(|i| i.usable(now_unix_ms(ctx)));
     found.ok_or_else(|| ApiError::not_found(code::UNKNOWN_INVITE, "Unknown Invite"))
 }
 
@@ -217,8 +216,8 @@ pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let handle = guild_handle(ctx, invite.guild_id).await?;
     // The guild decides (a ban refuses) and writes the membership with one use of the
     // invite: a refused join takes none, and two joins never both take its last one.
-    let member = Member::new(user.clone(), now_iso());
-    let at_unix_ms = SystemClock.unix_ms();
+    let member = Member::new(user.clone(), now_iso(ctx));
+    let at_unix_ms = now_unix_ms(ctx);
     let join = MemberCommand::Join { member, invite: Some(InviteUse { code: invite.code.clone(), at_unix_ms }) };
     let joined = match handle.call(join, actor_timeout(ctx)).await {
         Ok(_) => true,

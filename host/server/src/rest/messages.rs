@@ -5,7 +5,6 @@
 //! (found in the DM directory by channel id). The handlers load what the actors need
 //! (the stored message) and turn their answers into Discord's JSON.
 
-use guildhall_core::clock::{Clock, SystemClock};
 use guildhall_core::guild::{GuildCommand, MessageCommand, Reply};
 use guildhall_core::model::{
     validate_content, Channel, ChannelId, Emoji, Message, MessageId, User, UserId, MAX_CONTENT_CHARS,
@@ -16,7 +15,8 @@ use guildhall_store::HistoryQuery;
 use serde_json::json;
 
 use super::ctx::{
-    actor_timeout, guild_handle_for, load_channel, no_content, now_iso, ok, snowflake, unexpected, ApiResult, Ctx,
+    actor_timeout, guild_handle_for, load_channel, no_content, now_iso, now_unix_ms, ok, snowflake, unexpected,
+    ApiResult, Ctx,
 };
 use super::error::{code, ApiError};
 use guildhall_api::requests::{CreateMessage, EditMessage};
@@ -238,7 +238,7 @@ pub async fn edit(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiRes
     let content = check_content(body.content.as_deref())?;
     let (Access { actor, channel }, _) = permitted(ctx, &user, channel_id).await?;
     let existing = Box::new(load_message(ctx, &channel, id).await?);
-    let command = MessageCommand::Edit { user: user.id, existing, content, edited_timestamp: now_iso() };
+    let command = MessageCommand::Edit { user: user.id, existing, content, edited_timestamp: now_iso(ctx) };
     match actor.call(command, actor_timeout(ctx)).await? {
         Reply::Message(m) => ok(&m),
         other => Err(unexpected(other)),
@@ -255,7 +255,7 @@ pub async fn delete(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiR
 
 pub async fn typing(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
-    let unix_s = SystemClock.unix_ms() / 1000;
+    let unix_s = now_unix_ms(ctx) / 1000;
     let Access { actor, .. } = access(ctx, &user, channel_id).await?;
     actor.call(MessageCommand::Typing { user: user.id, channel_id, unix_s }, actor_timeout(ctx)).await?;
     no_content()

@@ -28,6 +28,7 @@ pub mod users;
 
 use std::sync::Arc;
 
+use guildhall_core::clock::Clock;
 use guildhall_core::ratelimit::Standing;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
@@ -46,7 +47,7 @@ use route::{Auth, Body, Lookup, Route};
 pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &str, ip: IpKey) -> HttpResponse {
     // An address past its invalid requests is refused before it costs anything more.
     if let Some(banned) = app.limits.banned(ip) {
-        return limited_response(&banned);
+        return limited_response(&banned, app.clock.unix_ms());
     }
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
@@ -77,7 +78,7 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
             };
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query: Vec::new(), body: Some(body), caller };
             ctx.discard_body_up_to(limit).await;
-            limited_response(&limited)
+            limited_response(&limited, app.clock.unix_ms())
         }
         (Ok(_), Lookup::NotFound) => ApiError::not_found(code::GENERAL, "404: Not Found").into_response(),
         (Ok(_), Lookup::WrongMethod(allowed)) => {
@@ -96,7 +97,7 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
             let mut ctx = Ctx { app: app.clone(), headers: parts.headers, query, body: Some(body), caller };
             let mut response = (route.handler)(&mut ctx, &params).await.unwrap_or_else(ApiError::into_response);
             if let Some((bucket, standing)) = standing {
-                put_standing(response.headers_mut(), bucket, &standing);
+                put_standing(response.headers_mut(), bucket, &standing, app.clock.unix_ms());
             }
             response
         }
@@ -109,7 +110,7 @@ pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>, path: &st
 
 /// Discord's 429: the body's `retry_after` (seconds) and `global`, `Retry-After` in whole
 /// seconds, the scope, and for a route the bucket's headers.
-pub fn limited_response(limited: &Limited) -> HttpResponse {
+pub fn limited_response(limited: &Limited, now_unix_ms: u64) -> HttpResponse {
     let body = serde_json::json!({
         "code": 0,
         "message": "You are being rate limited.",
@@ -129,14 +130,14 @@ pub fn limited_response(limited: &Limited) -> HttpResponse {
         headers.insert("x-ratelimit-scope", HeaderValue::from_static("user"));
     }
     if let Some((bucket, standing)) = &limited.route {
-        put_standing(headers, *bucket, standing);
+        put_standing(headers, *bucket, standing, now_unix_ms);
     }
     response
 }
 
-fn put_standing(headers: &mut hyper::HeaderMap, bucket: Bucket, standing: &Standing) {
+fn put_standing(headers: &mut hyper::HeaderMap, bucket: Bucket, standing: &Standing, now_unix_ms: u64) {
     let reset_after = standing.reset_after_ms as f64 / 1000.0;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::Duration::from_millis(now_unix_ms);
     let float = |v: f64| HeaderValue::from_str(&format!("{v:.3}")).expect("a number is a valid header");
     headers.insert("x-ratelimit-limit", HeaderValue::from(standing.limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from(standing.remaining));

@@ -91,7 +91,7 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
     // Compiling takes milliseconds to seconds of CPU, a few at a time: off the async
     // workers, and an upload that cannot get a turn soon is told to come back.
     let loaded = ctx.app.plugins.load_async(bytes.clone(), Some(COMPILE_WAIT)).await.map_err(plugin_error)?;
-    ctx.app.store.put_component(&loaded.hash, bytes.to_vec()).await?;
+    ctx.app.store.put_component(&loaded.hash, bytes.to_vec(), ctx.app.clock.unix_ms()).await?;
     let record = PluginRecord {
         id: ctx.app.new_id()?,
         guild_id,
@@ -100,7 +100,7 @@ pub async fn install(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
         enabled: true,
         config: json!({}),
         component_sha256: loaded.hash.clone(),
-        created_at: now_iso(),
+        created_at: now_iso(ctx),
     };
     if loaded.kind == PluginKind::Bot {
         add_bot_user(ctx, &record).await?;
@@ -118,7 +118,7 @@ async fn add_bot_user(ctx: &Ctx, record: &PluginRecord) -> Result<(), ApiError> 
     let user = User::new(record.id, format!("{}-{}", record.name, record.id.0 % 1_000_000), true);
     // "!" is not a valid password hash: nothing verifies against it.
     ctx.app.store.create_user(UserRecord::person(user.clone(), "!".into())).await?;
-    let member = Member::new(user, now_iso());
+    let member = Member::new(user, now_iso(ctx));
     let handle = guild_handle(ctx, record.guild_id).await?;
     handle.call(MemberCommand::Join { member, invite: None }, actor_timeout(ctx)).await?;
     Ok(())
@@ -190,6 +190,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
         guild_id: record.guild_id.0,
         channels: std::sync::Arc::new(Vec::new()),
         members: std::sync::Arc::new(|_| Box::pin(async { None })),
+        clock: ctx.app.clock.clone(),
     };
     // This checks the configuration (does init accept it?), not its timing: a wall-clock
     // deadline can be missed on a loaded host by a configuration that is fine, and a
