@@ -20,11 +20,11 @@ use guildhall_store_redb::EmbeddedStore;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
-use guildhall_runtime::config::GuildConfig;
-use guildhall_runtime::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
-use guildhall_runtime::registry::SessionRegistry;
-use guildhall_runtime::reply::Replies;
-use guildhall_runtime::session::{SessionHandle, SessionMsg};
+use guildhall_runtime::actors::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
+use guildhall_runtime::addresses::registry::SessionRegistry;
+use guildhall_runtime::addresses::reply::Replies;
+use guildhall_runtime::addresses::session::{SessionHandle, SessionMsg};
+use guildhall_runtime::infrastructure::config::GuildConfig;
 use guildhall_runtime::Metrics;
 
 #[derive(clap::Subcommand)]
@@ -177,7 +177,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         config: GuildConfig::default(),
         plugins: None,
         plugin_limits: Default::default(),
-        audit: guildhall_runtime::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
+        audit: guildhall_runtime::actors::audit::AuditLog::spawn(store.clone(), ids, metrics.clone()),
         replies: Replies::new(0, clock),
         sessions: registry.clone(),
         locator: None,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use guildhall_bus::BusError;
 use guildhall_core::clock::Clock;
 use guildhall_core::Snowflake;
-use guildhall_runtime::remote_bots::{BotPlacement, BotWire, HostedBots, RunnerId};
-use guildhall_runtime::reply::NodeId;
+use guildhall_runtime::addresses::reply::NodeId;
+use guildhall_runtime::plugin_runners::remote_bots::{BotPlacement, BotWire, HostedBots, RunnerId};
 
 use crate::transport::Transport;
 use crate::wire::{decode, encode};

@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use guildhall_runtime::reply::NodeId;
+use guildhall_runtime::addresses::reply::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;

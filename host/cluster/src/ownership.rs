@@ -25,8 +25,8 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKin
 use async_trait::async_trait;
 use bytes::Bytes;
 use guildhall_core::model::GuildId;
-use guildhall_runtime::ownership::{Ownership, OwnershipToken, PassedOn};
-use guildhall_runtime::reply::NodeId;
+use guildhall_runtime::actors::ownership::{Ownership, OwnershipToken, PassedOn};
+use guildhall_runtime::addresses::reply::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use guildhall_runtime::reply::NodeId;
+use guildhall_runtime::addresses::reply::NodeId;
 
 /// Points per node on the circle.
 pub const VNODES: u32 = 256;

@@ -21,16 +21,16 @@ use guildhall_core::gateway::{DispatchPrefix, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_data::DataService;
-use guildhall_runtime::directory::{Actors, Directory, LocalDirectory, LocateError};
-use guildhall_runtime::follow::follow;
-use guildhall_runtime::guild_actor::GuildDeps;
-use guildhall_runtime::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox, Undelivered};
-use guildhall_runtime::reads::MessageReads;
-use guildhall_runtime::registry::SessionRegistry;
-use guildhall_runtime::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
-use guildhall_runtime::session::{
+use guildhall_runtime::actors::directory::{Actors, Directory, LocalDirectory, LocateError};
+use guildhall_runtime::actors::guild_actor::GuildDeps;
+use guildhall_runtime::addresses::guild_ref::{GuildMsg, GuildRef, Locate, RemoteMailbox, Undelivered};
+use guildhall_runtime::addresses::registry::SessionRegistry;
+use guildhall_runtime::addresses::reply::{CommandResult, NodeId, Replies, ReplyTo, ReplyTransport};
+use guildhall_runtime::addresses::session::{
     Delivered, MovedSession, Offer, SessionMover, SessionMsg, SessionRef, SessionRoute, SessionRouter, ToUser,
 };
+use guildhall_runtime::infrastructure::follow::follow;
+use guildhall_runtime::infrastructure::reads::MessageReads;
 use guildhall_runtime::Metrics;
 use guildhall_store::StoreError;
 use guildhall_store::{HistoryQuery, Result as StoreResult};
@@ -493,7 +493,7 @@ impl SessionRouter for ClusterRouter {
         delivered
     }
 
-    fn resumable(&self, key: &str) -> Option<guildhall_runtime::session::SessionHandle> {
+    fn resumable(&self, key: &str) -> Option<guildhall_runtime::addresses::session::SessionHandle> {
         self.transport.local_sessions.resumable(key)
     }
 
@@ -949,7 +949,7 @@ mod tests {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("guildhall-reads-test-{}-{n}", std::process::id()));
         let store = guildhall_store_redb::EmbeddedStore::open(&dir).expect("store");
-        let clock = Arc::new(guildhall_runtime::clock::TokioClock::new(1_700_000_000_000));
+        let clock = Arc::new(guildhall_runtime::infrastructure::clock::TokioClock::new(1_700_000_000_000));
         let reads = ClusterReads::new(transport, DataService::new(Arc::new(store), 1, true, clock));
         (reads, bus, Channel::text(Snowflake(777), guild, "hot"), dir)
     }

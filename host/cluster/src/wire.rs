@@ -25,11 +25,11 @@ use guildhall_core::gateway::{DispatchPrefix, Intents, Status};
 use guildhall_core::guild::SessionId;
 use guildhall_core::model::{Channel, GuildId, Message, MessageId, UserId};
 use guildhall_core::session::Handover;
-use guildhall_runtime::guild_ref::GuildMsg;
+use guildhall_runtime::addresses::guild_ref::GuildMsg;
+use guildhall_runtime::addresses::reply::{CommandResult, NodeId, ReplyTo};
+use guildhall_runtime::addresses::session::{MovedSession, SessionRef};
 #[cfg(doc)]
-use guildhall_runtime::remote_bots::BotWire;
-use guildhall_runtime::reply::{CommandResult, NodeId, ReplyTo};
-use guildhall_runtime::session::{MovedSession, SessionRef};
+use guildhall_runtime::plugin_runners::remote_bots::BotWire;
 use guildhall_store::HistoryQuery;
 use serde::{Deserialize, Serialize};
 

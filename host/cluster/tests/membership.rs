@@ -188,5 +188,5 @@ async fn draining_nodes_stay_members_but_leave_the_ring() {
 
 /// The process's clock as these tests see it: tokio's, which runs in real time here.
 fn clock() -> std::sync::Arc<dyn guildhall_core::clock::Clock> {
-    std::sync::Arc::new(guildhall_runtime::clock::TokioClock::new(1_700_000_000_000))
+    std::sync::Arc::new(guildhall_runtime::infrastructure::clock::TokioClock::new(1_700_000_000_000))
 }

@@ -9,7 +9,7 @@ use guildhall_bus::NatsBus;
 use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{KvOwnership, NodeInfo, View};
 use guildhall_core::Snowflake;
-use guildhall_runtime::ownership::Ownership;
+use guildhall_runtime::actors::ownership::Ownership;
 use tokio::sync::watch;
 
 async fn client() -> Option<async_nats::Client> {
@@ -106,5 +106,5 @@ async fn a_lease_clock_spares_the_round_trip_until_the_backstop_or_the_lease_run
 
 /// The process's clock as these tests see it: tokio's, which runs in real time here.
 fn clock() -> std::sync::Arc<dyn guildhall_core::clock::Clock> {
-    std::sync::Arc::new(guildhall_runtime::clock::TokioClock::new(1_700_000_000_000))
+    std::sync::Arc::new(guildhall_runtime::infrastructure::clock::TokioClock::new(1_700_000_000_000))
 }

@@ -1,33 +1,26 @@
 //! The actor runtime: tasks and bounded mailboxes around the pure state machines of
-//! `guildhall-core`. A guild actor ([`guild_actor`]) owns one guild; the [`directory`]
-//! answers "where does guild X live"; [`session`] is how actors reach a gateway session
-//! (the session actor itself lives at the WebSocket edge, in the `guildhall` crate) and the
-//! [`registry`] finds sessions by id (RESUME) and by user (DMs, joins). Guild plugins run in
-//! [`moderation`] (on the message path) and [`bots`] (beside it); [`audit`] stores what they
-//! and the owners did.
+//! `guildhall-core`. Depends on core, store, data, plugins and bus; nothing here knows HTTP
+//! or WebSockets. Four folders, lowest first:
 //!
-//! Depends on core, store and plugins; nothing here knows HTTP or WebSockets.
+//! - [`infrastructure`]: what everything else uses: the clock seam for tests in virtual
+//!   time, the id generator, following a moving actor, counters, the `[guild]` and
+//!   `[plugins]` settings, where messages are read.
+//! - [`addresses`]: how actors and sessions are reached, wherever they run: a guild's
+//!   address ([`addresses::guild_ref`]), answers as plain data ([`addresses::reply`]), a
+//!   session's address ([`addresses::session`]) and this node's sessions
+//!   ([`addresses::registry`]).
+//! - [`plugin_runners`]: guild plugins at work: moderators on the message path, bots beside
+//!   it (here or on another node), their pub/sub, what both share.
+//! - [`actors`]: the guild and DM channel actors, the directory that starts them, the fence
+//!   a cluster puts around them, and the audit log they write.
+//!
+//! Addresses come before actors: the actors and the plugin runners import addresses, never
+//! the other way (`deploy/dev/check-layers` fails on a circle of modules).
 
-pub mod audit;
-pub mod bots;
-pub mod clock;
-pub mod config;
-pub mod directory;
-pub mod dm_actor;
-pub mod follow;
-pub mod guild_actor;
-pub mod guild_ref;
-pub mod ids;
-pub mod metrics;
-pub mod moderation;
-pub mod ownership;
-pub mod plugin_support;
-pub mod pubsub;
-pub mod reads;
-pub mod registry;
-pub mod remote_bots;
-pub mod reply;
-pub mod session;
+pub mod actors;
+pub mod addresses;
+pub mod infrastructure;
+pub mod plugin_runners;
 
-pub use ids::Generator;
-pub use metrics::Metrics;
+pub use infrastructure::ids::Generator;
+pub use infrastructure::metrics::Metrics;

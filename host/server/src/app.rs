@@ -10,7 +10,7 @@ use guildhall_core::snowflake::NextIdError;
 use guildhall_core::Snowflake;
 use guildhall_data::DataService;
 use guildhall_plugins::PluginEngine;
-use guildhall_runtime::reply::{NodeId, Replies};
+use guildhall_runtime::addresses::reply::{NodeId, Replies};
 use guildhall_runtime::Generator;
 use guildhall_scylla::{ScyllaConfig, ScyllaStore};
 use guildhall_store::layer::{Deadline, Layered};
@@ -24,16 +24,16 @@ use guildhall_cluster::wire::ActorKind;
 use guildhall_cluster::{
     serve_hosted_bots, ClusterDirectory, ClusterMover, ClusterReads, ClusterRouter, SpreadBots, Transport, View,
 };
-use guildhall_runtime::audit::AuditLog;
-use guildhall_runtime::config::BotPlacementMode;
-use guildhall_runtime::directory::{Directory, LocalDirectory};
-use guildhall_runtime::guild_actor::GuildDeps;
-use guildhall_runtime::ownership::Ownership;
-use guildhall_runtime::pubsub::PluginBus;
-use guildhall_runtime::reads::MessageReads;
-use guildhall_runtime::registry::SessionRegistry;
-use guildhall_runtime::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
-use guildhall_runtime::session::{SessionMover, SessionRouter};
+use guildhall_runtime::actors::audit::AuditLog;
+use guildhall_runtime::actors::directory::{Directory, LocalDirectory};
+use guildhall_runtime::actors::guild_actor::GuildDeps;
+use guildhall_runtime::actors::ownership::Ownership;
+use guildhall_runtime::addresses::registry::SessionRegistry;
+use guildhall_runtime::addresses::session::{SessionMover, SessionRouter};
+use guildhall_runtime::infrastructure::config::BotPlacementMode;
+use guildhall_runtime::infrastructure::reads::MessageReads;
+use guildhall_runtime::plugin_runners::pubsub::PluginBus;
+use guildhall_runtime::plugin_runners::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
 use guildhall_runtime::Metrics;
 
 pub struct App {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use guildhall_core::ratelimit::Rate;
-use guildhall_runtime::config::{GuildConfig, PluginsConfig};
+use guildhall_runtime::infrastructure::config::{GuildConfig, PluginsConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -399,7 +399,7 @@ impl Config {
                  ({largest_instance}), and plugins.max_total_memory_mib at least plugins.max_guild_memory_mib"
             ));
         }
-        guildhall_runtime::pubsub::check_grants(&p.shared_subjects)?;
+        guildhall_runtime::plugin_runners::pubsub::check_grants(&p.shared_subjects)?;
         if self.rate_limits.max_tracked < 1024 {
             return Err("rate_limits.max_tracked must be at least 1024".into());
         }

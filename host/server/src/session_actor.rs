@@ -23,8 +23,8 @@ use serde_json::json;
 use tokio::io::{AsyncWrite, BufWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use guildhall_runtime::guild_ref::{GuildMsg, GuildRef};
-use guildhall_runtime::session::{MovedSession, SessionHandle, SessionMsg, SessionRef, SessionShared};
+use guildhall_runtime::addresses::guild_ref::{GuildMsg, GuildRef};
+use guildhall_runtime::addresses::session::{MovedSession, SessionHandle, SessionMsg, SessionRef, SessionShared};
 
 use crate::app::App;
 

@@ -6,8 +6,8 @@ use guildhall_store::StoreError;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use guildhall_runtime::directory::LocateError;
-use guildhall_runtime::guild_actor::CallError;
+use guildhall_runtime::actors::directory::LocateError;
+use guildhall_runtime::actors::guild_actor::CallError;
 
 /// Discord's JSON error codes used here.
 pub mod code {

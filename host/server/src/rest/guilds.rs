@@ -11,7 +11,7 @@ use super::ctx::{
 };
 use super::error::ApiError;
 use guildhall_api::requests::{CreateChannel, CreateGuild, UpdateGuild};
-use guildhall_runtime::audit::change;
+use guildhall_runtime::actors::audit::change;
 
 fn guild_json(guild: &Guild, member_count: Option<usize>) -> Value {
     let mut v = guild.discord_json();

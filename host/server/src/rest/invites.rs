@@ -221,9 +221,9 @@ pub async fn accept_invite(ctx: &mut Ctx, code_: &str) -> ApiResult {
     let join = MemberCommand::Join { member, invite: Some(InviteUse { code: invite.code.clone(), at_unix_ms }) };
     let joined = match handle.call(join, actor_timeout(ctx)).await {
         Ok(_) => true,
-        Err(guildhall_runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::AlreadyMember)) => {
-            false
-        }
+        Err(guildhall_runtime::actors::guild_actor::CallError::Guild(
+            guildhall_core::guild::GuildError::AlreadyMember,
+        )) => false,
         Err(e) => return Err(e.into()),
     };
     if joined {

@@ -20,7 +20,7 @@ use super::ctx::{
 };
 use super::error::{code, ApiError};
 use guildhall_api::requests::{CreateMessage, EditMessage};
-use guildhall_runtime::guild_actor::GuildRef;
+use guildhall_runtime::actors::guild_actor::GuildRef;
 
 /// A channel and the actor that decides about it.
 struct Access {

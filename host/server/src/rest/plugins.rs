@@ -14,9 +14,9 @@ use super::ctx::{
 use super::error::{code, ApiError};
 use guildhall_api::requests::PluginUpdate;
 use guildhall_core::permissions::Permissions;
-use guildhall_runtime::audit::change;
-use guildhall_runtime::guild_actor::GuildMsg;
-use guildhall_runtime::pubsub::Scope;
+use guildhall_runtime::actors::audit::change;
+use guildhall_runtime::actors::guild_actor::GuildMsg;
+use guildhall_runtime::plugin_runners::pubsub::Scope;
 
 const MAX_NAME_CHARS: usize = 32;
 
@@ -197,7 +197,7 @@ async fn try_config(ctx: &Ctx, record: &PluginRecord, config: &Value) -> Result<
     // refusal then would be wrong. The guild still holds every init to its deadline
     // (ten calls' worth), and one that misses it is a fault.
     let per_call = std::time::Duration::from_millis(ctx.app.config.plugins.moderation_deadline_ms);
-    let deadline = per_call * guildhall_runtime::moderation::INIT_DEADLINES * 10;
+    let deadline = per_call * guildhall_runtime::plugin_runners::moderation::INIT_DEADLINES * 10;
     match guildhall_plugins::ModeratorInstance::new(
         &ctx.app.plugins,
         &loaded,
@@ -222,7 +222,9 @@ pub async fn remove(ctx: &mut Ctx, guild_id: GuildId, plugin_id: Snowflake) -> A
         let handle = guild_handle(ctx, guild_id).await?;
         match handle.call(MemberCommand::Leave { user: record.id }, actor_timeout(ctx)).await {
             Ok(_)
-            | Err(guildhall_runtime::guild_actor::CallError::Guild(guildhall_core::guild::GuildError::NotMember)) => {}
+            | Err(guildhall_runtime::actors::guild_actor::CallError::Guild(
+                guildhall_core::guild::GuildError::NotMember,
+            )) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -18,10 +18,10 @@ use guildhall_core::model::GuildId;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use crate::dm_actor::spawn_dm;
-use crate::guild_actor::{spawn_guild, Fence, GuildDeps};
-pub use crate::guild_ref::LocateError;
-use crate::guild_ref::{GuildRef, Locate};
+use crate::actors::dm_actor::spawn_dm;
+use crate::actors::guild_actor::{spawn_guild, Fence, GuildDeps};
+pub use crate::addresses::guild_ref::LocateError;
+use crate::addresses::guild_ref::{GuildRef, Locate};
 
 #[async_trait]
 pub trait Directory: Send + Sync {
@@ -206,13 +206,13 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::audit::AuditLog;
-    use crate::clock::TokioClock;
-    use crate::config::GuildConfig;
-    use crate::guild_ref::{CallError, GuildMsg, GuildRef};
-    use crate::registry::SessionRegistry;
-    use crate::reply::Replies;
-    use crate::session::{SessionHandle, SessionShared};
+    use crate::actors::audit::AuditLog;
+    use crate::addresses::guild_ref::{CallError, GuildMsg, GuildRef};
+    use crate::addresses::registry::SessionRegistry;
+    use crate::addresses::reply::Replies;
+    use crate::addresses::session::{SessionHandle, SessionShared};
+    use crate::infrastructure::clock::TokioClock;
+    use crate::infrastructure::config::GuildConfig;
     use crate::{Generator, Metrics};
 
     const GUILD: Snowflake = Snowflake(10);
@@ -301,7 +301,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&f.dir);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// In virtual time (tokio's clock paused; the guild's clock follows it): an idle guild
+    /// is evicted once its idle time is up, counted from the end of its last work, and at
+    /// the latest one housekeeping period (a quarter of it) later.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_guild_is_evicted_when_its_idle_time_is_up_in_virtual_time() {
+        const IDLE_MS: u64 = 400;
+        let f = fixture(IDLE_MS).await;
+        let handle = Directory::locate(f.directory.as_ref(), GUILD).await.unwrap();
+        // Virtual time may leap while a write waits on the disk (tokio advances a paused
+        // clock to the next timer when every task waits): the call's own timeout is far off.
+        let reply = handle.call(post("last".into()), Duration::from_secs(3600)).await;
+        assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
+        let answered = tokio::time::Instant::now();
+        until("the guild is evicted", || f.metrics.guilds_evicted.load(Relaxed) == 1).await;
+        let idle_for = answered.elapsed();
+        let (idle, period) = (Duration::from_millis(IDLE_MS), Duration::from_millis(IDLE_MS / 4));
+        assert!(idle_for >= idle, "evicted after {idle_for:?}, before its idle time");
+        // `until` looks every 5 ms (virtual): the eviction is seen at most that much later.
+        assert!(idle_for <= idle + period + Duration::from_millis(5), "evicted only after {idle_for:?}");
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_guild_with_a_session_stays() {
         let f = fixture(20).await;
         let handle = Directory::locate(f.directory.as_ref(), GUILD).await.unwrap();
@@ -317,6 +339,7 @@ mod tests {
         f.sessions.insert("key".into(), session);
         assert!(handle.send(GuildMsg::Connect { session: address, status: Status::Online }).await);
         assert!(rx.recv().await.is_some(), "GUILD_CREATE");
+        // Ten times its idle time, in virtual time: every housekeeping tick has looked.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(f.metrics.guilds_evicted.load(Relaxed), 0, "a connected session keeps its guild running");
         handle.disconnect(address.id);
@@ -339,8 +362,8 @@ mod tests {
         let address = session.address();
         f.sessions.insert("key".into(), session);
         assert!(handle.send(GuildMsg::Connect { session: address, status: Status::Online }).await);
-        let name = |msg: Option<crate::session::SessionMsg>| match msg {
-            Some(crate::session::SessionMsg::Dispatch(d)) => {
+        let name = |msg: Option<crate::addresses::session::SessionMsg>| match msg {
+            Some(crate::addresses::session::SessionMsg::Dispatch(d)) => {
                 let v: serde_json::Value = serde_json::from_slice(&d.with_seq(1)).unwrap();
                 v["t"].as_str().unwrap_or_default().to_owned()
             }
@@ -369,10 +392,10 @@ mod tests {
     struct Wire(mpsc::UnboundedSender<Vec<u8>>);
 
     #[async_trait]
-    impl crate::guild_ref::RemoteMailbox for Wire {
-        async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), crate::guild_ref::Undelivered> {
+    impl crate::addresses::guild_ref::RemoteMailbox for Wire {
+        async fn send(&self, guild: GuildId, msg: GuildMsg) -> Result<(), crate::addresses::guild_ref::Undelivered> {
             let bytes = serde_json::to_vec(&(guild, &msg)).unwrap();
-            self.0.send(bytes).map_err(|_| crate::guild_ref::Undelivered::Relocate(Box::new(msg)))
+            self.0.send(bytes).map_err(|_| crate::addresses::guild_ref::Undelivered::Relocate(Box::new(msg)))
         }
         fn is_closed(&self) -> bool {
             self.0.is_closed()
@@ -387,8 +410,8 @@ mod tests {
     struct DiesAfterTaking(tokio::sync::watch::Receiver<bool>);
 
     #[async_trait]
-    impl crate::guild_ref::RemoteMailbox for DiesAfterTaking {
-        async fn send(&self, _: GuildId, _: GuildMsg) -> Result<(), crate::guild_ref::Undelivered> {
+    impl crate::addresses::guild_ref::RemoteMailbox for DiesAfterTaking {
+        async fn send(&self, _: GuildId, _: GuildMsg) -> Result<(), crate::addresses::guild_ref::Undelivered> {
             Ok(())
         }
         fn is_closed(&self) -> bool {
@@ -415,8 +438,8 @@ mod tests {
         assert_eq!(caller_node.waiting(), 0, "the waiter is gone too");
     }
 
-    impl crate::reply::ReplyTransport for Wire {
-        fn send_reply(&self, to: crate::reply::ReplyTo, result: crate::reply::CommandResult) {
+    impl crate::addresses::reply::ReplyTransport for Wire {
+        fn send_reply(&self, to: crate::addresses::reply::ReplyTo, result: crate::addresses::reply::CommandResult) {
             let _ = self.0.send(serde_json::to_vec(&(to, result)).unwrap());
         }
     }
@@ -443,7 +466,7 @@ mod tests {
         let answers = caller_node.clone();
         tokio::spawn(async move {
             while let Some(bytes) = node1_inbox.recv().await {
-                let (to, result): (crate::reply::ReplyTo, crate::reply::CommandResult) =
+                let (to, result): (crate::addresses::reply::ReplyTo, crate::addresses::reply::CommandResult) =
                     serde_json::from_slice(&bytes).unwrap();
                 answers.deliver(to, result);
             }
@@ -504,7 +527,9 @@ mod tests {
         for round in 0..2 {
             let reply = actor.call(say(OWNER, &format!("hi {round}")), Duration::from_secs(5)).await;
             assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
-            let Some(crate::session::SessionMsg::Dispatch(d)) = rx.recv().await else { panic!("no dispatch") };
+            let Some(crate::addresses::session::SessionMsg::Dispatch(d)) = rx.recv().await else {
+                panic!("no dispatch")
+            };
             let v: serde_json::Value = serde_json::from_slice(&d.with_seq(1)).unwrap();
             assert_eq!(
                 (v["t"].as_str(), v["d"]["content"].as_str()),

@@ -22,14 +22,14 @@ use guildhall_data::DataService;
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine};
 use serde::{Deserialize, Serialize};
 
-use crate::bots::{bot_event, spawn_loading, BotRunner, BotSpec};
-use crate::config::PluginsConfig;
-use crate::guild_ref::Locate;
-use crate::metrics::Metrics;
-use crate::plugin_support::load_component;
-use crate::pubsub::PluginBus;
-use crate::reads::MessageReads;
-use crate::reply::NodeId;
+use crate::addresses::guild_ref::Locate;
+use crate::addresses::reply::NodeId;
+use crate::infrastructure::config::PluginsConfig;
+use crate::infrastructure::metrics::Metrics;
+use crate::infrastructure::reads::MessageReads;
+use crate::plugin_runners::bots::{bot_event, spawn_loading, BotRunner, BotSpec};
+use crate::plugin_runners::plugin_support::load_component;
+use crate::plugin_runners::pubsub::PluginBus;
 
 /// One start of a bot's runner: the guild's node, and when (Unix ms, shifted, plus a count:
 /// ordered across nodes as far as their clocks agree, and a guild moves between nodes

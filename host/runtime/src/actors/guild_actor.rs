@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::ids::Generator;
+use crate::infrastructure::ids::Generator;
 use guildhall_core::clock::Clock;
 use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::{DispatchPrefix, Status};
@@ -29,20 +29,20 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::audit::{self, AuditLog};
-use crate::bots::{spawn_bot, BotSpec};
-use crate::config::{GuildConfig, PluginsConfig};
-use crate::follow::follow;
-use crate::guild_ref::Locate;
-pub use crate::guild_ref::{CallError, GuildMsg, GuildRef};
-use crate::metrics::{Metrics, Metrics as M};
-use crate::moderation::{Disabled, Judgement, Moderation};
-use crate::ownership::{Ownership, OwnershipToken, PassedOn};
-use crate::plugin_support::load_component;
-use crate::pubsub::PluginBus;
-use crate::remote_bots::{BotPlacement, PlacedBot, RemoteBot};
-use crate::reply::{NodeId, Replies, ReplyTo};
-use crate::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
+use crate::actors::audit::{self, AuditLog};
+use crate::actors::ownership::{Ownership, OwnershipToken, PassedOn};
+use crate::addresses::guild_ref::Locate;
+pub use crate::addresses::guild_ref::{CallError, GuildMsg, GuildRef};
+use crate::addresses::reply::{NodeId, Replies, ReplyTo};
+use crate::addresses::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
+use crate::infrastructure::config::{GuildConfig, PluginsConfig};
+use crate::infrastructure::follow::follow;
+use crate::infrastructure::metrics::{Metrics, Metrics as M};
+use crate::plugin_runners::bots::{spawn_bot, BotSpec};
+use crate::plugin_runners::moderation::{Disabled, Judgement, Moderation};
+use crate::plugin_runners::plugin_support::load_component;
+use crate::plugin_runners::pubsub::PluginBus;
+use crate::plugin_runners::remote_bots::{BotPlacement, PlacedBot, RemoteBot};
 
 /// What every guild actor needs from the process.
 #[derive(Clone)]
@@ -250,6 +250,9 @@ impl GuildActor {
                 biased;
                 results = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
                     let (requests, _) = inflight.take().expect("guarded");
+                    // Idle is counted from the end of the last work, not its start: a slow
+                    // write does not eat into the idle time.
+                    last_active_ms = self.clock.monotonic_ms();
                     let fenced_off = results.is_err();
                     if fenced_off && mailbox_open && !self.stopping {
                         // Another node may run the guild now, or this node's lease lapsed:
@@ -674,9 +677,9 @@ impl GuildActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::TokioClock;
-    use crate::registry::SessionRegistry;
-    use crate::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
+    use crate::addresses::registry::SessionRegistry;
+    use crate::addresses::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
+    use crate::infrastructure::clock::TokioClock;
     use guildhall_core::gateway::intents;
     use guildhall_core::guild::{GuildCommand, GuildError, MessageCommand, Reply};
     use guildhall_core::model::{Channel, Guild, GuildId, Member, User, UserId};

@@ -19,12 +19,12 @@ use guildhall_data::DataService;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::guild_actor::{write_error, Fence, GuildDeps};
-use crate::guild_ref::{GuildMsg, GuildRef};
-use crate::ids::Generator;
-use crate::metrics::{Metrics, Metrics as M};
-use crate::reply::{Replies, ReplyTo};
-use crate::session::{SessionRouter, ToUser};
+use crate::actors::guild_actor::{write_error, Fence, GuildDeps};
+use crate::addresses::guild_ref::{GuildMsg, GuildRef};
+use crate::addresses::reply::{Replies, ReplyTo};
+use crate::addresses::session::{SessionRouter, ToUser};
+use crate::infrastructure::ids::Generator;
+use crate::infrastructure::metrics::{Metrics, Metrics as M};
 
 struct DmActor {
     state: DmState,
@@ -83,7 +83,7 @@ impl DmActor {
                 None => break,
                 Some(GuildMsg::HandOff) => rx.close(),
                 Some(GuildMsg::Command { command, reply_to, expires_at_ms }) => {
-                    if crate::guild_actor::expired(expires_at_ms, self.replies.clock().unix_ms()) {
+                    if crate::actors::guild_actor::expired(expires_at_ms, self.replies.clock().unix_ms()) {
                         Metrics::inc(&self.metrics.commands_expired);
                         self.replies.deliver(reply_to, Err(guildhall_core::guild::GuildError::Busy));
                     } else {

@@ -2,6 +2,7 @@
 //! it): loading a guild's component, the guild view an instance gets, and the fault rule
 //! (too many recent faults disable the plugin for the guild, persistently).
 
+use crate::addresses::guild_ref::Disabled;
 use guildhall_core::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,13 +39,6 @@ pub const FORGIVEN_AFTER_GOOD_CALLS: u32 = 1_000;
 /// An instance unused for this long is dropped (its pool slot and memory go back); the
 /// next call recreates it in microseconds.
 pub const IDLE_AFTER: Duration = Duration::from_secs(300);
-
-/// A plugin that was switched off after repeated faults.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Disabled {
-    pub record: PluginRecord,
-    pub reason: String,
-}
 
 /// A plugin's remembered faults (see [`FAULT_WINDOW`] and [`FORGIVEN_AFTER_GOOD_CALLS`]);
 /// the [`MAX_FAULTS`]th disables it.

@@ -5,7 +5,7 @@
 //! [`SessionRef`]s), so a message can cross to another node unchanged. A `GuildRef` points
 //! at an actor in this process (its mailbox) or, in a cluster, at a [`RemoteMailbox`] the
 //! transport provides; callers cannot tell which. The actor itself
-//! ([`guild_actor`](crate::guild_actor)) is known only to the directory that starts it.
+//! ([`guild_actor`](crate::actors::guild_actor)) is known only to the directory that starts it.
 
 use std::time::Duration;
 
@@ -15,14 +15,21 @@ use async_trait::async_trait;
 
 use guildhall_core::gateway::Status;
 use guildhall_core::guild::{Command, GuildError, Reply, SessionId};
-use guildhall_core::model::{AuditLogEntry, GuildId};
+use guildhall_core::model::{AuditLogEntry, GuildId, PluginRecord};
 use guildhall_store::StoreError;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::plugin_support::Disabled;
-use crate::reply::{Replies, ReplyTo};
-use crate::session::SessionRef;
+use crate::addresses::reply::{Replies, ReplyTo};
+use crate::addresses::session::SessionRef;
+
+/// A plugin that its runner switched off after repeated faults: what it tells its guild
+/// (which records it in the audit log and reloads its plugins).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Disabled {
+    pub record: PluginRecord,
+    pub reason: String,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum GuildMsg {
@@ -56,7 +63,7 @@ pub enum GuildMsg {
     /// over): route to `to` from now on, and send `from` a [`SessionMsg::Moved`] marker
     /// after the last dispatch it gets, so that the move loses and repeats nothing.
     ///
-    /// [`SessionMsg::Moved`]: crate::session::SessionMsg::Moved
+    /// [`SessionMsg::Moved`]: crate::addresses::session::SessionMsg::Moved
     Move {
         from: SessionId,
         to: SessionRef,
@@ -108,7 +115,7 @@ pub trait Locate: Send + Sync {
 
 /// The mailbox of a guild actor on another node: the cluster's transport implements it
 /// (serializing the [`GuildMsg`]); answers come back to this node's [`Replies`] through
-/// its [`ReplyTransport`](crate::reply::ReplyTransport).
+/// its [`ReplyTransport`](crate::addresses::reply::ReplyTransport).
 #[async_trait]
 pub trait RemoteMailbox: Send + Sync {
     /// Delivers to the guild's actor there.
@@ -255,7 +262,7 @@ impl GuildRef {
         let Some(locator) = self.locator.clone() else { return };
         let id = self.id;
         tokio::spawn(async move {
-            let started = crate::follow::follow(|| {
+            let started = crate::infrastructure::follow::follow(|| {
                 let locator = locator.upgrade();
                 async move {
                     // A directory that is gone (shutting down) starts nothing: done.

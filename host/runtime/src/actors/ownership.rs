@@ -10,7 +10,7 @@ use guildhall_core::gateway::Status;
 use guildhall_core::model::GuildId;
 use serde::{Deserialize, Serialize};
 
-use crate::session::SessionRef;
+use crate::addresses::session::SessionRef;
 
 /// Proof of ownership of one actor, as the fence issued it.
 #[derive(Debug, Clone, PartialEq, Eq)]

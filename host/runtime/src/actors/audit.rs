@@ -2,7 +2,7 @@
 //! (a message blocked or flagged by a moderator plugin, a plugin disabled after faults).
 //!
 //! Entries are made by the guild actor (its own decisions, and those the REST handlers hand
-//! it with [`GuildMsg::Audit`](crate::guild_actor::GuildMsg)), which also sends each one to
+//! it with [`GuildMsg::Audit`](crate::actors::guild_actor::GuildMsg)), which also sends each one to
 //! the owner's sessions as `GUILD_AUDIT_LOG_ENTRY_CREATE`. Storing them is off the message
 //! path: a bounded queue drained by one writer task. Under overload (a flood of blocked
 //! messages, or storage down) the queue may overflow; entries are then dropped and
@@ -12,14 +12,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::ids::Generator;
+use crate::infrastructure::ids::Generator;
 use guildhall_core::model::{AuditLogChange, AuditLogEntry, GuildId, UserId};
 use guildhall_core::Snowflake;
 use guildhall_store::Storage;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::metrics::Metrics;
+use crate::infrastructure::metrics::Metrics;
 
 /// Entries waiting to be stored.
 pub const AUDIT_QUEUE: usize = 1024;

@@ -6,7 +6,7 @@
 //! that instance, and by default the message goes on as if that moderator had allowed it:
 //! the guild fails *open*, because a broken plugin must not silence a whole community. A
 //! guild that prefers the opposite sets `moderation_fail_closed` (PATCH /guilds/{id}). After
-//! [`MAX_FAULTS`](crate::plugin_support::MAX_FAULTS) recent faults (ten minutes, unless a
+//! [`MAX_FAULTS`](crate::plugin_runners::plugin_support::MAX_FAULTS) recent faults (ten minutes, unless a
 //! thousand good calls came after one) the plugin is disabled for the guild, persistently,
 //! with an audit entry to the owner.
 
@@ -24,10 +24,10 @@ use guildhall_plugins::{
 };
 use guildhall_store::Storage;
 
-pub use crate::plugin_support::Disabled;
-use crate::plugin_support::{disable, guild_view, load_component, Faults, IDLE_AFTER};
+pub use crate::addresses::guild_ref::Disabled;
+use crate::plugin_runners::plugin_support::{disable, guild_view, load_component, Faults, IDLE_AFTER};
 
-pub use crate::plugin_support::INIT_DEADLINES;
+pub use crate::plugin_runners::plugin_support::INIT_DEADLINES;
 
 struct Slot {
     record: PluginRecord,

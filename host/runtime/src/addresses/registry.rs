@@ -12,8 +12,8 @@ use guildhall_core::model::{GuildId, UserId};
 
 use guildhall_core::gateway::DispatchPrefix;
 
-use crate::reply::NodeId;
-use crate::session::{Delivered, SessionHandle, SessionRoute, SessionRouter, ToUser};
+use crate::addresses::reply::NodeId;
+use crate::addresses::session::{Delivered, SessionHandle, SessionRoute, SessionRouter, ToUser};
 
 #[derive(Default)]
 pub struct SessionRegistry {

@@ -11,7 +11,7 @@ use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::reply::NodeId;
+use crate::addresses::reply::NodeId;
 use guildhall_core::session::Handover;
 use tokio::sync::{mpsc, oneshot, Notify};
 

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 
 use super::host::{GuildBotHost, WRITES_PER_MINUTE};
 use super::timers::Timers;
-use crate::guild_ref::{GuildMsg, GuildRef};
-use crate::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER, INIT_DEADLINES};
-use crate::pubsub::{PluginBus, Publisher, Scope};
-use crate::reads::MessageReads;
+use crate::addresses::guild_ref::{GuildMsg, GuildRef};
+use crate::infrastructure::reads::MessageReads;
+use crate::plugin_runners::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER, INIT_DEADLINES};
+use crate::plugin_runners::pubsub::{PluginBus, Publisher, Scope};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
 pub const EVENT_HOST_DEADLINE: Duration = Duration::from_secs(10);

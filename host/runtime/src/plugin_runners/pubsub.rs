@@ -13,7 +13,7 @@ pub use guildhall_core::plugin_subjects::{
 
 use guildhall_core::clock::Clock;
 
-use crate::plugin_support::PerMinute;
+use crate::plugin_runners::plugin_support::PerMinute;
 
 /// A publish's payload, at most.
 pub const MAX_PAYLOAD_BYTES: usize = 64 << 10;

@@ -17,10 +17,10 @@ use guildhall_store::HistoryQuery;
 
 use super::events::to_bot_message;
 use super::timers::Timers;
-use crate::guild_ref::{CallError, GuildRef};
-use crate::plugin_support::PerMinute;
-use crate::pubsub::{PublishError, Publisher};
-use crate::reads::MessageReads;
+use crate::addresses::guild_ref::{CallError, GuildRef};
+use crate::infrastructure::reads::MessageReads;
+use crate::plugin_runners::plugin_support::PerMinute;
+use crate::plugin_runners::pubsub::{PublishError, Publisher};
 
 /// Sends, edits, deletes and reactions a bot may make per minute, together: every one is a
 /// stored write and an event to every session (a bot that edited its own message on each
