@@ -182,4 +182,28 @@ mod tests {
         assert!(read(&p).is_err(), "a damaged reservation is an error, not a zero");
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// A clock behind the last run's reservation, in virtual time: a few seconds behind,
+    /// the start waits exactly that long and reserves from there; further behind than
+    /// `MAX_START_WAIT_MS`, it refuses at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_start_waits_out_a_clock_behind_the_last_reservation_or_refuses() {
+        const T0: u64 = 1_700_000_000_000;
+        let dir = std::env::temp_dir().join(format!("guildhall-ids-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&path(&dir, 3), T0 + 5_000).unwrap();
+        let clock = Arc::new(guildhall_runtime::infrastructure::clock::TokioClock::new(T0));
+        let started = tokio::time::Instant::now();
+        let (not_before, reserved) = start(&dir, 3, None, clock.clone()).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(5_000), "waited until the clock passed it");
+        assert_eq!(not_before, T0 + 5_000);
+        assert_eq!(reserved.load(std::sync::atomic::Ordering::Acquire), T0 + 5_000 + AHEAD_MS);
+        assert_eq!(read(&path(&dir, 3)).unwrap(), T0 + 5_000 + AHEAD_MS, "on disk before any id");
+
+        write(&path(&dir, 4), clock.unix_ms() + MAX_START_WAIT_MS + 1).unwrap();
+        let refused = start(&dir, 4, None, clock.clone()).await.expect_err("too far behind");
+        assert!(refused.contains("refusing to start"), "{refused}");
+        assert_eq!(started.elapsed(), Duration::from_millis(5_000), "refused without waiting");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
