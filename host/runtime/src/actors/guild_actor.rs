@@ -287,7 +287,7 @@ impl GuildActor {
                     if let Some(m) = &mut self.moderation {
                         m.hibernate_idle(now_ms);
                     }
-                    let idle = idle_limit_ms != 0 && now_ms - last_active_ms >= idle_limit_ms;
+                    let idle = idle_limit_ms != 0 && now_ms.saturating_sub(last_active_ms) >= idle_limit_ms;
                     if mailbox_open && idle && inflight.is_none() && self.is_idle() {
                         // New sends fail from here on, and their handles go to the directory
                         // for a fresh actor; what is already in the mailbox is still handled.

@@ -25,7 +25,7 @@ use guildhall_plugins::{
 use guildhall_store::Storage;
 
 pub use crate::addresses::guild_ref::Disabled;
-use crate::plugin_runners::plugin_support::{disable, guild_view, load_component, Faults, IDLE_AFTER};
+use crate::plugin_runners::plugin_support::{disable, guild_view, idle_too_long, load_component, Faults};
 
 pub use crate::plugin_runners::plugin_support::INIT_DEADLINES;
 
@@ -103,12 +103,12 @@ impl Moderation {
         !self.slots.is_empty()
     }
 
-    /// Drops instances idle for longer than [`IDLE_AFTER`] at `now_ms` (monotonic);
+    /// Drops instances idle too long at `now_ms` (monotonic; see [`idle_too_long`]);
     /// returns how many.
     pub fn hibernate_idle(&mut self, now_ms: u64) -> usize {
         let mut dropped = 0;
         for slot in &mut self.slots {
-            if slot.instance.is_some() && now_ms.saturating_sub(slot.last_used_ms) > IDLE_AFTER.as_millis() as u64 {
+            if slot.instance.is_some() && idle_too_long(slot.last_used_ms, now_ms) {
                 slot.instance = None;
                 dropped += 1;
             }

@@ -40,6 +40,12 @@ pub const FORGIVEN_AFTER_GOOD_CALLS: u32 = 1_000;
 /// next call recreates it in microseconds.
 pub const IDLE_AFTER: Duration = Duration::from_secs(300);
 
+/// Whether an instance last used at `last_used_ms` has been idle past [`IDLE_AFTER`] at
+/// `now_ms` (both monotonic).
+pub fn idle_too_long(last_used_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(last_used_ms) > IDLE_AFTER.as_millis() as u64
+}
+
 /// A plugin's remembered faults (see [`FAULT_WINDOW`] and [`FORGIVEN_AFTER_GOOD_CALLS`]);
 /// the [`MAX_FAULTS`]th disables it.
 #[derive(Default)]

@@ -20,7 +20,7 @@ use super::host::{GuildBotHost, WRITES_PER_MINUTE};
 use super::timers::Timers;
 use crate::addresses::guild_ref::{GuildMsg, GuildRef};
 use crate::infrastructure::reads::MessageReads;
-use crate::plugin_runners::plugin_support::{disable, guild_view, Faults, PerMinute, IDLE_AFTER, INIT_DEADLINES};
+use crate::plugin_runners::plugin_support::{disable, guild_view, idle_too_long, Faults, PerMinute, INIT_DEADLINES};
 use crate::plugin_runners::pubsub::{PluginBus, Publisher, Scope};
 
 /// Bound on one event including the host calls it makes (sending messages, storage).
@@ -142,7 +142,7 @@ async fn run(spec: BotSpec, mut events: mpsc::Receiver<BotEvent>) {
                 due.into_iter().map(|(id, payload)| BotEvent::Timer(TimerFired { id, payload })).collect()
             }
             _ = idle.tick() => {
-                if instance.is_some() && clock.monotonic_ms() - last_used_ms > IDLE_AFTER.as_millis() as u64 {
+                if instance.is_some() && idle_too_long(last_used_ms, clock.monotonic_ms()) {
                     instance = None;
                 }
                 continue;
