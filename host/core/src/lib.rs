@@ -18,6 +18,7 @@ pub mod plugin_subjects;
 pub mod ratelimit;
 pub mod session;
 pub mod snowflake;
+pub mod stream;
 pub mod subject;
 pub mod sync;
 pub mod text;

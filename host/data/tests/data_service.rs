@@ -12,8 +12,9 @@ use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::*;
 use guildhall_core::snowflake::IdState;
 use guildhall_core::snowflake::DISCORD_EPOCH_MS;
+use guildhall_core::stream::{LogEntry, LogKey};
 use guildhall_data::DataService;
-use guildhall_store::{HistoryQuery, IdBounds, Order, Result, Storage, StoreError};
+use guildhall_store::{HistoryQuery, IdBounds, LoggedBatch, Order, Result, Storage, StoreError};
 use guildhall_store_redb::EmbeddedStore;
 use tokio::sync::Semaphore;
 
@@ -108,8 +109,20 @@ impl Storage for Instrumented {
     async fn apply(&self, w: GuildWrite) -> Result<()> {
         self.inner.apply(w).await
     }
-    async fn apply_batch(&self, w: Vec<GuildWrite>) -> Vec<Result<()>> {
-        self.inner.apply_batch(w).await
+    async fn apply_logged_batch(&self, w: Vec<GuildWrite>, log: Vec<LogEntry>) -> LoggedBatch {
+        self.inner.apply_logged_batch(w, log).await
+    }
+    async fn log_head(&self, key: LogKey) -> Result<u64> {
+        self.inner.log_head(key).await
+    }
+    async fn log_entries(&self, key: LogKey, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        self.inner.log_entries(key, after, limit).await
+    }
+    async fn log_relayed(&self, key: LogKey, upto: u64, at: u64) -> Result<()> {
+        self.inner.log_relayed(key, upto, at).await
+    }
+    async fn logs_pending(&self, limit: usize) -> Result<Vec<LogKey>> {
+        self.inner.logs_pending(limit).await
     }
     async fn update_user(&self, r: UserRecord) -> Result<()> {
         self.inner.update_user(r).await

@@ -16,9 +16,11 @@ use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
     PluginTimer, Reaction, User, UserId, UserRecord,
 };
+use guildhall_core::stream::{LogEntry, LogKey};
 use guildhall_core::Snowflake;
 use guildhall_store::{
-    audit_log_cutoff, count_reactions, token_key, IdBounds, Order, Result, Storage, StoreError, MAX_COUNTED_REACTIONS,
+    assert_one_log_in_order, audit_log_cutoff, count_reactions, token_key, IdBounds, LoggedBatch, Order, Result,
+    Storage, StoreError, MAX_COUNTED_REACTIONS,
 };
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -120,6 +122,21 @@ struct Statements {
     clear_reactions: PreparedStatement,
     reaction_users: PreparedStatement,
     reactions: PreparedStatement,
+    insert_log_entry: PreparedStatement,
+    set_log_head: PreparedStatement,
+    mark_log_pending: PreparedStatement,
+    unmark_log_pending: PreparedStatement,
+    log_head: PreparedStatement,
+    log_entries: PreparedStatement,
+    delete_log_upto: PreparedStatement,
+    logs_pending: PreparedStatement,
+}
+
+/// Partitions of `event_logs_pending` (a log's is its id modulo this).
+const LOG_PARTS: i32 = 16;
+
+fn log_part(key: LogKey) -> i32 {
+    (key.id().0 % LOG_PARTS as u64) as i32
 }
 
 pub struct ScyllaStore {
@@ -171,6 +188,29 @@ impl ScyllaStore {
         let rows = pager.rows_stream::<(T,)>().map_err(unavailable)?;
         let rows: Vec<(T,)> = rows.try_collect().await.map_err(unavailable)?;
         Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// Stores a batch's log entries and head (one partition, one batch) and marks the log
+    /// pending, together.
+    async fn append_log(&self, log: &[LogEntry]) -> Result<()> {
+        assert_one_log_in_order(log);
+        let Some(last) = log.last() else { return Ok(()) };
+        let id = big(last.key.id());
+        let mut batch = Batch::new(BatchType::Unlogged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::with_capacity(log.len() + 1);
+        for entry in log {
+            batch.append_statement(self.st.insert_log_entry.clone());
+            values.push(vec![CqlValue::BigInt(id), CqlValue::BigInt(entry.seq as i64), CqlValue::Text(encode(entry))]);
+        }
+        batch.append_statement(self.st.set_log_head.clone());
+        values.push(vec![CqlValue::BigInt(last.seq as i64), CqlValue::BigInt(id)]);
+        let entries = async { self.session.batch(&batch, values).await.map_err(unavailable) };
+        let kind = last.key.kind() as i8;
+        let mark = self.exec(&self.st.mark_log_pending, (log_part(last.key), id, kind));
+        let (entries, mark) = futures_util::future::join(entries, mark).await;
+        entries?;
+        mark?;
+        Ok(())
     }
 
     /// The `body` column of the first row, as stored. A row whose body is null reads as
@@ -537,6 +577,20 @@ async fn prepare_all(session: &Session, config: &ScyllaConfig) -> Result<Stateme
         plugin_bodies: prepare("SELECT body FROM {ks}.plugins".into()).await?,
         component_writes: prepare("SELECT sha256, WRITETIME(bytes) FROM {ks}.components".into()).await?,
         delete_component: prepare("DELETE FROM {ks}.components USING TIMESTAMP ? WHERE sha256 = ?".into()).await?,
+        insert_log_entry: prepare("INSERT INTO {ks}.event_log (log_id, seq, entry) VALUES (?, ?, ?)".into()).await?,
+        set_log_head: prepare("UPDATE {ks}.event_log SET head = ? WHERE log_id = ?".into()).await?,
+        mark_log_pending: prepare("INSERT INTO {ks}.event_logs_pending (part, log_id, kind) VALUES (?, ?, ?)".into())
+            .await?,
+        // At the caller's time less a second: a mark written while the log was found empty
+        // (a new batch) has a later time and survives the delete.
+        unmark_log_pending: prepare(
+            "DELETE FROM {ks}.event_logs_pending USING TIMESTAMP ? WHERE part = ? AND log_id = ?".into(),
+        )
+        .await?,
+        log_head: prepare("SELECT head FROM {ks}.event_log WHERE log_id = ? LIMIT 1".into()).await?,
+        log_entries: prepare("SELECT entry FROM {ks}.event_log WHERE log_id = ? AND seq > ? LIMIT ?".into()).await?,
+        delete_log_upto: prepare("DELETE FROM {ks}.event_log WHERE log_id = ? AND seq <= ?".into()).await?,
+        logs_pending: prepare("SELECT log_id, kind FROM {ks}.event_logs_pending WHERE part = ? LIMIT ?".into()).await?,
         bucket_asc: prepare(format!(
             "SELECT {msg_cols} FROM {{ks}}.messages WHERE channel_id = ? AND bucket = ? AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
         ))
@@ -683,7 +737,12 @@ impl Storage for ScyllaStore {
 
     /// Consecutive new messages (distinct rows) are written concurrently; anything else
     /// waits for what came before it, so the batch's order holds for every row.
-    async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+    /// The log entries go first (one single-partition batch, with the head, and the log's
+    /// pending mark beside it); no write is attempted unless both were stored.
+    async fn apply_logged_batch(&self, writes: Vec<GuildWrite>, log: Vec<LogEntry>) -> LoggedBatch {
+        if let Err(e) = self.append_log(&log).await {
+            return LoggedBatch::failed(e, writes.len());
+        }
         let mut out = Vec::with_capacity(writes.len());
         let mut i = 0;
         while i < writes.len() {
@@ -698,7 +757,7 @@ impl Storage for ScyllaStore {
                 i += 1;
             }
         }
-        out
+        LoggedBatch { log: Ok(()), writes: out }
     }
 
     async fn create_invite(&self, invite: Invite) -> Result<()> {
@@ -868,6 +927,50 @@ impl Storage for ScyllaStore {
         let values = (big(channel), big(message), emoji, after, limit.min(i32::MAX as usize) as i32);
         let ids: Vec<i64> = self.column(&self.st.reaction_users, values).await?;
         Ok(ids.into_iter().map(|id| Snowflake(id as u64)).collect())
+    }
+
+    async fn log_head(&self, key: LogKey) -> Result<u64> {
+        let result = self.exec(&self.st.log_head, (big(key.id()),)).await?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        let head = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?.and_then(|(head,)| head);
+        Ok(head.map_or(0, |h| h as u64))
+    }
+
+    async fn log_entries(&self, key: LogKey, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let bodies: Vec<Option<String>> = self.column(&self.st.log_entries, (big(key.id()), after, limit)).await?;
+        bodies.into_iter().flatten().map(|body| decode(&body)).collect()
+    }
+
+    async fn log_relayed(&self, key: LogKey, upto: u64, at_unix_ms: u64) -> Result<()> {
+        let id = big(key.id());
+        self.exec(&self.st.delete_log_upto, (id, i64::try_from(upto).unwrap_or(i64::MAX))).await?;
+        if self.log_entries(key, 0, 1).await?.is_empty() {
+            let at_us = (at_unix_ms.saturating_sub(1_000) * 1_000) as i64;
+            self.exec(&self.st.unmark_log_pending, (at_us, log_part(key), id)).await?;
+        }
+        Ok(())
+    }
+
+    async fn logs_pending(&self, limit: usize) -> Result<Vec<LogKey>> {
+        let mut out = Vec::new();
+        for part in 0..LOG_PARTS {
+            let left = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let pager =
+                self.session.execute_iter(self.st.logs_pending.clone(), (part, left)).await.map_err(unavailable)?;
+            let mut rows = pager.rows_stream::<(i64, i8)>().map_err(unavailable)?;
+            while let Some((id, kind)) = rows.try_next().await.map_err(unavailable)? {
+                let key = LogKey::from_parts(kind as u8, Snowflake(id as u64))
+                    .ok_or_else(|| StoreError::Corrupt(format!("log kind {kind}")))?;
+                out.push(key);
+            }
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn reactions(&self, channel: ChannelId, message: MessageId, viewer: UserId) -> Result<Vec<Reaction>> {

@@ -92,4 +92,17 @@ pub const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
     // Invites made before this version are not in it; they are not counted or listed.
     &["CREATE TABLE IF NOT EXISTS {ks}.invites_by_guild (
             guild_id bigint, code text, PRIMARY KEY (guild_id, code))"],
+), (
+    9,
+    "message event log",
+    &[
+        // The outbox of message events (`guildhall_core::stream`): one partition per log (a
+        // guild's or a DM channel's), entries in seq order until the stream has them; the
+        // head (the highest seq ever stored) is static, so it outlives the entries.
+        "CREATE TABLE IF NOT EXISTS {ks}.event_log (
+            log_id bigint, seq bigint, head bigint static, entry text, PRIMARY KEY (log_id, seq))",
+        // Which logs hold entries, spread over LOG_PARTS partitions.
+        "CREATE TABLE IF NOT EXISTS {ks}.event_logs_pending (
+            part int, log_id bigint, kind tinyint, PRIMARY KEY (part, log_id))",
+    ],
 )];

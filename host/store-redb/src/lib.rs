@@ -16,13 +16,14 @@ use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
     PluginTimer, Reaction, User, UserId, UserRecord,
 };
+use guildhall_core::stream::{LogEntry, LogKey};
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use guildhall_store::{audit_log_cutoff, token_key, IdBounds, Order, Result, Storage, StoreError};
+use guildhall_store::{audit_log_cutoff, token_key, IdBounds, LoggedBatch, Order, Result, Storage, StoreError};
 
 /// Most writes committed by one transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
@@ -57,6 +58,12 @@ const BANS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("bans");
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// When each component was last stored (unix ms); one without a row counts as stored at 0.
 const COMPONENTS_STORED: TableDefinition<&str, u64> = TableDefinition::new("components_stored");
+/// The message event log's outbox: (log id, seq) -> LogEntry (`guildhall_core::stream`).
+const EVENT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("event_log");
+/// Each log's highest seq ever stored.
+const EVENT_LOG_HEADS: TableDefinition<u64, u64> = TableDefinition::new("event_log_heads");
+/// Logs that hold entries: log id -> its kind (`LogKey::kind`).
+const EVENT_LOG_PENDING: TableDefinition<u64, u8> = TableDefinition::new("event_log_pending");
 /// The seed's messages table: key (channel_id, bucket, message_id).
 const MESSAGES: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("messages");
 
@@ -66,7 +73,10 @@ enum Write {
     PutToken(String, UserId),
     CreateGuild(Guild, Member, Vec<Channel>),
     Apply(GuildWrite),
-    ApplyBatch(Vec<GuildWrite>),
+    /// Writes and the log entries that describe them (stored first, in the same transaction).
+    ApplyBatch(Vec<GuildWrite>, Vec<LogEntry>),
+    /// The stream has a log's entries up to the seq: they go.
+    LogRelayed(LogKey, u64),
     CreateInvite(Invite),
     UseInvite(String, u64),
     DeleteInvite(String),
@@ -142,6 +152,9 @@ impl EmbeddedStore {
             tx.open_table(AUDIT_LOG).map_err(unavailable)?;
             tx.open_table(BANS).map_err(unavailable)?;
             tx.open_table(REACTIONS).map_err(unavailable)?;
+            tx.open_table(EVENT_LOG).map_err(unavailable)?;
+            tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
+            tx.open_table(EVENT_LOG_PENDING).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -217,6 +230,22 @@ fn commit_batch(db: &Database, batch: &mut [Job]) -> Vec<Result<Written>> {
     }
 }
 
+/// Stores a batch's log entries and moves its log's head to the last.
+fn append_log(tx: &WriteTransaction, log: &[LogEntry]) -> Result<()> {
+    guildhall_store::assert_one_log_in_order(log);
+    let Some(last) = log.last() else { return Ok(()) };
+    let id = last.key.id().0;
+    let mut entries = tx.open_table(EVENT_LOG).map_err(unavailable)?;
+    for entry in log {
+        entries.insert((id, entry.seq), encode(entry).as_slice()).map_err(unavailable)?;
+    }
+    let mut heads = tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
+    let head = heads.get(id).map_err(unavailable)?.map_or(0, |h| h.value());
+    heads.insert(id, head.max(last.seq)).map_err(unavailable)?;
+    tx.open_table(EVENT_LOG_PENDING).map_err(unavailable)?.insert(id, last.key.kind()).map_err(unavailable)?;
+    Ok(())
+}
+
 fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
     match write {
         Write::CreateUser(record) => {
@@ -266,7 +295,8 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
             put_member(tx, guild.id, owner)?;
         }
         Write::Apply(w) => apply_guild_write(tx, w)?,
-        Write::ApplyBatch(writes) => {
+        Write::ApplyBatch(writes, log) => {
+            append_log(tx, log)?;
             let mut results = Vec::with_capacity(writes.len());
             for w in writes {
                 match apply_guild_write(tx, w) {
@@ -275,6 +305,15 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
                 }
             }
             return Ok(Written::Batch(results));
+        }
+        Write::LogRelayed(key, upto) => {
+            let id = key.id().0;
+            let mut entries = tx.open_table(EVENT_LOG).map_err(unavailable)?;
+            entries.retain_in((id, 0)..=(id, *upto), |_, _| false).map_err(unavailable)?;
+            let left = entries.range((id, 0)..=(id, u64::MAX)).map_err(unavailable)?.next().is_some();
+            if !left {
+                tx.open_table(EVENT_LOG_PENDING).map_err(unavailable)?.remove(id).map_err(unavailable)?;
+            }
         }
         Write::CreateInvite(invite) => {
             let mut invites = tx.open_table(INVITES).map_err(unavailable)?;
@@ -652,13 +691,56 @@ impl Storage for EmbeddedStore {
         self.write(Write::Apply(write)).await.map(|_| ())
     }
 
-    async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+    async fn apply_logged_batch(&self, writes: Vec<GuildWrite>, log: Vec<LogEntry>) -> LoggedBatch {
         let n = writes.len();
-        match self.write(Write::ApplyBatch(writes)).await {
-            Ok(Written::Batch(results)) => results,
-            Ok(_) => vec![Err(StoreError::Corrupt("batch write returned no results".into())); n],
-            Err(e) => vec![Err(e); n],
+        match self.write(Write::ApplyBatch(writes, log)).await {
+            Ok(Written::Batch(results)) => LoggedBatch { log: Ok(()), writes: results },
+            Ok(_) => LoggedBatch::failed(StoreError::Corrupt("batch write returned no results".into()), n),
+            Err(e) => LoggedBatch::failed(e, n),
         }
+    }
+
+    async fn log_head(&self, key: LogKey) -> Result<u64> {
+        self.read(move |tx| {
+            let heads = tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
+            Ok(heads.get(key.id().0).map_err(unavailable)?.map_or(0, |h| h.value()))
+        })
+        .await
+    }
+
+    async fn log_entries(&self, key: LogKey, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        self.read(move |tx| {
+            let entries = tx.open_table(EVENT_LOG).map_err(unavailable)?;
+            let id = key.id().0;
+            let mut out = Vec::new();
+            if after == u64::MAX {
+                return Ok(out);
+            }
+            for row in entries.range((id, after + 1)..=(id, u64::MAX)).map_err(unavailable)?.take(limit) {
+                out.push(decode(row.map_err(unavailable)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn log_relayed(&self, key: LogKey, upto: u64, _at_unix_ms: u64) -> Result<()> {
+        self.write(Write::LogRelayed(key, upto)).await.map(|_| ())
+    }
+
+    async fn logs_pending(&self, limit: usize) -> Result<Vec<LogKey>> {
+        self.read(move |tx| {
+            let pending = tx.open_table(EVENT_LOG_PENDING).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in pending.iter().map_err(unavailable)?.take(limit) {
+                let (id, kind) = row.map_err(unavailable)?;
+                let key = LogKey::from_parts(kind.value(), Snowflake(id.value()))
+                    .ok_or_else(|| StoreError::Corrupt(format!("log kind {}", kind.value())))?;
+                out.push(key);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn create_invite(&self, invite: Invite) -> Result<()> {

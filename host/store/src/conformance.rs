@@ -13,6 +13,8 @@ use guildhall_core::model::{
 };
 use guildhall_core::snowflake::{Snowflake, BUCKET_SIZE_MS, DISCORD_EPOCH_MS};
 
+use guildhall_core::stream::{LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
+
 use crate::{history, HistoryQuery, IdBounds, Order, Storage, StoreError};
 
 /// The wall clock, read here for one thing: ids unique across runs against a database
@@ -676,13 +678,90 @@ pub async fn node_leases(store: &dyn Storage) {
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async expression
 /// yielding `Option<S>` for some `S: Storage`; `None` means the backend decided not to run
 /// (it must only do so where a missing service is allowed to skip, never in CI).
+fn log_entry(key: LogKey, seq: u64, prev: u64, event: StreamEvent) -> LogEntry {
+    LogEntry { v: LOG_SCHEMA_VERSION, key, seq, prev, recipients: Vec::new(), event }
+}
+
+/// The outbox of message events: entries stored with their batch whatever becomes of their
+/// own writes, read back in order, deleted once relayed, the head kept, pending logs listed.
+pub async fn event_log(store: &dyn Storage) {
+    let owner = user("logowner");
+    let gid = fresh_id();
+    let channel = text_channel(fresh_id(), gid, "general");
+    store.create_guild(Guild::new(gid, "logged", owner.id), member(&owner), vec![channel.clone()]).await.unwrap();
+    let key = LogKey::Guild(gid);
+    assert_eq!(store.log_head(key).await.unwrap(), 0, "a log never written has head 0");
+    assert!(store.log_entries(key, 0, 10).await.unwrap().is_empty());
+
+    let (m1, m2, gone) = (
+        message(&channel, fresh_id(), &owner, "one"),
+        message(&channel, fresh_id(), &owner, "two"),
+        message(&channel, fresh_id(), &owner, "never stored"),
+    );
+    let writes = vec![
+        GuildWrite::PutMessage(m1.clone()),
+        GuildWrite::EditMessage(gone.clone()),
+        GuildWrite::PutMessage(m2.clone()),
+    ];
+    let entries = vec![
+        log_entry(key, 1, 0, StreamEvent::MessageCreate { message: m1.clone() }),
+        log_entry(key, 2, 1, StreamEvent::MessageUpdate { message: gone.clone() }),
+        log_entry(key, 3, 2, StreamEvent::MessageCreate { message: m2.clone() }),
+    ];
+    let done = store.apply_logged_batch(writes, entries.clone()).await;
+    assert_eq!(done.log, Ok(()));
+    assert_eq!(done.writes, vec![Ok(()), Err(StoreError::NotFound), Ok(())]);
+    assert_eq!(store.message(channel.id, m2.id).await.unwrap().map(|m| m.content), Some("two".into()));
+    assert_eq!(store.log_head(key).await.unwrap(), 3);
+    assert_eq!(store.log_entries(key, 0, 10).await.unwrap(), entries, "entries of refused writes too");
+    assert_eq!(store.log_entries(key, 1, 1).await.unwrap(), entries[1..2].to_vec(), "after, at most limit");
+    assert!(store.logs_pending(100_000).await.unwrap().contains(&key));
+
+    // A batch without entries leaves the log alone.
+    let plain = store
+        .apply_logged_batch(vec![GuildWrite::PutMessage(message(&channel, fresh_id(), &owner, "x"))], vec![])
+        .await;
+    assert_eq!((plain.log, plain.writes), (Ok(()), vec![Ok(())]));
+    assert_eq!(store.log_head(key).await.unwrap(), 3);
+
+    store.log_relayed(key, 2, now_ms()).await.unwrap();
+    assert_eq!(store.log_entries(key, 0, 10).await.unwrap(), entries[2..].to_vec());
+    assert!(store.logs_pending(100_000).await.unwrap().contains(&key), "an entry is left");
+    // (A CQL store keeps a mark written in the second before the call: relayed "later".)
+    store.log_relayed(key, 3, now_ms() + 1_500).await.unwrap();
+    assert!(store.log_entries(key, 0, 10).await.unwrap().is_empty());
+    assert!(!store.logs_pending(100_000).await.unwrap().contains(&key), "nothing left");
+    assert_eq!(store.log_head(key).await.unwrap(), 3, "the head outlives the entries");
+
+    // Numbering goes on; a DM's log carries its recipients.
+    let next = log_entry(key, 4, 3, StreamEvent::MessageDelete { channel_id: channel.id, id: m1.id });
+    let done = store
+        .apply_logged_batch(
+            vec![GuildWrite::DeleteMessage { channel_id: channel.id, message_id: m1.id }],
+            vec![next.clone()],
+        )
+        .await;
+    assert_eq!(done.writes, vec![Ok(())]);
+    assert_eq!(store.log_head(key).await.unwrap(), 4);
+    store.log_relayed(key, 4, now_ms() + 1_500).await.unwrap();
+
+    let dm = LogKey::Dm(fresh_id());
+    let mut entry = log_entry(dm, 1, 0, StreamEvent::Void);
+    entry.recipients = vec![owner.id, Snowflake(42)];
+    assert_eq!(store.apply_logged_batch(vec![], vec![entry.clone()]).await.log, Ok(()));
+    assert_eq!(store.log_entries(dm, 0, 10).await.unwrap(), vec![entry]);
+    assert!(store.logs_pending(100_000).await.unwrap().contains(&dm));
+    store.log_relayed(dm, 1, now_ms() + 1_500).await.unwrap();
+    assert!(!store.logs_pending(100_000).await.unwrap().contains(&dm));
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             users_and_tokens, guilds_channels_members, invites, joins_by_invite, node_leases, dm_channels,
             history_across_buckets, edit_and_delete, reactions, plugins, plugin_kv, plugin_timers, audit_log,
-            roles_overwrites_and_bans);
+            roles_overwrites_and_bans, event_log);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

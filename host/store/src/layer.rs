@@ -16,9 +16,10 @@ use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
     PluginTimer, Reaction, User, UserId, UserRecord,
 };
+use guildhall_core::stream::{LogEntry, LogKey};
 use guildhall_core::Snowflake;
 
-use crate::{IdBounds, Order, Result, Storage, StoreError};
+use crate::{IdBounds, LoggedBatch, Order, Result, Storage, StoreError};
 
 /// Whether a call changes what is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,13 +203,25 @@ impl<L: Layer> Storage for Layered<L> {
     async fn apply(&self, write_: GuildWrite) -> Result<()> {
         self.layer.around(write("apply"), self.inner.apply(write_)).await
     }
-    async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+    async fn apply_logged_batch(&self, writes: Vec<GuildWrite>, log: Vec<LogEntry>) -> LoggedBatch {
         let n = writes.len();
-        let batch = async { Ok(self.inner.apply_batch(writes).await) };
+        let batch = async { Ok(self.inner.apply_logged_batch(writes, log).await) };
         match self.layer.around(write("apply_batch"), batch).await {
-            Ok(results) => results,
-            Err(e) => vec![Err(e); n],
+            Ok(done) => done,
+            Err(e) => LoggedBatch::failed(e, n),
         }
+    }
+    async fn log_head(&self, key: LogKey) -> Result<u64> {
+        self.layer.around(read("log_head"), self.inner.log_head(key)).await
+    }
+    async fn log_entries(&self, key: LogKey, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        self.layer.around(read("log_entries"), self.inner.log_entries(key, after, limit)).await
+    }
+    async fn log_relayed(&self, key: LogKey, upto: u64, at_unix_ms: u64) -> Result<()> {
+        self.layer.around(write("log_relayed"), self.inner.log_relayed(key, upto, at_unix_ms)).await
+    }
+    async fn logs_pending(&self, limit: usize) -> Result<Vec<LogKey>> {
+        self.layer.around(read("logs_pending"), self.inner.logs_pending(limit)).await
     }
     async fn bans(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Ban>> {
         self.layer.around(read("bans"), self.inner.bans(guild, after, limit)).await

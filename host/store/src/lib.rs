@@ -22,6 +22,7 @@ use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Emoji, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
     PluginTimer, Reaction, User, UserId, UserRecord,
 };
+use guildhall_core::stream::{LogEntry, LogKey};
 use guildhall_core::Snowflake;
 
 pub use history::{history, HistoryQuery};
@@ -117,12 +118,28 @@ pub trait Storage: Send + Sync + 'static {
     /// Applies writes in order and answers each. Used by guild actors to pipeline their
     /// writes while keeping them ordered; a backend may commit them together.
     async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
-        let mut out = Vec::with_capacity(writes.len());
-        for w in writes {
-            out.push(self.apply(w).await);
-        }
-        out
+        self.apply_logged_batch(writes, Vec::new()).await.writes
     }
+
+    /// [`Storage::apply_batch`] with the event log's entries that describe the writes (the
+    /// outbox of `guildhall_core::stream`: all of one log, in `seq` order), stored with them.
+    /// The entries are stored whatever becomes of their own writes, and no write is
+    /// attempted unless they were: on the embedded store in one transaction; on a CQL store
+    /// the entries first. `LoggedBatch::log` says whether they were stored (an error: not
+    /// known to be). The log's head becomes the last entry's `seq`.
+    async fn apply_logged_batch(&self, writes: Vec<GuildWrite>, log: Vec<LogEntry>) -> LoggedBatch;
+
+    /// The highest `seq` ever stored in the log (0: none), even once its entries are gone.
+    async fn log_head(&self, key: LogKey) -> Result<u64>;
+    /// The log's stored entries with `seq` after `after`, in `seq` order, at most `limit`.
+    async fn log_entries(&self, key: LogKey, after: u64, limit: usize) -> Result<Vec<LogEntry>>;
+    /// The stream has every entry of the log up to `upto`: they are deleted here. A log left
+    /// with none is no longer pending. `at_unix_ms` is now: a CQL store deletes the pending
+    /// mark as of a second before it, so that a mark a new batch writes meanwhile survives
+    /// (one written in that second survives too; a later call clears it).
+    async fn log_relayed(&self, key: LogKey, upto: u64, at_unix_ms: u64) -> Result<()>;
+    /// Logs that hold entries (the stream may miss them), at most `limit`, in no set order.
+    async fn logs_pending(&self, limit: usize) -> Result<Vec<LogKey>>;
 
     /// A guild's bans in user id order, users after `after`, at most `limit`.
     async fn bans(&self, guild: GuildId, after: Option<UserId>, limit: usize) -> Result<Vec<Ban>>;
@@ -231,6 +248,31 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Make everything acknowledged so far durable and stop accepting writes cleanly.
     async fn flush(&self) -> Result<()>;
+}
+
+/// What [`Storage::apply_logged_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedBatch {
+    /// Whether the log entries were stored (an error: not known to be).
+    pub log: Result<()>,
+    /// Each write's result, in order.
+    pub writes: Vec<Result<()>>,
+}
+
+impl LoggedBatch {
+    /// Nothing was stored, or not known to be: every write fails with `error`.
+    pub fn failed(error: StoreError, writes: usize) -> LoggedBatch {
+        LoggedBatch { log: Err(error.clone()), writes: vec![Err(error); writes] }
+    }
+}
+
+/// Checks what [`Storage::apply_logged_batch`] requires of its entries: one log, `seq`
+/// increasing. A violation is a bug of the caller.
+pub fn assert_one_log_in_order(log: &[LogEntry]) {
+    for pair in log.windows(2) {
+        assert_eq!(pair[0].key, pair[1].key, "a batch's log entries belong to one log");
+        assert!(pair[0].seq < pair[1].seq, "a batch's log entries are in seq order");
+    }
 }
 
 /// How tokens are keyed in storage: their SHA-256 (hex), never the token itself.
