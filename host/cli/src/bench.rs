@@ -184,8 +184,9 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         ownership: None,
         plugin_bus: None,
         bot_placement: None,
+        events: None,
     };
-    let (handle, _task) = spawn_guild(state, deps, None);
+    let (handle, _task) = spawn_guild(state, deps, None, None);
 
     // Each session is a task that does what a session actor does per dispatch: take it
     // from the queue and splice in its sequence number (no socket).

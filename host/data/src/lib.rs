@@ -31,7 +31,8 @@ use guildhall_core::model::{Channel, ChannelId, Message, MessageId};
 use guildhall_core::Snowflake;
 use tokio::sync::{mpsc, oneshot};
 
-use guildhall_store::{history, HistoryQuery, Result, Storage, StoreError};
+use guildhall_core::stream::LogEntry;
+use guildhall_store::{history, HistoryQuery, LoggedBatch, Result, Storage, StoreError};
 
 pub mod coalesce;
 use coalesce::{Admit, Coalescer, FlightId, Recent};
@@ -273,8 +274,14 @@ impl DataService {
     /// Applies writes (in order) and, before returning, makes sure no read that starts
     /// after this returns can be answered from a query that started before the writes.
     pub async fn apply_batch(&self, writes: Vec<GuildWrite>) -> Vec<Result<()>> {
+        self.apply_logged_batch(writes, Vec::new()).await.writes
+    }
+
+    /// [`DataService::apply_batch`] with the event log's entries for the writes
+    /// (`Storage::apply_logged_batch`).
+    pub async fn apply_logged_batch(&self, writes: Vec<GuildWrite>, log: Vec<LogEntry>) -> LoggedBatch {
         let channels: Vec<ChannelId> = writes.iter().filter_map(written_channel).collect();
-        let results = self.store.apply_batch(writes).await;
+        let results = self.store.apply_logged_batch(writes, log).await;
         let mut done: Vec<ChannelId> = Vec::new();
         for channel in channels {
             if !done.contains(&channel) {

@@ -31,13 +31,20 @@ use guildhall_runtime::actors::ownership::Ownership;
 use guildhall_runtime::addresses::registry::SessionRegistry;
 use guildhall_runtime::addresses::session::{SessionMover, SessionRouter};
 use guildhall_runtime::infrastructure::config::BotPlacementMode;
+use guildhall_runtime::infrastructure::event_relay::EventStream;
 use guildhall_runtime::infrastructure::reads::MessageReads;
 use guildhall_runtime::plugin_runners::pubsub::PluginBus;
 use guildhall_runtime::plugin_runners::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
 use guildhall_runtime::Metrics;
+use guildhall_stream::{EmbeddedLog, EventLog};
+
+/// Entries the embedded event log keeps at most while no consumer reads it.
+const EMBEDDED_EVENTS_KEPT: u64 = 10_000_000;
 
 pub struct App {
     pub config: Config,
+    /// The durable stream of message events (what this node's actors relay to).
+    pub events: Arc<dyn EventLog>,
     /// The process's clock (see `clock.rs`); everything the app composes gets it.
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Storage>,
@@ -98,6 +105,8 @@ pub struct ClusterSetup {
     pub view: watch::Receiver<Arc<View>>,
     /// The fence that keeps each guild on one node.
     pub ownership: Arc<dyn Ownership>,
+    /// The durable stream of message events (JetStream).
+    pub events: Arc<dyn EventLog>,
 }
 
 /// Between view changes, how often actors running here that the ring gives to another node
@@ -213,6 +222,18 @@ impl App {
         };
         let plugin_bus = Arc::new(PluginBus::new(bus, cluster_name, &config.plugins.shared_subjects)?);
         let spread_bots = config.plugins.bot_placement == BotPlacementMode::Spread;
+        // Message events: JetStream in a cluster, a log file of its own on one host.
+        let events: Arc<dyn EventLog> = match &topology {
+            Topology::Single => {
+                let path = config.data_dir.join("events.redb");
+                let log =
+                    EmbeddedLog::open(&path, EMBEDDED_EVENTS_KEPT).map_err(|e| format!("{}: {e}", path.display()))?;
+                Arc::new(log)
+            }
+            Topology::Cluster(setup) => setup.events.clone(),
+        };
+        let event_stream =
+            EventStream { log: events.clone(), store: store.clone(), clock: clock.clone(), metrics: metrics.clone() };
         let deps = GuildDeps {
             clock: clock.clone(),
             data: data.clone(),
@@ -236,6 +257,7 @@ impl App {
                 }
                 _ => None,
             },
+            events: Some(event_stream),
         };
         let reads: Arc<dyn MessageReads> = match &transport {
             None => data.clone(),
@@ -271,6 +293,7 @@ impl App {
         let (config_hashes_running, config_hashes_waiting) =
             (config.rest.password_hashes_running, config.rest.password_hashes_waiting);
         Ok(Arc::new(App {
+            events,
             clock,
             reads,
             ids,

@@ -26,6 +26,7 @@ use guildhall_cluster::membership::open_bucket;
 use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo};
 use guildhall_core::clock::Clock;
+use guildhall_stream::{JetStreamConfig, JetStreamLog};
 
 use crate::clock::SystemClock;
 
@@ -110,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("guildhall listening on {}", app.config.listen);
 
     spawn_component_collector(app.clone());
+    spawn_event_sweeper(app.clone());
     let (signal_app, drainer) = (app.clone(), heartbeat.as_ref().map(Heartbeat::drainer));
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -222,7 +224,17 @@ async fn join_cluster(
         ownership = ownership.with_audit(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let ownership = Arc::new(ownership);
-    let setup = app::ClusterSetup { node, name: c.name.clone(), bus: Arc::new(bus), view: heartbeat.view(), ownership };
+    let events = JetStreamLog::open(bus.client().clone(), JetStreamConfig::new(&c.name))
+        .await
+        .map_err(|e| format!("event stream: {e}"))?;
+    let setup = app::ClusterSetup {
+        node,
+        name: c.name.clone(),
+        bus: Arc::new(bus),
+        view: heartbeat.view(),
+        ownership,
+        events: Arc::new(events),
+    };
     Ok((setup, heartbeat))
 }
 
@@ -251,6 +263,45 @@ fn spawn_component_collector(app: Arc<app::App>) {
                     guildhall_runtime::Metrics::inc(&app.metrics.component_collections);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not collect unused components; trying again later"),
+            }
+        }
+    });
+}
+
+/// How often stored message events the stream may miss are looked for, and how many logs
+/// one look takes on.
+const EVENT_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+const EVENT_SWEEP_LOGS: usize = 1_000;
+
+/// Starts the actor of every log that holds events its last actor did not relay (it
+/// stopped while the stream was down, or its node died): an actor relays what storage holds
+/// before anything else. (A running actor is relaying already; it is left alone.) In a
+/// cluster every node looks, and `locate` starts each actor on its owner.
+fn spawn_event_sweeper(app: Arc<app::App>) {
+    use guildhall_core::stream::LogKey;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EVENT_SWEEP_EVERY, EVENT_SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let pending = match app.store.logs_pending(EVENT_SWEEP_LOGS).await {
+                Ok(pending) => pending,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list logs with events to relay; trying again later");
+                    continue;
+                }
+            };
+            for key in pending {
+                let directory = match key {
+                    LogKey::Guild(_) => &app.directory,
+                    LogKey::Dm(_) => &app.dms,
+                };
+                if directory.is_running_here(key.id()) {
+                    continue;
+                }
+                if let Err(e) = directory.locate(key.id()).await {
+                    tracing::warn!(log = ?key, error = %e, "could not start an actor to relay its stored events");
+                }
             }
         }
     });

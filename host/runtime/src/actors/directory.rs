@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use guildhall_core::dm::DmState;
 use guildhall_core::guild::GuildState;
-use guildhall_core::model::GuildId;
+use guildhall_core::model::{GuildId, UserId};
+use guildhall_core::stream::LogKey;
+use guildhall_store::StoreError;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
@@ -22,6 +24,7 @@ use crate::actors::dm_actor::spawn_dm;
 use crate::actors::guild_actor::{spawn_guild, Fence, GuildDeps};
 pub use crate::addresses::guild_ref::LocateError;
 use crate::addresses::guild_ref::{GuildRef, Locate};
+use crate::infrastructure::event_relay::LogRelay;
 
 #[async_trait]
 pub trait Directory: Send + Sync {
@@ -102,6 +105,14 @@ impl LocalDirectory {
             .collect()
     }
 
+    /// An actor's event log, its head read from storage (none without a stream).
+    async fn log(&self, key: LogKey, recipients: Vec<UserId>) -> Result<Option<LogRelay>, StoreError> {
+        match &self.deps.events {
+            None => Ok(None),
+            Some(stream) => Ok(Some(LogRelay::load(key, recipients, stream.clone()).await?)),
+        }
+    }
+
     async fn load(&self, id: GuildId, slot: &Slot) -> Result<Running, LocateError> {
         if let Some(previous) = &slot.previous {
             if let Some(task) = previous.lock().await.take() {
@@ -130,15 +141,15 @@ impl LocalDirectory {
                     let members = store.members(id, None, usize::MAX).await?;
                     let bans = store.bans(id, None, usize::MAX).await?;
                     let state = GuildState::new(guild, channels, members).with_bans(bans);
-                    spawn_guild(state, self.deps.clone(), fence.clone())
+                    let log = self.log(LogKey::Guild(id), Vec::new()).await?;
+                    spawn_guild(state, self.deps.clone(), fence.clone(), log)
                 }
                 Actors::Dms => {
                     let channel = store.channel(id).await?.filter(|c| c.guild_id.is_none());
-                    spawn_dm(
-                        DmState::new(channel.ok_or(LocateError::UnknownChannel)?),
-                        self.deps.clone(),
-                        fence.clone(),
-                    )
+                    let channel = channel.ok_or(LocateError::UnknownChannel)?;
+                    let recipients = channel.recipients.iter().map(|u| u.id).collect();
+                    let log = self.log(LogKey::Dm(id), recipients).await?;
+                    spawn_dm(DmState::new(channel), self.deps.clone(), fence.clone(), log)
                 }
             })
         };
@@ -213,7 +224,62 @@ mod tests {
     use crate::addresses::session::{SessionHandle, SessionShared};
     use crate::infrastructure::clock::TokioClock;
     use crate::infrastructure::config::GuildConfig;
+    use crate::infrastructure::event_relay::EventStream;
     use crate::{Generator, Metrics};
+    use guildhall_core::guild::Command;
+    use guildhall_core::stream::{Arrival, LogEntry, StreamEvent};
+    use guildhall_stream::{EmbeddedLog, EventLog, LogConsumer, StreamError};
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    /// The embedded stream, made to fail on demand (every append refused while `down`).
+    struct Flaky {
+        log: EmbeddedLog,
+        down: AtomicBool,
+        refused: AtomicU64,
+    }
+
+    #[async_trait]
+    impl EventLog for Flaky {
+        async fn append(&self, entries: &[LogEntry]) -> guildhall_stream::Result<()> {
+            if self.down.load(Relaxed) {
+                self.refused.fetch_add(1, Relaxed);
+                return Err(StreamError::Unavailable("made to fail".into()));
+            }
+            self.log.append(entries).await
+        }
+        async fn consumer(&self, name: &str) -> guildhall_stream::Result<Box<dyn LogConsumer>> {
+            self.log.consumer(name).await
+        }
+    }
+
+    fn flaky(dir: &std::path::Path) -> Arc<Flaky> {
+        let log = EmbeddedLog::open(&dir.join("events.redb"), 1_000_000).unwrap();
+        Arc::new(Flaky { log, down: AtomicBool::new(true), refused: AtomicU64::new(0) })
+    }
+
+    /// Reads the stream until `n` entries came (or a long time passed), checking each
+    /// log's entries arrive in order, each once.
+    async fn read_stream(reader: &mut Box<dyn LogConsumer>, n: usize) -> Vec<LogEntry> {
+        let mut got: Vec<LogEntry> = Vec::new();
+        let mut applied = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while got.len() < n && tokio::time::Instant::now() < deadline {
+            for delivered in reader.fetch(100, Duration::from_millis(200)).await.unwrap() {
+                let entry = delivered.entry.unwrap();
+                assert_eq!(entry.arrival(applied), Arrival::Next, "in order, once, no gap: {entry:?}");
+                applied = entry.seq;
+                got.push(entry);
+            }
+        }
+        got
+    }
+
+    fn created(entry: &LogEntry) -> Option<&str> {
+        match &entry.event {
+            StreamEvent::MessageCreate { message } => Some(&message.content),
+            _ => None,
+        }
+    }
 
     const GUILD: Snowflake = Snowflake(10);
     const GENERAL: Snowflake = Snowflake(100);
@@ -228,6 +294,10 @@ mod tests {
     }
 
     async fn fixture(idle_evict_ms: u64) -> Fixture {
+        fixture_with(idle_evict_ms, None).await
+    }
+
+    async fn fixture_with(idle_evict_ms: u64, events: Option<Arc<dyn EventLog>>) -> Fixture {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir =
             std::env::temp_dir().join(format!("guildhall-dir-test-{}-{}", std::process::id(), N.fetch_add(1, Relaxed)));
@@ -240,6 +310,8 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let ids = Arc::new(Generator::new(0, 11, clock.clone()));
         let sessions = Arc::new(SessionRegistry::default());
+        let events =
+            events.map(|log| EventStream { log, store: store.clone(), clock: clock.clone(), metrics: metrics.clone() });
         let deps = GuildDeps {
             clock: clock.clone(),
             data: data.clone(),
@@ -255,6 +327,7 @@ mod tests {
             ownership: None,
             plugin_bus: None,
             bot_placement: None,
+            events,
         };
         Fixture { directory: LocalDirectory::new(deps), metrics, sessions, data, dir }
     }
@@ -546,5 +619,79 @@ mod tests {
         let history = f.data.history(&dm, HistoryQuery::Latest, 50).await.unwrap();
         assert_eq!(history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["hi 1", "hi 0"]);
         let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    /// The outbox under a stream outage: every write is acknowledged while the stream refuses
+    /// appends (the stream is not in the sender's path), and once it is back every
+    /// acknowledged write's event is in it, in order, exactly once; nothing stays pending.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_outage_neither_holds_up_writes_nor_loses_their_events() {
+        let dir = std::env::temp_dir().join(format!("guildhall-outage-{}", std::process::id()));
+        let stream = flaky(&dir);
+        let f = fixture_with(0, Some(stream.clone())).await;
+        let mut reader = stream.consumer("test").await.unwrap();
+        let guild = Directory::locate(f.directory.as_ref(), GUILD).await.unwrap();
+        let mut acked = Vec::new();
+        for i in 0..40 {
+            let reply = guild.call(post(format!("m{i}")), Duration::from_secs(5)).await;
+            let Ok(Reply::Message(m)) = reply else { panic!("acknowledged despite the outage: {reply:?}") };
+            acked.push(m);
+        }
+        let delete = Command::from(MessageCommand::Delete { user: OWNER, existing: Box::new(acked[3].clone()) });
+        assert!(guild.call(delete, Duration::from_secs(5)).await.is_ok());
+        until("the relay tried the stream", || stream.refused.load(Relaxed) > 0).await;
+        assert!(reader.fetch(10, Duration::from_millis(100)).await.unwrap().is_empty(), "nothing got through");
+        let store = f.data.store().clone();
+        assert_eq!(store.logs_pending(10).await.unwrap(), vec![LogKey::Guild(GUILD)], "stored, pending");
+
+        stream.down.store(false, Relaxed);
+        let got = read_stream(&mut reader, 41).await;
+        let contents: Vec<&str> = got.iter().filter_map(created).collect();
+        let sent: Vec<String> = acked.iter().map(|m| m.content.clone()).collect();
+        assert_eq!(contents, sent, "every acknowledged message, in order");
+        assert!(
+            matches!(got[40].event, StreamEvent::MessageDelete { id, .. } if id == acked[3].id),
+            "then the delete: {:?}",
+            got[40].event
+        );
+        assert!(reader.fetch(10, Duration::from_millis(200)).await.unwrap().is_empty(), "nothing twice");
+        let mut pending = store.logs_pending(10).await.unwrap();
+        for _ in 0..100 {
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pending = store.logs_pending(10).await.unwrap();
+        }
+        assert!(pending.is_empty(), "relayed entries leave storage");
+        assert!(f.metrics.event_relay_failures.load(Relaxed) > 0);
+        let _ = std::fs::remove_dir_all(&f.dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An actor that stops while the stream is down leaves its events stored; the next
+    /// incarnation (here, or after a crash) relays them first, then its own, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_an_actor_could_not_relay_are_relayed_by_the_next_one() {
+        let dir = std::env::temp_dir().join(format!("guildhall-next-relay-{}", std::process::id()));
+        let stream = flaky(&dir);
+        let f = fixture_with(0, Some(stream.clone())).await;
+        let mut reader = stream.consumer("test").await.unwrap();
+        let guild = Directory::locate(f.directory.as_ref(), GUILD).await.unwrap();
+        for i in 0..5 {
+            assert!(guild.call(post(format!("first{i}")), Duration::from_secs(5)).await.is_ok());
+        }
+        assert!(guild.send(GuildMsg::HandOff).await);
+        // It gives up relaying after DRAIN_ON_STOP; then the next one starts.
+        until("the actor stopped", || f.metrics.guilds_loaded.load(Relaxed) == 0).await;
+        stream.down.store(false, Relaxed);
+        let next = Directory::locate(f.directory.as_ref(), GUILD).await.unwrap();
+        assert!(next.call(post("second".into()), Duration::from_secs(5)).await.is_ok());
+        let got = read_stream(&mut reader, 6).await;
+        let contents: Vec<&str> = got.iter().filter_map(created).collect();
+        assert_eq!(contents, vec!["first0", "first1", "first2", "first3", "first4", "second"]);
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6], "numbering went on");
+        let _ = std::fs::remove_dir_all(&f.dir);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,6 +16,7 @@ use guildhall_core::event::GuildEvent;
 use guildhall_core::gateway::{DispatchPrefix, Intents};
 use guildhall_core::guild::{Command, Input, RequestId};
 use guildhall_data::DataService;
+use guildhall_store::{LoggedBatch, StoreError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -23,6 +24,7 @@ use crate::actors::guild_actor::{write_error, Fence, GuildDeps};
 use crate::addresses::guild_ref::{GuildMsg, GuildRef};
 use crate::addresses::reply::{Replies, ReplyTo};
 use crate::addresses::session::{SessionRouter, ToUser};
+use crate::infrastructure::event_relay::{relay_finished, LogRelay, DRAIN_ON_STOP};
 use crate::infrastructure::ids::Generator;
 use crate::infrastructure::metrics::{Metrics, Metrics as M};
 
@@ -36,11 +38,18 @@ struct DmActor {
     ids: Arc<Generator>,
     next_request: RequestId,
     fence: Option<Fence>,
+    /// The channel's message event log (`None` without a stream).
+    log: Option<LogRelay>,
 }
 
 /// Starts a DM channel's actor. The task ends when the actor stopped (evicted when idle or
 /// handed off) and every write it accepted is stored and answered.
-pub fn spawn_dm(state: DmState, deps: GuildDeps, fence: Option<Fence>) -> (GuildRef, JoinHandle<()>) {
+pub fn spawn_dm(
+    state: DmState,
+    deps: GuildDeps,
+    fence: Option<Fence>,
+    log: Option<LogRelay>,
+) -> (GuildRef, JoinHandle<()>) {
     let id = state.channel().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
     let handle = GuildRef::local(id, tx, deps.replies.clone(), deps.locator.clone());
@@ -54,6 +63,7 @@ pub fn spawn_dm(state: DmState, deps: GuildDeps, fence: Option<Fence>) -> (Guild
         ids: deps.ids,
         next_request: 1,
         fence,
+        log,
     };
     actor.metrics.dms_loaded.fetch_add(1, Relaxed);
     let idle_limit = Duration::from_millis(deps.config.idle_evict_ms);
@@ -62,14 +72,29 @@ pub fn spawn_dm(state: DmState, deps: GuildDeps, fence: Option<Fence>) -> (Guild
 
 impl DmActor {
     async fn run(mut self, mut rx: mpsc::Receiver<GuildMsg>, idle_limit: Duration) {
+        if let Some(log) = &mut self.log {
+            log.kick();
+        }
         loop {
             // Every message is handled to the end (stored, delivered, answered) before the
-            // next, so an idle wait means nothing is in flight.
+            // next, so an idle wait means nothing is in flight but the relay's job.
+            let next = async {
+                if idle_limit.is_zero() {
+                    Ok(rx.recv().await)
+                } else {
+                    tokio::time::timeout(idle_limit, rx.recv()).await
+                }
+            };
+            let next = tokio::select! {
+                next = next => next,
+                () = relay_finished(&mut self.log) => continue,
+            };
             let msg = if idle_limit.is_zero() {
-                rx.recv().await
+                next.expect("no timeout")
             } else {
-                match tokio::time::timeout(idle_limit, rx.recv()).await {
+                match next {
                     Ok(msg) => msg,
+                    Err(_) if self.log.as_ref().is_some_and(|log| !log.is_drained()) => continue,
                     Err(_) => {
                         // New sends fail from here on (their refs ask the directory for a
                         // fresh actor); what is already in the mailbox is still handled.
@@ -104,6 +129,9 @@ impl DmActor {
             }
         }
         debug_assert!(self.reply_to.is_empty() && self.state.in_flight() == 0, "stopped with work in flight");
+        if let Some(log) = &mut self.log {
+            log.drain(DRAIN_ON_STOP).await;
+        }
         if let Some(Fence { ownership, token }) = self.fence.take() {
             ownership.release(token).await;
         }
@@ -122,13 +150,17 @@ impl DmActor {
         while let Some(effect) = work.pop_front() {
             match effect {
                 DmEffect::Persist { request, write } => {
-                    let result = match &self.fence {
-                        Some(fence) => match fence.apply(&self.data, vec![write]).await {
-                            Ok(mut results) => results.pop().unwrap_or(Ok(())).map_err(write_error),
-                            Err(fenced_off) => Err(fenced_off.as_write_error()),
-                        },
-                        None => self.data.apply(write).await.map_err(write_error),
-                    };
+                    let writes = vec![write];
+                    let numbered = self.log.as_mut().map(|log| log.number(&writes)).unwrap_or_default();
+                    let entries = numbered.iter().map(|(_, e)| e.clone()).collect();
+                    let batch =
+                        Fence::apply_through(self.fence.clone(), &self.data, writes, entries).await.unwrap_or_else(
+                            |fenced_off| LoggedBatch::failed(StoreError::Unavailable(fenced_off.to_string()), 1),
+                        );
+                    if let Some(log) = &mut self.log {
+                        log.stored(numbered, &batch);
+                    }
+                    let result = batch.writes.into_iter().next().unwrap_or(Ok(())).map_err(write_error);
                     work.extend(self.state.handle(Input::Persisted { request, result }));
                 }
                 DmEffect::Reply { request, result } => {

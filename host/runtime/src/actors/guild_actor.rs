@@ -21,10 +21,11 @@ use guildhall_core::guild::{
     Audience, Effect, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId, WriteError,
 };
 use guildhall_core::model::{audit_action, AuditLogEntry, PluginRecord};
+use guildhall_core::stream::LogEntry;
 use guildhall_core::Snowflake;
 use guildhall_data::DataService;
 use guildhall_plugins::{Channel as PluginChannel, PluginEngine, PluginKind};
-use guildhall_store::StoreError;
+use guildhall_store::{LoggedBatch, StoreError};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -36,6 +37,7 @@ pub use crate::addresses::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::addresses::reply::{NodeId, Replies, ReplyTo};
 use crate::addresses::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
 use crate::infrastructure::config::{GuildConfig, PluginsConfig};
+use crate::infrastructure::event_relay::{relay_finished, EventStream, LogRelay, DRAIN_ON_STOP};
 use crate::infrastructure::follow::follow;
 use crate::infrastructure::metrics::{Metrics, Metrics as M};
 use crate::plugin_runners::bots::{spawn_bot, BotSpec};
@@ -73,9 +75,16 @@ pub struct GuildDeps {
     /// Where bots run (a cluster's, with `plugins.bot_placement = "spread"`); `None`: beside
     /// their guild.
     pub bot_placement: Option<Arc<dyn BotPlacement>>,
+    /// The durable stream of message events (`None`: messages make no events, as in tools
+    /// and tests that do not need them).
+    pub events: Option<EventStream>,
 }
 
-type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<guildhall_store::Result<()>>, FencedOff>> + Send>>;
+type BatchFuture = Pin<Box<dyn Future<Output = Result<LoggedBatch, FencedOff>> + Send>>;
+
+/// A write batch in flight: its requests, the log entries numbered for it (with the index
+/// of their write), and the storage call.
+type InFlight = (Vec<RequestId>, Vec<(usize, LogEntry)>, BatchFuture);
 
 struct GuildActor {
     state: GuildState,
@@ -113,6 +122,8 @@ struct GuildActor {
     /// In a cluster: the fence and this actor's token (checked before every write batch,
     /// given back when the actor has stopped).
     fence: Option<Fence>,
+    /// The guild's message event log (`None` without a stream).
+    log: Option<LogRelay>,
 }
 
 /// An ownership token and the fence that issued it.
@@ -136,22 +147,42 @@ impl FencedOff {
 }
 
 impl Fence {
-    /// Applies `writes` only if this node still owns the actor; otherwise refuses them all.
+    /// Applies `writes` (with their log entries) only if this node still owns the actor;
+    /// otherwise refuses them all.
     pub async fn apply(
         &self,
         data: &DataService,
         writes: Vec<GuildWrite>,
-    ) -> Result<Vec<guildhall_store::Result<()>>, FencedOff> {
+        log: Vec<LogEntry>,
+    ) -> Result<LoggedBatch, FencedOff> {
         if !self.ownership.still_owned(&self.token).await {
             return Err(FencedOff);
         }
-        Ok(data.apply_batch(writes).await)
+        Ok(data.apply_logged_batch(writes, log).await)
+    }
+
+    /// Applies a batch through the fence if there is one.
+    pub async fn apply_through(
+        fence: Option<Fence>,
+        data: &DataService,
+        writes: Vec<GuildWrite>,
+        log: Vec<LogEntry>,
+    ) -> Result<LoggedBatch, FencedOff> {
+        match fence {
+            Some(fence) => fence.apply(data, writes, log).await,
+            None => Ok(data.apply_logged_batch(writes, log).await),
+        }
     }
 }
 
 /// Starts a guild's actor. The task ends when the actor stopped (evicted when idle) and
 /// every write it accepted is stored and answered.
-pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> (GuildRef, JoinHandle<()>) {
+pub fn spawn_guild(
+    state: GuildState,
+    deps: GuildDeps,
+    fence: Option<Fence>,
+    log: Option<LogRelay>,
+) -> (GuildRef, JoinHandle<()>) {
     let id = state.guild().id;
     let (tx, rx) = mpsc::channel(deps.config.mailbox);
     let handle = GuildRef::local(id, tx.clone(), deps.replies.clone(), deps.locator.clone());
@@ -180,6 +211,7 @@ pub fn spawn_guild(state: GuildState, deps: GuildDeps, fence: Option<Fence>) -> 
         handle: handle.clone(),
         stopping: false,
         fence,
+        log,
     };
     actor.metrics.guilds_loaded.fetch_add(1, Relaxed);
     let task = tokio::spawn(actor.run(rx));
@@ -229,7 +261,10 @@ impl GuildActor {
             self.connect_session(session, status);
         }
         self.reload_plugins().await;
-        let mut inflight: Option<(Vec<RequestId>, BatchFuture)> = None;
+        if let Some(log) = &mut self.log {
+            log.kick();
+        }
+        let mut inflight: Option<InFlight> = None;
         let idle_limit_ms = self.config.idle_evict_ms;
         let period = match idle_limit_ms {
             0 => Duration::from_secs(60),
@@ -248,8 +283,8 @@ impl GuildActor {
             }
             tokio::select! {
                 biased;
-                results = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
-                    let (requests, _) = inflight.take().expect("guarded");
+                results = async { inflight.as_mut().expect("guarded").2.as_mut().await }, if inflight.is_some() => {
+                    let (requests, numbered, _) = inflight.take().expect("guarded");
                     // Idle is counted from the end of the last work, not its start: a slow
                     // write does not eat into the idle time.
                     last_active_ms = self.clock.monotonic_ms();
@@ -262,10 +297,14 @@ impl GuildActor {
                         rx.close();
                         self.stopping = true;
                     }
-                    let results: Vec<Result<(), WriteError>> = match results {
-                        Ok(results) => results.into_iter().map(|r| r.map_err(write_error)).collect(),
-                        Err(fenced_off) => requests.iter().map(|_| Err(fenced_off.as_write_error())).collect(),
-                    };
+                    let batch = results.unwrap_or_else(|fenced_off| {
+                        LoggedBatch::failed(StoreError::Unavailable(fenced_off.to_string()), requests.len())
+                    });
+                    if let Some(log) = &mut self.log {
+                        log.stored(numbered, &batch);
+                    }
+                    let results: Vec<Result<(), WriteError>> =
+                        batch.writes.into_iter().map(|r| r.map_err(write_error)).collect();
                     for (request, result) in requests.into_iter().zip(results) {
                         let fx = self.state.handle(Input::Persisted { request, result });
                         self.run_effects(fx);
@@ -282,6 +321,7 @@ impl GuildActor {
                     }
                     None => mailbox_open = false,
                 },
+                () = relay_finished(&mut self.log) => {}
                 _ = housekeeping.tick() => {
                     let now_ms = self.clock.monotonic_ms();
                     if let Some(m) = &mut self.moderation {
@@ -297,6 +337,11 @@ impl GuildActor {
                     }
                 }
             }
+        }
+        // Its events go to the stream before another node may own the guild (what does not
+        // in time stays stored: the next incarnation relays it).
+        if let Some(log) = &mut self.log {
+            log.drain(DRAIN_ON_STOP).await;
         }
         // Handed off with sessions connected: they live on in the next incarnation. From
         // tasks: the handle finds this mailbox closed and asks the directory, which starts
@@ -328,6 +373,7 @@ impl GuildActor {
             && self.bots.is_empty()
             && self.queued.is_empty()
             && self.to_moderate.is_empty()
+            && self.log.as_ref().is_none_or(LogRelay::is_drained)
             && self.reply_to.is_empty()
     }
 
@@ -470,17 +516,14 @@ impl GuildActor {
         self.run_effects(vec![Effect::Dispatch { audience: Audience::User(owner), event: Box::new(event) }]);
     }
 
-    fn start_batch(&mut self) -> (Vec<RequestId>, BatchFuture) {
+    fn start_batch(&mut self) -> InFlight {
         let n = self.queued.len().min(self.config.max_write_batch);
         let (requests, writes): (Vec<_>, Vec<_>) = self.queued.drain(..n).unzip();
+        let numbered = self.log.as_mut().map(|log| log.number(&writes)).unwrap_or_default();
+        let entries = numbered.iter().map(|(_, e)| e.clone()).collect();
         let (data, fence) = (self.data.clone(), self.fence.clone());
-        let batch = async move {
-            match fence {
-                Some(fence) => fence.apply(&data, writes).await,
-                None => Ok(data.apply_batch(writes).await),
-            }
-        };
-        (requests, Box::pin(batch))
+        let batch = async move { Fence::apply_through(fence, &data, writes, entries).await };
+        (requests, numbered, Box::pin(batch))
     }
 
     async fn on_msg(&mut self, msg: GuildMsg) {
@@ -743,8 +786,9 @@ mod tests {
             ownership: None,
             plugin_bus: None,
             bot_placement: None,
+            events: None,
         };
-        (spawn_guild(state, deps, None).0, metrics)
+        (spawn_guild(state, deps, None, None).0, metrics)
     }
 
     fn session(id: u64, user: UserId, queue: usize) -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
@@ -1100,10 +1144,11 @@ mod tests {
             ownership: None,
             plugin_bus: None,
             bot_placement: None,
+            events: None,
         };
         let ownership: Arc<dyn Ownership> = fence_state.clone();
         let token = ownership.acquire("guild", Snowflake(10)).await.unwrap();
-        let (guild, task) = spawn_guild(state, deps, Some(Fence { ownership, token }));
+        let (guild, task) = spawn_guild(state, deps, Some(Fence { ownership, token }), None);
 
         let kept = guild.call(create(1, "while owned".into()), Duration::from_secs(5)).await;
         assert!(matches!(kept, Ok(Reply::Message(_))), "{kept:?}");

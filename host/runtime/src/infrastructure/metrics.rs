@@ -54,6 +54,11 @@ pub struct Metrics {
     pub components_collected: AtomicU64,
     /// Runs of the unused-component collector that finished (whatever they deleted).
     pub component_collections: AtomicU64,
+    /// Message events appended to the durable stream by this node's actors (an entry
+    /// relayed again after a failure counts again).
+    pub events_relayed: AtomicU64,
+    /// Relay jobs that failed (the stream or storage refused; retried with a growing wait).
+    pub event_relay_failures: AtomicU64,
 }
 
 impl Metrics {
