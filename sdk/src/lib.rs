@@ -4,13 +4,15 @@
 //! `cargo build --target wasm32-wasip2`; the guild's owner installs it, and it runs
 //! sandboxed next to the guild, with a limit on everything it can use.
 //!
-//! Two kinds are supported here:
+//! Three kinds are supported here:
 //!
 //! - a **moderator** ([`moderation`]) is called synchronously for every message before it
 //!   is stored or anyone sees it, and answers allow, block, rewrite or flag;
 //! - a **bot** ([`bot`]) receives the guild's events and acts through host calls: send,
 //!   edit and delete messages, react, read recent messages, a private key-value store,
-//!   timers.
+//!   timers;
+//! - an **indexer** ([`indexing`]) turns batches of the guild's message events into search
+//!   documents (text and tags) for the search cells.
 //!
 //! Implement a trait, then export your type with one macro:
 //!
@@ -63,6 +65,18 @@ pub mod moderator_world {
     });
 }
 
+/// Raw bindings for the `indexer` world (generated from `wit/`).
+#[doc(hidden)]
+pub mod indexer_world {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "indexer",
+        pub_export_macro: true,
+        export_macro_name: "export_indexer_world",
+        default_bindings_module: "guildhall_sdk::indexer_world",
+    });
+}
+
 /// Raw bindings for the `bot` world (generated from `wit/`).
 #[doc(hidden)]
 pub mod bot_world {
@@ -88,6 +102,26 @@ pub mod moderation {
         /// Called once per instance with the guild owner's configuration.
         fn init(config: &crate::Config) -> Result<Self, String>;
         fn moderate(&mut self, candidate: &Candidate) -> Verdict;
+    }
+}
+
+/// Indexers: see [`Indexer`].
+pub mod indexing {
+    pub use crate::indexer_world::guildhall::plugin::clock::now_ms;
+    pub use crate::indexer_world::guildhall::plugin::log::{log, Level};
+    pub use crate::indexer_world::guildhall::plugin::types::{Document, GuildEvent, Message, MessageRef, User};
+
+    /// An indexer: gets a guild's message events in batches (creates and edits carry the
+    /// whole message) and returns at most one document per message, whose `id` is the
+    /// message id (decimal). The host decides what a document is about (its channel, author
+    /// and time come from the message, whatever the document says) and who may find it;
+    /// the indexer chooses its `text` (what content searches match) and `tags` (exact
+    /// terms: `has:link`, `mentions:ID`, `author_type:bot`, `link_hostname:HOST`, or tags
+    /// of its own). Deletes need no document: the host removes what it indexed.
+    pub trait Indexer: Sized + 'static {
+        /// Called once per instance with the guild owner's configuration.
+        fn init(config: &crate::Config) -> Result<Self, String>;
+        fn index(&mut self, events: Vec<GuildEvent>) -> Vec<Document>;
     }
 }
 
@@ -187,6 +221,40 @@ macro_rules! export_moderator {
         // the plugin's logic) compiles the same code without them.
         #[cfg(target_arch = "wasm32")]
         $crate::moderator_world::export_moderator_world!(__GuildhallModerator with_types_in $crate::moderator_world);
+    };
+}
+
+/// Exports an [`indexing::Indexer`] as the component's `indexer` world.
+#[macro_export]
+macro_rules! export_indexer {
+    ($ty:ty) => {
+        #[allow(dead_code)]
+        struct __GuildhallIndexer;
+        const _: fn(&$crate::Config) -> ::core::result::Result<$ty, ::std::string::String> =
+            <$ty as $crate::indexing::Indexer>::init;
+        ::std::thread_local! {
+            static __GUILDHALL_STATE: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+        impl $crate::indexer_world::exports::guildhall::plugin::indexing::Guest for __GuildhallIndexer {
+            fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                let config = $crate::parse_config(&config)?;
+                let state = <$ty as $crate::indexing::Indexer>::init(&config)?;
+                __GUILDHALL_STATE.with(|s| *s.borrow_mut() = ::core::option::Option::Some(state));
+                Ok(())
+            }
+
+            fn index(
+                events: ::std::vec::Vec<$crate::indexing::GuildEvent>,
+            ) -> ::std::vec::Vec<$crate::indexing::Document> {
+                __GUILDHALL_STATE.with(|s| match &mut *s.borrow_mut() {
+                    ::core::option::Option::Some(i) => $crate::indexing::Indexer::index(i, events),
+                    ::core::option::Option::None => ::std::vec::Vec::new(),
+                })
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        $crate::indexer_world::export_indexer_world!(__GuildhallIndexer with_types_in $crate::indexer_world);
     };
 }
 

@@ -162,6 +162,10 @@ impl DmState {
                 let result = self.recipient(user).map(|_| Reply::Permissions(DM_PERMISSIONS));
                 fx.push(DmEffect::Reply { request, result });
             }
+            Command::Guild(GuildCommand::Readable { user }) => {
+                let result = self.recipient(user).map(|_| Reply::Channels(vec![self.channel.id]));
+                fx.push(DmEffect::Reply { request, result });
+            }
             // Nothing else is done in a DM: no reactions yet, no members, roles or settings.
             Command::Message(MessageCommand::AddReaction { .. } | MessageCommand::RemoveReaction { .. })
             | Command::Guild(GuildCommand::Snapshot { .. } | GuildCommand::UpdateGuild { .. })

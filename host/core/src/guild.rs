@@ -102,7 +102,9 @@ impl Command {
             Command::Role(_) => Some(Object::Guild),
             Command::Channel(c) => Some(c.object()),
             Command::Guild(GuildCommand::UpdateGuild { .. }) => Some(Object::Guild),
-            Command::Guild(GuildCommand::Snapshot { .. } | GuildCommand::Permissions { .. }) => None,
+            Command::Guild(
+                GuildCommand::Snapshot { .. } | GuildCommand::Permissions { .. } | GuildCommand::Readable { .. },
+            ) => None,
         }
     }
 }

@@ -39,6 +39,7 @@ pub use bot::{
 pub use budget::OverBudget;
 pub use compiler::{compiler_child_main, CompilerProcess};
 pub use engine::{pagemap_scan_available, EngineConfig, Sandbox};
+pub use indexer::{Document, IndexerInstance};
 pub use loader::PluginEngine;
 pub use moderator::{Candidate, Channel, Member, ModeratorInstance, User, Verdict};
 pub use state::{GuildView, MemberLookup};

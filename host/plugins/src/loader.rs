@@ -24,7 +24,7 @@ use crate::{bot, indexer, moderator};
 const MAX_LOADED_COMPONENTS: usize = 1024;
 
 fn worlds(sandbox: &Sandbox) -> wasmtime::Result<Vec<Box<dyn WorldEntry>>> {
-    Ok(vec![moderator::entry(sandbox)?, bot::entry(sandbox)?, indexer::entry()])
+    Ok(vec![moderator::entry(sandbox)?, bot::entry(sandbox)?, indexer::entry(sandbox)?])
 }
 
 pub struct PluginEngine {

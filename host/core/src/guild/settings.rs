@@ -19,6 +19,9 @@ pub enum GuildCommand {
     /// or the reason they have none there (not a member; an unknown channel; a channel
     /// they cannot view).
     Permissions { user: UserId, channel_id: Option<ChannelId> },
+    /// The channels whose history `user` may read (VIEW_CHANNEL and READ_MESSAGE_HISTORY):
+    /// replies `Channels` (what a search of the guild may look in).
+    Readable { user: UserId },
 }
 
 impl GuildData {
@@ -54,6 +57,20 @@ impl GuildData {
                 };
                 Ok(Decision::Answer(Reply::Permissions(permissions)))
             }
+            GuildCommand::Readable { user } => {
+                if !self.members.contains_key(&user) {
+                    return Err(GuildError::NotMember);
+                }
+                let need = Permissions::VIEW_CHANNEL | Permissions::READ_MESSAGE_HISTORY;
+                let mut readable: Vec<ChannelId> = self
+                    .channels
+                    .keys()
+                    .copied()
+                    .filter(|c| self.channel_permissions(user, *c).contains(need))
+                    .collect();
+                readable.sort();
+                Ok(Decision::Answer(Reply::Channels(readable)))
+            }
         }
     }
 }
@@ -63,6 +80,20 @@ mod tests {
     use super::super::testing::plain::*;
     use super::super::testing::*;
     use super::super::*;
+
+    #[test]
+    fn readable_channels_are_those_with_view_and_history() {
+        use super::super::testing::staffed;
+        let mut g = staffed::guild();
+        let mut readable = |user| match reply(&g.handle(cmd(9, GuildCommand::Readable { user }))) {
+            Ok(Reply::Channels(channels)) => Ok(channels.clone()),
+            Err(e) => Err(e.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(readable(staffed::BOB), Ok(vec![staffed::GENERAL]), "the staff channel is hidden from Bob");
+        assert_eq!(readable(staffed::MOD), Ok(vec![staffed::GENERAL, staffed::STAFF]));
+        assert_eq!(readable(crate::Snowflake(999)), Err(GuildError::NotMember));
+    }
 
     #[test]
     fn only_the_owner_updates_the_guild() {

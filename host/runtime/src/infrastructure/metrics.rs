@@ -59,6 +59,20 @@ pub struct Metrics {
     pub events_relayed: AtomicU64,
     /// Relay jobs that failed (the stream or storage refused; retried with a growing wait).
     pub event_relay_failures: AtomicU64,
+    /// Search indexing: stream entries taken, batches (one commit per cell touched), cell
+    /// commits and the time they took, the time batches took (µs), the last batch's lag
+    /// from its newest message's creation to searchable (ms), indexer plugins that failed
+    /// (their guild's batch went to the default indexer), gaps in a log's events, entries
+    /// that did not decode.
+    pub search_entries_indexed: AtomicU64,
+    pub search_batches: AtomicU64,
+    pub search_batch_us: AtomicU64,
+    pub search_commits: AtomicU64,
+    pub search_commit_us: AtomicU64,
+    pub search_lag_ms: AtomicU64,
+    pub search_indexer_faults: AtomicU64,
+    pub search_gaps: AtomicU64,
+    pub search_corrupt_entries: AtomicU64,
 }
 
 impl Metrics {

@@ -1,0 +1,287 @@
+//! A cell: one tantivy index that many guilds (and users' DMs) share, with one writer.
+//!
+//! A document is one message in one *scope*: a guild, or for a DM the user whose DMs it is in
+//! (a DM is indexed once per recipient, so that a user's DMs are one set). Its key is
+//! `scope:id`. What a document is about (scope, message id, channel, author; the id gives its
+//! time) is set by the host; its text and tags come from the guild's indexer.
+//!
+//! Replays are idempotent: an upsert deletes the key first; deletes are by key or by query.
+//! The highest `seq` applied of every log (the stream's `LogEntry::seq`) is committed with
+//! the documents, in the commit's payload, so after a crash the cell knows exactly which
+//! entries its committed documents include.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use guildhall_core::model::{ChannelId, MessageId, UserId};
+use guildhall_core::stream::LogKey;
+use guildhall_core::Snowflake;
+use serde::{Deserialize, Serialize};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::tokenizer::{message_analyzer, MESSAGE_ANALYZER};
+use crate::SearchError;
+
+/// A message as a cell indexes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDoc {
+    /// The guild, or for a DM the user whose DMs it is in.
+    pub scope: Snowflake,
+    pub id: MessageId,
+    pub channel: ChannelId,
+    pub author: UserId,
+    /// Searchable text (the indexer's).
+    pub text: Vec<String>,
+    /// Exact terms (the indexer's): `has:link`, `mentions:ID`, `author_type:bot`, ...
+    pub tags: Vec<String>,
+}
+
+/// A change to a cell's documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CellOp {
+    /// Adds the document, replacing the one of the same scope and id.
+    Upsert(IndexDoc),
+    Delete {
+        scope: Snowflake,
+        id: MessageId,
+    },
+    /// Every document of a channel.
+    DeleteChannel {
+        scope: Snowflake,
+        channel: ChannelId,
+    },
+    /// An author's documents in a scope from a message id on.
+    PurgeAuthor {
+        scope: Snowflake,
+        author: UserId,
+        since: MessageId,
+    },
+}
+
+/// The fields of every cell.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// `scope:id`, the document's key.
+    pub key: Field,
+    pub scope: Field,
+    pub id: Field,
+    pub channel: Field,
+    pub author: Field,
+    pub text: Field,
+    pub tags: Field,
+}
+
+impl Fields {
+    fn schema() -> (Schema, Fields) {
+        let mut b = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(MESSAGE_ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let fields = Fields {
+            key: b.add_text_field("key", STRING),
+            scope: b.add_u64_field("scope", INDEXED | FAST),
+            id: b.add_u64_field("id", INDEXED | FAST),
+            channel: b.add_u64_field("channel", INDEXED | FAST),
+            author: b.add_u64_field("author", INDEXED),
+            text: b.add_text_field("text", text),
+            tags: b.add_text_field("tags", STRING),
+        };
+        (b.build(), fields)
+    }
+}
+
+fn key(scope: Snowflake, id: MessageId) -> String {
+    format!("{}:{}", scope.0, id.0)
+}
+
+fn log_name(log: LogKey) -> String {
+    match log {
+        LogKey::Guild(id) => format!("guild:{}", id.0),
+        LogKey::Dm(id) => format!("dm:{}", id.0),
+    }
+}
+
+/// What a commit records besides its documents.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Payload {
+    /// The highest seq applied, per log.
+    applied: HashMap<String, u64>,
+}
+
+pub struct Cell {
+    index: Index,
+    writer: IndexWriter<TantivyDocument>,
+    reader: IndexReader,
+    fields: Fields,
+    /// As committed, plus what was applied since.
+    applied: HashMap<String, u64>,
+    /// Changes staged since the last commit.
+    staged: usize,
+}
+
+/// Heap of a cell's writer: its in-memory segment before a flush (tantivy's minimum is 15 MB).
+pub const WRITER_HEAP_BYTES: usize = 32 << 20;
+
+impl Cell {
+    /// Opens (or creates) the cell in `dir`.
+    pub fn open(dir: &Path) -> Result<Cell, SearchError> {
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+        let (schema, fields) = Fields::schema();
+        let directory = MmapDirectory::open(dir)?;
+        let index = Index::open_or_create(directory, schema)?;
+        index.tokenizers().register(MESSAGE_ANALYZER, message_analyzer());
+        let payload: Payload = match index.load_metas()?.payload {
+            Some(json) => serde_json::from_str(&json).map_err(|e| SearchError::Corrupt(e.to_string()))?,
+            None => Payload::default(),
+        };
+        // One indexing thread: a cell is one of many on a node, and commits are what cost.
+        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Cell { index, writer, reader, fields, applied: payload.applied, staged: 0 })
+    }
+
+    pub fn fields(&self) -> Fields {
+        self.fields
+    }
+
+    /// The highest seq of `log` this cell's documents include (committed or staged).
+    pub fn applied(&self, log: LogKey) -> u64 {
+        self.applied.get(&log_name(log)).copied().unwrap_or(0)
+    }
+
+    /// Records that the staged changes include `log`'s entries up to `seq`.
+    pub fn set_applied(&mut self, log: LogKey, seq: u64) {
+        let at = self.applied.entry(log_name(log)).or_default();
+        *at = (*at).max(seq);
+    }
+
+    /// Stages a change (visible after [`Cell::commit`]).
+    pub fn apply(&mut self, op: CellOp) -> Result<(), SearchError> {
+        let f = self.fields;
+        match op {
+            CellOp::Upsert(d) => {
+                let key = key(d.scope, d.id);
+                self.writer.delete_term(Term::from_field_text(f.key, &key));
+                let mut document = doc!(
+                    f.key => key,
+                    f.scope => d.scope.0,
+                    f.id => d.id.0,
+                    f.channel => d.channel.0,
+                    f.author => d.author.0,
+                );
+                for text in d.text {
+                    document.add_text(f.text, text);
+                }
+                for tag in d.tags {
+                    document.add_text(f.tags, tag);
+                }
+                self.writer.add_document(document)?;
+            }
+            CellOp::Delete { scope, id } => {
+                self.writer.delete_term(Term::from_field_text(f.key, &key(scope, id)));
+            }
+            CellOp::DeleteChannel { scope, channel } => {
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, term_u64(f.scope, scope.0)),
+                    (Occur::Must, term_u64(f.channel, channel.0)),
+                ]);
+                self.writer.delete_query(Box::new(query))?;
+            }
+            CellOp::PurgeAuthor { scope, author, since } => {
+                let from = Term::from_field_u64(f.id, since.0);
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, term_u64(f.scope, scope.0)),
+                    (Occur::Must, term_u64(f.author, author.0)),
+                    (
+                        Occur::Must,
+                        Box::new(RangeQuery::new(std::ops::Bound::Included(from), std::ops::Bound::Unbounded)),
+                    ),
+                ]);
+                self.writer.delete_query(Box::new(query))?;
+            }
+        }
+        self.staged += 1;
+        Ok(())
+    }
+
+    /// Changes staged since the last commit.
+    pub fn staged(&self) -> usize {
+        self.staged
+    }
+
+    /// Makes the staged changes durable and searchable, with the logs' applied seqs.
+    pub fn commit(&mut self) -> Result<(), SearchError> {
+        let payload = serde_json::to_string(&Payload { applied: self.applied.clone() }).expect("payload serializes");
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        self.reader.reload()?;
+        self.staged = 0;
+        Ok(())
+    }
+
+    /// Forgets what was staged since the last commit (documents and applied seqs).
+    pub fn rollback(&mut self) -> Result<(), SearchError> {
+        self.writer.rollback()?;
+        let payload: Payload = match self.index.load_metas()?.payload {
+            Some(json) => serde_json::from_str(&json).map_err(|e| SearchError::Corrupt(e.to_string()))?,
+            None => Payload::default(),
+        };
+        self.applied = payload.applied;
+        self.staged = 0;
+        Ok(())
+    }
+
+    /// The cell's committed documents, for searches (while the writer goes on).
+    pub fn reader(&self) -> CellReader {
+        CellReader { reader: self.reader.clone(), fields: self.fields }
+    }
+
+    /// Documents of a scope that are searchable now.
+    pub fn count(&self, scope: Snowflake) -> Result<usize, SearchError> {
+        self.reader().count(scope)
+    }
+}
+
+/// What searches read: a cell's last commit.
+#[derive(Clone)]
+pub struct CellReader {
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl CellReader {
+    pub fn fields(&self) -> Fields {
+        self.fields
+    }
+
+    pub fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    /// Documents of a scope that are searchable now.
+    pub fn count(&self, scope: Snowflake) -> Result<usize, SearchError> {
+        let query = TermQuery::new(Term::from_field_u64(self.fields.scope, scope.0), IndexRecordOption::Basic);
+        Ok(self.searcher().search(&query, &tantivy::collector::Count)?)
+    }
+}
+
+/// The message id and channel of a document found (from its fast fields).
+pub(crate) fn doc_ids(
+    searcher: &tantivy::Searcher,
+    address: tantivy::DocAddress,
+) -> Result<(MessageId, ChannelId), SearchError> {
+    let fast = searcher.segment_reader(address.segment_ord).fast_fields();
+    let id = fast.u64("id")?.first(address.doc_id).unwrap_or(0);
+    let channel = fast.u64("channel")?.first(address.doc_id).unwrap_or(0);
+    Ok((Snowflake(id), Snowflake(channel)))
+}
+
+pub(crate) fn term_u64(field: Field, value: u64) -> Box<dyn Query> {
+    Box::new(TermQuery::new(Term::from_field_u64(field, value), IndexRecordOption::Basic))
+}
