@@ -295,6 +295,13 @@ async fn responses_have_the_shapes_of_discords_openapi_description() {
         (M::GET, format!("/guilds/{guild}/invites"), "/guilds/{guild_id}/invites", &owner, None),
         (M::GET, format!("/channels/{general}/invites"), "/channels/{channel_id}/invites", &owner, None),
         (M::GET, format!("/channels/{general}/messages?limit=3"), "/channels/{channel_id}/messages", &bot, None),
+        (
+            M::GET,
+            format!("/guilds/{guild}/messages/search?limit=5"),
+            "/guilds/{guild_id}/messages/search",
+            &owner,
+            None,
+        ),
         (M::POST, format!("/channels/{general}/typing"), "/channels/{channel_id}/typing", &bot, None),
         (M::GET, "/gateway".into(), "/gateway", &bot, None),
         (M::GET, "/gateway/bot".into(), "/gateway/bot", &bot, None),

@@ -6,6 +6,7 @@
 //! The `rest_requests` fuzz target (tests/fuzz) runs everything here on any input.
 
 pub mod requests;
+pub mod search;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

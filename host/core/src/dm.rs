@@ -163,7 +163,7 @@ impl DmState {
                 fx.push(DmEffect::Reply { request, result });
             }
             Command::Guild(GuildCommand::Readable { user }) => {
-                let result = self.recipient(user).map(|_| Reply::Channels(vec![self.channel.id]));
+                let result = self.recipient(user).map(|_| Reply::Channels(vec![self.channel.clone()]));
                 fx.push(DmEffect::Reply { request, result });
             }
             // Nothing else is done in a DM: no reactions yet, no members, roles or settings.

@@ -45,6 +45,9 @@ pub struct SearchRequest {
     pub any_of_tags: Vec<Vec<String>>,
     /// None of these tags.
     pub none_of_tags: Vec<String>,
+    /// Only messages a bot without the MESSAGE_CONTENT intent may read: its own, and those
+    /// that mention it (so it cannot learn other messages' content by searching for it).
+    pub only_about: Option<UserId>,
     /// Ids strictly within (Discord's `min_id` and `max_id`).
     pub after: Option<MessageId>,
     pub before: Option<MessageId>,
@@ -162,6 +165,14 @@ impl SearchRequest {
         for tag in &self.none_of_tags {
             let term = Term::from_field_text(fields.tags, tag);
             clauses.push((Occur::MustNot, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        }
+        if let Some(bot) = self.only_about {
+            let mentioned = Term::from_field_text(fields.tags, &format!("mentions:{}", bot.0));
+            let about = BooleanQuery::new(vec![
+                (Occur::Should, term_u64(fields.author, bot.0)),
+                (Occur::Should, Box::new(TermQuery::new(mentioned, IndexRecordOption::Basic))),
+            ]);
+            clauses.push(filter(Box::new(about)));
         }
         if self.after.is_some() || self.before.is_some() {
             let bound = |id: Option<MessageId>| match id {

@@ -107,6 +107,7 @@ fn filters_channels_authors_tags_and_ids() {
         vec![4, 3]
     );
     assert_eq!(all(&|r| r.scope = OTHER_GUILD), Vec::<u64>::new(), "another guild's documents");
+    assert_eq!(all(&|r| r.only_about = Some(BOT)), vec![4, 2], "a blind bot: its own and those mentioning it");
     assert_eq!(all(&|r| r.sort = Sort::Oldest), vec![1, 2, 3, 4, 5]);
     let page = {
         let r =

@@ -36,6 +36,7 @@ use guildhall_runtime::infrastructure::reads::MessageReads;
 use guildhall_runtime::plugin_runners::pubsub::PluginBus;
 use guildhall_runtime::plugin_runners::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
 use guildhall_runtime::Metrics;
+use guildhall_search::Cells;
 use guildhall_stream::{EmbeddedLog, EventLog};
 
 /// Entries the embedded event log keeps at most while no consumer reads it.
@@ -45,6 +46,9 @@ pub struct App {
     pub config: Config,
     /// The durable stream of message events (what this node's actors relay to).
     pub events: Arc<dyn EventLog>,
+    /// The search cells this node indexes into and searches (`None`: search is off, or
+    /// this is a cluster node: cells owned across a cluster are not built yet).
+    pub search: Option<Arc<Cells>>,
     /// The process's clock (see `clock.rs`); everything the app composes gets it.
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Storage>,
@@ -292,7 +296,17 @@ impl App {
         let limits = crate::limits::Limits::new(config.rate_limits.clone(), clock.clone());
         let (config_hashes_running, config_hashes_waiting) =
             (config.rest.password_hashes_running, config.rest.password_hashes_waiting);
+        let search = match (&topology, config.search.enabled) {
+            (Topology::Single, true) => {
+                let dir = config.data_dir.join("search");
+                let cells =
+                    Cells::open(&dir, config.search.cells.max(1)).map_err(|e| format!("{}: {e}", dir.display()))?;
+                Some(Arc::new(cells))
+            }
+            _ => None,
+        };
         Ok(Arc::new(App {
+            search,
             events,
             clock,
             reads,

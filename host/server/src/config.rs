@@ -30,6 +30,29 @@ pub struct Config {
     pub guild: GuildConfig,
     pub data: DataConfig,
     pub plugins: PluginsConfig,
+    pub search: SearchConfig,
+}
+
+/// Message search (`{data_dir}/search`): the indexing worker inside `serve` on a single host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Index messages and answer searches.
+    pub enabled: bool,
+    /// Cells (tantivy indexes) the node's scopes are spread over; fixed for a data directory.
+    pub cells: usize,
+    /// Most stream entries one indexing batch takes (one commit per cell it touches).
+    pub max_batch: usize,
+    /// How long a batch waits for more entries after its first.
+    pub linger_ms: u64,
+    /// A guild's indexer plugin's time for one batch.
+    pub indexer_deadline_ms: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig { enabled: true, cells: 4, max_batch: 4096, linger_ms: 20, indexer_deadline_ms: 200 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +179,8 @@ pub struct RateLimitsConfig {
     pub typing: Rate,
     /// Message history, single messages and reaction lists.
     pub message_reads: Rate,
+    /// Message searches, per guild or channel.
+    pub search: Rate,
     /// New guilds, per user.
     pub guild_create: Rate,
     /// Guild settings, channels, roles, members, bans, overwrites and plugins, per guild.
@@ -228,6 +253,7 @@ impl Default for RateLimitsConfig {
             reactions: Rate::new(1, 250),
             typing: Rate::new(5, 5_000),
             message_reads: Rate::new(5, 5_000),
+            search: Rate::new(10, 10_000),
             guild_create: Rate::new(10, 3_600_000),
             guild_manage: Rate::new(10, 10_000),
             invite_create: Rate::new(5, 15_000),
@@ -260,6 +286,7 @@ impl Default for Config {
             guild: GuildConfig::default(),
             data: DataConfig::default(),
             plugins: PluginsConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }

@@ -26,6 +26,7 @@ use guildhall_cluster::membership::open_bucket;
 use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo};
 use guildhall_core::clock::Clock;
+use guildhall_search::{IndexingWorker, WorkerConfig};
 use guildhall_stream::{JetStreamConfig, JetStreamLog};
 
 use crate::clock::SystemClock;
@@ -112,6 +113,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     spawn_component_collector(app.clone());
     spawn_event_sweeper(app.clone());
+    spawn_indexing_worker(&app).await?;
     let (signal_app, drainer) = (app.clone(), heartbeat.as_ref().map(Heartbeat::drainer));
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -266,6 +268,31 @@ fn spawn_component_collector(app: Arc<app::App>) {
             }
         }
     });
+}
+
+/// The indexing worker of a single host: the `indexer` consumer of the embedded stream into
+/// this node's cells, until shutdown.
+async fn spawn_indexing_worker(app: &Arc<app::App>) -> Result<(), String> {
+    let Some(cells) = app.search.clone() else { return Ok(()) };
+    let consumer = app.events.consumer("indexer").await.map_err(|e| format!("event stream consumer: {e}"))?;
+    let c = &app.config.search;
+    let config = WorkerConfig {
+        max_batch: c.max_batch.max(1),
+        linger: std::time::Duration::from_millis(c.linger_ms),
+        plugin_deadline: std::time::Duration::from_millis(c.indexer_deadline_ms.max(1)),
+        ..WorkerConfig::default()
+    };
+    let worker = IndexingWorker::new(
+        consumer,
+        cells,
+        app.store.clone(),
+        Some(app.plugins.clone()),
+        app.clock.clone(),
+        app.metrics.clone(),
+        config,
+    );
+    tokio::spawn(worker.run(app.shutdown_signal()));
+    Ok(())
 }
 
 /// How often stored message events the stream may miss are looked for, and how many logs

@@ -55,6 +55,8 @@ pub enum Bucket {
     Reactions,
     Typing,
     MessageReads,
+    /// Message searches (per guild or channel).
+    Search,
     GuildCreate,
     GuildManage,
     InviteCreate,
@@ -82,6 +84,7 @@ impl Bucket {
             Bucket::Reactions => "reactions",
             Bucket::Typing => "typing",
             Bucket::MessageReads => "message_reads",
+            Bucket::Search => "message_search",
             Bucket::GuildCreate => "guild_create",
             Bucket::GuildManage => "guild_manage",
             Bucket::InviteCreate => "invite_create",
@@ -105,6 +108,7 @@ impl Bucket {
                 | Bucket::Reactions
                 | Bucket::Typing
                 | Bucket::MessageReads
+                | Bucket::Search
                 | Bucket::GuildManage
                 | Bucket::InviteCreate
         )
@@ -120,6 +124,7 @@ impl Bucket {
             Bucket::Reactions => c.reactions,
             Bucket::Typing => c.typing,
             Bucket::MessageReads => c.message_reads,
+            Bucket::Search => c.search,
             Bucket::GuildCreate => c.guild_create,
             Bucket::GuildManage => c.guild_manage,
             Bucket::InviteCreate => c.invite_create,

@@ -64,6 +64,27 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         "Runs of the unused-component collector that finished.",
         &m.component_collections,
     );
+    line("events_relayed_total", "counter", "Message events appended to the durable stream.", &m.events_relayed);
+    line("event_relay_failures_total", "counter", "Relay jobs that failed (retried).", &m.event_relay_failures);
+    line(
+        "search_entries_indexed_total",
+        "counter",
+        "Stream entries the indexing worker took.",
+        &m.search_entries_indexed,
+    );
+    line("search_batches_total", "counter", "Indexing batches.", &m.search_batches);
+    line("search_batch_us_total", "counter", "Time indexing batches took (µs).", &m.search_batch_us);
+    line("search_commits_total", "counter", "Search cell commits.", &m.search_commits);
+    line("search_commit_us_total", "counter", "Time search cell commits took (µs).", &m.search_commit_us);
+    line("search_lag_ms", "gauge", "The last batch's newest message: creation to searchable (ms).", &m.search_lag_ms);
+    line(
+        "search_indexer_faults_total",
+        "counter",
+        "Indexer plugins that failed (default used).",
+        &m.search_indexer_faults,
+    );
+    line("search_gaps_total", "counter", "Gaps found in a log's events.", &m.search_gaps);
+    line("search_corrupt_entries_total", "counter", "Stream entries that did not decode.", &m.search_corrupt_entries);
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
     line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);

@@ -25,6 +25,10 @@ const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
 /// consumer name -> the position it acknowledged.
 const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
+/// "next" -> the position the next entry gets. Kept apart from the entries: once trimming
+/// emptied them, the last entry no longer says where numbering stood, and positions must
+/// never go back (a consumer reads after the last one it saw).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Jobs one transaction takes at most.
 const MAX_JOBS: usize = 256;
@@ -58,6 +62,7 @@ impl EmbeddedLog {
             tx.open_table(ENTRIES).map_err(unavailable)?;
             tx.open_table(HEADS).map_err(unavailable)?;
             tx.open_table(CONSUMERS).map_err(unavailable)?;
+            tx.open_table(META).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -128,7 +133,9 @@ fn commit(db: &Database, batch: &[Queued], max_entries: u64) -> Result<()> {
 fn append(tx: &WriteTransaction, entries: &[LogEntry]) -> Result<()> {
     let mut table = tx.open_table(ENTRIES).map_err(unavailable)?;
     let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
-    let mut next = table.last().map_err(unavailable)?.map_or(1, |(k, _)| k.value() + 1);
+    let mut meta = tx.open_table(META).map_err(unavailable)?;
+    let after_last = table.last().map_err(unavailable)?.map_or(1, |(k, _)| k.value() + 1);
+    let mut next = meta.get("next").map_err(unavailable)?.map_or(1, |v| v.value()).max(after_last);
     for entry in entries {
         let id = entry.key.id().0;
         let head = heads.get(id).map_err(unavailable)?.map_or(0, |v| v.value());
@@ -139,6 +146,7 @@ fn append(tx: &WriteTransaction, entries: &[LogEntry]) -> Result<()> {
         table.insert(next, encode(entry).as_slice()).map_err(unavailable)?;
         next += 1;
     }
+    meta.insert("next", next).map_err(unavailable)?;
     Ok(())
 }
 

@@ -134,7 +134,30 @@ macro_rules! suite {
     };
 }
 
-suite!(appends_in_order_and_consumers_resume, a_waiting_fetch_wakes_on_append, entries_sent_again_are_dropped);
+/// Everything acknowledged (and so deleted from the embedded log), then more appended: the
+/// consumer still gets it, here and after a new reader takes over.
+async fn entries_after_everything_was_acknowledged_still_arrive(log: &dyn EventLog) {
+    let mut reader = log.consumer("drained").await.unwrap();
+    log.append(&[entry(4, 1), entry(4, 2)]).await.unwrap();
+    let got = reader.fetch(10, WAIT).await.unwrap();
+    reader.ack(got[1].position).await.unwrap();
+    log.append(&[entry(4, 3)]).await.unwrap();
+    let next = reader.fetch(10, WAIT).await.unwrap();
+    assert_eq!(seqs(&next), vec![(4, 3)]);
+    assert!(next[0].position > got[1].position, "positions never go back");
+    reader.ack(next[0].position).await.unwrap();
+    drop(reader);
+    log.append(&[entry(4, 4)]).await.unwrap();
+    let mut again = log.consumer("drained").await.unwrap();
+    assert_eq!(seqs(&again.fetch(10, WAIT).await.unwrap()), vec![(4, 4)]);
+}
+
+suite!(
+    appends_in_order_and_consumers_resume,
+    a_waiting_fetch_wakes_on_append,
+    entries_sent_again_are_dropped,
+    entries_after_everything_was_acknowledged_still_arrive
+);
 
 /// The embedded log survives a restart (reopened from its file) and deletes what every
 /// consumer acknowledged.

@@ -191,8 +191,8 @@ pub enum Reply {
     },
     Role(Role),
     Permissions(Permissions),
-    /// Channel ids (sorted).
-    Channels(Vec<ChannelId>),
+    /// Channels (by id).
+    Channels(Vec<Channel>),
     /// The message an earlier create with the same nonce made (`enforce_nonce`).
     Existing {
         channel_id: ChannelId,

@@ -2,7 +2,7 @@
 //! reads of it (a snapshot, their permissions).
 
 use crate::event::GuildEvent;
-use crate::model::{ChannelId, UserId};
+use crate::model::{Channel, ChannelId, UserId};
 use crate::permissions::Permissions;
 
 use super::data::GuildData;
@@ -62,13 +62,13 @@ impl GuildData {
                     return Err(GuildError::NotMember);
                 }
                 let need = Permissions::VIEW_CHANNEL | Permissions::READ_MESSAGE_HISTORY;
-                let mut readable: Vec<ChannelId> = self
+                let mut readable: Vec<Channel> = self
                     .channels
-                    .keys()
-                    .copied()
-                    .filter(|c| self.channel_permissions(user, *c).contains(need))
+                    .values()
+                    .filter(|c| self.channel_permissions(user, c.id).contains(need))
+                    .cloned()
                     .collect();
-                readable.sort();
+                readable.sort_by_key(|c| c.id);
                 Ok(Decision::Answer(Reply::Channels(readable)))
             }
         }
@@ -86,7 +86,7 @@ mod tests {
         use super::super::testing::staffed;
         let mut g = staffed::guild();
         let mut readable = |user| match reply(&g.handle(cmd(9, GuildCommand::Readable { user }))) {
-            Ok(Reply::Channels(channels)) => Ok(channels.clone()),
+            Ok(Reply::Channels(channels)) => Ok(channels.iter().map(|c| c.id).collect::<Vec<_>>()),
             Err(e) => Err(e.clone()),
             other => panic!("{other:?}"),
         };

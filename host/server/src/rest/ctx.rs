@@ -48,6 +48,19 @@ impl Ctx {
     }
 
     /// The first value of query parameter `name`, decoded.
+    /// The caller, and if it is a bot whose application lacks the MESSAGE_CONTENT flag, its
+    /// id (it reads only its own messages, mentions and DMs, as on Discord).
+    pub async fn reader(&self) -> Result<(User, Option<UserId>), ApiError> {
+        let record = self.caller().await?;
+        let blind = record.application.as_ref().filter(|a| !a.reads_message_content()).map(|a| a.id);
+        Ok((record.user, blind))
+    }
+
+    /// Every pair of the query, in order (list parameters repeat).
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.query
+    }
+
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }

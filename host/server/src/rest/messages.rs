@@ -73,12 +73,6 @@ fn message_response(mut m: Message, blind: Option<UserId>) -> Message {
 
 /// The caller and, if it is a bot without the MESSAGE_CONTENT flag, its id (see
 /// [`message_response`]).
-async fn reader(ctx: &Ctx) -> Result<(User, Option<UserId>), ApiError> {
-    let record = ctx.caller().await?;
-    let blind = record.application.as_ref().filter(|a| !a.reads_message_content()).map(|a| a.id);
-    Ok((record.user, blind))
-}
-
 pub async fn get_channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
     let user = ctx.user().await?;
     ok(&permitted(ctx, &user, channel_id).await?.0.channel)
@@ -125,7 +119,7 @@ pub async fn create(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
 
 /// GET /channels/{id}/messages?limit=1..100&before|after|around=id, newest first.
 pub async fn list(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
-    let (user, blind) = reader(ctx).await?;
+    let (user, blind) = ctx.reader().await?;
     let limit: usize = ctx.query_parse("limit")?.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid_form("limit: must be between 1 and 100"));
@@ -156,7 +150,7 @@ async fn load_message(ctx: &Ctx, channel: &Channel, id: MessageId) -> Result<Mes
 /// One message, with its reactions (counted for this message only; history leaves them
 /// out, see ARCHITECTURE.md).
 pub async fn get(ctx: &mut Ctx, channel_id: ChannelId, id: MessageId) -> ApiResult {
-    let (user, blind) = reader(ctx).await?;
+    let (user, blind) = ctx.reader().await?;
     let channel = readable(ctx, &user, channel_id).await?;
     let message = message_response(load_message(ctx, &channel, id).await?, blind);
     let reactions = ctx.app.store.reactions(channel_id, id, user.id).await?;

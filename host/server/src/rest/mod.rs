@@ -24,6 +24,7 @@ pub mod roles;
 pub mod route;
 pub mod routes;
 pub mod schemas;
+pub mod search;
 pub mod users;
 
 use std::sync::Arc;

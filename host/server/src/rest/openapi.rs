@@ -30,6 +30,16 @@ fn query_schema(query: Query) -> Value {
         Query::Id | Query::RequiredId => snowflake_text(),
         Query::Int(min, max) => json!({ "type": "integer", "minimum": min, "maximum": max }),
         Query::Matching(pattern) | Query::RequiredMatching(pattern) => json!({ "type": "string", "pattern": pattern }),
+        Query::Bool => json!({ "type": "boolean" }),
+        Query::Text(max) => json!({ "type": "string", "maxLength": max }),
+        Query::OneOf(values) => json!({ "type": "string", "enum": values }),
+        Query::Ids(max) => json!({ "type": "array", "items": snowflake_text(), "maxItems": max, "uniqueItems": true }),
+        Query::ManyOf(values) => {
+            json!({ "type": "array", "items": { "type": "string", "enum": values }, "maxItems": values.len(), "uniqueItems": true })
+        }
+        Query::Texts(max_items, max_chars) => json!({
+            "type": "array", "items": { "type": "string", "maxLength": max_chars }, "maxItems": max_items, "uniqueItems": true
+        }),
     }
 }
 

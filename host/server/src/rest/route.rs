@@ -102,6 +102,18 @@ pub enum Query {
     Matching(&'static str),
     /// Text matching a pattern, which must be given.
     RequiredMatching(&'static str),
+    /// `true` or `false`.
+    Bool,
+    /// Text of at most this many characters.
+    Text(u32),
+    /// One of these values.
+    OneOf(&'static [&'static str]),
+    /// A list (the parameter repeated): of ids, at most this many.
+    Ids(u32),
+    /// A list of these values.
+    ManyOf(&'static [&'static str]),
+    /// A list of texts: at most this many, of at most this many characters each.
+    Texts(u32, u32),
 }
 
 /// What a route reads as its body, and so how much of one it takes at most.

@@ -14,14 +14,44 @@ use super::ctx::ok;
 use super::route::{handler, route, Query, Route, Verb};
 use super::schemas::{
     application, audit_log, current_user, description, gateway, gateway_bot, guild, invite, invites, list_of, location,
-    of, partial_guilds, plugin, plugins, session,
+    of, partial_guilds, plugin, plugins, search_results, session,
 };
 use super::{applications, audit, bans, channels, guilds, invites as invite_routes, members, messages, openapi};
-use super::{plugins as plugin_routes, roles, users};
+use super::{plugins as plugin_routes, roles, search, users};
 use crate::limits::Bucket::{self, *};
 use Verb::{Delete, Get, Patch, Post, Put};
 
 const LIMIT_100: (&str, Query) = ("limit", Query::Int(1, 100));
+/// Discord's message search parameters (`guildhall_api::search` checks them).
+const SEARCH: &[(&str, Query)] = {
+    use guildhall_api::search as s;
+    &[
+        ("content", Query::Text(s::MAX_CONTENT_CHARS as u32)),
+        ("slop", Query::Int(0, s::MAX_SLOP)),
+        ("author_id", Query::Ids(100)),
+        ("author_type", Query::ManyOf(s::AUTHOR_TYPES)),
+        ("mentions", Query::Ids(100)),
+        ("mentions_role_id", Query::Ids(100)),
+        ("replied_to_user_id", Query::Ids(100)),
+        ("replied_to_message_id", Query::Ids(100)),
+        ("mention_everyone", Query::Bool),
+        ("min_id", Query::Id),
+        ("max_id", Query::Id),
+        ("limit", Query::Int(1, s::MAX_LIMIT)),
+        ("offset", Query::Int(0, s::MAX_OFFSET)),
+        ("has", Query::ManyOf(s::HAS)),
+        ("link_hostname", Query::Texts(100, 256)),
+        ("embed_provider", Query::Texts(100, 256)),
+        ("embed_type", Query::ManyOf(s::EMBED_TYPES)),
+        ("attachment_extension", Query::Texts(100, 256)),
+        ("attachment_filename", Query::Texts(100, 1024)),
+        ("pinned", Query::Bool),
+        ("include_nsfw", Query::Bool),
+        ("channel_id", Query::Ids(500)),
+        ("sort_by", Query::OneOf(s::SORT_BY)),
+        ("sort_order", Query::OneOf(s::SORT_ORDER)),
+    ]
+};
 const MEMBER_PAGE: &[(&str, Query)] = &[("limit", Query::Int(1, 1000)), ("after", Query::Id)];
 
 /// Guild management (settings, channels, roles, members, bans, plugins) counts per guild.
@@ -469,6 +499,36 @@ pub static ROUTES: &[Route] = &[
     )
     .ok(invite),
     // ---- messages ----
+    route(
+        Get,
+        "/guilds/{guild_id}/messages/search",
+        Search,
+        handler!(|c, p| search::guild(c, p.id("guild_id")?).await),
+        "search_guild_messages",
+        "Find a guild's messages (Discord's filters)",
+    )
+    .query(SEARCH)
+    .ok(search_results),
+    route(
+        Get,
+        "/channels/{channel_id}/messages/search",
+        Search,
+        handler!(|c, p| search::channel(c, p.id("channel_id")?).await),
+        "search_channel_messages",
+        "Find a DM's messages, or a guild channel's",
+    )
+    .query(SEARCH)
+    .ok(search_results),
+    route(
+        Get,
+        "/users/@me/messages/search",
+        Search,
+        handler!(|c, p| search::my_dms(c).await),
+        "search_my_dms",
+        "Find messages in all of the caller's DMs",
+    )
+    .query(SEARCH)
+    .ok(search_results),
     route(
         Get,
         "/channels/{channel_id}/messages",

@@ -23,6 +23,21 @@ pub fn snowflake_text() -> Value {
     json!({ "type": "string", "pattern": SNOWFLAKE_PATTERN })
 }
 
+/// A message search's answer (Discord's): each hit is a list holding the message, marked `hit`.
+pub fn search_results(g: &mut SchemaGenerator) -> Schema {
+    let hit = json!({ "allOf": [g.subschema_for::<guildhall_core::model::Message>(), { "type": "object", "properties": { "hit": { "type": "boolean" } }, "required": ["hit"] }] });
+    object(
+        &["total_results", "messages", "doing_deep_historical_index"],
+        json!({
+            "total_results": { "type": "integer", "minimum": 0 },
+            "messages": { "type": "array", "items": { "type": "array", "items": hit } },
+            "doing_deep_historical_index": { "type": "boolean" },
+            "threads": { "type": "array" },
+            "members": { "type": "array" },
+        }),
+    )
+}
+
 pub fn session(g: &mut SchemaGenerator) -> Schema {
     object(&["token", "user"], json!({ "token": { "type": "string" }, "user": g.subschema_for::<User>() }))
 }

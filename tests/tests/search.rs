@@ -1,0 +1,216 @@
+//! Message search end to end on a single host: the real binary, REST in, the stream, the
+//! indexing worker, tantivy, REST out. What is found, how soon, by whom; edits, deletes,
+//! CJK text; DMs; and a kill -9 that leaves every message indexed exactly once.
+
+use std::time::{Duration, Instant};
+
+use guildhall_e2e::{Http, Server};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+/// How long a message may take to become searchable here (the goal is a second at p99).
+const SEARCHABLE_WITHIN: Duration = Duration::from_secs(5);
+
+fn found(answer: &Value) -> Vec<String> {
+    answer["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {answer}"))
+        .iter()
+        .map(|hit| {
+            assert_eq!(hit[0]["hit"], true, "{hit}");
+            hit[0]["content"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+async fn search(http: &Http, token: &str, path: &str) -> (StatusCode, Value) {
+    let answer = http.get(path, token).await;
+    (answer.status, answer.body)
+}
+
+/// Searches until `want` is what is found (or the time is up), and says how long it took.
+async fn until_found(http: &Http, token: &str, path: &str, want: &[&str]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = search(http, token, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let got = found(&body);
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < SEARCHABLE_WITHIN, "{path}: found {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post(http: &Http, token: &str, channel: &str, content: &str) -> String {
+    let m = http.post(&format!("/channels/{channel}/messages"), token, json!({ "content": content })).await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+    m.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_found_soon_by_those_who_may_read_them() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (bob, bob_id) = http.register("bob").await;
+    let (carol, _) = http.register("carol").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "searchers" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let general = http.get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    // A channel @everyone cannot view.
+    let hidden = http.post(&format!("/guilds/{gid}/channels"), &alice, json!({ "name": "staff" })).await;
+    assert_eq!(hidden.status, StatusCode::CREATED, "{}", hidden.body);
+    let hidden = hidden.body["id"].as_str().unwrap().to_owned();
+    let deny_view = json!({ "permission_overwrites": [{ "id": gid, "type": 0, "allow": "0", "deny": "1024" }] });
+    let patched = http.call(hyper::Method::PATCH, &format!("/channels/{hidden}"), Some(&alice), Some(deny_view)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let invite = http.post(&format!("/channels/{general}/invites"), &alice, json!({})).await;
+    let code = invite.body["code"].as_str().unwrap().to_owned();
+    assert_eq!(http.post(&format!("/invites/{code}"), &bob, json!({})).await.status, StatusCode::OK);
+
+    let peek = http.get(&format!("/channels/{hidden}"), &bob).await;
+    assert_eq!(peek.status, StatusCode::FORBIDDEN, "bob cannot view the staff channel: {}", peek.body);
+    let hello = post(&http, &alice, &general, "Hello searchable World").await;
+    post(&http, &alice, &hidden, "secret searchable plans").await;
+    post(&http, &bob, &general, "明日は東京都に行きます").await;
+    post(&http, &bob, &general, "read https://Docs.Example.com/guide first").await;
+    let q = |query: &str| format!("/guilds/{gid}/messages/search?{query}");
+
+    let took =
+        until_found(&http, &alice, &q("content=searchable"), &["secret searchable plans", "Hello searchable World"])
+            .await;
+    println!("searchable after {took:?}");
+    until_found(&http, &bob, &q("content=searchable"), &["Hello searchable World"]).await;
+    let (_, hidden_for_bob) = search(&http, &bob, &q("content=secret")).await;
+    assert_eq!((hidden_for_bob["total_results"].as_u64(), found(&hidden_for_bob).len()), (Some(0), 0));
+    // Folding, prefixes, phrases, CJK substrings, filters.
+    until_found(&http, &bob, &q("content=HELLO+sear"), &["Hello searchable World"]).await;
+    until_found(&http, &bob, &q("content=%22hello+searchable%22"), &["Hello searchable World"]).await;
+    until_found(&http, &bob, &q("content=%22hello+world%22&slop=0"), &[]).await;
+    until_found(&http, &bob, &q("content=%E6%9D%B1%E4%BA%AC"), &["明日は東京都に行きます"]).await; // 東京
+    until_found(&http, &bob, &q("content=%E4%BA%AC%E9%83%BD%E3%81%AB"), &["明日は東京都に行きます"]).await; // 京都に
+    until_found(&http, &bob, &q("has=link"), &["read https://Docs.Example.com/guide first"]).await;
+    until_found(&http, &bob, &q("link_hostname=docs.example.com"), &["read https://Docs.Example.com/guide first"])
+        .await;
+    until_found(&http, &bob, &q(&format!("author_id={bob_id}&has=-link")), &["明日は東京都に行きます"]).await;
+    until_found(&http, &bob, &q(&format!("channel_id={hidden}")), &[]).await;
+    let (_, oldest) = search(&http, &alice, &q("sort_order=asc&limit=1")).await;
+    assert_eq!(
+        (found(&oldest), oldest["total_results"].as_u64()),
+        (vec!["Hello searchable World".to_owned()], Some(4))
+    );
+
+    // Edits and deletes are reflected.
+    let edit = http
+        .call(
+            hyper::Method::PATCH,
+            &format!("/channels/{general}/messages/{hello}"),
+            Some(&alice),
+            Some(json!({ "content": "Goodbye everyone" })),
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
+    until_found(&http, &bob, &q("content=goodbye"), &["Goodbye everyone"]).await;
+    until_found(&http, &bob, &q("content=hello"), &[]).await;
+    let deleted =
+        http.call(hyper::Method::DELETE, &format!("/channels/{general}/messages/{hello}"), Some(&alice), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    until_found(&http, &bob, &q("content=goodbye"), &[]).await;
+
+    // Strangers and bad queries.
+    let (status, body) = search(&http, &carol, &q("content=searchable")).await;
+    assert_eq!((status, body["code"].as_u64()), (StatusCode::FORBIDDEN, Some(50001)), "{body}");
+    let (status, body) = search(&http, &bob, &q("limit=26")).await;
+    assert_eq!((status, body["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(50035)), "{body}");
+    let (status, body) = search(&http, &bob, &q("has=nothing")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Bob leaves: the guild's messages are no longer his to find.
+    let left = http.call(hyper::Method::DELETE, &format!("/users/@me/guilds/{gid}"), Some(&bob), None).await;
+    assert_eq!(left.status, StatusCode::NO_CONTENT, "{}", left.body);
+    let (status, _) = search(&http, &bob, &q("content=searchable")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_dms_are_one_searchable_set_of_their_own() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, alice_id) = http.register("alice").await;
+    let (bob, bob_id) = http.register("bob").await;
+    let (carol, carol_id) = http.register("carol").await;
+    let open = |token: String, to: String| {
+        let http = server.http();
+        async move {
+            let dm = http.post("/users/@me/channels", &token, json!({ "recipient_id": to })).await;
+            assert_eq!(dm.status, StatusCode::OK, "{}", dm.body);
+            dm.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let alice_bob = open(alice.clone(), bob_id.clone()).await;
+    let alice_carol = open(alice.clone(), carol_id.clone()).await;
+    post(&http, &alice, &alice_bob, "lunch plans with bob").await;
+    post(&http, &carol, &alice_carol, "lunch plans with carol").await;
+    let _ = alice_id;
+
+    until_found(
+        &http,
+        &alice,
+        "/users/@me/messages/search?content=lunch",
+        &["lunch plans with carol", "lunch plans with bob"],
+    )
+    .await;
+    until_found(&http, &bob, "/users/@me/messages/search?content=lunch", &["lunch plans with bob"]).await;
+    until_found(&http, &carol, "/users/@me/messages/search?content=lunch", &["lunch plans with carol"]).await;
+    until_found(
+        &http,
+        &bob,
+        &format!("/channels/{alice_bob}/messages/search?content=plans"),
+        &["lunch plans with bob"],
+    )
+    .await;
+    let (status, _) = search(&http, &carol, &format!("/channels/{alice_bob}/messages/search?content=plans")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another's DM");
+}
+
+/// kill -9 while messages are being indexed, then a restart: every acknowledged message is
+/// in the index exactly once (the total counts documents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_indexing_leaves_every_message_indexed_once() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "crash" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let general = http.get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    const N: usize = 300;
+    // Posted from several tasks at once, so batches are indexing when the process dies.
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (http, alice, general) = (server.http(), alice.clone(), general.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..N / 4 {
+                post(&http, &alice, &general, &format!("crash test t{t} n{i}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let server = server.kill9_and_restart().await;
+    let http = server.http();
+    let path = format!("/guilds/{gid}/messages/search?content=crash");
+    let started = Instant::now();
+    loop {
+        let (status, body) = search(&http, &alice, &path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let total = body["total_results"].as_u64().unwrap() as usize;
+        assert!(total <= N, "{total} documents for {N} messages: indexed twice");
+        if total == N {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "only {total} of {N} indexed after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
