@@ -34,6 +34,16 @@ pub const SORT_BY: &[&str] = &["relevance", "timestamp"];
 pub const SORT_ORDER: &[&str] = &["asc", "desc"];
 
 pub const MAX_CONTENT_CHARS: usize = 1024;
+/// Most ids in one list parameter (Discord's; `channel_id`, Discord's 500, is kept to
+/// [`MAX_CHANNEL_IDS`]).
+pub const MAX_IDS: usize = 100;
+pub const MAX_CHANNEL_IDS: usize = 100;
+/// Most values of a text list (`link_hostname`, `attachment_filename`, ...) and their
+/// characters: smaller than Discord's (100 of 256 or 1024), so that every search the API
+/// description allows fits in the host's request target (an 8 KiB bound answered with 414,
+/// and never past the 64 KiB where the HTTP layer answers 414 without a body).
+pub const MAX_TEXTS: usize = 10;
+pub const MAX_TEXT_CHARS: usize = 50;
 pub const MAX_LIMIT: u32 = 25;
 pub const MAX_OFFSET: u32 = 9975;
 pub const MAX_SLOP: u32 = 100;
@@ -104,9 +114,10 @@ fn ids(pairs: &[(String, String)], field: &'static str, max: usize) -> Result<Ve
     let mut out: Vec<Snowflake> = Vec::new();
     for v in values(pairs, field) {
         let id: Snowflake = v.parse().map_err(|_| refuse(field, format!("Value \"{v}\" is not snowflake.")))?;
-        if !out.contains(&id) {
-            out.push(id);
+        if out.contains(&id) {
+            return Err(refuse(field, "Values must be unique."));
         }
+        out.push(id);
     }
     if out.len() > max {
         return Err(refuse(field, format!("Must be {max} or fewer in length.")));
@@ -126,9 +137,10 @@ fn texts(
             return Err(refuse(field, format!("Must be {max_chars} or fewer in length.")));
         }
         let v = v.to_lowercase();
-        if !out.contains(&v) {
-            out.push(v);
+        if out.contains(&v) {
+            return Err(refuse(field, "Values must be unique."));
         }
+        out.push(v);
     }
     if out.len() > max_items {
         return Err(refuse(field, format!("Must be {max_items} or fewer in length.")));
@@ -142,9 +154,10 @@ fn choices(pairs: &[(String, String)], field: &'static str, allowed: &[&str]) ->
         if !allowed.contains(&v) {
             return Err(refuse(field, format!("Value \"{v}\" is not a valid enum value.")));
         }
-        if !out.iter().any(|o| o == v) {
-            out.push(v.to_owned());
+        if out.iter().any(|o| o == v) {
+            return Err(refuse(field, "Values must be unique."));
         }
+        out.push(v.to_owned());
     }
     Ok(out)
 }
@@ -152,8 +165,8 @@ fn choices(pairs: &[(String, String)], field: &'static str, allowed: &[&str]) ->
 fn boolean(pairs: &[(String, String)], field: &'static str) -> Result<Option<bool>, SearchError> {
     match one(pairs, field)? {
         None => Ok(None),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
         Some(v) => Err(refuse(field, format!("Value \"{v}\" is not a valid boolean."))),
     }
 }
@@ -192,26 +205,26 @@ pub fn parse_message_search(pairs: &[(String, String)]) -> Result<MessageSearch,
     Ok(MessageSearch {
         content,
         slop: int(pairs, "slop", 0, MAX_SLOP)?.unwrap_or(DEFAULT_SLOP),
-        author_id: ids(pairs, "author_id", 100)?,
+        author_id: ids(pairs, "author_id", MAX_IDS)?,
         author_type: choices(pairs, "author_type", AUTHOR_TYPES)?,
-        mentions: ids(pairs, "mentions", 100)?,
-        mentions_role_id: ids(pairs, "mentions_role_id", 100)?,
-        replied_to_user_id: ids(pairs, "replied_to_user_id", 100)?,
-        replied_to_message_id: ids(pairs, "replied_to_message_id", 100)?,
+        mentions: ids(pairs, "mentions", MAX_IDS)?,
+        mentions_role_id: ids(pairs, "mentions_role_id", MAX_IDS)?,
+        replied_to_user_id: ids(pairs, "replied_to_user_id", MAX_IDS)?,
+        replied_to_message_id: ids(pairs, "replied_to_message_id", MAX_IDS)?,
         mention_everyone: boolean(pairs, "mention_everyone")?,
         min_id: id(pairs, "min_id")?,
         max_id: id(pairs, "max_id")?,
         limit: int(pairs, "limit", 1, MAX_LIMIT)?.unwrap_or(MAX_LIMIT),
         offset: int(pairs, "offset", 0, MAX_OFFSET)?.unwrap_or(0),
         has: choices(pairs, "has", HAS)?,
-        link_hostname: texts(pairs, "link_hostname", 100, 256)?,
-        embed_provider: texts(pairs, "embed_provider", 100, 256)?,
+        link_hostname: texts(pairs, "link_hostname", MAX_TEXTS, MAX_TEXT_CHARS)?,
+        embed_provider: texts(pairs, "embed_provider", MAX_TEXTS, MAX_TEXT_CHARS)?,
         embed_type: choices(pairs, "embed_type", EMBED_TYPES)?,
-        attachment_extension: texts(pairs, "attachment_extension", 100, 256)?,
-        attachment_filename: texts(pairs, "attachment_filename", 100, 1024)?,
+        attachment_extension: texts(pairs, "attachment_extension", MAX_TEXTS, MAX_TEXT_CHARS)?,
+        attachment_filename: texts(pairs, "attachment_filename", MAX_TEXTS, MAX_TEXT_CHARS)?,
         pinned: boolean(pairs, "pinned")?,
         include_nsfw: boolean(pairs, "include_nsfw")?,
-        channel_id: ids(pairs, "channel_id", 500)?,
+        channel_id: ids(pairs, "channel_id", MAX_CHANNEL_IDS)?,
         by_relevance: sort_by.first().is_some_and(|s| s == "relevance"),
         ascending: sort_order.first().is_some_and(|s| s == "asc"),
     })
@@ -227,8 +240,7 @@ mod tests {
 
     #[test]
     fn lists_repeat_defaults_apply_and_unknown_parameters_are_ignored() {
-        let s = parse("content=hi+there&author_id=1&author_id=2&author_id=1&has=link&has=-file&sort_by=relevance&x=y")
-            .unwrap();
+        let s = parse("content=hi+there&author_id=1&author_id=2&has=link&has=-file&sort_by=relevance&x=y").unwrap();
         assert_eq!(s.content.as_deref(), Some("hi there"));
         assert_eq!(s.author_id, vec![Snowflake(1), Snowflake(2)]);
         assert_eq!(s.has, vec!["link", "-file"]);
@@ -252,6 +264,9 @@ mod tests {
             ("sort_by=time", "sort_by"),
             ("sort_order=asc&sort_order=desc", "sort_order"),
             ("limit=1&limit=2", "limit"),
+            ("author_id=1&author_id=1", "author_id"),
+            ("has=link&has=link", "has"),
+            ("link_hostname=a.b&link_hostname=A.B", "link_hostname"),
         ] {
             assert_eq!(parse(q).map_err(|e| e.field), Err(field), "{q}");
         }
