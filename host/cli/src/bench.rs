@@ -1,5 +1,5 @@
 //! Benchmark scenarios: `guildhall bench fanout`, `rest`, `coalesce`, `plugins`, `cluster`,
-//! `compression` and `storage-deadline` (the last four in modules of their own).
+//! `compression`, `storage-deadline` and `search` (the last four in modules of their own).
 //!
 //! Each prints its numbers (as one JSON object with `--json`). Timings depend on the machine
 //! and its load; every report includes the core count, and comparisons belong in one run.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use guildhall_client::{ApiClient, Method};
 
-use crate::stats::{cores, percentiles_us};
+use crate::stats::{cores, percentiles_us, system_clock};
 use guildhall_core::gateway::intents;
 use guildhall_core::guild::{GuildState, MessageCommand, SessionId};
 use guildhall_core::model::{Channel, Guild, Member, User};
@@ -81,6 +81,14 @@ pub enum Scenario {
     /// and CQL node: creates through every node, NATS messages per create, a hot-channel
     /// read burst over the nodes, fan-out to WebSocket sessions on every node, and
     /// fail-over after SIGKILL.
+    /// Message search in process: indexing throughput (stream, indexer, tantivy, commit),
+    /// append to searchable, searches cold and warm, bytes of index per message.
+    Search {
+        #[command(flatten)]
+        bench: crate::bench_search::SearchBench,
+        #[arg(long)]
+        json: bool,
+    },
     Cluster {
         #[command(flatten)]
         bench: crate::bench_cluster::ClusterBench,
@@ -123,11 +131,6 @@ pub enum Scenario {
 
 use crate::serve_child::temp_dir;
 
-/// The in-process benchmarks compose the host's parts themselves: with the OS clock.
-fn system_clock() -> Arc<dyn guildhall_core::clock::Clock> {
-    Arc::new(guildhall_server::clock::SystemClock)
-}
-
 pub async fn run(scenario: Scenario) -> Result<(), String> {
     let (report, as_json) = match scenario {
         Scenario::Fanout { sessions, messages, queue, json } => (fanout(sessions, messages, queue).await?, json),
@@ -138,6 +141,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
             (coalesce(&storage, concurrency, rounds).await?, json)
         }
         Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
+        Scenario::Search { bench, json } => (crate::bench_search::run(bench).await?, json),
         Scenario::Compression { bench, json } => (crate::bench_compression::run(bench).await?, json),
         Scenario::StorageDeadline { bench, json } => (crate::bench_storage::run(bench).await?, json),
         Scenario::Plugins { component, calls, instances, config, languages: false, json } => {

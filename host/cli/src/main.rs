@@ -7,6 +7,7 @@ mod app_cli;
 mod bench;
 mod bench_cluster;
 mod bench_compression;
+mod bench_search;
 mod bench_storage;
 mod components;
 mod plugin_cli;

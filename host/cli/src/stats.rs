@@ -1,4 +1,4 @@
-//! What the benchmark scenarios share: latency percentiles.
+//! What the benchmark scenarios share: latency percentiles, the core count, the clock.
 
 use std::time::Duration;
 
@@ -15,4 +15,9 @@ pub fn percentiles_us(mut samples: Vec<Duration>) -> (f64, f64, f64) {
 /// The machine's cores, for every report (timings depend on them).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The in-process benchmarks compose the host's parts themselves: with the OS clock.
+pub fn system_clock() -> std::sync::Arc<dyn guildhall_core::clock::Clock> {
+    std::sync::Arc::new(guildhall_server::clock::SystemClock)
 }
