@@ -57,6 +57,8 @@ pub enum Bucket {
     MessageReads,
     /// Message searches (per guild or channel).
     Search,
+    /// Searches of all of the caller's DMs (once for the caller).
+    DmSearch,
     GuildCreate,
     GuildManage,
     InviteCreate,
@@ -85,6 +87,7 @@ impl Bucket {
             Bucket::Typing => "typing",
             Bucket::MessageReads => "message_reads",
             Bucket::Search => "message_search",
+            Bucket::DmSearch => "dm_search",
             Bucket::GuildCreate => "guild_create",
             Bucket::GuildManage => "guild_manage",
             Bucket::InviteCreate => "invite_create",
@@ -124,7 +127,7 @@ impl Bucket {
             Bucket::Reactions => c.reactions,
             Bucket::Typing => c.typing,
             Bucket::MessageReads => c.message_reads,
-            Bucket::Search => c.search,
+            Bucket::Search | Bucket::DmSearch => c.search,
             Bucket::GuildCreate => c.guild_create,
             Bucket::GuildManage => c.guild_manage,
             Bucket::InviteCreate => c.invite_create,

@@ -278,18 +278,18 @@ pub enum Lookup<'a> {
     NotFound,
 }
 
-/// The route for `method` at `path`: of the templates that match, the most literal.
+/// The route for `method` at `path`. The path decides first: of the templates that match,
+/// the most literal (`messages/search` is never `messages/{message_id}`); then the method:
+/// one that template does not serve is a 405 listing those it does.
 pub fn find<'a>(routes: &'static [Route], method: &Method, path: &'a [&'a str]) -> Lookup<'a> {
     let matching = || routes.iter().filter_map(|r| r.matches(path).map(|rank| (r, rank)));
+    let Some(best) = matching().map(|(_, rank)| rank).max() else { return Lookup::NotFound };
+    let at_best = || matching().filter(move |(_, rank)| *rank == best).map(|(r, _)| r);
     let verb = Verb::of(method);
-    let best = matching().filter(|(r, _)| Some(r.verb) == verb).max_by_key(|(_, rank)| *rank);
-    if let Some((route, _)) = best {
+    if let Some(route) = at_best().find(|r| Some(r.verb) == verb) {
         return Lookup::Route(route, Params { route, path });
     }
-    let mut allowed: Vec<&'static str> = matching().map(|(r, _)| r.verb.uppercase()).collect();
-    if allowed.is_empty() {
-        return Lookup::NotFound;
-    }
+    let mut allowed: Vec<&'static str> = at_best().map(|r| r.verb.uppercase()).collect();
     allowed.sort_unstable();
     allowed.dedup();
     Lookup::WrongMethod(allowed)
@@ -334,8 +334,8 @@ mod tests {
         };
         assert_eq!(at(&["channels", "5", "messages", "search"], Method::GET), Ok(("search", None, 5)));
         assert_eq!(at(&["channels", "5", "messages", "7"], Method::GET), Ok(("get", Some("7"), 5)));
-        // `search` is also a value of {message_id} for DELETE, the only route that has it.
-        assert_eq!(at(&["channels", "5", "messages", "search"], Method::DELETE), Ok(("d", Some("search"), 5)));
+        // The path decides first: `search` is the search's path, whose only method is GET.
+        assert_eq!(at(&["channels", "5", "messages", "search"], Method::DELETE), Err("GET".into()));
         assert_eq!(at(&["channels", "5", "messages", "7"], Method::PUT), Err("DELETE, GET".into()));
         assert_eq!(at(&["channels", "5", "messages"], Method::GET), Err("404".into()));
         assert_eq!(at(&["channels", "5", "messages", "7", "x"], Method::GET), Err("404".into()));

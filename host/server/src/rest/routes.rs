@@ -522,7 +522,7 @@ pub static ROUTES: &[Route] = &[
     route(
         Get,
         "/users/@me/messages/search",
-        Search,
+        DmSearch,
         handler!(|c, p| search::my_dms(c).await),
         "search_my_dms",
         "Find messages in all of the caller's DMs",
