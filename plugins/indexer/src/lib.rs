@@ -51,18 +51,17 @@ pub fn link_hosts(text: &str) -> Vec<String> {
             rest = &after[4..];
             continue;
         };
-        let authority = &after[scheme_len..];
-        let end = authority
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '>' || c == ')')
-            .unwrap_or(authority.len());
-        let authority = &authority[..end];
+        let tail = &after[scheme_len..];
+        let end =
+            tail.find(|c: char| matches!(c, '/' | '?' | '#' | '>' | ')') || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..end];
         // user:password@host:port
         let host = authority.rsplit('@').next().unwrap_or("");
         let host = host.split(':').next().unwrap_or("").trim_end_matches('.');
         if !host.is_empty() && host.contains('.') && host.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.') {
             hosts.push(host.to_owned());
         }
-        rest = &authority[end..];
+        rest = &tail[end..];
     }
     hosts
 }
