@@ -69,7 +69,13 @@ struct GuildIndexer {
     instance: Option<IndexerInstance>,
     /// When storage was last asked (the clock's monotonic ms).
     checked_at_ms: u64,
+    /// When a batch of the guild last came (idle ones, and their instances, are dropped).
+    used_ms: u64,
 }
+
+/// A guild's indexer (and its instance) is forgotten after this long without a batch, as
+/// idle plugin instances are elsewhere.
+const GUILD_IDLE_MS: u64 = 5 * 60 * 1000;
 
 pub struct IndexingWorker {
     consumer: Box<dyn LogConsumer>,
@@ -80,6 +86,8 @@ pub struct IndexingWorker {
     metrics: Arc<Metrics>,
     config: WorkerConfig,
     guilds: HashMap<GuildId, GuildIndexer>,
+    /// When idle guilds were last dropped from `guilds` (monotonic ms).
+    evicted_at_ms: u64,
 }
 
 impl IndexingWorker {
@@ -92,7 +100,17 @@ impl IndexingWorker {
         metrics: Arc<Metrics>,
         config: WorkerConfig,
     ) -> IndexingWorker {
-        IndexingWorker { consumer, cells, store, engine, clock, metrics, config, guilds: HashMap::new() }
+        IndexingWorker {
+            consumer,
+            cells,
+            store,
+            engine,
+            clock,
+            metrics,
+            config,
+            guilds: HashMap::new(),
+            evicted_at_ms: 0,
+        }
     }
 
     /// Runs until `stop` turns true.
@@ -158,6 +176,7 @@ impl IndexingWorker {
         let started = Instant::now();
         // Each log's entries, in stream order (logs in the order they first appear).
         let mut logs: Vec<(LogKey, Vec<&LogEntry>)> = Vec::new();
+        let mut log_at: HashMap<LogKey, usize> = HashMap::new();
         for delivered in batch {
             let entry = match &delivered.entry {
                 Ok(entry) => entry,
@@ -167,9 +186,12 @@ impl IndexingWorker {
                     continue;
                 }
             };
-            match logs.iter_mut().find(|(key, _)| *key == entry.key) {
-                Some((_, entries)) => entries.push(entry),
-                None => logs.push((entry.key, vec![entry])),
+            match log_at.get(&entry.key) {
+                Some(&at) => logs[at].1.push(entry),
+                None => {
+                    log_at.insert(entry.key, logs.len());
+                    logs.push((entry.key, vec![entry]));
+                }
             }
         }
         let mut touched = Vec::new();
@@ -220,6 +242,11 @@ impl IndexingWorker {
         self.metrics.search_entries_indexed.fetch_add(batch.len() as u64, Relaxed);
         Metrics::inc(&self.metrics.search_batches);
         self.metrics.search_batch_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        let now_ms = self.clock.monotonic_ms();
+        if now_ms.saturating_sub(self.evicted_at_ms) >= 60_000 {
+            self.evicted_at_ms = now_ms;
+            self.guilds.retain(|_, g| now_ms.saturating_sub(g.used_ms) < GUILD_IDLE_MS);
+        }
         // Time from the newest message's creation (its id) to searchable.
         if let Some(newest) = batch.iter().filter_map(|d| d.entry.as_ref().ok()).filter_map(created_id).max() {
             let lag = self.clock.unix_ms().saturating_sub(newest.unix_ms());
@@ -270,9 +297,13 @@ impl IndexingWorker {
             match keep {
                 Some(g) => g.checked_at_ms = now_ms,
                 None => {
-                    self.guilds.insert(guild, GuildIndexer { record, instance: None, checked_at_ms: now_ms });
+                    let fresh = GuildIndexer { record, instance: None, checked_at_ms: now_ms, used_ms: now_ms };
+                    self.guilds.insert(guild, fresh);
                 }
             }
+        }
+        if let Some(g) = self.guilds.get_mut(&guild) {
+            g.used_ms = now_ms;
         }
         let state = self.guilds.get_mut(&guild)?;
         let record = state.record.clone()?;
