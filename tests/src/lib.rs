@@ -185,6 +185,19 @@ impl Server {
         Server::start_on(dir, env).await
     }
 
+    /// SIGTERM, then start again on the same data directory (a new port) with `set` changed
+    /// in its configuration.
+    pub async fn restart_with(mut self, set: &[(&str, &str)]) -> Server {
+        assert!(self.terminate(), "the server stops cleanly");
+        let (dir, mut env) = (self.data_dir.clone(), std::mem::take(&mut self.env));
+        std::mem::forget(self); // stopped; keep the data directory
+        for (key, value) in set {
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_string(), value.to_string()));
+        }
+        Server::start_on(dir, env).await
+    }
+
     /// SIGKILL, keeping the data directory (until the server is dropped).
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill -9");

@@ -472,7 +472,7 @@ async fn coalesce(storage: &str, concurrency: usize, rounds: usize) -> Result<Va
     let dir = temp_dir("coalesce");
     let config =
         guildhall_server::config::Config { storage: storage.to_owned(), data_dir: dir.clone(), ..Default::default() };
-    let (store, _) = guildhall_server::app::open_storage(&config).await?;
+    let store = guildhall_server::app::open_storage(&config).await?.store;
     let clock = system_clock();
     let ids = Generator::new(0, 3, clock.clone());
     let next = || ids.next_id().expect("ids");

@@ -112,6 +112,11 @@ impl StreamEvent {
             _ => return None,
         })
     }
+
+    /// Whether `of_write` makes an event of `write` (without cloning its message).
+    pub fn made_by(write: &GuildWrite) -> bool {
+        matches!(write, GuildWrite::PutMessage(_) | GuildWrite::EditMessage(_) | GuildWrite::DeleteMessage { .. })
+    }
 }
 
 /// One event in a log.
@@ -194,6 +199,8 @@ pub struct LogWriter {
     in_flight: Option<RelayJob>,
     /// Consecutive failed jobs (the driver waits longer after each).
     failures: u32,
+    /// Storage itself is the stream (the embedded store): what it stores is relayed.
+    storage_appends: bool,
 }
 
 impl LogWriter {
@@ -211,7 +218,14 @@ impl LogWriter {
             relayed: 0,
             in_flight: None,
             failures: 0,
+            storage_appends: false,
         }
+    }
+
+    /// A writer for a log whose storage is the stream itself (it appends a batch's entries
+    /// in the batch's transaction): it numbers entries and never relays.
+    pub fn storage_appends(key: LogKey, recipients: Vec<UserId>, head: u64) -> LogWriter {
+        LogWriter { catching_up: false, relayed: head, storage_appends: true, ..LogWriter::new(key, recipients, head) }
     }
 
     pub fn key(&self) -> LogKey {
@@ -224,6 +238,7 @@ impl LogWriter {
         let mut out = Vec::new();
         for (i, write) in writes.iter().enumerate() {
             let Some(event) = StreamEvent::of_write(write) else { continue };
+            debug_assert!(StreamEvent::made_by(write), "made_by agrees with of_write");
             self.last_seq += 1;
             let entry = LogEntry {
                 v: LOG_SCHEMA_VERSION,
@@ -246,6 +261,12 @@ impl LogWriter {
         assert_eq!(entries.len(), outcomes.len(), "one outcome per entry");
         if !logged || entries.is_empty() {
             return; // not stored (or nothing to store): the next batch's `prev` skips them
+        }
+        if self.storage_appends {
+            let last = entries.last().expect("not empty").seq;
+            assert!(last > self.last_stored, "entries are stored in order");
+            (self.last_stored, self.relayed) = (last, last);
+            return;
         }
         for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
             assert!(entry.seq > self.last_stored, "entries are stored in order");
@@ -392,6 +413,34 @@ mod tests {
         w.finished(Ok(Relayed { upto: 3, read: 0 }));
         assert!(w.is_drained());
         assert_eq!(w.relayed(), 3);
+    }
+
+    #[test]
+    fn a_writer_whose_storage_is_the_stream_numbers_and_never_relays() {
+        let mut w = LogWriter::storage_appends(LogKey::Guild(Snowflake(1)), vec![], 5);
+        assert!(w.is_drained() && w.next_job().is_none(), "nothing to read back");
+        use WriteOutcome::*;
+        let entries = store(&mut w, &[put(1), put(2)], true, &[Written, Refused]);
+        assert_eq!(entries.iter().map(|e| (e.seq, e.prev)).collect::<Vec<_>>(), vec![(6, 5), (7, 6)]);
+        assert_eq!((w.next_job(), w.relayed()), (None, 7), "stored is relayed");
+        store(&mut w, &[put(3)], false, &[Unknown]);
+        let next = store(&mut w, &[put(4)], true, &[Written]);
+        assert_eq!((next[0].seq, next[0].prev), (9, 7), "an entry storage did not take leaves a gap");
+        assert!(w.is_drained());
+    }
+
+    #[test]
+    fn the_writes_that_make_events_are_those_made_by_says() {
+        let writes = [
+            put(1),
+            GuildWrite::EditMessage(message(1)),
+            GuildWrite::DeleteMessage { channel_id: Snowflake(2), message_id: Snowflake(1) },
+            GuildWrite::UpdateGuild(Guild::new(Snowflake(1), "g", Snowflake(7))),
+            GuildWrite::CreateChannel(Channel::text(Snowflake(3), Snowflake(1), "c")),
+        ];
+        for write in &writes {
+            assert_eq!(StreamEvent::made_by(write), StreamEvent::of_write(write).is_some(), "{write:?}");
+        }
     }
 
     #[test]

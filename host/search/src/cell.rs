@@ -8,10 +8,16 @@
 //! Replays are idempotent: an upsert deletes the key first; deletes are by key or by query.
 //! The highest `seq` applied of every log (the stream's `LogEntry::seq`) is committed with
 //! the documents, in the commit's payload, so after a crash the cell knows exactly which
-//! entries its committed documents include.
+//! entries its committed documents include. So is every backfill in progress (how far a log's
+//! history has been indexed from storage): a crash resumes it where it was committed.
+//!
+//! What a search may say of a log ([`Coverage`]) follows from the last commit: a log the cell
+//! applied entries of and backfills nothing of is complete; a backfill says how far it is; a
+//! log the cell knows nothing of is not indexed yet.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use guildhall_core::model::{ChannelId, MessageId, UserId};
 use guildhall_core::stream::LogKey;
@@ -22,6 +28,9 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use guildhall_core::sync::LockUnpoisoned;
+
+use crate::backfill::Backfill;
 use crate::tokenizer::{message_analyzer, MESSAGE_ANALYZER};
 use crate::SearchError;
 
@@ -59,6 +68,25 @@ pub enum CellOp {
         author: UserId,
         since: MessageId,
     },
+    /// A channel's documents with ids in `from..before` (a backfill's page replaces them
+    /// with what storage holds there: messages deleted meanwhile go too).
+    ClearRange {
+        scope: Snowflake,
+        channel: ChannelId,
+        from: MessageId,
+        before: MessageId,
+    },
+}
+
+/// What a search of a log can rely on (as of the cell's last commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// Nothing is known of the log here: its history is not indexed (a backfill is due).
+    Unknown,
+    /// Its history is being indexed from storage; `recent_done` once the recent days are.
+    Backfilling { recent_done: bool, documents: u64 },
+    /// Every message of the log is indexed.
+    Complete,
 }
 
 /// The fields of every cell.
@@ -107,10 +135,44 @@ fn log_name(log: LogKey) -> String {
 }
 
 /// What a commit records besides its documents.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Payload {
     /// The highest seq applied, per log.
     applied: HashMap<String, u64>,
+    /// The backfills in progress, per log.
+    #[serde(default)]
+    backfills: HashMap<String, Backfill>,
+    /// Which indexer made each log's documents (a change re-indexes the log).
+    #[serde(default)]
+    indexers: HashMap<String, String>,
+}
+
+impl Payload {
+    fn load(index: &Index) -> Result<Payload, SearchError> {
+        match index.load_metas()?.payload {
+            Some(json) => serde_json::from_str(&json).map_err(|e| SearchError::Corrupt(e.to_string())),
+            None => Ok(Payload::default()),
+        }
+    }
+
+    fn coverage(&self, log: LogKey) -> Coverage {
+        let name = log_name(log);
+        match self.backfills.get(&name) {
+            Some(b) => Coverage::Backfilling { recent_done: b.recent_done, documents: b.documents },
+            None if self.applied.contains_key(&name) => Coverage::Complete,
+            None => Coverage::Unknown,
+        }
+    }
+}
+
+fn parse_log_name(name: &str) -> Option<LogKey> {
+    let (kind, id) = name.split_once(':')?;
+    let id = Snowflake(id.parse().ok()?);
+    match kind {
+        "guild" => Some(LogKey::Guild(id)),
+        "dm" => Some(LogKey::Dm(id)),
+        _ => None,
+    }
 }
 
 pub struct Cell {
@@ -118,8 +180,10 @@ pub struct Cell {
     writer: IndexWriter<TantivyDocument>,
     reader: IndexReader,
     fields: Fields,
-    /// As committed, plus what was applied since.
-    applied: HashMap<String, u64>,
+    /// As committed, plus what was applied (and backfilled) since.
+    state: Payload,
+    /// The last commit's payload, which searches read.
+    committed: Arc<Mutex<Payload>>,
     /// Changes staged since the last commit.
     staged: usize,
 }
@@ -135,14 +199,12 @@ impl Cell {
         let directory = MmapDirectory::open(dir)?;
         let index = Index::open_or_create(directory, schema)?;
         index.tokenizers().register(MESSAGE_ANALYZER, message_analyzer());
-        let payload: Payload = match index.load_metas()?.payload {
-            Some(json) => serde_json::from_str(&json).map_err(|e| SearchError::Corrupt(e.to_string()))?,
-            None => Payload::default(),
-        };
+        let state = Payload::load(&index)?;
         // One indexing thread: a cell is one of many on a node, and commits are what cost.
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Cell { index, writer, reader, fields, applied: payload.applied, staged: 0 })
+        let committed = Arc::new(Mutex::new(state.clone()));
+        Ok(Cell { index, writer, reader, fields, state, committed, staged: 0 })
     }
 
     pub fn fields(&self) -> Fields {
@@ -151,13 +213,49 @@ impl Cell {
 
     /// The highest seq of `log` this cell's documents include (committed or staged).
     pub fn applied(&self, log: LogKey) -> u64 {
-        self.applied.get(&log_name(log)).copied().unwrap_or(0)
+        self.state.applied.get(&log_name(log)).copied().unwrap_or(0)
     }
 
-    /// Records that the staged changes include `log`'s entries up to `seq`.
+    /// Records that the staged changes include `log`'s entries up to `seq` (at 0: that the
+    /// cell knows the log, whose history holds nothing before).
     pub fn set_applied(&mut self, log: LogKey, seq: u64) {
-        let at = self.applied.entry(log_name(log)).or_default();
+        let at = self.state.applied.entry(log_name(log)).or_default();
         *at = (*at).max(seq);
+    }
+
+    /// What a search of `log` can rely on, counting what is staged.
+    pub fn coverage(&self, log: LogKey) -> Coverage {
+        self.state.coverage(log)
+    }
+
+    /// The backfill of `log` in progress, if any.
+    pub fn backfill(&self, log: LogKey) -> Option<&Backfill> {
+        self.state.backfills.get(&log_name(log))
+    }
+
+    /// Sets (or, with `None`, ends) `log`'s backfill; committed with the staged changes.
+    pub fn set_backfill(&mut self, log: LogKey, backfill: Option<Backfill>) {
+        match backfill {
+            Some(b) => self.state.backfills.insert(log_name(log), b),
+            None => self.state.backfills.remove(&log_name(log)),
+        };
+    }
+
+    /// Which indexer made `log`'s documents here, if the cell knows.
+    pub fn indexer(&self, log: LogKey) -> Option<&str> {
+        self.state.indexers.get(&log_name(log)).map(String::as_str)
+    }
+
+    /// Records which indexer makes `log`'s documents from now on (committed with them).
+    pub fn set_indexer(&mut self, log: LogKey, indexer: String) {
+        self.state.indexers.insert(log_name(log), indexer);
+    }
+
+    /// The logs this cell is backfilling.
+    pub fn backfilling(&self) -> Vec<LogKey> {
+        let mut logs: Vec<LogKey> = self.state.backfills.keys().filter_map(|n| parse_log_name(n)).collect();
+        logs.sort();
+        logs
     }
 
     /// Stages a change (visible after [`Cell::commit`]).
@@ -192,6 +290,18 @@ impl Cell {
                 ]);
                 self.writer.delete_query(Box::new(query))?;
             }
+            CellOp::ClearRange { scope, channel, from, before } => {
+                let (from, before) = (Term::from_field_u64(f.id, from.0), Term::from_field_u64(f.id, before.0));
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, term_u64(f.scope, scope.0)),
+                    (Occur::Must, term_u64(f.channel, channel.0)),
+                    (
+                        Occur::Must,
+                        Box::new(RangeQuery::new(std::ops::Bound::Included(from), std::ops::Bound::Excluded(before))),
+                    ),
+                ]);
+                self.writer.delete_query(Box::new(query))?;
+            }
             CellOp::PurgeAuthor { scope, author, since } => {
                 let from = Term::from_field_u64(f.id, since.0);
                 let query = BooleanQuery::new(vec![
@@ -216,11 +326,12 @@ impl Cell {
 
     /// Makes the staged changes durable and searchable, with the logs' applied seqs.
     pub fn commit(&mut self) -> Result<(), SearchError> {
-        let payload = serde_json::to_string(&Payload { applied: self.applied.clone() }).expect("payload serializes");
+        let payload = serde_json::to_string(&self.state).expect("payload serializes");
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
         self.reader.reload()?;
+        *self.committed.lock_unpoisoned() = self.state.clone();
         self.staged = 0;
         Ok(())
     }
@@ -228,18 +339,14 @@ impl Cell {
     /// Forgets what was staged since the last commit (documents and applied seqs).
     pub fn rollback(&mut self) -> Result<(), SearchError> {
         self.writer.rollback()?;
-        let payload: Payload = match self.index.load_metas()?.payload {
-            Some(json) => serde_json::from_str(&json).map_err(|e| SearchError::Corrupt(e.to_string()))?,
-            None => Payload::default(),
-        };
-        self.applied = payload.applied;
+        self.state = Payload::load(&self.index)?;
         self.staged = 0;
         Ok(())
     }
 
     /// The cell's committed documents, for searches (while the writer goes on).
     pub fn reader(&self) -> CellReader {
-        CellReader { reader: self.reader.clone(), fields: self.fields }
+        CellReader { reader: self.reader.clone(), fields: self.fields, committed: self.committed.clone() }
     }
 
     /// Documents of a scope that are searchable now.
@@ -253,9 +360,15 @@ impl Cell {
 pub struct CellReader {
     reader: IndexReader,
     fields: Fields,
+    committed: Arc<Mutex<Payload>>,
 }
 
 impl CellReader {
+    /// What a search of `log` can rely on now.
+    pub fn coverage(&self, log: LogKey) -> Coverage {
+        self.committed.lock_unpoisoned().coverage(log)
+    }
+
     pub fn fields(&self) -> Fields {
         self.fields
     }

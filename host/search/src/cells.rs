@@ -2,18 +2,28 @@
 //! for DMs) in the cell its id hashes to. One writer per cell (behind a lock the indexing
 //! worker takes); searches read the last commit without it.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use guildhall_core::stream::LogKey;
 use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
+use tokio::sync::Notify;
 
-use crate::cell::{Cell, CellReader};
+use crate::cell::{Cell, CellReader, Coverage};
 use crate::SearchError;
+
+/// Backfills searches may ask for before the worker takes them (more are refused until it
+/// does: the 202 answer tells the caller to come back).
+const MAX_REQUESTED: usize = 10_000;
 
 pub struct Cells {
     writers: Vec<Mutex<Cell>>,
     readers: Vec<CellReader>,
+    /// Logs searches found unknown, for the indexing worker to backfill.
+    requested: Mutex<BTreeSet<LogKey>>,
+    request_made: Notify,
 }
 
 /// MurmurHash3's 64-bit finalizer: snowflakes differ mostly in their high (time) bits.
@@ -37,7 +47,7 @@ impl Cells {
             readers.push(cell.reader());
             writers.push(Mutex::new(cell));
         }
-        Ok(Cells { writers, readers })
+        Ok(Cells { writers, readers, requested: Mutex::default(), request_made: Notify::new() })
     }
 
     pub fn len(&self) -> usize {
@@ -61,6 +71,36 @@ impl Cells {
     /// What searches of a scope read.
     pub fn reader(&self, scope: Snowflake) -> &CellReader {
         &self.readers[self.cell_of(scope)]
+    }
+
+    /// The cell that keeps what is known of a log's history (its backfill): the cell of the
+    /// log's id (for a guild, the guild's own cell).
+    pub fn home_of(&self, log: LogKey) -> usize {
+        self.cell_of(log.id())
+    }
+
+    /// What a search of `log` can rely on now.
+    pub fn coverage(&self, log: LogKey) -> Coverage {
+        self.readers[self.home_of(log)].coverage(log)
+    }
+
+    /// Asks the indexing worker to backfill `log` (a search found it unknown).
+    pub fn request_backfill(&self, log: LogKey) {
+        let mut requested = self.requested.lock_unpoisoned();
+        if requested.len() < MAX_REQUESTED {
+            requested.insert(log);
+            self.request_made.notify_one();
+        }
+    }
+
+    /// The backfills asked for since the last call.
+    pub fn take_requests(&self) -> Vec<LogKey> {
+        std::mem::take(&mut *self.requested.lock_unpoisoned()).into_iter().collect()
+    }
+
+    /// Resolves once a backfill is asked for (at once if one was since the last wait).
+    pub async fn requested(&self) {
+        self.request_made.notified().await
     }
 
     /// Forgets every cell's uncommitted changes (a batch that failed half-way).

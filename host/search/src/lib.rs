@@ -2,19 +2,24 @@
 //!
 //! - [`tokenizer`]: how text becomes terms (words folded; CJK characters one by one, so any
 //!   substring is a phrase of them).
+//! - [`backfill`]: a log's history indexed from storage, newest first (pure).
 //! - [`cell`]: one index shared by many scopes (guilds, users' DMs), one writer, idempotent
 //!   changes, each log's applied `seq` committed with the documents.
 //! - [`query`]: a search as a cell runs it (content, filters, sort, page, total).
 //! - [`cells`]: a node's cells, a scope's cell by the hash of its id.
 //! - [`worker`]: the indexing worker (stream in, indexers, cells, commit, then acknowledge).
+//! - [`priority`]: indexing threads below request handling.
 
+pub mod backfill;
 pub mod cell;
 pub mod cells;
+pub mod priority;
 pub mod query;
 pub mod tokenizer;
 pub mod worker;
 
-pub use cell::{Cell, CellOp, CellReader, IndexDoc};
+pub use backfill::{Backfill, ChannelCursor};
+pub use cell::{Cell, CellOp, CellReader, Coverage, IndexDoc};
 pub use cells::Cells;
 pub use query::{Hits, SearchRequest, Sort};
 pub use worker::{IndexingWorker, WorkerConfig};

@@ -9,6 +9,10 @@
 //! and no sandbox on the path of every guild that installs none). DMs always use the default.
 //! A plugin's documents only propose text and tags for the messages of the batch: the host
 //! sets scope, id, channel and author from the messages themselves.
+//!
+//! Between live batches it backfills (see [`crate::backfill`]): logs a search found unknown,
+//! logs with a gap in their events, and guilds whose indexer changed, a page at a time, live
+//! entries first whenever there are any.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,17 +21,19 @@ use std::time::{Duration, Instant};
 
 use guildhall_core::clock::Clock;
 use guildhall_core::model::{GuildId, Message, MessageId, PluginKind, PluginRecord};
-use guildhall_core::stream::{Arrival, LogEntry, LogKey, StreamEvent};
+use guildhall_core::stream::{Arrival, LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{GuildEvent as PluginEvent, GuildView, IndexerInstance, MessageRef, PluginEngine};
 use guildhall_runtime::plugin_runners::bots::to_bot_message;
 use guildhall_runtime::plugin_runners::plugin_support::load_component;
 use guildhall_runtime::Metrics;
+use guildhall_store::history::HistoryQuery;
 use guildhall_store::Storage;
 use guildhall_stream::{Delivered, LogConsumer};
 use tokio::sync::watch;
 
-use crate::cell::{CellOp, IndexDoc};
+use crate::backfill::Backfill;
+use crate::cell::{CellOp, Coverage, IndexDoc};
 use crate::cells::Cells;
 use crate::SearchError;
 
@@ -38,10 +44,17 @@ pub struct WorkerConfig {
     pub max_batch: usize,
     /// How long a batch waits for more entries after its first.
     pub linger: Duration,
+    /// How long after a commit a batch waits for more entries at least: commits (each a few
+    /// fsyncs) stay few under load, while a message alone is searchable after `linger`.
+    pub commit_interval: Duration,
     /// A plugin indexer's CPU time for one log's batch.
     pub plugin_deadline: Duration,
     /// How long a guild's choice of indexer is trusted before storage is asked again.
     pub plugin_recheck: Duration,
+    /// Messages a backfill reads (and commits) at a time.
+    pub backfill_page: usize,
+    /// The recent history a backfill indexes before searches are answered.
+    pub recent: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -49,8 +62,11 @@ impl Default for WorkerConfig {
         WorkerConfig {
             max_batch: 4096,
             linger: Duration::from_millis(20),
+            commit_interval: Duration::from_millis(1000),
             plugin_deadline: Duration::from_millis(200),
             plugin_recheck: Duration::from_secs(10),
+            backfill_page: 1000,
+            recent: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -60,6 +76,17 @@ impl Default for WorkerConfig {
 pub struct Proposed {
     pub text: String,
     pub tags: Vec<String>,
+}
+
+/// Why a log is backfilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// A search found the log unknown (an existing deployment, a guild older than its index).
+    Asked,
+    /// Its events have a gap; `searchable`: the log was indexed before (answers go on).
+    Gap { searchable: bool },
+    /// Its guild's indexer changed: every message again, with the new one (answers go on).
+    Reindex,
 }
 
 /// A guild's indexer as the worker keeps it.
@@ -72,6 +99,9 @@ struct GuildIndexer {
     /// When a batch of the guild last came (idle ones, and their instances, are dropped).
     used_ms: u64,
 }
+
+/// The default indexer's version: a change to what it makes re-indexes every guild that uses it.
+pub const DEFAULT_INDEXER_VERSION: u32 = 1;
 
 /// A guild's indexer (and its instance) is forgotten after this long without a batch, as
 /// idle plugin instances are elsewhere.
@@ -88,6 +118,13 @@ pub struct IndexingWorker {
     guilds: HashMap<GuildId, GuildIndexer>,
     /// When idle guilds were last dropped from `guilds` (monotonic ms).
     evicted_at_ms: u64,
+    /// Logs being backfilled, taken in turn; and logs to start a backfill of, and why.
+    backfilling: Vec<LogKey>,
+    to_backfill: Vec<(LogKey, Why)>,
+    /// The next of `backfilling` to take a page of.
+    next_backfill: usize,
+    /// When the last batch was committed.
+    committed_at: tokio::time::Instant,
 }
 
 impl IndexingWorker {
@@ -110,15 +147,29 @@ impl IndexingWorker {
             config,
             guilds: HashMap::new(),
             evicted_at_ms: 0,
+            backfilling: Vec::new(),
+            to_backfill: Vec::new(),
+            next_backfill: 0,
+            committed_at: tokio::time::Instant::now(),
         }
     }
 
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        // Backfills a previous run committed go on.
+        for cell in 0..self.cells.len() {
+            let logs = self.cells.writer(cell).backfilling();
+            self.backfilling.extend(logs);
+        }
+        let cells = self.cells.clone();
         let mut failures = 0u32;
         while !*stop.borrow() {
+            self.start_requested_backfills().await;
+            // With backfills to do, a look at the stream does not wait: pages go between batches.
+            let wait = if self.backfilling.is_empty() { Duration::from_secs(1) } else { Duration::ZERO };
             let batch = tokio::select! {
-                batch = self.next_batch() => batch,
+                batch = self.next_batch(wait) => batch,
+                _ = cells.requested() => continue,
                 _ = stop.changed() => break,
             };
             let batch = match batch {
@@ -129,7 +180,10 @@ impl IndexingWorker {
                     continue;
                 }
             };
-            let Some(last) = batch.last().map(|d| d.position) else { continue };
+            let Some(last) = batch.last().map(|d| d.position) else {
+                self.backfill_page_or_wait().await;
+                continue;
+            };
             // The batch is retried until it is in the cells: it is not acknowledged before.
             loop {
                 match self.index(&batch).await {
@@ -147,22 +201,177 @@ impl IndexingWorker {
                 // Indexed and committed; the batch may come again, which changes nothing.
                 tracing::warn!(error = %e, "acknowledging indexed events failed");
             }
+            // A page between live batches, so that backfills go on under a steady stream.
+            self.backfill_page_or_wait().await;
         }
     }
 
-    /// Up to `max_batch` entries: what is there, and what comes within `linger` of the first.
-    async fn next_batch(&mut self) -> Result<Vec<Delivered>, guildhall_stream::StreamError> {
-        let mut batch = self.consumer.fetch(self.config.max_batch, Duration::from_secs(1)).await?;
-        if batch.is_empty() || batch.len() >= self.config.max_batch {
+    /// Stages the backfills due (see [`Why`]) in their logs' home cells, each log's
+    /// channels listed from storage, and returns the cells to commit. Guild logs only (a
+    /// DM's history is not backfilled yet).
+    async fn start_backfills(&mut self) -> Vec<usize> {
+        let mut staged = Vec::new();
+        for (log, why) in std::mem::take(&mut self.to_backfill) {
+            let LogKey::Guild(guild) = log else { continue };
+            let home = self.cells.home_of(log);
+            let coverage = self.cells.writer(home).coverage(log);
+            let answering = match (coverage, why) {
+                (Coverage::Backfilling { .. }, _) => continue, // going on already
+                (Coverage::Unknown, Why::Asked | Why::Gap { .. }) => false,
+                // A search's request that raced the completion; a new indexer of a log never
+                // indexed (its backfill will use it).
+                (Coverage::Complete, Why::Asked) | (Coverage::Unknown, Why::Reindex) => continue,
+                (Coverage::Complete, Why::Gap { searchable }) => searchable,
+                (Coverage::Complete, Why::Reindex) => true,
+            };
+            let channels = match self.store.guild_channels(guild).await {
+                Ok(channels) => channels.into_iter().map(|c| c.id).collect::<Vec<_>>(),
+                Err(e) => {
+                    tracing::warn!(%guild, error = %e, "listing a guild's channels to backfill failed; retrying");
+                    self.to_backfill.push((log, why));
+                    continue;
+                }
+            };
+            let recent_ms = self.config.recent.as_millis() as u64;
+            let backfill = Backfill::new(&channels, self.clock.unix_ms(), recent_ms, answering);
+            let mut cell = self.cells.writer(home);
+            let applied = cell.applied(log);
+            cell.set_applied(log, applied); // known from now on: live entries apply as they come
+            cell.set_backfill(log, Some(backfill));
+            tracing::info!(%guild, channels = channels.len(), ?why, "backfilling a guild's messages from storage");
+            if !self.backfilling.contains(&log) {
+                self.backfilling.push(log);
+            }
+            if !staged.contains(&home) {
+                staged.push(home);
+            }
+        }
+        staged
+    }
+
+    /// Starts the backfills searches asked for (and any other due), committed.
+    pub async fn start_requested_backfills(&mut self) {
+        let asked = self.cells.take_requests();
+        self.to_backfill.extend(asked.into_iter().map(|log| (log, Why::Asked)));
+        self.start_backfills_now().await;
+    }
+
+    /// Starts the backfills due and commits them (between batches).
+    async fn start_backfills_now(&mut self) {
+        for cell in self.start_backfills().await {
+            if let Err(e) = self.cells.writer(cell).commit() {
+                tracing::warn!(error = %e, "committing a backfill's start failed; it starts again");
+                self.cells.rollback_all();
+                // Rolled back: started again from the committed state.
+                self.backfilling.clear();
+                for cell in 0..self.cells.len() {
+                    let logs = self.cells.writer(cell).backfilling();
+                    self.backfilling.extend(logs);
+                }
+                return;
+            }
+        }
+    }
+
+    /// One page of the next backfill in turn: read from storage, proposed by the guild's
+    /// indexer, replacing the cell's documents in its range, committed with the cursor.
+    pub async fn backfill_page(&mut self) -> Result<(), SearchError> {
+        if self.backfilling.is_empty() {
+            return Ok(());
+        }
+        self.next_backfill %= self.backfilling.len();
+        let log = self.backfilling[self.next_backfill];
+        self.next_backfill += 1;
+        let home = self.cells.home_of(log);
+        let (LogKey::Guild(scope), Some(mut backfill)) = (log, self.cells.writer(home).backfill(log).cloned()) else {
+            self.backfilling.retain(|l| *l != log);
+            return Ok(());
+        };
+        let Some(ask) = backfill.next_page() else {
+            return self.finish_backfill(log, home, backfill);
+        };
+        let channel = match self.store.channel(ask.channel).await {
+            Ok(Some(channel)) => channel,
+            Ok(None) => {
+                backfill.drop_channel(ask);
+                return self.finish_backfill(log, home, backfill);
+            }
+            Err(e) => return Err(SearchError::Index(format!("reading channel {}: {e}", ask.channel))),
+        };
+        let newest_bucket = Snowflake::from_unix_ms(self.clock.unix_ms()).bucket();
+        let limit = self.config.backfill_page.max(1);
+        let page = guildhall_store::history::history(
+            self.store.as_ref(),
+            &channel,
+            HistoryQuery::Before(ask.before),
+            limit,
+            newest_bucket,
+        )
+        .await
+        .map_err(|e| SearchError::Index(format!("reading channel {}'s history: {e}", ask.channel)))?;
+        let entries: Vec<LogEntry> = page
+            .iter()
+            .map(|m| LogEntry {
+                v: LOG_SCHEMA_VERSION,
+                key: log,
+                seq: 0,
+                prev: 0,
+                recipients: Vec::new(),
+                event: StreamEvent::MessageCreate { message: m.clone() },
+            })
+            .collect();
+        let refs: Vec<&LogEntry> = entries.iter().collect();
+        let proposed = self.propose(log, &refs).await;
+        let (from, before) = backfill.page_read(ask, page.last().map(|m| m.id), page.len(), page.len() < limit);
+        let mut cell = self.cells.writer(home);
+        cell.apply(CellOp::ClearRange { scope, channel: ask.channel, from, before })?;
+        for entry in &entries {
+            for op in ops(scope, &entry.event, &proposed) {
+                cell.apply(op)?;
+            }
+        }
+        self.metrics.search_backfilled.fetch_add(page.len() as u64, Relaxed);
+        drop(cell);
+        self.finish_backfill(log, home, backfill)
+    }
+
+    /// A backfill page, if any is due; after a failure (rolled back), a pause.
+    async fn backfill_page_or_wait(&mut self) {
+        if let Err(e) = self.backfill_page().await {
+            self.cells.rollback_all();
+            tracing::warn!(error = %e, "a backfill page failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Commits a backfill's state (ended once every channel is read).
+    fn finish_backfill(&mut self, log: LogKey, home: usize, backfill: Backfill) -> Result<(), SearchError> {
+        let done = backfill.is_done();
+        let mut cell = self.cells.writer(home);
+        cell.set_backfill(log, (!done).then_some(backfill));
+        cell.commit()?;
+        if done {
+            self.backfilling.retain(|l| *l != log);
+            tracing::info!(?log, "backfill done: every message is indexed");
+        }
+        Ok(())
+    }
+
+    /// Up to `max_batch` entries: what is there (waiting at most `wait` for the first), and
+    /// what came by the time the batch is due (`linger` after the first, and not before
+    /// `commit_interval` after the last commit). In between it sleeps: a look at the stream
+    /// per append would wake this thread for every commit of the store.
+    async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Delivered>, guildhall_stream::StreamError> {
+        let max = self.config.max_batch;
+        let mut batch = self.consumer.fetch(max, wait).await?;
+        if batch.is_empty() || batch.len() >= max {
             return Ok(batch);
         }
-        let until = tokio::time::Instant::now() + self.config.linger;
-        while batch.len() < self.config.max_batch {
-            let left = until.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let more = self.consumer.fetch(self.config.max_batch - batch.len(), left).await?;
+        let due =
+            (tokio::time::Instant::now() + self.config.linger).max(self.committed_at + self.config.commit_interval);
+        tokio::time::sleep_until(due).await;
+        while batch.len() < max {
+            let more = self.consumer.fetch(max - batch.len(), Duration::ZERO).await?;
             if more.is_empty() {
                 break;
             }
@@ -195,6 +404,7 @@ impl IndexingWorker {
             }
         }
         let mut touched = Vec::new();
+        let mut gaps = Vec::new();
         for (log, entries) in logs {
             let proposed = self.propose(log, &entries).await;
             let scopes: Vec<Snowflake> = match log {
@@ -209,14 +419,25 @@ impl IndexingWorker {
             for (cell, scopes) in by_cell {
                 let mut writer = self.cells.writer(cell);
                 let mut applied = writer.applied(log);
+                // What searches could rely on before this batch (a gap repaired under answers).
+                let known_before = writer.coverage(log);
+                if known_before == Coverage::Unknown && matches!(log, LogKey::Guild(_)) {
+                    // A guild's first entry here: whatever its history holds (messages from
+                    // before its events were streamed, or before this index) is read from
+                    // storage. A new guild's is short.
+                    gaps.push((log, Why::Gap { searchable: false }));
+                }
                 for entry in &entries {
                     match entry.arrival(applied) {
                         Arrival::Repeat => continue,
                         Arrival::Gap { missing_after, missing_upto } => {
-                            // Entries the stream lost (past its retention): counted; the
-                            // guild's backfill repairs them from storage.
+                            // Entries the stream does not have (lost past its retention, or
+                            // from before the index): storage has what they did, a backfill
+                            // brings it in; answers go on meanwhile if the log had an index.
                             Metrics::inc(&self.metrics.search_gaps);
                             tracing::warn!(?log, missing_after, missing_upto, "a gap in a log's events");
+                            let searchable = known_before == Coverage::Complete;
+                            gaps.push((log, Why::Gap { searchable }));
                         }
                         Arrival::Next => {}
                     }
@@ -233,12 +454,25 @@ impl IndexingWorker {
                 }
             }
         }
+        // Started in the same commit as the entries after the gap, so that no answer in
+        // between takes the log for complete.
+        for gap in gaps {
+            if !self.to_backfill.iter().any(|(log, _)| *log == gap.0) {
+                self.to_backfill.push(gap);
+            }
+        }
+        for cell in self.start_backfills().await {
+            if !touched.contains(&cell) {
+                touched.push(cell);
+            }
+        }
         for cell in touched {
             let commit = Instant::now();
             self.cells.writer(cell).commit()?;
             self.metrics.search_commit_us.fetch_add(commit.elapsed().as_micros() as u64, Relaxed);
             Metrics::inc(&self.metrics.search_commits);
         }
+        self.committed_at = tokio::time::Instant::now();
         self.metrics.search_entries_indexed.fetch_add(batch.len() as u64, Relaxed);
         Metrics::inc(&self.metrics.search_batches);
         self.metrics.search_batch_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -268,12 +502,34 @@ impl IndexingWorker {
             return HashMap::new();
         }
         if let LogKey::Guild(guild) = log {
+            let proposed = self.plugin_proposals(guild, entries, &messages).await;
+            self.note_indexer(log, guild);
             // No plugin, or it failed: the default indexer.
-            if let Some(proposed) = self.plugin_proposals(guild, entries, &messages).await {
+            if let Some(proposed) = proposed {
                 return proposed;
             }
         }
         messages.iter().map(|m| (m.id, default_proposal(m))).collect()
+    }
+
+    /// Records which indexer the guild has in its log's home cell; when that changed, the
+    /// guild's messages are indexed again with the new one.
+    fn note_indexer(&mut self, log: LogKey, guild: GuildId) {
+        let identity = match self.guilds.get(&guild).and_then(|g| g.record.as_ref()) {
+            Some(r) => format!("plugin:{}:{}:{}", r.id, r.component_sha256, r.config),
+            None => format!("default:{DEFAULT_INDEXER_VERSION}"),
+        };
+        let mut cell = self.cells.writer(self.cells.home_of(log));
+        if cell.indexer(log) == Some(identity.as_str()) {
+            return;
+        }
+        let changed = cell.indexer(log).is_some();
+        cell.set_indexer(log, identity);
+        drop(cell);
+        if changed && !self.to_backfill.contains(&(log, Why::Reindex)) {
+            tracing::info!(%guild, "the guild's indexer changed: its messages are indexed again");
+            self.to_backfill.push((log, Why::Reindex));
+        }
     }
 
     /// The guild's indexer plugin's proposals, or `None` if it has none or it failed (a

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guildhall_core::clock::{Clock, ManualClock};
-use guildhall_core::model::{Channel, Message, User};
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{Channel, Guild, Member, Message, User};
 use guildhall_core::stream::{LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::Snowflake;
 use guildhall_runtime::Metrics;
-use guildhall_search::{Cells, IndexingWorker, SearchRequest, WorkerConfig};
+use guildhall_search::{Cells, Coverage, IndexingWorker, SearchRequest, WorkerConfig};
 use guildhall_stream::{EmbeddedLog, EventLog};
 
 const GUILD: Snowflake = Snowflake(1 << 30);
@@ -58,8 +59,11 @@ fn setup() -> Setup {
 
 impl Setup {
     async fn worker(&self) -> IndexingWorker {
+        self.worker_with(WorkerConfig { linger: Duration::from_millis(5), ..WorkerConfig::default() }).await
+    }
+
+    async fn worker_with(&self, config: WorkerConfig) -> IndexingWorker {
         let consumer = self.log.consumer("indexer").await.unwrap();
-        let config = WorkerConfig { linger: Duration::from_millis(5), ..WorkerConfig::default() };
         IndexingWorker::new(
             consumer,
             self.cells.clone(),
@@ -159,4 +163,128 @@ async fn a_batch_committed_but_not_acknowledged_is_not_indexed_twice() {
     s.log.append(&later).await.unwrap();
     s.run_until(|s| s.metrics.search_entries_indexed.load(std::sync::atomic::Ordering::Relaxed) >= 101).await;
     assert_eq!(s.count(GUILD), 49, "every message once, the deleted one gone");
+}
+
+const NOW_MS: u64 = 1_800_000_000_000;
+const DAY_MS: u64 = 86_400_000;
+
+/// A guild made (with its history) in storage alone, as before its index existed: a channel
+/// with 300 messages over the last 60 days, another with 50 in the last 3.
+async fn old_guild(s: &Setup) -> (Snowflake, Channel, Channel, Vec<Message>) {
+    let at =
+        |days_ago: f64, n: u64| Snowflake(Snowflake::from_unix_ms(NOW_MS - (days_ago * DAY_MS as f64) as u64).0 | n);
+    let guild = at(100.0, 1);
+    let (old, new) = (Channel::text(at(100.0, 2), guild, "old"), Channel::text(at(100.0, 3), guild, "new"));
+    let owner = User::new(ALICE, "alice", false);
+    let member = Member::new(owner.clone(), "2026-01-01T00:00:00.000000+00:00".into());
+    s.store.create_guild(Guild::new(guild, "old", ALICE), member, vec![old.clone(), new.clone()]).await.unwrap();
+    let mut messages = Vec::new();
+    for i in 0..300u64 {
+        messages.push(Message::new(at(i as f64 * 0.2, 10 + i), &old, owner.clone(), format!("old words {i}"), None));
+    }
+    for i in 0..50u64 {
+        messages.push(Message::new(at(i as f64 * 0.06, 500 + i), &new, owner.clone(), format!("new words {i}"), None));
+    }
+    let writes = messages.iter().cloned().map(GuildWrite::PutMessage).collect();
+    assert!(s.store.apply_batch(writes).await.iter().all(Result::is_ok));
+    (guild, old, new, messages)
+}
+
+fn backfill_config() -> WorkerConfig {
+    WorkerConfig { backfill_page: 40, recent: Duration::from_millis(7 * DAY_MS), ..WorkerConfig::default() }
+}
+
+/// Documents of a scope with ids from `from` on.
+fn count_since(s: &Setup, scope: Snowflake, channels: Vec<Snowflake>, from: Snowflake) -> usize {
+    let request = SearchRequest { scope, channels, after: Some(Snowflake(from.0 - 1)), limit: 1, ..Default::default() };
+    request.run(s.cells.reader(scope)).unwrap().total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guild_older_than_its_index_is_backfilled_recent_days_first_then_completely() {
+    let s = setup();
+    let (guild, old, new, messages) = old_guild(&s).await;
+    let log = LogKey::Guild(guild);
+    let channels = vec![old.id, new.id];
+    assert_eq!(s.cells.coverage(log), Coverage::Unknown, "nothing known of it");
+    s.cells.request_backfill(log);
+    let mut worker = s.worker_with(backfill_config()).await;
+    worker.start_requested_backfills().await;
+    assert_eq!(s.cells.coverage(log), Coverage::Backfilling { recent_done: false, documents: 0 });
+
+    let recent_from = Snowflake::from_unix_ms(NOW_MS - 7 * DAY_MS);
+    let recent = messages.iter().filter(|m| m.id >= recent_from).count();
+    let mut pages = 0;
+    loop {
+        worker.backfill_page().await.unwrap();
+        pages += 1;
+        assert!(pages < 100, "the backfill ends");
+        match s.cells.coverage(log) {
+            Coverage::Backfilling { recent_done: false, documents } => {
+                assert_eq!(s.count(guild), documents as usize, "what it says it indexed is searchable");
+                assert!(count_since(&s, guild, channels.clone(), recent_from) < recent, "recent days missing");
+            }
+            Coverage::Backfilling { recent_done: true, .. } => {
+                let found = count_since(&s, guild, channels.clone(), recent_from);
+                assert_eq!(found, recent, "answers begin once every recent message is found");
+            }
+            Coverage::Complete => break,
+            Coverage::Unknown => panic!("a backfill in progress is known"),
+        }
+    }
+    assert_eq!(s.count(guild), 350, "every message, once");
+    assert_eq!(s.find(guild, old.id, "\"words 299\""), vec![messages[299].id], "the oldest too");
+    assert_eq!(s.metrics.search_backfilled.load(std::sync::atomic::Ordering::Relaxed), 350);
+}
+
+/// A gap in a log's events (entries the stream lost): the log is read again from storage
+/// while answers go on, so what the lost entries did (deletes, edits) shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_the_events_is_repaired_from_storage_while_searches_go_on() {
+    let s = setup();
+    let (guild, old, _new, messages) = old_guild(&s).await;
+    let log = LogKey::Guild(guild);
+    s.cells.request_backfill(log);
+    let mut worker = s.worker_with(backfill_config()).await;
+    worker.start_requested_backfills().await;
+    while s.cells.coverage(log) != Coverage::Complete {
+        worker.backfill_page().await.unwrap();
+    }
+    // Changes whose events never reach the stream: 100 deletes and an edit.
+    let mut writes: Vec<GuildWrite> = messages[..100]
+        .iter()
+        .map(|m| GuildWrite::DeleteMessage { channel_id: m.channel_id, message_id: m.id })
+        .collect();
+    let mut edited = messages[150].clone();
+    edited.content = "rewritten while nobody listened".into();
+    writes.push(GuildWrite::EditMessage(edited.clone()));
+    assert!(s.store.apply_batch(writes).await.iter().all(Result::is_ok));
+    // The next entry the stream has says its log had 4 before it.
+    let next =
+        Message::new(Snowflake(messages[0].id.0 + 1), &old, User::new(ALICE, "alice", false), "after".into(), None);
+    let entry = LogEntry {
+        v: LOG_SCHEMA_VERSION,
+        key: log,
+        seq: 5,
+        prev: 4,
+        recipients: vec![],
+        event: StreamEvent::MessageCreate { message: next.clone() },
+    };
+    assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(next)]).await[0].is_ok());
+    s.log.append(&[entry]).await.unwrap();
+    let mut consumer = s.log.consumer("gap").await.unwrap();
+    let batch = consumer.fetch(10, Duration::from_secs(1)).await.unwrap();
+    worker.index(&batch).await.unwrap();
+    assert_eq!(s.metrics.search_gaps.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(
+        matches!(s.cells.coverage(log), Coverage::Backfilling { recent_done: true, .. }),
+        "repaired under answers: {:?}",
+        s.cells.coverage(log)
+    );
+    while s.cells.coverage(log) != Coverage::Complete {
+        worker.backfill_page().await.unwrap();
+    }
+    assert_eq!(s.count(guild), 251, "350 - 100 deleted + 1 new");
+    assert_eq!(s.find(guild, old.id, "nobody"), vec![edited.id], "the edit shows");
+    assert!(s.find(guild, old.id, "\"words 50\"").is_empty(), "deleted ones are gone");
 }

@@ -177,11 +177,12 @@ impl App {
     /// Builds the node. In a cluster it also starts answering other nodes.
     pub async fn new(
         config: Config,
-        (store, storage_deadline): (Arc<dyn Storage>, Arc<Deadline>),
+        opened: OpenedStorage,
         plugins: Arc<PluginEngine>,
         topology: Topology,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<App>, String> {
+        let OpenedStorage { store, deadline: storage_deadline, events: storage_events } = opened;
         let metrics = Arc::new(Metrics::default());
         let node = match &topology {
             Topology::Single => NodeId::from(config.ids.datacenter) << 5 | NodeId::from(config.ids.worker),
@@ -226,18 +227,26 @@ impl App {
         };
         let plugin_bus = Arc::new(PluginBus::new(bus, cluster_name, &config.plugins.shared_subjects)?);
         let spread_bots = config.plugins.bot_placement == BotPlacementMode::Spread;
-        // Message events: JetStream in a cluster, a log file of its own on one host.
-        let events: Arc<dyn EventLog> = match &topology {
-            Topology::Single => {
+        // Message events: JetStream in a cluster; on one host the embedded store itself, or
+        // (messages on ScyllaDB) a log file of its own.
+        let storage_appends = storage_events.is_some() && matches!(topology, Topology::Single);
+        let events: Arc<dyn EventLog> = match (&topology, storage_events) {
+            (Topology::Single, Some(events)) => events,
+            (Topology::Single, None) => {
                 let path = config.data_dir.join("events.redb");
                 let log =
                     EmbeddedLog::open(&path, EMBEDDED_EVENTS_KEPT).map_err(|e| format!("{}: {e}", path.display()))?;
                 Arc::new(log)
             }
-            Topology::Cluster(setup) => setup.events.clone(),
+            (Topology::Cluster(setup), _) => setup.events.clone(),
         };
-        let event_stream =
-            EventStream { log: events.clone(), store: store.clone(), clock: clock.clone(), metrics: metrics.clone() };
+        let event_stream = EventStream {
+            log: events.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            storage_appends,
+        };
         let deps = GuildDeps {
             clock: clock.clone(),
             data: data.clone(),
@@ -261,7 +270,12 @@ impl App {
                 }
                 _ => None,
             },
-            events: Some(event_stream),
+            // On one host only search reads the events: without it, none are written (a guild
+            // is backfilled from storage when search is turned on).
+            events: match topology {
+                Topology::Single if !config.search.enabled => None,
+                _ => Some(event_stream),
+            },
         };
         let reads: Arc<dyn MessageReads> = match &transport {
             None => data.clone(),
@@ -299,8 +313,9 @@ impl App {
         let search = match (&topology, config.search.enabled) {
             (Topology::Single, true) => {
                 let dir = config.data_dir.join("search");
-                let cells =
-                    Cells::open(&dir, config.search.cells.max(1)).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let (count, background) = (config.search.cells.max(1), config.search.background);
+                let cells = guildhall_search::priority::run_in_background(background, || Cells::open(&dir, count))
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
                 Some(Arc::new(cells))
             }
             _ => None,
@@ -394,18 +409,34 @@ fn num_cpus() -> usize {
 /// the process is told to stop: no silent exit, no crash loop.
 /// The configured backend with a deadline on every call (`data.call_timeout_ms`), and
 /// the deadline (it counts the calls that ran out of time).
-pub async fn open_storage(config: &Config) -> Result<(Arc<dyn Storage>, Arc<Deadline>), String> {
-    let deadline = Arc::new(Deadline::new(std::time::Duration::from_millis(config.data.call_timeout_ms)));
-    let backend = open_backend(config).await?;
-    Ok((Arc::new(Layered::new(backend, deadline.clone())), deadline))
+/// The storage a node opened: the backend behind its deadline, and, where the embedded store
+/// is also the host's stream of message events (one host, messages in redb), that stream.
+pub struct OpenedStorage {
+    pub store: Arc<dyn Storage>,
+    pub deadline: Arc<Deadline>,
+    pub events: Option<Arc<dyn EventLog>>,
 }
 
-async fn open_backend(config: &Config) -> Result<Arc<dyn Storage>, String> {
+pub async fn open_storage(config: &Config) -> Result<OpenedStorage, String> {
+    let deadline = Arc::new(Deadline::new(std::time::Duration::from_millis(config.data.call_timeout_ms)));
+    let (backend, events) = open_backend(config).await?;
+    Ok(OpenedStorage { store: Arc::new(Layered::new(backend, deadline.clone())), deadline, events })
+}
+
+async fn open_backend(config: &Config) -> Result<(Arc<dyn Storage>, Option<Arc<dyn EventLog>>), String> {
     match config.storage.as_str() {
+        // One host: the store is the stream too (a batch's events commit with it), if anything
+        // reads it (search). A cluster node relays its events to JetStream from the outbox.
+        "embedded" if config.cluster.nats.is_empty() && config.search.enabled => {
+            let dir = &config.data_dir;
+            let (store, events) = EmbeddedStore::open_streaming(dir, EMBEDDED_EVENTS_KEPT)
+                .map_err(|e| format!("opening {}: {e}", dir.display()))?;
+            Ok((Arc::new(store), Some(Arc::new(events))))
+        }
         "embedded" => {
             let dir = &config.data_dir;
             let store = EmbeddedStore::open(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         url if url.starts_with("scylla://") => {
             let scylla = ScyllaConfig::parse(url).map_err(|e| format!("--storage {url}: {e}"))?;
@@ -414,7 +445,7 @@ async fn open_backend(config: &Config) -> Result<Arc<dyn Storage>, String> {
                 match ScyllaStore::connect(&scylla).await {
                     Ok(store) => {
                         tracing::info!(nodes = %scylla.nodes.join(","), keyspace = %scylla.keyspace, "connected to ScyllaDB");
-                        return Ok(Arc::new(store));
+                        return Ok((Arc::new(store), None));
                     }
                     Err(e) => {
                         let retry_in_ms = delay.as_millis() as u64;

@@ -45,13 +45,27 @@ pub struct SearchConfig {
     pub max_batch: usize,
     /// How long a batch waits for more entries after its first.
     pub linger_ms: u64,
+    /// How long after a commit a batch waits for more entries at least.
+    pub commit_interval_ms: u64,
     /// A guild's indexer plugin's time for one batch.
     pub indexer_deadline_ms: u64,
+    /// Indexing threads run in the background (Linux's SCHED_IDLE): they yield the cores to
+    /// request handling at once, and the index lags while the host is saturated, catching up
+    /// after.
+    pub background: bool,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        SearchConfig { enabled: true, cells: 4, max_batch: 4096, linger_ms: 20, indexer_deadline_ms: 200 }
+        SearchConfig {
+            enabled: true,
+            cells: 4,
+            max_batch: 4096,
+            linger_ms: 20,
+            commit_interval_ms: 1000,
+            indexer_deadline_ms: 200,
+            background: true,
+        }
     }
 }
 

@@ -279,6 +279,7 @@ async fn spawn_indexing_worker(app: &Arc<app::App>) -> Result<(), String> {
     let config = WorkerConfig {
         max_batch: c.max_batch.max(1),
         linger: std::time::Duration::from_millis(c.linger_ms),
+        commit_interval: std::time::Duration::from_millis(c.commit_interval_ms),
         plugin_deadline: std::time::Duration::from_millis(c.indexer_deadline_ms.max(1)),
         ..WorkerConfig::default()
     };
@@ -291,7 +292,22 @@ async fn spawn_indexing_worker(app: &Arc<app::App>) -> Result<(), String> {
         app.metrics.clone(),
         config,
     );
-    tokio::spawn(worker.run(app.shutdown_signal()));
+    // On a thread of its own below request handling (see `guildhall_search::priority`).
+    let (stop, background) = (app.shutdown_signal(), c.background);
+    std::thread::Builder::new()
+        .name("guildhall-indexer".into())
+        .spawn(move || {
+            if background {
+                guildhall_search::priority::to_background();
+            }
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(worker.run(stop)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the indexing worker's runtime did not start: nothing is indexed")
+                }
+            }
+        })
+        .map_err(|e| format!("starting the indexing worker: {e}"))?;
     Ok(())
 }
 

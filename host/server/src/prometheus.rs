@@ -85,6 +85,7 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     );
     line("search_gaps_total", "counter", "Gaps found in a log's events.", &m.search_gaps);
     line("search_corrupt_entries_total", "counter", "Stream entries that did not decode.", &m.search_corrupt_entries);
+    line("search_backfilled_total", "counter", "Messages backfills indexed from storage.", &m.search_backfilled);
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
     line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);

@@ -6,6 +6,11 @@
 //! each caller. So an acknowledged write survives `kill -9`, and N concurrent writers share
 //! one fsync. Reads run on tokio's blocking pool in their own read transactions (MVCC: they
 //! never wait for the writer).
+//!
+//! Opened with [`EmbeddedStore::open_streaming`], the store is also the host's stream of
+//! message events: a batch's log entries go straight into the stream's tables
+//! (`guildhall_stream::EmbeddedLog::within`) in the batch's own transaction, the entries of
+//! writes it refused as `Void`. Nothing waits in the outbox then, and nothing is relayed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,12 +21,14 @@ use guildhall_core::model::{
     AuditLogEntry, Ban, Channel, ChannelId, Guild, GuildId, Invite, Member, Message, MessageId, PluginRecord,
     PluginTimer, Reaction, User, UserId, UserRecord,
 };
-use guildhall_core::stream::{LogEntry, LogKey};
+use guildhall_core::stream::{LogEntry, LogKey, StreamEvent};
 use guildhall_core::Snowflake;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+
+use guildhall_stream::EmbeddedLog;
 
 use guildhall_store::{audit_log_cutoff, token_key, IdBounds, LoggedBatch, Order, Result, Storage, StoreError};
 
@@ -124,8 +131,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/guildhall.redb` and starts the writer thread.
+    /// Opens (or creates) `dir/guildhall.redb` and starts the writer thread. Log entries wait
+    /// in the outbox for a relay.
     pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        EmbeddedStore::start(dir, None).map(|(store, _)| store)
+    }
+
+    /// Opens the store as the host's stream of message events too (see the module's
+    /// comment); the stream keeps at most `max_entries` its consumers have not acknowledged.
+    /// Entries an outbox still holds (the store was opened without the stream before) move
+    /// into the stream.
+    pub fn open_streaming(dir: &Path, max_entries: u64) -> Result<(EmbeddedStore, EmbeddedLog)> {
+        EmbeddedStore::start(dir, Some(max_entries)).map(|(store, log)| (store, log.expect("asked for")))
+    }
+
+    fn start(dir: &Path, stream_entries: Option<u64>) -> Result<(EmbeddedStore, Option<EmbeddedLog>)> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
         let db = Database::create(dir.join("guildhall.redb")).map_err(unavailable)?;
         // Create every table up front so read transactions never find one missing.
@@ -158,13 +178,21 @@ impl EmbeddedStore {
         }
         tx.commit().map_err(unavailable)?;
         let db = Arc::new(db);
+        let stream = match stream_entries {
+            Some(max_entries) => {
+                let log = EmbeddedLog::within(db.clone(), max_entries).map_err(unavailable)?;
+                outbox_into_stream(&db, &log)?;
+                Some(log)
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer_db = db.clone();
+        let (writer_db, writer_stream) = (db.clone(), stream.clone());
         std::thread::Builder::new()
             .name("guildhall-store-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
+            .spawn(move || writer_loop(&writer_db, rx, writer_stream.as_ref()))
             .map_err(unavailable)?;
-        Ok(EmbeddedStore { db, writes: tx })
+        Ok((EmbeddedStore { db, writes: tx }, stream))
     }
 
     async fn write(&self, write: Write) -> Result<Written> {
@@ -188,7 +216,25 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
+/// Moves what the outbox holds into the stream, log by log in `seq` order (once, at open).
+fn outbox_into_stream(db: &Database, log: &EmbeddedLog) -> Result<()> {
+    let tx = db.begin_write().map_err(unavailable)?;
+    {
+        let mut outbox = tx.open_table(EVENT_LOG).map_err(unavailable)?;
+        let mut entries = Vec::new();
+        for row in outbox.iter().map_err(unavailable)? {
+            entries.push(decode::<LogEntry>(row.map_err(unavailable)?.1.value())?);
+        }
+        for one_log in entries.chunk_by(|a, b| a.key == b.key) {
+            log.append_in(&tx, one_log).map_err(unavailable)?;
+        }
+        outbox.retain(|_, _| false).map_err(unavailable)?;
+        tx.open_table(EVENT_LOG_PENDING).map_err(unavailable)?.retain(|_, _| false).map_err(unavailable)?;
+    }
+    tx.commit().map_err(unavailable)
+}
+
+fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, stream: Option<&EmbeddedLog>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -198,9 +244,12 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(db, &mut batch);
+        let outcome = commit_batch(db, &mut batch, stream);
         for ((_, reply), result) in batch.drain(..).zip(outcome) {
             let _ = reply.send(result);
+        }
+        if let Some(stream) = stream {
+            stream.appended();
         }
     }
     tracing::debug!("store writer: queue closed, exiting");
@@ -208,12 +257,12 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>) {
 
 /// Applies every job in one transaction; per-job rule violations (a taken username) fail
 /// only that job, an IO failure fails them all (nothing was committed).
-fn commit_batch(db: &Database, batch: &mut [Job]) -> Vec<Result<Written>> {
+fn commit_batch(db: &Database, batch: &mut [Job], stream: Option<&EmbeddedLog>) -> Vec<Result<Written>> {
     let run = || -> Result<Vec<Result<Written>>> {
         let tx = db.begin_write().map_err(unavailable)?;
         let mut results = Vec::with_capacity(batch.len());
         for (write, _) in batch.iter() {
-            results.push(apply_one(&tx, write));
+            results.push(apply_one(&tx, write, stream));
         }
         if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
             return Err(unavailable("write failed; batch aborted"));
@@ -246,7 +295,37 @@ fn append_log(tx: &WriteTransaction, log: &[LogEntry]) -> Result<()> {
     Ok(())
 }
 
-fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
+/// A batch's entries into the stream, after its writes: an entry whose write was refused
+/// goes as `Void` (its `seq` is taken; readers must not see a change that did not happen).
+/// Entries belong, in order, to the writes that make an event (as `LogWriter::number` made
+/// them).
+fn append_to_stream(
+    tx: &WriteTransaction,
+    stream: &EmbeddedLog,
+    writes: &[GuildWrite],
+    results: &[Result<()>],
+    log: &[LogEntry],
+) -> Result<()> {
+    guildhall_store::assert_one_log_in_order(log);
+    let Some(last) = log.last() else { return Ok(()) };
+    let outcomes: Vec<bool> =
+        writes.iter().zip(results).filter(|(w, _)| StreamEvent::made_by(w)).map(|(_, r)| r.is_ok()).collect();
+    assert_eq!(outcomes.len(), log.len(), "one entry per write that makes an event");
+    let mut entries = log.to_vec();
+    for (entry, written) in entries.iter_mut().zip(outcomes) {
+        if !written {
+            entry.event = StreamEvent::Void;
+        }
+    }
+    stream.append_in(tx, &entries).map_err(unavailable)?;
+    let mut heads = tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
+    let id = last.key.id().0;
+    let head = heads.get(id).map_err(unavailable)?.map_or(0, |h| h.value());
+    heads.insert(id, head.max(last.seq)).map_err(unavailable)?;
+    Ok(())
+}
+
+fn apply_one(tx: &WriteTransaction, write: &Write, stream: Option<&EmbeddedLog>) -> Result<Written> {
     match write {
         Write::CreateUser(record) => {
             // Created only if absent: a collided id never overwrites an account.
@@ -296,13 +375,18 @@ fn apply_one(tx: &WriteTransaction, write: &Write) -> Result<Written> {
         }
         Write::Apply(w) => apply_guild_write(tx, w)?,
         Write::ApplyBatch(writes, log) => {
-            append_log(tx, log)?;
+            if stream.is_none() {
+                append_log(tx, log)?;
+            }
             let mut results = Vec::with_capacity(writes.len());
             for w in writes {
                 match apply_guild_write(tx, w) {
                     Err(e @ StoreError::Unavailable(_)) => return Err(e),
                     r => results.push(r),
                 }
+            }
+            if let Some(stream) = stream {
+                append_to_stream(tx, stream, writes, &results, log)?;
             }
             return Ok(Written::Batch(results));
         }

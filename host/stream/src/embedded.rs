@@ -1,12 +1,17 @@
-//! The stream on one host: a redb file of its own (`events.redb` in the data directory),
-//! so that it survives restarts and fails apart from the message store.
+//! The stream on one host, in a redb database: a file of its own (`events.redb`, when the
+//! messages are elsewhere, on ScyllaDB), or inside the embedded message store's own file
+//! ([`EmbeddedLog::within`]), where the store appends a batch's entries in the batch's own
+//! transaction: then the stream costs a write nothing beyond the entries themselves (no
+//! second fsync, no relay) and holds exactly what was stored.
 //!
-//! One writer thread commits every append and acknowledgement waiting in its queue in one
-//! transaction (`Durability::Immediate`: an fsync), as the message store does, so many
-//! actors' appends share one fsync. Entries are numbered by position; a log's entries at or
-//! below the highest `seq` already appended for it are skipped (a relay that sends again after
-//! a restart adds nothing). Entries every consumer acknowledged are deleted; without
-//! consumers, the oldest go past `max_entries`.
+//! In a file of its own, one writer thread commits every append and acknowledgement waiting
+//! in its queue in one transaction (`Durability::Immediate`: an fsync), as the message store
+//! does, so many actors' appends share one fsync. Inside the store, acknowledgements commit
+//! without an fsync of their own (they become durable with the store's next commit; one lost
+//! in a crash only means a replay, which readers skip). Entries are numbered by position; an
+//! append through [`EventLog::append`] skips a log's entries at or below the highest `seq`
+//! already appended for it (a relay that sends again after a restart adds nothing). Entries every consumer acknowledged are
+//! deleted; without consumers, the oldest go past `max_entries`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,21 +19,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use guildhall_core::stream::LogEntry;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::{decode, encode, unavailable, Delivered, EventLog, LogConsumer, Result};
 
 /// position -> LogEntry (JSON).
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("stream_entries");
 /// log id -> the highest seq appended for it.
-const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
+const HEADS: TableDefinition<u64, u64> = TableDefinition::new("stream_heads");
 /// consumer name -> the position it acknowledged.
-const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
+const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("stream_consumers");
 /// "next" -> the position the next entry gets. Kept apart from the entries: once trimming
 /// emptied them, the last entry no longer says where numbering stood, and positions must
 /// never go back (a consumer reads after the last one it saw).
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META: TableDefinition<&str, u64> = TableDefinition::new("stream_meta");
 
 /// Jobs one transaction takes at most.
 const MAX_JOBS: usize = 256;
@@ -47,16 +52,29 @@ pub struct EmbeddedLog {
     db: Arc<Database>,
     jobs: mpsc::Sender<Queued>,
     appended: Arc<Notify>,
+    max_entries: u64,
 }
 
 impl EmbeddedLog {
-    /// Opens (or creates) the log at `path`; without consumers, it keeps at most
-    /// `max_entries`.
+    /// Opens (or creates) the log in a file of its own at `path`; without consumers, it keeps
+    /// at most `max_entries`.
     pub fn open(path: &Path, max_entries: u64) -> Result<EmbeddedLog> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(unavailable)?;
         }
         let db = Database::create(path).map_err(unavailable)?;
+        EmbeddedLog::start(Arc::new(db), max_entries, Durability::Immediate)
+    }
+
+    /// The log inside `db`, a database another writer owns: that writer appends with
+    /// [`EmbeddedLog::append_in`] in its own transactions (and calls
+    /// [`EmbeddedLog::appended`] after each commit); acknowledgements here commit without an
+    /// fsync of their own.
+    pub fn within(db: Arc<Database>, max_entries: u64) -> Result<EmbeddedLog> {
+        EmbeddedLog::start(db, max_entries, Durability::None)
+    }
+
+    fn start(db: Arc<Database>, max_entries: u64, durability: Durability) -> Result<EmbeddedLog> {
         let tx = db.begin_write().map_err(unavailable)?;
         {
             tx.open_table(ENTRIES).map_err(unavailable)?;
@@ -65,15 +83,25 @@ impl EmbeddedLog {
             tx.open_table(META).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
-        let db = Arc::new(db);
         let appended = Arc::new(Notify::new());
         let (jobs, rx) = mpsc::channel(QUEUE);
         let (writer_db, writer_appended) = (db.clone(), appended.clone());
         std::thread::Builder::new()
             .name("guildhall-event-log".into())
-            .spawn(move || writer_loop(&writer_db, rx, &writer_appended, max_entries))
+            .spawn(move || writer_loop(&writer_db, rx, &writer_appended, max_entries, durability))
             .map_err(unavailable)?;
-        Ok(EmbeddedLog { db, jobs, appended })
+        Ok(EmbeddedLog { db, jobs, appended, max_entries })
+    }
+
+    /// Appends `entries` in the owner's transaction `tx` (the log made by
+    /// [`EmbeddedLog::within`]): they are in the stream once `tx` commits.
+    pub fn append_in(&self, tx: &WriteTransaction, entries: &[LogEntry]) -> Result<()> {
+        append(tx, entries, self.max_entries, false)
+    }
+
+    /// Wakes the consumers waiting for entries (the owner committed an append).
+    pub fn appended(&self) {
+        self.appended.notify_waiters();
     }
 
     async fn submit(&self, job: Job) -> Result<()> {
@@ -93,7 +121,13 @@ impl EmbeddedLog {
     }
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Queued>, appended: &Notify, max_entries: u64) {
+fn writer_loop(
+    db: &Database,
+    mut rx: mpsc::Receiver<Queued>,
+    appended: &Notify,
+    max_entries: u64,
+    acks_durability: Durability,
+) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_JOBS);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -103,7 +137,11 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Queued>, appended: &Notify,
                 Err(_) => break,
             }
         }
-        let result = commit(db, &batch, max_entries);
+        // An append is always durable when answered; acknowledgements alone may wait for the
+        // database's next durable commit.
+        let only_acks = batch.iter().all(|(job, _)| matches!(job, Job::Ack(..)));
+        let durability = if only_acks { acks_durability } else { Durability::Immediate };
+        let result = commit(db, &batch, max_entries, durability);
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = batch.len(), "event log commit failed");
         }
@@ -114,11 +152,12 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Queued>, appended: &Notify,
     }
 }
 
-fn commit(db: &Database, batch: &[Queued], max_entries: u64) -> Result<()> {
-    let tx = db.begin_write().map_err(unavailable)?;
+fn commit(db: &Database, batch: &[Queued], max_entries: u64, durability: Durability) -> Result<()> {
+    let mut tx = db.begin_write().map_err(unavailable)?;
+    tx.set_durability(durability);
     for (job, _) in batch {
         match job {
-            Job::Append(entries) => append(&tx, entries)?,
+            Job::Append(entries) => append(&tx, entries, max_entries, true)?,
             Job::Ack(name, position) => {
                 let mut consumers = tx.open_table(CONSUMERS).map_err(unavailable)?;
                 let acked = consumers.get(name.as_str()).map_err(unavailable)?.map_or(0, |v| v.value());
@@ -126,48 +165,76 @@ fn commit(db: &Database, batch: &[Queued], max_entries: u64) -> Result<()> {
             }
         }
     }
-    trim(&tx, max_entries)?;
+    trim(&tx)?;
     tx.commit().map_err(unavailable)
 }
 
-fn append(tx: &WriteTransaction, entries: &[LogEntry]) -> Result<()> {
+/// Appends `entries` after the last position. `dedupe`: skips a log's entries at or below the
+/// highest `seq` already appended for it (a relay may send again; the store, appending in
+/// its own transactions, never does, and is spared the table).
+fn append(tx: &WriteTransaction, entries: &[LogEntry], max_entries: u64, dedupe: bool) -> Result<()> {
     let mut table = tx.open_table(ENTRIES).map_err(unavailable)?;
-    let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
-    let mut meta = tx.open_table(META).map_err(unavailable)?;
     let after_last = table.last().map_err(unavailable)?.map_or(1, |(k, _)| k.value() + 1);
-    let mut next = meta.get("next").map_err(unavailable)?.map_or(1, |v| v.value()).max(after_last);
+    let mut next = next_position(tx)?.max(after_last);
+    let mut heads = if dedupe { Some(tx.open_table(HEADS).map_err(unavailable)?) } else { None };
     for entry in entries {
-        let id = entry.key.id().0;
-        let head = heads.get(id).map_err(unavailable)?.map_or(0, |v| v.value());
-        if entry.seq <= head {
-            continue; // already appended
+        if let Some(heads) = heads.as_mut() {
+            let id = entry.key.id().0;
+            let head = heads.get(id).map_err(unavailable)?.map_or(0, |v| v.value());
+            if entry.seq <= head {
+                continue; // already appended
+            }
+            heads.insert(id, entry.seq).map_err(unavailable)?;
         }
-        heads.insert(id, entry.seq).map_err(unavailable)?;
         table.insert(next, encode(entry).as_slice()).map_err(unavailable)?;
         next += 1;
     }
-    meta.insert("next", next).map_err(unavailable)?;
+    cap(tx, &mut table, next, max_entries)
+}
+
+/// Where numbering stood when entries were last deleted (the position after the last one
+/// then): once deletions emptied the table, the entries no longer say it.
+fn next_position(tx: &WriteTransaction) -> Result<u64> {
+    let meta = tx.open_table(META).map_err(unavailable)?;
+    let next = meta.get("next").map_err(unavailable)?.map_or(1, |v| v.value());
+    Ok(next)
+}
+
+/// Records, before entries are deleted, where numbering stands.
+fn keep_next_position(tx: &WriteTransaction, table: &redb::Table<u64, &[u8]>) -> Result<()> {
+    let after_last = table.last().map_err(unavailable)?.map_or(1, |(k, _)| k.value() + 1);
+    let next = next_position(tx)?.max(after_last);
+    tx.open_table(META).map_err(unavailable)?.insert("next", next).map_err(unavailable)?;
     Ok(())
 }
 
-/// Deletes what every consumer acknowledged, and past `max_entries` the oldest.
-fn trim(tx: &WriteTransaction, max_entries: u64) -> Result<()> {
+/// Past `max_entries`, deletes the oldest (positions are contiguous: only a prefix is ever
+/// deleted, so `next - first` is how many are held, without counting them).
+fn cap(tx: &WriteTransaction, table: &mut redb::Table<u64, &[u8]>, next: u64, max_entries: u64) -> Result<()> {
+    let Some(first) = table.first().map_err(unavailable)?.map(|(k, _)| k.value()) else { return Ok(()) };
+    let held = next.saturating_sub(first);
+    if held > max_entries {
+        keep_next_position(tx, table)?;
+        table.retain_in(..first + (held - max_entries), |_, _| false).map_err(unavailable)?;
+        tracing::warn!(dropped = held - max_entries, "event log full: the oldest entries were dropped");
+    }
+    Ok(())
+}
+
+/// Deletes what every consumer acknowledged.
+fn trim(tx: &WriteTransaction) -> Result<()> {
     let consumers = tx.open_table(CONSUMERS).map_err(unavailable)?;
     let mut acked_by_all: Option<u64> = None;
     for row in consumers.iter().map_err(unavailable)? {
         let position = row.map_err(unavailable)?.1.value();
         acked_by_all = Some(acked_by_all.map_or(position, |p| p.min(position)));
     }
-    let mut table = tx.open_table(ENTRIES).map_err(unavailable)?;
     if let Some(upto) = acked_by_all {
-        table.retain_in(..=upto, |_, _| false).map_err(unavailable)?;
-    }
-    let held = table.len().map_err(unavailable)?;
-    if held > max_entries {
-        let first = table.first().map_err(unavailable)?.map_or(0, |(k, _)| k.value());
-        let cut = first + (held - max_entries);
-        table.retain_in(..cut, |_, _| false).map_err(unavailable)?;
-        tracing::warn!(dropped = held - max_entries, "event log full: the oldest entries were dropped");
+        let mut table = tx.open_table(ENTRIES).map_err(unavailable)?;
+        if table.first().map_err(unavailable)?.is_some_and(|(k, _)| k.value() <= upto) {
+            keep_next_position(tx, &table)?;
+            table.retain_in(..=upto, |_, _| false).map_err(unavailable)?;
+        }
     }
     Ok(())
 }

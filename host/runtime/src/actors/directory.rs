@@ -310,8 +310,13 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let ids = Arc::new(Generator::new(0, 11, clock.clone()));
         let sessions = Arc::new(SessionRegistry::default());
-        let events =
-            events.map(|log| EventStream { log, store: store.clone(), clock: clock.clone(), metrics: metrics.clone() });
+        let events = events.map(|log| EventStream {
+            log,
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            storage_appends: false,
+        });
         let deps = GuildDeps {
             clock: clock.clone(),
             data: data.clone(),

@@ -29,6 +29,9 @@ pub struct EventStream {
     pub store: Arc<dyn Storage>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The storage is the stream (the embedded store opened with it): a batch's entries are
+    /// in the stream once storage has them, and nothing is relayed.
+    pub storage_appends: bool,
 }
 
 type Job = Pin<Box<dyn Future<Output = Result<Relayed, ()>> + Send>>;
@@ -49,7 +52,12 @@ impl LogRelay {
     /// number entries safely, so it does not start).
     pub async fn load(key: LogKey, recipients: Vec<UserId>, stream: EventStream) -> Result<LogRelay, StoreError> {
         let head = stream.store.log_head(key).await?;
-        Ok(LogRelay { writer: LogWriter::new(key, recipients, head), stream, job: None })
+        let writer = if stream.storage_appends {
+            LogWriter::storage_appends(key, recipients, head)
+        } else {
+            LogWriter::new(key, recipients, head)
+        };
+        Ok(LogRelay { writer, stream, job: None })
     }
 
     /// Entries for a batch's writes, in order.

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub search_indexer_faults: AtomicU64,
     pub search_gaps: AtomicU64,
     pub search_corrupt_entries: AtomicU64,
+    /// Messages backfills read from storage and indexed.
+    pub search_backfilled: AtomicU64,
 }
 
 impl Metrics {

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use guildhall_api::search::{parse_message_search, MessageSearch};
 use guildhall_core::guild::{GuildCommand, Reply};
 use guildhall_core::model::{Channel, ChannelId, GuildId, Message, UserId};
+use guildhall_core::stream::LogKey;
 use guildhall_core::Snowflake;
-use guildhall_search::{Cells, SearchRequest, Sort};
+use guildhall_search::{Cells, Coverage, SearchRequest, Sort};
+use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use super::ctx::{call_as_member, load_channel, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
+use super::response::json_response;
 
 fn cells(ctx: &Ctx) -> Result<Arc<Cells>, ApiError> {
     ctx.app.search.clone().ok_or_else(|| ApiError::unavailable("search is not available on this node"))
@@ -96,8 +99,45 @@ fn narrowed(q: &MessageSearch, readable: Vec<Channel>) -> Vec<Channel> {
         .collect()
 }
 
+/// Discord's code for "the index is not ready" (with a 202).
+const INDEX_NOT_READY: u32 = 110000;
+/// Seconds a caller is told to wait before asking again while a guild is backfilled.
+const RETRY_AFTER_S: u32 = 2;
+
+/// Whether a guild's index can answer.
+enum Readiness {
+    /// It can; `deep`: its old history is still being indexed (the answer says so).
+    Answers { deep: bool },
+    /// Discord's 202: its recent history is not indexed yet.
+    NotYet(ApiResult),
+}
+
+/// How ready a guild's index is (a guild the index knows nothing of is backfilled from now on).
+fn guild_index(ctx: &Ctx, guild: GuildId) -> Result<Readiness, ApiError> {
+    let cells = cells(ctx)?;
+    let log = LogKey::Guild(guild);
+    let not_ready = |documents: u64| {
+        let body = json!({
+            "message": "Index not yet available. Try again later",
+            "code": INDEX_NOT_READY,
+            "documents_indexed": documents.min(i32::MAX as u64),
+            "retry_after": RETRY_AFTER_S,
+        });
+        Readiness::NotYet(Ok(json_response(StatusCode::ACCEPTED, &body)))
+    };
+    Ok(match cells.coverage(log) {
+        Coverage::Complete => Readiness::Answers { deep: false },
+        Coverage::Backfilling { recent_done: true, .. } => Readiness::Answers { deep: true },
+        Coverage::Backfilling { recent_done: false, documents } => not_ready(documents),
+        Coverage::Unknown => {
+            cells.request_backfill(log);
+            not_ready(0)
+        }
+    })
+}
+
 /// Runs the search and answers with the messages read back from storage.
-async fn answer(ctx: &Ctx, request: SearchRequest, channels: &[Channel]) -> ApiResult {
+async fn answer(ctx: &Ctx, request: SearchRequest, channels: &[Channel], deep: bool) -> ApiResult {
     let cells = cells(ctx)?;
     let reader = cells.reader(request.scope).clone();
     let hits = tokio::task::spawn_blocking(move || request.run(&reader))
@@ -117,7 +157,7 @@ async fn answer(ctx: &Ctx, request: SearchRequest, channels: &[Channel]) -> ApiR
     ok(&json!({
         "total_results": hits.total.saturating_sub(missing),
         "messages": messages,
-        "doing_deep_historical_index": false,
+        "doing_deep_historical_index": deep,
         "threads": [],
         "members": [],
     }))
@@ -138,8 +178,12 @@ pub async fn guild(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
         Reply::Channels(channels) => channels,
         other => return Err(unexpected(other)),
     };
+    let deep = match guild_index(ctx, guild_id)? {
+        Readiness::Answers { deep } => deep,
+        Readiness::NotYet(answer) => return answer,
+    };
     let channels = narrowed(&q, readable);
-    answer(ctx, request(&q, guild_id, &channels, blind), &channels).await
+    answer(ctx, request(&q, guild_id, &channels, blind), &channels, deep).await
 }
 
 /// `GET /channels/{channel_id}/messages/search`: a DM the caller is in (its copy in the
@@ -154,7 +198,7 @@ pub async fn channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
                 return Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access"));
             }
             let channels = vec![channel];
-            answer(ctx, request(&q, user.id, &channels, None), &channels).await
+            answer(ctx, request(&q, user.id, &channels, None), &channels, false).await
         }
         Some(guild_id) => {
             let readable =
@@ -165,8 +209,12 @@ pub async fn channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             if !readable.iter().any(|c| c.id == channel_id) {
                 return Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access"));
             }
+            let deep = match guild_index(ctx, guild_id)? {
+                Readiness::Answers { deep } => deep,
+                Readiness::NotYet(answer) => return answer,
+            };
             let channels: Vec<Channel> = narrowed(&q, readable).into_iter().filter(|c| c.id == channel_id).collect();
-            answer(ctx, request(&q, guild_id, &channels, blind), &channels).await
+            answer(ctx, request(&q, guild_id, &channels, blind), &channels, deep).await
         }
     }
 }
@@ -178,5 +226,5 @@ pub async fn my_dms(ctx: &mut Ctx) -> ApiResult {
     let dms = ctx.app.store.user_dms(user.id).await?;
     let channels: Vec<Channel> =
         dms.into_iter().filter(|c| q.channel_id.is_empty() || q.channel_id.contains(&c.id)).collect();
-    answer(ctx, request(&q, user.id, &channels, None), &channels).await
+    answer(ctx, request(&q, user.id, &channels, None), &channels, false).await
 }
