@@ -4,7 +4,7 @@
 // off, so the component imports exactly what its world offers and nothing else; the
 // result is checked for that before it is written.
 //
-//   node sdk/js/build.mjs SRC.js --world bot|moderator [-o OUT.wasm] [--wit DIR]
+//   node sdk/js/build.mjs SRC.js --world bot|moderator|indexer [-o OUT.wasm] [--wit DIR]
 //
 // Inside: Math.random() and Date.now() are unavailable (they need WASI); use the host's
 // `clock.nowMs()` and seed your own generator from it.
@@ -24,9 +24,9 @@ const { values, positionals } = parseArgs({
   },
 });
 const [source] = positionals;
-const worlds = ['bot', 'moderator'];
+const worlds = ['bot', 'moderator', 'indexer'];
 if (!source || !worlds.includes(values.world)) {
-  console.error('usage: guildhall-js-build SRC.js --world bot|moderator [-o OUT.wasm] [--wit DIR]');
+  console.error('usage: guildhall-js-build SRC.js --world bot|moderator|indexer [-o OUT.wasm] [--wit DIR]');
   process.exit(2);
 }
 const out = values.out ?? basename(source).replace(/\.m?js$/, '') + '.wasm';

@@ -25,7 +25,7 @@ const source = files
 
 const stale = [];
 if (!check) rmSync(join(here, 'types'), { recursive: true, force: true });
-for (const world of ['bot', 'moderator']) {
+for (const world of ['bot', 'moderator', 'indexer']) {
   const generated = generateTypes(world, {
     wit: { tag: 'source', val: source },
     world,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """guildhall-py-build: turns a Python module into a Guildhall plugin component.
 
-    python3 sdk/python/build.py APP.py --world bot|moderator [-o OUT.wasm] [--wit DIR]
+    python3 sdk/python/build.py APP.py --world bot|moderator|indexer [-o OUT.wasm] [--wit DIR]
 
 It runs componentize-py with every WASI import replaced by a trapping stub
 (``--stub-wasi``), so the component imports exactly what its world offers: no files, no
@@ -23,7 +23,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORLDS = ("bot", "moderator")
+WORLDS = ("bot", "moderator", "indexer")
 
 
 def leb128(n: int) -> bytes:

@@ -753,9 +753,16 @@ async fn the_plugin_cli_scaffolds_builds_and_installs() {
     };
     // Each language, each kind: scaffolded, built with its toolchain, installed.
     let url = format!("http://{}", w.server.addr);
-    for (lang, kind) in
-        [("rust", "bot"), ("js", "bot"), ("js", "moderator"), ("python", "bot"), ("python", "moderator")]
-    {
+    for (lang, kind) in [
+        ("rust", "bot"),
+        ("rust", "indexer"),
+        ("js", "bot"),
+        ("js", "moderator"),
+        ("js", "indexer"),
+        ("python", "bot"),
+        ("python", "moderator"),
+        ("python", "indexer"),
+    ] {
         let name = format!("cli-{lang}-{kind}");
         run(&["plugin", "new", &name, "--lang", lang, "--kind", kind, "--dir", dir.to_str().unwrap()]);
         let built = run(&["plugin", "build", "--dir", dir.join(&name).to_str().unwrap()]);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use guildhall_e2e::{Http, Server};
+use guildhall_e2e::{component, Http, Server};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
@@ -282,4 +282,116 @@ async fn a_guild_with_history_and_no_index_answers_202_until_backfilled_then_the
         &["history after the backfill"],
     )
     .await;
+}
+
+/// The guild's audit log for `query` once it holds an entry (entries are stored off the
+/// worker's path, so they may land a moment later).
+async fn audit_entries(http: &Http, guild: &str, token: &str, query: &str) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let r = http.get(&format!("/guilds/{guild}/audit-logs?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let entries = r.body["audit_log_entries"].as_array().unwrap().clone();
+        if !entries.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A guild of its own: (guild id, its first channel).
+async fn guild_of(http: &Http, token: &str, name: &str) -> (String, String) {
+    let guild = http.post("/guilds", token, json!({ "name": name })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let channel = http.get(&format!("/guilds/{gid}/channels"), token).await.body[0]["id"].as_str().unwrap().to_owned();
+    (gid, channel)
+}
+
+/// The bare-links example indexer, in JavaScript and in Python (sdk/js, sdk/python): a
+/// guild that installs it finds links written without a scheme, old messages too (they are
+/// indexed again with it), and a guild without it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guilds_own_indexer_changes_what_is_found_old_messages_too() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, _) = http.register("alice").await;
+    let (plain, plain_channel) = guild_of(&http, &alice, "plain").await;
+    post(&http, &alice, &plain_channel, "docs at example.org/guide").await;
+    for component_name in ["bare_links_js", "bare_links_py"] {
+        let (gid, general) = guild_of(&http, &alice, component_name).await;
+        let q = |query: &str| format!("/guilds/{gid}/messages/search?{query}");
+        post(&http, &alice, &general, "docs at example.org/guide").await;
+        until_found(&http, &alice, &q("content=docs"), &["docs at example.org/guide"]).await;
+        until_found(&http, &alice, &q("has=link"), &[]).await;
+
+        let installed = http.install_plugin(&gid, &alice, "bare-links", component(component_name)).await;
+        assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+        assert_eq!(installed.body["kind"], "indexer", "{}", installed.body);
+        post(&http, &alice, &general, "more at Guildhall.dev, see https://x.example.com/a").await;
+        let both = ["more at Guildhall.dev, see https://x.example.com/a", "docs at example.org/guide"];
+        until_found(&http, &alice, &q("has=link"), &both).await;
+        until_found(&http, &alice, &q("link_hostname=example.org"), &["docs at example.org/guide"]).await;
+        until_found(&http, &alice, &q("link_hostname=guildhall.dev"), &both[..1]).await;
+    }
+    // The guild without it: the default indexer's view.
+    let plain_search = format!("/guilds/{plain}/messages/search?has=link");
+    until_found(
+        &http,
+        &alice,
+        &format!("/guilds/{plain}/messages/search?content=docs"),
+        &["docs at example.org/guide"],
+    )
+    .await;
+    let (_, body) = search(&http, &alice, &plain_search).await;
+    assert_eq!(body["total_results"], 0, "{body}");
+}
+
+/// A guild's indexer that spins forever is stopped at its deadline, each batch goes to the
+/// default indexer instead (nothing is lost to search), and at its third fault it is
+/// disabled, with an audit entry. One that files messages elsewhere only changes their text
+/// and tags: the host keeps channel and author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_indexer_is_stopped_and_disabled_and_the_default_takes_over() {
+    let server = Server::start(&[]).await;
+    let http = server.http();
+    let (alice, alice_id) = http.register("alice").await;
+    let (gid, general) = guild_of(&http, &alice, "hostile").await;
+    let installed = http.install_plugin(&gid, &alice, "spinner", component("hostile_indexer")).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let plugin = format!("/guilds/{gid}/plugins/{}", installed.body["id"].as_str().unwrap());
+    let config = json!({ "config": { "mode": "loop" } });
+    assert_eq!(http.call(hyper::Method::PATCH, &plugin, Some(&alice), Some(config)).await.status, StatusCode::OK);
+    let q = |query: &str| format!("/guilds/{gid}/messages/search?{query}");
+    // One message at a time, each its own batch: a fault each.
+    for i in 0..3 {
+        let content = format!("spun message number{i}");
+        post(&http, &alice, &general, &content).await;
+        until_found(&http, &alice, &q(&format!("content=number{i}")), &[content.as_str()]).await;
+    }
+    let started = Instant::now();
+    let plugin_id = installed.body["id"].clone();
+    let enabled = || async {
+        let list = http.get(&format!("/guilds/{gid}/plugins"), &alice).await.body;
+        list.as_array().unwrap().iter().find(|p| p["id"] == plugin_id).unwrap()["enabled"].clone()
+    };
+    while enabled().await != false {
+        assert!(started.elapsed() < Duration::from_secs(10), "still enabled after three faults");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let entries = audit_entries(&http, &gid, &alice, "action_type=81").await;
+    let disabled = entries.iter().find(|e| e["reason"].as_str().is_some_and(|r| r.contains("disabled after 3 faults")));
+    assert!(disabled.is_some(), "{entries:?}");
+    post(&http, &alice, &general, "after the spinner").await;
+    until_found(&http, &alice, &q("content=after"), &["after the spinner"]).await;
+
+    // Misfiling: another channel and author in its documents change nothing of that.
+    let (other_guild, other) = guild_of(&http, &alice, "misfiled").await;
+    let installed = http.install_plugin(&other_guild, &alice, "misfiler", component("hostile_indexer")).await;
+    let plugin = format!("/guilds/{other_guild}/plugins/{}", installed.body["id"].as_str().unwrap());
+    let config = json!({ "config": { "mode": "misfile" } });
+    assert_eq!(http.call(hyper::Method::PATCH, &plugin, Some(&alice), Some(config)).await.status, StatusCode::OK);
+    post(&http, &alice, &other, "filed where it was said").await;
+    let path =
+        format!("/guilds/{other_guild}/messages/search?content=misfiled&channel_id={other}&author_id={alice_id}");
+    until_found(&http, &alice, &path, &["filed where it was said"]).await;
 }

@@ -64,9 +64,6 @@ pub async fn run(cmd: PluginCmd) -> Result<(), String> {
             if !valid_name(&name) {
                 return Err("a plugin name is 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter".into());
             }
-            if kind == PluginKind::Indexer {
-                return Err("indexer plugins are not scaffolded yet: bot or moderator".into());
-            }
             let sdk = sdk.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"));
             let sdk = sdk.canonicalize().map_err(|e| format!("the SDK at {}: {e} (pass --sdk PATH)", sdk.display()))?;
             match lang.as_str() {
@@ -139,7 +136,37 @@ impl Moderator for Plugin {
 guildhall_sdk::export_moderator!(Plugin);
 "#,
         ),
-        PluginKind::Indexer => return Err("indexer plugins are not scaffolded yet".into()),
+        PluginKind::Indexer => (
+            "use guildhall_sdk::indexing::{Document, GuildEvent, Indexer};",
+            r#"pub struct Plugin;
+
+impl Indexer for Plugin {
+    fn init(_config: &Config) -> Result<Self, String> {
+        Ok(Plugin)
+    }
+
+    /// A document per message created or edited: its content, and tags for search filters.
+    fn index(&mut self, events: Vec<GuildEvent>) -> Vec<Document> {
+        events
+            .into_iter()
+            .filter_map(|event| match event {
+                GuildEvent::MessageCreate(m) | GuildEvent::MessageUpdate(m) => Some(Document {
+                    id: m.id.to_string(),
+                    channel_id: m.channel_id,
+                    author_id: m.author.id,
+                    timestamp: m.timestamp.clone(),
+                    tags: vec![if m.author.bot { "author_type:bot" } else { "author_type:user" }.into()],
+                    text: m.content,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+guildhall_sdk::export_indexer!(Plugin);
+"#,
+        ),
     };
     std::fs::create_dir_all(root.join("src")).map_err(|e| e.to_string())?;
     let manifest = format!(
@@ -174,7 +201,7 @@ strip = true
 #[derive(serde::Serialize, serde::Deserialize)]
 struct InterpretedPlugin {
     name: String,
-    /// The world it is built for (`bot` or `moderator`).
+    /// The world it is built for (`bot`, `moderator` or `indexer`).
     kind: PluginKind,
     /// `js` or `python`.
     lang: String,
@@ -191,7 +218,6 @@ fn scaffold_interpreted(name: &str, kind: PluginKind, lang: &str, dir: &Path, sd
     }
     let module = name.replace('-', "_");
     let (main, source) = match (lang, kind) {
-        (_, PluginKind::Indexer) => return Err("indexer plugins are not scaffolded yet".into()),
         ("js", PluginKind::Bot) => (
             format!("{name}.js"),
             format!(
@@ -209,6 +235,33 @@ export const events = {{
     if (event.tag === 'message-create' && !event.val.author.bot && event.val.content === '!hello') {{
       send(event.val.channelId, 'hello!');
     }}
+  }},
+}};
+"#
+            ),
+        ),
+        ("js", PluginKind::Indexer) => (
+            format!("{name}.js"),
+            format!(
+                r#"// {name}: a Guildhall indexer (build: guildhall plugin build).
+import {{ parseConfig }} from './guildhall.js';
+
+/** @satisfies {{typeof import('guildhall:plugin/indexing@0.1.0')}} (types: sdk/js/types/indexer) */
+export const indexing = {{
+  init(config) {{
+    parseConfig(config);
+  }},
+
+  // A document per message created or edited: its content, and tags for search filters.
+  index(events) {{
+    const documents = [];
+    for (const event of events) {{
+      if (event.tag !== 'message-create' && event.tag !== 'message-update') continue;
+      const m = event.val;
+      const tags = [m.author.bot ? 'author_type:bot' : 'author_type:user'];
+      documents.push({{ id: String(m.id), channelId: m.channelId, authorId: m.author.id, timestamp: m.timestamp, text: m.content, tags }});
+    }}
+    return documents;
   }},
 }};
 "#
@@ -256,6 +309,42 @@ class Events(exports.Events):
             m = event.value
             if not m.author.bot and m.content == "!hello":
                 messages.send(m.channel_id, "hello!")
+"#
+            ),
+        ),
+        (_, PluginKind::Indexer) => (
+            format!("{module}.py"),
+            format!(
+                r#""""{name}: a Guildhall indexer (build: guildhall plugin build)."""
+
+from wit_world import exports
+from wit_world.imports import types
+
+import guildhall
+
+
+class Indexing(exports.Indexing):
+    def init(self, config: str) -> None:
+        guildhall.parse_config(config)
+
+    def index(self, events: list[types.GuildEvent]) -> list[types.Document]:
+        """A document per message created or edited: its content, and tags for search filters."""
+        documents = []
+        for event in events:
+            if isinstance(event, (types.GuildEvent_MessageCreate, types.GuildEvent_MessageUpdate)):
+                m = event.value
+                tags = ["author_type:bot" if m.author.bot else "author_type:user"]
+                documents.append(
+                    types.Document(
+                        id=str(m.id),
+                        channel_id=m.channel_id,
+                        author_id=m.author.id,
+                        timestamp=m.timestamp,
+                        text=m.content,
+                        tags=tags,
+                    )
+                )
+        return documents
 "#
             ),
         ),

@@ -20,12 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_core::clock::Clock;
+use guildhall_core::model::audit_action;
 use guildhall_core::model::{GuildId, Message, MessageId, PluginKind, PluginRecord};
 use guildhall_core::stream::{Arrival, LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::Snowflake;
 use guildhall_plugins::{GuildEvent as PluginEvent, GuildView, IndexerInstance, MessageRef, PluginEngine};
+use guildhall_runtime::actors::audit::{change, AuditLog};
 use guildhall_runtime::plugin_runners::bots::to_bot_message;
-use guildhall_runtime::plugin_runners::plugin_support::load_component;
+use guildhall_runtime::plugin_runners::plugin_support::{disable, load_component, Faults};
 use guildhall_runtime::Metrics;
 use guildhall_store::history::HistoryQuery;
 use guildhall_store::Storage;
@@ -98,6 +100,9 @@ struct GuildIndexer {
     checked_at_ms: u64,
     /// When a batch of the guild last came (idle ones, and their instances, are dropped).
     used_ms: u64,
+    /// The plugin's recent faults (a deadline missed, a trap, a refused start): the
+    /// `MAX_FAULTS`th disables it, as any plugin.
+    faults: Faults,
 }
 
 /// The default indexer's version: a change to what it makes re-indexes every guild that uses it.
@@ -125,6 +130,8 @@ pub struct IndexingWorker {
     next_backfill: usize,
     /// When the last batch was committed.
     committed_at: tokio::time::Instant,
+    /// Where an indexer plugin's disabling is recorded.
+    audit: Option<AuditLog>,
 }
 
 impl IndexingWorker {
@@ -151,7 +158,14 @@ impl IndexingWorker {
             to_backfill: Vec::new(),
             next_backfill: 0,
             committed_at: tokio::time::Instant::now(),
+            audit: None,
         }
+    }
+
+    /// Records the disabling of a faulty indexer plugin in its guild's audit log.
+    pub fn with_audit(mut self, audit: AuditLog) -> IndexingWorker {
+        self.audit = Some(audit);
+        self
     }
 
     /// Runs until `stop` turns true.
@@ -553,7 +567,13 @@ impl IndexingWorker {
             match keep {
                 Some(g) => g.checked_at_ms = now_ms,
                 None => {
-                    let fresh = GuildIndexer { record, instance: None, checked_at_ms: now_ms, used_ms: now_ms };
+                    let fresh = GuildIndexer {
+                        record,
+                        instance: None,
+                        checked_at_ms: now_ms,
+                        used_ms: now_ms,
+                        faults: Faults::default(),
+                    };
                     self.guilds.insert(guild, fresh);
                 }
             }
@@ -564,7 +584,13 @@ impl IndexingWorker {
         let state = self.guilds.get_mut(&guild)?;
         let record = state.record.clone()?;
         if state.instance.is_none() {
-            let loaded = load_component(&engine, self.store.as_ref(), &record).await.ok()?;
+            let loaded = match load_component(&engine, self.store.as_ref(), &record).await {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    self.fault(guild, format!("its component did not load: {e}")).await;
+                    return None;
+                }
+            };
             let view = GuildView {
                 guild_id: guild.0,
                 channels: Arc::new(Vec::new()),
@@ -574,18 +600,19 @@ impl IndexingWorker {
             let config = record.config.to_string();
             match IndexerInstance::new(&engine, &loaded, &record.name, view, &config, self.config.plugin_deadline).await
             {
-                Ok(instance) => state.instance = Some(instance),
+                Ok(instance) => self.guilds.get_mut(&guild)?.instance = Some(instance),
                 Err(e) => {
-                    Metrics::inc(&self.metrics.search_indexer_faults);
-                    tracing::warn!(guild = %guild, plugin = %record.name, error = %e, "an indexer did not start");
+                    self.fault(guild, format!("it did not start: {e}")).await;
                     return None;
                 }
             }
         }
         let events: Vec<PluginEvent> = entries.iter().filter_map(|e| plugin_event(&e.event)).collect();
+        let state = self.guilds.get_mut(&guild)?;
         let instance = state.instance.as_mut()?;
         match instance.index(&events, self.config.plugin_deadline).await {
             Ok(documents) => {
+                state.faults.good_call();
                 let ids: HashMap<MessageId, ()> = messages.iter().map(|m| (m.id, ())).collect();
                 let mut proposed = HashMap::new();
                 for d in documents {
@@ -598,11 +625,36 @@ impl IndexingWorker {
                 Some(proposed)
             }
             Err(e) => {
-                state.instance = None;
-                Metrics::inc(&self.metrics.search_indexer_faults);
-                tracing::warn!(guild = %guild, plugin = %record.name, error = %e, "an indexer failed; the default indexed");
+                self.fault(guild, e).await;
                 None
             }
+        }
+    }
+
+    /// A fault of the guild's indexer plugin (the default indexes the batch instead): its
+    /// instance goes, and at the `MAX_FAULTS`th recent fault the plugin is disabled (stored,
+    /// with an audit entry); the default indexes the guild from then on.
+    async fn fault(&mut self, guild: GuildId, error: impl std::fmt::Display) {
+        Metrics::inc(&self.metrics.search_indexer_faults);
+        let now_ms = self.clock.monotonic_ms();
+        let Some(state) = self.guilds.get_mut(&guild) else { return };
+        state.instance = None;
+        let name = state.record.as_ref().map_or("", |r| r.name.as_str()).to_owned();
+        tracing::warn!(%guild, plugin = %name, error = %error, "an indexer failed; the default indexed");
+        if !state.faults.record(now_ms) {
+            return;
+        }
+        let Some(record) = state.record.take() else { return };
+        state.faults = Faults::default();
+        let notice = disable(self.store.as_ref(), record, &error).await;
+        tracing::warn!(%guild, plugin = %notice.record.name, reason = %notice.reason, "indexer disabled");
+        let Some(audit) = &self.audit else { return };
+        let action = audit_action::INTEGRATION_UPDATE;
+        if let Some(mut entry) = audit.entry(guild, None, Some(notice.record.id), action) {
+            entry.reason = Some(notice.reason);
+            entry.changes.extend(change("enabled", serde_json::json!(true), serde_json::json!(false)));
+            entry.options.insert("plugin_name".into(), serde_json::json!(notice.record.name));
+            audit.append(entry);
         }
     }
 }

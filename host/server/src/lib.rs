@@ -291,7 +291,8 @@ async fn spawn_indexing_worker(app: &Arc<app::App>) -> Result<(), String> {
         app.clock.clone(),
         app.metrics.clone(),
         config,
-    );
+    )
+    .with_audit(app.audit.clone());
     // On a thread of its own below request handling (see `guildhall_search::priority`).
     let (stop, background) = (app.shutdown_signal(), c.background);
     std::thread::Builder::new()
