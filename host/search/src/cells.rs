@@ -23,6 +23,8 @@ pub struct Cells {
     readers: Vec<CellReader>,
     /// Logs searches found unknown, for the indexing worker to backfill.
     requested: Mutex<BTreeSet<LogKey>>,
+    /// Guilds whose plugins changed, for the worker to look at their indexer again.
+    plugins_changed: Mutex<BTreeSet<Snowflake>>,
     request_made: Notify,
 }
 
@@ -47,7 +49,13 @@ impl Cells {
             readers.push(cell.reader());
             writers.push(Mutex::new(cell));
         }
-        Ok(Cells { writers, readers, requested: Mutex::default(), request_made: Notify::new() })
+        Ok(Cells {
+            writers,
+            readers,
+            requested: Mutex::default(),
+            plugins_changed: Mutex::default(),
+            request_made: Notify::new(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -93,12 +101,28 @@ impl Cells {
         }
     }
 
+    /// Tells the indexing worker that a guild's plugins changed (installed, configured,
+    /// enabled, disabled, removed): it looks at the guild's indexer again at once.
+    pub fn plugins_changed(&self, guild: Snowflake) {
+        let mut changed = self.plugins_changed.lock_unpoisoned();
+        if changed.len() < MAX_REQUESTED {
+            changed.insert(guild);
+            self.request_made.notify_one();
+        }
+    }
+
+    /// The guilds whose plugins changed since the last call.
+    pub fn take_plugin_changes(&self) -> Vec<Snowflake> {
+        std::mem::take(&mut *self.plugins_changed.lock_unpoisoned()).into_iter().collect()
+    }
+
     /// The backfills asked for since the last call.
     pub fn take_requests(&self) -> Vec<LogKey> {
         std::mem::take(&mut *self.requested.lock_unpoisoned()).into_iter().collect()
     }
 
-    /// Resolves once a backfill is asked for (at once if one was since the last wait).
+    /// Resolves once a backfill is asked for or plugins changed (at once if either happened
+    /// since the last wait).
     pub async fn requested(&self) {
         self.request_made.notified().await
     }

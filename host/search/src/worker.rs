@@ -64,7 +64,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             max_batch: 4096,
             linger: Duration::from_millis(20),
-            commit_interval: Duration::from_millis(1000),
+            commit_interval: Duration::from_millis(500),
             plugin_deadline: Duration::from_millis(200),
             plugin_recheck: Duration::from_secs(10),
             backfill_page: 1000,
@@ -265,6 +265,7 @@ impl IndexingWorker {
 
     /// Starts the backfills searches asked for (and any other due), committed.
     pub async fn start_requested_backfills(&mut self) {
+        self.plugins_changed().await;
         let asked = self.cells.take_requests();
         self.to_backfill.extend(asked.into_iter().map(|log| (log, Why::Asked)));
         self.start_backfills_now().await;
@@ -526,6 +527,46 @@ impl IndexingWorker {
         messages.iter().map(|m| (m.id, default_proposal(m))).collect()
     }
 
+    /// Reads which indexer plugin the guild has enabled, if what the worker knows is older
+    /// than `plugin_recheck` (or `now`: its plugins changed); a changed one starts afresh.
+    async fn refresh_indexer(&mut self, guild: GuildId, now: bool) {
+        let recheck_ms = self.config.plugin_recheck.as_millis() as u64;
+        let now_ms = self.clock.monotonic_ms();
+        let known = self.guilds.get(&guild);
+        if !now && known.is_some_and(|g| now_ms.saturating_sub(g.checked_at_ms) <= recheck_ms) {
+            return;
+        }
+        let record = match self.store.guild_plugins(guild).await {
+            Ok(records) => records.into_iter().find(|r| r.kind == PluginKind::Indexer && r.enabled),
+            Err(_) => self.guilds.get(&guild).and_then(|g| g.record.clone()),
+        };
+        match self.guilds.get_mut(&guild).filter(|g| g.record == record) {
+            Some(g) => g.checked_at_ms = now_ms,
+            None => {
+                let fresh = GuildIndexer {
+                    record,
+                    instance: None,
+                    checked_at_ms: now_ms,
+                    used_ms: now_ms,
+                    faults: Faults::default(),
+                };
+                self.guilds.insert(guild, fresh);
+            }
+        }
+    }
+
+    /// Looks again at the indexers of the guilds whose plugins changed (a new one
+    /// re-indexes its guild).
+    async fn plugins_changed(&mut self) {
+        if self.engine.is_none() {
+            return;
+        }
+        for guild in self.cells.take_plugin_changes() {
+            self.refresh_indexer(guild, true).await;
+            self.note_indexer(LogKey::Guild(guild), guild);
+        }
+    }
+
     /// Records which indexer the guild has in its log's home cell; when that changed, the
     /// guild's messages are indexed again with the new one.
     fn note_indexer(&mut self, log: LogKey, guild: GuildId) {
@@ -555,29 +596,8 @@ impl IndexingWorker {
         messages: &[&Message],
     ) -> Option<HashMap<MessageId, Proposed>> {
         let engine = self.engine.clone()?;
-        let recheck_ms = self.config.plugin_recheck.as_millis() as u64;
+        self.refresh_indexer(guild, false).await;
         let now_ms = self.clock.monotonic_ms();
-        let stale = self.guilds.get(&guild).is_none_or(|g| now_ms.saturating_sub(g.checked_at_ms) > recheck_ms);
-        if stale {
-            let record = match self.store.guild_plugins(guild).await {
-                Ok(records) => records.into_iter().find(|r| r.kind == PluginKind::Indexer && r.enabled),
-                Err(_) => self.guilds.get(&guild).and_then(|g| g.record.clone()),
-            };
-            let keep = self.guilds.get_mut(&guild).filter(|g| g.record == record);
-            match keep {
-                Some(g) => g.checked_at_ms = now_ms,
-                None => {
-                    let fresh = GuildIndexer {
-                        record,
-                        instance: None,
-                        checked_at_ms: now_ms,
-                        used_ms: now_ms,
-                        faults: Faults::default(),
-                    };
-                    self.guilds.insert(guild, fresh);
-                }
-            }
-        }
         if let Some(g) = self.guilds.get_mut(&guild) {
             g.used_ms = now_ms;
         }

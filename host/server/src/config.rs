@@ -62,7 +62,7 @@ impl Default for SearchConfig {
             cells: 4,
             max_batch: 4096,
             linger_ms: 20,
-            commit_interval_ms: 1000,
+            commit_interval_ms: 500,
             indexer_deadline_ms: 200,
             background: true,
         }
