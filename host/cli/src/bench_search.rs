@@ -11,6 +11,10 @@
 //!    opening; warm: the same queries again): words, a phrase, a CJK substring, a filter
 //!    with no text; newest first, 25 a page, within all of a guild's channels.
 //! 4. Bytes of index per message.
+//! 5. Backfill: a guild whose history is in storage and not in the stream (an existing
+//!    deployment turning search on), indexed from storage newest first: the time until its
+//!    searches are answered (its last 7 days indexed; 202 before) and until every message
+//!    is, and messages backfilled per second.
 //!
 //! Not through the REST API (which adds reading the 25 hits back from storage and
 //! checking the caller's channels): that is the next step of this benchmark.
@@ -21,11 +25,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_core::clock::Clock;
-use guildhall_core::model::{Channel, Message, User};
+use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{Channel, Guild, Member, Message, User};
 use guildhall_core::stream::{LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::Snowflake;
 use guildhall_runtime::Metrics;
-use guildhall_search::{Cells, IndexingWorker, SearchRequest, WorkerConfig};
+use guildhall_search::{Cells, Coverage, IndexingWorker, SearchRequest, WorkerConfig};
 use guildhall_stream::{EmbeddedLog, EventLog};
 use serde_json::{json, Value};
 
@@ -49,6 +54,9 @@ pub struct SearchBench {
     latency_samples: usize,
     #[arg(long, default_value_t = 4)]
     cells: usize,
+    /// Messages of the guild backfilled from storage (spread over its last 30 days).
+    #[arg(long, default_value_t = 200_000)]
+    backfill_messages: usize,
 }
 
 const SYLLABLES: &[&str] = &[
@@ -262,6 +270,7 @@ pub async fn run(b: SearchBench) -> Result<Value, String> {
         passes.push((pass, json!({ "p50_ms": p50 / 1e3, "p99_ms": p99 / 1e3, "max_ms": max / 1e3, "hits_per_search": hits as f64 / queries.len() as f64, "by_kind": kinds })));
     }
     let (lat50, lat99, latmax) = percentiles_us(latencies);
+    let backfill = backfill(&b, &dir, clock.clone()).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
         "scenario": "search",
@@ -278,5 +287,75 @@ pub async fn run(b: SearchBench) -> Result<Value, String> {
         "index_bytes_per_message": index_bytes as f64 / b.messages as f64,
         "search_cold": passes[0].1,
         "search_warm": passes[1].1,
+        "backfill": backfill,
+    }))
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+/// 5. A guild with `backfill_messages` over its last 30 days in storage alone, backfilled.
+async fn backfill(b: &SearchBench, dir: &Path, clock: Arc<dyn Clock>) -> Result<Value, String> {
+    let store: Arc<dyn guildhall_store::Storage> =
+        Arc::new(guildhall_store_redb::EmbeddedStore::open(&dir.join("backfill-store")).map_err(|e| e.to_string())?);
+    let now = clock.unix_ms();
+    // Ids of their time (a channel's history is walked back to its own id's partition).
+    let at = |ms: u64, n: u64| Snowflake(Snowflake::from_unix_ms(ms).0 | (n & 4095));
+    let guild = at(now - 40 * DAY_MS, 1);
+    let channels: Vec<Channel> =
+        (0..b.channels.max(1)).map(|c| Channel::text(at(now - 40 * DAY_MS, 2 + c as u64), guild, "c")).collect();
+    let owner = User::new(Snowflake(42), "author", false);
+    let member = Member::new(owner.clone(), "2026-01-01T00:00:00.000000+00:00".into());
+    store
+        .create_guild(Guild::new(guild, "history", owner.id), member, channels.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut words = Words(0x5EED_0F0B_ACCF_0011);
+    let (n, span) = (b.backfill_messages.max(1) as u64, 30 * DAY_MS);
+    let mut writes = Vec::with_capacity(512);
+    for i in 0..n {
+        let id = at(now - span + i * span / n, i);
+        let channel = &channels[i as usize % channels.len()];
+        writes.push(GuildWrite::PutMessage(Message::new(id, channel, owner.clone(), words.content(), None)));
+        if writes.len() == 512 || i + 1 == n {
+            let written = store.apply_batch(std::mem::take(&mut writes)).await;
+            if let Some(Err(e)) = written.into_iter().find(Result::is_err) {
+                return Err(format!("seeding the backfill's history: {e}"));
+            }
+        }
+    }
+    let log = EmbeddedLog::open(&dir.join("backfill-events.redb"), u64::MAX).map_err(|e| e.to_string())?;
+    let cells = Arc::new(Cells::open(&dir.join("backfill-search"), b.cells).map_err(|e| e.to_string())?);
+    let metrics = Arc::new(Metrics::default());
+    let key = LogKey::Guild(guild);
+    cells.request_backfill(key);
+    let started = Instant::now();
+    let worker = start_worker(&log, cells.clone(), metrics.clone(), clock, store).await?;
+    let mut answering = None;
+    loop {
+        match cells.coverage(key) {
+            Coverage::Complete => break,
+            Coverage::Backfilling { recent_done: true, .. } if answering.is_none() => {
+                answering = Some(started.elapsed())
+            }
+            _ => {}
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            return Err("the backfill did not finish in 30 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let done = started.elapsed();
+    worker.stop.send(true).ok();
+    worker.task.await.map_err(|e| e.to_string())?;
+    let count = cells.reader(guild).count(guild).map_err(|e| e.to_string())?;
+    if count as u64 != n {
+        return Err(format!("backfilled {count} documents of {n} messages"));
+    }
+    Ok(json!({
+        "messages": n,
+        "days": 30,
+        "answers_after_s": answering.unwrap_or(done).as_secs_f64(),
+        "complete_after_s": done.as_secs_f64(),
+        "backfilled_per_s": n as f64 / done.as_secs_f64(),
     }))
 }

@@ -105,6 +105,11 @@ struct GuildIndexer {
     faults: Faults,
 }
 
+/// Entries a second from which batches wait for `commit_interval` (each commit fsyncs about
+/// eight files, and the message store's fsyncs wait behind them); slower, a message is
+/// committed `linger` after it comes.
+const BUSY_ENTRIES_PER_S: f64 = 200.0;
+
 /// The default indexer's version: a change to what it makes re-indexes every guild that uses it.
 pub const DEFAULT_INDEXER_VERSION: u32 = 1;
 
@@ -128,8 +133,9 @@ pub struct IndexingWorker {
     to_backfill: Vec<(LogKey, Why)>,
     /// The next of `backfilling` to take a page of.
     next_backfill: usize,
-    /// When the last batch was committed.
+    /// When the last batch was committed, and how fast entries came in its cycle.
     committed_at: tokio::time::Instant,
+    entries_per_s: f64,
     /// Where an indexer plugin's disabling is recorded.
     audit: Option<AuditLog>,
 }
@@ -158,6 +164,7 @@ impl IndexingWorker {
             to_backfill: Vec::new(),
             next_backfill: 0,
             committed_at: tokio::time::Instant::now(),
+            entries_per_s: 0.0,
             audit: None,
         }
     }
@@ -373,17 +380,19 @@ impl IndexingWorker {
     }
 
     /// Up to `max_batch` entries: what is there (waiting at most `wait` for the first), and
-    /// what came by the time the batch is due (`linger` after the first, and not before
-    /// `commit_interval` after the last commit). In between it sleeps: a look at the stream
-    /// per append would wake this thread for every commit of the store.
+    /// what came by the time the batch is due: `linger` after the first, and, while entries
+    /// come fast, not before `commit_interval` after the last commit. In between it sleeps:
+    /// a look at the stream per append would wake this thread for every commit of the store.
     async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Delivered>, guildhall_stream::StreamError> {
         let max = self.config.max_batch;
         let mut batch = self.consumer.fetch(max, wait).await?;
         if batch.is_empty() || batch.len() >= max {
             return Ok(batch);
         }
-        let due =
-            (tokio::time::Instant::now() + self.config.linger).max(self.committed_at + self.config.commit_interval);
+        let mut due = tokio::time::Instant::now() + self.config.linger;
+        if self.entries_per_s >= BUSY_ENTRIES_PER_S {
+            due = due.max(self.committed_at + self.config.commit_interval);
+        }
         tokio::time::sleep_until(due).await;
         while batch.len() < max {
             let more = self.consumer.fetch(max - batch.len(), Duration::ZERO).await?;
@@ -487,7 +496,10 @@ impl IndexingWorker {
             self.metrics.search_commit_us.fetch_add(commit.elapsed().as_micros() as u64, Relaxed);
             Metrics::inc(&self.metrics.search_commits);
         }
-        self.committed_at = tokio::time::Instant::now();
+        let now = tokio::time::Instant::now();
+        let cycle = now.saturating_duration_since(self.committed_at).as_secs_f64().max(1e-3);
+        self.entries_per_s = batch.len() as f64 / cycle;
+        self.committed_at = now;
         self.metrics.search_entries_indexed.fetch_add(batch.len() as u64, Relaxed);
         Metrics::inc(&self.metrics.search_batches);
         self.metrics.search_batch_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
