@@ -11,6 +11,7 @@
 //! writes is the newer state.
 
 use guildhall_core::model::{ChannelId, MessageId};
+use guildhall_core::snowflake::MAX_DECIMAL;
 use guildhall_core::Snowflake;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,10 @@ pub struct Backfill {
     /// Documents this backfill indexed so far.
     pub documents: u64,
 }
+
+/// A cursor before every message: above any snowflake, and still one when read back (the
+/// largest a snowflake's decimal form holds; `u64::MAX` has a digit too many).
+pub const BEFORE_ALL: MessageId = Snowflake(MAX_DECIMAL);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelCursor {
@@ -48,7 +53,7 @@ impl Backfill {
     /// younger than `recent_ms` at `now_unix_ms`. `answering`: the log was searchable before.
     pub fn new(channels: &[ChannelId], now_unix_ms: u64, recent_ms: u64, answering: bool) -> Backfill {
         let mut b = Backfill {
-            channels: channels.iter().map(|&channel| ChannelCursor { channel, before: Snowflake(u64::MAX) }).collect(),
+            channels: channels.iter().map(|&channel| ChannelCursor { channel, before: BEFORE_ALL }).collect(),
             recent_from: Snowflake::from_unix_ms(now_unix_ms.saturating_sub(recent_ms)),
             recent_done: answering,
             documents: 0,
@@ -126,12 +131,12 @@ mod tests {
         // Channel 1 first (ties: the first listed); its page reaches 30 days back.
         let ask = b.next_page().unwrap();
         assert_eq!(ask.channel, Snowflake(1));
-        assert_eq!(b.page_read(ask, Some(at_days_ago(30)), 100, false), (at_days_ago(30), Snowflake(u64::MAX)));
+        assert_eq!(b.page_read(ask, Some(at_days_ago(30)), 100, false), (at_days_ago(30), BEFORE_ALL));
         assert!(!b.recent_done, "channel 2's recent days are not read");
         // Channel 2 is newer now; its page is short: the channel is done.
         let ask = b.next_page().unwrap();
         assert_eq!(ask.channel, Snowflake(2));
-        assert_eq!(b.page_read(ask, Some(at_days_ago(1)), 3, true), (Snowflake(0), Snowflake(u64::MAX)));
+        assert_eq!(b.page_read(ask, Some(at_days_ago(1)), 3, true), (Snowflake(0), BEFORE_ALL));
         assert!(b.recent_done, "every channel's unread messages are older than the recent days");
         assert_eq!(b.documents, 103);
         // Then channel 1's old history, to its first message.
@@ -148,6 +153,17 @@ mod tests {
         let ask = b.next_page().unwrap();
         b.drop_channel(ask);
         assert!(b.is_done());
+    }
+
+    /// Cells commit backfills in their payload: one must read back as it was written, or the
+    /// cell does not open after a crash in the middle of it.
+    #[test]
+    fn a_backfill_in_progress_reads_back_as_committed() {
+        let mut b = Backfill::new(&[Snowflake(1), Snowflake(2)], NOW, 7 * DAY, false);
+        let ask = b.next_page().unwrap();
+        b.page_read(ask, Some(at_days_ago(3)), 10, false);
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Backfill>(&json).unwrap(), b, "{json}");
     }
 
     #[test]

@@ -314,9 +314,14 @@ impl App {
             (Topology::Single, true) => {
                 let dir = config.data_dir.join("search");
                 let (count, background) = (config.search.cells.max(1), config.search.background);
-                let cells = guildhall_search::priority::run_in_background(background, || Cells::open(&dir, count))
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
-                Some(Arc::new(cells))
+                // A search index that does not open leaves search off (503), not the host down.
+                match guildhall_search::priority::run_in_background(background, || Cells::open(&dir, count)) {
+                    Ok(cells) => Some(Arc::new(cells)),
+                    Err(e) => {
+                        tracing::error!(dir = %dir.display(), error = %e, "the search index does not open: search is off");
+                        None
+                    }
+                }
             }
             _ => None,
         };
