@@ -9,7 +9,6 @@ use std::sync::{Mutex, MutexGuard};
 use guildhall_core::stream::LogKey;
 use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
-use tokio::sync::Notify;
 
 use crate::cell::{Cell, CellReader, Coverage};
 use crate::SearchError;
@@ -25,7 +24,6 @@ pub struct Cells {
     requested: Mutex<BTreeSet<LogKey>>,
     /// Guilds whose plugins changed, for the worker to look at their indexer again.
     plugins_changed: Mutex<BTreeSet<Snowflake>>,
-    request_made: Notify,
 }
 
 /// MurmurHash3's 64-bit finalizer: snowflakes differ mostly in their high (time) bits.
@@ -49,13 +47,7 @@ impl Cells {
             readers.push(cell.reader());
             writers.push(Mutex::new(cell));
         }
-        Ok(Cells {
-            writers,
-            readers,
-            requested: Mutex::default(),
-            plugins_changed: Mutex::default(),
-            request_made: Notify::new(),
-        })
+        Ok(Cells { writers, readers, requested: Mutex::default(), plugins_changed: Mutex::default() })
     }
 
     pub fn len(&self) -> usize {
@@ -97,7 +89,6 @@ impl Cells {
         let mut requested = self.requested.lock_unpoisoned();
         if requested.len() < MAX_REQUESTED {
             requested.insert(log);
-            self.request_made.notify_one();
         }
     }
 
@@ -107,7 +98,6 @@ impl Cells {
         let mut changed = self.plugins_changed.lock_unpoisoned();
         if changed.len() < MAX_REQUESTED {
             changed.insert(guild);
-            self.request_made.notify_one();
         }
     }
 
@@ -119,12 +109,6 @@ impl Cells {
     /// The backfills asked for since the last call.
     pub fn take_requests(&self) -> Vec<LogKey> {
         std::mem::take(&mut *self.requested.lock_unpoisoned()).into_iter().collect()
-    }
-
-    /// Resolves once a backfill is asked for or plugins changed (at once if either happened
-    /// since the last wait).
-    pub async fn requested(&self) {
-        self.request_made.notified().await
     }
 
     /// Forgets every cell's uncommitted changes (a batch that failed half-way).

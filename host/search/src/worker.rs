@@ -110,6 +110,9 @@ struct GuildIndexer {
 /// committed `linger` after it comes.
 const BUSY_ENTRIES_PER_S: f64 = 200.0;
 
+/// How long an idle worker waits for the stream before it looks at what searches asked for.
+const REQUESTS_EVERY: Duration = Duration::from_secs(1);
+
 /// The default indexer's version: a change to what it makes re-indexes every guild that uses it.
 pub const DEFAULT_INDEXER_VERSION: u32 = 1;
 
@@ -182,15 +185,16 @@ impl IndexingWorker {
             let logs = self.cells.writer(cell).backfilling();
             self.backfilling.extend(logs);
         }
-        let cells = self.cells.clone();
         let mut failures = 0u32;
         while !*stop.borrow() {
+            // Asked for by searches and plugin changes: looked at least once a second.
             self.start_requested_backfills().await;
             // With backfills to do, a look at the stream does not wait: pages go between batches.
-            let wait = if self.backfilling.is_empty() { Duration::from_secs(1) } else { Duration::ZERO };
+            let wait = if self.backfilling.is_empty() { REQUESTS_EVERY } else { Duration::ZERO };
+            // (Only stopping may cut a batch short: what it fetched and did not acknowledge
+            // comes again to the next consumer, not to this one.)
             let batch = tokio::select! {
                 batch = self.next_batch(wait) => batch,
-                _ = cells.requested() => continue,
                 _ = stop.changed() => break,
             };
             let batch = match batch {
@@ -407,6 +411,8 @@ impl IndexingWorker {
     /// Indexes a batch into the cells and commits every cell it touched.
     pub async fn index(&mut self, batch: &[Delivered]) -> Result<(), SearchError> {
         let started = Instant::now();
+        // A plugin changed before these entries were appended is this batch's indexer.
+        self.plugins_changed().await;
         // Each log's entries, in stream order (logs in the order they first appear).
         let mut logs: Vec<(LogKey, Vec<&LogEntry>)> = Vec::new();
         let mut log_at: HashMap<LogKey, usize> = HashMap::new();

@@ -288,3 +288,40 @@ async fn a_gap_in_the_events_is_repaired_from_storage_while_searches_go_on() {
     assert_eq!(s.find(guild, old.id, "nobody"), vec![edited.id], "the edit shows");
     assert!(s.find(guild, old.id, "\"words 50\"").is_empty(), "deleted ones are gone");
 }
+
+/// Searches asking for backfills while entries stream in: every entry is still indexed (a
+/// worker that dropped a half-gathered batch to look at the requests lost its entries until
+/// a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_backfills_never_cost_a_batch_its_entries() {
+    let s = setup();
+    let general = Channel::text(GENERAL, GUILD, "general");
+    let mut guild = Log { key: LogKey::Guild(GUILD), recipients: vec![], seq: 0 };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(s.worker().await.run(stopped));
+    let cells = s.cells.clone();
+    let asking = tokio::spawn(async move {
+        for n in 0u64.. {
+            cells.request_backfill(LogKey::Guild(Snowflake(1 << 40 | n)));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    for chunk in 0..50u64 {
+        let entries: Vec<LogEntry> = (0..10)
+            .map(|i| {
+                let id = 1 + chunk * 10 + i;
+                guild.entry(StreamEvent::MessageCreate { message: message(id, &general, "streamed") })
+            })
+            .collect();
+        s.log.append(&entries).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while s.count(GUILD) < 500 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    asking.abort();
+    stop.send(true).unwrap();
+    task.abort(); // (a worker that lost entries waits for them forever)
+    assert_eq!(s.count(GUILD), 500, "every entry indexed");
+}
