@@ -279,6 +279,15 @@ fn commit_batch(db: &Database, batch: &mut [Job], stream: Option<&EmbeddedLog>) 
     }
 }
 
+/// Moves a log's head (its highest seq ever stored) up to `last`'s.
+fn raise_log_head(tx: &WriteTransaction, last: &LogEntry) -> Result<()> {
+    let mut heads = tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
+    let id = last.key.id().0;
+    let head = heads.get(id).map_err(unavailable)?.map_or(0, |h| h.value());
+    heads.insert(id, head.max(last.seq)).map_err(unavailable)?;
+    Ok(())
+}
+
 /// Stores a batch's log entries and moves its log's head to the last.
 fn append_log(tx: &WriteTransaction, log: &[LogEntry]) -> Result<()> {
     guildhall_store::assert_one_log_in_order(log);
@@ -288,9 +297,7 @@ fn append_log(tx: &WriteTransaction, log: &[LogEntry]) -> Result<()> {
     for entry in log {
         entries.insert((id, entry.seq), encode(entry).as_slice()).map_err(unavailable)?;
     }
-    let mut heads = tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
-    let head = heads.get(id).map_err(unavailable)?.map_or(0, |h| h.value());
-    heads.insert(id, head.max(last.seq)).map_err(unavailable)?;
+    raise_log_head(tx, last)?;
     tx.open_table(EVENT_LOG_PENDING).map_err(unavailable)?.insert(id, last.key.kind()).map_err(unavailable)?;
     Ok(())
 }
@@ -318,10 +325,7 @@ fn append_to_stream(
         }
     }
     stream.append_in(tx, &entries).map_err(unavailable)?;
-    let mut heads = tx.open_table(EVENT_LOG_HEADS).map_err(unavailable)?;
-    let id = last.key.id().0;
-    let head = heads.get(id).map_err(unavailable)?.map_or(0, |h| h.value());
-    heads.insert(id, head.max(last.seq)).map_err(unavailable)?;
+    raise_log_head(tx, last)?;
     Ok(())
 }
 
