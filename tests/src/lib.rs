@@ -36,7 +36,12 @@ pub struct Server {
     pub data_dir: PathBuf,
     child: Child,
     env: Vec<(String, String)>,
+    /// The subcommand: `serve`, or `worker indexer`.
+    command: &'static [&'static str],
 }
+
+const SERVE: &[&str] = &["serve"];
+const INDEXER: &[&str] = &["worker", "indexer"];
 
 impl Server {
     /// Starts a server on a fresh data directory; `env` sets GUILDHALL_* configuration.
@@ -108,7 +113,14 @@ impl Server {
     /// a fresh data directory.
     pub async fn start_sibling(&self) -> Server {
         let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
-        Server::start_on(data_dir, self.env.clone()).await
+        Server::start_process(SERVE, data_dir, self.env.clone()).await
+    }
+
+    /// An indexing worker (`guildhall worker indexer`) of this node's cluster, on a fresh
+    /// data directory; its address serves `/metrics`.
+    pub async fn start_indexer(&self) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("guildhall-e2e-{}-{}", std::process::id(), unique()));
+        Server::start_process(INDEXER, data_dir, self.env.clone()).await
     }
 
     /// The current value of a gauge or counter of `/metrics` (0 if absent).
@@ -147,8 +159,13 @@ impl Server {
     }
 
     async fn start_on(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
+        Server::start_process(SERVE, data_dir, env).await
+    }
+
+    async fn start_process(command: &'static [&'static str], data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(command)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -173,29 +190,29 @@ impl Server {
         })
         .await
         .expect("reader");
-        Server { addr, data_dir, child, env }
+        Server { addr, data_dir, child, env, command }
     }
 
     /// SIGKILL, then start again on the same data directory (a new port).
     pub async fn kill9_and_restart(mut self) -> Server {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
-        let (dir, env) = (self.data_dir.clone(), std::mem::take(&mut self.env));
+        let (dir, env, command) = (self.data_dir.clone(), std::mem::take(&mut self.env), self.command);
         std::mem::forget(self); // already dead; keep the data directory
-        Server::start_on(dir, env).await
+        Server::start_process(command, dir, env).await
     }
 
     /// SIGTERM, then start again on the same data directory (a new port) with `set` changed
     /// in its configuration.
     pub async fn restart_with(mut self, set: &[(&str, &str)]) -> Server {
         assert!(self.terminate(), "the server stops cleanly");
-        let (dir, mut env) = (self.data_dir.clone(), std::mem::take(&mut self.env));
+        let (dir, mut env, command) = (self.data_dir.clone(), std::mem::take(&mut self.env), self.command);
         std::mem::forget(self); // stopped; keep the data directory
         for (key, value) in set {
             env.retain(|(k, _)| k != key);
             env.push((key.to_string(), value.to_string()));
         }
-        Server::start_on(dir, env).await
+        Server::start_process(command, dir, env).await
     }
 
     /// SIGKILL, keeping the data directory (until the server is dropped).

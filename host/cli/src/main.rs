@@ -47,6 +47,11 @@ enum Cmd {
         #[arg(long)]
         cluster: Option<String>,
     },
+    /// Run a cluster's background worker.
+    Worker {
+        #[command(subcommand)]
+        kind: WorkerCmd,
+    },
     /// Bot applications for Discord libraries: create one, add its bot to a guild.
     App {
         #[command(subcommand)]
@@ -97,6 +102,10 @@ fn main() -> std::process::ExitCode {
                 guildhall_server::serve(guildhall_server::ServeArgs { listen, data_dir, storage, config, cluster })
                     .await
             }
+            Cmd::Worker { kind: WorkerCmd::Indexer { cluster, storage, data_dir, config, listen } } => {
+                let args = guildhall_server::indexer_node::IndexerArgs { cluster, storage, data_dir, config, listen };
+                guildhall_server::indexer_node::run(args).await
+            }
             Cmd::Bench { scenario } => bench::run(scenario).await,
             Cmd::Config { cmd } => config(cmd),
             Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
@@ -111,6 +120,29 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// An indexing worker: takes the search cells the ring gives it, indexes their stream
+    /// entries and answers their searches (`guildhall serve` nodes route searches to it).
+    Indexer {
+        /// The cluster's NATS server (`nats://HOST:PORT`).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The cluster's storage (`scylla://HOST:PORT[,HOST:PORT...]/KEYSPACE`): backfills read it.
+        #[arg(long)]
+        storage: Option<String>,
+        /// Where this worker keeps its cells (default ./data; `search/cell-N`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The cluster's configuration file (the same `search` section as its nodes').
+        #[arg(long, env = "GUILDHALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where `/metrics` and `/healthz` listen (default 127.0.0.1:8080; port 0 picks one).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]

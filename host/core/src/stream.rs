@@ -356,6 +356,72 @@ pub struct Relayed {
     pub read: usize,
 }
 
+/// How a deployment's search cells divide what is searched (a guild's messages, a user's
+/// DMs, each a *scope*): `hashed` cells that scopes fall into by the hash of their id, then a
+/// cell of its own for each `dedicated` guild (a very large one). Every node and worker of a
+/// deployment uses the same layout: the stream files each entry under its cells, and a
+/// search goes to its scope's cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellLayout {
+    hashed: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dedicated: Vec<GuildId>,
+}
+
+impl CellLayout {
+    /// `hashed` is at least one; a guild named twice in `dedicated` gets one cell.
+    pub fn new(hashed: u32, dedicated: &[GuildId]) -> CellLayout {
+        let mut unique: Vec<GuildId> = Vec::with_capacity(dedicated.len());
+        for guild in dedicated {
+            if !unique.contains(guild) {
+                unique.push(*guild);
+            }
+        }
+        CellLayout { hashed: hashed.max(1), dedicated: unique }
+    }
+
+    /// Cells in all: `0..count()`.
+    pub fn count(&self) -> u32 {
+        self.hashed + self.dedicated.len() as u32
+    }
+
+    /// The cell a scope's documents are in.
+    pub fn cell_of(&self, scope: Snowflake) -> u32 {
+        match self.dedicated.iter().position(|g| *g == scope) {
+            Some(i) => self.hashed + i as u32,
+            None => (mix(scope.0) % u64::from(self.hashed)) as u32,
+        }
+    }
+
+    /// The cell that keeps what is known of a log's history: its id's (a guild's own cell).
+    pub fn home_of(&self, log: LogKey) -> u32 {
+        self.cell_of(log.id())
+    }
+
+    /// The cells an entry is indexed in, each once: its guild's, or each of its DM's
+    /// recipients' (a DM is searched among each recipient's DMs).
+    pub fn cells_of(&self, entry: &LogEntry) -> Vec<u32> {
+        match entry.key {
+            LogKey::Guild(guild) => vec![self.cell_of(guild)],
+            LogKey::Dm(_) => {
+                let mut cells: Vec<u32> = entry.recipients.iter().map(|r| self.cell_of(*r)).collect();
+                cells.sort_unstable();
+                cells.dedup();
+                cells
+            }
+        }
+    }
+}
+
+/// MurmurHash3's 64-bit finalizer: snowflakes differ mostly in their high (time) bits.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +589,38 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<LogEntry>(&json).unwrap(), e);
         assert!(json.contains(r#""key":{"kind":"guild","id":"1"}"#), "{json}");
+    }
+
+    #[test]
+    fn a_layout_files_guilds_by_hash_dedicated_guilds_alone_and_dms_under_each_recipient() {
+        let big = Snowflake(7);
+        let layout = CellLayout::new(4, &[big, big]);
+        assert_eq!(layout.count(), 5, "four hashed cells and one for the big guild");
+        assert_eq!(layout.cell_of(big), 4);
+        let mut seen = [0u32; 4];
+        for id in 1_000..5_000u64 {
+            let cell = layout.cell_of(Snowflake(id << 22));
+            assert!(cell < 4, "other scopes only in hashed cells");
+            seen[cell as usize] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 800), "spread over every hashed cell: {seen:?}");
+        let (a, b) = (Snowflake(1 << 22), Snowflake(2 << 22));
+        let dm = |recipients: Vec<Snowflake>| LogEntry {
+            v: LOG_SCHEMA_VERSION,
+            key: LogKey::Dm(Snowflake(99)),
+            seq: 1,
+            prev: 0,
+            recipients,
+            event: StreamEvent::Void,
+        };
+        let mut both = vec![layout.cell_of(a), layout.cell_of(b)];
+        both.sort_unstable();
+        both.dedup();
+        assert_eq!(layout.cells_of(&dm(vec![a, b])), both);
+        assert_eq!(layout.cells_of(&dm(vec![a, a])), vec![layout.cell_of(a)], "one cell once");
+        let guild = LogEntry { key: LogKey::Guild(big), ..dm(vec![]) };
+        assert_eq!(layout.cells_of(&guild), vec![4]);
+        let json = serde_json::to_string(&CellLayout::new(16, &[])).unwrap();
+        assert_eq!(json, r#"{"hashed":16}"#);
     }
 }

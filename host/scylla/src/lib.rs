@@ -48,8 +48,11 @@ fn decode<T: DeserializeOwned>(s: &str) -> Result<T> {
 }
 
 /// Snowflakes are stored as CQL bigint (they fit in 63 bits until the year 2154).
+/// An id as CQL's signed bigint. Ids above `i64::MAX` exist only as what a client may send
+/// (Discord allows 19 decimal digits): they compare above every stored id, so they become
+/// `i64::MAX` (wrapping them would make them negative: "before" them would be nothing).
 fn big(id: Snowflake) -> i64 {
-    id.0 as i64
+    i64::try_from(id.0).unwrap_or(i64::MAX)
 }
 
 struct Statements {

@@ -79,7 +79,7 @@ pub enum CellOp {
 }
 
 /// What a search of a log can rely on (as of the cell's last commit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Coverage {
     /// Nothing is known of the log here: its history is not indexed (a backfill is due).
     Unknown,
@@ -145,6 +145,14 @@ struct Payload {
     /// Which indexer made each log's documents (a change re-indexes the log).
     #[serde(default)]
     indexers: HashMap<String, String>,
+    /// Where in the stream this cell's own consumer stood at the commit (a cluster's cells
+    /// each read their own; see [`Cell::stream_position`]).
+    #[serde(default)]
+    position: u64,
+    /// The cell was rebuilt empty after its stream entries were indexed elsewhere: DMs (which
+    /// are not backfilled) miss what came before, and their searches say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dms_partial: bool,
 }
 
 impl Payload {
@@ -249,6 +257,24 @@ impl Cell {
     /// Records which indexer makes `log`'s documents from now on (committed with them).
     pub fn set_indexer(&mut self, log: LogKey, indexer: String) {
         self.state.indexers.insert(log_name(log), indexer);
+    }
+
+    /// The stream position up to which the entries filed under this cell are in it (a
+    /// cluster's cell: its consumer's; 0 on one host, where one consumer feeds all cells). A
+    /// consumer that acknowledged more was read by another copy of the cell: this copy is
+    /// stale.
+    pub fn stream_position(&self) -> u64 {
+        self.state.position
+    }
+
+    /// Records the stream position the staged changes reach (committed with them).
+    pub fn set_stream_position(&mut self, position: u64) {
+        self.state.position = self.state.position.max(position);
+    }
+
+    /// Marks the cell as rebuilt without its DMs' past (committed with the staged changes).
+    pub fn set_dms_partial(&mut self) {
+        self.state.dms_partial = true;
     }
 
     /// The logs this cell is backfilling.
@@ -367,6 +393,15 @@ impl CellReader {
     /// What a search of `log` can rely on now.
     pub fn coverage(&self, log: LogKey) -> Coverage {
         self.committed.lock_unpoisoned().coverage(log)
+    }
+
+    /// What a search of users' DMs can rely on: all of them, unless the cell was rebuilt
+    /// (then those from before are missing, and answers say the index is incomplete).
+    pub fn dm_coverage(&self) -> Coverage {
+        match self.committed.lock_unpoisoned().dms_partial {
+            true => Coverage::Backfilling { recent_done: true, documents: 0 },
+            false => Coverage::Complete,
+        }
     }
 
     pub fn fields(&self) -> Fields {

@@ -1,12 +1,14 @@
-//! A node's cells: `count` tantivy indexes under one directory, each scope (guild, or user
-//! for DMs) in the cell its id hashes to. One writer per cell (behind a lock the indexing
-//! worker takes); searches read the last commit without it.
+//! A node's cells: tantivy indexes under one directory (`cell-0`, `cell-1`, ...), each
+//! scope (a guild, or a user for DMs) in the cell the deployment's [`CellLayout`] gives it.
+//! One host opens every cell; a cluster's indexing worker opens the cells it owns. One
+//! writer per cell (behind a lock the indexing worker takes); searches read the last
+//! commit without it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use guildhall_core::stream::LogKey;
+use guildhall_core::stream::{CellLayout, LogKey};
 use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
 
@@ -17,71 +19,171 @@ use crate::SearchError;
 /// does: the 202 answer tells the caller to come back).
 const MAX_REQUESTED: usize = 10_000;
 
+/// The file that records which layout a directory's cells were made with.
+const LAYOUT_FILE: &str = "layout.json";
+
+/// One open cell.
+struct Slot {
+    writer: Mutex<Cell>,
+    reader: CellReader,
+}
+
 pub struct Cells {
-    writers: Vec<Mutex<Cell>>,
-    readers: Vec<CellReader>,
+    layout: CellLayout,
+    /// By cell number; `None`: not open here (another worker's).
+    slots: Vec<Option<Slot>>,
     /// Logs searches found unknown, for the indexing worker to backfill.
     requested: Mutex<BTreeSet<LogKey>>,
     /// Guilds whose plugins changed, for the worker to look at their indexer again.
     plugins_changed: Mutex<BTreeSet<Snowflake>>,
 }
 
-/// MurmurHash3's 64-bit finalizer: snowflakes differ mostly in their high (time) bits.
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+fn cell_dir(dir: &Path, cell: u32) -> std::path::PathBuf {
+    dir.join(format!("cell-{cell}"))
+}
+
+fn io(dir: &Path, e: impl std::fmt::Display) -> SearchError {
+    SearchError::Io(format!("{}: {e}", dir.display()))
 }
 
 impl Cells {
-    /// Opens (or creates) `count` cells in `dir` (`cell-0`, `cell-1`, ...). The count of a
-    /// directory never changes: a scope's cell is its hash modulo the count.
+    /// Opens (or creates) `count` cells in `dir`, scopes spread by hash alone.
     pub fn open(dir: &Path, count: usize) -> Result<Cells, SearchError> {
         assert!(count > 0, "at least one cell");
-        let mut writers = Vec::with_capacity(count);
-        let mut readers = Vec::with_capacity(count);
-        for i in 0..count {
-            let cell = Cell::open(&dir.join(format!("cell-{i}")))?;
-            readers.push(cell.reader());
-            writers.push(Mutex::new(cell));
-        }
-        Ok(Cells { writers, readers, requested: Mutex::default(), plugins_changed: Mutex::default() })
+        let layout = CellLayout::new(u32::try_from(count).unwrap_or(u32::MAX), &[]);
+        let all: Vec<u32> = (0..layout.count()).collect();
+        Cells::open_some(dir, layout, &all)
     }
 
+    /// Opens every cell of `layout` in `dir` (one host). A directory made with another
+    /// layout holds documents in the wrong cells: it is emptied first (searches then
+    /// backfill what they ask for), and the change is logged.
+    pub fn open_layout(dir: &Path, layout: CellLayout) -> Result<Cells, SearchError> {
+        let file = dir.join(LAYOUT_FILE);
+        let wanted = serde_json::to_string(&layout).expect("a layout serializes");
+        match std::fs::read_to_string(&file) {
+            Ok(found) if found == wanted => {}
+            Ok(found) => {
+                tracing::warn!(dir = %dir.display(), %found, %wanted, "search cells changed: the index is rebuilt");
+                std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+            }
+            // Made before layouts were recorded (hashed, as `open` makes): kept if its cell
+            // count is the same.
+            Err(_) if dir.exists() && hashed(dir) == layout => {}
+            Err(_) if dir.exists() => {
+                tracing::warn!(dir = %dir.display(), %wanted, "search cells changed: the index is rebuilt");
+                std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+            }
+            Err(_) => {}
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::write(&file, wanted).map_err(|e| io(&file, e))?;
+        let all: Vec<u32> = (0..layout.count()).collect();
+        Cells::open_some(dir, layout, &all)
+    }
+
+    /// Opens the cells `open` of `layout` in `dir`; searches and writes of the others are
+    /// another worker's.
+    pub fn open_some(dir: &Path, layout: CellLayout, open: &[u32]) -> Result<Cells, SearchError> {
+        let mut slots = Vec::with_capacity(layout.count() as usize);
+        for i in 0..layout.count() {
+            slots.push(match open.contains(&i) {
+                true => {
+                    let cell = Cell::open(&cell_dir(dir, i))?;
+                    Some(Slot { reader: cell.reader(), writer: Mutex::new(cell) })
+                }
+                false => None,
+            });
+        }
+        Ok(Cells { layout, slots, requested: Mutex::default(), plugins_changed: Mutex::default() })
+    }
+
+    /// Empties `cell` (a stale copy: its consumer acknowledged entries of it that another
+    /// worker indexed) and opens it alone, recorded as at `acknowledged`: the worker that
+    /// now owns it rebuilds it from storage (backfills: its logs are unknown until then,
+    /// and searches are told to wait, never answered short) while the live entries flow.
+    /// DMs are not backfilled: their searches say the index is incomplete from then on.
+    pub fn rebuild_one(dir: &Path, layout: CellLayout, cell: u32, acknowledged: u64) -> Result<Cells, SearchError> {
+        Cells::remove_cell(dir, cell)?;
+        let cells = Cells::open_some(dir, layout, &[cell])?;
+        let mut writer = cells.writer(cell as usize);
+        writer.set_stream_position(acknowledged);
+        writer.set_dms_partial();
+        writer.commit()?;
+        drop(writer);
+        Ok(cells)
+    }
+
+    /// Deletes a cell's files (a stale copy that a rebuild replaces). It must not be open.
+    pub fn remove_cell(dir: &Path, cell: u32) -> Result<(), SearchError> {
+        let path = cell_dir(dir, cell);
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn layout(&self) -> &CellLayout {
+        &self.layout
+    }
+
+    /// Every cell of the layout, open here or not.
     pub fn len(&self) -> usize {
-        self.writers.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writers.is_empty()
+        self.slots.is_empty()
+    }
+
+    /// The cells open here.
+    pub fn open_cells(&self) -> Vec<usize> {
+        (0..self.slots.len()).filter(|&i| self.slots[i].is_some()).collect()
+    }
+
+    pub fn is_open(&self, cell: usize) -> bool {
+        self.slots.get(cell).is_some_and(Option::is_some)
     }
 
     /// The cell a scope's documents are in.
     pub fn cell_of(&self, scope: Snowflake) -> usize {
-        (mix(scope.0) % self.writers.len() as u64) as usize
+        self.layout.cell_of(scope) as usize
     }
 
-    /// A cell's writer (held by one indexing batch at a time).
+    fn slot(&self, cell: usize) -> &Slot {
+        match self.slots.get(cell) {
+            Some(Some(slot)) => slot,
+            _ => panic!("cell {cell} is not open here (open: {:?})", self.open_cells()),
+        }
+    }
+
+    /// A cell's writer (held by one indexing batch at a time). The cell must be open here.
     pub fn writer(&self, cell: usize) -> MutexGuard<'_, Cell> {
-        self.writers[cell].lock_unpoisoned()
+        self.slot(cell).writer.lock_unpoisoned()
     }
 
-    /// What searches of a scope read.
+    /// What searches of a scope read. Its cell must be open here (see [`Cells::reader_of`]).
     pub fn reader(&self, scope: Snowflake) -> &CellReader {
-        &self.readers[self.cell_of(scope)]
+        &self.slot(self.cell_of(scope)).reader
+    }
+
+    /// What searches of a scope read, if its cell is open here.
+    pub fn reader_of(&self, scope: Snowflake) -> Option<&CellReader> {
+        self.slots.get(self.cell_of(scope))?.as_ref().map(|slot| &slot.reader)
     }
 
     /// The cell that keeps what is known of a log's history (its backfill): the cell of the
     /// log's id (for a guild, the guild's own cell).
     pub fn home_of(&self, log: LogKey) -> usize {
-        self.cell_of(log.id())
+        self.layout.home_of(log) as usize
     }
 
-    /// What a search of `log` can rely on now.
+    /// What a search of `log` can rely on now (`Unknown` where its home is not open here).
     pub fn coverage(&self, log: LogKey) -> Coverage {
-        self.readers[self.home_of(log)].coverage(log)
+        match self.slots.get(self.home_of(log)) {
+            Some(Some(slot)) => slot.reader.coverage(log),
+            _ => Coverage::Unknown,
+        }
     }
 
     /// Asks the indexing worker to backfill `log` (a search found it unknown).
@@ -111,12 +213,21 @@ impl Cells {
         std::mem::take(&mut *self.requested.lock_unpoisoned()).into_iter().collect()
     }
 
-    /// Forgets every cell's uncommitted changes (a batch that failed half-way).
+    /// Forgets every open cell's uncommitted changes (a batch that failed half-way).
     pub fn rollback_all(&self) {
-        for writer in &self.writers {
-            if let Err(e) = writer.lock_unpoisoned().rollback() {
+        for slot in self.slots.iter().flatten() {
+            if let Err(e) = slot.writer.lock_unpoisoned().rollback() {
                 tracing::error!(error = %e, "rolling a search cell back failed");
             }
         }
     }
+}
+
+/// The hashed layout of as many cells as `dir` holds (`cell-0` .. `cell-{n-1}`).
+fn hashed(dir: &Path) -> CellLayout {
+    let mut n = 0;
+    while cell_dir(dir, n).exists() {
+        n += 1;
+    }
+    CellLayout::new(n.max(1), &[])
 }

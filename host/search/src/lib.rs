@@ -7,6 +7,7 @@
 //!   changes, each log's applied `seq` committed with the documents.
 //! - [`query`]: a search as a cell runs it (content, filters, sort, page, total).
 //! - [`cells`]: a node's cells, a scope's cell by the hash of its id.
+//! - [`routing`]: a search to its cell, here or on its owner over the bus.
 //! - [`worker`]: the indexing worker (stream in, indexers, cells, commit, then acknowledge).
 //! - [`priority`]: indexing threads below request handling.
 
@@ -15,6 +16,7 @@ pub mod cell;
 pub mod cells;
 pub mod priority;
 pub mod query;
+pub mod routing;
 pub mod tokenizer;
 pub mod worker;
 
@@ -22,10 +24,18 @@ pub use backfill::{Backfill, ChannelCursor};
 pub use cell::{Cell, CellOp, CellReader, Coverage, IndexDoc};
 pub use cells::Cells;
 pub use query::{Hits, SearchRequest, Sort};
-pub use worker::{IndexingWorker, WorkerConfig};
+pub use routing::{BusCells, CellAnswer, CellQuery, SearchCells};
+pub use worker::{Fence, IndexingWorker, WorkerConfig};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SearchError {
+    /// The cell is not open here, or (in a cluster) no worker owns it this moment: it is
+    /// being taken over. Asking again in a few seconds finds it.
+    #[error("search cell {0} is not available here now")]
+    NotHere(u32),
+    /// A cell's owner did not answer (in time), or refused for now.
+    #[error("search unavailable: {0}")]
+    Unavailable(String),
     #[error("search index: {0}")]
     Index(String),
     #[error("search index files: {0}")]

@@ -7,6 +7,7 @@ use std::ops::Bound;
 
 use guildhall_core::model::{ChannelId, MessageId, UserId};
 use guildhall_core::Snowflake;
+use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery,
@@ -20,7 +21,7 @@ use crate::tokenizer::{is_cjk, terms};
 use crate::SearchError;
 
 /// How hits are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Sort {
     #[default]
     Newest,
@@ -29,8 +30,8 @@ pub enum Sort {
     Relevance,
 }
 
-/// One search in one scope.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One search in one scope (it travels to the cell's owner as it is: serde).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
     pub scope: Snowflake,
     /// Only these channels (the ones the caller may read); empty finds nothing.
@@ -57,7 +58,7 @@ pub struct SearchRequest {
 }
 
 /// What a search found: the total, and the page asked for (message id, channel).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hits {
     pub total: usize,
     pub page: Vec<(MessageId, ChannelId)>,

@@ -23,6 +23,7 @@ use guildhall_core::clock::Clock;
 use guildhall_core::model::audit_action;
 use guildhall_core::model::{GuildId, Message, MessageId, PluginKind, PluginRecord};
 use guildhall_core::stream::{Arrival, LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
+use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
 use guildhall_plugins::{GuildEvent as PluginEvent, GuildView, IndexerInstance, MessageRef, PluginEngine};
 use guildhall_runtime::actors::audit::{change, AuditLog};
@@ -141,7 +142,25 @@ pub struct IndexingWorker {
     entries_per_s: f64,
     /// Where an indexer plugin's disabling is recorded.
     audit: Option<AuditLog>,
+    /// The one cell the consumer feeds (a cluster's cell worker): each batch records its
+    /// stream position there.
+    own_cell: Option<usize>,
+    /// Checked before each commit: a worker that lost its cell stops.
+    fence: Option<Arc<dyn Fence>>,
+    /// What the stream lag metric is reported as, and when it was last read.
+    lag_label: String,
+    lag_read: Option<tokio::time::Instant>,
 }
+
+/// A cell worker's hold on its cell (in a cluster, the ownership fence).
+#[async_trait::async_trait]
+pub trait Fence: Send + Sync {
+    /// Does this worker still own its cell? Once false, it commits nothing more.
+    async fn holds(&self) -> bool;
+}
+
+/// How often a worker reads its consumer's lag for the metric.
+const LAG_EVERY: Duration = Duration::from_secs(1);
 
 impl IndexingWorker {
     pub fn new(
@@ -169,6 +188,38 @@ impl IndexingWorker {
             committed_at: tokio::time::Instant::now(),
             entries_per_s: 0.0,
             audit: None,
+            own_cell: None,
+            fence: None,
+            lag_label: "all".into(),
+            lag_read: None,
+        }
+    }
+
+    /// A worker of one cell, whose consumer reads only what is filed under it (a cluster's),
+    /// fenced: it stops once `fence` no longer holds.
+    pub fn for_cell(mut self, cell: usize, fence: Arc<dyn Fence>) -> IndexingWorker {
+        assert!(self.cells.is_open(cell), "a cell worker's cell is open");
+        self.own_cell = Some(cell);
+        self.fence = Some(fence);
+        self.lag_label = cell.to_string();
+        self
+    }
+
+    async fn fence_holds(&mut self) -> bool {
+        match self.fence.clone() {
+            Some(fence) => fence.holds().await,
+            None => true,
+        }
+    }
+
+    /// Reads how far behind the stream the consumer is (at most every `LAG_EVERY`).
+    async fn report_lag(&mut self) {
+        if self.lag_read.is_some_and(|at| at.elapsed() < LAG_EVERY) {
+            return;
+        }
+        self.lag_read = Some(tokio::time::Instant::now());
+        if let Ok(progress) = self.consumer.progress().await {
+            self.metrics.search_stream_lag.lock_unpoisoned().insert(self.lag_label.clone(), progress.pending);
         }
     }
 
@@ -178,15 +229,16 @@ impl IndexingWorker {
         self
     }
 
-    /// Runs until `stop` turns true.
+    /// Runs until `stop` turns true (or, for a cell worker, its fence no longer holds).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         // Backfills a previous run committed go on.
-        for cell in 0..self.cells.len() {
+        for cell in self.cells.open_cells() {
             let logs = self.cells.writer(cell).backfilling();
             self.backfilling.extend(logs);
         }
         let mut failures = 0u32;
         while !*stop.borrow() {
+            self.report_lag().await;
             // Asked for by searches and plugin changes: looked at least once a second.
             self.start_requested_backfills().await;
             // With backfills to do, a look at the stream does not wait: pages go between batches.
@@ -205,6 +257,10 @@ impl IndexingWorker {
                     continue;
                 }
             };
+            if !self.fence_holds().await {
+                tracing::warn!(cell = ?self.own_cell, "this worker no longer owns its cell: it stops");
+                break;
+            }
             let Some(last) = batch.last().map(|d| d.position) else {
                 self.backfill_page_or_wait().await;
                 continue;
@@ -290,7 +346,7 @@ impl IndexingWorker {
                 self.cells.rollback_all();
                 // Rolled back: started again from the committed state.
                 self.backfilling.clear();
-                for cell in 0..self.cells.len() {
+                for cell in self.cells.open_cells() {
                     let logs = self.cells.writer(cell).backfilling();
                     self.backfilling.extend(logs);
                 }
@@ -444,7 +500,11 @@ impl IndexingWorker {
             // The scopes that share a cell are written together, against that cell's seq.
             let mut by_cell: HashMap<usize, Vec<Snowflake>> = HashMap::new();
             for scope in scopes {
-                by_cell.entry(self.cells.cell_of(scope)).or_default().push(scope);
+                // (In a cluster, a DM's other recipients' cells are other workers'.)
+                let cell = self.cells.cell_of(scope);
+                if self.cells.is_open(cell) {
+                    by_cell.entry(cell).or_default().push(scope);
+                }
             }
             for (cell, scopes) in by_cell {
                 let mut writer = self.cells.writer(cell);
@@ -492,6 +552,12 @@ impl IndexingWorker {
             }
         }
         for cell in self.start_backfills().await {
+            if !touched.contains(&cell) {
+                touched.push(cell);
+            }
+        }
+        if let (Some(cell), Some(last)) = (self.own_cell, batch.last()) {
+            self.cells.writer(cell).set_stream_position(last.position);
             if !touched.contains(&cell) {
                 touched.push(cell);
             }

@@ -36,7 +36,7 @@ use guildhall_runtime::infrastructure::reads::MessageReads;
 use guildhall_runtime::plugin_runners::pubsub::PluginBus;
 use guildhall_runtime::plugin_runners::remote_bots::{BotPlacement, HostedBots, HostedBotsDeps};
 use guildhall_runtime::Metrics;
-use guildhall_search::Cells;
+use guildhall_search::{Cells, SearchCells};
 use guildhall_stream::{EmbeddedLog, EventLog};
 
 /// Entries the embedded event log keeps at most while no consumer reads it.
@@ -46,9 +46,11 @@ pub struct App {
     pub config: Config,
     /// The durable stream of message events (what this node's actors relay to).
     pub events: Arc<dyn EventLog>,
-    /// The search cells this node indexes into and searches (`None`: search is off, or
-    /// this is a cluster node: cells owned across a cluster are not built yet).
-    pub search: Option<Arc<Cells>>,
+    /// Where searches go (`None`: search is off): this host's cells, or in a cluster the
+    /// indexing workers that own them (over the bus).
+    pub search: Option<Arc<dyn SearchCells>>,
+    /// One host's cells, which its own indexing worker fills (`None` in a cluster).
+    pub local_cells: Option<Arc<Cells>>,
     /// The process's clock (see `clock.rs`); everything the app composes gets it.
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Storage>,
@@ -111,6 +113,8 @@ pub struct ClusterSetup {
     pub ownership: Arc<dyn Ownership>,
     /// The durable stream of message events (JetStream).
     pub events: Arc<dyn EventLog>,
+    /// The cluster's search cells, owned by its indexing workers (`guildhall worker indexer`).
+    pub search: Arc<dyn SearchCells>,
 }
 
 /// Between view changes, how often actors running here that the ring gives to another node
@@ -310,12 +314,12 @@ impl App {
         let limits = crate::limits::Limits::new(config.rate_limits.clone(), clock.clone());
         let (config_hashes_running, config_hashes_waiting) =
             (config.rest.password_hashes_running, config.rest.password_hashes_waiting);
-        let search = match (&topology, config.search.enabled) {
+        let local_cells = match (&topology, config.search.enabled) {
             (Topology::Single, true) => {
                 let dir = config.data_dir.join("search");
-                let (count, background) = (config.search.cells.max(1), config.search.background);
+                let (layout, background) = (config.search.layout(), config.search.background);
                 // A search index that does not open leaves search off (503), not the host down.
-                match guildhall_search::priority::run_in_background(background, || Cells::open(&dir, count)) {
+                match guildhall_search::priority::run_in_background(background, || Cells::open_layout(&dir, layout)) {
                     Ok(cells) => Some(Arc::new(cells)),
                     Err(e) => {
                         tracing::error!(dir = %dir.display(), error = %e, "the search index does not open: search is off");
@@ -325,8 +329,14 @@ impl App {
             }
             _ => None,
         };
+        let search: Option<Arc<dyn SearchCells>> = match &topology {
+            Topology::Single => local_cells.clone().map(|cells| cells as Arc<dyn SearchCells>),
+            Topology::Cluster(setup) if config.search.enabled => Some(setup.search.clone()),
+            Topology::Cluster(_) => None,
+        };
         Ok(Arc::new(App {
             search,
+            local_cells,
             events,
             clock,
             reads,

@@ -39,8 +39,12 @@ pub struct Config {
 pub struct SearchConfig {
     /// Index messages and answer searches.
     pub enabled: bool,
-    /// Cells (tantivy indexes) the node's scopes are spread over; fixed for a data directory.
+    /// Cells (tantivy indexes) guilds and users' DMs are spread over by the hash of their id.
+    /// In a cluster, every node and indexing worker must have the same `cells` and
+    /// `dedicated_guilds` (the stream records them); on one host, a change re-indexes.
     pub cells: usize,
+    /// Guilds (ids) with a cell of their own, after the hashed ones: very large ones.
+    pub dedicated_guilds: Vec<guildhall_core::Snowflake>,
     /// Most stream entries one indexing batch takes (one commit per cell it touches).
     pub max_batch: usize,
     /// How long a batch waits for more entries after its first.
@@ -55,6 +59,16 @@ pub struct SearchConfig {
     /// request handling at once, and the index lags while the host is saturated, catching up
     /// after.
     pub background: bool,
+    /// In a cluster, how long a search waits for the indexing worker that owns its cell.
+    pub remote_timeout_ms: u64,
+}
+
+impl SearchConfig {
+    /// How guilds and DMs are spread over cells.
+    pub fn layout(&self) -> guildhall_core::stream::CellLayout {
+        let hashed = u32::try_from(self.cells).unwrap_or(u32::MAX);
+        guildhall_core::stream::CellLayout::new(hashed, &self.dedicated_guilds)
+    }
 }
 
 impl Default for SearchConfig {
@@ -62,11 +76,13 @@ impl Default for SearchConfig {
         SearchConfig {
             enabled: true,
             cells: 4,
+            dedicated_guilds: Vec::new(),
             max_batch: 4096,
             linger_ms: 20,
             commit_interval_ms: 500,
             indexer_deadline_ms: 200,
             background: true,
+            remote_timeout_ms: 5000,
         }
     }
 }

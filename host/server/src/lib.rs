@@ -10,6 +10,7 @@ pub mod compress;
 pub mod config;
 mod gateway;
 pub mod id_reservation;
+pub mod indexer_node;
 pub mod limits;
 pub mod passwords;
 mod prometheus;
@@ -26,7 +27,7 @@ use guildhall_cluster::membership::open_bucket;
 use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo};
 use guildhall_core::clock::Clock;
-use guildhall_search::{IndexingWorker, WorkerConfig};
+use guildhall_search::{BusCells, IndexingWorker, WorkerConfig};
 use guildhall_stream::{JetStreamConfig, JetStreamLog};
 
 use crate::clock::SystemClock;
@@ -68,38 +69,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
-    let engine_config = guildhall_plugins::EngineConfig {
-        cache_dir: match config.plugins.cache_dir.as_str() {
-            "" => config.data_dir.join("plugin-cache"),
-            shared => std::path::PathBuf::from(shared),
-        },
-        max_component_bytes: config.plugins.max_component_bytes,
-        max_memory_bytes: config.plugins.max_memory_mib << 20,
-        javascript: config.plugins.javascript.engine_limits(guildhall_plugins::InstanceLimits::JAVASCRIPT),
-        python: config.plugins.python.engine_limits(guildhall_plugins::InstanceLimits::PYTHON),
-        pool_instances: config.plugins.pool_instances,
-        max_total_memory_bytes: config.plugins.max_total_memory_mib << 20,
-        max_guild_memory_bytes: config.plugins.max_guild_memory_mib << 20,
-        max_guild_instances: config.plugins.max_guild_instances,
-        max_concurrent_compiles: config.plugins.max_concurrent_compiles,
-        compiler: match config.plugins.compile_in_own_process {
-            // This binary: `guildhall compile-component` (host/cli). Through /proc/self/exe
-            // where there is one: the running image, even after the file was replaced.
-            true => Some(guildhall_plugins::CompilerProcess {
-                program: match std::path::Path::new("/proc/self/exe") {
-                    running if running.exists() => running.to_path_buf(),
-                    _ => std::env::current_exe().map_err(|e| format!("where this binary is: {e}"))?,
-                },
-                args: vec!["compile-component".into()],
-                time_limit: std::time::Duration::from_millis(config.plugins.compile_time_limit_ms),
-                memory_limit_bytes: config.plugins.compile_memory_mib << 20,
-            }),
-            false => None,
-        },
-        ..guildhall_plugins::EngineConfig::default()
-    };
-    let plugins =
-        Arc::new(guildhall_plugins::PluginEngine::new(engine_config).map_err(|e| format!("plugin engine: {e}"))?);
+    let plugins = plugin_engine(&config)?;
     let (topology, heartbeat) = if config.cluster.nats.is_empty() {
         (app::Topology::Single, None)
     } else {
@@ -168,6 +138,42 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The plugin engine `config` asks for (the host's and the indexing workers').
+pub(crate) fn plugin_engine(config: &config::Config) -> Result<Arc<guildhall_plugins::PluginEngine>, String> {
+    let engine_config = guildhall_plugins::EngineConfig {
+        cache_dir: match config.plugins.cache_dir.as_str() {
+            "" => config.data_dir.join("plugin-cache"),
+            shared => std::path::PathBuf::from(shared),
+        },
+        max_component_bytes: config.plugins.max_component_bytes,
+        max_memory_bytes: config.plugins.max_memory_mib << 20,
+        javascript: config.plugins.javascript.engine_limits(guildhall_plugins::InstanceLimits::JAVASCRIPT),
+        python: config.plugins.python.engine_limits(guildhall_plugins::InstanceLimits::PYTHON),
+        pool_instances: config.plugins.pool_instances,
+        max_total_memory_bytes: config.plugins.max_total_memory_mib << 20,
+        max_guild_memory_bytes: config.plugins.max_guild_memory_mib << 20,
+        max_guild_instances: config.plugins.max_guild_instances,
+        max_concurrent_compiles: config.plugins.max_concurrent_compiles,
+        compiler: match config.plugins.compile_in_own_process {
+            // This binary: `guildhall compile-component` (host/cli). Through /proc/self/exe
+            // where there is one: the running image, even after the file was replaced.
+            true => Some(guildhall_plugins::CompilerProcess {
+                program: match std::path::Path::new("/proc/self/exe") {
+                    running if running.exists() => running.to_path_buf(),
+                    _ => std::env::current_exe().map_err(|e| format!("where this binary is: {e}"))?,
+                },
+                args: vec!["compile-component".into()],
+                time_limit: std::time::Duration::from_millis(config.plugins.compile_time_limit_ms),
+                memory_limit_bytes: config.plugins.compile_memory_mib << 20,
+            }),
+            false => None,
+        },
+        ..guildhall_plugins::EngineConfig::default()
+    };
+    let engine = guildhall_plugins::PluginEngine::new(engine_config).map_err(|e| format!("plugin engine: {e}"))?;
+    Ok(Arc::new(engine))
+}
+
 /// Leaves the cluster gracefully: marked as draining, this node's guilds and DM channels
 /// move to their new owners (with their sessions); then its own sessions get op 7 and
 /// resume on other nodes, which take them over with their replay buffers.
@@ -226,10 +232,14 @@ async fn join_cluster(
         ownership = ownership.with_audit(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let ownership = Arc::new(ownership);
-    let events = JetStreamLog::open(bus.client().clone(), JetStreamConfig::new(&c.name))
+    let events = JetStreamLog::open(bus.client().clone(), JetStreamConfig::new(&c.name, config.search.layout()))
         .await
         .map_err(|e| format!("event stream: {e}"))?;
+    // Searches go to the indexing worker that owns the scope's cell.
+    let search_timeout = std::time::Duration::from_millis(config.search.remote_timeout_ms.max(1));
+    let search = BusCells::new(bus.client().clone(), &c.name, config.search.layout(), search_timeout);
     let setup = app::ClusterSetup {
+        search: Arc::new(search),
         node,
         name: c.name.clone(),
         bus: Arc::new(bus),
@@ -273,7 +283,7 @@ fn spawn_component_collector(app: Arc<app::App>) {
 /// The indexing worker of a single host: the `indexer` consumer of the embedded stream into
 /// this node's cells, until shutdown.
 async fn spawn_indexing_worker(app: &Arc<app::App>) -> Result<(), String> {
-    let Some(cells) = app.search.clone() else { return Ok(()) };
+    let Some(cells) = app.local_cells.clone() else { return Ok(()) };
     let consumer = app.events.consumer("indexer").await.map_err(|e| format!("event stream consumer: {e}"))?;
     let c = &app.config.search;
     let config = WorkerConfig {
@@ -351,7 +361,7 @@ fn spawn_event_sweeper(app: Arc<app::App>) {
     });
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");

@@ -2,12 +2,15 @@
 //! counters are plain atomics where they are counted; only this edge knows the format.
 
 use std::fmt::Write;
+
+use guildhall_core::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use guildhall_data::{DataMetrics, RouteMetrics};
 use guildhall_runtime::Metrics;
 
 /// Readings the edge takes when it renders, from parts that keep no atomics of their own.
+#[derive(Default)]
 pub struct Readings {
     /// What the plugin engine's memory budget has reserved now.
     pub plugin_memory_bytes: usize,
@@ -30,6 +33,16 @@ pub fn render(runtime: &Metrics, data: &DataMetrics, readings: &Readings) -> Str
     reading("storage_timeouts_total", "counter", timeouts_help, r.storage_timeouts);
     reading("tasks_alive", "gauge", "Tasks alive on the async runtime.", r.tasks_alive as u64);
     render_data(&mut out, data);
+    let lag = runtime.search_stream_lag.lock_unpoisoned();
+    if !lag.is_empty() {
+        let name = "guildhall_search_stream_lag";
+        let _ = writeln!(out, "# HELP {name} Stream entries a search cell's consumer has yet to index.");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (cell, pending) in lag.iter() {
+            let _ = writeln!(out, "{name}{{cell=\"{cell}\"}} {pending}");
+        }
+    }
+    drop(lag);
     out
 }
 
@@ -86,6 +99,8 @@ fn render_runtime(out: &mut String, m: &Metrics) {
     line("search_gaps_total", "counter", "Gaps found in a log's events.", &m.search_gaps);
     line("search_corrupt_entries_total", "counter", "Stream entries that did not decode.", &m.search_corrupt_entries);
     line("search_backfilled_total", "counter", "Messages backfills indexed from storage.", &m.search_backfilled);
+    line("search_cells_owned", "gauge", "Search cells this process indexes and answers for.", &m.search_cells_owned);
+    line("search_cells_taken_total", "counter", "Search cells this process took on.", &m.search_cells_taken);
     line("dm_channels", "gauge", "DM channel actors running.", &m.dms_loaded);
     line("dm_channels_evicted_total", "counter", "DM channel actors stopped as idle.", &m.dms_evicted);
     line("dispatches_total", "counter", "Dispatches serialized.", &m.dispatches);

@@ -347,6 +347,13 @@ pub async fn history_across_buckets(store: &dyn Storage) {
     assert_eq!(ids(&before), vec![all[2].id, all[1].id, all[0].id]);
     let before2 = history(store, &channel, HistoryQuery::Before(all[5].id), 3, now).await.unwrap();
     assert_eq!(ids(&before2), vec![all[4].id, all[3].id, all[2].id]);
+    // Before the largest id a client may send (Discord's 19 decimal digits, above i64::MAX):
+    // everything (a store of signed 64-bit ids must not wrap it around to nothing).
+    let before_any = Snowflake(guildhall_core::snowflake::MAX_DECIMAL);
+    let before_all = history(store, &channel, HistoryQuery::Before(before_any), 50, now).await.unwrap();
+    assert_eq!(ids(&before_all), newest_first, "before the largest id: every message");
+    let after_any = history(store, &channel, HistoryQuery::After(before_any), 50, now).await.unwrap();
+    assert!(after_any.is_empty(), "after the largest id: nothing");
 
     // After the last message of bucket b: the oldest ones after it, returned newest first.
     let after = history(store, &channel, HistoryQuery::After(all[2].id), 4, now).await.unwrap();

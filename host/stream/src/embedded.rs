@@ -22,7 +22,7 @@ use guildhall_core::stream::LogEntry;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::{decode, encode, unavailable, Delivered, EventLog, LogConsumer, Result};
+use crate::{decode, encode, unavailable, Delivered, EventLog, LogConsumer, Progress, Result};
 
 /// position -> LogEntry (JSON).
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("stream_entries");
@@ -312,5 +312,24 @@ impl LogConsumer for EmbeddedConsumer {
 
     async fn ack(&mut self, position: u64) -> Result<()> {
         self.log.submit(Job::Ack(self.name.clone(), position)).await
+    }
+
+    async fn acknowledged_after(&mut self, position: u64) -> Result<bool> {
+        // Every position is an entry of every consumer.
+        Ok(self.progress().await?.acknowledged > position)
+    }
+
+    async fn progress(&mut self) -> Result<Progress> {
+        let (db, name) = (self.log.db.clone(), self.name.clone());
+        tokio::task::spawn_blocking(move || -> Result<Progress> {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let consumers = tx.open_table(CONSUMERS).map_err(unavailable)?;
+            let acknowledged = consumers.get(name.as_str()).map_err(unavailable)?.map_or(0, |v| v.value());
+            let entries = tx.open_table(ENTRIES).map_err(unavailable)?;
+            let last = entries.last().map_err(unavailable)?.map_or(0, |(k, _)| k.value());
+            Ok(Progress { acknowledged, pending: last.saturating_sub(acknowledged) })
+        })
+        .await
+        .map_err(unavailable)?
     }
 }

@@ -1,8 +1,12 @@
 //! The stream in a cluster: one JetStream stream, `{cluster}_events`, on disk.
 //!
-//! An entry is published to `{cluster}.events.{kind}.{log id}` with `Nats-Msg-Id`
-//! `{log id}-{seq}`, so the server drops what a relay sends again within its duplicate window
-//! (readers skip the rest by `seq`). An append publishes its entries one after another on one
+//! An entry is published once for each search cell it is indexed in (its guild's; each of a
+//! DM's recipients', see `CellLayout`), to `{cluster}.events.{cell}.{kind}.{log id}`, with
+//! `Nats-Msg-Id` `{cell}-{log id}-{seq}`, so the server drops what a relay sends again within
+//! its duplicate window (readers skip the rest by `seq`). A cell's indexing worker reads its
+//! cell's subjects alone, through a durable consumer of its own (`cell_consumer`). The
+//! layout is the stream's: recorded in its metadata when it is made, and a node configured
+//! with another one is refused (its entries would reach the wrong cells). An append publishes its entries one after another on one
 //! connection (the server keeps their order) and returns once the server acknowledged every
 //! one. Consumers are durable pull consumers that acknowledge everything up to a message
 //! (`AckPolicy::All`); what a consumer has not acknowledged within `ack_wait` comes again.
@@ -16,9 +20,12 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use guildhall_core::stream::{LogEntry, LogKey};
+use guildhall_core::stream::{CellLayout, LogEntry, LogKey};
 
-use crate::{decode, encode, unavailable, Delivered, EventLog, LogConsumer, Result};
+use crate::{decode, encode, unavailable, Delivered, EventLog, LogConsumer, Progress, Result, StreamError};
+
+/// The stream's metadata key that records its cell layout (JSON).
+const LAYOUT_KEY: &str = "guildhall_cell_layout";
 
 #[derive(Debug, Clone)]
 pub struct JetStreamConfig {
@@ -30,15 +37,18 @@ pub struct JetStreamConfig {
     pub replicas: usize,
     /// How long a consumer has to acknowledge a delivery before it comes again.
     pub ack_wait: Duration,
+    /// The search cells entries are filed under.
+    pub layout: CellLayout,
 }
 
 impl JetStreamConfig {
-    pub fn new(cluster: &str) -> JetStreamConfig {
+    pub fn new(cluster: &str, layout: CellLayout) -> JetStreamConfig {
         JetStreamConfig {
             cluster: cluster.to_owned(),
             max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
             ack_wait: Duration::from_secs(60),
+            layout,
         }
     }
 
@@ -46,12 +56,12 @@ impl JetStreamConfig {
         format!("{}_events", self.cluster)
     }
 
-    fn subject(&self, key: LogKey) -> String {
+    fn subject(&self, cell: u32, key: LogKey) -> String {
         let kind = match key {
             LogKey::Guild(_) => "guild",
             LogKey::Dm(_) => "dm",
         };
-        format!("{}.events.{kind}.{}", self.cluster, key.id())
+        format!("{}.events.{cell}.{kind}.{}", self.cluster, key.id())
     }
 }
 
@@ -65,6 +75,7 @@ impl JetStreamLog {
     /// Makes the stream if it does not exist (an existing one is used as it is configured).
     pub async fn open(client: async_nats::Client, config: JetStreamConfig) -> Result<JetStreamLog> {
         let context = jetstream::new(client);
+        let layout = serde_json::to_string(&config.layout).expect("a layout serializes");
         let stream = stream::Config {
             name: config.stream_name(),
             description: Some("Guildhall: message events, for the indexing workers".into()),
@@ -74,9 +85,20 @@ impl JetStreamLog {
             max_age: config.max_age,
             num_replicas: config.replicas,
             duplicate_window: Duration::from_secs(120),
+            metadata: [(LAYOUT_KEY.to_owned(), layout.clone())].into(),
             ..Default::default()
         };
-        context.get_or_create_stream(stream).await.map_err(unavailable)?;
+        let made = context.get_or_create_stream(stream).await.map_err(unavailable)?;
+        match made.cached_info().config.metadata.get(LAYOUT_KEY) {
+            Some(theirs) if *theirs != layout => {
+                return Err(StreamError::Misconfigured(format!(
+                    "the stream {} files entries under the search cells {theirs}, this node under {layout}: \
+                     every node and worker of a cluster needs the same search.cells and search.dedicated_guilds",
+                    config.stream_name()
+                )));
+            }
+            _ => {}
+        }
         Ok(JetStreamLog { context, config })
     }
 
@@ -95,11 +117,15 @@ impl EventLog for JetStreamLog {
     async fn append(&self, entries: &[LogEntry]) -> Result<()> {
         let mut acks = Vec::with_capacity(entries.len());
         for entry in entries {
-            let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("{}-{}", entry.key.id(), entry.seq).as_str());
-            let subject = self.config.subject(entry.key);
-            let ack = self.context.publish_with_headers(subject, headers, Bytes::from(encode(entry)));
-            acks.push(ack.await.map_err(unavailable)?);
+            let payload = Bytes::from(encode(entry));
+            for cell in self.config.layout.cells_of(entry) {
+                let mut headers = HeaderMap::new();
+                let id = format!("{cell}-{}-{}", entry.key.id(), entry.seq);
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+                let subject = self.config.subject(cell, entry.key);
+                let ack = self.context.publish_with_headers(subject, headers, payload.clone());
+                acks.push(ack.await.map_err(unavailable)?);
+            }
         }
         for ack in acks {
             ack.await.map_err(unavailable)?;
@@ -108,9 +134,22 @@ impl EventLog for JetStreamLog {
     }
 
     async fn consumer(&self, name: &str) -> Result<Box<dyn LogConsumer>> {
+        self.durable(name, None).await
+    }
+}
+
+impl JetStreamLog {
+    /// The durable consumer `{name}-cell-{cell}`: the entries filed under one search cell.
+    pub async fn cell_consumer(&self, name: &str, cell: u32) -> Result<Box<dyn LogConsumer>> {
+        let filter = format!("{}.events.{cell}.>", self.config.cluster);
+        self.durable(&format!("{name}-cell-{cell}"), Some(filter)).await
+    }
+
+    async fn durable(&self, name: &str, filter: Option<String>) -> Result<Box<dyn LogConsumer>> {
         let stream = self.context.get_stream(self.config.stream_name()).await.map_err(unavailable)?;
         let mut config = pull::Config {
             durable_name: Some(name.to_owned()),
+            filter_subject: filter.unwrap_or_default(),
             ack_policy: AckPolicy::All,
             ack_wait: self.config.ack_wait,
             max_ack_pending: 100_000,
@@ -127,13 +166,17 @@ impl EventLog for JetStreamLog {
                 config.deliver_policy = DeliverPolicy::ByStartSequence { start_sequence: floor + 1 };
             }
         }
+        let filter = config.filter_subject.clone();
         let consumer = stream.get_or_create_consumer(name, config).await.map_err(unavailable)?;
-        Ok(Box::new(JetStreamConsumer { consumer, unacked: VecDeque::new() }))
+        Ok(Box::new(JetStreamConsumer { consumer, stream, filter, unacked: VecDeque::new() }))
     }
 }
 
 struct JetStreamConsumer {
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    stream: jetstream::stream::Stream,
+    /// The subjects it reads (empty: all of the stream's).
+    filter: String,
     /// Fetched and not yet acknowledged, by stream sequence (acknowledging one acknowledges
     /// every one before it).
     unacked: VecDeque<(u64, jetstream::Message)>,
@@ -185,5 +228,25 @@ impl LogConsumer for JetStreamConsumer {
             message.double_ack().await.map_err(unavailable)?;
         }
         Ok(())
+    }
+
+    async fn acknowledged_after(&mut self, position: u64) -> Result<bool> {
+        let floor = self.progress().await?.acknowledged;
+        if floor <= position || self.filter.is_empty() {
+            return Ok(floor > position);
+        }
+        // A filtered consumer's floor moves past other subjects' entries too: what counts is
+        // whether one of its own lies between.
+        match self.stream.get_first_raw_message_by_subject(&self.filter, position + 1).await {
+            Ok(first) => Ok(first.sequence <= floor),
+            Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn progress(&mut self) -> Result<Progress> {
+        let info = self.consumer.info().await.map_err(unavailable)?;
+        let pending = info.num_pending + info.num_ack_pending as u64;
+        Ok(Progress { acknowledged: info.ack_floor.stream_sequence, pending })
     }
 }

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use guildhall_core::stream::LogEntry;
 
 pub use embedded::EmbeddedLog;
+pub use guildhall_core::stream::CellLayout;
 pub use jetstream::{JetStreamConfig, JetStreamLog};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum StreamError {
     /// The stream cannot take or give entries now (down, full, refusing); retry.
     #[error("stream unavailable: {0}")]
     Unavailable(String),
+    /// The stream is set up otherwise than this node is configured.
+    #[error("stream misconfigured: {0}")]
+    Misconfigured(String),
     /// An entry that does not decode: skipped and counted by the reader, never retried.
     #[error("corrupt entry at {position}: {reason}")]
     Corrupt { position: u64, reason: String },
@@ -65,6 +69,23 @@ pub trait LogConsumer: Send {
 
     /// Everything fetched up to `position` is done with: it is not delivered again.
     async fn ack(&mut self, position: u64) -> Result<()>;
+
+    /// Where the consumer stands in the stream (as the stream itself records it).
+    async fn progress(&mut self) -> Result<Progress>;
+
+    /// Whether an entry of this consumer after `position` was acknowledged (by this reader
+    /// or an earlier one): a copy of what was made of its entries up to `position` alone is
+    /// stale.
+    async fn acknowledged_after(&mut self, position: u64) -> Result<bool>;
+}
+
+/// A durable consumer's standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Every entry up to this position is acknowledged (0: none).
+    pub acknowledged: u64,
+    /// Entries after the acknowledged ones that the stream holds: the consumer's lag.
+    pub pending: u64,
 }
 
 pub(crate) fn decode(position: u64, bytes: &[u8]) -> Result<LogEntry> {

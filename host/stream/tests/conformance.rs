@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use guildhall_core::stream::{LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::Snowflake;
-use guildhall_stream::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
+use guildhall_stream::{CellLayout, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, Progress, StreamError};
 
 fn nats_url() -> String {
     std::env::var("GUILDHALL_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -26,6 +26,10 @@ fn unique(name: &str) -> String {
 }
 
 async fn jetstream(name: &str) -> Option<JetStreamLog> {
+    jetstream_with(&unique(name), CellLayout::new(4, &[])).await
+}
+
+async fn jetstream_with(cluster: &str, layout: CellLayout) -> Option<JetStreamLog> {
     let client = match async_nats::connect(nats_url()).await {
         Ok(client) => client,
         Err(e) if required() => panic!("no NATS server at {}: {e} (run deploy/dev/nats up)", nats_url()),
@@ -34,7 +38,7 @@ async fn jetstream(name: &str) -> Option<JetStreamLog> {
             return None;
         }
     };
-    let mut config = JetStreamConfig::new(&unique(name));
+    let mut config = JetStreamConfig::new(cluster, layout);
     config.max_age = Duration::from_secs(600);
     Some(JetStreamLog::open(client, config).await.expect("the stream opens"))
 }
@@ -78,6 +82,10 @@ async fn appends_in_order_and_consumers_resume(log: &dyn EventLog) {
     reader.ack(first[2].position).await.unwrap();
     let rest = reader.fetch(10, WAIT).await.unwrap();
     assert_eq!(seqs(&rest), vec![(2, 2), (1, 3)]);
+    let progress = reader.progress().await.unwrap();
+    assert_eq!(progress, Progress { acknowledged: first[2].position, pending: 2 }, "fetched is not acknowledged");
+    assert!(reader.acknowledged_after(first[1].position).await.unwrap());
+    assert!(!reader.acknowledged_after(first[2].position).await.unwrap());
     drop(reader);
 
     // A new reader under the same name starts after what was acknowledged.
@@ -174,6 +182,62 @@ suite!(
     entries_sent_again_are_dropped,
     entries_after_everything_was_acknowledged_still_arrive
 );
+
+/// In a cluster each search cell's worker reads only what is filed under its cell: a guild's
+/// entries under the guild's cell, a DM's under each recipient's (once per cell); a node
+/// configured with other cells is refused.
+#[tokio::test]
+async fn jetstream_files_entries_under_their_cells() {
+    let layout = CellLayout::new(4, &[Snowflake(5)]);
+    let cluster = unique("cells");
+    let Some(log) = jetstream_with(&cluster, layout.clone()).await else { return };
+    // Guilds 1..=5 (5 has a cell of its own) and a DM between users in two cells.
+    let users: Vec<Snowflake> = (10..100).map(Snowflake).collect();
+    let a = users[0];
+    let b = *users.iter().find(|u| layout.cell_of(**u) != layout.cell_of(a)).unwrap();
+    let dm = LogEntry { key: LogKey::Dm(Snowflake(77)), recipients: vec![a, b], ..entry(77, 1) };
+    let guilds: Vec<LogEntry> = (1..=5).map(|g| entry(g, 1)).collect();
+    log.append(&guilds).await.unwrap();
+    log.append(std::slice::from_ref(&dm)).await.unwrap();
+    log.append(std::slice::from_ref(&dm)).await.unwrap(); // a relay's repeat: dropped
+    let mut total = 0;
+    let mut readers = Vec::new();
+    for cell in 0..layout.count() {
+        let mut reader = log.cell_consumer("indexer", cell).await.unwrap();
+        let got = reader.fetch(100, Duration::from_millis(300)).await.unwrap();
+        let mut expected: Vec<(u64, u64)> =
+            guilds.iter().filter(|e| layout.cells_of(e) == vec![cell]).map(|e| (e.key.id().0, 1)).collect();
+        if layout.cells_of(&dm).contains(&cell) {
+            expected.push((77, 1));
+        }
+        assert_eq!(seqs(&got), expected, "cell {cell}");
+        total += got.len();
+        if let Some(last) = got.last() {
+            reader.ack(last.position).await.unwrap();
+            assert_eq!(reader.progress().await.unwrap(), Progress { acknowledged: last.position, pending: 0 });
+        }
+        readers.push((reader, got.last().map(|d| d.position)));
+    }
+    assert_eq!(total, 5 + 2, "five guild entries, the DM's under two cells");
+    // Guild 5's cell alone gets more; a copy of another cell as of its last entry is not stale
+    // (its consumer's floor may move past the others' entries: they are not its own).
+    log.append(&[entry(5, 2), entry(5, 3)]).await.unwrap();
+    let (big_reader, big_last) = &mut readers[4];
+    let more = big_reader.fetch(10, WAIT).await.unwrap();
+    big_reader.ack(more[1].position).await.unwrap();
+    assert!(big_reader.acknowledged_after(big_last.unwrap()).await.unwrap(), "guild 5's own entries came after");
+    for (cell, (reader, last)) in readers.iter_mut().enumerate().take(4) {
+        let _ = reader.fetch(10, Duration::from_millis(100)).await.unwrap();
+        let stale = reader.acknowledged_after(last.unwrap_or(0)).await.unwrap();
+        assert!(!stale, "cell {cell}: nothing of its own after its last entry");
+    }
+    assert_eq!(layout.cell_of(Snowflake(5)), 4);
+
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let other = JetStreamLog::open(client, JetStreamConfig::new(&cluster, CellLayout::new(8, &[]))).await;
+    assert!(matches!(other, Err(StreamError::Misconfigured(_))), "{:?}", other.err());
+    log.context().delete_stream(log.config().stream_name()).await.unwrap();
+}
 
 /// The embedded log survives a restart (reopened from its file) and deletes what every
 /// consumer acknowledged.

@@ -75,6 +75,13 @@ pub struct Metrics {
     pub search_corrupt_entries: AtomicU64,
     /// Messages backfills read from storage and indexed.
     pub search_backfilled: AtomicU64,
+    /// Entries each consumer of the stream has yet to index, by the cell it feeds (`all`:
+    /// one host's consumer, which feeds every cell); read from the stream now and then.
+    pub search_stream_lag: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Search cells this process indexes and answers for, and the times it took one over
+    /// (a cluster's indexing worker).
+    pub search_cells_owned: AtomicU64,
+    pub search_cells_taken: AtomicU64,
 }
 
 impl Metrics {

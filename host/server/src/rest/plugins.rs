@@ -35,8 +35,8 @@ fn plugin_json(p: &PluginRecord) -> Value {
 
 async fn reload(ctx: &Ctx, guild_id: GuildId) -> Result<(), ApiError> {
     // The indexing worker looks at the guild's indexer again now (its change re-indexes).
-    if let Some(cells) = &ctx.app.search {
-        cells.plugins_changed(guild_id);
+    if let Some(search) = &ctx.app.search {
+        search.plugins_changed(guild_id).await;
     }
     let handle = guild_handle(ctx, guild_id).await?;
     handle.send(GuildMsg::PluginsChanged).await;

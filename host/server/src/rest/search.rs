@@ -1,5 +1,6 @@
 //! Message search in Discord's shape: a guild's messages, one channel's (a DM, or a guild
-//! channel), and all of the caller's DMs. The cells find ids; the messages come back from
+//! channel), and all of the caller's DMs. The cells find ids (this node's, or in a cluster
+//! the owning indexing worker's, over the bus); the messages come back from
 //! storage, each marked `hit: true`, only from channels the caller may read (the host
 //! filters, whatever the index holds); a bot without MESSAGE_CONTENT finds only the messages
 //! whose content it may read.
@@ -10,9 +11,8 @@ use std::sync::Arc;
 use guildhall_api::search::{parse_message_search, MessageSearch};
 use guildhall_core::guild::{GuildCommand, Reply};
 use guildhall_core::model::{Channel, ChannelId, GuildId, Message, UserId};
-use guildhall_core::stream::LogKey;
 use guildhall_core::Snowflake;
-use guildhall_search::{Cells, Coverage, SearchRequest, Sort};
+use guildhall_search::{CellQuery, Coverage, SearchCells, SearchError, SearchRequest, Sort};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
@@ -20,7 +20,7 @@ use super::ctx::{call_as_member, load_channel, ok, unexpected, ApiResult, Ctx};
 use super::error::{code, ApiError};
 use super::response::json_response;
 
-fn cells(ctx: &Ctx) -> Result<Arc<Cells>, ApiError> {
+fn search(ctx: &Ctx) -> Result<Arc<dyn SearchCells>, ApiError> {
     ctx.app.search.clone().ok_or_else(|| ApiError::unavailable("search is not available on this node"))
 }
 
@@ -104,46 +104,32 @@ const INDEX_NOT_READY: u32 = 110000;
 /// Seconds a caller is told to wait before asking again while a guild is backfilled.
 const RETRY_AFTER_S: u32 = 2;
 
-/// Whether a guild's index can answer.
-enum Readiness {
-    /// It can; `deep`: its old history is still being indexed (the answer says so).
-    Answers { deep: bool },
-    /// Discord's 202: its recent history is not indexed yet.
-    NotYet(ApiResult),
+/// Discord's 202: the index cannot answer yet (the guild's recent history is not indexed,
+/// or, in a cluster, its cell is being taken over by another worker).
+fn not_ready(documents: u64) -> ApiResult {
+    let body = json!({
+        "message": "Index not yet available. Try again later",
+        "code": INDEX_NOT_READY,
+        "documents_indexed": documents.min(i32::MAX as u64),
+        "retry_after": RETRY_AFTER_S,
+    });
+    Ok(json_response(StatusCode::ACCEPTED, &body))
 }
 
-/// How ready a guild's index is (a guild the index knows nothing of is backfilled from now on).
-fn guild_index(ctx: &Ctx, guild: GuildId) -> Result<Readiness, ApiError> {
-    let cells = cells(ctx)?;
-    let log = LogKey::Guild(guild);
-    let not_ready = |documents: u64| {
-        let body = json!({
-            "message": "Index not yet available. Try again later",
-            "code": INDEX_NOT_READY,
-            "documents_indexed": documents.min(i32::MAX as u64),
-            "retry_after": RETRY_AFTER_S,
-        });
-        Readiness::NotYet(Ok(json_response(StatusCode::ACCEPTED, &body)))
+/// Runs the search in its cell (here, or on its owner) and answers with the messages read
+/// back from storage. `guild`: a guild search, answered once the guild's index is ready.
+async fn answer(ctx: &Ctx, guild: Option<GuildId>, request: SearchRequest, channels: &[Channel]) -> ApiResult {
+    let search = search(ctx)?;
+    let found = match search.search(CellQuery { guild, request }).await {
+        Ok(found) => found,
+        Err(SearchError::NotHere(_)) => return not_ready(0),
+        Err(e) => return Err(ApiError::unavailable(e.to_string())),
     };
-    Ok(match cells.coverage(log) {
-        Coverage::Complete => Readiness::Answers { deep: false },
-        Coverage::Backfilling { recent_done: true, .. } => Readiness::Answers { deep: true },
-        Coverage::Backfilling { recent_done: false, documents } => not_ready(documents),
-        Coverage::Unknown => {
-            cells.request_backfill(log);
-            not_ready(0)
-        }
-    })
-}
-
-/// Runs the search and answers with the messages read back from storage.
-async fn answer(ctx: &Ctx, request: SearchRequest, channels: &[Channel], deep: bool) -> ApiResult {
-    let cells = cells(ctx)?;
-    let reader = cells.reader(request.scope).clone();
-    let hits = tokio::task::spawn_blocking(move || request.run(&reader))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let (deep, hits) = match (found.coverage, found.hits) {
+        (Coverage::Backfilling { documents, .. }, None) => return not_ready(documents),
+        (_, None) => return not_ready(0),
+        (coverage, Some(hits)) => (matches!(coverage, Coverage::Backfilling { .. }), hits),
+    };
     let by_id: HashMap<ChannelId, &Channel> = channels.iter().map(|c| (c.id, c)).collect();
     let mut messages: Vec<Value> = Vec::with_capacity(hits.page.len());
     let mut missing = 0;
@@ -178,12 +164,8 @@ pub async fn guild(ctx: &mut Ctx, guild_id: GuildId) -> ApiResult {
         Reply::Channels(channels) => channels,
         other => return Err(unexpected(other)),
     };
-    let deep = match guild_index(ctx, guild_id)? {
-        Readiness::Answers { deep } => deep,
-        Readiness::NotYet(answer) => return answer,
-    };
     let channels = narrowed(&q, readable);
-    answer(ctx, request(&q, guild_id, &channels, blind), &channels, deep).await
+    answer(ctx, Some(guild_id), request(&q, guild_id, &channels, blind), &channels).await
 }
 
 /// `GET /channels/{channel_id}/messages/search`: a DM the caller is in (its copy in the
@@ -198,7 +180,7 @@ pub async fn channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
                 return Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access"));
             }
             let channels = vec![channel];
-            answer(ctx, request(&q, user.id, &channels, None), &channels, false).await
+            answer(ctx, None, request(&q, user.id, &channels, None), &channels).await
         }
         Some(guild_id) => {
             let readable =
@@ -209,12 +191,8 @@ pub async fn channel(ctx: &mut Ctx, channel_id: ChannelId) -> ApiResult {
             if !readable.iter().any(|c| c.id == channel_id) {
                 return Err(ApiError::forbidden(code::MISSING_ACCESS, "Missing Access"));
             }
-            let deep = match guild_index(ctx, guild_id)? {
-                Readiness::Answers { deep } => deep,
-                Readiness::NotYet(answer) => return answer,
-            };
             let channels: Vec<Channel> = narrowed(&q, readable).into_iter().filter(|c| c.id == channel_id).collect();
-            answer(ctx, request(&q, guild_id, &channels, blind), &channels, deep).await
+            answer(ctx, Some(guild_id), request(&q, guild_id, &channels, blind), &channels).await
         }
     }
 }
@@ -226,5 +204,5 @@ pub async fn my_dms(ctx: &mut Ctx) -> ApiResult {
     let dms = ctx.app.store.user_dms(user.id).await?;
     let channels: Vec<Channel> =
         dms.into_iter().filter(|c| q.channel_id.is_empty() || q.channel_id.contains(&c.id)).collect();
-    answer(ctx, request(&q, user.id, &channels, None), &channels, false).await
+    answer(ctx, None, request(&q, user.id, &channels, None), &channels).await
 }

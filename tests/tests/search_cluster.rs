@@ -1,0 +1,127 @@
+//! Search in a cluster: two `guildhall serve --cluster` nodes route searches over NATS to
+//! the `guildhall worker indexer` that owns the scope's cell; a second worker takes cells
+//! on the ring; a kill -9 of a worker hands its cells to the other, which rebuilds them
+//! from storage and the stream (Cassandra, nats-server, real processes).
+
+use std::time::{Duration, Instant};
+
+use guildhall_e2e::{Http, Server};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+/// Searches until the index answers with `total` results (202s meanwhile, and fewer results
+/// while the newest messages are being indexed), within `limit`; returns the answer and how
+/// long it took.
+async fn until_total(http: &Http, token: &str, path: &str, total: u64, limit: Duration) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let answer = http.get(path, token).await;
+        match answer.status {
+            StatusCode::ACCEPTED => assert_eq!(answer.body["code"], 110000, "{}", answer.body),
+            StatusCode::OK => {
+                let got = answer.body["total_results"].as_u64().unwrap();
+                assert!(got <= total, "{path}: {got} results, more than the {total} messages: {}", answer.body);
+                if got == total {
+                    return (answer.body, started.elapsed());
+                }
+            }
+            other => panic!("{path}: {other} {}", answer.body),
+        }
+        assert!(started.elapsed() < limit, "{path}: not {total} results within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(http: &Http, token: &str, channel: &str, content: &str) {
+    let m = http.post(&format!("/channels/{channel}/messages"), token, json!({ "content": content })).await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+}
+
+/// The cells each worker runs now.
+async fn owned(workers: &[&Server]) -> Vec<u64> {
+    let mut owned = Vec::new();
+    for w in workers {
+        owned.push(w.metric("guildhall_search_cells_owned").await);
+    }
+    owned
+}
+
+async fn until_owned(workers: &[&Server], want: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = owned(workers).await;
+        if want(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "cells owned stayed {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_reach_the_owning_worker_and_survive_its_kill_9() {
+    let cells = [("GUILDHALL_SEARCH__CELLS", "6")];
+    let Some(nodes) = Server::start_cluster(2, &cells).await else { return };
+    let http: Vec<Http> = nodes.iter().map(Server::http).collect();
+    let mut first = nodes[0].start_indexer().await;
+    until_owned(&[&first], |o| o == [6]).await;
+
+    let (alice, _) = http[0].register("alice").await;
+    let (bob, bob_id) = http[1].register("bob").await;
+    let guild = http[0].post("/guilds", &alice, json!({ "name": "clustered" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let channel =
+        http[1].get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    for i in 0..30 {
+        post(&http[i % 2], &alice, &channel, &format!("needle number {i}")).await;
+    }
+    post(&http[0], &alice, &channel, "hay").await;
+    let dm = http[0].post("/users/@me/channels", &alice, json!({ "recipient_id": bob_id })).await;
+    assert_eq!(dm.status, StatusCode::OK, "{}", dm.body);
+    let dm = dm.body["id"].as_str().unwrap().to_owned();
+    post(&http[0], &alice, &dm, "a private needle").await;
+
+    // Any node answers, from the worker that owns the cell.
+    let search = format!("/guilds/{gid}/messages/search?content=needle");
+    let (body, took) = until_total(&http[1], &alice, &search, 30, Duration::from_secs(30)).await;
+    assert_eq!(body["messages"].as_array().unwrap().len(), 25, "a page of 25");
+    eprintln!("searchable through the cluster after {} ms", took.as_millis());
+    let dms = "/users/@me/messages/search?content=needle";
+    let (body, _) = until_total(&http[0], &bob, dms, 1, Duration::from_secs(30)).await;
+    assert_eq!(body["messages"][0][0]["content"], "a private needle");
+
+    // A second worker: the ring gives it its share; the cells it takes are rebuilt there.
+    let second = nodes[1].start_indexer().await;
+    let split = until_owned(&[&first, &second], |o| o.iter().sum::<u64>() == 6 && o[1] > 0).await;
+    eprintln!("cells owned after a second worker joined: {split:?}");
+    until_total(&http[0], &alice, &search, 30, Duration::from_secs(60)).await;
+    for i in 30..40 {
+        post(&http[i % 2], &alice, &channel, &format!("needle number {i}")).await;
+    }
+    until_total(&http[1], &alice, &search, 40, Duration::from_secs(30)).await;
+
+    // kill -9 of the first worker: the second takes its cells over once its lease ran out.
+    first.kill9();
+    let killed = Instant::now();
+    until_owned(&[&second], |o| o == [6]).await;
+    let owned_after = killed.elapsed();
+    let (_, _) = until_total(&http[1], &alice, &search, 40, Duration::from_secs(60)).await;
+    let answering_after = killed.elapsed();
+    eprintln!(
+        "take-over after kill -9: the survivor owned every cell after {} ms, answered in full after {} ms",
+        owned_after.as_millis(),
+        answering_after.as_millis()
+    );
+    // Indexed exactly once: a rebuild and the live stream together count each message once.
+    post(&http[0], &alice, &channel, "needle number 40").await;
+    let (body, _) = until_total(&http[0], &alice, &search, 41, Duration::from_secs(30)).await;
+    assert_eq!(body["total_results"], 41);
+    assert!(second.metric("guildhall_search_cells_taken_total").await >= 6);
+    // DMs (not backfilled) after a cell moved: all of them, or an answer that says the index
+    // is incomplete, never a silently short one.
+    let answer = http[1].get(dms, &bob).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    if answer.body["total_results"] != 1 {
+        assert_eq!(answer.body["doing_deep_historical_index"], true, "{}", answer.body);
+    }
+}
