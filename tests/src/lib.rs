@@ -116,6 +116,11 @@ impl Server {
         Server::start_process(SERVE, data_dir, self.env.clone()).await
     }
 
+    /// What the process was started with for `key` (a `GUILDHALL_*` variable).
+    pub fn env_value(&self, key: &str) -> Option<String> {
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
     /// An indexing worker (`guildhall worker indexer`) of this node's cluster, on a fresh
     /// data directory; its address serves `/metrics`.
     pub async fn start_indexer(&self) -> Server {

@@ -125,3 +125,50 @@ async fn searches_reach_the_owning_worker_and_survive_its_kill_9() {
         assert_eq!(answer.body["doing_deep_historical_index"], true, "{}", answer.body);
     }
 }
+
+/// JetStream refusing appends (its message limit reached, new ones discarded): writes are
+/// still acknowledged (their events wait in storage, the outbox), none of them is lost:
+/// once the stream takes entries again, every message is found, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_refuses_appends_loses_no_acknowledged_message() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let Some(nodes) = Server::start_cluster(1, &[("GUILDHALL_SEARCH__CELLS", "2")]).await else { return };
+    let _worker = nodes[0].start_indexer().await;
+    let http = nodes[0].http();
+    let (alice, _) = http.register("alice").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "outage" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let channel = http.get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    for i in 0..5 {
+        post(&http, &alice, &channel, &format!("needle before {i}")).await;
+    }
+    let search = format!("/guilds/{gid}/messages/search?content=needle");
+    until_total(&http, &alice, &search, 5, Duration::from_secs(30)).await;
+
+    // The stream takes no more entries.
+    let cluster = nodes[0].env_value("GUILDHALL_CLUSTER__NAME").expect("a cluster name");
+    let client = async_nats::connect(guildhall_e2e::nats_url().unwrap()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream.get_stream(format!("{cluster}_events")).await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    let held = stream.info().await.unwrap().state.messages;
+    let (open_limit, open_discard) = (config.max_messages, config.discard);
+    config.max_messages = held as i64;
+    config.discard = DiscardPolicy::New;
+    jetstream.update_stream(config.clone()).await.unwrap();
+    let failures = nodes[0].metric("guildhall_event_relay_failures_total").await;
+    for i in 0..20 {
+        post(&http, &alice, &channel, &format!("needle during {i}")).await; // acknowledged
+    }
+    nodes[0].wait_for_metric_at_least("guildhall_event_relay_failures_total", failures + 1).await;
+    let during = http.get(&search, &alice).await;
+    assert_eq!(during.body["total_results"], 5, "nothing reached the index: {}", during.body);
+
+    // The stream takes entries again: the relays catch up from storage, in order.
+    config.max_messages = open_limit;
+    config.discard = open_discard;
+    jetstream.update_stream(config).await.unwrap();
+    let (body, took) = until_total(&http, &alice, &search, 25, Duration::from_secs(60)).await;
+    eprintln!("every message searchable {} ms after the stream came back", took.as_millis());
+    assert_eq!(body["total_results"], 25, "each acknowledged message once");
+}
