@@ -89,6 +89,14 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// Search in a cluster (a node, two indexing workers): creates, searches through the
+    /// API, and the take-over of the guild's cell after a SIGKILL of its worker.
+    SearchTakeover {
+        #[command(flatten)]
+        bench: crate::bench_search_cluster::TakeoverBench,
+        #[arg(long)]
+        json: bool,
+    },
     Cluster {
         #[command(flatten)]
         bench: crate::bench_cluster::ClusterBench,
@@ -142,6 +150,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         }
         Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
         Scenario::Search { bench, json } => (crate::bench_search::run(bench).await?, json),
+        Scenario::SearchTakeover { bench, json } => (crate::bench_search_cluster::run(bench).await?, json),
         Scenario::Compression { bench, json } => (crate::bench_compression::run(bench).await?, json),
         Scenario::StorageDeadline { bench, json } => (crate::bench_storage::run(bench).await?, json),
         Scenario::Plugins { component, calls, instances, config, languages: false, json } => {

@@ -64,10 +64,10 @@ pub struct ClusterBench {
     pub pings: usize,
 }
 
-struct Node {
+pub(crate) struct Node {
     child: std::process::Child,
     dir: PathBuf,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Node {
@@ -79,22 +79,38 @@ impl Drop for Node {
 }
 
 async fn start_node(name: &str, storage: &str, b: &ClusterBench) -> Result<Node, String> {
+    let env = [
+        ("GUILDHALL_DATA__LINGER_MS", b.linger_ms.to_string()),
+        ("GUILDHALL_PLUGINS__BOT_PLACEMENT", "spread".to_owned()),
+    ];
+    start_child(&["serve"], name, storage, &b.nats, &env).await
+}
+
+/// A `guildhall` child process (`serve`, or `worker indexer`) of the cluster `name`, with
+/// `env` set besides what every one gets; returns once it printed where it listens.
+pub(crate) async fn start_child(
+    command: &[&str],
+    name: &str,
+    storage: &str,
+    nats: &str,
+    env: &[(&str, String)],
+) -> Result<Node, String> {
     let dir = std::env::temp_dir().join(format!("guildhall-bench-{name}-{}", rand_suffix()));
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = std::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(command)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
-        .args(["--storage", storage, "--cluster", &b.nats])
-        .env("GUILDHALL_DATA__LINGER_MS", b.linger_ms.to_string())
+        .args(["--storage", storage, "--cluster", nats])
         .env("GUILDHALL_CLUSTER__NAME", name)
         .env("GUILDHALL_CLUSTER__LEASE_MS", "1500")
-        .env("GUILDHALL_PLUGINS__BOT_PLACEMENT", "spread")
         // One load generator on one address, far past any client's limits.
         .env("GUILDHALL_RATE_LIMITS__ENABLED", "false")
         .env("RUST_LOG", "error")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting a node: {e}"))?;
+        .map_err(|e| format!("starting {command:?}: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
     let addr = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
@@ -106,15 +122,15 @@ async fn start_node(name: &str, storage: &str, b: &ClusterBench) -> Result<Node,
     .await
     .map_err(|e| e.to_string())?;
     let mut node = Node { child, dir, addr: SocketAddr::from(([0, 0, 0, 0], 0)) };
-    node.addr = addr.ok_or("a node did not report its address")?; // (dropping `node` kills it)
+    node.addr = addr.ok_or("a child did not report its address")?; // (dropping `node` kills it)
     Ok(node)
 }
 
-fn rand_suffix() -> String {
+pub(crate) fn rand_suffix() -> String {
     guildhall_server::auth::random_hex(4)
 }
 
-async fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
+pub(crate) async fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
     let mut client = ApiClient::connect(&addr.to_string()).await.map_err(|e| e.to_string())?;
     let text = client.metrics().await.map_err(|e| e.to_string())?;
     Ok(text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse().ok())).unwrap_or(0))
@@ -136,7 +152,7 @@ async fn nats_in(monitor: &str) -> Result<(u64, u64), String> {
     Ok((varz["in_msgs"].as_u64().unwrap_or(0), varz["in_bytes"].as_u64().unwrap_or(0)))
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &mut ApiClient,
     method: Method,
     path: &str,

@@ -8,6 +8,7 @@ mod bench;
 mod bench_cluster;
 mod bench_compression;
 mod bench_search;
+mod bench_search_cluster;
 mod bench_storage;
 mod components;
 mod plugin_cli;
