@@ -27,6 +27,10 @@ pub struct Backfill {
     pub recent_done: bool,
     /// Documents this backfill indexed so far.
     pub documents: u64,
+    /// The generation of the log's documents it writes: the serving one (a first index, a
+    /// repair), or the next (a re-index beside it, switched to when done).
+    #[serde(default)]
+    pub gen: u32,
 }
 
 /// A cursor before every message: above any snowflake, and still one when read back (the
@@ -57,6 +61,7 @@ impl Backfill {
             recent_from: Snowflake::from_unix_ms(now_unix_ms.saturating_sub(recent_ms)),
             recent_done: answering,
             documents: 0,
+            gen: 0,
         };
         b.check_recent();
         b

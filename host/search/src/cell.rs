@@ -14,6 +14,11 @@
 //! What a search may say of a log ([`Coverage`]) follows from the last commit: a log the cell
 //! applied entries of and backfills nothing of is complete; a backfill says how far it is; a
 //! log the cell knows nothing of is not indexed yet.
+//!
+//! A guild re-indexed (its indexer changed) is rebuilt *beside* its live documents: they
+//! carry a generation (`gen`), searches read the log's serving one, the re-index writes the
+//! next (live entries go to both), and the commit that ends it switches the log over and
+//! deletes the old generation: searches never see a half re-indexed guild.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,6 +44,8 @@ use crate::SearchError;
 pub struct IndexDoc {
     /// The guild, or for a DM the user whose DMs it is in.
     pub scope: Snowflake,
+    /// Which of the log's generations (see the module's documentation; DMs: 0).
+    pub gen: u32,
     pub id: MessageId,
     pub channel: ChannelId,
     pub author: UserId,
@@ -51,11 +58,17 @@ pub struct IndexDoc {
 /// A change to a cell's documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CellOp {
-    /// Adds the document, replacing the one of the same scope and id.
+    /// Adds the document, replacing the one of the same scope, id and generation.
     Upsert(IndexDoc),
     Delete {
         scope: Snowflake,
+        gen: u32,
         id: MessageId,
+    },
+    /// Every document of a scope's generation (the one a re-index replaced).
+    DeleteGeneration {
+        scope: Snowflake,
+        gen: u32,
     },
     /// Every document of a channel.
     DeleteChannel {
@@ -69,9 +82,10 @@ pub enum CellOp {
         since: MessageId,
     },
     /// A channel's documents with ids in `from..before` (a backfill's page replaces them
-    /// with what storage holds there: messages deleted meanwhile go too).
+    /// with what storage holds there: messages deleted meanwhile go too), in a generation.
     ClearRange {
         scope: Snowflake,
+        gen: u32,
         channel: ChannelId,
         from: MessageId,
         before: MessageId,
@@ -95,6 +109,7 @@ pub struct Fields {
     /// `scope:id`, the document's key.
     pub key: Field,
     pub scope: Field,
+    pub gen: Field,
     pub id: Field,
     pub channel: Field,
     pub author: Field,
@@ -113,6 +128,7 @@ impl Fields {
         let fields = Fields {
             key: b.add_text_field("key", STRING),
             scope: b.add_u64_field("scope", INDEXED | FAST),
+            gen: b.add_u64_field("gen", INDEXED),
             id: b.add_u64_field("id", INDEXED | FAST),
             channel: b.add_u64_field("channel", INDEXED | FAST),
             author: b.add_u64_field("author", INDEXED),
@@ -123,8 +139,8 @@ impl Fields {
     }
 }
 
-fn key(scope: Snowflake, id: MessageId) -> String {
-    format!("{}:{}", scope.0, id.0)
+fn key(scope: Snowflake, gen: u32, id: MessageId) -> String {
+    format!("{}:{}:{gen}", scope.0, id.0)
 }
 
 fn log_name(log: LogKey) -> String {
@@ -145,6 +161,9 @@ struct Payload {
     /// Which indexer made each log's documents (a change re-indexes the log).
     #[serde(default)]
     indexers: HashMap<String, String>,
+    /// Each re-indexed log's serving generation (absent: 0).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    serving: HashMap<String, u32>,
     /// Where in the stream this cell's own consumer stood at the commit (a cluster's cells
     /// each read their own; see [`Cell::stream_position`]).
     #[serde(default)]
@@ -163,9 +182,15 @@ impl Payload {
         }
     }
 
+    fn serving(&self, name: &str) -> u32 {
+        self.serving.get(name).copied().unwrap_or(0)
+    }
+
     fn coverage(&self, log: LogKey) -> Coverage {
         let name = log_name(log);
         match self.backfills.get(&name) {
+            // A re-index beside the serving generation: that one is complete.
+            Some(b) if b.gen != self.serving(&name) => Coverage::Complete,
             Some(b) => Coverage::Backfilling { recent_done: b.recent_done, documents: b.documents },
             None if self.applied.contains_key(&name) => Coverage::Complete,
             None => Coverage::Unknown,
@@ -205,7 +230,17 @@ impl Cell {
         std::fs::create_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
         let (schema, fields) = Fields::schema();
         let directory = MmapDirectory::open(dir)?;
-        let index = Index::open_or_create(directory, schema)?;
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Err(tantivy::TantivyError::SchemaError(e)) => {
+                // Made by a build whose documents had other fields: rebuilt from nothing (its
+                // logs are unknown again, and backfilled as searches and entries come).
+                tracing::warn!(dir = %dir.display(), error = %e, "a search cell of another schema is rebuilt");
+                std::fs::remove_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+                Index::open_or_create(MmapDirectory::open(dir)?, schema)?
+            }
+            opened => opened?,
+        };
         index.tokenizers().register(MESSAGE_ANALYZER, message_analyzer());
         let state = Payload::load(&index)?;
         // One indexing thread: a cell is one of many on a node, and commits are what cost.
@@ -272,6 +307,26 @@ impl Cell {
         self.state.position = self.state.position.max(position);
     }
 
+    /// The generation of `log`'s documents searches read (0 until it is first re-indexed).
+    pub fn serving(&self, log: LogKey) -> u32 {
+        self.state.serving(&log_name(log))
+    }
+
+    /// The generations live entries of `log` go to: the serving one, and the one a re-index
+    /// is building beside it.
+    pub fn live_generations(&self, log: LogKey) -> Vec<u32> {
+        let serving = self.serving(log);
+        match self.backfill(log) {
+            Some(b) if b.gen != serving => vec![serving, b.gen],
+            _ => vec![serving],
+        }
+    }
+
+    /// Makes `gen` the serving generation of `log` (committed with the staged changes).
+    pub fn set_serving(&mut self, log: LogKey, gen: u32) {
+        self.state.serving.insert(log_name(log), gen);
+    }
+
     /// Marks the cell as rebuilt without its DMs' past (committed with the staged changes).
     pub fn set_dms_partial(&mut self) {
         self.state.dms_partial = true;
@@ -289,11 +344,12 @@ impl Cell {
         let f = self.fields;
         match op {
             CellOp::Upsert(d) => {
-                let key = key(d.scope, d.id);
+                let key = key(d.scope, d.gen, d.id);
                 self.writer.delete_term(Term::from_field_text(f.key, &key));
                 let mut document = doc!(
                     f.key => key,
                     f.scope => d.scope.0,
+                    f.gen => u64::from(d.gen),
                     f.id => d.id.0,
                     f.channel => d.channel.0,
                     f.author => d.author.0,
@@ -306,8 +362,15 @@ impl Cell {
                 }
                 self.writer.add_document(document)?;
             }
-            CellOp::Delete { scope, id } => {
-                self.writer.delete_term(Term::from_field_text(f.key, &key(scope, id)));
+            CellOp::Delete { scope, gen, id } => {
+                self.writer.delete_term(Term::from_field_text(f.key, &key(scope, gen, id)));
+            }
+            CellOp::DeleteGeneration { scope, gen } => {
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, term_u64(f.scope, scope.0)),
+                    (Occur::Must, term_u64(f.gen, u64::from(gen))),
+                ]);
+                self.writer.delete_query(Box::new(query))?;
             }
             CellOp::DeleteChannel { scope, channel } => {
                 let query = BooleanQuery::new(vec![
@@ -316,10 +379,11 @@ impl Cell {
                 ]);
                 self.writer.delete_query(Box::new(query))?;
             }
-            CellOp::ClearRange { scope, channel, from, before } => {
+            CellOp::ClearRange { scope, gen, channel, from, before } => {
                 let (from, before) = (Term::from_field_u64(f.id, from.0), Term::from_field_u64(f.id, before.0));
                 let query = BooleanQuery::new(vec![
                     (Occur::Must, term_u64(f.scope, scope.0)),
+                    (Occur::Must, term_u64(f.gen, u64::from(gen))),
                     (Occur::Must, term_u64(f.channel, channel.0)),
                     (
                         Occur::Must,
@@ -393,6 +457,11 @@ impl CellReader {
     /// What a search of `log` can rely on now.
     pub fn coverage(&self, log: LogKey) -> Coverage {
         self.committed.lock_unpoisoned().coverage(log)
+    }
+
+    /// The generation of `log`'s documents searches read.
+    pub fn serving(&self, log: LogKey) -> u32 {
+        self.committed.lock_unpoisoned().serving(&log_name(log))
     }
 
     /// What a search of users' DMs can rely on: all of them, unless the cell was rebuilt

@@ -34,6 +34,10 @@ pub enum Sort {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
     pub scope: Snowflake,
+    /// The generation of the scope's documents (the cell that runs it sets its log's serving
+    /// one; see `cell`).
+    #[serde(default)]
+    pub gen: u32,
     /// Only these channels (the ones the caller may read); empty finds nothing.
     pub channels: Vec<ChannelId>,
     /// Text as a person types it: words match as prefixes, `"quoted words"` as a phrase.
@@ -148,6 +152,7 @@ impl SearchRequest {
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             filter(term_u64(fields.scope, self.scope.0)),
+            filter(term_u64(fields.gen, u64::from(self.gen))),
             filter(u64_set(fields.channel, self.channels.iter().map(|c| c.0))),
         ];
         if let Some(content) = &self.content {

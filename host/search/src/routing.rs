@@ -65,7 +65,9 @@ pub async fn answer_here(cells: &Cells, query: CellQuery) -> Result<CellAnswer, 
     if !matches!(coverage, Coverage::Complete | Coverage::Backfilling { recent_done: true, .. }) {
         return Ok(CellAnswer { coverage, hits: None });
     }
-    let request = query.request;
+    let mut request = query.request;
+    // A guild's documents of the generation its searches read (a re-index builds the next).
+    request.gen = query.guild.map_or(0, |guild| reader.serving(LogKey::Guild(guild)));
     let hits = tokio::task::spawn_blocking(move || request.run(&reader))
         .await
         .map_err(|e| SearchError::Unavailable(e.to_string()))??;

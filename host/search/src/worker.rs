@@ -295,9 +295,15 @@ impl IndexingWorker {
         for (log, why) in std::mem::take(&mut self.to_backfill) {
             let LogKey::Guild(guild) = log else { continue };
             let home = self.cells.home_of(log);
-            let coverage = self.cells.writer(home).coverage(log);
+            let (coverage, reindexing) = {
+                let cell = self.cells.writer(home);
+                (cell.coverage(log), cell.backfill(log).is_some_and(|b| b.gen != cell.serving(log)))
+            };
             let answering = match (coverage, why) {
                 (Coverage::Backfilling { .. }, _) => continue, // going on already
+                // A re-index reads everything from storage anyway (the serving generation
+                // lacks the gap's messages until it switches).
+                (_, Why::Asked | Why::Gap { .. }) if reindexing => continue,
                 (Coverage::Unknown, Why::Asked | Why::Gap { .. }) => false,
                 // A search's request that raced the completion; a new indexer of a log never
                 // indexed (its backfill will use it).
@@ -314,8 +320,21 @@ impl IndexingWorker {
                 }
             };
             let recent_ms = self.config.recent.as_millis() as u64;
-            let backfill = Backfill::new(&channels, self.clock.unix_ms(), recent_ms, answering);
+            let mut backfill = Backfill::new(&channels, self.clock.unix_ms(), recent_ms, answering);
             let mut cell = self.cells.writer(home);
+            let serving = cell.serving(log);
+            if why == Why::Reindex {
+                // Beside the serving generation, from nothing (a re-index cut short before).
+                backfill.gen = serving.wrapping_add(1);
+                if let Err(e) = cell.apply(CellOp::DeleteGeneration { scope: guild, gen: backfill.gen }) {
+                    tracing::warn!(%guild, error = %e, "starting a re-index failed; retrying");
+                    drop(cell);
+                    self.to_backfill.push((log, why));
+                    continue;
+                }
+            } else {
+                backfill.gen = serving;
+            }
             let applied = cell.applied(log);
             cell.set_applied(log, applied); // known from now on: live entries apply as they come
             cell.set_backfill(log, Some(backfill));
@@ -406,9 +425,10 @@ impl IndexingWorker {
         let proposed = self.propose(log, &refs).await;
         let (from, before) = backfill.page_read(ask, page.last().map(|m| m.id), page.len(), page.len() < limit);
         let mut cell = self.cells.writer(home);
-        cell.apply(CellOp::ClearRange { scope, channel: ask.channel, from, before })?;
+        let gen = backfill.gen;
+        cell.apply(CellOp::ClearRange { scope, gen, channel: ask.channel, from, before })?;
         for entry in &entries {
-            for op in ops(scope, &entry.event, &proposed) {
+            for op in ops(scope, &[gen], &entry.event, &proposed) {
                 cell.apply(op)?;
             }
         }
@@ -430,6 +450,14 @@ impl IndexingWorker {
     fn finish_backfill(&mut self, log: LogKey, home: usize, backfill: Backfill) -> Result<(), SearchError> {
         let done = backfill.is_done();
         let mut cell = self.cells.writer(home);
+        let serving = cell.serving(log);
+        if done && backfill.gen != serving {
+            // A re-index caught up: searches switch to it with this commit, and the old
+            // generation goes.
+            cell.apply(CellOp::DeleteGeneration { scope: log.id(), gen: serving })?;
+            cell.set_serving(log, backfill.gen);
+            tracing::info!(?log, gen = backfill.gen, "re-index done: searches read it from now on");
+        }
         cell.set_backfill(log, (!done).then_some(backfill));
         cell.commit()?;
         if done {
@@ -509,6 +537,11 @@ impl IndexingWorker {
             for (cell, scopes) in by_cell {
                 let mut writer = self.cells.writer(cell);
                 let mut applied = writer.applied(log);
+                // A guild's serving generation, and the one a re-index builds (DMs: 0).
+                let gens = match log {
+                    LogKey::Guild(_) => writer.live_generations(log),
+                    LogKey::Dm(_) => vec![0],
+                };
                 // What searches could rely on before this batch (a gap repaired under answers).
                 let known_before = writer.coverage(log);
                 if known_before == Coverage::Unknown && matches!(log, LogKey::Guild(_)) {
@@ -532,7 +565,7 @@ impl IndexingWorker {
                         Arrival::Next => {}
                     }
                     for scope in &scopes {
-                        for op in ops(*scope, &entry.event, &proposed) {
+                        for op in ops(*scope, &gens, &entry.event, &proposed) {
                             writer.apply(op)?;
                         }
                     }
@@ -799,25 +832,32 @@ fn created_id(entry: &LogEntry) -> Option<MessageId> {
 }
 
 /// What one event does to one scope's documents.
-fn ops(scope: Snowflake, event: &StreamEvent, proposed: &HashMap<MessageId, Proposed>) -> Vec<CellOp> {
+fn ops(scope: Snowflake, gens: &[u32], event: &StreamEvent, proposed: &HashMap<MessageId, Proposed>) -> Vec<CellOp> {
+    let deletes = |id: MessageId| gens.iter().map(move |&gen| CellOp::Delete { scope, gen, id });
     match event {
         StreamEvent::MessageCreate { message } | StreamEvent::MessageUpdate { message } => {
             match proposed.get(&message.id) {
-                Some(p) => vec![CellOp::Upsert(IndexDoc {
-                    scope,
-                    id: message.id,
-                    channel: message.channel_id,
-                    author: message.author.id,
-                    text: vec![p.text.clone()],
-                    tags: p.tags.clone(),
-                })],
+                Some(p) => gens
+                    .iter()
+                    .map(|&gen| {
+                        CellOp::Upsert(IndexDoc {
+                            scope,
+                            gen,
+                            id: message.id,
+                            channel: message.channel_id,
+                            author: message.author.id,
+                            text: vec![p.text.clone()],
+                            tags: p.tags.clone(),
+                        })
+                    })
+                    .collect(),
                 // Its indexer made no document: nothing of it is found (an edit's old
                 // document goes too).
-                None => vec![CellOp::Delete { scope, id: message.id }],
+                None => deletes(message.id).collect(),
             }
         }
-        StreamEvent::MessageDelete { id, .. } => vec![CellOp::Delete { scope, id: *id }],
-        StreamEvent::MessagesDelete { ids, .. } => ids.iter().map(|id| CellOp::Delete { scope, id: *id }).collect(),
+        StreamEvent::MessageDelete { id, .. } => deletes(*id).collect(),
+        StreamEvent::MessagesDelete { ids, .. } => ids.iter().flat_map(|id| deletes(*id)).collect(),
         StreamEvent::ChannelDelete { channel_id } => vec![CellOp::DeleteChannel { scope, channel: *channel_id }],
         StreamEvent::AuthorPurge { author_id, since } => {
             vec![CellOp::PurgeAuthor { scope, author: *author_id, since: *since }]

@@ -13,6 +13,7 @@ const BOT: Snowflake = Snowflake(101);
 
 fn doc(id: u64, channel: Snowflake, author: Snowflake, text: &str, tags: &[&str]) -> CellOp {
     CellOp::Upsert(IndexDoc {
+        gen: 0,
         scope: GUILD,
         id: Snowflake(id),
         channel,
@@ -143,7 +144,7 @@ fn replays_are_idempotent_updates_replace_and_deletes_remove() {
     cell.commit().unwrap();
     assert_eq!(cell.count(GUILD).unwrap(), 5);
     cell.apply(doc(1, GENERAL, ALICE, "edited text", &[])).unwrap();
-    cell.apply(CellOp::Delete { scope: GUILD, id: Snowflake(5) }).unwrap();
+    cell.apply(CellOp::Delete { scope: GUILD, gen: 0, id: Snowflake(5) }).unwrap();
     cell.commit().unwrap();
     assert_eq!(ids(&cell, &search("wonderful")), Vec::<u64>::new(), "the old text is gone");
     assert_eq!(ids(&cell, &search("edited")), vec![1]);
@@ -161,6 +162,7 @@ fn one_message_in_two_scopes_is_two_documents() {
     let mut cell = Cell::open(dir.path()).unwrap();
     let copy = |scope: Snowflake| {
         CellOp::Upsert(IndexDoc {
+            gen: 0,
             scope,
             id: Snowflake(9),
             channel: GENERAL,
@@ -173,7 +175,7 @@ fn one_message_in_two_scopes_is_two_documents() {
     cell.apply(copy(BOT)).unwrap();
     cell.commit().unwrap();
     assert_eq!((cell.count(ALICE).unwrap(), cell.count(BOT).unwrap()), (1, 1));
-    cell.apply(CellOp::Delete { scope: BOT, id: Snowflake(9) }).unwrap();
+    cell.apply(CellOp::Delete { scope: BOT, gen: 0, id: Snowflake(9) }).unwrap();
     cell.commit().unwrap();
     assert_eq!((cell.count(ALICE).unwrap(), cell.count(BOT).unwrap()), (1, 0));
 }

@@ -325,3 +325,63 @@ async fn requests_for_backfills_never_cost_a_batch_its_entries() {
     task.abort(); // (a worker that lost entries waits for them forever)
     assert_eq!(s.count(GUILD), 500, "every entry indexed");
 }
+
+/// What a search of a guild finds now: its serving generation, as a cell's owner runs it.
+fn found_now(s: &Setup, guild: Snowflake, channels: Vec<Snowflake>) -> usize {
+    let reader = s.cells.reader(guild);
+    let gen = reader.serving(LogKey::Guild(guild));
+    let request = SearchRequest { scope: guild, gen, channels, limit: 1, ..Default::default() };
+    request.run(reader).unwrap().total
+}
+
+/// A guild whose indexer changed is re-indexed beside its live documents: searches find
+/// every message of the old generation (live ones too) until the new one caught up, and the
+/// commit that ends it switches them over and deletes the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reindex_builds_beside_the_live_index_and_switches_when_caught_up() {
+    let s = setup();
+    let (guild, old, new, messages) = old_guild(&s).await;
+    let log = LogKey::Guild(guild);
+    let channels = vec![old.id, new.id];
+    s.cells.request_backfill(log);
+    let mut worker = s.worker_with(backfill_config()).await;
+    worker.start_requested_backfills().await;
+    while s.cells.coverage(log) != Coverage::Complete {
+        worker.backfill_page().await.unwrap();
+    }
+    assert_eq!((s.count(guild), found_now(&s, guild, channels.clone())), (350, 350));
+    // The guild's index was made by another indexer than the one it has now (the default).
+    {
+        let mut cell = s.cells.writer(s.cells.home_of(log));
+        cell.set_indexer(log, "plugin:replaced".into());
+        cell.commit().unwrap();
+    }
+    // A live message: its batch notes the indexer change and starts the re-index.
+    let live =
+        Message::new(Snowflake(messages[0].id.0 + 1), &old, User::new(ALICE, "alice", false), "live one".into(), None);
+    assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(live.clone())]).await[0].is_ok());
+    let entry = LogEntry {
+        v: LOG_SCHEMA_VERSION,
+        key: log,
+        seq: 1,
+        prev: 0,
+        recipients: vec![],
+        event: StreamEvent::MessageCreate { message: live },
+    };
+    s.log.append(&[entry]).await.unwrap();
+    let mut consumer = s.log.consumer("reindex").await.unwrap();
+    worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+    assert_eq!(s.cells.reader(guild).serving(log), 0, "still the old generation");
+    let mut pages = 0;
+    while s.cells.reader(guild).serving(log) == 0 {
+        assert_eq!(s.cells.coverage(log), Coverage::Complete, "answers as before, not as a backfill");
+        assert_eq!(found_now(&s, guild, channels.clone()), 351, "every message, the live one too, at every step");
+        worker.backfill_page().await.unwrap();
+        pages += 1;
+        assert!(pages < 100, "the re-index ends");
+    }
+    assert!(pages > 5, "it took several pages ({pages}), each committed");
+    assert_eq!(s.cells.reader(guild).serving(log), 1);
+    assert_eq!(found_now(&s, guild, channels), 351);
+    assert_eq!(s.count(guild), 351, "the old generation is gone");
+}
