@@ -168,10 +168,15 @@ struct Payload {
     /// each read their own; see [`Cell::stream_position`]).
     #[serde(default)]
     position: u64,
-    /// The cell was rebuilt empty after its stream entries were indexed elsewhere: DMs (which
-    /// are not backfilled) miss what came before, and their searches say so.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    dms_partial: bool,
+    /// Where its consumer stood when the cell was rebuilt empty, its entries up to there
+    /// indexed by another worker (0: never). DMs (which are not backfilled) miss what came
+    /// before, and their searches say so.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rebuilt_at: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Payload {
@@ -327,9 +332,16 @@ impl Cell {
         self.state.serving.insert(log_name(log), gen);
     }
 
-    /// Marks the cell as rebuilt without its DMs' past (committed with the staged changes).
-    pub fn set_dms_partial(&mut self) {
-        self.state.dms_partial = true;
+    /// Records that the cell was rebuilt empty at stream position `at`: everything up to
+    /// it was indexed elsewhere (committed with the staged changes).
+    pub fn set_rebuilt_at(&mut self, at: u64) {
+        self.state.rebuilt_at = at;
+        self.set_stream_position(at);
+    }
+
+    /// Where the cell was rebuilt (0: never; see [`Cell::set_rebuilt_at`]).
+    pub fn rebuilt_at(&self) -> u64 {
+        self.state.rebuilt_at
     }
 
     /// The logs this cell is backfilling.
@@ -467,9 +479,9 @@ impl CellReader {
     /// What a search of users' DMs can rely on: all of them, unless the cell was rebuilt
     /// (then those from before are missing, and answers say the index is incomplete).
     pub fn dm_coverage(&self) -> Coverage {
-        match self.committed.lock_unpoisoned().dms_partial {
-            true => Coverage::Backfilling { recent_done: true, documents: 0 },
-            false => Coverage::Complete,
+        match self.committed.lock_unpoisoned().rebuilt_at {
+            0 => Coverage::Complete,
+            _ => Coverage::Backfilling { recent_done: true, documents: 0 },
         }
     }
 

@@ -107,8 +107,7 @@ impl Cells {
         Cells::remove_cell(dir, cell)?;
         let cells = Cells::open_some(dir, layout, &[cell])?;
         let mut writer = cells.writer(cell as usize);
-        writer.set_stream_position(acknowledged);
-        writer.set_dms_partial();
+        writer.set_rebuilt_at(acknowledged);
         writer.commit()?;
         drop(writer);
         Ok(cells)

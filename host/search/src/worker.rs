@@ -550,9 +550,16 @@ impl IndexingWorker {
                     // storage. A new guild's is short.
                     gaps.push((log, Why::Gap { searchable: false }));
                 }
+                // A cell rebuilt after another worker indexed it: a log's first entry here
+                // finds the ones before it missing. Those were acknowledged by that worker,
+                // so stored before the rebuild, and the backfill that made the log complete
+                // here started after it: they are in. (A second backfill would only repeat
+                // the first.)
+                let covered = applied == 0 && known_before == Coverage::Complete && writer.rebuilt_at() > 0;
                 for entry in &entries {
                     match entry.arrival(applied) {
                         Arrival::Repeat => continue,
+                        Arrival::Gap { .. } if covered => {}
                         Arrival::Gap { missing_after, missing_upto } => {
                             // Entries the stream does not have (lost past its retention, or
                             // from before the index): storage has what they did, a backfill

@@ -385,3 +385,52 @@ async fn a_reindex_builds_beside_the_live_index_and_switches_when_caught_up() {
     assert_eq!(found_now(&s, guild, channels), 351);
     assert_eq!(s.count(guild), 351, "the old generation is gone");
 }
+
+/// A log's first entry in a cell rebuilt after another worker indexed it finds the entries
+/// before it missing; the backfill that made the log complete here read them from storage
+/// already, so no second backfill starts. In a cell that was not rebuilt, the same entry is
+/// a gap, repaired from storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_cells_first_entries_do_not_backfill_a_guild_twice() {
+    for rebuilt in [true, false] {
+        let s = setup();
+        let (guild, old, _new, messages) = old_guild(&s).await;
+        let log = LogKey::Guild(guild);
+        if rebuilt {
+            let mut cell = s.cells.writer(s.cells.home_of(log));
+            cell.set_rebuilt_at(10);
+            cell.commit().unwrap();
+        }
+        s.cells.request_backfill(log);
+        let mut worker = s.worker_with(backfill_config()).await;
+        worker.start_requested_backfills().await;
+        while s.cells.coverage(log) != Coverage::Complete {
+            worker.backfill_page().await.unwrap();
+        }
+        let next =
+            Message::new(Snowflake(messages[0].id.0 + 1), &old, User::new(ALICE, "alice", false), "next".into(), None);
+        assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(next.clone())]).await[0].is_ok());
+        let entry = LogEntry {
+            v: LOG_SCHEMA_VERSION,
+            key: log,
+            seq: 5,
+            prev: 4,
+            recipients: vec![],
+            event: StreamEvent::MessageCreate { message: next },
+        };
+        s.log.append(&[entry]).await.unwrap();
+        let mut consumer = s.log.consumer("first").await.unwrap();
+        worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+        let gaps = s.metrics.search_gaps.load(std::sync::atomic::Ordering::Relaxed);
+        match rebuilt {
+            true => {
+                assert_eq!((gaps, s.cells.coverage(log)), (0, Coverage::Complete), "no second backfill");
+                assert_eq!(s.count(guild), 351);
+            }
+            false => {
+                assert_eq!(gaps, 1, "a gap");
+                assert!(matches!(s.cells.coverage(log), Coverage::Backfilling { recent_done: true, .. }));
+            }
+        }
+    }
+}

@@ -33,6 +33,7 @@ use guildhall_cluster::ownership::open_ownership_bucket;
 use guildhall_cluster::{Heartbeat, KvOwnership, Lease, MembershipConfig, NodeInfo, View};
 use guildhall_core::clock::Clock;
 use guildhall_core::stream::CellLayout;
+use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
 use guildhall_runtime::actors::ownership::{Ownership, OwnershipToken};
 use guildhall_runtime::Metrics;
@@ -255,8 +256,6 @@ impl Placement {
         self.shared.metrics.search_cells_owned.store(0, Relaxed);
     }
 }
-
-use guildhall_core::sync::LockUnpoisoned;
 
 /// The fence of a cell: its ownership token, checked with this worker's lease.
 struct CellFence {
