@@ -194,6 +194,31 @@ fn backfill_config() -> WorkerConfig {
     WorkerConfig { backfill_page: 40, recent: Duration::from_millis(7 * DAY_MS), ..WorkerConfig::default() }
 }
 
+/// Backfills `log` (as a search asks for it) to the end.
+async fn backfill_completely(s: &Setup, worker: &mut IndexingWorker, log: LogKey) {
+    s.cells.request_backfill(log);
+    worker.start_requested_backfills().await;
+    while s.cells.coverage(log) != Coverage::Complete {
+        worker.backfill_page().await.unwrap();
+    }
+}
+
+/// Stores `message`, then streams its entry (`seq`, after `prev`) and indexes it with `worker`.
+async fn store_and_index(
+    s: &Setup,
+    worker: &mut IndexingWorker,
+    log: LogKey,
+    (seq, prev): (u64, u64),
+    message: Message,
+) {
+    assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(message.clone())]).await[0].is_ok());
+    let event = StreamEvent::MessageCreate { message };
+    let entry = LogEntry { v: LOG_SCHEMA_VERSION, key: log, seq, prev, recipients: vec![], event };
+    s.log.append(&[entry]).await.unwrap();
+    let mut consumer = s.log.consumer(&format!("at-{seq}")).await.unwrap();
+    worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+}
+
 /// Documents of a scope with ids from `from` on.
 fn count_since(s: &Setup, scope: Snowflake, channels: Vec<Snowflake>, from: Snowflake) -> usize {
     let request = SearchRequest { scope, channels, after: Some(Snowflake(from.0 - 1)), limit: 1, ..Default::default() };
@@ -343,12 +368,8 @@ async fn a_reindex_builds_beside_the_live_index_and_switches_when_caught_up() {
     let (guild, old, new, messages) = old_guild(&s).await;
     let log = LogKey::Guild(guild);
     let channels = vec![old.id, new.id];
-    s.cells.request_backfill(log);
     let mut worker = s.worker_with(backfill_config()).await;
-    worker.start_requested_backfills().await;
-    while s.cells.coverage(log) != Coverage::Complete {
-        worker.backfill_page().await.unwrap();
-    }
+    backfill_completely(&s, &mut worker, log).await;
     assert_eq!((s.count(guild), found_now(&s, guild, channels.clone())), (350, 350));
     // The guild's index was made by another indexer than the one it has now (the default).
     {
@@ -359,18 +380,7 @@ async fn a_reindex_builds_beside_the_live_index_and_switches_when_caught_up() {
     // A live message: its batch notes the indexer change and starts the re-index.
     let live =
         Message::new(Snowflake(messages[0].id.0 + 1), &old, User::new(ALICE, "alice", false), "live one".into(), None);
-    assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(live.clone())]).await[0].is_ok());
-    let entry = LogEntry {
-        v: LOG_SCHEMA_VERSION,
-        key: log,
-        seq: 1,
-        prev: 0,
-        recipients: vec![],
-        event: StreamEvent::MessageCreate { message: live },
-    };
-    s.log.append(&[entry]).await.unwrap();
-    let mut consumer = s.log.consumer("reindex").await.unwrap();
-    worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+    store_and_index(&s, &mut worker, log, (1, 0), live).await;
     assert_eq!(s.cells.reader(guild).serving(log), 0, "still the old generation");
     let mut pages = 0;
     while s.cells.reader(guild).serving(log) == 0 {
@@ -401,26 +411,11 @@ async fn a_rebuilt_cells_first_entries_do_not_backfill_a_guild_twice() {
             cell.set_rebuilt_at(10);
             cell.commit().unwrap();
         }
-        s.cells.request_backfill(log);
         let mut worker = s.worker_with(backfill_config()).await;
-        worker.start_requested_backfills().await;
-        while s.cells.coverage(log) != Coverage::Complete {
-            worker.backfill_page().await.unwrap();
-        }
+        backfill_completely(&s, &mut worker, log).await;
         let next =
             Message::new(Snowflake(messages[0].id.0 + 1), &old, User::new(ALICE, "alice", false), "next".into(), None);
-        assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(next.clone())]).await[0].is_ok());
-        let entry = LogEntry {
-            v: LOG_SCHEMA_VERSION,
-            key: log,
-            seq: 5,
-            prev: 4,
-            recipients: vec![],
-            event: StreamEvent::MessageCreate { message: next },
-        };
-        s.log.append(&[entry]).await.unwrap();
-        let mut consumer = s.log.consumer("first").await.unwrap();
-        worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+        store_and_index(&s, &mut worker, log, (5, 4), next).await;
         let gaps = s.metrics.search_gaps.load(std::sync::atomic::Ordering::Relaxed);
         match rebuilt {
             true => {
