@@ -33,7 +33,8 @@ pub struct CellQuery {
 /// What the owner answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellAnswer {
-    /// The guild's index (`Complete` for DMs).
+    /// The guild's index; for DMs `Complete`, or `Backfilling` in a cell rebuilt without
+    /// its DMs' past (answered, saying the index is incomplete).
     pub coverage: Coverage,
     /// `None` while the guild's recent history is not indexed yet (Discord's 202).
     pub hits: Option<Hits>,
