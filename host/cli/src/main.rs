@@ -104,7 +104,7 @@ fn main() -> std::process::ExitCode {
                     .await
             }
             Cmd::Worker { kind: WorkerCmd::Indexer { cluster, storage, data_dir, config, listen } } => {
-                let args = guildhall_server::indexer_node::IndexerArgs { cluster, storage, data_dir, config, listen };
+                let args = guildhall_server::ServeArgs { listen, data_dir, storage, config, cluster };
                 guildhall_server::indexer_node::run(args).await
             }
             Cmd::Bench { scenario } => bench::run(scenario).await,

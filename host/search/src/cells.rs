@@ -114,16 +114,12 @@ impl Cells {
     }
 
     /// Deletes a cell's files (a stale copy that a rebuild replaces). It must not be open.
-    pub fn remove_cell(dir: &Path, cell: u32) -> Result<(), SearchError> {
+    fn remove_cell(dir: &Path, cell: u32) -> Result<(), SearchError> {
         let path = cell_dir(dir, cell);
         match std::fs::remove_dir_all(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path, e)),
             _ => Ok(()),
         }
-    }
-
-    pub fn layout(&self) -> &CellLayout {
-        &self.layout
     }
 
     /// Every cell of the layout, open here or not.

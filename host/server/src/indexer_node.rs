@@ -20,7 +20,6 @@
 //! owner takes it at once; after kill -9, the others take its cells once its lease ran out.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -44,17 +43,7 @@ use guildhall_stream::{JetStreamConfig, JetStreamLog};
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
-use crate::config::Config;
-
-/// What `guildhall worker indexer` was given on the command line (each overrides the file).
-pub struct IndexerArgs {
-    pub cluster: Option<String>,
-    pub storage: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub config: Option<PathBuf>,
-    /// Where `/metrics` and `/healthz` listen.
-    pub listen: Option<SocketAddr>,
-}
+use crate::ServeArgs;
 
 /// The durable consumers' name (each cell's is `indexer-cell-{n}`).
 const CONSUMER: &str = "indexer";
@@ -63,25 +52,12 @@ const CONSUMER: &str = "indexer";
 const PLACEMENT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs an indexing worker until SIGTERM or SIGINT.
-pub async fn run(args: IndexerArgs) -> Result<(), String> {
-    let IndexerArgs { cluster, storage, data_dir, config, listen } = args;
-    let mut config = Config::load(config.as_deref())?;
-    if let Some(nats) = cluster {
-        config.cluster.nats = nats;
-    }
-    if let Some(storage) = storage {
-        config.storage = storage;
-    }
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(listen) = listen {
-        config.listen = listen;
-    }
+/// (`args.listen` is where `/metrics` and `/healthz` listen.)
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let config = args.load()?;
     if config.cluster.nats.is_empty() {
         return Err("an indexing worker serves a cluster: give --cluster nats://HOST:PORT".into());
     }
-    config.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = crate::app::open_storage(&config).await?.store;
     let plugins = crate::plugin_engine(&config)?;

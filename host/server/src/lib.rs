@@ -32,7 +32,8 @@ use guildhall_stream::{JetStreamConfig, JetStreamLog};
 
 use crate::clock::SystemClock;
 
-/// What `guildhall serve` was given on the command line (each overrides the file).
+/// What `guildhall serve` (or `worker indexer`) was given on the command line (each
+/// overrides the file).
 pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
@@ -43,23 +44,32 @@ pub struct ServeArgs {
     pub cluster: Option<String>,
 }
 
+impl ServeArgs {
+    /// The configuration: the file (and the GUILDHALL_* environment), then these flags,
+    /// validated.
+    pub fn load(self) -> Result<config::Config, String> {
+        let ServeArgs { listen, data_dir, storage, config, cluster } = self;
+        let mut config = config::Config::load(config.as_deref())?;
+        if let Some(nats) = cluster {
+            config.cluster.nats = nats;
+        }
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(storage) = storage {
+            config.storage = storage;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// Runs the host until SIGTERM or SIGINT, then drains and flushes storage.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    let ServeArgs { listen, data_dir, storage, config, cluster } = args;
-    let mut config = config::Config::load(config.as_deref())?;
-    if let Some(nats) = cluster {
-        config.cluster.nats = nats;
-    }
-    if let Some(listen) = listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(storage) = storage {
-        config.storage = storage;
-    }
-    config.validate()?;
+    let mut config = args.load()?;
     // The one place `serve` reads the OS clock: everything below is handed this.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = tokio::select! {

@@ -6,9 +6,10 @@
 //! its duplicate window (readers skip the rest by `seq`). A cell's indexing worker reads its
 //! cell's subjects alone, through a durable consumer of its own (`cell_consumer`). The
 //! layout is the stream's: recorded in its metadata when it is made, and a node configured
-//! with another one is refused (its entries would reach the wrong cells). An append publishes its entries one after another on one
-//! connection (the server keeps their order) and returns once the server acknowledged every
-//! one. Consumers are durable pull consumers that acknowledge everything up to a message
+//! with another one is refused (its entries would reach the wrong cells).
+//!
+//! An append publishes its entries one after another on one connection (the server keeps
+//! their order) and returns once the server acknowledged every one. Consumers are durable pull consumers that acknowledge everything up to a message
 //! (`AckPolicy::All`); what a consumer has not acknowledged within `ack_wait` comes again.
 
 use std::collections::VecDeque;
