@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use guildhall_core::stream::LogEntry;
 
-pub use embedded::EmbeddedLog;
+pub use embedded::{EmbeddedLog, SEGMENT_ENTRIES};
 pub use guildhall_core::stream::CellLayout;
 pub use jetstream::{JetStreamConfig, JetStreamLog};
 
@@ -67,7 +67,10 @@ pub trait LogConsumer: Send {
     /// `wait` for the first (none: an empty answer).
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>>;
 
-    /// Everything fetched up to `position` is done with: it is not delivered again.
+    /// Everything fetched up to `position` is done with: it is not delivered again. The
+    /// stream may record it after this returns (the embedded log commits it while the
+    /// reader goes on; a crash before then only means a replay); [`LogConsumer::progress`]
+    /// and [`LogConsumer::acknowledged_after`] count it.
     async fn ack(&mut self, position: u64) -> Result<()>;
 
     /// Where the consumer stands in the stream (as the stream itself records it).

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use guildhall_core::stream::{LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::Snowflake;
-use guildhall_stream::{CellLayout, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, Progress, StreamError};
+use guildhall_stream::{
+    CellLayout, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, Progress, StreamError, SEGMENT_ENTRIES,
+};
 
 fn nats_url() -> String {
     std::env::var("GUILDHALL_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -240,17 +242,25 @@ async fn jetstream_files_entries_under_their_cells() {
 }
 
 /// The embedded log survives a restart (reopened from its file) and deletes what every
-/// consumer acknowledged.
+/// consumer acknowledged, a segment at a time.
 #[tokio::test]
 async fn the_embedded_log_survives_a_reopen_and_trims_what_was_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
+    // Positions 1.. : the first segment holds SEGMENT_ENTRIES - 1 of them, the second 11.
+    let n = SEGMENT_ENTRIES + 10;
     {
         let log = embedded(&dir);
-        log.append(&[entry(1, 1), entry(1, 2), entry(1, 3)]).await.unwrap();
+        let entries: Vec<LogEntry> = (1..=n).map(|seq| entry(1, seq)).collect();
+        log.append(&entries).await.unwrap();
+        assert_eq!(log.len().unwrap(), n);
         let mut reader = log.consumer("indexer").await.unwrap();
-        let got = reader.fetch(2, WAIT).await.unwrap();
-        reader.ack(got[1].position).await.unwrap();
-        assert_eq!(log.len().unwrap(), 1, "acknowledged by its only consumer: deleted");
+        let mut got = Vec::new();
+        while got.len() < n as usize {
+            got.extend(reader.fetch(5_000, WAIT).await.unwrap());
+        }
+        reader.ack(got[n as usize - 3].position).await.unwrap();
+        assert_eq!(reader.progress().await.unwrap().pending, 2, "the acknowledgement is recorded");
+        assert_eq!(log.len().unwrap(), 11, "the first segment, acknowledged to its end, is deleted; the second stays");
     }
     // The writer thread ends with the last handle; give it a moment to let the file go.
     let log = loop {
@@ -260,7 +270,48 @@ async fn the_embedded_log_survives_a_reopen_and_trims_what_was_acknowledged() {
         }
     };
     let mut reader = log.consumer("indexer").await.unwrap();
-    assert_eq!(seqs(&reader.fetch(10, WAIT).await.unwrap()), vec![(1, 3)]);
-    log.append(&[entry(1, 3), entry(1, 4)]).await.unwrap();
-    assert_eq!(seqs(&reader.fetch(10, WAIT).await.unwrap()), vec![(1, 4)], "the heads survived too");
+    assert_eq!(seqs(&reader.fetch(10, WAIT).await.unwrap()), vec![(1, n - 1), (1, n)]);
+    log.append(&[entry(1, n), entry(1, n + 1)]).await.unwrap();
+    assert_eq!(seqs(&reader.fetch(10, WAIT).await.unwrap()), vec![(1, n + 1)], "the heads survived too");
+}
+
+/// A log written before segments (one table of every entry) is read on, its numbering kept.
+#[tokio::test]
+async fn an_embedded_log_from_before_segments_is_read_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut entries = tx.open_table(redb::TableDefinition::<u64, &[u8]>::new("stream_entries")).unwrap();
+            for (position, seq) in [(7u64, 1u64), (8, 2)] {
+                entries.insert(position, serde_json::to_vec(&entry(3, seq)).unwrap().as_slice()).unwrap();
+            }
+            let mut meta = tx.open_table(redb::TableDefinition::<&str, u64>::new("stream_meta")).unwrap();
+            meta.insert("next", 7).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let log = EmbeddedLog::open(&path, 1_000_000).unwrap();
+    let mut reader = log.consumer("indexer").await.unwrap();
+    let got = reader.fetch(10, WAIT).await.unwrap();
+    assert_eq!((got.iter().map(|d| d.position).collect::<Vec<_>>(), seqs(&got)), (vec![7, 8], vec![(3, 1), (3, 2)]));
+    log.append(&[entry(3, 3)]).await.unwrap();
+    let more = reader.fetch(10, WAIT).await.unwrap();
+    assert_eq!(more.iter().map(|d| d.position).collect::<Vec<_>>(), vec![9], "numbering goes on");
+}
+
+/// Without consumers the log keeps the newest `max_entries`, across segments.
+#[tokio::test]
+async fn the_embedded_log_keeps_its_newest_entries_without_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("events.redb"), 100).unwrap();
+    let entries: Vec<LogEntry> = (1..=SEGMENT_ENTRIES + 50).map(|seq| entry(5, seq)).collect();
+    log.append(&entries).await.unwrap();
+    assert_eq!(log.len().unwrap(), 100);
+    let mut reader = log.consumer("late").await.unwrap();
+    let got = reader.fetch(1_000, WAIT).await.unwrap();
+    assert_eq!(seqs(&got).first(), Some(&(5, SEGMENT_ENTRIES - 49)), "the newest hundred");
+    assert_eq!(got.len(), 100);
 }
