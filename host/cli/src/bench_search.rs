@@ -35,7 +35,7 @@ use guildhall_stream::{EmbeddedLog, EventLog};
 use serde_json::{json, Value};
 
 use crate::serve_child::temp_dir;
-use crate::stats::{cores, percentiles_us, system_clock};
+use crate::stats::{cores, cpu_seconds, percentiles_us, system_clock};
 
 #[derive(clap::Args)]
 pub struct SearchBench {
@@ -57,6 +57,16 @@ pub struct SearchBench {
     /// Messages of the guild backfilled from storage (spread over its last 30 days).
     #[arg(long, default_value_t = 200_000)]
     backfill_messages: usize,
+    /// The worker's largest batch (one commit per cell it touches); default: the worker's.
+    #[arg(long)]
+    max_batch: Option<usize>,
+}
+
+impl SearchBench {
+    fn worker_config(&self) -> WorkerConfig {
+        let default = WorkerConfig::default();
+        WorkerConfig { max_batch: self.max_batch.unwrap_or(default.max_batch), ..default }
+    }
 }
 
 const SYLLABLES: &[&str] = &[
@@ -139,9 +149,10 @@ async fn start_worker(
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     store: Arc<dyn guildhall_store::Storage>,
+    config: WorkerConfig,
 ) -> Result<Running, String> {
     let consumer = log.consumer("indexer").await.map_err(|e| e.to_string())?;
-    let worker = IndexingWorker::new(consumer, cells, store, None, clock, metrics, WorkerConfig::default());
+    let worker = IndexingWorker::new(consumer, cells, store, None, clock, metrics, config);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Running { stop, task: tokio::spawn(worker.run(stopped)) })
 }
@@ -185,11 +196,14 @@ pub async fn run(b: SearchBench) -> Result<Value, String> {
     let metrics = Arc::new(Metrics::default());
     let cells = Arc::new(Cells::open(&dir.join("search"), b.cells).map_err(|e| e.to_string())?);
     let indexing = Instant::now();
-    let worker = start_worker(&log, cells.clone(), metrics.clone(), clock.clone(), store.clone()).await?;
+    let cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let worker =
+        start_worker(&log, cells.clone(), metrics.clone(), clock.clone(), store.clone(), b.worker_config()).await?;
     while (metrics.search_entries_indexed.load(Relaxed) as usize) < b.messages {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let index_s = indexing.elapsed().as_secs_f64();
+    let index_cpu_s = cpu_seconds(std::process::id()).unwrap_or(0.0) - cpu_before;
     let batches = metrics.search_batches.load(Relaxed);
 
     // 2. Append to searchable, one message at a time.
@@ -282,7 +296,10 @@ pub async fn run(b: SearchBench) -> Result<Value, String> {
         "seed_stream_s": seed_s,
         "index_s": index_s,
         "indexed_per_s": b.messages as f64 / index_s,
+        "index_cores_busy": index_cpu_s / index_s,
+        "index_cpu_us_per_message": index_cpu_s * 1e6 / b.messages as f64,
         "index_batches": batches,
+        "max_batch": b.worker_config().max_batch,
         "append_to_searchable": { "samples": b.latency_samples, "p50_ms": lat50 / 1e3, "p99_ms": lat99 / 1e3, "max_ms": latmax / 1e3 },
         "index_bytes_per_message": index_bytes as f64 / b.messages as f64,
         "search_cold": passes[0].1,
@@ -329,7 +346,7 @@ async fn backfill(b: &SearchBench, dir: &Path, clock: Arc<dyn Clock>) -> Result<
     let key = LogKey::Guild(guild);
     cells.request_backfill(key);
     let started = Instant::now();
-    let worker = start_worker(&log, cells.clone(), metrics.clone(), clock, store).await?;
+    let worker = start_worker(&log, cells.clone(), metrics.clone(), clock, store, b.worker_config()).await?;
     let mut answering = None;
     loop {
         match cells.coverage(key) {

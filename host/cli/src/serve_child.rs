@@ -51,13 +51,7 @@ impl ServeChild {
 
     /// CPU time the server process has used so far (user + system), from /proc (Linux).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name (which may contain spaces) start after ") ".
-        let rest = stat.rsplit_once(") ")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-        const TICKS_PER_SECOND: f64 = 100.0; // sysconf(_SC_CLK_TCK) on Linux
-        Some((utime + stime) / TICKS_PER_SECOND)
+        crate::stats::cpu_seconds(self.child.id())
     }
 }
 

@@ -21,3 +21,14 @@ pub fn cores() -> usize {
 pub fn system_clock() -> std::sync::Arc<dyn guildhall_core::clock::Clock> {
     std::sync::Arc::new(guildhall_server::clock::SystemClock)
 }
+
+/// CPU time process `pid` has used so far (user + system), from /proc (Linux).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    const TICKS_PER_SECOND: f64 = 100.0; // sysconf(_SC_CLK_TCK) on Linux
+    Some((utime + stime) / TICKS_PER_SECOND)
+}

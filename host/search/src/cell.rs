@@ -60,6 +60,9 @@ pub struct IndexDoc {
 pub enum CellOp {
     /// Adds the document, replacing the one of the same scope, id and generation.
     Upsert(IndexDoc),
+    /// Adds a document the cell is known not to hold (see [`Cell::backfilled_upto`]): an
+    /// upsert without the delete, which a commit would look up in every segment.
+    Insert(IndexDoc),
     Delete {
         scope: Snowflake,
         gen: u32,
@@ -169,10 +172,14 @@ struct Payload {
     #[serde(default)]
     position: u64,
     /// Where its consumer stood when the cell was rebuilt empty, its entries up to there
-    /// indexed by another worker (0: never). DMs (which are not backfilled) miss what came
-    /// before, and their searches say so.
+    /// indexed by another worker (0: never).
     #[serde(default, skip_serializing_if = "is_zero")]
     rebuilt_at: u64,
+    /// The highest message id a backfill page indexed here (0: none). Documents come from
+    /// the stream once per entry (replays are skipped by seq) and from backfill pages, so a
+    /// created message with a higher id is in no document yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    backfilled_upto: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -344,6 +351,17 @@ impl Cell {
         self.state.rebuilt_at
     }
 
+    /// The highest message id a backfill page indexed here: a message created with a higher
+    /// id (its entry not a replay) is not in the cell, and is inserted without a delete.
+    pub fn backfilled_upto(&self) -> MessageId {
+        Snowflake(self.state.backfilled_upto)
+    }
+
+    /// Records that a backfill page indexed messages up to `id` (committed with them).
+    pub fn note_backfilled(&mut self, id: MessageId) {
+        self.state.backfilled_upto = self.state.backfilled_upto.max(id.0);
+    }
+
     /// The logs this cell is backfilling.
     pub fn backfilling(&self) -> Vec<LogKey> {
         let mut logs: Vec<LogKey> = self.state.backfills.keys().filter_map(|n| parse_log_name(n)).collect();
@@ -354,10 +372,13 @@ impl Cell {
     /// Stages a change (visible after [`Cell::commit`]).
     pub fn apply(&mut self, op: CellOp) -> Result<(), SearchError> {
         let f = self.fields;
+        let replaces = matches!(op, CellOp::Upsert(_));
         match op {
-            CellOp::Upsert(d) => {
+            CellOp::Upsert(d) | CellOp::Insert(d) => {
                 let key = key(d.scope, d.gen, d.id);
-                self.writer.delete_term(Term::from_field_text(f.key, &key));
+                if replaces {
+                    self.writer.delete_term(Term::from_field_text(f.key, &key));
+                }
                 let mut document = doc!(
                     f.key => key,
                     f.scope => d.scope.0,
@@ -474,15 +495,6 @@ impl CellReader {
     /// The generation of `log`'s documents searches read.
     pub fn serving(&self, log: LogKey) -> u32 {
         self.committed.lock_unpoisoned().serving(&log_name(log))
-    }
-
-    /// What a search of users' DMs can rely on: all of them, unless the cell was rebuilt
-    /// (then those from before are missing, and answers say the index is incomplete).
-    pub fn dm_coverage(&self) -> Coverage {
-        match self.committed.lock_unpoisoned().rebuilt_at {
-            0 => Coverage::Complete,
-            _ => Coverage::Backfilling { recent_done: true, documents: 0 },
-        }
     }
 
     pub fn fields(&self) -> Fields {

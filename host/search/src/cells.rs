@@ -32,8 +32,8 @@ pub struct Cells {
     layout: CellLayout,
     /// By cell number; `None`: not open here (another worker's).
     slots: Vec<Option<Slot>>,
-    /// Logs searches found unknown, for the indexing worker to backfill.
-    requested: Mutex<BTreeSet<LogKey>>,
+    /// Logs searches found unknown, for the indexing worker to backfill, each in a cell.
+    requested: Mutex<BTreeSet<(LogKey, usize)>>,
     /// Guilds whose plugins changed, for the worker to look at their indexer again.
     plugins_changed: Mutex<BTreeSet<Snowflake>>,
 }
@@ -101,8 +101,8 @@ impl Cells {
     /// Empties `cell` (a stale copy: its consumer acknowledged entries of it that another
     /// worker indexed) and opens it alone, recorded as at `acknowledged`: the worker that
     /// now owns it rebuilds it from storage (backfills: its logs are unknown until then,
-    /// and searches are told to wait, never answered short) while the live entries flow.
-    /// DMs are not backfilled: their searches say the index is incomplete from then on.
+    /// and searches are told to wait or that the index is incomplete, never answered
+    /// short) while the live entries flow.
     pub fn rebuild_one(dir: &Path, layout: CellLayout, cell: u32, acknowledged: u64) -> Result<Cells, SearchError> {
         Cells::remove_cell(dir, cell)?;
         let cells = Cells::open_some(dir, layout, &[cell])?;
@@ -181,11 +181,18 @@ impl Cells {
         }
     }
 
-    /// Asks the indexing worker to backfill `log` (a search found it unknown).
+    /// Asks the indexing worker to backfill `log` in its home cell (a search found a guild
+    /// unknown).
     pub fn request_backfill(&self, log: LogKey) {
+        self.request_backfill_in(log, self.home_of(log));
+    }
+
+    /// Asks the indexing worker to backfill `log` in `cell` (a search of a user's DMs found
+    /// one of them unknown in the user's cell).
+    pub fn request_backfill_in(&self, log: LogKey, cell: usize) {
         let mut requested = self.requested.lock_unpoisoned();
         if requested.len() < MAX_REQUESTED {
-            requested.insert(log);
+            requested.insert((log, cell));
         }
     }
 
@@ -203,8 +210,8 @@ impl Cells {
         std::mem::take(&mut *self.plugins_changed.lock_unpoisoned()).into_iter().collect()
     }
 
-    /// The backfills asked for since the last call.
-    pub fn take_requests(&self) -> Vec<LogKey> {
+    /// The backfills asked for since the last call, each with its cell.
+    pub fn take_requests(&self) -> Vec<(LogKey, usize)> {
         std::mem::take(&mut *self.requested.lock_unpoisoned()).into_iter().collect()
     }
 

@@ -16,7 +16,7 @@ use guildhall_core::stream::{CellLayout, LogKey};
 use guildhall_core::Snowflake;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::Coverage;
+use crate::cell::{CellReader, Coverage};
 use crate::cells::Cells;
 use crate::query::{Hits, SearchRequest};
 use crate::SearchError;
@@ -25,7 +25,7 @@ use crate::SearchError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellQuery {
     /// A guild search: the guild whose index must be ready (one that is not is backfilled
-    /// from now on). `None`: a user's DMs, always answered.
+    /// from now on). `None`: a user's DMs (`request.channels`), always answered.
     pub guild: Option<GuildId>,
     pub request: SearchRequest,
 }
@@ -33,8 +33,8 @@ pub struct CellQuery {
 /// What the owner answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellAnswer {
-    /// The guild's index; for DMs `Complete`, or `Backfilling` in a cell rebuilt without
-    /// its DMs' past (answered, saying the index is incomplete).
+    /// The guild's index; for DMs `Complete`, or `Backfilling` while one of them is
+    /// backfilled (answered, saying the index is incomplete).
     pub coverage: Coverage,
     /// `None` while the guild's recent history is not indexed yet (Discord's 202).
     pub hits: Option<Hits>,
@@ -61,7 +61,7 @@ pub async fn answer_here(cells: &Cells, query: CellQuery) -> Result<CellAnswer, 
             }
             coverage
         }
-        None => reader.dm_coverage(),
+        None => dms_coverage(cells, &reader, scope, &query.request.channels),
     };
     if !matches!(coverage, Coverage::Complete | Coverage::Backfilling { recent_done: true, .. }) {
         return Ok(CellAnswer { coverage, hits: None });
@@ -73,6 +73,33 @@ pub async fn answer_here(cells: &Cells, query: CellQuery) -> Result<CellAnswer, 
         .await
         .map_err(|e| SearchError::Unavailable(e.to_string()))??;
     Ok(CellAnswer { coverage, hits: Some(hits) })
+}
+
+/// What a search of `user`'s DMs `channels` can rely on in the user's cell. A DM unknown
+/// there (from before the index, or before the cell was rebuilt, and not streamed since) is
+/// backfilled from now on; until every one is complete, answers say the index is incomplete
+/// (DM searches are never refused: a DM has a page of history at a time to read).
+fn dms_coverage(cells: &Cells, reader: &CellReader, user: Snowflake, channels: &[Snowflake]) -> Coverage {
+    let mut documents = 0;
+    let mut complete = true;
+    for &channel in channels {
+        let log = LogKey::Dm(channel);
+        match reader.coverage(log) {
+            Coverage::Complete => {}
+            Coverage::Unknown => {
+                cells.request_backfill_in(log, cells.cell_of(user));
+                complete = false;
+            }
+            Coverage::Backfilling { documents: d, .. } => {
+                documents += d;
+                complete = false;
+            }
+        }
+    }
+    match complete {
+        true => Coverage::Complete,
+        false => Coverage::Backfilling { recent_done: true, documents },
+    }
 }
 
 #[async_trait]

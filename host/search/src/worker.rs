@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use guildhall_core::clock::Clock;
 use guildhall_core::model::audit_action;
-use guildhall_core::model::{GuildId, Message, MessageId, PluginKind, PluginRecord};
+use guildhall_core::model::{ChannelId, GuildId, Message, MessageId, PluginKind, PluginRecord};
 use guildhall_core::stream::{Arrival, LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
@@ -132,9 +132,10 @@ pub struct IndexingWorker {
     guilds: HashMap<GuildId, GuildIndexer>,
     /// When idle guilds were last dropped from `guilds` (monotonic ms).
     evicted_at_ms: u64,
-    /// Logs being backfilled, taken in turn; and logs to start a backfill of, and why.
-    backfilling: Vec<LogKey>,
-    to_backfill: Vec<(LogKey, Why)>,
+    /// Logs being backfilled, each in a cell, taken in turn; and logs to start a backfill
+    /// of, where, and why.
+    backfilling: Vec<(LogKey, usize)>,
+    to_backfill: Vec<(LogKey, usize, Why)>,
     /// The next of `backfilling` to take a page of.
     next_backfill: usize,
     /// When the last batch was committed, and how fast entries came in its cycle.
@@ -232,10 +233,7 @@ impl IndexingWorker {
     /// Runs until `stop` turns true (or, for a cell worker, its fence no longer holds).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         // Backfills a previous run committed go on.
-        for cell in self.cells.open_cells() {
-            let logs = self.cells.writer(cell).backfilling();
-            self.backfilling.extend(logs);
-        }
+        self.backfilling = self.committed_backfills();
         let mut failures = 0u32;
         while !*stop.borrow() {
             self.report_lag().await;
@@ -287,17 +285,19 @@ impl IndexingWorker {
         }
     }
 
-    /// Stages the backfills due (see [`Why`]) in their logs' home cells, each log's
-    /// channels listed from storage, and returns the cells to commit. Guild logs only (a
-    /// DM's history is not backfilled yet).
+    /// Stages the backfills due (see [`Why`]), each log's channels listed from storage, and
+    /// returns the cells to commit. A guild's backfill is in its home cell; a DM's in each
+    /// cell that holds a recipient's DMs, for the recipients there (a cluster's cells are on
+    /// different workers, each backfilling its own).
     async fn start_backfills(&mut self) -> Vec<usize> {
         let mut staged = Vec::new();
-        for (log, why) in std::mem::take(&mut self.to_backfill) {
-            let LogKey::Guild(guild) = log else { continue };
-            let home = self.cells.home_of(log);
+        for (log, cell, why) in std::mem::take(&mut self.to_backfill) {
+            if !self.cells.is_open(cell) {
+                continue;
+            }
             let (coverage, reindexing) = {
-                let cell = self.cells.writer(home);
-                (cell.coverage(log), cell.backfill(log).is_some_and(|b| b.gen != cell.serving(log)))
+                let writer = self.cells.writer(cell);
+                (writer.coverage(log), writer.backfill(log).is_some_and(|b| b.gen != writer.serving(log)))
             };
             let answering = match (coverage, why) {
                 (Coverage::Backfilling { .. }, _) => continue, // going on already
@@ -311,39 +311,45 @@ impl IndexingWorker {
                 (Coverage::Complete, Why::Gap { searchable }) => searchable,
                 (Coverage::Complete, Why::Reindex) => true,
             };
-            let channels = match self.store.guild_channels(guild).await {
-                Ok(channels) => channels.into_iter().map(|c| c.id).collect::<Vec<_>>(),
+            let channels = match log {
+                LogKey::Guild(guild) => {
+                    self.store.guild_channels(guild).await.map(|c| c.into_iter().map(|c| c.id).collect())
+                }
+                LogKey::Dm(channel) => Ok(vec![channel]),
+            };
+            let channels: Vec<ChannelId> = match channels {
+                Ok(channels) => channels,
                 Err(e) => {
-                    tracing::warn!(%guild, error = %e, "listing a guild's channels to backfill failed; retrying");
-                    self.to_backfill.push((log, why));
+                    tracing::warn!(?log, error = %e, "listing a log's channels to backfill failed; retrying");
+                    self.to_backfill.push((log, cell, why));
                     continue;
                 }
             };
             let recent_ms = self.config.recent.as_millis() as u64;
             let mut backfill = Backfill::new(&channels, self.clock.unix_ms(), recent_ms, answering);
-            let mut cell = self.cells.writer(home);
-            let serving = cell.serving(log);
+            let mut writer = self.cells.writer(cell);
+            let serving = writer.serving(log);
             if why == Why::Reindex {
                 // Beside the serving generation, from nothing (a re-index cut short before).
                 backfill.gen = serving.wrapping_add(1);
-                if let Err(e) = cell.apply(CellOp::DeleteGeneration { scope: guild, gen: backfill.gen }) {
-                    tracing::warn!(%guild, error = %e, "starting a re-index failed; retrying");
-                    drop(cell);
-                    self.to_backfill.push((log, why));
+                if let Err(e) = writer.apply(CellOp::DeleteGeneration { scope: log.id(), gen: backfill.gen }) {
+                    tracing::warn!(?log, error = %e, "starting a re-index failed; retrying");
+                    drop(writer);
+                    self.to_backfill.push((log, cell, why));
                     continue;
                 }
             } else {
                 backfill.gen = serving;
             }
-            let applied = cell.applied(log);
-            cell.set_applied(log, applied); // known from now on: live entries apply as they come
-            cell.set_backfill(log, Some(backfill));
-            tracing::info!(%guild, channels = channels.len(), ?why, "backfilling a guild's messages from storage");
-            if !self.backfilling.contains(&log) {
-                self.backfilling.push(log);
+            let applied = writer.applied(log);
+            writer.set_applied(log, applied); // known from now on: live entries apply as they come
+            writer.set_backfill(log, Some(backfill));
+            tracing::info!(?log, cell, channels = channels.len(), ?why, "backfilling a log's messages from storage");
+            if !self.backfilling.contains(&(log, cell)) {
+                self.backfilling.push((log, cell));
             }
-            if !staged.contains(&home) {
-                staged.push(home);
+            if !staged.contains(&cell) {
+                staged.push(cell);
             }
         }
         staged
@@ -353,7 +359,7 @@ impl IndexingWorker {
     pub async fn start_requested_backfills(&mut self) {
         self.plugins_changed().await;
         let asked = self.cells.take_requests();
-        self.to_backfill.extend(asked.into_iter().map(|log| (log, Why::Asked)));
+        self.to_backfill.extend(asked.into_iter().map(|(log, cell)| (log, cell, Why::Asked)));
         self.start_backfills_now().await;
     }
 
@@ -364,14 +370,16 @@ impl IndexingWorker {
                 tracing::warn!(error = %e, "committing a backfill's start failed; it starts again");
                 self.cells.rollback_all();
                 // Rolled back: started again from the committed state.
-                self.backfilling.clear();
-                for cell in self.cells.open_cells() {
-                    let logs = self.cells.writer(cell).backfilling();
-                    self.backfilling.extend(logs);
-                }
+                self.backfilling = self.committed_backfills();
                 return;
             }
         }
+    }
+
+    /// The backfills the open cells' last commits hold.
+    fn committed_backfills(&self) -> Vec<(LogKey, usize)> {
+        let cells = self.cells.open_cells().into_iter();
+        cells.flat_map(|cell| self.cells.writer(cell).backfilling().into_iter().map(move |log| (log, cell))).collect()
     }
 
     /// One page of the next backfill in turn: read from storage, proposed by the guild's
@@ -381,23 +389,29 @@ impl IndexingWorker {
             return Ok(());
         }
         self.next_backfill %= self.backfilling.len();
-        let log = self.backfilling[self.next_backfill];
+        let (log, cell) = self.backfilling[self.next_backfill];
         self.next_backfill += 1;
-        let home = self.cells.home_of(log);
-        let (LogKey::Guild(scope), Some(mut backfill)) = (log, self.cells.writer(home).backfill(log).cloned()) else {
-            self.backfilling.retain(|l| *l != log);
+        let Some(mut backfill) = self.cells.writer(cell).backfill(log).cloned() else {
+            self.backfilling.retain(|b| *b != (log, cell));
             return Ok(());
         };
         let Some(ask) = backfill.next_page() else {
-            return self.finish_backfill(log, home, backfill);
+            return self.finish_backfill(log, cell, backfill);
         };
         let channel = match self.store.channel(ask.channel).await {
             Ok(Some(channel)) => channel,
             Ok(None) => {
                 backfill.drop_channel(ask);
-                return self.finish_backfill(log, home, backfill);
+                return self.finish_backfill(log, cell, backfill);
             }
             Err(e) => return Err(SearchError::Index(format!("reading channel {}: {e}", ask.channel))),
+        };
+        // Whose documents the page makes: the guild's; a DM's recipients whose DMs are here.
+        let scopes: Vec<Snowflake> = match log {
+            LogKey::Guild(guild) => vec![guild],
+            LogKey::Dm(_) => {
+                channel.recipients.iter().map(|u| u.id).filter(|&u| self.cells.cell_of(u) == cell).collect()
+            }
         };
         let newest_bucket = Snowflake::from_unix_ms(self.clock.unix_ms()).bucket();
         let limit = self.config.backfill_page.max(1);
@@ -424,17 +438,24 @@ impl IndexingWorker {
         let refs: Vec<&LogEntry> = entries.iter().collect();
         let proposed = self.propose(log, &refs).await;
         let (from, before) = backfill.page_read(ask, page.last().map(|m| m.id), page.len(), page.len() < limit);
-        let mut cell = self.cells.writer(home);
+        let mut writer = self.cells.writer(cell);
         let gen = backfill.gen;
-        cell.apply(CellOp::ClearRange { scope, gen, channel: ask.channel, from, before })?;
-        for entry in &entries {
-            for op in ops(scope, &[gen], &entry.event, &proposed) {
-                cell.apply(op)?;
+        for &scope in &scopes {
+            writer.apply(CellOp::ClearRange { scope, gen, channel: ask.channel, from, before })?;
+            // The range is cleared: the page's messages are inserted. Their creations that
+            // come from the stream later replace them.
+            for entry in &entries {
+                for op in ops(scope, &[gen], &entry.event, &proposed, Snowflake(0)) {
+                    writer.apply(op)?;
+                }
             }
         }
+        if let Some(newest) = page.iter().map(|m| m.id).max() {
+            writer.note_backfilled(newest);
+        }
         self.metrics.search_backfilled.fetch_add(page.len() as u64, Relaxed);
-        drop(cell);
-        self.finish_backfill(log, home, backfill)
+        drop(writer);
+        self.finish_backfill(log, cell, backfill)
     }
 
     /// A backfill page, if any is due; after a failure (rolled back), a pause.
@@ -446,23 +467,24 @@ impl IndexingWorker {
         }
     }
 
-    /// Commits a backfill's state (ended once every channel is read).
-    fn finish_backfill(&mut self, log: LogKey, home: usize, backfill: Backfill) -> Result<(), SearchError> {
+    /// Commits a backfill's state in its cell (ended once every channel is read).
+    fn finish_backfill(&mut self, log: LogKey, cell: usize, backfill: Backfill) -> Result<(), SearchError> {
         let done = backfill.is_done();
-        let mut cell = self.cells.writer(home);
-        let serving = cell.serving(log);
+        let mut writer = self.cells.writer(cell);
+        let serving = writer.serving(log);
         if done && backfill.gen != serving {
             // A re-index caught up: searches switch to it with this commit, and the old
             // generation goes.
-            cell.apply(CellOp::DeleteGeneration { scope: log.id(), gen: serving })?;
-            cell.set_serving(log, backfill.gen);
+            writer.apply(CellOp::DeleteGeneration { scope: log.id(), gen: serving })?;
+            writer.set_serving(log, backfill.gen);
             tracing::info!(?log, gen = backfill.gen, "re-index done: searches read it from now on");
         }
-        cell.set_backfill(log, (!done).then_some(backfill));
-        cell.commit()?;
+        writer.set_backfill(log, (!done).then_some(backfill));
+        writer.commit()?;
+        drop(writer);
         if done {
-            self.backfilling.retain(|l| *l != log);
-            tracing::info!(?log, "backfill done: every message is indexed");
+            self.backfilling.retain(|b| *b != (log, cell));
+            tracing::info!(?log, cell, "backfill done: every message is indexed");
         }
         Ok(())
     }
@@ -548,7 +570,7 @@ impl IndexingWorker {
                     // A guild's first entry here: whatever its history holds (messages from
                     // before its events were streamed, or before this index) is read from
                     // storage. A new guild's is short.
-                    gaps.push((log, Why::Gap { searchable: false }));
+                    gaps.push((log, cell, Why::Gap { searchable: false }));
                 }
                 // A cell rebuilt after another worker indexed it: a log's first entry here
                 // finds the ones before it missing. Those were acknowledged by that worker,
@@ -556,6 +578,9 @@ impl IndexingWorker {
                 // here started after it: they are in. (A second backfill would only repeat
                 // the first.)
                 let covered = applied == 0 && known_before == Coverage::Complete && writer.rebuilt_at() > 0;
+                // Entries are new here (repeats are skipped below): only a backfill page may
+                // have indexed their messages.
+                let new_from = Snowflake(writer.backfilled_upto().0 + 1);
                 for entry in &entries {
                     match entry.arrival(applied) {
                         Arrival::Repeat => continue,
@@ -567,12 +592,12 @@ impl IndexingWorker {
                             Metrics::inc(&self.metrics.search_gaps);
                             tracing::warn!(?log, missing_after, missing_upto, "a gap in a log's events");
                             let searchable = known_before == Coverage::Complete;
-                            gaps.push((log, Why::Gap { searchable }));
+                            gaps.push((log, cell, Why::Gap { searchable }));
                         }
                         Arrival::Next => {}
                     }
                     for scope in &scopes {
-                        for op in ops(*scope, &gens, &entry.event, &proposed) {
+                        for op in ops(*scope, &gens, &entry.event, &proposed, new_from) {
                             writer.apply(op)?;
                         }
                     }
@@ -587,7 +612,7 @@ impl IndexingWorker {
         // Started in the same commit as the entries after the gap, so that no answer in
         // between takes the log for complete.
         for gap in gaps {
-            if !self.to_backfill.iter().any(|(log, _)| *log == gap.0) {
+            if !self.to_backfill.iter().any(|(log, cell, _)| (*log, *cell) == (gap.0, gap.1)) {
                 self.to_backfill.push(gap);
             }
         }
@@ -698,16 +723,17 @@ impl IndexingWorker {
             Some(r) => format!("plugin:{}:{}:{}", r.id, r.component_sha256, r.config),
             None => format!("default:{DEFAULT_INDEXER_VERSION}"),
         };
-        let mut cell = self.cells.writer(self.cells.home_of(log));
+        let home = self.cells.home_of(log);
+        let mut cell = self.cells.writer(home);
         if cell.indexer(log) == Some(identity.as_str()) {
             return;
         }
         let changed = cell.indexer(log).is_some();
         cell.set_indexer(log, identity);
         drop(cell);
-        if changed && !self.to_backfill.contains(&(log, Why::Reindex)) {
+        if changed && !self.to_backfill.contains(&(log, home, Why::Reindex)) {
             tracing::info!(%guild, "the guild's indexer changed: its messages are indexed again");
-            self.to_backfill.push((log, Why::Reindex));
+            self.to_backfill.push((log, home, Why::Reindex));
         }
     }
 
@@ -838,16 +864,25 @@ fn created_id(entry: &LogEntry) -> Option<MessageId> {
     }
 }
 
-/// What one event does to one scope's documents.
-fn ops(scope: Snowflake, gens: &[u32], event: &StreamEvent, proposed: &HashMap<MessageId, Proposed>) -> Vec<CellOp> {
+/// What one event does to one scope's documents. `new_from`: a message created with an id
+/// from there on is in none of them (inserted without a delete; see
+/// [`Cell::backfilled_upto`](crate::cell::Cell::backfilled_upto)).
+fn ops(
+    scope: Snowflake,
+    gens: &[u32],
+    event: &StreamEvent,
+    proposed: &HashMap<MessageId, Proposed>,
+    new_from: MessageId,
+) -> Vec<CellOp> {
     let deletes = |id: MessageId| gens.iter().map(move |&gen| CellOp::Delete { scope, gen, id });
+    let new = matches!(event, StreamEvent::MessageCreate { message } if message.id >= new_from);
     match event {
         StreamEvent::MessageCreate { message } | StreamEvent::MessageUpdate { message } => {
             match proposed.get(&message.id) {
                 Some(p) => gens
                     .iter()
                     .map(|&gen| {
-                        CellOp::Upsert(IndexDoc {
+                        let document = IndexDoc {
                             scope,
                             gen,
                             id: message.id,
@@ -855,7 +890,12 @@ fn ops(scope: Snowflake, gens: &[u32], event: &StreamEvent, proposed: &HashMap<M
                             author: message.author.id,
                             text: vec![p.text.clone()],
                             tags: p.tags.clone(),
-                        })
+                        };
+                        if new {
+                            CellOp::Insert(document)
+                        } else {
+                            CellOp::Upsert(document)
+                        }
                     })
                     .collect(),
                 // Its indexer made no document: nothing of it is found (an edit's old

@@ -93,18 +93,31 @@ async fn a_cell_worker_writes_its_cell_alone_and_stops_when_its_fence_goes() {
 }
 
 #[tokio::test]
-async fn searches_go_where_the_cell_is_open_and_a_rebuilt_cells_dms_say_they_are_incomplete() {
+async fn searches_go_where_the_cell_is_open_and_unknown_logs_are_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let layout = CellLayout::new(2, &[]);
     let (a, b) = users_apart(&layout);
+    let cell_a = layout.cell_of(a) as usize;
     let search_dir = dir.path().join("search");
     let cells = Cells::open_some(&search_dir, layout.clone(), &[layout.cell_of(a)]).unwrap();
     let dm = Channel::dm(Snowflake(1 << 35), User::new(a, "a", false), User::new(b, "b", false));
     let elsewhere = answer_here(&cells, CellQuery { guild: None, request: dm_request(b, &dm) }).await;
     assert_eq!(elsewhere, Err(SearchError::NotHere(layout.cell_of(b))));
+    // A DM the cell knows nothing of (from before the index): answered, as incomplete, and
+    // its backfill in the user's cell is asked for.
     let here = answer_here(&cells, CellQuery { guild: None, request: dm_request(a, &dm) }).await.unwrap();
-    assert_eq!(here.coverage, Coverage::Complete);
+    assert_eq!(here.coverage, Coverage::Backfilling { recent_done: true, documents: 0 });
     assert_eq!(here.hits.map(|h| h.total), Some(0));
+    assert_eq!(cells.take_requests(), vec![(LogKey::Dm(dm.id), cell_a)]);
+    // Once the cell knows it, complete.
+    {
+        let mut writer = cells.writer(cell_a);
+        writer.set_applied(LogKey::Dm(dm.id), 0);
+        writer.commit().unwrap();
+    }
+    let known = answer_here(&cells, CellQuery { guild: None, request: dm_request(a, &dm) }).await.unwrap();
+    assert_eq!(known.coverage, Coverage::Complete);
+    assert!(cells.take_requests().is_empty());
 
     // A guild unknown here: not answered yet, and a backfill is asked for.
     let guild =
@@ -113,16 +126,17 @@ async fn searches_go_where_the_cell_is_open_and_a_rebuilt_cells_dms_say_they_are
     let guild_request = SearchRequest { scope: guild, ..dm_request(guild, &dm) };
     let unknown = answer_here(&cells, CellQuery { guild: Some(guild), request: guild_request }).await.unwrap();
     assert_eq!((unknown.coverage, unknown.hits), (Coverage::Unknown, None));
-    assert_eq!(cells.take_requests(), vec![LogKey::Guild(guild)]);
+    assert_eq!(cells.take_requests(), vec![(LogKey::Guild(guild), cell_a)]);
     drop(cells);
 
-    // Rebuilt (its stream entries were indexed by another worker): DMs are not backfilled,
-    // so their answers say the index is still being built.
+    // Rebuilt (its stream entries were indexed by another worker): it knows no DM again,
+    // so DM answers say the index is being built while their backfills run.
     let rebuilt = Cells::rebuild_one(&search_dir, layout.clone(), layout.cell_of(a), 42).unwrap();
-    assert_eq!(rebuilt.writer(layout.cell_of(a) as usize).stream_position(), 42);
+    assert_eq!(rebuilt.writer(cell_a).stream_position(), 42);
     let answer = answer_here(&rebuilt, CellQuery { guild: None, request: dm_request(a, &dm) }).await.unwrap();
     assert_eq!(answer.coverage, Coverage::Backfilling { recent_done: true, documents: 0 });
     assert!(answer.hits.is_some(), "answered, as incomplete");
+    assert_eq!(rebuilt.take_requests(), vec![(LogKey::Dm(dm.id), cell_a)]);
 }
 
 #[test]

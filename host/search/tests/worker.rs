@@ -429,3 +429,132 @@ async fn a_rebuilt_cells_first_entries_do_not_backfill_a_guild_twice() {
         }
     }
 }
+
+/// A message stored before a backfill read its channel, whose creation comes from the stream
+/// only after the backfill indexed it, is one document: the creation replaces it. (Created
+/// messages newer than anything a backfill indexed are inserted without a delete; this one
+/// is not newer.) And messages created after it are one document each too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_streamed_after_a_backfill_indexed_its_message_is_one_document() {
+    let s = setup();
+    let (guild, old, _new, messages) = old_guild(&s).await;
+    let log = LogKey::Guild(guild);
+    let alice = User::new(ALICE, "alice", false);
+    let after = |n: u64, content: &str| {
+        Message::new(Snowflake(messages[0].id.0 + n), &old, alice.clone(), content.into(), None)
+    };
+    let mut worker = s.worker_with(backfill_config()).await;
+    // The guild's first entry here: its history is backfilled.
+    store_and_index(&s, &mut worker, log, (1, 0), after(1, "first")).await;
+    // Stored, its entry still on its way, when the backfill reads the channel.
+    let lagging = after(2, "lagging");
+    assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(lagging.clone())]).await[0].is_ok());
+    backfill_completely(&s, &mut worker, log).await;
+    assert_eq!(s.count(guild), 352);
+    let entry = |seq, message| LogEntry {
+        v: LOG_SCHEMA_VERSION,
+        key: log,
+        seq,
+        prev: seq - 1,
+        recipients: vec![],
+        event: StreamEvent::MessageCreate { message },
+    };
+    s.log.append(&[entry(2, lagging), entry(3, after(3, "later"))]).await.unwrap();
+    let mut consumer = s.log.consumer("late").await.unwrap();
+    worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+    assert_eq!(s.count(guild), 353, "every message once");
+    assert_eq!(s.find(guild, old.id, "lagging"), vec![Snowflake(messages[0].id.0 + 2)]);
+}
+
+/// DMs from before the index (or before a cell was rebuilt) are backfilled like guilds: a
+/// gap in a DM's events fills both recipients' copies, and a search that finds a DM unknown
+/// in the user's cell asks for that copy. Answers say the index is incomplete meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_from_before_the_index_are_backfilled_for_their_recipients() {
+    use guildhall_search::{routing::answer_here, CellQuery};
+    let s = setup();
+    let (alice, bob) = (User::new(ALICE, "alice", false), User::new(BOB, "bob", false));
+    let dm = s.store.get_or_create_dm(alice.clone(), bob.clone(), Snowflake(1 << 32)).await.unwrap();
+    let quiet = s
+        .store
+        .get_or_create_dm(alice.clone(), User::new(Snowflake(102), "carol", false), Snowflake(2 << 32))
+        .await
+        .unwrap();
+    let history = |channel: &Channel, from: u64| -> Vec<Message> {
+        (0..90u64)
+            .map(|i| {
+                Message::new(
+                    Snowflake(Snowflake::from_unix_ms(NOW_MS - DAY_MS).0 + ((from + i) << 12)),
+                    channel,
+                    alice.clone(),
+                    format!("old words {i}"),
+                    None,
+                )
+            })
+            .collect()
+    };
+    let (said, quietly_said) = (history(&dm, 0), history(&quiet, 1000));
+    let writes = said.iter().chain(&quietly_said).cloned().map(GuildWrite::PutMessage).collect();
+    assert!(s.store.apply_batch(writes).await.iter().all(Result::is_ok));
+    let mut worker = s.worker_with(backfill_config()).await;
+
+    // The DM's events start after its history: a gap, backfilled in both recipients' cells.
+    let log = LogKey::Dm(dm.id);
+    let next = Message::new(Snowflake::from_unix_ms(NOW_MS), &dm, bob.clone(), "new words".into(), None);
+    assert!(s.store.apply_batch(vec![GuildWrite::PutMessage(next.clone())]).await[0].is_ok());
+    let entry = LogEntry {
+        v: LOG_SCHEMA_VERSION,
+        key: log,
+        seq: 91,
+        prev: 90,
+        recipients: vec![ALICE, BOB],
+        event: StreamEvent::MessageCreate { message: next },
+    };
+    s.log.append(&[entry]).await.unwrap();
+    let mut consumer = s.log.consumer("dm").await.unwrap();
+    worker.index(&consumer.fetch(10, Duration::from_secs(1)).await.unwrap()).await.unwrap();
+    assert_eq!(s.metrics.search_gaps.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let copies = [s.cells.cell_of(ALICE), s.cells.cell_of(BOB)];
+    let complete = |s: &Setup| copies.iter().all(|&c| s.cells.writer(c).coverage(log) == Coverage::Complete);
+    let mut pages = 0;
+    while !complete(&s) {
+        worker.backfill_page().await.unwrap();
+        pages += 1;
+        assert!(pages < 100, "the DM's backfill did not end");
+    }
+    assert_eq!(s.find(ALICE, dm.id, "old").len(), 25, "a page of them");
+    for user in [ALICE, BOB] {
+        let request = SearchRequest {
+            scope: user,
+            channels: vec![dm.id],
+            content: Some("words".into()),
+            limit: 1,
+            ..Default::default()
+        };
+        let found = request.run(s.cells.reader(user)).unwrap();
+        assert_eq!(found.total, 91, "every message of the DM, in {user}'s DMs");
+    }
+
+    // A search of Alice's DMs finds the quiet one unknown: answered as incomplete, its copy
+    // in Alice's cell backfilled, then complete.
+    let ask = || CellQuery {
+        guild: None,
+        request: SearchRequest {
+            scope: ALICE,
+            channels: vec![dm.id, quiet.id],
+            content: Some("old".into()),
+            limit: 1,
+            ..Default::default()
+        },
+    };
+    let first = answer_here(&s.cells, ask()).await.unwrap();
+    assert!(matches!(first.coverage, Coverage::Backfilling { recent_done: true, .. }), "{first:?}");
+    assert_eq!(first.hits.unwrap().total, 90, "what is indexed so far");
+    worker.start_requested_backfills().await;
+    while s.cells.writer(s.cells.cell_of(ALICE)).coverage(LogKey::Dm(quiet.id)) != Coverage::Complete {
+        worker.backfill_page().await.unwrap();
+    }
+    let last = answer_here(&s.cells, ask()).await.unwrap();
+    assert_eq!(last.coverage, Coverage::Complete);
+    assert_eq!(last.hits.unwrap().total, 180, "both DMs' history");
+}
