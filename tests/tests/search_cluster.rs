@@ -117,13 +117,15 @@ async fn searches_reach_the_owning_worker_and_survive_its_kill_9() {
     let (body, _) = until_total(&http[0], &alice, &search, 41, Duration::from_secs(30)).await;
     assert_eq!(body["total_results"], 41);
     assert!(second.metric("guildhall_search_cells_taken_total").await >= 6);
-    // DMs (not backfilled) after a cell moved: all of them, or an answer that says the index
-    // is incomplete, never a silently short one.
+    // DMs after a cell moved: an answer that says the index is incomplete while the DM is
+    // backfilled in the rebuilt cell, never a silently short one; then the DM again.
     let answer = http[1].get(dms, &bob).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     if answer.body["total_results"] != 1 {
         assert_eq!(answer.body["doing_deep_historical_index"], true, "{}", answer.body);
     }
+    let (body, _) = until_total(&http[1], &bob, dms, 1, Duration::from_secs(30)).await;
+    assert_eq!(body["messages"][0][0]["content"], "a private needle");
 }
 
 /// JetStream refusing appends (its message limit reached, new ones discarded): writes are

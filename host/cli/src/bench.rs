@@ -77,10 +77,6 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
-    /// Real `guildhall serve --cluster` nodes (one, then `nodes`) on a running nats-server
-    /// and CQL node: creates through every node, NATS messages per create, a hot-channel
-    /// read burst over the nodes, fan-out to WebSocket sessions on every node, and
-    /// fail-over after SIGKILL.
     /// Message search in process: indexing throughput (stream, indexer, tantivy, commit),
     /// append to searchable, searches cold and warm, bytes of index per message.
     Search {
@@ -97,6 +93,10 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// Real `guildhall serve --cluster` nodes (one, then `nodes`) on a running nats-server
+    /// and CQL node: creates through every node, NATS messages per create, a hot-channel
+    /// read burst over the nodes, fan-out to WebSocket sessions on every node, and
+    /// fail-over after SIGKILL.
     Cluster {
         #[command(flatten)]
         bench: crate::bench_cluster::ClusterBench,

@@ -63,7 +63,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> WorkerConfig {
         WorkerConfig {
-            max_batch: 4096,
+            max_batch: 32_768,
             linger: Duration::from_millis(20),
             commit_interval: Duration::from_millis(500),
             plugin_deadline: Duration::from_millis(200),

@@ -77,7 +77,7 @@ impl Default for SearchConfig {
             enabled: true,
             cells: 4,
             dedicated_guilds: Vec::new(),
-            max_batch: 4096,
+            max_batch: 32_768,
             linger_ms: 20,
             commit_interval_ms: 500,
             indexer_deadline_ms: 200,
