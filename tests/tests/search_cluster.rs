@@ -174,3 +174,48 @@ async fn a_stream_that_refuses_appends_loses_no_acknowledged_message() {
     eprintln!("every message searchable {} ms after the stream came back", took.as_millis());
     assert_eq!(body["total_results"], 25, "each acknowledged message once");
 }
+
+/// A guild's indexer that spins forever on a cluster's indexing worker is disabled at its
+/// third fault, and the guild's audit log records it: the worker, which runs no actors,
+/// asks a node over NATS to hand the notice to the guild's actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexer_a_worker_disables_is_in_its_guilds_audit_log() {
+    let Some(nodes) = Server::start_cluster(1, &[("GUILDHALL_SEARCH__CELLS", "2")]).await else { return };
+    let _worker = nodes[0].start_indexer().await;
+    let http = nodes[0].http();
+    let (alice, _) = http.register("alice").await;
+    let guild = http.post("/guilds", &alice, json!({ "name": "spun" })).await;
+    let gid = guild.body["id"].as_str().unwrap().to_owned();
+    let channel = http.get(&format!("/guilds/{gid}/channels"), &alice).await.body[0]["id"].as_str().unwrap().to_owned();
+    let installed = http.install_plugin(&gid, &alice, "spinner", guildhall_e2e::component("hostile_indexer")).await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let plugin_id = installed.body["id"].as_str().unwrap().to_owned();
+    let config = json!({ "config": { "mode": "loop" } });
+    let plugin = format!("/guilds/{gid}/plugins/{plugin_id}");
+    let patched = http.call(hyper::Method::PATCH, &plugin, Some(&alice), Some(config)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    // One message at a time, each its own batch: a fault each (the default indexes it).
+    for i in 0..3 {
+        post(&http, &alice, &channel, &format!("spun number{i}")).await;
+        let search = format!("/guilds/{gid}/messages/search?content=number{i}");
+        until_total(&http, &alice, &search, 1, Duration::from_secs(30)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let r = http.get(&format!("/guilds/{gid}/audit-logs?action_type=81"), &alice).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let entries = r.body["audit_log_entries"].as_array().unwrap().clone();
+        let disabled = entries.iter().find(|e| {
+            e["target_id"] == plugin_id.as_str()
+                && e["reason"].as_str().is_some_and(|r| r.contains("disabled after 3 faults"))
+        });
+        if disabled.is_some() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no audit entry of the disabling: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = http.get(&format!("/guilds/{gid}/plugins"), &alice).await.body;
+    let stored = list.as_array().unwrap().iter().find(|p| p["id"] == plugin_id.as_str()).unwrap().clone();
+    assert_eq!(stored["enabled"], false, "{stored}");
+}

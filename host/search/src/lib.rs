@@ -25,7 +25,7 @@ pub use cell::{Cell, CellOp, CellReader, Coverage, IndexDoc};
 pub use cells::Cells;
 pub use query::{Hits, SearchRequest, Sort};
 pub use routing::{BusCells, CellAnswer, CellQuery, SearchCells};
-pub use worker::{Fence, IndexingWorker, WorkerConfig};
+pub use worker::{DisabledIndexers, Fence, IndexingWorker, WorkerConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SearchError {

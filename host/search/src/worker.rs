@@ -20,13 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_core::clock::Clock;
-use guildhall_core::model::audit_action;
 use guildhall_core::model::{ChannelId, GuildId, Message, MessageId, PluginKind, PluginRecord};
 use guildhall_core::stream::{Arrival, LogEntry, LogKey, StreamEvent, LOG_SCHEMA_VERSION};
 use guildhall_core::sync::LockUnpoisoned;
 use guildhall_core::Snowflake;
 use guildhall_plugins::{GuildEvent as PluginEvent, GuildView, IndexerInstance, MessageRef, PluginEngine};
-use guildhall_runtime::actors::audit::{change, AuditLog};
+use guildhall_runtime::addresses::guild_ref::Disabled;
 use guildhall_runtime::plugin_runners::bots::to_bot_message;
 use guildhall_runtime::plugin_runners::plugin_support::{disable, load_component, Faults};
 use guildhall_runtime::Metrics;
@@ -141,8 +140,8 @@ pub struct IndexingWorker {
     /// When the last batch was committed, and how fast entries came in its cycle.
     committed_at: tokio::time::Instant,
     entries_per_s: f64,
-    /// Where an indexer plugin's disabling is recorded.
-    audit: Option<AuditLog>,
+    /// Where an indexer plugin's disabling is told (its guild records it).
+    disabled: Option<Arc<dyn DisabledIndexers>>,
     /// The one cell the consumer feeds (a cluster's cell worker): each batch records its
     /// stream position there.
     own_cell: Option<usize>,
@@ -151,6 +150,14 @@ pub struct IndexingWorker {
     /// What the stream lag metric is reported as, and when it was last read.
     lag_label: String,
     lag_read: Option<tokio::time::Instant>,
+}
+
+/// Where a worker tells of an indexer plugin it disabled: to the guild's actor, which
+/// records it in the audit log (with the event to the owner), as a bot's runner does. On
+/// one host the directory reaches it; a cluster's worker asks a node over the bus.
+#[async_trait::async_trait]
+pub trait DisabledIndexers: Send + Sync {
+    async fn disabled(&self, guild: GuildId, notice: Disabled);
 }
 
 /// A cell worker's hold on its cell (in a cluster, the ownership fence).
@@ -188,7 +195,7 @@ impl IndexingWorker {
             next_backfill: 0,
             committed_at: tokio::time::Instant::now(),
             entries_per_s: 0.0,
-            audit: None,
+            disabled: None,
             own_cell: None,
             fence: None,
             lag_label: "all".into(),
@@ -224,9 +231,9 @@ impl IndexingWorker {
         }
     }
 
-    /// Records the disabling of a faulty indexer plugin in its guild's audit log.
-    pub fn with_audit(mut self, audit: AuditLog) -> IndexingWorker {
-        self.audit = Some(audit);
+    /// Tells `disabled` of each faulty indexer plugin this worker disables.
+    pub fn telling(mut self, disabled: Arc<dyn DisabledIndexers>) -> IndexingWorker {
+        self.disabled = Some(disabled);
         self
     }
 
@@ -818,13 +825,8 @@ impl IndexingWorker {
         state.faults = Faults::default();
         let notice = disable(self.store.as_ref(), record, &error).await;
         tracing::warn!(%guild, plugin = %notice.record.name, reason = %notice.reason, "indexer disabled");
-        let Some(audit) = &self.audit else { return };
-        let action = audit_action::INTEGRATION_UPDATE;
-        if let Some(mut entry) = audit.entry(guild, None, Some(notice.record.id), action) {
-            entry.reason = Some(notice.reason);
-            entry.changes.extend(change("enabled", serde_json::json!(true), serde_json::json!(false)));
-            entry.options.insert("plugin_name".into(), serde_json::json!(notice.record.name));
-            audit.append(entry);
+        if let Some(disabled) = &self.disabled {
+            disabled.disabled(guild, notice).await;
         }
     }
 }

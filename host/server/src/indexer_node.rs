@@ -43,6 +43,7 @@ use guildhall_stream::{JetStreamConfig, JetStreamLog};
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
+use crate::disabled_indexers::OverTheBus;
 use crate::ServeArgs;
 
 /// The durable consumers' name (each cell's is `indexer-cell-{n}`).
@@ -277,7 +278,8 @@ async fn start_cell(shared: &Arc<Shared>, cell: u32) -> Result<RunningCell, Stri
             shared.metrics.clone(),
             shared.worker_config.clone(),
         )
-        .for_cell(cell as usize, fence);
+        .for_cell(cell as usize, fence)
+        .telling(Arc::new(OverTheBus::new(shared.client.clone(), &shared.cluster)));
         let responder =
             serve_cell(shared.client.clone(), &shared.cluster, cell, cells).await.map_err(|e| e.to_string())?;
         let (stop, stopped) = watch::channel(false);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod compress;
 pub mod config;
+pub mod disabled_indexers;
 mod gateway;
 pub mod id_reservation;
 pub mod indexer_node;
@@ -80,13 +81,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     let plugins = plugin_engine(&config)?;
-    let (topology, heartbeat) = if config.cluster.nats.is_empty() {
-        (app::Topology::Single, None)
+    let (topology, heartbeat, nats) = if config.cluster.nats.is_empty() {
+        (app::Topology::Single, None, None)
     } else {
-        let (setup, heartbeat) = join_cluster(&config, &clock).await?;
-        (app::Topology::Cluster(setup), Some(heartbeat))
+        let (setup, heartbeat, nats) = join_cluster(&config, &clock).await?;
+        (app::Topology::Cluster(setup), Some(heartbeat), Some(nats))
     };
     let app = app::App::new(config, store, plugins, topology, clock).await?;
+    if let Some(nats) = nats {
+        // Indexing workers' notices of the indexers they disabled, for the guilds' actors.
+        let (cluster, directory) = (&app.config.cluster.name, app.directory.clone());
+        disabled_indexers::answer_notices(nats, cluster, directory).await.map_err(|e| e.to_string())?;
+    }
     tracing::info!(listen = %app.config.listen, storage = %app.config.storage, node = app.node, "guildhall ready");
     // A machine-readable line for scripts and tests that start the server on port 0.
     println!("guildhall listening on {}", app.config.listen);
@@ -207,11 +213,12 @@ async fn drain(app: &app::App, drainer: guildhall_cluster::Drainer) {
 }
 
 /// Connects to NATS, takes a node id (the configured one, or a free one) and starts
-/// renewing it; the view of the cluster follows the membership bucket.
+/// renewing it; the view of the cluster follows the membership bucket. Also the NATS
+/// connection, for what the node answers besides its actors.
 async fn join_cluster(
     config: &config::Config,
     clock: &Arc<dyn Clock>,
-) -> Result<(app::ClusterSetup, Heartbeat), String> {
+) -> Result<(app::ClusterSetup, Heartbeat, async_nats::Client), String> {
     let c = &config.cluster;
     let bus = NatsBus::connect(&c.nats, &format!("guildhall {}", config.listen)).await.map_err(|e| e.to_string())?;
     let membership =
@@ -248,6 +255,7 @@ async fn join_cluster(
     // Searches go to the indexing worker that owns the scope's cell.
     let search_timeout = std::time::Duration::from_millis(config.search.remote_timeout_ms.max(1));
     let search = BusCells::new(bus.client().clone(), &c.name, config.search.layout(), search_timeout);
+    let nats = bus.client().clone();
     let setup = app::ClusterSetup {
         search: Arc::new(search),
         node,
@@ -257,7 +265,7 @@ async fn join_cluster(
         ownership,
         events: Arc::new(events),
     };
-    Ok((setup, heartbeat))
+    Ok((setup, heartbeat, nats))
 }
 
 /// Deletes stored components no plugin uses, every `plugins.unused_component_grace_s`,
@@ -312,7 +320,7 @@ async fn spawn_indexing_worker(app: &Arc<app::App>) -> Result<(), String> {
         app.metrics.clone(),
         config,
     )
-    .with_audit(app.audit.clone());
+    .telling(Arc::new(disabled_indexers::ToGuildActors(app.directory.clone())));
     // On a thread of its own below request handling (see `guildhall_search::priority`).
     let (stop, background) = (app.shutdown_signal(), c.background);
     std::thread::Builder::new()
