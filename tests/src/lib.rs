@@ -66,6 +66,13 @@ impl Server {
         if !env.iter().any(|(k, _)| k == "GUILDHALL_PLUGINS__MODERATION_DEADLINE_MS") {
             env.push(("GUILDHALL_PLUGINS__MODERATION_DEADLINE_MS".into(), "50".into()));
         }
+        // Indexing in the background (`SCHED_IDLE`) gets no core while anything else wants
+        // one: with both cores kept busy by other work, these servers' indexes waited for
+        // it to pass and the search tests failed (4 of 6, beside two busy loops). The policy
+        // itself is tested in host/search (`priority.rs`).
+        if !env.iter().any(|(k, _)| k == "GUILDHALL_SEARCH__BACKGROUND") {
+            env.push(("GUILDHALL_SEARCH__BACKGROUND".into(), "false".into()));
+        }
         Server::start_on(data_dir, env).await
     }
 
