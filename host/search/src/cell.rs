@@ -239,7 +239,7 @@ pub const WRITER_HEAP_BYTES: usize = 32 << 20;
 impl Cell {
     /// Opens (or creates) the cell in `dir`.
     pub fn open(dir: &Path) -> Result<Cell, SearchError> {
-        std::fs::create_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
         let (schema, fields) = Fields::schema();
         let directory = MmapDirectory::open(dir)?;
         let index = match Index::open_or_create(directory, schema.clone()) {
@@ -247,8 +247,8 @@ impl Cell {
                 // Made by a build whose documents had other fields: rebuilt from nothing (its
                 // logs are unknown again, and backfilled as searches and entries come).
                 tracing::warn!(dir = %dir.display(), error = %e, "a search cell of another schema is rebuilt");
-                std::fs::remove_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
-                std::fs::create_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::remove_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
+                std::fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
                 Index::open_or_create(MmapDirectory::open(dir)?, schema)?
             }
             opened => opened?,

@@ -42,10 +42,6 @@ fn cell_dir(dir: &Path, cell: u32) -> std::path::PathBuf {
     dir.join(format!("cell-{cell}"))
 }
 
-fn io(dir: &Path, e: impl std::fmt::Display) -> SearchError {
-    SearchError::Io(format!("{}: {e}", dir.display()))
-}
-
 impl Cells {
     /// Opens (or creates) `count` cells in `dir`, scopes spread by hash alone.
     pub fn open(dir: &Path, count: usize) -> Result<Cells, SearchError> {
@@ -65,19 +61,19 @@ impl Cells {
             Ok(found) if found == wanted => {}
             Ok(found) => {
                 tracing::warn!(dir = %dir.display(), %found, %wanted, "search cells changed: the index is rebuilt");
-                std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+                std::fs::remove_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
             }
             // Made before layouts were recorded (hashed, as `open` makes): kept if its cell
             // count is the same.
             Err(_) if dir.exists() && hashed(dir) == layout => {}
             Err(_) if dir.exists() => {
                 tracing::warn!(dir = %dir.display(), %wanted, "search cells changed: the index is rebuilt");
-                std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+                std::fs::remove_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
             }
             Err(_) => {}
         }
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        std::fs::write(&file, wanted).map_err(|e| io(&file, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
+        std::fs::write(&file, wanted).map_err(|e| SearchError::io(&file, e))?;
         let all: Vec<u32> = (0..layout.count()).collect();
         Cells::open_some(dir, layout, &all)
     }
@@ -117,7 +113,7 @@ impl Cells {
     fn remove_cell(dir: &Path, cell: u32) -> Result<(), SearchError> {
         let path = cell_dir(dir, cell);
         match std::fs::remove_dir_all(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SearchError::io(&path, e)),
             _ => Ok(()),
         }
     }

@@ -44,6 +44,13 @@ pub enum SearchError {
     Corrupt(String),
 }
 
+impl SearchError {
+    /// A file or directory operation on `path` failed.
+    pub(crate) fn io(path: &std::path::Path, e: impl std::fmt::Display) -> SearchError {
+        SearchError::Io(format!("{}: {e}", path.display()))
+    }
+}
+
 impl From<tantivy::TantivyError> for SearchError {
     fn from(e: tantivy::TantivyError) -> SearchError {
         SearchError::Index(e.to_string())
