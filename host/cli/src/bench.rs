@@ -1,5 +1,6 @@
 //! Benchmark scenarios: `guildhall bench fanout`, `rest`, `coalesce`, `plugins`, `cluster`,
-//! `compression`, `storage-deadline` and `search` (the last four in modules of their own).
+//! `compression`, `gateway`, `storage-deadline` and `search` (the last five in modules of
+//! their own).
 //!
 //! Each prints its numbers (as one JSON object with `--json`). Timings depend on the machine
 //! and its load; every report includes the core count, and comparisons belong in one run.
@@ -103,6 +104,16 @@ pub enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// Fan-out over real WebSockets: N sessions in one guild (load processes of their own),
+    /// messages posted at a fixed rate; deliveries/s, latency percentiles, the senders' POST
+    /// latency, host CPU, RSS per session and writes per delivery; `--sweep` finds the
+    /// highest rate within a p99 bound.
+    Gateway {
+        #[command(flatten)]
+        bench: crate::bench_gateway::GatewayBench,
+        #[arg(long)]
+        json: bool,
+    },
     /// `compress=zlib-stream` against plain JSON on a real `guildhall serve` child: bytes
     /// on the wire and server CPU per delivery, in the same run.
     Compression {
@@ -151,6 +162,7 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Cluster { bench, json } => (crate::bench_cluster::run(bench).await?, json),
         Scenario::Search { bench, json } => (crate::bench_search::run(bench).await?, json),
         Scenario::SearchTakeover { bench, json } => (crate::bench_search_cluster::run(bench).await?, json),
+        Scenario::Gateway { bench, json } => (crate::bench_gateway::run(bench).await?, json),
         Scenario::Compression { bench, json } => (crate::bench_compression::run(bench).await?, json),
         Scenario::StorageDeadline { bench, json } => (crate::bench_storage::run(bench).await?, json),
         Scenario::Plugins { component, calls, instances, config, languages: false, json } => {

@@ -14,6 +14,7 @@ use guildhall_client::{ApiClient, Method};
 use serde_json::{json, Value};
 
 use crate::serve_child::ServeChild;
+use crate::stats::metric;
 
 #[derive(clap::Args)]
 pub struct CompressionBench {
@@ -104,7 +105,7 @@ async fn phase(
         while reader.next(&mut ws).await?["t"] != "GUILD_CREATE" {}
         readers.push((ws, reader));
     }
-    let compress_before = metric(server, "guildhall_zlib_compress_nanoseconds_total").await?;
+    let compress_before = metric(&server.addr.to_string(), "guildhall_zlib_compress_nanoseconds_total").await?;
     let cpu_before = server.cpu_seconds().ok_or("no /proc CPU time for the server")?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(sessions);
@@ -138,13 +139,13 @@ async fn phase(
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let server_cpu_s = server.cpu_seconds().ok_or("no /proc CPU time")? - cpu_before;
-    let compress_ns = metric(server, "guildhall_zlib_compress_nanoseconds_total").await? - compress_before;
+    let compress_ns = metric(&server.addr.to_string(), "guildhall_zlib_compress_nanoseconds_total").await? - compress_before;
     Ok(Phase { wire_bytes, json_bytes, deliveries: (sessions * messages) as u64, server_cpu_s, elapsed_s, compress_ns })
 }
 
 /// A chat line of 6 to 17 words drawn (deterministically) from a small vocabulary, so that
 /// messages differ from each other as chat does rather than repeat one string.
-fn chatter(i: usize) -> String {
+pub(crate) fn chatter(i: usize) -> String {
     const WORDS: [&str; 32] = [
         "the", "raid", "starts", "at", "nine", "bring", "potions", "anyone", "seen", "my", "sword", "lol", "brb",
         "dinner", "patch", "notes", "are", "out", "nerfed", "again", "who", "wants", "to", "queue", "ranked",
@@ -189,12 +190,4 @@ impl Reader {
         self.json += text.len() as u64;
         serde_json::from_slice(&text).map_err(|e| format!("not JSON: {e}"))
     }
-}
-
-/// A counter from the server's /metrics.
-async fn metric(server: &ServeChild, name: &str) -> Result<u64, String> {
-    let mut api = ApiClient::connect(&server.addr.to_string()).await.map_err(|e| e.to_string())?;
-    let text = api.metrics().await.map_err(|e| e.to_string())?;
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
-    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).ok_or(format!("no metric {name}"))
 }

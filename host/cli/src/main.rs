@@ -7,6 +7,7 @@ mod app_cli;
 mod bench;
 mod bench_cluster;
 mod bench_compression;
+mod bench_gateway;
 mod bench_search;
 mod bench_search_cluster;
 mod bench_storage;
@@ -77,6 +78,10 @@ enum Cmd {
     /// component on stdin, the compiled form on stdout, limits from the environment).
     #[command(hide = true)]
     CompileComponent,
+    /// What `bench gateway` runs to hold its sessions: gateway sessions on one thread,
+    /// reporting over its standard streams.
+    #[command(hide = true)]
+    GatewayLoad(bench_gateway::load::LoadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,10 +91,23 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if let Cmd::CompileComponent = cli.command {
-        // Before a runtime exists: the process limits itself first thing.
-        return std::process::ExitCode::from(guildhall_plugins::compiler_child_main() as u8);
-    }
+    let cli = match cli.command {
+        Cmd::CompileComponent => {
+            // Before a runtime exists: the process limits itself first thing.
+            return std::process::ExitCode::from(guildhall_plugins::compiler_child_main() as u8);
+        }
+        // One thread of its own (a current-thread runtime), not the multi-threaded one.
+        Cmd::GatewayLoad(args) => {
+            return match bench_gateway::load::main(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("guildhall gateway-load: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -111,7 +129,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Config { cmd } => config(cmd),
             Cmd::Plugin { cmd } => plugin_cli::run(cmd).await,
             Cmd::App { cmd } => app_cli::run(cmd).await,
-            Cmd::CompileComponent => unreachable!("answered before the runtime starts"),
+            Cmd::CompileComponent | Cmd::GatewayLoad(_) => unreachable!("answered before the runtime starts"),
         }
     });
     match result {

@@ -24,7 +24,12 @@ impl ServeChild {
     /// Starts this binary's `serve` on 127.0.0.1:0 with a fresh temporary data directory
     /// (named after `tag`) and `env` (GUILDHALL_* configuration).
     pub async fn start(tag: &str, env: &[(&str, &str)]) -> Result<ServeChild, String> {
-        let dir = temp_dir(tag);
+        ServeChild::start_in(temp_dir(tag), env).await
+    }
+
+    /// The same on a data directory made beforehand (a seeded store); it is removed when
+    /// the child is dropped.
+    pub async fn start_in(dir: PathBuf, env: &[(&str, &str)]) -> Result<ServeChild, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = std::process::Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -47,6 +52,10 @@ impl ServeChild {
         .map_err(|e| e.to_string())?
         .ok_or("the server did not report its address")?;
         Ok(guard)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU time the server process has used so far (user + system), from /proc (Linux).

@@ -32,3 +32,11 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     const TICKS_PER_SECOND: f64 = 100.0; // sysconf(_SC_CLK_TCK) on Linux
     Some((utime + stime) / TICKS_PER_SECOND)
 }
+
+/// A counter from a host's `/metrics` (`authority` is `HOST:PORT`).
+pub async fn metric(authority: &str, name: &str) -> Result<u64, String> {
+    let mut api = guildhall_client::ApiClient::connect(authority).await.map_err(|e| e.to_string())?;
+    let text = api.metrics().await.map_err(|e| e.to_string())?;
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).ok_or(format!("no metric {name}"))
+}

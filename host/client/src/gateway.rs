@@ -39,13 +39,18 @@ pub async fn connect_gateway(authority: &str, path_and_query: &str) -> Result<Ga
         .header("host", authority)
         .header("upgrade", "websocket")
         .header("connection", "upgrade")
-        .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+        .header("sec-websocket-key", websocket_key())
         .header("sec-websocket-version", "13")
         .body(Empty::<Bytes>::new())?;
     let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
         .await
         .map_err(|e| ClientError::WebSocket(e.to_string()))?;
     Ok(FragmentCollector::new(ws))
+}
+
+/// A fresh `Sec-WebSocket-Key` (for a client that makes its handshake itself).
+pub fn websocket_key() -> String {
+    fastwebsockets::handshake::generate_key()
 }
 
 /// Sends a JSON text frame.

@@ -16,6 +16,11 @@ pub trait Clock: Send + Sync {
     fn unix_ms(&self) -> u64;
     /// Milliseconds on a monotonic clock with an arbitrary origin (deadlines, rate windows).
     fn monotonic_ms(&self) -> u64;
+    /// Wall-clock time in Unix microseconds, for timestamps that cross processes (a
+    /// benchmark's send time in a message); as fine as `unix_ms` unless a clock knows better.
+    fn unix_us(&self) -> u64 {
+        self.unix_ms() * 1000
+    }
     /// `unix_ms` as Discord's ISO 8601 timestamp.
     fn iso_now(&self) -> String {
         iso8601_from_unix_ms(self.unix_ms())
@@ -58,6 +63,9 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     }
     fn monotonic_ms(&self) -> u64 {
         (**self).monotonic_ms()
+    }
+    fn unix_us(&self) -> u64 {
+        (**self).unix_us()
     }
 }
 

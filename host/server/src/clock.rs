@@ -20,6 +20,9 @@ impl Clock for SystemClock {
     fn unix_ms(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
     }
+    fn unix_us(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    }
     fn monotonic_ms(&self) -> u64 {
         static ORIGIN: OnceLock<Instant> = OnceLock::new();
         ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
@@ -37,5 +40,7 @@ mod tests {
         assert!(SystemClock.monotonic_ms() >= mono + 5);
         assert!(SystemClock.unix_ms() >= wall, "no step expected in a test run");
         assert!(wall > 1_600_000_000_000, "a Unix time in milliseconds");
+        let us = SystemClock.unix_us();
+        assert!(us / 1000 >= wall && us / 1000 <= SystemClock.unix_ms(), "microseconds of the same clock");
     }
 }

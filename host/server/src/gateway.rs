@@ -7,6 +7,8 @@
 //! `compress=zlib-stream` gives the connection its own compression stream.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -53,9 +55,11 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
             Err(e) => return tracing::debug!(error = %e, "upgrade did not complete"),
         };
         app.metrics.connections_open.fetch_add(1, Relaxed);
+        let metrics = app.metrics.clone();
         let (read, write) = ws.split(|io| {
             let (r, w) = tokio::io::split(io);
-            (r, BufWriter::with_capacity(16 * 1024, Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>))
+            let counted = CountedWrites { inner: w, metrics: metrics.clone() };
+            (r, BufWriter::with_capacity(16 * 1024, Box::new(counted) as Box<dyn AsyncWrite + Send + Unpin>))
         });
         let mut writer: Writer = write;
         writer.set_writev(false); // frames are copied into the BufWriter: one syscall per batch
@@ -72,6 +76,52 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
         drop(hold);
     });
     Ok(response.map(|_| Full::new(Bytes::new())))
+}
+
+/// A socket's write half that counts its write calls and bytes (`guildhall_gateway_socket_*`):
+/// how many frames share a syscall is what fan-out throughput comes from.
+struct CountedWrites<W> {
+    inner: W,
+    metrics: Arc<guildhall_runtime::Metrics>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for CountedWrites<W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count(&result);
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<W> CountedWrites<W> {
+    fn count(&self, result: &Poll<std::io::Result<usize>>) {
+        self.metrics.socket_writes.fetch_add(1, Relaxed);
+        if let Poll::Ready(Ok(n)) = result {
+            self.metrics.socket_write_bytes.fetch_add(*n as u64, Relaxed);
+        }
+    }
 }
 
 /// Reads client frames until the connection ends, reassembling fragmented messages and

@@ -131,6 +131,13 @@ fn render_runtime(out: &mut String, m: &Metrics) {
         &m.bots_hosted_started,
     );
     line("drops_total", "counter", "Sessions dropped as too slow.", &m.slow_consumer_drops);
+    line(
+        "gateway_socket_writes_total",
+        "counter",
+        "Write calls on gateway sockets (about one syscall each).",
+        &m.socket_writes,
+    );
+    line("gateway_socket_write_bytes_total", "counter", "Bytes written to gateway sockets.", &m.socket_write_bytes);
     line("zlib_bytes_in_total", "counter", "Bytes given to zlib-stream compression.", &m.zlib_bytes_in);
     line("zlib_bytes_out_total", "counter", "Bytes zlib-stream compression sent.", &m.zlib_bytes_out);
     line("zlib_compress_nanoseconds_total", "counter", "Time spent compressing for zlib-stream.", &m.zlib_compress_ns);

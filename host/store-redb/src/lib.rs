@@ -116,6 +116,7 @@ type Job = (Write, oneshot::Sender<Result<Written>>);
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writes: mpsc::Sender<Job>,
+    writer: std::thread::JoinHandle<()>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -188,11 +189,21 @@ impl EmbeddedStore {
         };
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let (writer_db, writer_stream) = (db.clone(), stream.clone());
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("guildhall-store-writer".into())
             .spawn(move || writer_loop(&writer_db, rx, writer_stream.as_ref()))
             .map_err(unavailable)?;
-        Ok((EmbeddedStore { db, writes: tx }, stream))
+        Ok((EmbeddedStore { db, writes: tx, writer }, stream))
+    }
+
+    /// Closes the store: waits until everything queued is committed and the file is
+    /// released, so that another process can open it at once (a tool that fills a data
+    /// directory before it starts a host on it). A stream opened with it keeps the file
+    /// open while it lives.
+    pub fn close(self) {
+        let EmbeddedStore { db, writes, writer } = self;
+        drop((db, writes));
+        let _ = writer.join(); // the writer ends when its queue closes; a panic already was reported
     }
 
     async fn write(&self, write: Write) -> Result<Written> {

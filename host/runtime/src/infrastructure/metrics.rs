@@ -30,6 +30,10 @@ pub struct Metrics {
     /// Bots this node runs for guilds on other nodes, and how many such runners started.
     pub bots_hosted: AtomicU64,
     pub bots_hosted_started: AtomicU64,
+    /// Write calls on gateway sockets (one syscall each; one that would block may be one too)
+    /// and the bytes they took: frames per write is how well writes are batched.
+    pub socket_writes: AtomicU64,
+    pub socket_write_bytes: AtomicU64,
     /// Sessions disconnected because their outbound queue overflowed.
     pub slow_consumer_drops: AtomicU64,
     /// zlib-stream connections: bytes before and after compression, and the time spent.
