@@ -139,7 +139,8 @@ async fn phase(
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let server_cpu_s = server.cpu_seconds().ok_or("no /proc CPU time")? - cpu_before;
-    let compress_ns = metric(&server.addr.to_string(), "guildhall_zlib_compress_nanoseconds_total").await? - compress_before;
+    let compress_ns =
+        metric(&server.addr.to_string(), "guildhall_zlib_compress_nanoseconds_total").await? - compress_before;
     Ok(Phase { wire_bytes, json_bytes, deliveries: (sessions * messages) as u64, server_cpu_s, elapsed_s, compress_ns })
 }
 

@@ -30,8 +30,8 @@ use std::time::Duration;
 use guildhall_client::{ApiClient, Method};
 use guildhall_core::clock::Clock;
 use guildhall_core::gateway::intents;
-use guildhall_core::model::{Channel, Guild, Member, User, UserRecord};
 use guildhall_core::guild::GuildWrite;
+use guildhall_core::model::{Channel, Guild, Member, User, UserRecord};
 use guildhall_runtime::Generator;
 use guildhall_store::Storage;
 use guildhall_store_redb::EmbeddedStore;
@@ -654,10 +654,8 @@ async fn post(client: &mut ApiClient, token: &str, channel: &str, due_us: u64, n
     let content = format!("{}{due_us}:{n} {}", frames::CONTENT_PREFIX, crate::bench_compression::chatter(n as usize));
     let body = bytes::Bytes::from(json!({ "content": content }).to_string());
     let path = format!("/channels/{channel}/messages");
-    let answer = client
-        .request(Method::POST, &path, Some(token), "application/json", body)
-        .await
-        .map_err(|e| e.to_string())?;
+    let answer =
+        client.request(Method::POST, &path, Some(token), "application/json", body).await.map_err(|e| e.to_string())?;
     if !answer.status.is_success() {
         return Err(format!("{} {}", answer.status, String::from_utf8_lossy(&answer.body)));
     }

@@ -330,17 +330,21 @@ impl GuildState {
         self.carry_out(request, decision.map(|d| d.map(Stored::Message)), fx);
     }
 
-    /// A write finished: apply it (or report its failure), free its object, and give the
-    /// commands that waited for that object their turn, in order.
+    /// A write finished: apply it (or report its failure), answer the caller, announce it,
+    /// free its object, and give the commands that waited for that object their turn, in
+    /// order. The answer comes before the announcement: the caller never waits for the
+    /// fan-out to everyone else.
     fn on_persisted(&mut self, request: RequestId, result: Result<(), WriteError>, fx: &mut Vec<Effect>) {
         // Applied before the commands that waited run: they start from the stored state.
         let freed = self.unlock(request);
         if let Some(stored) = self.pending.remove(&request) {
+            let mut announced = Vec::new();
             let result = match result {
-                Ok(()) => Ok(self.apply(stored, fx)),
+                Ok(()) => Ok(self.apply(stored, &mut announced)),
                 Err(e) => Err(self.write_failed(&stored, e)),
             };
             fx.push(Effect::Reply { request, result });
+            fx.append(&mut announced);
         }
         if freed {
             self.run_deferred(fx);

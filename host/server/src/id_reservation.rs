@@ -79,7 +79,8 @@ pub fn write(path: &Path, until_unix_ms: u64) -> Result<(), String> {
 }
 
 /// Starts node `node`'s reservation in `data_dir`: returns the last run's reservation (no
-/// id before it) and this run's, kept extended by a task for as long as the process runs.
+/// id before it) and this run's, kept extended by a thread of its own for as long as the
+/// returned reservation is held.
 /// Waits for the clock to pass the last run's reservation (a quick restart), or refuses
 /// if it is far behind.
 pub async fn start(
@@ -121,30 +122,52 @@ pub async fn start(
     tokio::task::spawn_blocking(move || write(&written, first)).await.map_err(|e| e.to_string())??;
     let reserved = Arc::new(AtomicU64::new(first));
     let extended = reserved.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(EXTEND_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Logged when extending starts failing and when it works again, not on every try
-        // (a storage outage would otherwise log twice a second).
-        let mut failing = false;
-        loop {
-            every.tick().await;
-            match extend(node, &holder, lease.as_ref(), &path, &*clock).await {
-                Ok(until) => {
-                    extended.fetch_max(until, Release);
-                    if std::mem::take(&mut failing) {
-                        tracing::info!(node, "the id reservation is extended again: ids resume");
-                    }
-                }
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::error!(node, error = %e, "cannot extend the id reservation: ids stop when it runs out");
-                }
-                Err(_) => {}
-            }
-        }
-    });
+    // A thread of its own, with a runtime of its own: a host whose workers are all busy
+    // (fan-out to thousands of sessions) would otherwise extend too late, and every write
+    // would be refused for want of ids. It ends when nobody holds the reservation.
+    std::thread::Builder::new()
+        .name("guildhall-id-reservation".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => return tracing::error!(error = %e, "cannot extend the id reservation: no runtime"),
+            };
+            runtime.block_on(keep_extending(node, holder, lease, path, clock, extended));
+        })
+        .map_err(|e| format!("starting the id reservation's thread: {e}"))?;
     Ok((previous, reserved))
+}
+
+/// Extends the reservation every [`EXTEND_EVERY`] while somebody else holds `extended`.
+async fn keep_extending(
+    node: u16,
+    holder: String,
+    lease: Option<NodeLease>,
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+    extended: Arc<AtomicU64>,
+) {
+    let mut every = tokio::time::interval(EXTEND_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Logged when extending starts failing and when it works again, not on every try
+    // (a storage outage would otherwise log twice a second).
+    let mut failing = false;
+    while Arc::strong_count(&extended) > 1 {
+        every.tick().await;
+        match extend(node, &holder, lease.as_ref(), &path, &*clock).await {
+            Ok(until) => {
+                extended.fetch_max(until, Release);
+                if std::mem::take(&mut failing) {
+                    tracing::info!(node, "the id reservation is extended again: ids resume");
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(node, error = %e, "cannot extend the id reservation: ids stop when it runs out");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// One extension: the lease renewed (if any), then the reservation written: until when.
@@ -161,8 +184,7 @@ async fn extend(
         }
     }
     let until = clock.unix_ms() + AHEAD_MS;
-    let target = path.to_owned();
-    tokio::task::spawn_blocking(move || write(&target, until)).await.map_err(|e| e.to_string())??;
+    write(path, until)?; // on the reservation's own thread: blocking it blocks nothing else
     Ok(until)
 }
 
@@ -181,6 +203,36 @@ mod tests {
         std::fs::write(&p, "garbage").unwrap();
         assert!(read(&p).is_err(), "a damaged reservation is an error, not a zero");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Bookkeeping that guards writes is never starved by the work it guards: with every
+    /// worker of the runtime busy for longer than the reservation reaches ahead (a host
+    /// saturated by fan-out), the reservation still stays ahead of the clock.
+    #[test]
+    fn the_reservation_is_extended_while_every_worker_is_busy() {
+        let dir = std::env::temp_dir().join(format!("guildhall-ids-busy-{}", std::process::id()));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let (_, reserved) = runtime.block_on(start(&dir, 5, None, clock.clone())).unwrap();
+        let busy_for = Duration::from_millis(2 * AHEAD_MS + 500);
+        for _ in 0..2 {
+            runtime.spawn(async move {
+                let started = std::time::Instant::now();
+                while started.elapsed() < busy_for {
+                    std::hint::spin_loop(); // never yields: the worker is taken
+                }
+            });
+        }
+        let mut least_ahead_ms = i64::MAX;
+        let watched = std::time::Instant::now();
+        while watched.elapsed() < busy_for {
+            std::thread::sleep(Duration::from_millis(50));
+            let ahead = reserved.load(std::sync::atomic::Ordering::Acquire) as i64 - clock.unix_ms() as i64;
+            least_ahead_ms = least_ahead_ms.min(ahead);
+        }
+        drop(runtime);
+        let _ = std::fs::remove_dir_all(dir);
+        assert!(least_ahead_ms > 0, "ids ran out: the reservation fell {} ms behind the clock", -least_ahead_ms);
     }
 
     /// A clock behind the last run's reservation, in virtual time: a few seconds behind,

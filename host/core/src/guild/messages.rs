@@ -360,6 +360,9 @@ mod tests {
         assert_eq!(d[0].1.data["member"]["joined_at"], "2026-01-01T00:00:00.000000+00:00");
         assert_eq!(g.audience(d[0].0), vec![SessionId(1), SessionId(3)]);
         assert!(matches!(reply(&fx), Ok(Reply::Message(m)) if m.content == "hello <@1>"));
+        // The sender is answered first: it never waits for the fan-out to the others.
+        assert!(matches!(fx[0], Effect::Reply { request: 7, .. }), "{fx:?}");
+        assert!(matches!(fx[1], Effect::Dispatch { .. }), "{fx:?}");
     }
 
     #[test]

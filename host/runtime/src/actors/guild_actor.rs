@@ -305,10 +305,16 @@ impl GuildActor {
                     }
                     let results: Vec<Result<(), WriteError>> =
                         batch.writes.into_iter().map(|r| r.map_err(write_error)).collect();
+                    // Every caller of the batch is answered before anything of it is fanned
+                    // out: the last message of a batch does not wait for the others' fan-out.
+                    let mut fx = Vec::new();
                     for (request, result) in requests.into_iter().zip(results) {
-                        let fx = self.state.handle(Input::Persisted { request, result });
-                        self.run_effects(fx);
+                        fx.extend(self.state.handle(Input::Persisted { request, result }));
                     }
+                    let (replies, rest): (Vec<_>, Vec<_>) =
+                        fx.into_iter().partition(|e| matches!(e, Effect::Reply { .. }));
+                    self.run_effects(replies);
+                    self.run_effects(rest);
                 }
                 msg = rx.recv(), if mailbox_open => match msg {
                     Some(GuildMsg::HandOff) => {
