@@ -23,15 +23,9 @@ fn a_host_saturated_by_fan_out_refuses_no_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench gateway failed:\n{stderr}");
     let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
-    for key in [
-        "deliveries_per_s",
-        "p50_ms",
-        "p99_ms",
-        "p999_ms",
-        "post_p99_ms",
-        "rss_per_session_kib",
-        "writes_per_delivery",
-    ] {
+    for key in
+        ["deliveries_per_s", "p50_ms", "p99_ms", "p999_ms", "post_p99_ms", "rss_per_session_kib", "writes_per_delivery"]
+    {
         assert!(report[key].is_number(), "{key} missing from {report}");
     }
     assert_eq!(report["send_failures"], 0, "creates refused under load: {}", report["first_send_error"]);
@@ -39,7 +33,8 @@ fn a_host_saturated_by_fan_out_refuses_no_message() {
     // Offered: 150,000 deliveries a second. Delivered well below it: the host was saturated.
     let per_s = report["deliveries_per_s"].as_f64().unwrap();
     assert!(per_s < 0.9 * 150_000.0, "the host kept up ({per_s:.0} deliveries/s): the test shows nothing");
-    let (delivered, expected) = (report["delivered"].as_u64().unwrap(), report["expected_deliveries"].as_u64().unwrap());
+    let (delivered, expected) =
+        (report["delivered"].as_u64().unwrap(), report["expected_deliveries"].as_u64().unwrap());
     assert!(delivered > 0 && delivered <= expected, "delivered {delivered} of {expected}");
     let (p50, p99) = (report["p50_ms"].as_f64().unwrap(), report["p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p99, "p50 {p50} ms, p99 {p99} ms");

@@ -21,7 +21,7 @@ use guildhall_store_redb::EmbeddedStore;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
-use guildhall_runtime::actors::guild_actor::{spawn_guild, GuildDeps, GuildMsg};
+use guildhall_runtime::actors::guild_actor::{spawn_guild, GuildDeps, GuildMsg, Relays};
 use guildhall_runtime::addresses::registry::SessionRegistry;
 use guildhall_runtime::addresses::reply::Replies;
 use guildhall_runtime::addresses::session::{SessionHandle, SessionMsg};
@@ -210,6 +210,7 @@ async fn fanout(sessions: usize, messages: usize, queue: usize) -> Result<Value,
         plugin_bus: None,
         bot_placement: None,
         events: None,
+        relays: Relays::spawn(2, 4096, metrics.clone()),
     };
     let (handle, _task) = spawn_guild(state, deps, None, None);
 

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use guildhall_client::{ApiClient, Method};
 use guildhall_core::clock::Clock;
-use guildhall_core::gateway::intents;
 use guildhall_core::guild::GuildWrite;
 use guildhall_core::model::{Channel, Guild, Member, User, UserRecord};
 use guildhall_runtime::Generator;
@@ -43,9 +42,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::serve_child::{temp_dir, ServeChild};
 use load::latency_histogram;
-
-/// What the sessions ask for: guilds and their messages with content.
-pub const SESSION_INTENTS: u64 = intents::GUILDS.0 | intents::GUILD_MESSAGES.0 | intents::MESSAGE_CONTENT.0;
 
 /// Sessions per load process: under the 20,000 open files a process may have here.
 const SESSIONS_PER_PROCESS: usize = 18_000;
@@ -127,7 +123,7 @@ pub async fn run(bench: GatewayBench) -> Result<Value, String> {
     if bench.pin {
         pin_generator_and_host(target.host_pid)?;
     }
-    let mut senders = Senders::connect(&target, bench.senders).await?;
+    let mut senders = Senders::new(&target);
     // The guild's actor starts on its first command: before anything is measured.
     senders.post_one(&target.channel, &*clock).await?;
 
@@ -520,9 +516,11 @@ async fn register_on(url: &str, bench: &GatewayBench) -> Result<Target, String> 
     })
 }
 
-/// The REST side: one keep-alive connection per sender.
+/// The REST side: one keep-alive connection per sender, opened afresh for each run (a
+/// host closes connections left idle while thousands of sessions connect).
 struct Senders {
-    clients: Vec<(ApiClient, String)>,
+    authority: String,
+    tokens: Vec<String>,
     next_number: u64,
 }
 
@@ -543,18 +541,13 @@ struct Progress {
 }
 
 impl Senders {
-    async fn connect(target: &Target, n: usize) -> Result<Senders, String> {
-        let mut clients = Vec::with_capacity(n);
-        for token in &target.sender_tokens {
-            let client = ApiClient::connect(&target.authority.to_string()).await.map_err(|e| e.to_string())?;
-            clients.push((client, token.clone()));
-        }
-        Ok(Senders { clients, next_number: 0 })
+    fn new(target: &Target) -> Senders {
+        Senders { authority: target.authority.to_string(), tokens: target.sender_tokens.clone(), next_number: 0 }
     }
 
     async fn post_one(&mut self, channel: &str, clock: &dyn Clock) -> Result<(), String> {
-        let (client, token) = &mut self.clients[0];
-        post(client, token, channel, clock.unix_us(), 0).await.map(|_| ())
+        let mut client = ApiClient::connect(&self.authority).await.map_err(|e| e.to_string())?;
+        post(&mut client, &self.tokens[0], channel, clock.unix_us(), 0).await
     }
 
     /// Posts at `rate` messages per second for `duration`, spread over the senders (sender
@@ -572,9 +565,13 @@ impl Senders {
         let start_us = clock.unix_us() + 20_000;
         let first = self.next_number;
         self.next_number += total;
-        let m = self.clients.len() as u64;
+        let m = self.tokens.len() as u64;
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let clients = std::mem::take(&mut self.clients);
+        let mut clients = Vec::with_capacity(self.tokens.len());
+        for token in &self.tokens {
+            let client = ApiClient::connect(&self.authority).await.map_err(|e| e.to_string())?;
+            clients.push((client, token.clone()));
+        }
         let clock = crate::stats::system_clock();
         let mut tasks = tokio::task::JoinSet::new();
         for (k, (mut client, token)) in clients.into_iter().enumerate() {
@@ -599,7 +596,7 @@ impl Senders {
                     let _ = done_tx.send(());
                     n += m;
                 }
-                (client, token, sent)
+                sent
             });
         }
         drop(done_tx);
@@ -626,8 +623,7 @@ impl Senders {
         }
         let mut all = Sent { sent: 0, failures: 0, first_error: None, post_us: latency_histogram() };
         while let Some(done) = tasks.join_next().await {
-            let (client, token, sent) = done.map_err(|e| e.to_string())?;
-            self.clients.push((client, token));
+            let sent = done.map_err(|e| e.to_string())?;
             all.sent += sent.sent;
             all.failures += sent.failures;
             all.first_error = all.first_error.or(sent.first_error);

@@ -175,6 +175,9 @@ pub struct GuildState {
     moderated: bool,
     /// Messages waiting for the moderators' verdict.
     awaiting_verdict: HashMap<RequestId, Draft>,
+    /// Changes whenever an audience may resolve differently (sessions, members, roles,
+    /// channels): what the runtime resolved for an audience holds while it stays the same.
+    audience_epoch: u64,
 }
 
 impl GuildState {
@@ -191,6 +194,7 @@ impl GuildState {
             pending: HashMap::new(),
             moderated: false,
             awaiting_verdict: HashMap::new(),
+            audience_epoch: 0,
         }
     }
 
@@ -238,6 +242,15 @@ impl GuildState {
     pub fn audience(&self, audience: &Audience) -> Vec<SessionId> {
         self.data.audience(audience)
     }
+    /// While this stays the same, every audience resolves to the same sessions.
+    pub fn audience_epoch(&self) -> u64 {
+        self.audience_epoch
+    }
+    /// Whether a session reads every message's content whatever the message (not a bot
+    /// without MESSAGE_CONTENT, for which it depends on the message: see `reads_content`).
+    pub fn reads_all_content(&self, session: SessionId) -> bool {
+        self.data.reads_all_content(session)
+    }
     pub fn guild_permissions(&self, user: UserId) -> Permissions {
         self.data.guild_permissions(user)
     }
@@ -250,6 +263,10 @@ impl GuildState {
 
     pub fn handle(&mut self, input: Input) -> Vec<Effect> {
         let mut fx = Vec::new();
+        if matches!(input, Input::SessionConnect { .. } | Input::SessionDisconnect { .. } | Input::SessionMoved { .. })
+        {
+            self.audience_epoch += 1;
+        }
         match input {
             Input::Command { request, command } => self.on_command(request, *command, &mut fx),
             Input::Persisted { request, result } => self.on_persisted(request, result, &mut fx),
@@ -338,6 +355,11 @@ impl GuildState {
         // Applied before the commands that waited run: they start from the stored state.
         let freed = self.unlock(request);
         if let Some(stored) = self.pending.remove(&request) {
+            // Only messages leave every audience as it was (members, roles, channels, bans
+            // and the guild's record may each change who sees what).
+            if !matches!(stored, Stored::Message(_)) {
+                self.audience_epoch += 1;
+            }
             let mut announced = Vec::new();
             let result = match result {
                 Ok(()) => Ok(self.apply(stored, &mut announced)),

@@ -26,7 +26,7 @@ use guildhall_cluster::{
 };
 use guildhall_runtime::actors::audit::AuditLog;
 use guildhall_runtime::actors::directory::{Directory, LocalDirectory};
-use guildhall_runtime::actors::guild_actor::GuildDeps;
+use guildhall_runtime::actors::guild_actor::{GuildDeps, Relays};
 use guildhall_runtime::actors::ownership::Ownership;
 use guildhall_runtime::addresses::registry::SessionRegistry;
 use guildhall_runtime::addresses::session::{SessionMover, SessionRouter};
@@ -280,6 +280,14 @@ impl App {
                 Topology::Single if !config.search.enabled => None,
                 _ => Some(event_stream),
             },
+            relays: Relays::spawn(
+                match config.gateway.relays {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                },
+                config.gateway.relay_queue,
+                metrics.clone(),
+            ),
         };
         let reads: Arc<dyn MessageReads> = match &transport {
             None => data.clone(),

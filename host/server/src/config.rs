@@ -168,6 +168,11 @@ pub struct GatewayConfig {
     /// A connection without IDENTIFY or RESUME this long is closed (4003).
     pub identify_timeout_ms: u64,
     pub max_connections: usize,
+    /// Relays: the tasks that fan guilds' events out to this node's sessions (each session
+    /// belongs to one); 0 means one per core.
+    pub relays: usize,
+    /// Events waiting for a relay; past it the guilds that feed it wait (their senders too).
+    pub relay_queue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -339,6 +344,8 @@ impl Default for GatewayConfig {
             write_timeout_ms: 10_000,
             identify_timeout_ms: session.identify_timeout_ms,
             max_connections: 15_000,
+            relays: 0,
+            relay_queue: 4096,
         }
     }
 }
@@ -410,7 +417,11 @@ impl Config {
                 return Err("cluster.name must be letters, digits, '_' or '-'".into());
             }
         }
-        if self.gateway.heartbeat_interval_ms < 100 || self.gateway.session_queue == 0 || self.guild.mailbox == 0 {
+        if self.gateway.heartbeat_interval_ms < 100
+            || self.gateway.session_queue == 0
+            || self.gateway.relay_queue == 0
+            || self.guild.mailbox == 0
+        {
             return Err("gateway.heartbeat_interval_ms >= 100, queues > 0".into());
         }
         if self.data.linger_ms > 1000 {

@@ -92,8 +92,11 @@ impl Scanner {
     /// The send time (unix µs) of a benchmark message in this dispatch, if it is one.
     pub fn send_time_us(&self, json: &[u8]) -> Option<u64> {
         let at = self.marker.find(json)? + self.marker.needle().len();
-        let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).take(20);
-        digits.fold(Some(0u64), |n, d| n?.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        json[at..at + digits].iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
     }
 }
 
@@ -181,6 +184,8 @@ mod tests {
         assert_eq!(trailing_seq(dispatch), Some(42));
         let other = br#"{"op":0,"t":"MESSAGE_CREATE","d":{"content":"hello gw:5"},"s":3}"#;
         assert_eq!(scanner.send_time_us(other), None, "the marker only counts at the content's start");
+        assert_eq!(scanner.send_time_us(br#"{"d":{"content":"gw:x"}}"#), None, "no digits, no time");
+        assert_eq!(scanner.send_time_us(br#"{"d":{"content":"gw:99999999999999999999999"}}"#), None, "overflow");
         assert_eq!(trailing_seq(br#"{"op":11}"#), None);
     }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use flate2::{Decompress, FlushDecompress};
 use guildhall_core::clock::Clock;
+use guildhall_core::gateway::intents;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -56,6 +57,9 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
 }
+
+/// What the sessions ask for: guilds and their messages with content.
+const SESSION_INTENTS: u64 = intents::GUILDS.0 | intents::GUILD_MESSAGES.0 | intents::MESSAGE_CONTENT.0;
 
 /// Sessions per source address: below the ephemeral port range of one address (28,232
 /// ports by default) with room for the other connections of the machine.
@@ -390,7 +394,7 @@ impl SessionState {
                 self.heartbeat = Some(Duration::from_millis(every));
                 let identify = json!({ "op": 2, "d": {
                     "token": self.token,
-                    "intents": super::SESSION_INTENTS,
+                    "intents": SESSION_INTENTS,
                     "properties": { "os": "linux", "browser": "guildhall-bench", "device": "guildhall-bench" },
                 }});
                 self.send(frames::TEXT, identify.to_string().as_bytes());

@@ -353,7 +353,9 @@ mod tests {
         assert_eq!(fx.len(), 1, "only a persist, nothing visible yet");
         let Effect::Persist { request: 7, write: GuildWrite::PutMessage(m) } = &fx[0] else { panic!("{fx:?}") };
         assert_eq!(m.mentions[0].id, OWNER);
+        let epoch = g.audience_epoch();
         let fx = g.handle(Input::Persisted { request: 7, result: Ok(()) });
+        assert_eq!(g.audience_epoch(), epoch, "a message changes no audience: resolved ones are reused");
         let d = dispatches(&fx);
         assert_eq!(d[0].1.name, "MESSAGE_CREATE");
         assert_eq!(d[0].1.data["nonce"], "n1");
@@ -363,6 +365,8 @@ mod tests {
         // The sender is answered first: it never waits for the fan-out to the others.
         assert!(matches!(fx[0], Effect::Reply { request: 7, .. }), "{fx:?}");
         assert!(matches!(fx[1], Effect::Dispatch { .. }), "{fx:?}");
+        connect(&mut g, 4, OWNER, ALL);
+        assert_ne!(g.audience_epoch(), epoch, "a session that connects changes audiences");
     }
 
     #[test]

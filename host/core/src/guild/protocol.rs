@@ -202,7 +202,7 @@ pub enum Reply {
 }
 
 /// Which sessions a dispatch goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Audience {
     /// Every online session with this intent.
     Guild {

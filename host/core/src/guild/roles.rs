@@ -149,13 +149,16 @@ mod tests {
         let mut g = guild();
         connect_all(&mut g);
         assert_eq!(viewers(&g, GENERAL).len(), 4);
+        let epoch = g.audience_epoch();
         let hide = RolePatch { permissions: Some(Permissions::SEND_MESSAGES), ..RolePatch::default() };
         let fx = g.handle(cmd(1, RoleCommand::Update { user: OWNER, role_id: GUILD, patch: hide }));
         assert!(matches!(&fx[0], Effect::Persist { write: GuildWrite::UpdateGuild(_), .. }));
         assert_eq!(viewers(&g, GENERAL).len(), 4, "not before the write is stored");
+        assert_eq!(g.audience_epoch(), epoch, "audiences resolved so far still hold");
         let fx = persisted(&mut g, 1);
         assert!(fx.iter().any(|e| matches!(e, Effect::Dispatch { event, .. } if event.name() == "GUILD_ROLE_UPDATE")));
         assert_eq!(viewers(&g, GENERAL), vec![SessionId(1), SessionId(2)], "@everyone lost VIEW_CHANNEL");
+        assert_ne!(g.audience_epoch(), epoch, "what runtimes resolved before is stale: the epoch moved");
     }
 
     #[test]

@@ -77,8 +77,13 @@ impl GuildData {
     /// intent unless the bot wrote the message or is mentioned in it (Discord's rule).
     pub fn reads_content(&self, session: SessionId, message: &Message) -> bool {
         let Some(s) = self.sessions.get(&session) else { return false };
+        self.reads_all_content(session) || message.shown_to_bots_without_content(s.user)
+    }
+
+    pub fn reads_all_content(&self, session: SessionId) -> bool {
+        let Some(s) = self.sessions.get(&session) else { return false };
         let is_bot = self.members.get(&s.user).is_some_and(|m| m.user.bot);
-        !is_bot || s.intents.contains(intents::MESSAGE_CONTENT) || message.shown_to_bots_without_content(s.user)
+        !is_bot || s.intents.contains(intents::MESSAGE_CONTENT)
     }
 
     /// Whether a member who is not a gateway session (a plugin bot) hears a dispatch for

@@ -333,6 +333,7 @@ mod tests {
             plugin_bus: None,
             bot_placement: None,
             events,
+            relays: crate::actors::relay::Relays::spawn(2, 4096, metrics.clone()),
         };
         Fixture { directory: LocalDirectory::new(deps), metrics, sessions, data, dir }
     }

@@ -6,7 +6,7 @@
 //! messages share one commit), and dispatches are serialized once and offered to every
 //! target session without waiting (a full session queue drops that session, never the guild).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::infrastructure::ids::Generator;
 use guildhall_core::clock::Clock;
 use guildhall_core::event::GuildEvent;
-use guildhall_core::gateway::{DispatchPrefix, Status};
+use guildhall_core::gateway::Status;
 use guildhall_core::guild::{
     Audience, Effect, GuildState, GuildWrite, Input, ModerationCandidate, RequestId, SessionId, WriteError,
 };
@@ -31,11 +31,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::actors::audit::{self, AuditLog};
+use crate::actors::fanout::{Fanout, Sessions};
 use crate::actors::ownership::{Ownership, OwnershipToken, PassedOn};
+pub use crate::actors::relay::Relays;
 use crate::addresses::guild_ref::Locate;
 pub use crate::addresses::guild_ref::{CallError, GuildMsg, GuildRef};
 use crate::addresses::reply::{NodeId, Replies, ReplyTo};
-use crate::addresses::session::{Offer, SessionMsg, SessionRef, SessionRoute, SessionRouter};
+use crate::addresses::session::{SessionRef, SessionRoute, SessionRouter};
 use crate::infrastructure::config::{GuildConfig, PluginsConfig};
 use crate::infrastructure::event_relay::{relay_finished, EventStream, LogRelay, DRAIN_ON_STOP};
 use crate::infrastructure::follow::follow;
@@ -78,6 +80,8 @@ pub struct GuildDeps {
     /// The durable stream of message events (`None`: messages make no events, as in tools
     /// and tests that do not need them).
     pub events: Option<EventStream>,
+    /// This node's relays: the fan-out path to its sessions.
+    pub relays: Relays,
 }
 
 type BatchFuture = Pin<Box<dyn Future<Output = Result<LoggedBatch, FencedOff>> + Send>>;
@@ -89,7 +93,9 @@ type InFlight = (Vec<RequestId>, Vec<(usize, LogEntry)>, BatchFuture);
 struct GuildActor {
     state: GuildState,
     /// The connected sessions: their address and how to reach them.
-    sessions: HashMap<SessionId, (SessionRef, SessionRoute)>,
+    sessions: Sessions,
+    /// Hands events to the relays and other nodes.
+    fanout: Fanout,
     /// Where each command in progress is answered.
     reply_to: HashMap<RequestId, ReplyTo>,
     replies: Arc<Replies>,
@@ -189,6 +195,7 @@ pub fn spawn_guild(
     let actor = GuildActor {
         state,
         sessions: HashMap::new(),
+        fanout: Fanout::new(deps.relays, handle.clone(), deps.sessions.clone(), deps.metrics.clone()),
         reply_to: HashMap::new(),
         replies: deps.replies,
         router: deps.sessions,
@@ -275,6 +282,7 @@ impl GuildActor {
         let mut mailbox_open = true;
         loop {
             self.moderate_pending().await;
+            self.fanout.flush().await;
             if !mailbox_open && inflight.is_none() && self.queued.is_empty() && self.to_moderate.is_empty() {
                 break; // stopped, and everything it accepted is stored and answered
             }
@@ -343,6 +351,8 @@ impl GuildActor {
                     }
                 }
             }
+            // What the input fanned out goes to the relays before the next input.
+            self.fanout.flush().await;
         }
         // Its events go to the stream before another node may own the guild (what does not
         // in time stays stored: the next incarnation relays it).
@@ -603,9 +613,7 @@ impl GuildActor {
         let old = self.sessions.remove(&from).map(|(_, route)| route);
         // The marker follows everything sent to `from` so far, on the same path.
         match old.clone().or_else(|| self.router.route(from)) {
-            Some(SessionRoute::Local(handle)) => {
-                let _ = handle.tx.try_send(SessionMsg::Moved(guild)); // full: it waits out its deadline
-            }
+            Some(SessionRoute::Local(handle)) => self.fanout.moved(handle, guild),
             Some(SessionRoute::Remote(node)) => self.router.moved(node, guild, from),
             None => {}
         }
@@ -624,35 +632,6 @@ impl GuildActor {
                 self.run_effects(fx);
             }
         }
-    }
-
-    /// Offers one serialized dispatch to sessions; returns those that are gone or too slow.
-    /// Sessions on other nodes are grouped: one forward per node (no allocation while every
-    /// session is local).
-    fn deliver(&mut self, targets: Vec<SessionId>, prefix: &DispatchPrefix) -> Vec<SessionId> {
-        let mut delivered = 0u64;
-        let mut dropped: Vec<SessionId> = Vec::new();
-        let mut remote: BTreeMap<NodeId, Vec<SessionId>> = BTreeMap::new();
-        for id in targets {
-            match self.sessions.get(&id) {
-                None => continue,
-                Some((_, SessionRoute::Remote(node))) => remote.entry(*node).or_default().push(id),
-                Some((_, SessionRoute::Local(handle))) => match handle.offer(prefix) {
-                    Offer::Queued => delivered += 1,
-                    Offer::Overflowed => {
-                        M::inc(&self.metrics.slow_consumer_drops);
-                        dropped.push(id);
-                    }
-                    Offer::Gone => dropped.push(id),
-                },
-            }
-        }
-        for (node, sessions) in &remote {
-            self.router.forward(*node, self.state.guild().id, sessions, prefix);
-            M::inc(&self.metrics.node_forwards);
-        }
-        self.metrics.deliveries.fetch_add(delivered, Relaxed);
-        dropped
     }
 
     fn run_effects(&mut self, fx: Vec<Effect>) {
@@ -683,36 +662,7 @@ impl GuildActor {
                             bot.offer(&event);
                         }
                     }
-                    let mut targets = self.state.audience(&audience);
-                    if targets.is_empty() {
-                        continue;
-                    }
-                    // Bot sessions without the MESSAGE_CONTENT intent get messages without
-                    // their content (Discord's rule): a second form, serialized once too.
-                    let blind = match &*event {
-                        GuildEvent::MessageCreate { message, .. } | GuildEvent::MessageUpdate { message, .. } => {
-                            let (full, blind) =
-                                targets.into_iter().partition(|s| self.state.reads_content(*s, message));
-                            targets = full;
-                            blind
-                        }
-                        _ => Vec::new(),
-                    };
-                    // Discord's JSON is made here, at the edge: once per event and form.
-                    M::inc(&self.metrics.dispatches);
-                    let mut dropped = Vec::new();
-                    if !targets.is_empty() {
-                        let prefix = DispatchPrefix::encode(event.name(), &event.discord_data());
-                        dropped.extend(self.deliver(targets, &prefix));
-                    }
-                    if !blind.is_empty() {
-                        let prefix = DispatchPrefix::encode(event.name(), &event.without_content().discord_data());
-                        dropped.extend(self.deliver(blind, &prefix));
-                    }
-                    for session in dropped {
-                        self.sessions.remove(&session);
-                        work.extend(self.state.handle(Input::SessionDisconnect { session }));
-                    }
+                    self.fanout.dispatch(&self.state, &self.sessions, &audience, &event);
                 }
                 Effect::ForgetSession(session) => {
                     self.sessions.remove(&session);
@@ -729,7 +679,7 @@ mod tests {
     use crate::addresses::registry::SessionRegistry;
     use crate::addresses::session::{Delivered, SessionHandle, SessionMsg, SessionShared, ToUser};
     use crate::infrastructure::clock::TokioClock;
-    use guildhall_core::gateway::intents;
+    use guildhall_core::gateway::{intents, DispatchPrefix};
     use guildhall_core::guild::{GuildCommand, GuildError, MessageCommand, Reply};
     use guildhall_core::model::{Channel, Guild, GuildId, Member, User, UserId};
     use guildhall_core::Snowflake;
@@ -793,6 +743,7 @@ mod tests {
             plugin_bus: None,
             bot_placement: None,
             events: None,
+            relays: Relays::spawn(2, 4096, metrics.clone()),
         };
         (spawn_guild(state, deps, None, None).0, metrics)
     }
@@ -826,6 +777,34 @@ mod tests {
         serde_json::from_slice(&prefix.with_seq(1)).unwrap()
     }
 
+    /// The contents of the MESSAGE_CREATEs a session receives: `n` of them (dispatches go
+    /// through a relay after the sender was answered, so they may still be on their way),
+    /// then whatever else is already queued.
+    async fn created(rx: &mut mpsc::Receiver<SessionMsg>, n: usize) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while seen.len() < n {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => seen.push(event(msg)),
+                _ => break,
+            }
+            seen.retain(|v| v["t"] == "MESSAGE_CREATE");
+        }
+        while let Ok(msg) = rx.try_recv() {
+            seen.push(event(msg));
+        }
+        seen.retain(|v| v["t"] == "MESSAGE_CREATE");
+        seen
+    }
+
+    /// Waits (up to 5 s) until `done` holds.
+    async fn eventually(done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_slow_session_is_dropped_and_nobody_else_waits() {
         let (guild, metrics, dir, sessions) = guild_with(&[1, 2]).await;
@@ -838,18 +817,14 @@ mod tests {
             let reply = guild.call(create(1, format!("m{i}")), Duration::from_secs(5)).await;
             assert!(matches!(reply, Ok(Reply::Message(_))), "the guild keeps answering: {reply:?}");
         }
-        let mut contents = Vec::new();
-        while let Ok(msg) = fast_rx.try_recv() {
-            let v = event(msg);
-            if v["t"] == "MESSAGE_CREATE" {
-                contents.push(v["d"]["content"].as_str().unwrap().to_owned());
-            }
-        }
+        let contents: Vec<String> =
+            created(&mut fast_rx, 20).await.iter().map(|v| v["d"]["content"].as_str().unwrap().to_owned()).collect();
         assert_eq!(
             contents,
             (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>(),
             "the fast session got everything, in order"
         );
+        eventually(|| slow_shared.is_overflowed()).await;
         assert!(slow_shared.is_overflowed(), "the slow session was told it overflowed");
         assert_eq!(metrics.slow_consumer_drops.load(Relaxed), 1);
         let mut queued = 0;
@@ -874,13 +849,8 @@ mod tests {
         assert!(matches!(gave_up, Err(CallError::Busy | CallError::Guild(GuildError::Busy))), "{gave_up:?}");
         let reply = guild.call(create(1, "in time".into()), Duration::from_secs(5)).await;
         assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
-        let mut contents = Vec::new();
-        while let Ok(msg) = rx.try_recv() {
-            let v = event(msg);
-            if v["t"] == "MESSAGE_CREATE" {
-                contents.push(v["d"]["content"].as_str().unwrap().to_owned());
-            }
-        }
+        let contents: Vec<String> =
+            created(&mut rx, 1).await.iter().map(|v| v["d"]["content"].as_str().unwrap().to_owned()).collect();
         assert_eq!(contents, ["in time"]);
         assert_eq!(metrics.commands_expired.load(Relaxed), 1);
         let _ = std::fs::remove_dir_all(dir);
@@ -973,13 +943,8 @@ mod tests {
             let Ok(Reply::Message(m)) = c.await.unwrap() else { panic!("create failed") };
             acked.push(m.id);
         }
-        let mut seen = Vec::new();
-        while let Ok(msg) = rx.try_recv() {
-            let v = event(msg);
-            if v["t"] == "MESSAGE_CREATE" {
-                seen.push(v["d"]["id"].as_str().unwrap().parse::<u64>().unwrap());
-            }
-        }
+        let seen: Vec<u64> =
+            created(&mut rx, 100).await.iter().map(|v| v["d"]["id"].as_str().unwrap().parse().unwrap()).collect();
         assert_eq!(seen.len(), 100);
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "dispatch order is id order");
         acked.sort();
@@ -1042,7 +1007,13 @@ mod tests {
             [(7, "GUILD_CREATE"), (7, "MESSAGE_CREATE"), (7, "MOVED")].map(|(n, s)| (n, s.to_owned())),
             "the old node hears up to the marker, then nothing"
         );
-        let got: Vec<serde_json::Value> = std::iter::from_fn(|| here_rx.try_recv().ok()).map(event).collect();
+        // A call is answered after everything sent before it was handed to the relays.
+        guild.call(GuildCommand::Snapshot { user: Snowflake(1) }, Duration::from_secs(5)).await.unwrap();
+        let mut got = Vec::new();
+        while got.is_empty() {
+            got.push(event(here_rx.recv().await.unwrap()));
+        }
+        got.extend(std::iter::from_fn(|| here_rx.try_recv().ok()).map(event));
         assert_eq!(got.len(), 1, "no GUILD_CREATE, no presence: only what came after the move: {got:?}");
         assert_eq!(got[0]["d"]["content"], "after");
 
@@ -1050,7 +1021,9 @@ mod tests {
         let away = SessionRef { id: SessionId(102), user: Snowflake(2), intents };
         guild.send(GuildMsg::Move { from: SessionId(5), to: away, status: Status::Idle }).await;
         assert!(post("later").await.is_ok());
-        assert!(matches!(here_rx.try_recv(), Ok(SessionMsg::Moved(g)) if g == Snowflake(10)));
+        let marker = tokio::time::timeout(Duration::from_secs(5), here_rx.recv()).await;
+        assert!(matches!(marker, Ok(Some(SessionMsg::Moved(g))) if g == Snowflake(10)));
+        guild.call(GuildCommand::Snapshot { user: Snowflake(1) }, Duration::from_secs(5)).await.unwrap();
         assert!(here_rx.try_recv().is_err(), "nothing after the marker");
         let last = router.forwarded.lock().unwrap().last().cloned().unwrap();
         assert_eq!(last, (7, vec![SessionId(102)], "MESSAGE_CREATE".to_owned()));
@@ -1082,6 +1055,8 @@ mod tests {
             let reply = guild.call(create(1, format!("m{i}")), Duration::from_secs(5)).await;
             assert!(matches!(reply, Ok(Reply::Message(_))), "{reply:?}");
         }
+        // Answered after the last create's fan-out: every forward was made.
+        guild.call(GuildCommand::Snapshot { user: Snowflake(1) }, Duration::from_secs(5)).await.unwrap();
         let forwarded = router.forwarded.lock().unwrap().clone();
         let expected: Vec<(NodeId, Vec<SessionId>, String)> = (0..3)
             .flat_map(|_| {
@@ -1092,11 +1067,7 @@ mod tests {
             })
             .collect();
         assert_eq!(forwarded, expected, "one forward per node with recipients, per event; never one per session");
-        let mut local = 0;
-        while let Ok(msg) = here_rx.try_recv() {
-            local += usize::from(event(msg)["t"] == "MESSAGE_CREATE");
-        }
-        assert_eq!(local, 3, "the local session is offered directly");
+        assert_eq!(created(&mut here_rx, 3).await.len(), 3, "the local session gets them through its relay");
         assert_eq!(metrics.node_forwards.load(Relaxed), 6 + connected.len() as u64);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -1143,7 +1114,7 @@ mod tests {
             config: GuildConfig::default(),
             plugins: None,
             plugin_limits: Default::default(),
-            audit: AuditLog::spawn(data.store().clone(), ids, metrics),
+            audit: AuditLog::spawn(data.store().clone(), ids, metrics.clone()),
             replies: Replies::new(0, clock),
             sessions,
             locator: None,
@@ -1151,6 +1122,7 @@ mod tests {
             plugin_bus: None,
             bot_placement: None,
             events: None,
+            relays: Relays::spawn(2, 4096, metrics.clone()),
         };
         let ownership: Arc<dyn Ownership> = fence_state.clone();
         let token = ownership.acquire("guild", Snowflake(10)).await.unwrap();

@@ -65,9 +65,11 @@ pub struct SessionShared {
 }
 
 impl SessionShared {
-    pub fn mark_overflowed(&self) {
-        self.overflowed.store(true, Ordering::Release);
+    /// Flags the session as too slow; `true` the first time.
+    pub fn mark_overflowed(&self) -> bool {
+        let first = !self.overflowed.swap(true, Ordering::AcqRel);
         self.notify.notify_one();
+        first
     }
     pub fn is_overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Acquire)
@@ -182,15 +184,16 @@ impl SessionHandle {
     }
 
     /// Never waits: a full queue means the session cannot keep up, and it is dropped
-    /// rather than allowed to stall whoever is fanning out.
+    /// rather than allowed to stall whoever is fanning out. A session already dropped
+    /// takes nothing more (it is `Gone` until its guilds hear that it left).
     pub fn offer(&self, prefix: &DispatchPrefix) -> Offer {
+        if self.shared.is_overflowed() {
+            return Offer::Gone;
+        }
         match self.tx.try_send(SessionMsg::Dispatch(prefix.clone())) {
             Ok(()) => Offer::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.mark_overflowed();
-                Offer::Overflowed
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+            Err(mpsc::error::TrySendError::Full(_)) if self.shared.mark_overflowed() => Offer::Overflowed,
+            Err(_) => Offer::Gone,
         }
     }
 }
