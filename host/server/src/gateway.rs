@@ -18,12 +18,13 @@ use guildhall_core::gateway::close;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::rest::error::ApiError;
 use crate::session_actor::{run_session, Conn, Inbound, Writer};
+use crate::write_buffer::GatheringWriter;
 
 /// Frames a reader may queue ahead of its session actor (it then stops reading: TCP
 /// backpressure reaches the client).
@@ -59,10 +60,10 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> Result<Response<Ful
         let (read, write) = ws.split(|io| {
             let (r, w) = tokio::io::split(io);
             let counted = CountedWrites { inner: w, metrics: metrics.clone() };
-            (r, BufWriter::with_capacity(16 * 1024, Box::new(counted) as Box<dyn AsyncWrite + Send + Unpin>))
+            (r, GatheringWriter::new(Box::new(counted) as Box<dyn AsyncWrite + Send + Unpin>))
         });
         let mut writer: Writer = write;
-        writer.set_writev(false); // frames are copied into the BufWriter: one syscall per batch
+        writer.set_writev(false); // frames are gathered in the writer: one syscall per batch
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let reader = tokio::spawn(read_loop(read, tx, app.config.gateway.max_frame_bytes)).abort_handle();
         let zlib = zlib_stream.then(crate::compress::ZlibStream::new);

@@ -18,6 +18,7 @@ mod prometheus;
 mod rest;
 pub mod server;
 mod session_actor;
+mod write_buffer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -20,16 +20,18 @@ use guildhall_core::guild::SessionId;
 use guildhall_core::model::{GuildId, Member, UserId};
 use guildhall_core::session::{Effect, Input, MemberRequest, Phase, ResumeOutcome, Session};
 use serde_json::json;
-use tokio::io::{AsyncWrite, BufWriter};
+use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use guildhall_runtime::addresses::guild_ref::{GuildMsg, GuildRef};
 use guildhall_runtime::addresses::session::{MovedSession, SessionHandle, SessionMsg, SessionRef, SessionShared};
 
 use crate::app::App;
+use crate::write_buffer::GatheringWriter;
 
-/// The write half of a client WebSocket, buffered so that a batch of frames is one write.
-pub type Writer = WebSocketWrite<BufWriter<Box<dyn AsyncWrite + Send + Unpin>>>;
+/// The write half of a client WebSocket: a batch of frames is gathered into one write, and
+/// the buffer exists only while it holds something.
+pub type Writer = WebSocketWrite<GatheringWriter<Box<dyn AsyncWrite + Send + Unpin>>>;
 
 /// What the reader task reports about the client's side of the connection.
 #[derive(Debug)]
