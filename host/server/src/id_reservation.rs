@@ -6,7 +6,7 @@
 //! [`AHEAD_MS`] for its clock to pass the old reservation.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Release};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,14 +147,16 @@ async fn keep_extending(
     clock: Arc<dyn Clock>,
     extended: Arc<AtomicU64>,
 ) {
-    let mut every = tokio::time::interval(EXTEND_EVERY);
+    // The first extension one period after the start's own reservation.
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EXTEND_EVERY, EXTEND_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Logged when extending starts failing and when it works again, not on every try
     // (a storage outage would otherwise log twice a second).
     let mut failing = false;
     while Arc::strong_count(&extended) > 1 {
         every.tick().await;
-        match extend(node, &holder, lease.as_ref(), &path, &*clock).await {
+        let current = extended.load(Acquire);
+        match extend(node, &holder, lease.as_ref(), &path, &*clock, current).await {
             Ok(until) => {
                 extended.fetch_max(until, Release);
                 if std::mem::take(&mut failing) {
@@ -171,19 +173,22 @@ async fn keep_extending(
 }
 
 /// One extension: the lease renewed (if any), then the reservation written: until when.
+/// It never moves back from `current` (a wall clock that stepped back must not shrink the
+/// reservation below ids already issued: a restart would issue them again).
 async fn extend(
     node: u16,
     holder: &str,
     lease: Option<&NodeLease>,
     path: &Path,
     clock: &dyn Clock,
+    current: u64,
 ) -> Result<u64, String> {
     if let Some(lease) = lease {
         if !lease.store.lease_node_id(node, holder, LEASE_MS).await.map_err(|e| e.to_string())? {
             return Err("another host took this node id (give this host other [ids] values)".into());
         }
     }
-    let until = clock.unix_ms() + AHEAD_MS;
+    let until = (clock.unix_ms() + AHEAD_MS).max(current);
     write(path, until)?; // on the reservation's own thread: blocking it blocks nothing else
     Ok(until)
 }
@@ -233,6 +238,25 @@ mod tests {
         drop(runtime);
         let _ = std::fs::remove_dir_all(dir);
         assert!(least_ahead_ms > 0, "ids ran out: the reservation fell {} ms behind the clock", -least_ahead_ms);
+    }
+
+    /// A wall clock that steps back while the host runs (NTP) never shrinks the reservation
+    /// on disk: ids up to it may have been issued, and a restart must not issue them again.
+    #[test]
+    fn a_clock_that_steps_back_never_shrinks_the_reservation() {
+        const T0: u64 = 1_700_000_000_000;
+        let dir = std::env::temp_dir().join(format!("guildhall-ids-back-{}", std::process::id()));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let clock = Arc::new(guildhall_core::clock::ManualClock::new(T0));
+        let (_, reserved) = runtime.block_on(start(&dir, 6, None, clock.clone())).unwrap();
+        let first = read(&path(&dir, 6)).unwrap();
+        assert_eq!(first, T0 + AHEAD_MS);
+        clock.set_unix_ms(T0 - 60_000);
+        std::thread::sleep(EXTEND_EVERY * 3); // extended twice or more meanwhile
+        let on_disk = read(&path(&dir, 6)).unwrap();
+        drop(reserved);
+        let _ = std::fs::remove_dir_all(dir);
+        assert_eq!(on_disk, first, "the reservation moved back by {} ms", first.saturating_sub(on_disk));
     }
 
     /// A clock behind the last run's reservation, in virtual time: a few seconds behind,

@@ -19,6 +19,8 @@ mod rest;
 pub mod server;
 mod session_actor;
 mod write_buffer;
+/// Not used by the gateway yet: the codec the relays that own their sessions will read with.
+pub mod ws_codec;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
