@@ -3,8 +3,9 @@
 //! It owns the guild's state and its sessions' handles, and does the IO the state machine
 //! asks for: writes go to storage in ordered batches (one batch in flight at a time, so a
 //! guild's writes are applied and acknowledged in the order it decided them, while many
-//! messages share one commit), and dispatches are serialized once and offered to every
-//! target session without waiting (a full session queue drops that session, never the guild).
+//! messages share one commit), every caller of a stored batch is answered before its
+//! fan-out, and dispatches are serialized once and handed to the relays (`fanout.rs`),
+//! never offered per session here (a full session queue drops that session, never the guild).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
