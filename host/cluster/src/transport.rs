@@ -313,6 +313,7 @@ impl Transport {
                     gone.push(session);
                 }
                 Offer::Gone => gone.push(session),
+                Offer::Dropped => {}
             }
         }
         self.count(delivered);

@@ -47,67 +47,103 @@ const fn error(code: u16, reason: &'static str) -> FrameError {
     FrameError { code, reason }
 }
 
+/// A frame's header, as it lies at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// FIN, the reserved bits and the opcode.
+    pub first: u8,
+    pub mask: Option<[u8; 4]>,
+    /// Where the payload starts, and how long the header says it is.
+    pub payload_at: usize,
+    pub payload_len: u64,
+}
+
+impl Header {
+    pub fn fin(&self) -> bool {
+        self.first & 0x80 != 0
+    }
+    pub fn reserved_bits(&self) -> u8 {
+        self.first & 0x70
+    }
+    pub fn opcode(&self) -> u8 {
+        self.first & 0x0F
+    }
+}
+
+/// The header at the start of `buf`; `None` while it is incomplete.
+pub fn decode_header(buf: &[u8]) -> Option<Header> {
+    let [first, second, ..] = *buf else { return None };
+    let (length_at, payload_len) = match second & 0x7F {
+        126 => (4, u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().expect("2 bytes")))),
+        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().expect("8 bytes"))),
+        short => (2, u64::from(short)),
+    };
+    let (mask, payload_at) = match second & 0x80 {
+        0 => (None, length_at),
+        _ => (Some(buf.get(length_at..length_at + 4)?.try_into().expect("4 bytes")), length_at + 4),
+    };
+    Some(Header { first, mask, payload_at, payload_len })
+}
+
+/// Appends a header: `first` (FIN, reserved bits, opcode), the length of the payload in its
+/// shortest form, and the mask if there is one (a client's frames have one, a server's not).
+pub fn put_header(out: &mut Vec<u8>, first: u8, payload_len: usize, mask: Option<[u8; 4]>) {
+    let masked = if mask.is_some() { 0x80 } else { 0 };
+    out.push(first);
+    match payload_len {
+        0..=125 => out.push(masked | payload_len as u8),
+        126..=0xFFFF => {
+            out.push(masked | 126);
+            out.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(masked | 127);
+            out.extend_from_slice(&(payload_len as u64).to_be_bytes());
+        }
+    }
+    if let Some(mask) = mask {
+        out.extend_from_slice(&mask);
+    }
+}
+
+/// Appends a client's frame, masked as RFC 6455 requires (load generators and tests).
+pub fn put_client_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    put_header(out, first, payload.len(), Some(mask));
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+}
+
 /// The first frame of `buf`, unmasked in place: `Ok(None)` while it is incomplete. A frame
 /// whose payload is longer than `max_payload` is refused as soon as its header says so.
 pub fn decode_client(buf: &mut [u8], max_payload: usize) -> Result<Option<ClientFrame>, FrameError> {
-    let [first, second, ..] = *buf else { return Ok(None) };
-    let (fin, opcode) = (first & 0x80 != 0, first & 0x0F);
-    if first & 0x70 != 0 {
+    let Some(header) = decode_header(buf) else { return Ok(None) };
+    let (fin, opcode) = (header.fin(), header.opcode());
+    if header.reserved_bits() != 0 {
         return Err(error(PROTOCOL_ERROR, "reserved bits set"));
     }
-    if second & 0x80 == 0 {
+    let Some(mask) = header.mask else {
         return Err(error(PROTOCOL_ERROR, "an unmasked client frame"));
-    }
-    let control = opcode & 0x8 != 0;
+    };
     match opcode {
         opcode::CONTINUATION | opcode::TEXT | opcode::BINARY => {}
         opcode::CLOSE | opcode::PING | opcode::PONG => {}
         _ => return Err(error(PROTOCOL_ERROR, "an unknown opcode")),
     }
-    let (length_at, payload_len) = match second & 0x7F {
-        126 if buf.len() >= 4 => (4, u64::from(u16::from_be_bytes([buf[2], buf[3]]))),
-        127 if buf.len() >= 10 => (10, u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"))),
-        126 | 127 => return Ok(None),
-        short => (2, u64::from(short)),
-    };
-    if control && (!fin || payload_len > 125) {
+    let control = opcode & 0x8 != 0;
+    if control && (!fin || header.payload_len > 125) {
         return Err(error(PROTOCOL_ERROR, "a fragmented or long control frame"));
     }
-    if payload_len > max_payload as u64 {
+    if header.payload_len > max_payload as u64 {
         return Err(error(TOO_BIG, "payload too large"));
     }
-    let payload_at = length_at + 4;
-    let len = payload_at + payload_len as usize;
+    let payload_at = header.payload_at;
+    let len = payload_at + header.payload_len as usize;
     if buf.len() < len {
         return Ok(None);
     }
-    let mask: [u8; 4] = buf[length_at..payload_at].try_into().expect("4 bytes");
     for (i, byte) in buf[payload_at..len].iter_mut().enumerate() {
         *byte ^= mask[i % 4];
     }
     Ok(Some(ClientFrame { fin, opcode, payload: payload_at..len, len }))
-}
-
-/// A server frame's header (unmasked, whole) for a payload of `len` bytes, in `out`;
-/// returns its length.
-pub fn server_header(opcode: u8, len: usize, out: &mut [u8; 10]) -> usize {
-    out[0] = 0x80 | opcode;
-    match len {
-        0..=125 => {
-            out[1] = len as u8;
-            2
-        }
-        126..=0xFFFF => {
-            out[1] = 126;
-            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            4
-        }
-        _ => {
-            out[1] = 127;
-            out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        }
-    }
 }
 
 /// A data message being reassembled from fragments (at most `max` bytes in all).
@@ -181,20 +217,8 @@ mod tests {
     use super::*;
 
     fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        put_client_frame(&mut out, first, payload, mask);
         out
     }
 
@@ -269,13 +293,22 @@ mod tests {
     }
 
     #[test]
-    fn server_headers_say_the_length_in_the_shortest_form() {
-        let mut out = [0u8; 10];
-        let n = server_header(opcode::TEXT, 5, &mut out);
-        assert_eq!(&out[..n], &[0x81, 5]);
-        let n = server_header(opcode::BINARY, 300, &mut out);
-        assert_eq!(&out[..n], &[0x82, 126, 1, 44]);
-        let n = server_header(opcode::TEXT, 70_000, &mut out);
-        assert_eq!(&out[..n], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    fn headers_say_the_length_in_the_shortest_form_and_read_back() {
+        let header = |first, len, mask| {
+            let mut out = Vec::new();
+            put_header(&mut out, first, len, mask);
+            out
+        };
+        assert_eq!(header(0x81, 5, None), [0x81, 5]);
+        assert_eq!(header(0x82, 300, None), [0x82, 126, 1, 44]);
+        assert_eq!(header(0x81, 70_000, None), [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        assert_eq!(header(0x81, 5, Some([1, 2, 3, 4])), [0x81, 0x85, 1, 2, 3, 4]);
+        for (len, mask) in [(0, None), (125, Some([9; 4])), (126, None), (65_536, Some([7; 4]))] {
+            let bytes = header(0x82, len, mask);
+            let read = decode_header(&bytes).unwrap();
+            assert_eq!((read.opcode(), read.fin(), read.mask, read.payload_len), (0x2, true, mask, len as u64));
+            assert_eq!(read.payload_at, bytes.len());
+            assert_eq!(decode_header(&bytes[..bytes.len() - 1]), None, "incomplete");
+        }
     }
 }

@@ -1,18 +1,12 @@
-//! The bytes the load generator reads and writes, without a WebSocket library in the way:
-//! a server's frames are unmasked and (from this host) never fragmented, so the generator
-//! finds each frame's bounds in its read buffer and looks at the payload where it lies,
+//! The bytes the load generator reads: a server's frames are unmasked and (from this
+//! host) never fragmented, so the generator finds each frame's bounds in its read buffer
+//! (with the gateway's own codec, `ws_codec`) and looks at the payload where it lies,
 //! never copying it and never parsing its JSON. A delivered message is recognised by the
 //! marker its sender put at the start of its content, and the send time that follows it is
 //! read as digits. Pure, so the parsing is tested here on bytes.
 
+use guildhall_server::ws_codec::decode_header;
 use memchr::memmem;
-
-/// Opcodes (RFC 6455, 5.2).
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
 
 /// What the senders' messages start with: `gw:{send time, unix µs}:{number} ...`.
 pub const CONTENT_PREFIX: &str = "gw:";
@@ -36,45 +30,19 @@ impl FrameBounds {
 /// The first frame of `buf`: `Ok(None)` while it is incomplete; an error for what a server
 /// must not send (a masked frame, a fragment, reserved bits).
 pub fn next_frame(buf: &[u8]) -> Result<Option<FrameBounds>, &'static str> {
-    let [first, second, ..] = *buf else { return Ok(None) };
-    if first & 0x70 != 0 {
+    let Some(header) = decode_header(buf) else { return Ok(None) };
+    if header.reserved_bits() != 0 {
         return Err("reserved bits set");
     }
-    if first & 0x80 == 0 || first & 0x0F == 0 {
+    if !header.fin() || header.opcode() == 0 {
         return Err("a fragmented message (the host sends whole frames)");
     }
-    if second & 0x80 != 0 {
+    if header.mask.is_some() {
         return Err("a masked frame from the server");
     }
-    let (payload_at, payload_len) = match second & 0x7F {
-        126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
-        127 if buf.len() >= 10 => {
-            let len = u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"));
-            (10, usize::try_from(len).map_err(|_| "a frame larger than memory")?)
-        }
-        126 | 127 => return Ok(None),
-        short => (2, short as usize),
-    };
-    let frame = FrameBounds { opcode: first & 0x0F, payload_at, payload_len };
+    let payload_len = usize::try_from(header.payload_len).map_err(|_| "a frame larger than memory")?;
+    let frame = FrameBounds { opcode: header.opcode(), payload_at: header.payload_at, payload_len };
     Ok((buf.len() >= frame.len()).then_some(frame))
-}
-
-/// Appends a client frame (masked, as RFC 6455 requires of clients) to `out`.
-pub fn put_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
 }
 
 /// Finds the benchmark's messages in dispatches.
@@ -113,20 +81,11 @@ pub fn trailing_seq(json: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use guildhall_server::ws_codec::opcode;
 
     fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![0x80 | opcode];
-        match payload.len() {
-            n @ 0..=125 => out.push(n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
+        let mut out = Vec::new();
+        guildhall_server::ws_codec::put_header(&mut out, 0x80 | opcode, payload.len(), None);
         out.extend_from_slice(payload);
         out
     }
@@ -135,12 +94,12 @@ mod tests {
     fn frames_of_every_length_form_are_found_whole_and_not_before() {
         for len in [0, 1, 125, 126, 1000, 65_535, 65_536, 200_000] {
             let payload = vec![b'x'; len];
-            let bytes = [server_frame(TEXT, &payload), server_frame(PING, b"p")].concat();
+            let bytes = [server_frame(opcode::TEXT, &payload), server_frame(opcode::PING, b"p")].concat();
             let first = next_frame(&bytes).unwrap().unwrap();
-            assert_eq!((first.opcode, first.payload_len), (TEXT, len));
+            assert_eq!((first.opcode, first.payload_len), (opcode::TEXT, len));
             assert_eq!(&bytes[first.payload_at..first.len()], payload.as_slice());
             let second = next_frame(&bytes[first.len()..]).unwrap().unwrap();
-            assert_eq!((second.opcode, &bytes[first.len() + second.payload_at..]), (PING, &b"p"[..]));
+            assert_eq!((second.opcode, &bytes[first.len() + second.payload_at..]), (opcode::PING, &b"p"[..]));
             for cut in [0, 1, first.payload_at - 1, first.len() - 1] {
                 if cut < first.len() {
                     assert_eq!(next_frame(&bytes[..cut]), Ok(None), "len {len}, cut at {cut}");
@@ -155,25 +114,6 @@ mod tests {
         assert!(next_frame(&[0x80, 0x00]).is_err(), "a continuation");
         assert!(next_frame(&[0x81, 0x80, 0, 0, 0, 0]).is_err(), "masked");
         assert!(next_frame(&[0xC1, 0x00]).is_err(), "RSV1 (no extension was agreed)");
-    }
-
-    #[test]
-    fn a_masked_client_frame_unmasks_to_its_payload() {
-        for len in [5, 300, 70_000] {
-            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let mut out = Vec::new();
-            put_masked(&mut out, TEXT, &payload, [1, 2, 3, 4]);
-            let header = match len {
-                0..=125 => 2,
-                126..=0xFFFF => 4,
-                _ => 10,
-            };
-            assert_eq!(out[0], 0x81);
-            assert_eq!(out[1] & 0x80, 0x80, "the mask bit");
-            let mask = &out[header..header + 4];
-            let unmasked: Vec<u8> = out[header + 4..].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
-            assert_eq!(unmasked, payload);
-        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use guildhall_server::ws_codec::{opcode, put_client_frame};
+
 use super::frames::{self, Scanner};
 
 #[derive(clap::Args, Debug)]
@@ -261,7 +263,7 @@ async fn run_session(spec: SessionSpec, permit: OwnedSemaphorePermit, stats: Rc<
             _ = beat => {
                 let state = &mut session.state;
                 let seq = state.seq.map_or("null".to_owned(), |s| s.to_string());
-                state.send(frames::TEXT, format!(r#"{{"op":1,"d":{seq}}}"#).as_bytes());
+                state.send(opcode::TEXT, format!(r#"{{"op":1,"d":{seq}}}"#).as_bytes());
                 next_beat = state.heartbeat.map(|every| tokio::time::Instant::now() + every);
                 Ok(usize::MAX)
             }
@@ -347,7 +349,7 @@ impl Session {
             let payload = &self.buf[at + frame.payload_at..at + frame.len()];
             at += frame.len();
             match frame.opcode {
-                frames::TEXT | frames::BINARY => match &mut self.inflate {
+                opcode::TEXT | opcode::BINARY => match &mut self.inflate {
                     Some(inflate) => {
                         let mut scratch = stats.scratch.borrow_mut();
                         inflate_into(inflate, payload, &mut scratch)?;
@@ -355,13 +357,13 @@ impl Session {
                     }
                     None => self.state.on_message(payload, stats, now_us)?,
                 },
-                frames::PING => self.state.send(frames::PONG, payload),
-                frames::CLOSE if self.state.setup.is_some() => {
+                opcode::PING => self.state.send(opcode::PONG, payload),
+                opcode::CLOSE if self.state.setup.is_some() => {
                     let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
                     let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default());
                     return Err(format!("closed by the host while setting up: {code:?} {reason}"));
                 }
-                frames::CLOSE => open = false,
+                opcode::CLOSE => open = false,
                 _ => {}
             }
         }
@@ -397,7 +399,7 @@ impl SessionState {
                     "intents": SESSION_INTENTS,
                     "properties": { "os": "linux", "browser": "guildhall-bench", "device": "guildhall-bench" },
                 }});
-                self.send(frames::TEXT, identify.to_string().as_bytes());
+                self.send(opcode::TEXT, identify.to_string().as_bytes());
             }
             (Some(9), _) => return Err(format!("INVALID_SESSION: {value}")),
             (Some(0), Some("GUILD_CREATE")) => {
@@ -414,7 +416,7 @@ impl SessionState {
         self.mask ^= self.mask << 13;
         self.mask ^= self.mask >> 17;
         self.mask ^= self.mask << 5;
-        frames::put_masked(&mut self.out, opcode, payload, self.mask.to_be_bytes());
+        put_client_frame(&mut self.out, 0x80 | opcode, payload, self.mask.to_be_bytes());
     }
 }
 

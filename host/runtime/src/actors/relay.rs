@@ -83,6 +83,7 @@ async fn run_relay(mut mailbox: mpsc::Receiver<RelayMsg>, metrics: Arc<Metrics>)
                             guild.disconnect(session.id);
                         }
                         Offer::Gone => guild.disconnect(session.id),
+                        Offer::Dropped => {}
                     }
                 }
                 metrics.deliveries.fetch_add(delivered, Relaxed);

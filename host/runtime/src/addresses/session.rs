@@ -146,7 +146,7 @@ impl SessionHandle {
                 match self.offer(dispatch) {
                     Offer::Queued => delivered.queued += 1,
                     Offer::Overflowed => delivered.overflowed += 1,
-                    Offer::Gone => {}
+                    Offer::Dropped | Offer::Gone => {}
                 }
             }
             ToUser::JoinGuild(guild) => {
@@ -174,6 +174,9 @@ pub enum Offer {
     Queued,
     /// The queue was full: the session was flagged as too slow and must be forgotten.
     Overflowed,
+    /// Flagged as too slow by an earlier offer, whose caller reported it then: nothing to
+    /// do (reporting it again on every dispatch until its guilds hear would only add load).
+    Dropped,
     /// The session actor is gone.
     Gone,
 }
@@ -185,15 +188,16 @@ impl SessionHandle {
 
     /// Never waits: a full queue means the session cannot keep up, and it is dropped
     /// rather than allowed to stall whoever is fanning out. A session already dropped
-    /// takes nothing more (it is `Gone` until its guilds hear that it left).
+    /// takes nothing more.
     pub fn offer(&self, prefix: &DispatchPrefix) -> Offer {
         if self.shared.is_overflowed() {
-            return Offer::Gone;
+            return Offer::Dropped;
         }
         match self.tx.try_send(SessionMsg::Dispatch(prefix.clone())) {
             Ok(()) => Offer::Queued,
             Err(mpsc::error::TrySendError::Full(_)) if self.shared.mark_overflowed() => Offer::Overflowed,
-            Err(_) => Offer::Gone,
+            Err(mpsc::error::TrySendError::Full(_)) => Offer::Dropped,
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
         }
     }
 }
